@@ -1,0 +1,39 @@
+# flotilla's build and test entry points. `make test` is what CI runs.
+GO       ?= go
+FUZZTIME ?= 4s
+LINT      = $(GO) tool -modfile=tools/go.mod golangci-lint
+
+.PHONY: test check fmt-check vet unit fuzz lint build env-report
+
+## test: gofmt check, go vet, the race-enabled test suite, and a short fuzz of every parser
+test: env-report fmt-check vet unit fuzz
+
+## check: test, plus golangci-lint
+check: test lint
+
+build:
+	$(GO) build -o bin/flotilla ./cmd/flotilla
+
+fmt-check:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*' -not -path './tools/*')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+## fuzz: every Fuzz target in the module, FUZZTIME each
+fuzz:
+	@./scripts/fuzz-all.sh $(FUZZTIME)
+
+lint:
+	$(LINT) run ./...
+
+# One visible line for each external-server suite that will be skipped.
+env-report:
+	@for v in FLOTILLA_TEST_POSTGRES FLOTILLA_TEST_REDIS FLOTILLA_TEST_NATS FLOTILLA_TEST_PROMETHEUS FLOTILLA_TEST_PACT FLOTILLA_TEST_JAEGER; do \
+		eval "val=\$${$$v:-}"; \
+		if [ -z "$$val" ]; then echo "note: $$v not set: suites that need it are skipped"; fi; \
+	done
