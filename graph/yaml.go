@@ -1,0 +1,636 @@
+package graph
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ParseYAML decodes a flotilla.yaml strictly. file names it in errors; root
+// is the repository root the service paths are relative to.
+//
+// The shape:
+//
+//	shared: [go.mod, "shop/kit/**"]
+//	environments:
+//	  staging: {target: kubernetes, namespace: shop, url: https://staging.example.com}
+//	services:
+//	  user-service:
+//	    paths: [shop/user, shop/cmd/user]   # or path: shop/user
+//	    depends_on: []
+//	    publishes: [UserRegistered]
+//	    subscribes: []
+//	    health: /ready
+//	    deploy: {port: 0, package: ./shop/cmd/user, image: "", replicas: 1, env: {}, timeout: 60s}
+//	    smoke:
+//	      - {name: ready, method: GET, path: /ready, status: 200, json_field: status, json_value: ok}
+//	    canary: {steps: [10, 50], interval: 30s, threshold: 2, max_error_rate: 0.01, max_p99: 500ms, min_requests: 20}
+func ParseYAML(file, root string, data []byte) (*Manifest, error) {
+	d := &decoder{file: file}
+	if !utf8.Valid(data) || bytes.IndexByte(data, 0) >= 0 {
+		return nil, d.errf(0, "", "is not a text file (binary or not UTF-8); a manifest is YAML")
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, d.yamlErr(err)
+	}
+	m := &Manifest{File: file, Root: root}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return nil, d.errf(0, "", "is empty; it needs at least a services: mapping")
+	}
+	top := doc.Content[0]
+	if err := noAliases(d, top); err != nil {
+		return nil, err
+	}
+	pairs, err := d.mapping(top, "")
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	sawServices := false
+	for _, kv := range pairs {
+		switch kv.key {
+		case "shared":
+			globs, err := d.strList(kv.val, "shared")
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for _, g := range globs {
+				if _, err := cleanRepoPath(g); err != nil {
+					errs = append(errs, d.errf(kv.val.Line, "shared", "%v", err))
+				}
+			}
+			m.Shared = globs
+		case "environments":
+			envs, err := d.environments(kv.val)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			m.Environments = envs
+		case "services":
+			sawServices = true
+			svcs, err := d.services(kv.val)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			m.Services = svcs
+		default:
+			errs = append(errs, d.unknown(kv, "", "shared, environments, services"))
+		}
+	}
+	if !sawServices && len(errs) == 0 {
+		errs = append(errs, d.errf(top.Line, "", "has no services: mapping"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if err := m.finish(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+type decoder struct{ file string }
+
+type pair struct {
+	key      string
+	keyNode  *yaml.Node
+	val      *yaml.Node
+	fullPath string
+}
+
+func (d *decoder) errf(line int, field, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if field != "" {
+		msg = field + ": " + msg
+	}
+	return errors.New(locate(d.file, line) + msg)
+}
+
+func (d *decoder) yamlErr(err error) error {
+	// yaml.v3 says "yaml: line 3: did not find expected key"; turn it into
+	// file:3: ...
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	}
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if i := strings.Index(rest, ":"); i > 0 {
+			if n, err := strconv.Atoi(rest[:i]); err == nil {
+				return d.errf(n, "", "invalid YAML: %s", strings.TrimSpace(rest[i+1:]))
+			}
+		}
+	}
+	return d.errf(0, "", "invalid YAML: %s", msg)
+}
+
+func noAliases(d *decoder, n *yaml.Node) error {
+	if n.Kind == yaml.AliasNode || n.Anchor != "" {
+		return d.errf(n.Line, "", "YAML anchors and aliases are not supported in a manifest; write the value out")
+	}
+	for _, c := range n.Content {
+		if err := noAliases(d, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!null":
+			return "nothing (null)"
+		case "!!int", "!!float":
+			return "a number (" + n.Value + ")"
+		case "!!bool":
+			return "a boolean (" + n.Value + ")"
+		}
+		return fmt.Sprintf("the text %q", n.Value)
+	}
+	return "an unsupported YAML node"
+}
+
+// mapping returns the key/value pairs of a mapping node, rejecting
+// duplicate and non-text keys. A null node is an empty mapping.
+func (d *decoder) mapping(n *yaml.Node, field string) ([]pair, error) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil, nil
+	}
+	if n.Kind != yaml.MappingNode {
+		what := "the manifest"
+		if field != "" {
+			what = "it"
+		}
+		return nil, d.errf(n.Line, field, "%s must be a mapping, got %s", what, kindName(n))
+	}
+	seen := map[string]int{}
+	out := make([]pair, 0, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.Tag == "!!null" {
+			return nil, d.errf(k.Line, field, "keys must be text, got %s", kindName(k))
+		}
+		if prev, dup := seen[k.Value]; dup {
+			return nil, d.errf(k.Line, join(field, k.Value), "is defined twice (first on line %d)", prev)
+		}
+		seen[k.Value] = k.Line
+		out = append(out, pair{key: k.Value, keyNode: k, val: v, fullPath: join(field, k.Value)})
+	}
+	return out, nil
+}
+
+func join(field, key string) string {
+	if field == "" {
+		return key
+	}
+	return field + "." + key
+}
+
+func (d *decoder) unknown(kv pair, parent, known string) error {
+	return d.errf(kv.keyNode.Line, kv.fullPath, "unknown field %q (known: %s)", kv.key, known)
+}
+
+func (d *decoder) str(n *yaml.Node, field string) (string, error) {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
+		return "", d.errf(n.Line, field, "must be text, got %s", kindName(n))
+	}
+	return n.Value, nil
+}
+
+// scalar accepts any non-null scalar as text (for values compared as text).
+func (d *decoder) scalar(n *yaml.Node, field string) (string, error) {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		return "", d.errf(n.Line, field, "must be a single value, got %s", kindName(n))
+	}
+	return n.Value, nil
+}
+
+func (d *decoder) integer(n *yaml.Node, field string, min, max int) (int, error) {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+		return 0, d.errf(n.Line, field, "must be a whole number, got %s", kindName(n))
+	}
+	v, err := strconv.ParseInt(n.Value, 0, 64)
+	if err != nil || v < int64(min) || v > int64(max) {
+		return 0, d.errf(n.Line, field, "must be a whole number from %d to %d, got %s", min, max, n.Value)
+	}
+	return int(v), nil
+}
+
+func (d *decoder) float(n *yaml.Node, field string, min, max float64) (float64, error) {
+	if n.Kind != yaml.ScalarNode || (n.Tag != "!!float" && n.Tag != "!!int") {
+		return 0, d.errf(n.Line, field, "must be a number, got %s", kindName(n))
+	}
+	v, err := strconv.ParseFloat(n.Value, 64)
+	if err != nil || v != v || v < min || v > max {
+		return 0, d.errf(n.Line, field, "must be a number from %g to %g, got %s", min, max, n.Value)
+	}
+	return v, nil
+}
+
+func (d *decoder) duration(n *yaml.Node, field string) (Duration, error) {
+	s, err := d.str(n, field)
+	if err != nil {
+		return 0, d.errf(n.Line, field, "must be a duration such as 30s or 2m, got %s", kindName(n))
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return 0, d.errf(n.Line, field, "must be a duration such as 30s or 2m, got %q", s)
+	}
+	return Duration(v), nil
+}
+
+// strList decodes a list of non-empty, distinct texts, recording each
+// entry's line into lines (keyed kind/value) when lines is not nil.
+func (d *decoder) strList(n *yaml.Node, field string) ([]string, error) {
+	out, _, err := d.strListLines(n, field)
+	return out, err
+}
+
+func (d *decoder) strListLines(n *yaml.Node, field string) ([]string, []int, error) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil, nil, nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return nil, nil, d.errf(n.Line, field, "must be a list, got %s", kindName(n))
+	}
+	out := make([]string, 0, len(n.Content))
+	lines := make([]int, 0, len(n.Content))
+	seen := map[string]int{}
+	for i, c := range n.Content {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		s, err := d.str(c, f)
+		if err != nil {
+			return nil, nil, err
+		}
+		if strings.TrimSpace(s) == "" {
+			return nil, nil, d.errf(c.Line, f, "is empty")
+		}
+		if prev, dup := seen[s]; dup {
+			return nil, nil, d.errf(c.Line, f, "%q is listed twice (first on line %d)", s, prev)
+		}
+		seen[s] = c.Line
+		out = append(out, s)
+		lines = append(lines, c.Line)
+	}
+	return out, lines, nil
+}
+
+func (d *decoder) environments(n *yaml.Node) ([]*Environment, error) {
+	pairs, err := d.mapping(n, "environments")
+	if err != nil {
+		return nil, err
+	}
+	var out []*Environment
+	var errs []error
+	for _, kv := range pairs {
+		if err := checkName(kv.key); err != nil {
+			errs = append(errs, d.errf(kv.keyNode.Line, "environments", "environment name %v", err))
+			continue
+		}
+		e := &Environment{Name: kv.key, Line: kv.keyNode.Line}
+		fields, err := d.mapping(kv.val, kv.fullPath)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, f := range fields {
+			var err error
+			switch f.key {
+			case "target":
+				e.Target, err = d.str(f.val, f.fullPath)
+				if err == nil && e.Target != "local" && e.Target != "kubernetes" {
+					err = d.errf(f.val.Line, f.fullPath, "unknown target %q (known: local, kubernetes)", e.Target)
+				}
+			case "namespace":
+				e.Namespace, err = d.str(f.val, f.fullPath)
+			case "context":
+				e.Context, err = d.str(f.val, f.fullPath)
+			case "url":
+				e.URL, err = d.str(f.val, f.fullPath)
+			default:
+				err = d.unknown(f, kv.fullPath, "target, namespace, context, url")
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		out = append(out, e)
+	}
+	return out, errors.Join(errs...)
+}
+
+// checkName validates a service or environment name: what DNS labels,
+// Kubernetes objects and file names all accept.
+func checkName(name string) error {
+	if name == "" {
+		return errors.New("is empty")
+	}
+	if len(name) > 63 {
+		return fmt.Errorf("%q is longer than 63 characters", name)
+	}
+	for i, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || (r == '-' && i > 0 && i < len(name)-1)
+		if !ok {
+			return fmt.Errorf("%q may hold only lowercase letters, digits and inner dashes", name)
+		}
+	}
+	return nil
+}
+
+func (d *decoder) services(n *yaml.Node) ([]*Service, error) {
+	pairs, err := d.mapping(n, "services")
+	if err != nil {
+		return nil, err
+	}
+	var out []*Service
+	var errs []error
+	for _, kv := range pairs {
+		if err := checkName(kv.key); err != nil {
+			errs = append(errs, d.errf(kv.keyNode.Line, "services", "service name %v", err))
+			continue
+		}
+		s, err := d.service(kv)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, errors.Join(errs...)
+}
+
+const serviceFields = "path, paths, depends_on, publishes, subscribes, health, deploy, smoke, canary"
+
+func (d *decoder) service(kv pair) (*Service, error) {
+	s := &Service{Name: kv.key, Line: kv.keyNode.Line, refLines: map[string]int{}}
+	fields, err := d.mapping(kv.val, kv.fullPath)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	refs := func(kind string, f pair) []string {
+		list, lines, err := d.strListLines(f.val, f.fullPath)
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		for i, v := range list {
+			s.refLines[kind+"/"+v] = lines[i]
+		}
+		return list
+	}
+	sawPath := false
+	addPath := func(p string, line int, field string) {
+		c, err := cleanRepoPath(p)
+		if err != nil {
+			errs = append(errs, d.errf(line, field, "%v", err))
+			return
+		}
+		if contains(s.Paths, c) {
+			errs = append(errs, d.errf(line, field, "%q is listed twice", c))
+			return
+		}
+		s.Paths = append(s.Paths, c)
+		s.refLines["paths/"+c] = line
+	}
+	for _, f := range fields {
+		switch f.key {
+		case "path":
+			if sawPath {
+				errs = append(errs, d.errf(f.keyNode.Line, f.fullPath, "give either path or paths, not both"))
+				continue
+			}
+			sawPath = true
+			p, err := d.str(f.val, f.fullPath)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			addPath(p, f.val.Line, f.fullPath)
+		case "paths":
+			if sawPath {
+				errs = append(errs, d.errf(f.keyNode.Line, f.fullPath, "give either path or paths, not both"))
+				continue
+			}
+			sawPath = true
+			if f.val.Kind != yaml.SequenceNode {
+				errs = append(errs, d.errf(f.val.Line, f.fullPath, "must be a list of folders, got %s", kindName(f.val)))
+				continue
+			}
+			for i, c := range f.val.Content {
+				fp := fmt.Sprintf("%s[%d]", f.fullPath, i)
+				p, err := d.str(c, fp)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				addPath(p, c.Line, fp)
+			}
+		case "depends_on":
+			s.DependsOn = refs("depends_on", f)
+		case "publishes":
+			s.Publishes = refs("publishes", f)
+		case "subscribes":
+			s.Subscribes = refs("subscribes", f)
+		case "health":
+			h, err := d.str(f.val, f.fullPath)
+			if err == nil && !strings.HasPrefix(h, "/") {
+				err = d.errf(f.val.Line, f.fullPath, "must be an HTTP path starting with /, got %q", h)
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+			s.Health = h
+		case "deploy":
+			if err := d.deploy(f, &s.Deploy); err != nil {
+				errs = append(errs, err)
+			}
+		case "smoke":
+			checks, err := d.smoke(f)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			s.Smoke = checks
+		case "canary":
+			c, err := d.canary(f)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			s.Canary = c
+		default:
+			errs = append(errs, d.unknown(f, kv.fullPath, serviceFields))
+		}
+	}
+	if !sawPath && len(errs) == 0 {
+		errs = append(errs, d.errf(s.Line, kv.fullPath, "has no path: name the folder it owns (path: or paths:)"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return s, nil
+}
+
+func (d *decoder) deploy(kv pair, dep *Deploy) error {
+	fields, err := d.mapping(kv.val, kv.fullPath)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, f := range fields {
+		var err error
+		switch f.key {
+		case "port":
+			dep.Port, err = d.integer(f.val, f.fullPath, 0, 65535)
+		case "package":
+			dep.Package, err = d.str(f.val, f.fullPath)
+		case "image":
+			dep.Image, err = d.str(f.val, f.fullPath)
+		case "replicas":
+			dep.Replicas, err = d.integer(f.val, f.fullPath, 1, 1000)
+		case "timeout":
+			dep.Timeout, err = d.duration(f.val, f.fullPath)
+		case "env":
+			var env []pair
+			env, err = d.mapping(f.val, f.fullPath)
+			if err == nil && len(env) > 0 {
+				dep.Env = map[string]string{}
+				for _, e := range env {
+					v, err := d.scalar(e.val, e.fullPath)
+					if err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					dep.Env[e.key] = v
+				}
+			}
+		default:
+			err = d.unknown(f, kv.fullPath, "port, package, image, replicas, env, timeout")
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *decoder) smoke(kv pair) ([]SmokeCheck, error) {
+	if kv.val.Kind != yaml.SequenceNode {
+		return nil, d.errf(kv.val.Line, kv.fullPath, "must be a list of checks, got %s", kindName(kv.val))
+	}
+	var out []SmokeCheck
+	var errs []error
+	for i, item := range kv.val.Content {
+		field := fmt.Sprintf("%s[%d]", kv.fullPath, i)
+		fields, err := d.mapping(item, field)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c := SmokeCheck{Method: "GET", Status: 200, Line: item.Line}
+		for _, f := range fields {
+			var err error
+			switch f.key {
+			case "name":
+				c.Name, err = d.str(f.val, f.fullPath)
+			case "method":
+				c.Method, err = d.str(f.val, f.fullPath)
+				if err == nil {
+					c.Method = strings.ToUpper(c.Method)
+					switch c.Method {
+					case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+					default:
+						err = d.errf(f.val.Line, f.fullPath, "unknown HTTP method %q", c.Method)
+					}
+				}
+			case "path":
+				c.Path, err = d.str(f.val, f.fullPath)
+				if err == nil && !strings.HasPrefix(c.Path, "/") {
+					err = d.errf(f.val.Line, f.fullPath, "must start with /, got %q", c.Path)
+				}
+			case "body":
+				c.Body, err = d.str(f.val, f.fullPath)
+			case "status":
+				c.Status, err = d.integer(f.val, f.fullPath, 100, 599)
+			case "json_field":
+				c.JSONField, err = d.str(f.val, f.fullPath)
+			case "json_value":
+				c.JSONValue, err = d.scalar(f.val, f.fullPath)
+			default:
+				err = d.unknown(f, field, "name, method, path, body, status, json_field, json_value")
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if c.Path == "" {
+			errs = append(errs, d.errf(item.Line, field, "needs a path (the request path, e.g. /ready)"))
+		}
+		if c.Name == "" {
+			c.Name = c.Method + " " + c.Path
+		}
+		out = append(out, c)
+	}
+	return out, errors.Join(errs...)
+}
+
+func (d *decoder) canary(kv pair) (*Canary, error) {
+	fields, err := d.mapping(kv.val, kv.fullPath)
+	if err != nil {
+		return nil, err
+	}
+	c := &Canary{}
+	var errs []error
+	for _, f := range fields {
+		var err error
+		switch f.key {
+		case "steps":
+			if f.val.Kind != yaml.SequenceNode || len(f.val.Content) == 0 {
+				err = d.errf(f.val.Line, f.fullPath, "must be a list of traffic percentages such as [10, 50], got %s", kindName(f.val))
+				break
+			}
+			prev := 0
+			for i, n := range f.val.Content {
+				v, e := d.integer(n, fmt.Sprintf("%s[%d]", f.fullPath, i), 1, 100)
+				if e == nil && v <= prev {
+					e = d.errf(n.Line, fmt.Sprintf("%s[%d]", f.fullPath, i), "steps must increase, got %d after %d", v, prev)
+				}
+				if e != nil {
+					err = e
+					break
+				}
+				prev = v
+				c.Steps = append(c.Steps, v)
+			}
+		case "interval":
+			c.Interval, err = d.duration(f.val, f.fullPath)
+		case "threshold":
+			c.Threshold, err = d.integer(f.val, f.fullPath, 1, 100)
+		case "max_error_rate":
+			c.MaxErrorRate, err = d.float(f.val, f.fullPath, 0, 1)
+		case "max_p99":
+			c.MaxP99, err = d.duration(f.val, f.fullPath)
+		case "min_requests":
+			c.MinRequests, err = d.integer(f.val, f.fullPath, 0, 1<<30)
+		default:
+			err = d.unknown(f, kv.fullPath, "steps, interval, threshold, max_error_rate, max_p99, min_requests")
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return c, errors.Join(errs...)
+}
