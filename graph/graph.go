@@ -1,0 +1,486 @@
+package graph
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Graph is the service graph of a manifest: services as nodes, depends_on
+// as sync edges (a dependent → its dependency), and event edges from a
+// publisher to each subscriber. It is immutable once built.
+type Graph struct {
+	m     *Manifest
+	names []string       // sorted; a service's index is its position
+	idx   map[string]int // name → index
+	deps  [][]int        // known dependencies, sorted by index, no self edges
+	rdeps [][]int        // dependents, sorted by index
+}
+
+// ErrCycle is wrapped by the ordering methods when the graph has a cycle.
+var ErrCycle = errors.New("dependency cycle")
+
+// New builds the graph of m. Unknown and self dependencies are left out of
+// the edges (Validate reports them).
+func New(m *Manifest) *Graph {
+	n := len(m.Services)
+	g := &Graph{m: m, names: make([]string, n), idx: make(map[string]int, n), deps: make([][]int, n), rdeps: make([][]int, n)}
+	for i, s := range m.Services {
+		g.names[i] = s.Name
+		g.idx[s.Name] = i
+	}
+	for i, s := range m.Services {
+		for _, d := range s.DependsOn {
+			j, ok := g.idx[d]
+			if !ok || j == i {
+				continue
+			}
+			g.deps[i] = append(g.deps[i], j)
+			g.rdeps[j] = append(g.rdeps[j], i)
+		}
+	}
+	for i := range g.deps {
+		sort.Ints(g.deps[i])
+		g.deps[i] = dedupe(g.deps[i])
+	}
+	// rdeps are appended in increasing i already.
+	for i := range g.rdeps {
+		g.rdeps[i] = dedupe(g.rdeps[i])
+	}
+	return g
+}
+
+func dedupe(s []int) []int {
+	if len(s) < 2 {
+		return s
+	}
+	out := s[:1]
+	for _, v := range s[1:] {
+		if v != out[len(out)-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Manifest returns the manifest the graph was built from.
+func (g *Graph) Manifest() *Manifest { return g.m }
+
+// Problem is one thing wrong with a graph, located in its manifest.
+type Problem struct {
+	File    string
+	Line    int
+	Service string
+	Msg     string
+}
+
+func (p Problem) String() string { return locate(p.File, p.Line) + p.Msg }
+
+// Validate reports every problem at once: unknown dependencies,
+// self-dependencies, each cycle as a full path, and subscriptions to events
+// nobody publishes. An empty result means the graph is valid.
+func (g *Graph) Validate() []Problem {
+	m := g.m
+	var out []Problem
+	for _, s := range m.Services {
+		for _, d := range s.DependsOn {
+			switch {
+			case d == s.Name:
+				out = append(out, Problem{m.File, s.RefLine("depends_on", d), s.Name,
+					fmt.Sprintf("%s depends on itself; remove it from its own depends_on", s.Name)})
+			case m.Service(d) == nil:
+				out = append(out, Problem{m.File, s.RefLine("depends_on", d), s.Name,
+					fmt.Sprintf("%s depends on %s, which is not a service in this manifest%s", s.Name, d, suggest(d, g.names))})
+			}
+		}
+	}
+	for _, c := range g.Cycles() {
+		s := m.Service(c[0])
+		out = append(out, Problem{m.File, s.RefLine("depends_on", c[1]), s.Name,
+			"dependency cycle: " + strings.Join(c, " → ") + "; break it (an event instead of a call, or merge the services)"})
+	}
+	published := map[string]bool{}
+	for _, s := range m.Services {
+		for _, e := range s.Publishes {
+			published[e] = true
+		}
+	}
+	for _, s := range m.Services {
+		for _, e := range s.Subscribes {
+			if !published[e] {
+				out = append(out, Problem{m.File, s.RefLine("subscribes", e), s.Name,
+					fmt.Sprintf("%s subscribes to %s, which no service publishes%s", s.Name, e, suggest(e, m.Events()))})
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
+	return out
+}
+
+// suggest returns "; did you mean X?" for a close known name.
+func suggest(name string, known []string) string {
+	best, bestD := "", 3
+	for _, k := range known {
+		if k == name {
+			continue
+		}
+		if d := editDistance(strings.ToLower(name), strings.ToLower(k), bestD); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %s?)", best)
+}
+
+// editDistance is Levenshtein's, giving up at limit.
+func editDistance(a, b string, limit int) int {
+	if d := len(a) - len(b); d >= limit || -d >= limit {
+		return limit
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// Cycles returns one cycle per strongly connected group of services, as a
+// full path that starts and ends with the group's first service by name
+// and follows depends_on (order-service → payment-service →
+// order-service), the shortest such path. Self-dependencies are not
+// cycles here (Validate reports them on their own). Sorted by first name.
+func (g *Graph) Cycles() [][]string {
+	var out [][]string
+	for _, comp := range g.sccs() {
+		if len(comp) < 2 {
+			continue
+		}
+		in := make(map[int]bool, len(comp))
+		start := comp[0]
+		for _, v := range comp {
+			in[v] = true
+			if v < start {
+				start = v
+			}
+		}
+		// BFS from start along deps inside the component, back to start.
+		prev := map[int]int{}
+		queue := []int{start}
+		found := -1
+	bfs:
+		for len(queue) > 0 {
+			v := queue[0]
+			queue = queue[1:]
+			for _, w := range g.deps[v] {
+				if !in[w] {
+					continue
+				}
+				if w == start {
+					found = v
+					break bfs
+				}
+				if _, seen := prev[w]; !seen {
+					prev[w] = v
+					queue = append(queue, w)
+				}
+			}
+		}
+		path := []string{g.names[start]}
+		for v := found; v != start; v = prev[v] {
+			path = append(path, g.names[v])
+		}
+		path = append(path, g.names[start])
+		// path is start, then the chain walked backwards: reverse the middle.
+		mid := path[1 : len(path)-1]
+		for i, j := 0, len(mid)-1; i < j; i, j = i+1, j-1 {
+			mid[i], mid[j] = mid[j], mid[i]
+		}
+		out = append(out, path)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	return out
+}
+
+// sccs is Tarjan's algorithm, iterative so deep graphs cannot exhaust the
+// stack.
+func (g *Graph) sccs() [][]int {
+	n := len(g.names)
+	index := make([]int, n)
+	low := make([]int, n)
+	onStack := make([]bool, n)
+	for i := range index {
+		index[i] = -1
+	}
+	var stack, comps = []int{}, [][]int{}
+	next := 0
+	type frame struct{ v, edge int }
+	for root := 0; root < n; root++ {
+		if index[root] >= 0 {
+			continue
+		}
+		call := []frame{{root, 0}}
+		index[root], low[root] = next, next
+		next++
+		stack = append(stack, root)
+		onStack[root] = true
+		for len(call) > 0 {
+			f := &call[len(call)-1]
+			v := f.v
+			if f.edge < len(g.deps[v]) {
+				w := g.deps[v][f.edge]
+				f.edge++
+				if index[w] < 0 {
+					index[w], low[w] = next, next
+					next++
+					stack = append(stack, w)
+					onStack[w] = true
+					call = append(call, frame{w, 0})
+				} else if onStack[w] {
+					low[v] = min(low[v], index[w])
+				}
+				continue
+			}
+			if low[v] == index[v] {
+				var comp []int
+				for {
+					w := stack[len(stack)-1]
+					stack = stack[:len(stack)-1]
+					onStack[w] = false
+					comp = append(comp, w)
+					if w == v {
+						break
+					}
+				}
+				comps = append(comps, comp)
+			}
+			call = call[:len(call)-1]
+			if len(call) > 0 {
+				p := call[len(call)-1].v
+				low[p] = min(low[p], low[v])
+			}
+		}
+	}
+	return comps
+}
+
+// Waves returns the deploy order in waves: wave k holds every service whose
+// longest chain of dependencies has length k, so a wave's services can
+// deploy in parallel once the waves before it are done. Each wave is sorted
+// by name. only, when not empty, restricts the result to those services
+// while still respecting dependencies that run through services outside it
+// (if a→b→c and only a and c are chosen, c comes first). It runs in
+// O(V+E). A cycle is an error wrapping ErrCycle; an unknown name in only is
+// an error naming it.
+func (g *Graph) Waves(only []string) ([][]string, error) {
+	n := len(g.names)
+	selected := make([]bool, n)
+	if len(only) == 0 {
+		for i := range selected {
+			selected[i] = true
+		}
+	} else {
+		for _, name := range only {
+			i, ok := g.idx[name]
+			if !ok {
+				return nil, fmt.Errorf("unknown service %q%s", name, suggest(name, g.names))
+			}
+			selected[i] = true
+		}
+	}
+	// Kahn's algorithm over the whole graph gives a topological order.
+	indeg := make([]int, n)
+	for v := range n {
+		indeg[v] = len(g.deps[v])
+	}
+	topo := make([]int, 0, n)
+	for v := range n {
+		if indeg[v] == 0 {
+			topo = append(topo, v)
+		}
+	}
+	for i := 0; i < len(topo); i++ {
+		for _, w := range g.rdeps[topo[i]] {
+			indeg[w]--
+			if indeg[w] == 0 {
+				topo = append(topo, w)
+			}
+		}
+	}
+	if len(topo) != n {
+		var paths []string
+		for _, c := range g.Cycles() {
+			paths = append(paths, strings.Join(c, " → "))
+		}
+		return nil, fmt.Errorf("%w: %s", ErrCycle, strings.Join(paths, "; "))
+	}
+	// reach[v]: the highest wave among selected services v depends on,
+	// directly or through unselected ones (-1 when none); a selected
+	// service's wave is one more than that.
+	reach := make([]int, n)
+	wave := make([]int, n)
+	waves := 0
+	for _, v := range topo {
+		r := -1
+		for _, d := range g.deps[v] {
+			x := reach[d]
+			if selected[d] {
+				x = wave[d]
+			}
+			r = max(r, x)
+		}
+		reach[v] = r
+		if selected[v] {
+			wave[v] = r + 1
+			waves = max(waves, r+2)
+		}
+	}
+	out := make([][]string, waves)
+	for v := range n { // names are sorted, so each wave is too
+		if selected[v] {
+			out[wave[v]] = append(out[wave[v]], g.names[v])
+		}
+	}
+	return out, nil
+}
+
+// Order is Waves flattened: dependencies before their dependents, ties by
+// name.
+func (g *Graph) Order(only []string) ([]string, error) {
+	waves, err := g.Waves(only)
+	if err != nil {
+		return nil, err
+	}
+	return Flatten(waves), nil
+}
+
+// Reverse returns the rollback order: the waves of Waves, last first.
+func (g *Graph) Reverse(only []string) ([][]string, error) {
+	waves, err := g.Waves(only)
+	if err != nil {
+		return nil, err
+	}
+	for i, j := 0, len(waves)-1; i < j; i, j = i+1, j-1 {
+		waves[i], waves[j] = waves[j], waves[i]
+	}
+	return waves, nil
+}
+
+// Flatten joins waves into one order.
+func Flatten(waves [][]string) []string {
+	var out []string
+	for _, w := range waves {
+		out = append(out, w...)
+	}
+	return out
+}
+
+// Impact returns every service that depends on name, directly or
+// transitively, sorted by name. An unknown service is an error.
+func (g *Graph) Impact(name string) ([]string, error) {
+	start, ok := g.idx[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown service %q%s", name, suggest(name, g.names))
+	}
+	seen := make([]bool, len(g.names))
+	seen[start] = true
+	queue := []int{start}
+	for len(queue) > 0 {
+		v := queue[0]
+		queue = queue[1:]
+		for _, w := range g.rdeps[v] {
+			if !seen[w] {
+				seen[w] = true
+				queue = append(queue, w)
+			}
+		}
+	}
+	var out []string
+	for v, s := range seen {
+		if s && v != start {
+			out = append(out, g.names[v])
+		}
+	}
+	return out, nil
+}
+
+// DependsOn returns the known direct dependencies of name (its providers),
+// sorted.
+func (g *Graph) DependsOn(name string) []string { return g.namesOf(g.deps, name) }
+
+// Dependents returns the direct dependents of name (its sync consumers),
+// sorted.
+func (g *Graph) Dependents(name string) []string { return g.namesOf(g.rdeps, name) }
+
+func (g *Graph) namesOf(adj [][]int, name string) []string {
+	i, ok := g.idx[name]
+	if !ok {
+		return nil
+	}
+	out := make([]string, len(adj[i]))
+	for k, j := range adj[i] {
+		out[k] = g.names[j]
+	}
+	return out
+}
+
+// SyncEdge is a depends_on edge: Consumer calls Provider.
+type SyncEdge struct{ Consumer, Provider string }
+
+// SyncEdges returns every known depends_on edge, sorted.
+func (g *Graph) SyncEdges() []SyncEdge {
+	var out []SyncEdge
+	for v, ds := range g.deps {
+		for _, d := range ds {
+			out = append(out, SyncEdge{Consumer: g.names[v], Provider: g.names[d]})
+		}
+	}
+	return out
+}
+
+// EventEdge is a publisher → subscriber edge for one event.
+type EventEdge struct{ Publisher, Subscriber, Event string }
+
+// EventEdges returns one edge per (publisher, subscriber, event), sorted by
+// publisher, subscriber, event.
+func (g *Graph) EventEdges() []EventEdge {
+	pubs := map[string][]string{}
+	for _, s := range g.m.Services {
+		for _, e := range s.Publishes {
+			pubs[e] = append(pubs[e], s.Name)
+		}
+	}
+	var out []EventEdge
+	for _, s := range g.m.Services {
+		for _, e := range s.Subscribes {
+			for _, p := range pubs[e] {
+				out = append(out, EventEdge{Publisher: p, Subscriber: s.Name, Event: e})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Publisher != b.Publisher {
+			return a.Publisher < b.Publisher
+		}
+		if a.Subscriber != b.Subscriber {
+			return a.Subscriber < b.Subscriber
+		}
+		return a.Event < b.Event
+	})
+	return out
+}

@@ -1,0 +1,169 @@
+package graph
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestLoadBadInput(t *testing.T) {
+	tests := []struct {
+		name, file, body string
+		want             string // the whole error text, with FILE for the path
+	}{
+		{"malformed yaml", FileName, "services:\n  a: [\n", "FILE:2: invalid YAML: did not find expected node content"},
+		{"not a mapping", FileName, "- a\n- b\n", "FILE:1: the manifest must be a mapping, got a list"},
+		{"empty", FileName, "", "FILE: is empty; it needs at least a services: mapping"},
+		{"no services", FileName, "shared: [go.mod]\n", "FILE:1: has no services: mapping"},
+		{"unknown top field", FileName, "servces: {}\n", `FILE:1: servces: unknown field "servces" (known: shared, environments, services)`},
+		{"unknown service field", FileName, "services:\n  a:\n    path: a\n    dependson: [b]\n",
+			`FILE:4: services.a.dependson: unknown field "dependson" (known: ` + serviceFields + `)`},
+		{"duplicate service", FileName, "services:\n  a: {path: a}\n  a: {path: b}\n", "FILE:3: services.a: is defined twice (first on line 2)"},
+		{"empty service name", FileName, "services:\n  \"\": {path: a}\n", `FILE:2: services: service name is empty`},
+		{"bad service name", FileName, "services:\n  Order_Service: {path: a}\n", `FILE:2: services: service name "Order_Service" may hold only lowercase letters, digits and inner dashes`},
+		{"bad type", FileName, "services:\n  a:\n    path: a\n    depends_on: b\n", `FILE:4: services.a.depends_on: must be a list, got the text "b"`},
+		{"number for text", FileName, "services:\n  a:\n    path: a\n    health: 8080\n", `FILE:4: services.a.health: must be text, got a number (8080)`},
+		{"health not a path", FileName, "services:\n  a:\n    path: a\n    health: ready\n", `FILE:4: services.a.health: must be an HTTP path starting with /, got "ready"`},
+		{"no path", FileName, "services:\n  a: {depends_on: []}\n", "FILE:2: services.a: has no path: name the folder it owns (path: or paths:)"},
+		{"path and paths", FileName, "services:\n  a:\n    path: a\n    paths: [b]\n", "FILE:4: services.a.paths: give either path or paths, not both"},
+		{"path outside", FileName, "services:\n  a: {path: ../elsewhere}\n", `FILE:2: services.a.path: "../elsewhere" is outside the repository; paths are relative to the manifest's folder`},
+		{"absolute path", FileName, "services:\n  a: {path: /srv/a}\n", `FILE:2: services.a.path: "/srv/a" is absolute; write it relative to the manifest's folder`},
+		{"shared path", FileName, "services:\n  a: {path: x/}\n  b:\n    paths: [y, ./x]\n", `FILE:4: service "b": path "x" is already owned by "a" (line 2); give each folder one owner`},
+		{"duplicate dep", FileName, "services:\n  a:\n    path: a\n    depends_on: [b,\n      b]\n", `FILE:5: services.a.depends_on[1]: "b" is listed twice (first on line 4)`},
+		{"alias", FileName, "services:\n  a: &x {path: a}\n  b: *x\n", "FILE:2: YAML anchors and aliases are not supported in a manifest; write the value out"},
+		{"binary", FileName, "\x00\x01\x02services", "FILE: is not a text file (binary or not UTF-8); a manifest is YAML"},
+		{"bad env target", FileName, "environments:\n  prod: {target: nomad}\nservices: {}\n", `FILE:2: environments.prod.target: unknown target "nomad" (known: local, kubernetes)`},
+		{"bad canary step", FileName, "services:\n  a:\n    path: a\n    canary: {steps: [50, 10]}\n", "FILE:4: services.a.canary.steps[1]: steps must increase, got 10 after 50"},
+		{"bad duration", FileName, "services:\n  a:\n    path: a\n    canary: {interval: soon}\n", `FILE:4: services.a.canary.interval: must be a duration such as 30s or 2m, got "soon"`},
+		{"smoke without path", FileName, "services:\n  a:\n    path: a\n    smoke:\n      - {status: 200}\n", "FILE:5: services.a.smoke[0]: needs a path (the request path, e.g. /ready)"},
+		{"many at once", FileName, "services:\n  a: {path: a, x: 1}\n  b: {path: b, y: 2}\n",
+			"FILE:2: services.a.x: unknown field \"x\" (known: " + serviceFields + ")\nFILE:3: services.b.y: unknown field \"y\" (known: " + serviceFields + ")"},
+
+		{"json malformed", "g.json", "{\n \"services\": {\n  \"a\": {\"dependencies\": [}\n}}", "FILE:3: invalid JSON: invalid character '}' looking for beginning of value"},
+		{"json unknown field", "g.json", "{\"services\": {\n \"a\": {\"deps\": []}}}", `FILE:2: services.a: unknown field "deps" (known: dependencies, consumers)`},
+		{"json unknown top", "g.json", "{\"servicez\": {}}", `FILE:1: unknown field "servicez" (known: services)`},
+		{"json duplicate", "g.json", "{\"services\": {\n \"a\": {},\n \"a\": {}}}", "FILE:3: services.a: is defined twice (first on line 2)"},
+		{"json empty name", "g.json", "{\"services\": {\"\": {}}}", "FILE:1: services: service name is empty"},
+		{"json bad type", "g.json", "{\"services\": {\"a\": {\"dependencies\": \"b\"}}}", "FILE:1: services.a.dependencies: must be a list of names, got string"},
+		{"json not object", "g.json", "[1]", "FILE:1: the file must be a JSON object, got a list"},
+		{"json binary", "g.json", "\xff\xfe{}", "FILE:1: is not a text file (binary or not UTF-8); a dependency graph is JSON"},
+		{"json truncated", "g.json", "{\"services\": {\"a\": {}", "FILE:1: invalid JSON: unexpected end of file"},
+		{"json trailing", "g.json", "{\"services\": {}} {}", "FILE:1: invalid JSON: more after the top-level object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := write(t, tt.file, tt.body)
+			_, _, err := Load(p)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			got := strings.ReplaceAll(err.Error(), p, "FILE")
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("error (-want +got):\n%s", d)
+			}
+		})
+	}
+	t.Run("directory", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), FileName)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := Load(dir)
+		if err == nil || !strings.Contains(err.Error(), "is a directory") {
+			t.Errorf("error = %v", err)
+		}
+	})
+	t.Run("missing", func(t *testing.T) {
+		_, _, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+		if err == nil || !strings.Contains(err.Error(), "no such file") {
+			t.Errorf("error = %v", err)
+		}
+	})
+}
+
+func TestLoadSettings(t *testing.T) {
+	m, _, err := Load(write(t, FileName, `shared: ["kit/**"]
+services:
+  a:
+    path: a/
+    deploy:
+      port: 8081
+      package: ./cmd/a
+      replicas: 2
+      timeout: 45s
+      env: {MODE: fast, LIMIT: 10}
+    smoke:
+      - {name: ready, path: /ready}
+      - {method: post, path: /orders, body: '{"x":1}', status: 201, json_field: status, json_value: created}
+    canary: {steps: [10, 50], interval: 30s, threshold: 2, max_error_rate: 0.01, max_p99: 500ms, min_requests: 20}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.Service("a")
+	got := struct {
+		Paths  []string
+		Deploy Deploy
+		Smoke  []SmokeCheck
+		Canary *Canary
+	}{s.Paths, s.Deploy, s.Smoke, s.Canary}
+	want := struct {
+		Paths  []string
+		Deploy Deploy
+		Smoke  []SmokeCheck
+		Canary *Canary
+	}{
+		Paths:  []string{"a"},
+		Deploy: Deploy{Port: 8081, Package: "./cmd/a", Replicas: 2, Timeout: Duration(45e9), Env: map[string]string{"MODE": "fast", "LIMIT": "10"}},
+		Smoke: []SmokeCheck{
+			{Name: "ready", Method: "GET", Path: "/ready", Status: 200, Line: 12},
+			{Name: "POST /orders", Method: "POST", Path: "/orders", Body: `{"x":1}`, Status: 201, JSONField: "status", JSONValue: "created", Line: 13},
+		},
+		Canary: &Canary{Steps: []int{10, 50}, Interval: Duration(30e9), Threshold: 2, MaxErrorRate: 0.01, MaxP99: Duration(500e6), MinRequests: 20},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("settings (-want +got):\n%s", d)
+	}
+}
+
+// FuzzParseManifest feeds arbitrary bytes to both parsers: they must return
+// a manifest or an error, never panic, and a manifest they return must be
+// usable by the graph.
+func FuzzParseManifest(f *testing.F) {
+	for _, p := range []string{"../flotilla.yaml", "../shop/testdata/scenario-dependency-graph.json"} {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(chain))
+	f.Add([]byte("services:\n  a: {path: a, depends_on: [a]}\n"))
+	f.Add([]byte(`{"services": {"a": {"dependencies": ["b"]}, "b": {"dependencies": ["a"]}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, parse := range []func() (*Manifest, error){
+			func() (*Manifest, error) { return ParseYAML("f.yaml", "/repo", data) },
+			func() (*Manifest, error) { m, _, err := ParseScenarioJSON("f.json", "/repo", data); return m, err },
+		} {
+			m, err := parse()
+			if err != nil {
+				if strings.Contains(err.Error(), "\n") && !strings.HasPrefix(err.Error(), "f.") {
+					t.Fatalf("a multi-line error must locate every line: %q", err)
+				}
+				continue
+			}
+			g := New(m)
+			_ = g.Validate()
+			_, _ = g.Waves(nil)
+			for _, s := range m.Services {
+				if m.Service(s.Name) != s {
+					t.Fatalf("service %q not indexed", s.Name)
+				}
+				_, _ = g.Impact(s.Name)
+			}
+		}
+	})
+}
