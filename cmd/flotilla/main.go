@@ -77,6 +77,7 @@ dependency order with canaries, and traces every request across services.`,
 	root.AddCommand(
 		a.versionCmd(),
 		a.graphCmd(),
+		a.affectedCmd(),
 	)
 	return root
 }
