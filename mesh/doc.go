@@ -1,0 +1,55 @@
+// Package mesh is flotilla's built-in L7 service mesh and edge gateway: what
+// Istio's VirtualService and DestinationRule, and Kong in front of them, do
+// for the shop when it runs on one machine.
+//
+// A [Mesh] gives every service one stable local address (what a Kubernetes
+// Service is). Behind it are subsets, one per version, of instances
+// (host:port endpoints). Traffic is split between subsets by weights that
+// change atomically at runtime (a smooth weighted round robin, so a split
+// is exact over every period rather than on average), and two headers win
+// over the weights:
+//
+//	X-Canary: true              → the subset marked Canary (the scenario's header lane)
+//	X-Flotilla-Version: 3f2a1b  → the subset named 3f2a1b (a version pin)
+//
+// The response carries X-Flotilla-Upstream-Version naming the subset that
+// served it.
+//
+// Each request gets a timeout (per service or per path prefix), retries on
+// another endpoint when the request never reached one (connection failed)
+// or, for idempotent methods without a body, on a transport error or a
+// 502/503/504 (bounded by a retry budget: 20% of requests plus 10/s by
+// default), and passive outlier ejection (consecutive failures take an
+// endpoint out for a while; never the last one of a subset). Removing a
+// subset or an endpoint drains it: it gets no new requests, and the call
+// returns once its in-flight requests have finished, so the orchestrator
+// can stop the process.
+//
+// # Caller identity and authorization
+//
+// Every shop service sets X-Flotilla-Caller to its own name on every call it
+// makes through the mesh (shop/kit does this). With a [Policy] built from
+// the graph ([PolicyFromManifest]), a call from a service to one it does
+// not depends_on is counted in flotilla_mesh_authz_denied_total and, in
+// [AuthzEnforce] mode, refused with 403; [AuthzWarn] lets it through. Calls
+// without the header, or naming no service of the graph, are allowed or
+// refused per [AuthzConfig].Unknown. The edge gateway calls as
+// [GatewayCaller]. Without mTLS the header is an assertion, not a proof.
+//
+// # Metrics
+//
+// [Mesh.MetricsHandler] serves Prometheus exposition:
+// flotilla_mesh_requests_total and flotilla_mesh_request_duration_seconds
+// by destination, version, source and status_class, plus retries,
+// ejections, unroutable requests and authorization refusals. The mesh
+// implements canary.Router (SetWeights, Weights) and canary.Metrics (Stats)
+// on its own state and measurements.
+//
+// # Gateway
+//
+// A [Gateway] is the public edge: path-prefix routes to services, JWT
+// validation against a JWKS URL (RS256 and EdDSA, keys cached and refetched
+// on an unknown kid), public routes, token-bucket rate limits per client
+// and route (429 with Retry-After), X-Request-Id, traceparent passed
+// through, and access logs.
+package mesh
