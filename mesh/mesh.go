@@ -103,10 +103,10 @@ type OutlierConfig struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Timeout: 15 * time.Second,
-		Retry:   RetryConfig{Attempts: 2, BudgetRatio: 0.2, MinPerSecond: 10},
-		Outlier: OutlierConfig{Consecutive: 5, BaseEjection: 30 * time.Second, MaxEjection: 5 * time.Minute, MaxEjectionPercent: 50},
-		Authz:   AuthzConfig{Mode: AuthzWarn, Unknown: UnknownAllow},
+		Timeout:                 15 * time.Second,
+		Retry:                   RetryConfig{Attempts: 2, BudgetRatio: 0.2, MinPerSecond: 10},
+		Outlier:                 OutlierConfig{Consecutive: 5, BaseEjection: 30 * time.Second, MaxEjection: 5 * time.Minute, MaxEjectionPercent: 50},
+		Authz:                   AuthzConfig{Mode: AuthzWarn, Unknown: UnknownAllow},
 		MaxIdleConnsPerEndpoint: 256,
 	}
 }

@@ -39,8 +39,8 @@ type subset struct {
 	nameHeader []string // {name}, for the response header
 	canary     bool
 	endpoints  []*endpoint
-	stats     *versionStats
-	rr        *atomic.Uint64 // shared across tables
+	stats      *versionStats
+	rr         *atomic.Uint64 // shared across tables
 }
 
 // table is an immutable routing table, swapped atomically on every change.
