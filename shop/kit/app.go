@@ -1,0 +1,285 @@
+package kit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flotilla-ci/flotilla/bus"
+	busnats "github.com/flotilla-ci/flotilla/bus/nats"
+	"github.com/flotilla-ci/flotilla/internal/sqldb"
+)
+
+// Dial opens the bus named by url: nats://host:port for JetStream. An
+// unknown scheme is an error naming the ones supported.
+func Dial(ctx context.Context, url, stream, name string, log *slog.Logger) (bus.Bus, error) {
+	scheme, _, _ := strings.Cut(url, "://")
+	switch scheme {
+	case "nats", "tls":
+		cfg := busnats.DefaultConfig(url)
+		if stream != "" {
+			cfg.Stream = stream
+			cfg.Prefix = "flotilla." + strings.ToLower(stream)
+		}
+		cfg.Name, cfg.Logger = name, log
+		return busnats.New(ctx, cfg)
+	default:
+		return nil, fmt.Errorf("BUS_URL %q: unsupported scheme %q; want nats://host:port", url, scheme)
+	}
+}
+
+// App is a running shop service: its database, bus, outbox relay, codec,
+// HTTP server and consumers.
+type App struct {
+	Config Config
+	DB     *sqldb.DB
+	Bus    bus.Bus
+	Codec  *Codec
+	Log    *slog.Logger
+	Crash  *Crasher
+	Mux    *http.ServeMux
+
+	relay   *Relay
+	ln      net.Listener
+	srv     *http.Server
+	ready   atomic.Bool
+	subs    []io.Closer
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup
+	closeMu sync.Mutex
+	closed  bool
+	bgCtx   context.Context
+	bgFns   []func(context.Context)
+}
+
+// Start opens the database (migrating the kit's tables and the service's
+// own migrations), connects the bus, loads and registers the service's
+// event schemas, and listens on Config.Addr. Routes and consumers are added
+// next; Serve starts them.
+func Start(ctx context.Context, cfg Config, migrations, schemas fs.FS) (*App, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	}
+	log := cfg.Logger.With("service", cfg.Service)
+	a := &App{Config: cfg, Log: log, Mux: http.NewServeMux(), Crash: NewCrasher(cfg.Faults, cfg.Crash)}
+	var err error
+	fail := func(e error) (*App, error) {
+		a.abort()
+		return nil, fmt.Errorf("start %s: %w", cfg.Service, e)
+	}
+	if a.DB, err = sqldb.Open(ctx, cfg.DatabaseURL); err != nil {
+		return fail(err)
+	}
+	if err := MigrateKit(ctx, a.DB); err != nil {
+		return fail(err)
+	}
+	if migrations != nil {
+		if err := a.DB.Migrate(ctx, cfg.Service, migrations); err != nil {
+			return fail(err)
+		}
+	}
+	if a.Bus, err = Dial(ctx, cfg.BusURL, cfg.BusStream, cfg.Service, log); err != nil {
+		return fail(err)
+	}
+	if a.Codec, err = NewCodec(cfg.RegistryURL); err != nil {
+		return fail(err)
+	}
+	if schemas != nil {
+		if err := a.Codec.Load(ctx, schemas); err != nil {
+			return fail(err)
+		}
+	}
+	a.relay = &Relay{DB: a.DB, Bus: a.Bus, Faults: &a.Config.Faults, Crash: a.Crash, Log: log}
+	if a.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return fail(fmt.Errorf("listen on %s: %w", cfg.Addr, err))
+	}
+	a.Mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": cfg.Service})
+	})
+	a.Mux.HandleFunc("GET /ready", a.readyHandler)
+	return a, nil
+}
+
+func (a *App) readyHandler(w http.ResponseWriter, r *http.Request) {
+	if !a.ready.Load() {
+		WriteError(w, r, Errorf(http.StatusServiceUnavailable, "not_ready", "%s is starting or draining", a.Config.Service))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.DB.PingContext(ctx); err != nil {
+		WriteError(w, r, Errorf(http.StatusServiceUnavailable, "not_ready", "database unreachable: %v", err))
+		return
+	}
+	if err := a.Bus.Ping(ctx); err != nil {
+		WriteError(w, r, Errorf(http.StatusServiceUnavailable, "not_ready", "bus unreachable: %v", err))
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "service": a.Config.Service})
+}
+
+// URL is the service's base URL (http://host:port).
+func (a *App) URL() string {
+	addr := a.ln.Addr().(*net.TCPAddr)
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return fmt.Sprintf("http://%s", net.JoinHostPort(host, fmt.Sprint(addr.Port)))
+}
+
+// Tx runs fn in a transaction and wakes the outbox relay after it commits.
+func (a *App) Tx(ctx context.Context, fn func(tx *sqldb.Tx) error) error {
+	if err := a.DB.InTx(ctx, fn); err != nil {
+		return err
+	}
+	a.Crash.At("outbox.after_commit")
+	a.relay.Notify()
+	return nil
+}
+
+// Emit encodes event v and adds it to the outbox inside tx.
+func (a *App) Emit(ctx context.Context, tx *sqldb.Tx, event, key string, v any) error {
+	m, err := a.Codec.Message(ctx, event, key, v)
+	if err != nil {
+		return err
+	}
+	return AddOutbox(ctx, tx, m)
+}
+
+// Consume subscribes the service's group to topic with an idempotent
+// handler. Decode errors wrapping ErrPoison are dead-lettered at once.
+func (a *App) Consume(ctx context.Context, topic string, fn ConsumeFunc) error {
+	h := Idempotent(a.DB, a.Config.Service, func(ctx context.Context, tx *sqldb.Tx, m bus.Message) error {
+		err := fn(ctx, tx, m)
+		if errors.Is(err, ErrPoison) {
+			return bus.Permanent(err)
+		}
+		return err
+	}, a.Crash)
+	sub, err := a.Bus.Subscribe(ctx, bus.Subscription{Topic: topic, Group: a.Config.Service, Handler: func(ctx context.Context, m bus.Message) error {
+		err := h(ctx, m)
+		if err != nil && !bus.IsPermanent(err) {
+			a.Log.WarnContext(ctx, "consume", "topic", topic, "event_id", m.ID(), "delivery", m.Delivery, "err", err)
+		}
+		return err
+	}})
+	if err != nil {
+		return err
+	}
+	a.subs = append(a.subs, sub)
+	return nil
+}
+
+// Go runs fn in the background until the App closes (sweepers, resumers).
+// Functions added before Serve start with it.
+func (a *App) Go(fn func(ctx context.Context)) {
+	if a.bgCtx == nil {
+		a.bgFns = append(a.bgFns, fn)
+		return
+	}
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		fn(a.bgCtx)
+	}()
+}
+
+// Serve starts the relay and the HTTP server, and returns immediately.
+func (a *App) Serve() {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.bgCtx = ctx
+	for _, fn := range a.bgFns {
+		a.Go(fn)
+	}
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		a.relay.Run(ctx)
+	}()
+	a.srv = &http.Server{
+		Handler:           logRequests(a.Log, traceContext(a.Mux)),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.Log.Error("serve", "err", err)
+		}
+	}()
+	a.ready.Store(true)
+	a.Log.Info("serving", "url", a.URL(), "database", a.DB.Dialect)
+}
+
+// Relay is the app's outbox relay (tests drive it directly).
+func (a *App) Relay() *Relay { return a.relay }
+
+// Close drains: readiness goes false, the server stops accepting and
+// finishes in-flight requests within Config.Drain, consumers stop, the
+// relay makes a last pass, and the bus and database close.
+func (a *App) Close() error {
+	a.closeMu.Lock()
+	defer a.closeMu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
+	a.ready.Store(false)
+	var errs []error
+	if a.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), a.Config.Drain)
+		if err := a.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("drain http: %w", err))
+			_ = a.srv.Close()
+		}
+		cancel()
+	}
+	for _, s := range a.subs {
+		_ = s.Close()
+	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.bg.Wait()
+	a.abort()
+	a.Log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+func (a *App) abort() {
+	if a.ln != nil && a.srv == nil {
+		_ = a.ln.Close()
+	}
+	if a.Bus != nil {
+		_ = a.Bus.Close()
+	}
+	if a.DB != nil {
+		_ = a.DB.Close()
+	}
+}
+
+// traceContext puts the request's traceparent (or a new one) in its
+// context and echoes it in the response.
+func traceContext(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tp := Traceparent(WithTraceparent(r.Context(), r.Header.Get("traceparent")))
+		w.Header().Set("traceparent", tp)
+		next.ServeHTTP(w, r.WithContext(WithTraceparent(r.Context(), tp)))
+	})
+}
+
+func subFS(f fs.FS, dir string) (fs.FS, error) { return fs.Sub(f, dir) }

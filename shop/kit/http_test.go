@@ -1,0 +1,86 @@
+package kit
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestDecode(t *testing.T) {
+	type req struct {
+		SKU string `json:"sku"`
+		Qty int    `json:"qty"`
+	}
+	tests := []struct {
+		name, body, ctype string
+		status            int
+		msg               string
+	}{
+		{"ok", `{"sku":"A","qty":2}`, "application/json", 0, ""},
+		{"empty", ``, "", 400, "empty body"},
+		{"malformed", `{"sku":`, "", 400, "malformed JSON"},
+		{"unknown field", `{"sku":"A","qtty":2}`, "", 400, `unknown field "qtty"`},
+		{"wrong type", `{"sku":"A","qty":"two"}`, "", 400, `field "qty": want int`},
+		{"trailing", `{"sku":"A"} {"sku":"B"}`, "", 400, "trailing data"},
+		{"oversized", `{"sku":"` + strings.Repeat("x", MaxBody) + `"}`, "", 413, "request body over"},
+		{"content type", `{}`, "text/plain", 415, "send application/json"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/", strings.NewReader(tc.body))
+			if tc.ctype != "" {
+				r.Header.Set("Content-Type", tc.ctype)
+			}
+			var v req
+			err := Decode(r, &v)
+			if tc.status == 0 {
+				if err != nil || v.SKU != "A" || v.Qty != 2 {
+					t.Fatalf("Decode = %v, %+v", err, v)
+				}
+				return
+			}
+			e, ok := err.(*Error)
+			if !ok || e.Status != tc.status || !strings.Contains(e.Message, tc.msg) {
+				t.Fatalf("Decode error = %#v, want %d %q", err, tc.status, tc.msg)
+			}
+		})
+	}
+}
+
+func TestWriteErrorShape(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{Conflict("out_of_stock", "sku A: 1 available"), 409, "out_of_stock"},
+		{http.ErrBodyNotAllowed, 500, "internal"},
+	} {
+		w := httptest.NewRecorder()
+		WriteError(w, httptest.NewRequest("GET", "/", nil), tc.err)
+		var body struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || w.Code != tc.status || body.Error.Code != tc.code || body.Error.Message == "" {
+			t.Errorf("%v → %d %s", tc.err, w.Code, w.Body)
+		}
+		if tc.status == 500 && strings.Contains(w.Body.String(), "body not allowed") {
+			t.Errorf("500 leaks internals: %s", w.Body)
+		}
+	}
+}
+
+func TestTraceparent(t *testing.T) {
+	valid := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	if got := Traceparent(WithTraceparent(t.Context(), valid)); got != valid {
+		t.Errorf("kept %q as %q", valid, got)
+	}
+	for _, bad := range []string{"", "00-xyz", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"} {
+		got := Traceparent(WithTraceparent(t.Context(), bad))
+		if got == bad || !validTraceparent(got) {
+			t.Errorf("Traceparent over %q = %q, want a new valid one", bad, got)
+		}
+	}
+}

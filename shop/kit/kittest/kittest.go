@@ -1,0 +1,113 @@
+// Package kittest gives shop component tests the real parts to run on: a
+// database and a bus, in two environments: SQLite with an embedded NATS
+// JetStream server always, and PostgreSQL with the NATS server named by
+// FLOTILLA_TEST_POSTGRES / FLOTILLA_TEST_NATS when they are set.
+package kittest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	busnats "github.com/flotilla-ci/flotilla/bus/nats"
+	"github.com/flotilla-ci/flotilla/internal/sqldb/sqldbtest"
+	"github.com/flotilla-ci/flotilla/internal/testenv"
+	"github.com/flotilla-ci/flotilla/shop/kit"
+)
+
+// Env is where one run of a component test stores and publishes.
+type Env struct {
+	Name      string // "sqlite+embedded-nats" or "postgres+nats"
+	NewDSN    func(t testing.TB) string
+	BusURL    string
+	BusStream string // fresh per Env: tests never see each other's events
+}
+
+// Config returns a kit.Config for service in this environment with a fresh
+// database, listening on a free loopback port, logging only warnings.
+func (e Env) Config(t testing.TB, service string) kit.Config {
+	c := kit.DefaultConfig(service)
+	c.DatabaseURL = e.NewDSN(t)
+	c.BusURL = e.BusURL
+	c.BusStream = e.BusStream
+	c.Drain = 5 * time.Second
+	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return c
+}
+
+var (
+	embOnce sync.Once
+	embURL  string
+	embErr  error
+	seq     atomic.Int64
+)
+
+// EmbeddedNATS returns the URL of a JetStream server shared by the tests
+// of this binary (file storage in a temp dir, sync always).
+func EmbeddedNATS(t testing.TB) string {
+	t.Helper()
+	embOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "kittest-nats-")
+		if err != nil {
+			embErr = err
+			return
+		}
+		srv, err := busnats.Embedded(busnats.ServerConfig{Dir: dir})
+		if err != nil {
+			embErr = err
+			return
+		}
+		embURL = srv.URL()
+	})
+	if embErr != nil {
+		t.Fatalf("embedded nats: %v", embErr)
+	}
+	return embURL
+}
+
+// Stream returns a fresh stream name and deletes the stream when t ends.
+func Stream(t testing.TB, url string) string {
+	name := fmt.Sprintf("T%d_%d", time.Now().UnixNano(), seq.Add(1))
+	t.Cleanup(func() {
+		cfg := busnats.DefaultConfig(url)
+		cfg.Stream, cfg.Prefix = name, "flotilla."+lower(name)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if b, err := busnats.New(ctx, cfg); err == nil {
+			_ = b.DeleteStream(ctx)
+			_ = b.Close()
+		}
+	})
+	return name
+}
+
+func lower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 32
+		}
+	}
+	return string(b)
+}
+
+// Each runs fn as subtests "sqlite" (SQLite + embedded NATS) and
+// "postgres" (PostgreSQL + the NATS server; skipped unless both
+// FLOTILLA_TEST_POSTGRES and FLOTILLA_TEST_NATS are set, failing under CI).
+func Each(t *testing.T, fn func(t *testing.T, env Env)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) {
+		url := EmbeddedNATS(t)
+		fn(t, Env{Name: "sqlite+embedded-nats", NewDSN: func(t testing.TB) string { return sqldbtest.SQLite(t) }, BusURL: url, BusStream: Stream(t, url)})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		sqldbtest.Postgres(t) // skip early when unset
+		url := testenv.Server(t, testenv.NATS)
+		fn(t, Env{Name: "postgres+nats", NewDSN: func(t testing.TB) string { return sqldbtest.Postgres(t) }, BusURL: url, BusStream: Stream(t, url)})
+	})
+}
