@@ -26,7 +26,9 @@ func bodyRules(t *testing.T, js string) map[string]*RuleList {
 	return r["body"]
 }
 
-func jsonBody(s string) Body { return Body{Present: true, ContentType: "application/json", Content: []byte(s)} }
+func jsonBody(s string) Body {
+	return Body{Present: true, ContentType: "application/json", Content: []byte(s)}
+}
 
 // TestMatchers: one case per statement of the specification's matching
 // rules (pact-specification v3/v4 README, "Supported matchers").
