@@ -97,3 +97,27 @@ func (m Mode) Check(candidate *Schema, previous []Version) []Problem {
 	}
 	return nil
 }
+
+// Description renders the problem as the Confluent registry words it in
+// verbose compatibility messages, naming which schema lacks what.
+func (p Problem) Description() string {
+	reader, writer := "new", "old"
+	if p.Direction == OldReadsNew {
+		reader, writer = "old", "new"
+	}
+	switch p.Reason {
+	case ReaderFieldMissingDefaultValue:
+		return fmt.Sprintf("The field '%s' at path '%s' in the %s schema has no default value and is missing in the %s schema", p.Detail, p.Location, reader, writer)
+	case TypeMismatch:
+		return fmt.Sprintf("The type (path '%s') of a field in the %s schema does not match with the %s schema", p.Location, reader, writer)
+	case NameMismatch:
+		return fmt.Sprintf("The name of the schema has changed (path '%s')", p.Location)
+	case FixedSizeMismatch:
+		return fmt.Sprintf("The size of FIXED type field at path '%s' in the %s schema does not match with the %s schema", p.Location, reader, writer)
+	case MissingEnumSymbols:
+		return fmt.Sprintf("The %s schema is missing enum symbols '%s' at path '%s' in the %s schema", reader, p.Detail, p.Location, writer)
+	case MissingUnionBranch:
+		return fmt.Sprintf("The %s schema is missing a type inside a union field at path '%s' in the %s schema", reader, p.Location, writer)
+	}
+	return p.Detail
+}

@@ -1,0 +1,14 @@
+// Package registry is a schema registry that speaks the Confluent Schema
+// Registry REST API, so Confluent serializers, franz-go's sr client and
+// hamba's registry client work against it unchanged.
+//
+// Server is an http.Handler built from a Store (registry/sqlstore keeps it
+// in SQLite or PostgreSQL) and a Config. Schemas are Avro; compatibility is
+// decided by the schema package under the subject's level (subject, then
+// global, then Config.DefaultLevel). Schema ids are global and stable: a
+// schema that normalises to one already registered gets its id back.
+//
+// Errors are Confluent's bodies, {"error_code": 40401, "message": "..."},
+// with the HTTP status in the code's first three digits; an incompatible
+// registration answers 409 with error_code 40901.
+package registry

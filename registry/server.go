@@ -1,0 +1,781 @@
+package registry
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/flotilla-ci/flotilla/schema"
+)
+
+// ContentType is the Confluent registry's media type.
+const ContentType = "application/vnd.schemaregistry.v1+json"
+
+// Config configures a Server.
+type Config struct {
+	// DefaultLevel applies to subjects when neither they nor the global
+	// configuration set a level.
+	DefaultLevel schema.Mode `yaml:"default_level"`
+	// MaxBodyBytes bounds request bodies; larger ones get 42209.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// Username and Password, when set, are required (HTTP basic auth) for
+	// requests that change state; reads stay open.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// DefaultConfig returns Confluent's defaults: BACKWARD, a 2 MiB body limit,
+// no authentication.
+func DefaultConfig() Config {
+	return Config{DefaultLevel: schema.Backward, MaxBodyBytes: 2 << 20}
+}
+
+// Validate reports what is wrong with c.
+func (c Config) Validate() error {
+	var errs []error
+	if _, err := schema.ParseMode(string(c.DefaultLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("default_level: %w", err))
+	}
+	if c.MaxBodyBytes < 1024 {
+		errs = append(errs, fmt.Errorf("max_body_bytes: %d is too small; want at least 1024", c.MaxBodyBytes))
+	}
+	if (c.Username == "") != (c.Password == "") {
+		errs = append(errs, errors.New("username and password: set both or neither"))
+	}
+	return errors.Join(errs...)
+}
+
+// Server serves the Confluent Schema Registry REST API from a Store.
+type Server struct {
+	cfg    Config
+	store  Store
+	log    *slog.Logger
+	mux    *http.ServeMux
+	byID   sync.Map // int -> []byte: the JSON answer to GET /schemas/ids/{id} (ids are immutable)
+	parsed sync.Map // int -> *schema.Schema
+}
+
+// New returns a server on store. A nil log discards.
+func New(store Store, cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("registry config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, store: store, log: log, mux: http.NewServeMux()}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { s.reply(w, map[string]any{}) })
+	m.HandleFunc("GET /schemas/types", func(w http.ResponseWriter, r *http.Request) { s.reply(w, []string{"AVRO"}) })
+	m.HandleFunc("GET /contexts", func(w http.ResponseWriter, r *http.Request) { s.reply(w, []string{"."}) })
+	m.HandleFunc("GET /schemas/ids/{id}", s.schemaByID)
+	m.HandleFunc("GET /schemas/ids/{id}/schema", s.schemaTextByID)
+	m.HandleFunc("GET /schemas/ids/{id}/subjects", s.subjectsByID)
+	m.HandleFunc("GET /schemas/ids/{id}/versions", s.versionsByID)
+	m.HandleFunc("GET /subjects", s.subjects)
+	m.HandleFunc("GET /subjects/{subject}/versions", s.versions)
+	m.HandleFunc("GET /subjects/{subject}/versions/{version}", s.version)
+	m.HandleFunc("GET /subjects/{subject}/versions/{version}/schema", s.versionSchema)
+	m.HandleFunc("GET /subjects/{subject}/versions/{version}/referencedby", s.referencedBy)
+	m.HandleFunc("POST /subjects/{subject}/versions", s.write(s.register))
+	m.HandleFunc("POST /subjects/{subject}", s.lookup)
+	m.HandleFunc("DELETE /subjects/{subject}", s.write(s.deleteSubject))
+	m.HandleFunc("DELETE /subjects/{subject}/versions/{version}", s.write(s.deleteVersion))
+	m.HandleFunc("POST /compatibility/subjects/{subject}/versions/{version}", s.compatibility)
+	m.HandleFunc("POST /compatibility/subjects/{subject}/versions", s.compatibility)
+	m.HandleFunc("GET /config", s.getConfig)
+	m.HandleFunc("PUT /config", s.write(s.putConfig))
+	m.HandleFunc("DELETE /config", s.write(s.deleteConfig))
+	m.HandleFunc("GET /config/{subject}", s.getConfig)
+	m.HandleFunc("PUT /config/{subject}", s.write(s.putConfig))
+	m.HandleFunc("DELETE /config/{subject}", s.write(s.deleteConfig))
+	m.HandleFunc("GET /mode", s.mode)
+	m.HandleFunc("GET /mode/{subject}", s.mode)
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		s.fail(w, r, &Error{Code: 404, Message: fmt.Sprintf("HTTP 404 Not Found: no route for %s %s", r.Method, r.URL.Path)})
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// Error is a Confluent error body. The HTTP status is the code's first
+// three digits.
+type Error struct {
+	Code    int    `json:"error_code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
+
+// Status is the HTTP status the code travels with.
+func (e *Error) Status() int {
+	c := e.Code
+	for c >= 1000 {
+		c /= 10
+	}
+	return c
+}
+
+func (s *Server) reply(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	s.replyRaw(w, b)
+}
+
+func (s *Server) replyRaw(w http.ResponseWriter, b []byte) {
+	w.Header().Set("Content-Type", ContentType)
+	_, _ = w.Write(b)
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = storeError(err)
+		if e.Code == 50001 {
+			s.log.ErrorContext(r.Context(), "registry store failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+	}
+	b, _ := json.Marshal(e)
+	w.Header().Set("Content-Type", ContentType)
+	w.WriteHeader(e.Status())
+	_, _ = w.Write(b)
+}
+
+func storeError(err error) *Error {
+	switch {
+	case errors.Is(err, ErrSubjectNotFound):
+		return &Error{40401, "Subject not found."}
+	case errors.Is(err, ErrVersionNotFound):
+		return &Error{40402, "Version not found."}
+	case errors.Is(err, ErrSchemaNotFound):
+		return &Error{40403, "Schema not found"}
+	case errors.Is(err, ErrSubjectSoftDeleted):
+		return &Error{40404, "Subject was soft deleted. Set permanent=true to delete permanently"}
+	case errors.Is(err, ErrSubjectNotSoftDeleted):
+		return &Error{40405, "Subject was not deleted first before being permanently deleted"}
+	case errors.Is(err, ErrVersionSoftDeleted):
+		return &Error{40406, "Version was soft deleted. Set permanent=true to delete permanently"}
+	case errors.Is(err, ErrVersionNotSoftDeleted):
+		return &Error{40407, "Version was not deleted first before being permanently deleted"}
+	case errors.Is(err, ErrNoLevel):
+		return &Error{40408, "Subject does not have subject-level compatibility configured"}
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return &Error{50002, "Operation timed out"}
+	}
+	return &Error{50001, "Error in the backend data store"}
+}
+
+// write guards a state-changing handler with basic auth when configured.
+func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
+	if s.cfg.Username == "" {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(s.cfg.Username)) != 1 ||
+			subtle.ConstantTimeCompare([]byte(p), []byte(s.cfg.Password)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="flotilla schema registry"`)
+			s.fail(w, r, &Error{40101, "Unauthorized: this registry needs credentials (basic auth) for changes"})
+			return
+		}
+		h(w, r)
+	}
+}
+
+func subject(r *http.Request) (string, error) {
+	sub := r.PathValue("subject")
+	if sub == "" || !utf8.ValidString(sub) || strings.IndexFunc(sub, unicode.IsControl) >= 0 {
+		return "", &Error{42208, fmt.Sprintf("The specified subject %q is not valid", sub)}
+	}
+	return sub, nil
+}
+
+// parseVersion reads a version path segment: 1..2^31-1, "latest" or -1.
+func parseVersion(v string) (int, error) {
+	if v == "latest" {
+		return Latest, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 32)
+	if err != nil || n == 0 || n < -1 {
+		return 0, &Error{42202, fmt.Sprintf("The specified version '%s' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"", v)}
+	}
+	if n == -1 {
+		return Latest, nil
+	}
+	return int(n), nil
+}
+
+func boolParam(r *http.Request, name string) bool {
+	v, _ := strconv.ParseBool(r.URL.Query().Get(name))
+	return v
+}
+
+func parseID(r *http.Request) (int, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 32)
+	if err != nil || id < 1 {
+		return 0, &Error{40403, fmt.Sprintf("Schema %s not found", r.PathValue("id"))}
+	}
+	return int(id), nil
+}
+
+// request is the body of register, lookup and compatibility requests.
+type request struct {
+	Schema     *string         `json:"schema"`
+	SchemaType string          `json:"schemaType"`
+	References []any           `json:"references"`
+	ID         int             `json:"id"`
+	Version    int             `json:"version"`
+	Metadata   json.RawMessage `json:"metadata"`
+	RuleSet    json.RawMessage `json:"ruleSet"`
+}
+
+// readSchema reads and parses the request body's schema.
+func (s *Server) readSchema(w http.ResponseWriter, r *http.Request) (*schema.Schema, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, &Error{42209, fmt.Sprintf("Request body is larger than the limit of %d bytes", s.cfg.MaxBodyBytes)}
+		}
+		return nil, &Error{50001, "reading the request body: " + err.Error()}
+	}
+	var req request
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, &Error{42201, "Invalid request body: " + err.Error()}
+	}
+	if req.Schema == nil {
+		return nil, &Error{42201, `Invalid request body: missing "schema"`}
+	}
+	if t := strings.ToUpper(req.SchemaType); t != "" && t != "AVRO" {
+		return nil, &Error{42201, fmt.Sprintf("Invalid schemaType %s: this registry serves AVRO schemas", req.SchemaType)}
+	}
+	if len(req.References) > 0 {
+		return nil, &Error{42201, "Invalid schema: schema references are not supported; inline the referenced types"}
+	}
+	if req.ID > 0 {
+		return nil, &Error{42205, "Operation not permitted: registering with a chosen id needs IMPORT mode, which this registry does not offer"}
+	}
+	sc, err := schema.Parse(*req.Schema)
+	if err != nil {
+		return nil, &Error{42201, "Invalid schema: " + err.Error()}
+	}
+	return sc, nil
+}
+
+func (s *Server) parsedByID(id int, text string) (*schema.Schema, error) {
+	if v, ok := s.parsed.Load(id); ok {
+		return v.(*schema.Schema), nil
+	}
+	sc, err := schema.Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("stored schema %d: %w", id, err)
+	}
+	s.parsed.Store(id, sc)
+	return sc, nil
+}
+
+// effective picks the level that applies to a subject.
+func (s *Server) effective(subjectLevel, globalLevel schema.Mode) schema.Mode {
+	switch {
+	case subjectLevel != "":
+		return subjectLevel
+	case globalLevel != "":
+		return globalLevel
+	}
+	return s.cfg.DefaultLevel
+}
+
+func (s *Server) levelsFor(ctx context.Context, sub string) (schema.Mode, error) {
+	sl, err := s.store.Level(ctx, sub)
+	if err != nil && !errors.Is(err, ErrNoLevel) {
+		return "", err
+	}
+	gl, err := s.store.Level(ctx, "")
+	if err != nil && !errors.Is(err, ErrNoLevel) {
+		return "", err
+	}
+	return s.effective(sl, gl), nil
+}
+
+// check runs the level's check of candidate against versions.
+func (s *Server) check(level schema.Mode, candidate *schema.Schema, vs []SubjectVersion) ([]schema.Problem, []SubjectVersion, error) {
+	prev := make([]schema.Version, 0, len(vs))
+	for _, v := range vs {
+		sc, err := s.parsedByID(v.ID, v.Schema)
+		if err != nil {
+			return nil, nil, err
+		}
+		prev = append(prev, schema.Version{Version: v.Version, Schema: sc})
+	}
+	return level.Check(candidate, prev), vs, nil
+}
+
+// messages renders problems in the Confluent verbose style.
+func messages(level schema.Mode, problems []schema.Problem, vs []SubjectVersion) []string {
+	out := []string{}
+	if len(problems) == 0 {
+		return out
+	}
+	for _, p := range problems {
+		out = append(out, fmt.Sprintf("{errorType:'%s', description:'%s', additionalInfo:'%s'}", p.Reason, p.Description(), p.Detail))
+	}
+	v := problems[0].Version
+	out = append(out, fmt.Sprintf("{oldSchemaVersion: %d}", v))
+	for _, sv := range vs {
+		if sv.Version == v {
+			old := sv.Schema
+			if len(old) > 10<<10 {
+				old = old[:10<<10] + "..."
+			}
+			out = append(out, fmt.Sprintf("{oldSchema: '%s'}", old))
+		}
+	}
+	out = append(out, fmt.Sprintf("{validateFields: 'false', compatibility: '%s'}", level))
+	return out
+}
+
+type incompatible struct {
+	sub  string
+	msgs []string
+}
+
+func (e *incompatible) Error() string { return "incompatible with " + e.sub }
+
+func (s *Server) register(w http.ResponseWriter, r *http.Request) {
+	sub, err := subject(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sc, err := s.readSchema(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.store.Register(r.Context(), sub, sc, func(vs []SubjectVersion, sl, gl schema.Mode) error {
+		level := s.effective(sl, gl)
+		problems, _, err := s.check(level, sc, vs)
+		if err != nil {
+			return err
+		}
+		if len(problems) > 0 {
+			return &incompatible{sub: sub, msgs: messages(level, problems, vs)}
+		}
+		return nil
+	})
+	var inc *incompatible
+	if errors.As(err, &inc) {
+		s.fail(w, r, &Error{40901, fmt.Sprintf("Schema being registered is incompatible with an earlier schema for subject %q, details: [%s]", sub, strings.Join(inc.msgs, ", "))})
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if res.Created {
+		s.log.InfoContext(r.Context(), "schema registered", "subject", sub, "version", res.Version, "id", res.ID)
+	}
+	s.reply(w, map[string]any{"id": res.ID, "version": res.Version})
+}
+
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
+	sub, err := subject(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sc, err := s.readSchema(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	v, err := s.store.Lookup(r.Context(), sub, sc, boolParam(r, "deleted"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.reply(w, versionBody(v))
+}
+
+func versionBody(v SubjectVersion) map[string]any {
+	return map[string]any{"subject": v.Subject, "version": v.Version, "id": v.ID, "schema": v.Schema}
+}
+
+func (s *Server) schemaByID(w http.ResponseWriter, r *http.Request) {
+	id, err := parseID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if b, ok := s.byID.Load(id); ok {
+		s.replyRaw(w, b.([]byte))
+		return
+	}
+	text, err := s.store.SchemaByID(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	b, err := json.Marshal(map[string]string{"schema": text})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.byID.Store(id, b)
+	s.replyRaw(w, b)
+}
+
+func (s *Server) schemaTextByID(w http.ResponseWriter, r *http.Request) {
+	id, err := parseID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	text, err := s.store.SchemaByID(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.replyRaw(w, []byte(text))
+}
+
+func (s *Server) subjectsByID(w http.ResponseWriter, r *http.Request) {
+	id, err := parseID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	us, err := s.store.Usages(r.Context(), id, boolParam(r, "deleted"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := []string{}
+	for _, u := range us {
+		if len(out) == 0 || out[len(out)-1] != u.Subject {
+			out = append(out, u.Subject)
+		}
+	}
+	s.reply(w, out)
+}
+
+func (s *Server) versionsByID(w http.ResponseWriter, r *http.Request) {
+	id, err := parseID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	us, err := s.store.Usages(r.Context(), id, boolParam(r, "deleted"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	type sv struct {
+		Subject string `json:"subject"`
+		Version int    `json:"version"`
+	}
+	out := []sv{}
+	for _, u := range us {
+		out = append(out, sv{u.Subject, u.Version})
+	}
+	s.reply(w, out)
+}
+
+// page applies offset and limit (-1: no limit).
+func page[T any](r *http.Request, list []T) []T {
+	q := r.URL.Query()
+	if off, err := strconv.Atoi(q.Get("offset")); err == nil && off > 0 {
+		if off > len(list) {
+			off = len(list)
+		}
+		list = list[off:]
+	}
+	if lim, err := strconv.Atoi(q.Get("limit")); err == nil && lim >= 0 && lim < len(list) {
+		list = list[:lim]
+	}
+	return list
+}
+
+func (s *Server) subjects(w http.ResponseWriter, r *http.Request) {
+	deletedOnly := boolParam(r, "deletedOnly")
+	all, err := s.store.Subjects(r.Context(), boolParam(r, "deleted") || deletedOnly)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var live map[string]bool
+	if deletedOnly {
+		ls, err := s.store.Subjects(r.Context(), false)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		live = map[string]bool{}
+		for _, l := range ls {
+			live[l] = true
+		}
+	}
+	prefix := r.URL.Query().Get("subjectPrefix")
+	out := []string{}
+	for _, sub := range all {
+		if strings.HasPrefix(sub, prefix) && !live[sub] {
+			out = append(out, sub)
+		}
+	}
+	sort.Strings(out)
+	s.reply(w, page(r, out))
+}
+
+func (s *Server) versions(w http.ResponseWriter, r *http.Request) {
+	sub, err := subject(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	deletedOnly := boolParam(r, "deletedOnly")
+	vs, err := s.store.Versions(r.Context(), sub, boolParam(r, "deleted") || deletedOnly)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	negative := boolParam(r, "deletedAsNegative")
+	out := []int{}
+	for _, v := range vs {
+		switch {
+		case deletedOnly && !v.Deleted:
+		case v.Deleted && negative:
+			out = append(out, -v.Version)
+		default:
+			out = append(out, v.Version)
+		}
+	}
+	s.reply(w, page(r, out))
+}
+
+func (s *Server) findVersion(r *http.Request) (SubjectVersion, error) {
+	sub, err := subject(r)
+	if err != nil {
+		return SubjectVersion{}, err
+	}
+	v, err := parseVersion(r.PathValue("version"))
+	if err != nil {
+		return SubjectVersion{}, err
+	}
+	return s.store.Version(r.Context(), sub, v, boolParam(r, "deleted"))
+}
+
+func (s *Server) version(w http.ResponseWriter, r *http.Request) {
+	v, err := s.findVersion(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.reply(w, versionBody(v))
+}
+
+func (s *Server) versionSchema(w http.ResponseWriter, r *http.Request) {
+	v, err := s.findVersion(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.replyRaw(w, []byte(v.Schema))
+}
+
+func (s *Server) referencedBy(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.findVersion(r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.reply(w, []int{}) // references are not supported, so nothing refers to anything
+}
+
+func (s *Server) deleteSubject(w http.ResponseWriter, r *http.Request) {
+	sub, err := subject(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	vs, err := s.store.DeleteSubject(r.Context(), sub, boolParam(r, "permanent"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.InfoContext(r.Context(), "subject deleted", "subject", sub, "permanent", boolParam(r, "permanent"), "versions", vs)
+	s.reply(w, vs)
+}
+
+func (s *Server) deleteVersion(w http.ResponseWriter, r *http.Request) {
+	sub, err := subject(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	n, err := parseVersion(r.PathValue("version"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	permanent := boolParam(r, "permanent")
+	if n == Latest {
+		v, err := s.store.Version(r.Context(), sub, Latest, permanent)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		n = v.Version
+	}
+	if err := s.store.DeleteVersion(r.Context(), sub, n, permanent); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.InfoContext(r.Context(), "version deleted", "subject", sub, "version", n, "permanent", permanent)
+	s.reply(w, n)
+}
+
+func (s *Server) compatibility(w http.ResponseWriter, r *http.Request) {
+	sub, err := subject(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	one, all := 0, r.PathValue("version") == ""
+	if !all {
+		if one, err = parseVersion(r.PathValue("version")); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	sc, err := s.readSchema(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	level, err := s.levelsFor(r.Context(), sub)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var vs []SubjectVersion
+	if all {
+		vs, err = s.store.Versions(r.Context(), sub, false)
+		if errors.Is(err, ErrSubjectNotFound) {
+			err = nil
+		}
+	} else {
+		var v SubjectVersion
+		v, err = s.store.Version(r.Context(), sub, one, false)
+		switch {
+		case err == nil:
+			vs = []SubjectVersion{v}
+		case one == Latest && errors.Is(err, ErrSubjectNotFound):
+			err = nil // nothing to be incompatible with
+		}
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	problems, _, err := s.check(level, sc, vs)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := map[string]any{"is_compatible": len(problems) == 0}
+	if boolParam(r, "verbose") {
+		out["messages"] = messages(level, problems, vs)
+	}
+	s.reply(w, out)
+}
+
+func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
+	sub := r.PathValue("subject")
+	l, err := s.store.Level(r.Context(), sub)
+	if errors.Is(err, ErrNoLevel) {
+		switch {
+		case sub == "":
+			l, err = s.cfg.DefaultLevel, nil
+		case boolParam(r, "defaultToGlobal"):
+			l, err = s.levelsFor(r.Context(), sub)
+		}
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.reply(w, map[string]any{"compatibilityLevel": l})
+}
+
+func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
+	sub := r.PathValue("subject")
+	if sub != "" {
+		if _, err := subject(r); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		s.fail(w, r, &Error{42209, "Request body is too large"})
+		return
+	}
+	var req struct {
+		Compatibility string `json:"compatibility"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		s.fail(w, r, &Error{42203, "Invalid compatibility level: " + err.Error()})
+		return
+	}
+	m, err := schema.ParseMode(req.Compatibility)
+	if err != nil {
+		s.fail(w, r, &Error{42203, "Invalid compatibility level. Valid values are none, backward, forward, full, backward_transitive, forward_transitive, and full_transitive"})
+		return
+	}
+	if err := s.store.SetLevel(r.Context(), sub, m); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.InfoContext(r.Context(), "compatibility level set", "subject", sub, "level", m)
+	s.reply(w, map[string]any{"compatibility": m})
+}
+
+func (s *Server) deleteConfig(w http.ResponseWriter, r *http.Request) {
+	sub := r.PathValue("subject")
+	prev, err := s.store.DeleteLevel(r.Context(), sub)
+	if sub == "" && errors.Is(err, ErrNoLevel) {
+		prev, err = s.cfg.DefaultLevel, nil
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.reply(w, map[string]any{"compatibilityLevel": prev})
+}
+
+func (s *Server) mode(w http.ResponseWriter, r *http.Request) {
+	s.reply(w, map[string]any{"mode": "READWRITE"})
+}

@@ -1,0 +1,415 @@
+// Package sqlstore keeps the schema registry's state in SQLite or
+// PostgreSQL through internal/sqldb.
+//
+// Writes to one subject are serialised: on PostgreSQL by a
+// transaction-scoped advisory lock on the subject's hash, on SQLite by
+// immediate (write-locking) transactions. Schema ids come from one table
+// keyed by the SHA-256 of the normalised schema, so a schema registered
+// concurrently under two subjects still gets one id.
+package sqlstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"embed"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+
+	"github.com/flotilla-ci/flotilla/internal/sqldb"
+	"github.com/flotilla-ci/flotilla/registry"
+	"github.com/flotilla-ci/flotilla/schema"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is a registry.Store on a SQL database.
+type Store struct {
+	db *sqldb.DB
+}
+
+var _ registry.Store = (*Store)(nil)
+
+// New migrates db and returns a store on it. The caller closes db.
+func New(ctx context.Context, db *sqldb.DB) (*Store, error) {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx, "registry", sub); err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+func hashOf(s *schema.Schema) string {
+	h := sha256.Sum256([]byte(s.Normalized()))
+	return hex.EncodeToString(h[:])
+}
+
+// lock takes the subject's write lock for the rest of the transaction.
+func lock(ctx context.Context, tx *sqldb.Tx, subject string) error {
+	if tx.Dialect() != sqldb.Postgres {
+		return nil // the immediate transaction already holds SQLite's write lock
+	}
+	h := sha256.Sum256([]byte("flotilla-registry:" + subject))
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(binary.BigEndian.Uint64(h[:8]))); err != nil {
+		return fmt.Errorf("lock subject %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Register implements registry.Store.
+func (s *Store) Register(ctx context.Context, subject string, sc *schema.Schema, check registry.CheckFunc) (registry.Registered, error) {
+	hash := hashOf(sc)
+	var out registry.Registered
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		out = registry.Registered{}
+		if err := lock(ctx, tx, subject); err != nil {
+			return err
+		}
+		err := tx.QueryRowContext(ctx, `SELECT v.version, v.schema_id FROM registry_versions v
+			JOIN registry_schemas s ON s.id = v.schema_id
+			WHERE v.subject = $1 AND s.hash = $2 AND v.deleted = 0 ORDER BY v.version LIMIT 1`,
+			subject, hash).Scan(&out.Version, &out.ID)
+		if err == nil {
+			return nil
+		}
+		if !sqldb.IsNoRows(err) {
+			return fmt.Errorf("look up %s: %w", subject, err)
+		}
+		prev, err := versions(ctx, tx, subject, false)
+		if err != nil {
+			return err
+		}
+		subjLevel, err := level(ctx, tx, subject)
+		if err != nil {
+			return err
+		}
+		globalLevel, err := level(ctx, tx, "")
+		if err != nil {
+			return err
+		}
+		if err := check(prev, subjLevel, globalLevel); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO registry_schemas (hash, normalized, schema) VALUES ($1, $2, $3)
+			ON CONFLICT (hash) DO NOTHING`, hash, sc.Normalized(), sc.String()); err != nil {
+			return fmt.Errorf("store schema: %w", err)
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT id FROM registry_schemas WHERE hash = $1`, hash).Scan(&out.ID); err != nil {
+			return fmt.Errorf("store schema: %w", err)
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) + 1 FROM registry_versions WHERE subject = $1`,
+			subject).Scan(&out.Version); err != nil {
+			return fmt.Errorf("next version of %s: %w", subject, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO registry_versions (subject, version, schema_id) VALUES ($1, $2, $3)`,
+			subject, out.Version, out.ID); err != nil {
+			return fmt.Errorf("store version %d of %s: %w", out.Version, subject, err)
+		}
+		out.Created = true
+		return nil
+	})
+	return out, err
+}
+
+// querier is what *sqldb.DB and *sqldb.Tx share.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func flag(deleted bool) int {
+	if deleted {
+		return 1
+	}
+	return 0
+}
+
+func versions(ctx context.Context, q querier, subject string, deleted bool) ([]registry.SubjectVersion, error) {
+	rows, err := q.QueryContext(ctx, `SELECT v.version, v.schema_id, s.schema, v.deleted FROM registry_versions v
+		JOIN registry_schemas s ON s.id = v.schema_id
+		WHERE v.subject = $1 AND v.deleted <= $2 ORDER BY v.version`, subject, flag(deleted))
+	if err != nil {
+		return nil, fmt.Errorf("versions of %s: %w", subject, err)
+	}
+	defer rows.Close()
+	var out []registry.SubjectVersion
+	for rows.Next() {
+		v := registry.SubjectVersion{Subject: subject}
+		var del int
+		if err := rows.Scan(&v.Version, &v.ID, &v.Schema, &del); err != nil {
+			return nil, fmt.Errorf("versions of %s: %w", subject, err)
+		}
+		v.Deleted = del != 0
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("versions of %s: %w", subject, err)
+	}
+	return out, nil
+}
+
+func level(ctx context.Context, q querier, subject string) (schema.Mode, error) {
+	var l string
+	err := q.QueryRowContext(ctx, `SELECT level FROM registry_levels WHERE subject = $1`, subject).Scan(&l)
+	if sqldb.IsNoRows(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("compatibility level: %w", err)
+	}
+	return schema.Mode(l), nil
+}
+
+// SchemaByID implements registry.Store.
+func (s *Store) SchemaByID(ctx context.Context, id int) (string, error) {
+	var text string
+	err := s.db.QueryRowContext(ctx, `SELECT schema FROM registry_schemas WHERE id = $1`, id).Scan(&text)
+	if sqldb.IsNoRows(err) {
+		return "", registry.ErrSchemaNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("schema %d: %w", id, err)
+	}
+	return text, nil
+}
+
+// Usages implements registry.Store.
+func (s *Store) Usages(ctx context.Context, id int, deleted bool) ([]registry.SubjectVersion, error) {
+	if _, err := s.SchemaByID(ctx, id); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT subject, version, deleted FROM registry_versions
+		WHERE schema_id = $1 AND deleted <= $2 ORDER BY subject, version`, id, flag(deleted))
+	if err != nil {
+		return nil, fmt.Errorf("usages of schema %d: %w", id, err)
+	}
+	defer rows.Close()
+	out := []registry.SubjectVersion{}
+	for rows.Next() {
+		v := registry.SubjectVersion{ID: id}
+		var del int
+		if err := rows.Scan(&v.Subject, &v.Version, &del); err != nil {
+			return nil, fmt.Errorf("usages of schema %d: %w", id, err)
+		}
+		v.Deleted = del != 0
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// Lookup implements registry.Store.
+func (s *Store) Lookup(ctx context.Context, subject string, sc *schema.Schema, deleted bool) (registry.SubjectVersion, error) {
+	v := registry.SubjectVersion{Subject: subject}
+	var del int
+	err := s.db.QueryRowContext(ctx, `SELECT v.version, v.schema_id, s.schema, v.deleted FROM registry_versions v
+		JOIN registry_schemas s ON s.id = v.schema_id
+		WHERE v.subject = $1 AND s.hash = $2 AND v.deleted <= $3 ORDER BY v.deleted, v.version LIMIT 1`,
+		subject, hashOf(sc), flag(deleted)).Scan(&v.Version, &v.ID, &v.Schema, &del)
+	if sqldb.IsNoRows(err) {
+		if _, err := s.Version(ctx, subject, registry.Latest, deleted); err != nil {
+			return v, registry.ErrSubjectNotFound
+		}
+		return v, registry.ErrSchemaNotFound
+	}
+	if err != nil {
+		return v, fmt.Errorf("look up in %s: %w", subject, err)
+	}
+	v.Deleted = del != 0
+	return v, nil
+}
+
+// Subjects implements registry.Store.
+func (s *Store) Subjects(ctx context.Context, deleted bool) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT subject FROM registry_versions WHERE deleted <= $1 ORDER BY subject`, flag(deleted))
+	if err != nil {
+		return nil, fmt.Errorf("subjects: %w", err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("subjects: %w", err)
+		}
+		out = append(out, name)
+	}
+	return out, rows.Err()
+}
+
+// Versions implements registry.Store.
+func (s *Store) Versions(ctx context.Context, subject string, deleted bool) ([]registry.SubjectVersion, error) {
+	vs, err := versions(ctx, s.db, subject, deleted)
+	if err != nil {
+		return nil, err
+	}
+	if len(vs) == 0 {
+		return nil, registry.ErrSubjectNotFound
+	}
+	return vs, nil
+}
+
+// Version implements registry.Store.
+func (s *Store) Version(ctx context.Context, subject string, version int, deleted bool) (registry.SubjectVersion, error) {
+	vs, err := versions(ctx, s.db, subject, true)
+	if err != nil {
+		return registry.SubjectVersion{}, err
+	}
+	live := 0
+	for _, v := range vs {
+		if !v.Deleted {
+			live++
+		}
+	}
+	if len(vs) == 0 || (live == 0 && !deleted) {
+		return registry.SubjectVersion{}, registry.ErrSubjectNotFound
+	}
+	if version == registry.Latest {
+		for i := len(vs) - 1; i >= 0; i-- {
+			if !vs[i].Deleted || deleted {
+				return vs[i], nil
+			}
+		}
+		return registry.SubjectVersion{}, registry.ErrVersionNotFound
+	}
+	for _, v := range vs {
+		if v.Version == version && (!v.Deleted || deleted) {
+			return v, nil
+		}
+	}
+	return registry.SubjectVersion{}, registry.ErrVersionNotFound
+}
+
+// DeleteSubject implements registry.Store.
+func (s *Store) DeleteSubject(ctx context.Context, subject string, permanent bool) ([]int, error) {
+	var out []int
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		out = nil
+		if err := lock(ctx, tx, subject); err != nil {
+			return err
+		}
+		vs, err := versions(ctx, tx, subject, true)
+		if err != nil {
+			return err
+		}
+		if len(vs) == 0 {
+			return registry.ErrSubjectNotFound
+		}
+		live := 0
+		for _, v := range vs {
+			if !v.Deleted {
+				live++
+			}
+		}
+		if permanent {
+			if live > 0 {
+				return registry.ErrSubjectNotSoftDeleted
+			}
+			for _, v := range vs {
+				out = append(out, v.Version)
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM registry_versions WHERE subject = $1`, subject); err != nil {
+				return fmt.Errorf("delete %s: %w", subject, err)
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM registry_levels WHERE subject = $1`, subject); err != nil {
+				return fmt.Errorf("delete %s: %w", subject, err)
+			}
+			return nil
+		}
+		if live == 0 {
+			return registry.ErrSubjectSoftDeleted
+		}
+		for _, v := range vs {
+			if !v.Deleted {
+				out = append(out, v.Version)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE registry_versions SET deleted = 1 WHERE subject = $1`, subject); err != nil {
+			return fmt.Errorf("delete %s: %w", subject, err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DeleteVersion implements registry.Store.
+func (s *Store) DeleteVersion(ctx context.Context, subject string, version int, permanent bool) error {
+	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		if err := lock(ctx, tx, subject); err != nil {
+			return err
+		}
+		vs, err := versions(ctx, tx, subject, true)
+		if err != nil {
+			return err
+		}
+		if len(vs) == 0 {
+			return registry.ErrSubjectNotFound
+		}
+		var found *registry.SubjectVersion
+		for i := range vs {
+			if vs[i].Version == version {
+				found = &vs[i]
+			}
+		}
+		if found == nil {
+			return registry.ErrVersionNotFound
+		}
+		if permanent {
+			if !found.Deleted {
+				return registry.ErrVersionNotSoftDeleted
+			}
+			_, err = tx.ExecContext(ctx, `DELETE FROM registry_versions WHERE subject = $1 AND version = $2`, subject, version)
+		} else {
+			if found.Deleted {
+				return registry.ErrVersionSoftDeleted
+			}
+			_, err = tx.ExecContext(ctx, `UPDATE registry_versions SET deleted = 1 WHERE subject = $1 AND version = $2`, subject, version)
+		}
+		if err != nil {
+			return fmt.Errorf("delete version %d of %s: %w", version, subject, err)
+		}
+		return nil
+	})
+}
+
+// Level implements registry.Store.
+func (s *Store) Level(ctx context.Context, subject string) (schema.Mode, error) {
+	l, err := level(ctx, s.db, subject)
+	if err == nil && l == "" {
+		return "", registry.ErrNoLevel
+	}
+	return l, err
+}
+
+// SetLevel implements registry.Store.
+func (s *Store) SetLevel(ctx context.Context, subject string, m schema.Mode) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO registry_levels (subject, level) VALUES ($1, $2)
+		ON CONFLICT (subject) DO UPDATE SET level = excluded.level`, subject, string(m))
+	if err != nil {
+		return fmt.Errorf("set compatibility level: %w", err)
+	}
+	return nil
+}
+
+// DeleteLevel implements registry.Store.
+func (s *Store) DeleteLevel(ctx context.Context, subject string) (schema.Mode, error) {
+	var prev schema.Mode
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		l, err := level(ctx, tx, subject)
+		if err != nil {
+			return err
+		}
+		if l == "" {
+			return registry.ErrNoLevel
+		}
+		prev = l
+		_, err = tx.ExecContext(ctx, `DELETE FROM registry_levels WHERE subject = $1`, subject)
+		return err
+	})
+	return prev, err
+}

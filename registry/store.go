@@ -1,0 +1,89 @@
+package registry
+
+import (
+	"context"
+	"errors"
+
+	"github.com/flotilla-ci/flotilla/schema"
+)
+
+// Store keeps subjects, versions, schemas and compatibility levels. Ids are
+// global: one normalised schema has one id whatever subject holds it.
+//
+// Methods return ErrSubjectNotFound, ErrVersionNotFound, ErrSchemaNotFound
+// and the soft-delete errors below where they apply; anything else is a
+// storage failure.
+type Store interface {
+	// Register adds s to subject unless a live version already holds it
+	// (then it returns that version, Created false). While it holds the
+	// subject's write lock it calls check with the subject's live versions,
+	// oldest first, and the configured levels; an error from check aborts
+	// the registration and is returned as is. Racing registrations of one
+	// subject are serialised, so none skips the check and one schema never
+	// gets two ids.
+	Register(ctx context.Context, subject string, s *schema.Schema, check CheckFunc) (Registered, error)
+	// SchemaByID returns the text of the schema with the id.
+	SchemaByID(ctx context.Context, id int) (string, error)
+	// Usages lists the subject versions that hold the schema id, deleted
+	// ones included when deleted is set.
+	Usages(ctx context.Context, id int, deleted bool) ([]SubjectVersion, error)
+	// Lookup finds the live version of subject holding the normalised schema.
+	Lookup(ctx context.Context, subject string, s *schema.Schema, deleted bool) (SubjectVersion, error)
+	// Subjects lists subject names with at least one version (live, or any
+	// when deleted is set), sorted.
+	Subjects(ctx context.Context, deleted bool) ([]string, error)
+	// Versions lists a subject's versions, oldest first.
+	Versions(ctx context.Context, subject string, deleted bool) ([]SubjectVersion, error)
+	// Version returns one version; Latest asks for the newest live one.
+	Version(ctx context.Context, subject string, version int, deleted bool) (SubjectVersion, error)
+	// DeleteSubject soft-deletes every version of subject, or removes the
+	// subject's (already soft-deleted) versions when permanent, and returns
+	// the version numbers it affected.
+	DeleteSubject(ctx context.Context, subject string, permanent bool) ([]int, error)
+	// DeleteVersion soft-deletes one version, or removes a soft-deleted one
+	// when permanent.
+	DeleteVersion(ctx context.Context, subject string, version int, permanent bool) error
+	// Level returns the compatibility level set for subject ("" for the
+	// global level); "" and ErrNoLevel when none is set.
+	Level(ctx context.Context, subject string) (schema.Mode, error)
+	// SetLevel sets the level of subject ("" for the global level).
+	SetLevel(ctx context.Context, subject string, m schema.Mode) error
+	// DeleteLevel removes subject's level and returns what it was;
+	// ErrNoLevel when none was set.
+	DeleteLevel(ctx context.Context, subject string) (schema.Mode, error)
+}
+
+// Latest as a version number means the newest live version.
+const Latest = -1
+
+// CheckFunc decides whether a schema may join a subject, given the live
+// versions (oldest first) and the levels configured for the subject and
+// globally ("" when not set).
+type CheckFunc func(previous []SubjectVersion, subjectLevel, globalLevel schema.Mode) error
+
+// Registered is the outcome of Register.
+type Registered struct {
+	ID, Version int
+	Created     bool
+}
+
+// SubjectVersion is one version of a subject.
+type SubjectVersion struct {
+	Subject string
+	Version int
+	ID      int
+	Schema  string
+	Deleted bool
+}
+
+// Errors the store returns.
+var (
+	ErrSubjectNotFound       = errors.New("subject not found")
+	ErrVersionNotFound       = errors.New("version not found")
+	ErrSchemaNotFound        = errors.New("schema not found")
+	ErrSubjectSoftDeleted    = errors.New("subject was soft deleted; set permanent=true to delete permanently")
+	ErrSubjectNotSoftDeleted = errors.New("subject was not deleted first before being permanently deleted")
+	ErrVersionSoftDeleted    = errors.New("version was soft deleted; set permanent=true to delete permanently")
+	ErrVersionNotSoftDeleted = errors.New("version was not deleted first before being permanently deleted")
+	ErrNoLevel               = errors.New("no compatibility level is set")
+)
