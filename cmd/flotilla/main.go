@@ -76,6 +76,7 @@ dependency order with canaries, and traces every request across services.`,
 	})
 	root.AddCommand(
 		a.versionCmd(),
+		a.brokerCmd(),
 		a.graphCmd(),
 		a.affectedCmd(),
 	)

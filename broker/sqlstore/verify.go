@@ -1,0 +1,252 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/flotilla-ci/flotilla/broker"
+)
+
+// match is a consumer version a selector picked, with its pact.
+type match struct {
+	consumerVersion string
+	consumer        string
+	pactVersion     int64
+	sha             string
+	via             string // the branch, tag or environment it was picked through
+}
+
+const matchSelect = `SELECT v.number, c.name, pv.id, pv.sha, `
+const matchFrom = ` FROM broker_pact_publications pp
+	JOIN broker_pact_versions pv ON pv.id = pp.pact_version_id
+	JOIN broker_versions v ON v.id = pp.consumer_version_id
+	JOIN broker_pacticipants c ON c.id = pp.consumer_id `
+const matchWhere = ` WHERE pp.provider_id = $1 AND ($2 = '' OR c.name = $2) `
+
+// latestIn is a condition picking, per consumer, the latest version in a
+// table of (version_id, pacticipant_id, ...) rows that has a pact with the
+// provider.
+func latestIn(table, cond string) string {
+	return ` AND pp.consumer_version_id IN (SELECT MAX(t.version_id) FROM ` + table + ` t
+		JOIN broker_pact_publications p2 ON p2.consumer_version_id = t.version_id AND p2.provider_id = $1
+		WHERE ` + cond + ` GROUP BY t.pacticipant_id)`
+}
+
+func (s *Store) matches(ctx context.Context, query string, args ...any) ([]match, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []match
+	for rows.Next() {
+		var m match
+		if err := rows.Scan(&m.consumerVersion, &m.consumer, &m.pactVersion, &m.sha, &m.via); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// selectVersions returns the consumer versions (with their pacts with the
+// provider) that one selector picks.
+func (s *Store) selectVersions(ctx context.Context, provider int64, sel broker.ConsumerVersionSelector, q broker.ForVerificationQuery) ([]match, error) {
+	latest := sel.Latest == nil || *sel.Latest
+	head := matchSelect
+	switch {
+	case sel.MainBranch:
+		return s.matches(ctx, head+`c.main_branch`+matchFrom+matchWhere+
+			latestIn(`broker_branch_versions`, `t.branch = (SELECT main_branch FROM broker_pacticipants WHERE id = t.pacticipant_id)`), provider, sel.Consumer)
+	case sel.AllBranches:
+		return s.matches(ctx, head+`bv.branch`+matchFrom+` JOIN broker_branch_versions bv ON bv.version_id = pp.consumer_version_id `+matchWhere+`
+			AND bv.version_id = (SELECT MAX(b2.version_id) FROM broker_branch_versions b2
+				JOIN broker_pact_publications p2 ON p2.consumer_version_id = b2.version_id AND p2.provider_id = $1
+				WHERE b2.pacticipant_id = bv.pacticipant_id AND b2.branch = bv.branch)`, provider, sel.Consumer)
+	case sel.Branch != "" || sel.MatchingBranch:
+		branch := sel.Branch
+		if sel.MatchingBranch {
+			branch = q.ProviderVersionBranch
+		}
+		var (
+			ms  []match
+			err error
+		)
+		if latest {
+			ms, err = s.matches(ctx, head+`$3`+matchFrom+matchWhere+latestIn(`broker_branch_versions`, `t.branch = $3`), provider, sel.Consumer, branch)
+		} else {
+			ms, err = s.matches(ctx, head+`$3`+matchFrom+` JOIN broker_branch_versions bv ON bv.version_id = pp.consumer_version_id `+matchWhere+` AND bv.branch = $3`, provider, sel.Consumer, branch)
+		}
+		if err == nil && len(ms) == 0 && sel.FallbackBranch != "" {
+			return s.matches(ctx, head+`$3`+matchFrom+matchWhere+latestIn(`broker_branch_versions`, `t.branch = $3`), provider, sel.Consumer, sel.FallbackBranch)
+		}
+		return ms, err
+	case sel.Deployed || sel.Released || sel.DeployedOrReleased || sel.Environment != "":
+		kinds := "0, 1"
+		switch {
+		case sel.Deployed && !sel.Released:
+			kinds = "0"
+		case sel.Released && !sel.Deployed:
+			kinds = "1"
+		}
+		return s.matches(ctx, `SELECT DISTINCT v.number, c.name, pv.id, pv.sha, e.name`+matchFrom+`
+			JOIN broker_deployments d ON d.version_id = pp.consumer_version_id AND d.active = 1
+			JOIN broker_environments e ON e.id = d.environment_id`+matchWhere+`
+			AND ($3 = '' OR e.name = $3) AND d.is_release IN (`+kinds+`)`, provider, sel.Consumer, sel.Environment)
+	case sel.Tag != "":
+		var (
+			ms  []match
+			err error
+		)
+		if sel.Latest != nil && *sel.Latest {
+			ms, err = s.matches(ctx, head+`$3`+matchFrom+matchWhere+latestIn(`broker_tags`, `t.name = $3`), provider, sel.Consumer, sel.Tag)
+		} else {
+			ms, err = s.matches(ctx, head+`$3`+matchFrom+` JOIN broker_tags tg ON tg.version_id = pp.consumer_version_id `+matchWhere+` AND tg.name = $3`, provider, sel.Consumer, sel.Tag)
+		}
+		if err == nil && len(ms) == 0 && sel.FallbackTag != "" {
+			return s.matches(ctx, head+`$3`+matchFrom+matchWhere+latestIn(`broker_tags`, `t.name = $3`), provider, sel.Consumer, sel.FallbackTag)
+		}
+		return ms, err
+	default: // {latest: true} and {consumer: X}: the latest pact of each consumer
+		return s.matches(ctx, head+`''`+matchFrom+matchWhere+` AND pp.consumer_version_id IN (SELECT MAX(p2.consumer_version_id)
+			FROM broker_pact_publications p2 WHERE p2.provider_id = $1 GROUP BY p2.consumer_id)`, provider, sel.Consumer)
+	}
+}
+
+// ForVerification implements broker.Store.
+func (s *Store) ForVerification(ctx context.Context, provider string, q broker.ForVerificationQuery) ([]broker.VerifiablePact, error) {
+	provID, err := pacticipantID(ctx, s.db, provider)
+	if err != nil {
+		return nil, err
+	}
+	selectors := q.Selectors
+	if len(selectors) == 0 {
+		t := true
+		selectors = []broker.ConsumerVersionSelector{{Latest: &t}}
+	}
+	var out []broker.VerifiablePact
+	index := map[int64]int{}
+	for _, sel := range selectors {
+		ms, err := s.selectVersions(ctx, provID, sel, q)
+		if err != nil {
+			return nil, fmt.Errorf("select pacts for %s: %w", provider, err)
+		}
+		for _, m := range ms {
+			i, ok := index[m.pactVersion]
+			if !ok {
+				i = len(out)
+				index[m.pactVersion] = i
+				out = append(out, broker.VerifiablePact{Consumer: m.consumer, Provider: provider, SHA: m.sha})
+			}
+			by := broker.SelectedBy{Selector: sel, ConsumerVersion: m.consumerVersion}
+			switch {
+			case sel.Deployed || sel.Released || sel.DeployedOrReleased || sel.Environment != "":
+				by.Environment = m.via
+			case sel.Tag != "":
+				by.Tag = m.via
+			default:
+				by.Branch = m.via
+			}
+			out[i].SelectedBy = append(out[i].SelectedBy, by)
+		}
+	}
+	ids := make([]int64, 0, len(index))
+	for id := range index {
+		ids = append(ids, id)
+	}
+	if q.IncludePendingStatus && len(ids) > 0 {
+		verified, err := s.verifiedOn(ctx, ids, q)
+		if err != nil {
+			return nil, err
+		}
+		for id, i := range index {
+			out[i].Pending = !verified[id]
+		}
+	}
+	if !q.IncludeWIPPactsSince.IsZero() && (q.ProviderVersionBranch != "" || len(q.ProviderVersionTags) > 0) {
+		wip, err := s.wip(ctx, provID, provider, q, index)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, wip...)
+	}
+	return out, nil
+}
+
+// verifiedOn returns which pact versions a provider version on the
+// request's branch (or with one of its tags, or any version when neither
+// is given) has verified successfully.
+func (s *Store) verifiedOn(ctx context.Context, pactIDs []int64, q broker.ForVerificationQuery) (map[int64]bool, error) {
+	ph, args := in(1, pactIDs)
+	n := len(args)
+	query := `SELECT DISTINCT vr.pact_version_id FROM broker_verifications vr WHERE vr.pact_version_id IN (` + ph + `) AND vr.success = 1`
+	switch {
+	case q.ProviderVersionBranch != "":
+		query += fmt.Sprintf(` AND vr.provider_version_id IN (SELECT version_id FROM broker_branch_versions WHERE branch = $%d)`, n+1)
+		args = append(args, q.ProviderVersionBranch)
+	case len(q.ProviderVersionTags) > 0:
+		var tp []string
+		for i, t := range q.ProviderVersionTags {
+			tp = append(tp, fmt.Sprintf("$%d", n+1+i))
+			args = append(args, t)
+		}
+		query += ` AND vr.provider_version_id IN (SELECT version_id FROM broker_tags WHERE name IN (` + strings.Join(tp, ",") + `))`
+	}
+	got, err := int64s(ctx, s.db, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]bool, len(got))
+	for _, id := range got {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// wip returns the work-in-progress pacts: the latest pact of every
+// consumer branch (and tag) published since the cut-off that was not
+// selected explicitly and that the provider's branch has not yet verified.
+func (s *Store) wip(ctx context.Context, provID int64, provider string, q broker.ForVerificationQuery, selected map[int64]int) ([]broker.VerifiablePact, error) {
+	since := q.IncludeWIPPactsSince.UnixMilli()
+	var cands []match
+	for _, table := range []struct{ name, col string }{{"broker_branch_versions", "branch"}, {"broker_tags", "name"}} {
+		ms, err := s.matches(ctx, matchSelect+`bv.`+table.col+matchFrom+` JOIN `+table.name+` bv ON bv.version_id = pp.consumer_version_id
+			WHERE pp.provider_id = $1 AND pp.created_at >= $2
+			AND bv.version_id = (SELECT MAX(b2.version_id) FROM `+table.name+` b2
+				JOIN broker_pact_publications p2 ON p2.consumer_version_id = b2.version_id AND p2.provider_id = $1
+				WHERE b2.pacticipant_id = bv.pacticipant_id AND b2.`+table.col+` = bv.`+table.col+`)`, provID, since)
+		if err != nil {
+			return nil, fmt.Errorf("wip pacts for %s: %w", provider, err)
+		}
+		cands = append(cands, ms...)
+	}
+	var ids []int64
+	for _, m := range cands {
+		if _, ok := selected[m.pactVersion]; !ok {
+			ids = appendUnique(ids, m.pactVersion)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	verified, err := s.verifiedOn(ctx, ids, q)
+	if err != nil {
+		return nil, err
+	}
+	var out []broker.VerifiablePact
+	index := map[int64]int{}
+	for _, m := range cands {
+		if _, ok := selected[m.pactVersion]; ok || verified[m.pactVersion] {
+			continue
+		}
+		i, ok := index[m.pactVersion]
+		if !ok {
+			i = len(out)
+			index[m.pactVersion] = i
+			out = append(out, broker.VerifiablePact{Consumer: m.consumer, Provider: provider, SHA: m.sha, Pending: true, WIP: true})
+		}
+		out[i].SelectedBy = append(out[i].SelectedBy, broker.SelectedBy{ConsumerVersion: m.consumerVersion, Branch: m.via})
+	}
+	return out, nil
+}
