@@ -96,11 +96,17 @@ func (s *Store) Register(ctx context.Context, subject string, sc *schema.Schema,
 		if err := check(prev, subjLevel, globalLevel); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO registry_schemas (hash, normalized, schema) VALUES ($1, $2, $3)
-			ON CONFLICT (hash) DO NOTHING`, hash, sc.Normalized(), sc.String()); err != nil {
-			return fmt.Errorf("store schema: %w", err)
+		// Look first, so ids stay dense: an insert that loses to a
+		// conflict still consumes a sequence value on PostgreSQL.
+		err = tx.QueryRowContext(ctx, `SELECT id FROM registry_schemas WHERE hash = $1`, hash).Scan(&out.ID)
+		if sqldb.IsNoRows(err) {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO registry_schemas (hash, normalized, schema) VALUES ($1, $2, $3)
+				ON CONFLICT (hash) DO NOTHING`, hash, sc.Normalized(), sc.String()); err != nil {
+				return fmt.Errorf("store schema: %w", err)
+			}
+			err = tx.QueryRowContext(ctx, `SELECT id FROM registry_schemas WHERE hash = $1`, hash).Scan(&out.ID)
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT id FROM registry_schemas WHERE hash = $1`, hash).Scan(&out.ID); err != nil {
+		if err != nil {
 			return fmt.Errorf("store schema: %w", err)
 		}
 		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) + 1 FROM registry_versions WHERE subject = $1`,

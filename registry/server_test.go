@@ -1,0 +1,351 @@
+package registry_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/flotilla-ci/flotilla/internal/sqldb"
+	"github.com/flotilla-ci/flotilla/internal/sqldb/sqldbtest"
+	"github.com/flotilla-ci/flotilla/registry"
+	"github.com/flotilla-ci/flotilla/registry/sqlstore"
+	"github.com/flotilla-ci/flotilla/schema"
+)
+
+func newServer(t *testing.T, dsn string, cfg registry.Config) *httptest.Server {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	st, err := sqlstore.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := registry.New(st, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+type client struct {
+	t    *testing.T
+	base string
+	user string
+	pass string
+}
+
+// do sends a request and returns the status and the decoded JSON body.
+func (c client) do(method, path, body string) (int, any) {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", registry.ContentType)
+	if c.user != "" {
+		req.SetBasicAuth(c.user, c.pass)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); ct != registry.ContentType {
+		c.t.Errorf("%s %s: content type %q", method, path, ct)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return resp.StatusCode, string(b)
+	}
+	return resp.StatusCode, v
+}
+
+func body(schemaText string) string {
+	b, _ := json.Marshal(map[string]string{"schema": schemaText})
+	return string(b)
+}
+
+const (
+	v1 = `{"type":"record","name":"OrderCreated","namespace":"shop.order","fields":[{"name":"order_id","type":"string"},{"name":"total_cents","type":"long"}]}`
+	v2 = `{"type":"record","name":"OrderCreated","namespace":"shop.order","fields":[{"name":"order_id","type":"string"},{"name":"total_cents","type":"long"},{"name":"currency","type":"string","default":"EUR"}]}`
+	// v3 narrows total_cents and adds a field without a default.
+	v3 = `{"type":"record","name":"OrderCreated","namespace":"shop.order","fields":[{"name":"order_id","type":"string"},{"name":"total_cents","type":"int"},{"name":"coupon","type":"string"}]}`
+)
+
+func num(n int) any { return float64(n) }
+
+func TestAPI(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, dsn string) {
+		c := client{t: t, base: newServer(t, dsn, registry.DefaultConfig()).URL}
+		steps := []struct {
+			method, path, body string
+			status             int
+			want               any
+		}{
+			{"GET", "/subjects", "", 200, []any{}},
+			{"GET", "/config", "", 200, map[string]any{"compatibilityLevel": "BACKWARD"}},
+			{"POST", "/subjects/shop.order.OrderCreated-value/versions", body(v1), 200, map[string]any{"id": num(1), "version": num(1)}},
+			{"POST", "/subjects/shop.order.OrderCreated-value/versions", body(v1), 200, map[string]any{"id": num(1), "version": num(1)}},
+			{"POST", "/subjects/shop.order.OrderCreated-value/versions", body(v2), 200, map[string]any{"id": num(2), "version": num(2)}},
+			{"POST", "/subjects/copy-value/versions", body(v2), 200, map[string]any{"id": num(2), "version": num(1)}},
+			{"GET", "/schemas/ids/2", "", 200, map[string]any{"schema": v2}},
+			{"GET", "/schemas/ids/2/schema", "", 200, mustJSON(v2)},
+			{"GET", "/schemas/ids/2/subjects", "", 200, []any{"copy-value", "shop.order.OrderCreated-value"}},
+			{"GET", "/schemas/ids/2/versions", "", 200, []any{
+				map[string]any{"subject": "copy-value", "version": num(1)},
+				map[string]any{"subject": "shop.order.OrderCreated-value", "version": num(2)}}},
+			{"GET", "/subjects", "", 200, []any{"copy-value", "shop.order.OrderCreated-value"}},
+			{"GET", "/subjects?subjectPrefix=shop", "", 200, []any{"shop.order.OrderCreated-value"}},
+			{"GET", "/subjects/shop.order.OrderCreated-value/versions", "", 200, []any{num(1), num(2)}},
+			{"GET", "/subjects/shop.order.OrderCreated-value/versions/latest", "", 200,
+				map[string]any{"subject": "shop.order.OrderCreated-value", "version": num(2), "id": num(2), "schema": v2}},
+			{"GET", "/subjects/shop.order.OrderCreated-value/versions/1", "", 200,
+				map[string]any{"subject": "shop.order.OrderCreated-value", "version": num(1), "id": num(1), "schema": v1}},
+			{"POST", "/subjects/shop.order.OrderCreated-value", body(v1), 200,
+				map[string]any{"subject": "shop.order.OrderCreated-value", "version": num(1), "id": num(1), "schema": v1}},
+			{"POST", "/compatibility/subjects/shop.order.OrderCreated-value/versions/latest", body(v2), 200, map[string]any{"is_compatible": true}},
+			{"POST", "/compatibility/subjects/nothing-here/versions/latest", body(v3), 200, map[string]any{"is_compatible": true}},
+			{"POST", "/compatibility/subjects/shop.order.OrderCreated-value/versions/latest", body(v3), 200, map[string]any{"is_compatible": false}},
+			{"POST", "/subjects/shop.order.OrderCreated-value/versions", body(v3), 409, nil},
+			{"GET", "/subjects/shop.order.OrderCreated-value/versions", "", 200, []any{num(1), num(2)}},
+			{"PUT", "/config/shop.order.OrderCreated-value", `{"compatibility":"NONE"}`, 200, map[string]any{"compatibility": "NONE"}},
+			{"GET", "/config/shop.order.OrderCreated-value", "", 200, map[string]any{"compatibilityLevel": "NONE"}},
+			{"GET", "/config/copy-value", "", 404, nil},
+			{"GET", "/config/copy-value?defaultToGlobal=true", "", 200, map[string]any{"compatibilityLevel": "BACKWARD"}},
+			{"POST", "/subjects/shop.order.OrderCreated-value/versions", body(v3), 200, map[string]any{"id": num(3), "version": num(3)}},
+			{"DELETE", "/config/shop.order.OrderCreated-value", "", 200, map[string]any{"compatibilityLevel": "NONE"}},
+			{"PUT", "/config", `{"compatibility":"FULL_TRANSITIVE"}`, 200, map[string]any{"compatibility": "FULL_TRANSITIVE"}},
+			{"GET", "/config", "", 200, map[string]any{"compatibilityLevel": "FULL_TRANSITIVE"}},
+			{"DELETE", "/subjects/shop.order.OrderCreated-value/versions/3", "", 200, num(3)},
+			{"GET", "/subjects/shop.order.OrderCreated-value/versions", "", 200, []any{num(1), num(2)}},
+			{"GET", "/subjects/shop.order.OrderCreated-value/versions?deleted=true", "", 200, []any{num(1), num(2), num(3)}},
+			{"GET", "/subjects/shop.order.OrderCreated-value/versions?deletedAsNegative=true&deleted=true", "", 200, []any{num(1), num(2), num(-3)}},
+			{"GET", "/schemas/ids/3", "", 200, map[string]any{"schema": v3}},
+			{"DELETE", "/subjects/copy-value?permanent=true", "", 404, nil},
+			{"DELETE", "/subjects/copy-value", "", 200, []any{num(1)}},
+			{"GET", "/subjects", "", 200, []any{"shop.order.OrderCreated-value"}},
+			{"GET", "/subjects?deleted=true", "", 200, []any{"copy-value", "shop.order.OrderCreated-value"}},
+			{"GET", "/subjects?deletedOnly=true", "", 200, []any{"copy-value"}},
+			{"DELETE", "/subjects/copy-value?permanent=true", "", 200, []any{num(1)}},
+			{"GET", "/subjects?deleted=true", "", 200, []any{"shop.order.OrderCreated-value"}},
+			{"GET", "/schemas/types", "", 200, []any{"AVRO"}},
+			{"GET", "/mode", "", 200, map[string]any{"mode": "READWRITE"}},
+		}
+		for i, s := range steps {
+			status, got := c.do(s.method, s.path, s.body)
+			if status != s.status {
+				t.Fatalf("step %d %s %s: status %d, want %d: %v", i, s.method, s.path, status, s.status, got)
+			}
+			if s.want == nil {
+				continue
+			}
+			if diff := cmp.Diff(s.want, got); diff != "" {
+				t.Fatalf("step %d %s %s (-want +got):\n%s", i, s.method, s.path, diff)
+			}
+		}
+	})
+}
+
+func mustJSON(s string) any {
+	var v any
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestVerboseCompatibility(t *testing.T) {
+	c := client{t: t, base: newServer(t, sqldbtest.SQLite(t), registry.DefaultConfig()).URL}
+	if status, got := c.do("POST", "/subjects/o-value/versions", body(v1)); status != 200 {
+		t.Fatalf("register: %d %v", status, got)
+	}
+	_, got := c.do("POST", "/compatibility/subjects/o-value/versions/latest?verbose=true", body(v3))
+	want := map[string]any{"is_compatible": false, "messages": []any{
+		"{errorType:'TYPE_MISMATCH', description:'The type (path '/fields/1/type') of a field in the new schema does not match with the old schema', additionalInfo:'reader type: INT not compatible with writer type: LONG'}",
+		"{errorType:'READER_FIELD_MISSING_DEFAULT_VALUE', description:'The field 'coupon' at path '/fields/2' in the new schema has no default value and is missing in the old schema', additionalInfo:'coupon'}",
+		"{oldSchemaVersion: 1}",
+		"{oldSchema: '" + v1 + "'}",
+		"{validateFields: 'false', compatibility: 'BACKWARD'}",
+	}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	status, got := c.do("POST", "/subjects/o-value/versions", body(v3))
+	m, _ := got.(map[string]any)
+	if status != 409 || m["error_code"] != num(40901) || !strings.Contains(fmt.Sprint(m["message"]), "READER_FIELD_MISSING_DEFAULT_VALUE") {
+		t.Errorf("incompatible register: %d %v", status, got)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	cfg := registry.DefaultConfig()
+	cfg.MaxBodyBytes = 4096
+	c := client{t: t, base: newServer(t, sqldbtest.SQLite(t), cfg).URL}
+	if status, got := c.do("POST", "/subjects/o-value/versions", body(v1)); status != 200 {
+		t.Fatalf("register: %d %v", status, got)
+	}
+	tests := []struct {
+		name, method, path, body string
+		status, code             int
+		msg                      string
+	}{
+		{"bad JSON schema", "POST", "/subjects/o-value/versions", body(`{"type":"record",`), 422, 42201, "invalid JSON"},
+		{"unknown type", "POST", "/subjects/o-value/versions", body(`{"type":"record","name":"R","fields":[{"name":"a","type":"integer"}]}`), 422, 42201, "unknown type: integer"},
+		{"duplicate field", "POST", "/subjects/o-value/versions", body(`{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"a","type":"int"}]}`), 422, 42201, `duplicate field "a"`},
+		{"wrong default", "POST", "/subjects/o-value/versions", body(`{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":"x"}]}`), 422, 42201, "invalid default for field a"},
+		{"bad name", "POST", "/subjects/o-value/versions", body(`{"type":"record","name":"1R","fields":[]}`), 422, 42201, "invalid name"},
+		{"body not JSON", "POST", "/subjects/o-value/versions", `schema please`, 422, 42201, "Invalid request body"},
+		{"no schema", "POST", "/subjects/o-value/versions", `{}`, 422, 42201, `missing "schema"`},
+		{"protobuf", "POST", "/subjects/o-value/versions", `{"schema":"syntax = \"proto3\";","schemaType":"PROTOBUF"}`, 422, 42201, "PROTOBUF"},
+		{"too large", "POST", "/subjects/o-value/versions", body(`{"type":"record","name":"R","doc":"` + strings.Repeat("x", 5000) + `","fields":[]}`), 422, 42209, "larger than the limit"},
+		{"incompatible", "POST", "/subjects/o-value/versions", body(v3), 409, 40901, "incompatible"},
+		{"unknown subject", "GET", "/subjects/nope/versions", "", 404, 40401, "Subject not found"},
+		{"unknown subject version", "GET", "/subjects/nope/versions/1", "", 404, 40401, "Subject not found"},
+		{"unknown version", "GET", "/subjects/o-value/versions/9", "", 404, 40402, "Version not found"},
+		{"unknown id", "GET", "/schemas/ids/999", "", 404, 40403, "Schema not found"},
+		{"non-numeric id", "GET", "/schemas/ids/abc", "", 404, 40403, "not found"},
+		{"version not a number", "GET", "/subjects/o-value/versions/first", "", 422, 42202, "'first' is not a valid version"},
+		{"version zero", "GET", "/subjects/o-value/versions/0", "", 422, 42202, "not a valid version"},
+		{"version below -1", "GET", "/subjects/o-value/versions/-2", "", 422, 42202, "not a valid version"},
+		{"compat bad version", "POST", "/compatibility/subjects/o-value/versions/x", body(v1), 422, 42202, "not a valid version"},
+		{"compat unknown version", "POST", "/compatibility/subjects/o-value/versions/5", body(v1), 404, 40402, "Version not found"},
+		{"compat unknown subject", "POST", "/compatibility/subjects/nope/versions/1", body(v1), 404, 40401, "Subject not found"},
+		{"compat invalid schema", "POST", "/compatibility/subjects/o-value/versions/latest", body(`"strng"`), 422, 42201, "unknown type"},
+		{"bad level", "PUT", "/config", `{"compatibility":"SIDEWAYS"}`, 422, 42203, "Invalid compatibility level"},
+		{"bad subject level", "PUT", "/config/o-value", `{"compatibility":"backwards"}`, 422, 42203, "Invalid compatibility level"},
+		{"lookup unregistered", "POST", "/subjects/o-value", body(v2), 404, 40403, "Schema not found"},
+		{"lookup unknown subject", "POST", "/subjects/nope", body(v1), 404, 40401, "Subject not found"},
+		{"delete unknown subject", "DELETE", "/subjects/nope", "", 404, 40401, "Subject not found"},
+		{"hard delete live subject", "DELETE", "/subjects/o-value?permanent=true", "", 404, 40405, "not deleted first"},
+		{"hard delete live version", "DELETE", "/subjects/o-value/versions/1?permanent=true", "", 404, 40407, "not deleted first"},
+		{"delete config never set", "DELETE", "/config/o-value", "", 404, 40408, "subject-level compatibility"},
+		{"unknown route", "GET", "/nothing/here", "", 404, 404, "no route"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, got := c.do(tt.method, tt.path, tt.body)
+			m, ok := got.(map[string]any)
+			if !ok {
+				t.Fatalf("%d: body %v is not an error object", status, got)
+			}
+			if status != tt.status || m["error_code"] != num(tt.code) || !strings.Contains(fmt.Sprint(m["message"]), tt.msg) {
+				t.Errorf("got %d %v, want %d error_code %d message containing %q", status, got, tt.status, tt.code, tt.msg)
+			}
+		})
+	}
+	// Nothing was stored by any of them.
+	_, subs := c.do("GET", "/subjects?deleted=true", "")
+	_, vs := c.do("GET", "/subjects/o-value/versions?deleted=true", "")
+	_, level := c.do("GET", "/config", "")
+	if diff := cmp.Diff([]any{[]any{"o-value"}, []any{num(1)}, map[string]any{"compatibilityLevel": "BACKWARD"}}, []any{subs, vs, level}); diff != "" {
+		t.Errorf("state after bad requests (-want +got):\n%s", diff)
+	}
+}
+
+func TestBasicAuthForWrites(t *testing.T) {
+	cfg := registry.DefaultConfig()
+	cfg.Username, cfg.Password = "ci", "s3cret"
+	base := newServer(t, sqldbtest.SQLite(t), cfg).URL
+	anon := client{t: t, base: base}
+	wrong := client{t: t, base: base, user: "ci", pass: "guess"}
+	ci := client{t: t, base: base, user: "ci", pass: "s3cret"}
+	for _, c := range []client{anon, wrong} {
+		if status, got := c.do("POST", "/subjects/o-value/versions", body(v1)); status != 401 {
+			t.Errorf("register as %q: %d %v", c.user, status, got)
+		}
+		if status, _ := c.do("PUT", "/config", `{"compatibility":"NONE"}`); status != 401 {
+			t.Errorf("set config as %q: %d", c.user, status)
+		}
+	}
+	if status, got := ci.do("POST", "/subjects/o-value/versions", body(v1)); status != 200 {
+		t.Fatalf("register with credentials: %d %v", status, got)
+	}
+	// Reads, lookups and compatibility checks stay open.
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/subjects", ""}, {"GET", "/schemas/ids/1", ""},
+		{"POST", "/subjects/o-value", body(v1)}, {"POST", "/compatibility/subjects/o-value/versions/latest", body(v2)},
+	} {
+		if status, got := anon.do(r.method, r.path, r.body); status != 200 {
+			t.Errorf("%s %s without credentials: %d %v", r.method, r.path, status, got)
+		}
+	}
+	if err := (registry.Config{DefaultLevel: schema.Backward, MaxBodyBytes: 4096, Username: "x"}).Validate(); err == nil {
+		t.Error("a username without a password validated")
+	}
+}
+
+// Racing registrations over HTTP: a chain of schemas where each adds a
+// required field (so only consecutive ones are BACKWARD compatible) and
+// each schema registered from many goroutines. The subject must end with
+// each schema once, every version compatible with the one before.
+func TestConcurrentRegistrations(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, dsn string) {
+		c := client{t: t, base: newServer(t, dsn, registry.DefaultConfig()).URL}
+		texts := make([]string, 6)
+		for i := range texts {
+			fields := `{"name":"f0","type":"int"}`
+			for j := 1; j <= i; j++ {
+				fields += fmt.Sprintf(`,{"name":"f%d","type":"int","default":%d}`, j, j)
+			}
+			texts[i] = fmt.Sprintf(`{"type":"record","name":"R","fields":[%s]}`, fields)
+		}
+		// An incompatible schema thrown into the race: it drops f0's type.
+		bad := `{"type":"record","name":"R","fields":[{"name":"f0","type":"string"}]}`
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		ids := map[string]map[any]bool{}
+		for g := 0; g < 6; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, text := range append(texts, bad) {
+					status, got := c.do("POST", "/subjects/race-value/versions", body(text))
+					if status == 200 {
+						mu.Lock()
+						if ids[text] == nil {
+							ids[text] = map[any]bool{}
+						}
+						ids[text][got.(map[string]any)["id"]] = true
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for text, set := range ids {
+			if len(set) != 1 {
+				t.Errorf("%s registered under ids %v", text, set)
+			}
+		}
+		_, vs := c.do("GET", "/subjects/race-value/versions", "")
+		var prev *schema.Schema
+		for _, v := range vs.([]any) {
+			_, got := c.do("GET", fmt.Sprintf("/subjects/race-value/versions/%v", v), "")
+			cur := schema.MustParse(got.(map[string]any)["schema"].(string))
+			if prev != nil {
+				if p := schema.Backward.Check(cur, []schema.Version{{Version: 1, Schema: prev}}); len(p) > 0 {
+					t.Errorf("version %v is incompatible with the one before: %v", v, p)
+				}
+			}
+			prev = cur
+		}
+		if len(vs.([]any)) != len(ids) {
+			t.Errorf("%d versions for %d distinct schemas", len(vs.([]any)), len(ids))
+		}
+	})
+}
