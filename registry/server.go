@@ -772,7 +772,9 @@ func (s *Server) deleteConfig(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.reply(w, map[string]any{"compatibilityLevel": prev})
+	// Confluent answers with the Config entity (compatibilityLevel); clients
+	// such as franz-go read the PUT field name (compatibility): send both.
+	s.reply(w, map[string]any{"compatibilityLevel": prev, "compatibility": prev})
 }
 
 func (s *Server) mode(w http.ResponseWriter, r *http.Request) {

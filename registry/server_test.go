@@ -128,7 +128,7 @@ func TestAPI(t *testing.T) {
 			{"GET", "/config/copy-value", "", 404, nil},
 			{"GET", "/config/copy-value?defaultToGlobal=true", "", 200, map[string]any{"compatibilityLevel": "BACKWARD"}},
 			{"POST", "/subjects/shop.order.OrderCreated-value/versions", body(v3), 200, map[string]any{"id": num(3), "version": num(3)}},
-			{"DELETE", "/config/shop.order.OrderCreated-value", "", 200, map[string]any{"compatibilityLevel": "NONE"}},
+			{"DELETE", "/config/shop.order.OrderCreated-value", "", 200, map[string]any{"compatibilityLevel": "NONE", "compatibility": "NONE"}},
 			{"PUT", "/config", `{"compatibility":"FULL_TRANSITIVE"}`, 200, map[string]any{"compatibility": "FULL_TRANSITIVE"}},
 			{"GET", "/config", "", 200, map[string]any{"compatibilityLevel": "FULL_TRANSITIVE"}},
 			{"DELETE", "/subjects/shop.order.OrderCreated-value/versions/3", "", 200, num(3)},

@@ -1,0 +1,133 @@
+package registry_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/flotilla-ci/flotilla/internal/sqldb/sqldbtest"
+	"github.com/flotilla-ci/flotilla/registry"
+)
+
+// franz-go's schema registry client, a real Confluent client, against the
+// server: register, fetch by id, list, check compatibility, configure and
+// delete.
+func TestFranzGoClient(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		ts := newServer(t, dsn, registry.DefaultConfig())
+		cl, err := sr.NewClient(sr.URLs(ts.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const subj = "shop.order.OrderCreated-value"
+
+		types, err := cl.SupportedTypes(ctx)
+		if err != nil || !cmp.Equal(types, []sr.SchemaType{sr.TypeAvro}) {
+			t.Errorf("SupportedTypes = %v, %v", types, err)
+		}
+		ss1, err := cl.CreateSchema(ctx, subj, sr.Schema{Schema: v1})
+		if err != nil {
+			t.Fatalf("CreateSchema v1: %v", err)
+		}
+		if ss1.ID != 1 || ss1.Version != 1 || ss1.Subject != subj || ss1.Schema.Schema != v1 {
+			t.Errorf("CreateSchema v1 = %+v", ss1)
+		}
+		id2, err := cl.RegisterSchema(ctx, subj, sr.Schema{Schema: v2, Type: sr.TypeAvro}, -1, -1)
+		if err != nil || id2 != 2 {
+			t.Fatalf("RegisterSchema v2 = %d, %v", id2, err)
+		}
+		again, err := cl.RegisterSchema(ctx, subj, sr.Schema{Schema: v2}, -1, -1)
+		if err != nil || again != id2 {
+			t.Errorf("re-register v2 = %d, %v; want the same id %d", again, err, id2)
+		}
+
+		byID, err := cl.SchemaByID(ctx, id2)
+		if err != nil || byID.Schema != v2 {
+			t.Errorf("SchemaByID = %+v, %v", byID, err)
+		}
+		text, err := cl.SchemaTextByID(ctx, id2)
+		if err != nil || text != v2 {
+			t.Errorf("SchemaTextByID = %q, %v", text, err)
+		}
+		subs, err := cl.Subjects(ctx)
+		if err != nil || !cmp.Equal(subs, []string{subj}) {
+			t.Errorf("Subjects = %v, %v", subs, err)
+		}
+		vs, err := cl.SubjectVersions(ctx, subj)
+		if err != nil || !cmp.Equal(vs, []int{1, 2}) {
+			t.Errorf("SubjectVersions = %v, %v", vs, err)
+		}
+		latest, err := cl.SchemaByVersion(ctx, subj, -1)
+		if err != nil || latest.Version != 2 || latest.ID != id2 {
+			t.Errorf("SchemaByVersion(latest) = %+v, %v", latest, err)
+		}
+		looked, err := cl.LookupSchema(ctx, subj, sr.Schema{Schema: v1})
+		if err != nil || looked.ID != 1 || looked.Version != 1 {
+			t.Errorf("LookupSchema = %+v, %v", looked, err)
+		}
+		usages, err := cl.SchemaUsagesByID(ctx, id2)
+		if err != nil || len(usages) != 1 || usages[0].Subject != subj {
+			t.Errorf("SchemaUsagesByID = %+v, %v", usages, err)
+		}
+
+		// Compatibility: v3 narrows a type and adds a required field.
+		res, err := cl.CheckCompatibility(sr.WithParams(ctx, sr.Verbose), subj, -1, sr.Schema{Schema: v3})
+		if err != nil || res.Is || len(res.Messages) == 0 {
+			t.Errorf("CheckCompatibility(v3, latest) = %+v, %v", res, err)
+		}
+		res, err = cl.CheckCompatibility(ctx, subj, -2, sr.Schema{Schema: v2})
+		if err != nil || !res.Is {
+			t.Errorf("CheckCompatibility(v2, all) = %+v, %v", res, err)
+		}
+		_, err = cl.RegisterSchema(ctx, subj, sr.Schema{Schema: v3}, -1, -1)
+		var re *sr.ResponseError
+		if !errors.As(err, &re) || re.StatusCode != http.StatusConflict || re.ErrorCode != 40901 {
+			t.Errorf("registering an incompatible schema: %v", err)
+		}
+
+		// Levels.
+		set := cl.SetCompatibility(ctx, sr.SetCompatibility{Level: sr.CompatFullTransitive}, subj)
+		if set[0].Err != nil || set[0].Level != sr.CompatFullTransitive {
+			t.Errorf("SetCompatibility = %+v", set[0])
+		}
+		got := cl.Compatibility(ctx, subj)
+		if got[0].Err != nil || got[0].Level != sr.CompatFullTransitive {
+			t.Errorf("Compatibility(subject) = %+v", got[0])
+		}
+		global := cl.Compatibility(ctx)
+		if global[0].Err != nil || global[0].Level != sr.CompatBackward {
+			t.Errorf("Compatibility(global) = %+v", global[0])
+		}
+		reset := cl.ResetCompatibility(ctx, subj)
+		if reset[0].Err != nil || reset[0].Level != sr.CompatFullTransitive {
+			t.Errorf("ResetCompatibility = %+v", reset[0])
+		}
+
+		// Deletes: a hard delete needs a soft delete first.
+		if _, err := cl.DeleteSubject(ctx, subj, sr.HardDelete); !errors.As(err, &re) || re.ErrorCode != 40405 {
+			t.Errorf("hard delete first: %v", err)
+		}
+		if err := cl.DeleteSchema(ctx, subj, 2, sr.SoftDelete); err != nil {
+			t.Fatal(err)
+		}
+		if vs, err := cl.SubjectVersions(ctx, subj); err != nil || !cmp.Equal(vs, []int{1}) {
+			t.Errorf("versions after deleting 2 = %v, %v", vs, err)
+		}
+		deleted, err := cl.DeleteSubject(ctx, subj, sr.SoftDelete)
+		if err != nil || !cmp.Equal(deleted, []int{1}) {
+			t.Errorf("soft DeleteSubject = %v, %v", deleted, err)
+		}
+		deleted, err = cl.DeleteSubject(ctx, subj, sr.HardDelete)
+		if err != nil || !cmp.Equal(deleted, []int{1, 2}) {
+			t.Errorf("hard DeleteSubject = %v, %v", deleted, err)
+		}
+		if _, err := cl.SubjectVersions(ctx, subj); !errors.As(err, &re) || re.ErrorCode != 40401 {
+			t.Errorf("after hard delete: %v", err)
+		}
+	})
+}
