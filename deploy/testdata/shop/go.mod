@@ -1,0 +1,3 @@
+module example.com/testshop
+
+go 1.26
