@@ -145,9 +145,17 @@ func addBranch(ctx context.Context, q querier, pid, vid int64, branch string) er
 	if branch == "" {
 		return nil
 	}
-	_, err := q.ExecContext(ctx, `INSERT INTO broker_branch_versions (version_id, pacticipant_id, branch, created_at) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (version_id, branch) DO NOTHING`, vid, pid, branch, nowMS())
-	return err
+	if _, err := q.ExecContext(ctx, `INSERT INTO broker_branch_versions (version_id, pacticipant_id, branch, created_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (version_id, branch) DO NOTHING`, vid, pid, branch, nowMS()); err != nil {
+		return err
+	}
+	// As the Pact Broker's auto_detect_main_branch: the first of develop,
+	// main or master a pacticipant publishes becomes its main branch.
+	if branch == "develop" || branch == "main" || branch == "master" {
+		_, err := q.ExecContext(ctx, `UPDATE broker_pacticipants SET main_branch = $1 WHERE id = $2 AND main_branch = ''`, branch, pid)
+		return err
+	}
+	return nil
 }
 
 func addTag(ctx context.Context, q querier, pid, vid int64, tag string) error {
