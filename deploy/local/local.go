@@ -129,7 +129,7 @@ type Target struct {
 	cfg Config
 	log *slog.Logger
 
-	buildMu sync.Mutex
+	buildMu  sync.Mutex
 	building map[string]*sync.Mutex // per artifact path
 
 	mu       sync.Mutex
