@@ -1,0 +1,264 @@
+package serde_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/flotilla-ci/flotilla/internal/sqldb"
+	"github.com/flotilla-ci/flotilla/internal/sqldb/sqldbtest"
+	"github.com/flotilla-ci/flotilla/registry"
+	"github.com/flotilla-ci/flotilla/registry/sqlstore"
+	"github.com/flotilla-ci/flotilla/schema"
+	"github.com/flotilla-ci/flotilla/schema/serde"
+)
+
+const (
+	orderV1 = `{"type":"record","name":"OrderCreated","namespace":"shop.order","fields":[
+		{"name":"order_id","type":"string"},
+		{"name":"total_cents","type":"long"}]}`
+	orderV2 = `{"type":"record","name":"OrderCreated","namespace":"shop.order","fields":[
+		{"name":"order_id","type":"string"},
+		{"name":"total_cents","type":"long"},
+		{"name":"currency","type":"string","default":"EUR"}]}`
+)
+
+type OrderV1 struct {
+	OrderID    string `avro:"order_id"`
+	TotalCents int64  `avro:"total_cents"`
+}
+
+type OrderV2 struct {
+	OrderID    string `avro:"order_id"`
+	TotalCents int64  `avro:"total_cents"`
+	Currency   string `avro:"currency"`
+}
+
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, sqldbtest.SQLite(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	st, err := sqlstore.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := registry.New(st, registry.DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
+
+func TestEvolution(t *testing.T) {
+	ctx := context.Background()
+	cl := serde.NewClient(startRegistry(t), "", "")
+	subject := serde.SubjectFor("OrderCreated")
+	v1, v2 := schema.MustParse(orderV1), schema.MustParse(orderV2)
+	enc1 := serde.NewEncoder(cl, subject, v1, true)
+	enc2 := serde.NewEncoder(cl, subject, v2, true)
+
+	msg1, err := enc1.Encode(ctx, OrderV1{OrderID: "o-1", TotalCents: 1250})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg2, err := enc2.Encode(ctx, OrderV2{OrderID: "o-2", TotalCents: 990, Currency: "SEK"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id1, id2 := mustID(t, msg1), mustID(t, msg2); id1 == id2 {
+		t.Fatalf("v1 and v2 share id %d", id1)
+	}
+
+	// A consumer built against v2 reads v1 events (currency defaulted)...
+	dec2 := serde.NewDecoder(cl, v2)
+	var got2 OrderV2
+	if err := dec2.Decode(ctx, msg1, &got2); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(OrderV2{OrderID: "o-1", TotalCents: 1250, Currency: "EUR"}, got2); diff != "" {
+		t.Errorf("v2 reading v1 (-want +got):\n%s", diff)
+	}
+	// ...and one built against v1 reads v2 events (currency skipped).
+	dec1 := serde.NewDecoder(cl, v1)
+	var got1 OrderV1
+	if err := dec1.Decode(ctx, msg2, &got1); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(OrderV1{OrderID: "o-2", TotalCents: 990}, got1); diff != "" {
+		t.Errorf("v1 reading v2 (-want +got):\n%s", diff)
+	}
+
+	// A reader that cannot read the writer says so.
+	strict := schema.MustParse(`{"type":"record","name":"OrderCreated","namespace":"shop.order","fields":[
+		{"name":"order_id","type":"string"},{"name":"coupon","type":"string"}]}`)
+	if err := serde.NewDecoder(cl, strict).Decode(ctx, msg1, &map[string]any{}); !errors.Is(err, serde.ErrIncompatible) {
+		t.Errorf("incompatible reader: %v", err)
+	}
+	// An encoder whose schema the subject rejects fails before writing.
+	bad := serde.NewEncoder(cl, subject, strict, true)
+	if _, err := bad.Encode(ctx, map[string]any{"order_id": "x", "coupon": "y"}); !errors.Is(err, serde.ErrIncompatible) {
+		t.Errorf("incompatible producer: %v", err)
+	}
+	// Without auto-registration the schema must exist.
+	unreg := serde.NewEncoder(cl, "Other-value", v1, false)
+	if _, err := unreg.Encode(ctx, OrderV1{}); !errors.Is(err, serde.ErrNotFound) {
+		t.Errorf("unregistered schema without auto-register: %v", err)
+	}
+	for _, msg := range [][]byte{nil, {0, 0, 0}, {1, 0, 0, 0, 1, 2}} {
+		if err := dec1.Decode(ctx, msg, &got1); !errors.Is(err, serde.ErrBadHeader) {
+			t.Errorf("Decode(%v) = %v, want ErrBadHeader", msg, err)
+		}
+	}
+}
+
+func mustID(t *testing.T, msg []byte) int {
+	t.Helper()
+	id, _, err := serde.SplitHeader(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// Bytes from flotilla's encoder decode with a plain Confluent-format reader
+// (magic byte, big-endian id, hamba/avro) and with franz-go's sr.Serde; bytes
+// those write decode with flotilla's decoder.
+func TestWireFormatInterop(t *testing.T) {
+	ctx := context.Background()
+	base := startRegistry(t)
+	cl := serde.NewClient(base, "", "")
+	v2 := schema.MustParse(orderV2)
+	enc := serde.NewEncoder(cl, serde.SubjectFor("OrderCreated"), v2, true)
+	want := OrderV2{OrderID: "o-9", TotalCents: 4200, Currency: "USD"}
+	msg, err := enc.Encode(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A plain reader: no flotilla code on this path but the HTTP server.
+	if msg[0] != 0 {
+		t.Fatalf("magic byte %d", msg[0])
+	}
+	id := int(binary.BigEndian.Uint32(msg[1:5]))
+	src, err := sr.NewClient(sr.URLs(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetched, err := src.SchemaByID(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainSchema, err := avro.ParseWithCache(fetched.Schema, "", &avro.SchemaCache{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain OrderV2
+	if err := avro.Unmarshal(plainSchema, msg[5:], &plain); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, plain); diff != "" {
+		t.Errorf("plain reader (-want +got):\n%s", diff)
+	}
+
+	// franz-go's serde, registered with the id the registry handed out.
+	var fs sr.Serde
+	fs.Register(id, OrderV2{},
+		sr.EncodeFn(func(v any) ([]byte, error) { return avro.Marshal(plainSchema, v) }),
+		sr.DecodeFn(func(b []byte, v any) error { return avro.Unmarshal(plainSchema, b, v) }))
+	var viaFranz OrderV2
+	if err := fs.Decode(msg, &viaFranz); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, viaFranz); diff != "" {
+		t.Errorf("franz-go serde (-want +got):\n%s", diff)
+	}
+
+	// The reverse: a plain writer and franz-go's serde, read by flotilla.
+	payload, err := avro.Marshal(plainSchema, OrderV2{OrderID: "p-1", TotalCents: 1, Currency: "NOK"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainMsg := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(id)), payload...)
+	franzMsg, err := fs.Encode(OrderV2{OrderID: "f-1", TotalCents: 2, Currency: "DKK"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := serde.NewDecoder(cl, schema.MustParse(orderV1))
+	for _, tc := range []struct {
+		msg  []byte
+		want OrderV1
+	}{{plainMsg, OrderV1{"p-1", 1}}, {franzMsg, OrderV1{"f-1", 2}}} {
+		var got OrderV1
+		if err := dec.Decode(ctx, tc.msg, &got); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("flotilla decoder (-want +got):\n%s", diff)
+		}
+	}
+}
+
+// countingRegistry counts calls to show the caches work.
+type countingRegistry struct {
+	serde.Registry
+	mu             sync.Mutex
+	register, byID int
+}
+
+func (c *countingRegistry) Register(ctx context.Context, subject, s string) (int, error) {
+	c.mu.Lock()
+	c.register++
+	c.mu.Unlock()
+	return c.Registry.Register(ctx, subject, s)
+}
+
+func (c *countingRegistry) SchemaByID(ctx context.Context, id int) (string, error) {
+	c.mu.Lock()
+	c.byID++
+	c.mu.Unlock()
+	return c.Registry.SchemaByID(ctx, id)
+}
+
+func TestCachesOncePerSchema(t *testing.T) {
+	ctx := context.Background()
+	reg := &countingRegistry{Registry: serde.NewClient(startRegistry(t), "", "")}
+	v1 := schema.MustParse(orderV1)
+	enc := serde.NewEncoder(reg, "OrderCreated-value", v1, true)
+	dec := serde.NewDecoder(reg, v1)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				msg, err := enc.Encode(ctx, OrderV1{OrderID: "o", TotalCents: int64(i)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var got OrderV1
+				if err := dec.Decode(ctx, msg, &got); err != nil || got.TotalCents != int64(i) {
+					t.Errorf("round trip %d: %+v, %v", i, got, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if reg.register != 1 || reg.byID != 1 {
+		t.Errorf("registry calls: %d registrations, %d lookups by id; want 1 and 1", reg.register, reg.byID)
+	}
+}
