@@ -155,7 +155,9 @@ func TestContentAddressing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var merged struct{ Interactions []struct{ Description string } }
+		var merged struct {
+			Interactions []struct{ Description string }
+		}
 		_ = json.Unmarshal(p.Content, &merged)
 		if len(merged.Interactions) != 3 {
 			t.Errorf("merged pact has %d interactions, want 3", len(merged.Interactions))
