@@ -40,6 +40,13 @@ func newService(m *Mesh, name string, timeout time.Duration, routes []routeRule)
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = name // replaced by the endpoint in RoundTrip
+			// Rewrite drops X-Forwarded-*; a mesh hop keeps what the
+			// gateway (or the caller) set.
+			for _, h := range forwardedHeaders {
+				if v := pr.In.Header[h]; len(v) > 0 {
+					pr.Out.Header[h] = v
+				}
+			}
 		},
 		Transport:    s,
 		BufferPool:   bufferPool{},
@@ -59,6 +66,8 @@ func (s *service) shutdown(ctx context.Context) error {
 	}
 	return err
 }
+
+var forwardedHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
 
 // bufferPool lends ReverseProxy its 32 KiB copy buffers.
 type bufferPool struct{}

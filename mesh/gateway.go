@@ -1,0 +1,441 @@
+package mesh
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The headers the gateway sets.
+const (
+	// RequestIDHeader is kept when the client sent a sane one, generated
+	// otherwise, passed to the services and returned to the client.
+	RequestIDHeader = "X-Request-Id"
+	// SubjectHeader carries the verified token's subject to the services;
+	// a client's own value is always removed.
+	SubjectHeader = "X-Flotilla-Subject"
+)
+
+// Gateway is the edge: it routes public paths to services through the
+// mesh (in process, as GatewayCaller), checks bearer tokens, rate-limits,
+// and logs every request.
+type Gateway struct {
+	cfg      GatewayConfig
+	mesh     *Mesh
+	log      *slog.Logger
+	now      func() time.Time
+	routes   *routeTable[*gwRoute]
+	verifier *verifier
+
+	srv *http.Server
+	ln  net.Listener
+}
+
+type gwRoute struct {
+	entry   RouteEntry
+	index   string // label
+	handler http.Handler
+	methods map[string]bool
+	limiter *limiter
+	timeout time.Duration
+
+	requests [5]counter // by status class
+	limited  counter
+	authFail counter
+}
+
+// GatewayOptions are the gateway's collaborators; all optional.
+type GatewayOptions struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+	// HTTPClient fetches the JWKS (default: a client with a 5 s timeout).
+	HTTPClient *http.Client
+}
+
+// NewGateway builds a gateway over the mesh. Every route's service must
+// already be in the mesh.
+func NewGateway(cfg GatewayConfig, m *Mesh, opts GatewayOptions) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway config: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = m.log
+	}
+	if opts.Now == nil {
+		opts.Now = m.cfg.Now
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	d := DefaultGatewayConfig()
+	if cfg.Timeout == 0 {
+		cfg.Timeout = d.Timeout
+	}
+	if cfg.JWT.Leeway == 0 {
+		cfg.JWT.Leeway = d.JWT.Leeway
+	}
+	if cfg.JWT.CacheTTL == 0 {
+		cfg.JWT.CacheTTL = d.JWT.CacheTTL
+	}
+	g := &Gateway{cfg: cfg, mesh: m, log: opts.Logger, now: opts.Now}
+	if cfg.JWT.JWKSURL != "" {
+		g.verifier = newVerifier(cfg.JWT, opts.HTTPClient, opts.Now)
+	}
+	prefixes := make([]string, 0, len(cfg.Routes))
+	routes := make([]*gwRoute, 0, len(cfg.Routes))
+	var errs []error
+	for _, e := range cfg.Routes {
+		h, err := m.Handler(e.Service)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("route %s: %w", e.Path, err))
+			continue
+		}
+		p, _ := routePrefix(e.Path)
+		r := &gwRoute{entry: e, index: e.Path, handler: h, timeout: time.Duration(cfg.Timeout)}
+		if e.Timeout > 0 {
+			r.timeout = time.Duration(e.Timeout)
+		}
+		if len(e.Methods) > 0 {
+			r.methods = map[string]bool{}
+			for _, mt := range e.Methods {
+				r.methods[mt] = true
+			}
+		}
+		rl := cfg.RateLimit
+		if e.RateLimit != nil {
+			rl = *e.RateLimit
+		}
+		if rl.RequestsPerSecond > 0 {
+			r.limiter = newLimiter(rl, opts.Now)
+		}
+		prefixes = append(prefixes, p)
+		routes = append(routes, r)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.routes = newRouteTable(prefixes, routes)
+	m.metrics.mu.Lock()
+	m.metrics.extra = append(m.metrics.extra, g.writeMetrics)
+	m.metrics.mu.Unlock()
+	return g, nil
+}
+
+// Listen starts serving on cfg.Listen (or addr when not empty) and
+// returns the address.
+func (g *Gateway) Listen(ctx context.Context, addr string) (string, error) {
+	if addr == "" {
+		addr = g.cfg.Listen
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("gateway listen: %w", err)
+	}
+	g.ln = ln
+	g.srv = &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := g.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			g.log.Error("gateway stopped", "err", err)
+		}
+	}()
+	return ln.Addr().String(), nil
+}
+
+// Close stops the listener, letting in-flight requests finish until ctx
+// is done.
+func (g *Gateway) Close(ctx context.Context) error {
+	if g.srv == nil {
+		return nil
+	}
+	return g.srv.Shutdown(ctx)
+}
+
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get(RequestIDHeader)
+	if !saneID(id) {
+		id = newRequestID()
+		r.Header.Set(RequestIDHeader, id)
+	}
+	w.Header().Set(RequestIDHeader, id)
+	client := clientIP(r)
+	sw := &statusWriter{ResponseWriter: w}
+	route, subject, reason := g.serve(sw, r, client)
+	status := sw.status
+	if status == 0 {
+		status = StatusClientClosed
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", id),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		slog.String("client", client),
+	}
+	if route != nil {
+		attrs = append(attrs, slog.String("route", route.index), slog.String("service", route.entry.Service))
+		route.requests[classIndex(status)].inc()
+	}
+	if subject != "" {
+		attrs = append(attrs, slog.String("subject", subject))
+	}
+	if reason != "" {
+		attrs = append(attrs, slog.String("reason", reason))
+	}
+	if tp := r.Header.Get("Traceparent"); len(tp) == 55 {
+		attrs = append(attrs, slog.String("trace_id", tp[3:35]))
+	}
+	g.log.LogAttrs(r.Context(), slog.LevelInfo, "gateway request", attrs...)
+}
+
+func classIndex(status int) int {
+	c := status/100 - 1
+	if c < 0 || c > 4 {
+		return 4
+	}
+	return c
+}
+
+// serve does the routing; it returns the route, the token's subject and,
+// for a refusal, why.
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, client string) (*gwRoute, string, string) {
+	clean := cleanPath(r.URL.Path)
+	route, prefix, ok := g.routes.match(clean)
+	if !ok {
+		jsonError(w, http.StatusNotFound, "no route for "+clean)
+		return nil, "", "no route"
+	}
+	if route.methods != nil && !route.methods[r.Method] {
+		w.Header().Set("Allow", strings.Join(route.entry.Methods, ", "))
+		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+route.entry.Path)
+		return route, "", "method"
+	}
+	r.Header.Del(SubjectHeader)
+	subject := ""
+	if !route.entry.Public {
+		raw, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !found || raw == "" {
+			route.authFail.inc()
+			w.Header().Set("WWW-Authenticate", `Bearer realm="flotilla"`)
+			jsonError(w, http.StatusUnauthorized, "a bearer token is required")
+			return route, "", "no token"
+		}
+		sub, err := g.verifier.verify(r.Context(), strings.TrimSpace(raw))
+		if err != nil {
+			route.authFail.inc()
+			w.Header().Set("WWW-Authenticate", `Bearer realm="flotilla", error="invalid_token", error_description="`+strings.ReplaceAll(err.Error(), `"`, "'")+`"`)
+			jsonError(w, http.StatusUnauthorized, err.Error())
+			return route, "", err.Error()
+		}
+		subject = sub
+		r.Header.Set(SubjectHeader, sub)
+	}
+	if route.limiter != nil {
+		key := client
+		if subject != "" {
+			key = "sub:" + subject
+		}
+		ok, wait, remaining := route.limiter.take(key)
+		w.Header().Set("RateLimit-Limit", strconv.Itoa(route.limiter.burst))
+		w.Header().Set("RateLimit-Remaining", strconv.Itoa(remaining))
+		if !ok {
+			route.limited.inc()
+			secs := int(math.Ceil(wait.Seconds()))
+			if secs < 1 {
+				secs = 1
+			}
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			jsonError(w, http.StatusTooManyRequests, "rate limit exceeded: retry after "+strconv.Itoa(secs)+"s")
+			return route, subject, "rate limited"
+		}
+	}
+	if !g.cfg.PassLaneHeaders {
+		r.Header.Del(CanaryHeader)
+		r.Header.Del(VersionHeader)
+	}
+	r.Header.Set(CallerHeader, GatewayCaller)
+	if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
+		r.Header.Set("X-Forwarded-For", prior+", "+client)
+	} else {
+		r.Header.Set("X-Forwarded-For", client)
+	}
+	if r.Header.Get("X-Forwarded-Proto") == "" {
+		proto := "http"
+		if r.TLS != nil {
+			proto = "https"
+		}
+		r.Header.Set("X-Forwarded-Proto", proto)
+	}
+	out := clean
+	if route.entry.Rewrite != "" {
+		rw := strings.TrimSuffix(route.entry.Rewrite, "/")
+		out = rw + strings.TrimPrefix(clean, prefix)
+		if out == "" {
+			out = "/"
+		}
+	}
+	r.URL.Path, r.URL.RawPath = out, ""
+	ctx, cancel := context.WithTimeout(r.Context(), route.timeout)
+	defer cancel()
+	route.handler.ServeHTTP(w, r.WithContext(ctx))
+	return route, subject, ""
+}
+
+// cleanPath resolves . and .. (so /api/public/../orders cannot dodge a
+// route's token check) and keeps a trailing slash.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
+
+func jsonError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	b := make([]byte, 0, len(msg)+32)
+	b = append(b, `{"error":`...)
+	b = strconv.AppendQuote(b, msg)
+	b = append(b, "}\n"...)
+	_, _ = w.Write(b)
+}
+
+func saneID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c >= 0x7f || c == '"' {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (g *Gateway) writeMetrics(w *bufio.Writer) {
+	var req, limited, auth []labeledCounter
+	for _, r := range g.routes.values {
+		for c := range r.requests {
+			if r.requests[c].n.Load() > 0 {
+				req = append(req, labeledCounter{[]string{"route", r.index, "service", r.entry.Service, "status_class", classNames[c]}, &r.requests[c]})
+			}
+		}
+		limited = append(limited, labeledCounter{[]string{"route", r.index}, &r.limited})
+		auth = append(auth, labeledCounter{[]string{"route", r.index}, &r.authFail})
+	}
+	writeCounters(w, "flotilla_gateway_requests_total", "Requests the gateway answered, by route, service and status class.", req)
+	writeCounters(w, "flotilla_gateway_rate_limited_total", "Requests refused with 429.", limited)
+	writeCounters(w, "flotilla_gateway_auth_failures_total", "Requests refused with 401 (no, expired, forged or unknown-key token).", auth)
+}
+
+// limiter is a token bucket per key (client), in shards.
+type limiter struct {
+	rate  float64
+	burst int
+	now   func() time.Time
+	seed  maphash.Seed
+
+	shards [16]limiterShard
+}
+
+type limiterShard struct {
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// maxBucketsPerShard bounds memory: past it, full (idle) buckets are
+// dropped.
+const maxBucketsPerShard = 4096
+
+func newLimiter(rl RateLimit, now func() time.Time) *limiter {
+	burst := rl.Burst
+	if burst == 0 {
+		burst = int(math.Ceil(rl.RequestsPerSecond))
+	}
+	if burst < 1 {
+		burst = 1
+	}
+	l := &limiter{rate: rl.RequestsPerSecond, burst: burst, now: now, seed: maphash.MakeSeed()}
+	for i := range l.shards {
+		l.shards[i].buckets = map[string]*bucket{}
+	}
+	return l
+}
+
+// take spends a token for key; when there is none it says how long until
+// there will be.
+func (l *limiter) take(key string) (ok bool, wait time.Duration, remaining int) {
+	sh := &l.shards[maphash.String(l.seed, key)%uint64(len(l.shards))]
+	now := l.now()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	b := sh.buckets[key]
+	if b == nil {
+		if len(sh.buckets) >= maxBucketsPerShard {
+			sh.sweep(now, l)
+		}
+		b = &bucket{tokens: float64(l.burst), last: now}
+		sh.buckets[key] = b
+	}
+	if el := now.Sub(b.last).Seconds(); el > 0 {
+		b.tokens = math.Min(float64(l.burst), b.tokens+el*l.rate)
+		b.last = now
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0, int(b.tokens)
+	}
+	need := (1 - b.tokens) / l.rate
+	return false, time.Duration(need * float64(time.Second)), 0
+}
+
+func (sh *limiterShard) sweep(now time.Time, l *limiter) {
+	for k, b := range sh.buckets {
+		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= float64(l.burst) {
+			delete(sh.buckets, k)
+		}
+	}
+}

@@ -1,0 +1,477 @@
+package mesh
+
+import (
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/go-cmp/cmp"
+)
+
+// keyServer is a real JWKS endpoint whose keys the test can change.
+type keyServer struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	keys    []map[string]string
+	fetches atomic.Int64
+}
+
+func newKeyServer(t *testing.T) *keyServer {
+	k := &keyServer{}
+	k.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k.fetches.Add(1)
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": k.keys})
+	}))
+	t.Cleanup(k.srv.Close)
+	return k
+}
+
+func (k *keyServer) add(kid string, pub crypto.PublicKey) {
+	b64 := base64.RawURLEncoding.EncodeToString
+	var jwk map[string]string
+	switch p := pub.(type) {
+	case *rsa.PublicKey:
+		jwk = map[string]string{"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64(p.N.Bytes()), "e": b64(big.NewInt(int64(p.E)).Bytes())}
+	case ed25519.PublicKey:
+		jwk = map[string]string{"kty": "OKP", "crv": "Ed25519", "kid": kid, "use": "sig", "alg": "EdDSA", "x": b64(p)}
+	}
+	k.mu.Lock()
+	k.keys = append(k.keys, jwk)
+	k.mu.Unlock()
+}
+
+var (
+	rsaOnce         sync.Once
+	rsaKey, rsaKey2 *rsa.PrivateKey
+)
+
+func rsaKeys(t *testing.T) (*rsa.PrivateKey, *rsa.PrivateKey) {
+	rsaOnce.Do(func() {
+		var err error
+		if rsaKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			t.Fatal(err)
+		}
+		if rsaKey2, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return rsaKey, rsaKey2
+}
+
+func sign(t *testing.T, method jwt.SigningMethod, kid string, key any, sub string, exp time.Time) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, jwt.RegisteredClaims{
+		Subject: sub, Issuer: "shop-user-service", Audience: jwt.ClaimStrings{"shop"},
+		ExpiresAt: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(exp.Add(-time.Hour)),
+	})
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+type gwFixture struct {
+	m     *Mesh
+	gw    *Gateway
+	clock *fakeClock
+	keys  *keyServer
+	seen  chan *http.Request // what the order service received
+	h     http.Handler
+}
+
+func newGateway(t *testing.T, mutate func(*GatewayConfig)) *gwFixture {
+	t.Helper()
+	f := &gwFixture{clock: newClock(), keys: newKeyServer(t), seen: make(chan *http.Request, 100)}
+	f.m = newTestMesh(t, Config{Now: f.clock.Now, Authz: AuthzConfig{Mode: AuthzEnforce, Unknown: UnknownDeny, Policy: shopPolicy}})
+	orders := newUpstream(t, "orders", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case f.seen <- r.Clone(context.Background()):
+		default:
+		}
+		_, _ = w.Write([]byte(r.URL.Path))
+	})
+	products := newUpstream(t, "products", nil)
+	addService(t, f.m, ServiceConfig{Name: "order-service"},
+		Subset{Name: "v1", Endpoints: []string{orders.addr()}},
+		Subset{Name: "v2", Canary: true, Endpoints: []string{products.addr()}})
+	addService(t, f.m, ServiceConfig{Name: "product-service"}, Subset{Name: "v1", Endpoints: []string{products.addr()}})
+	cfg := DefaultGatewayConfig()
+	cfg.JWT.JWKSURL = f.keys.srv.URL + "/.well-known/jwks.json"
+	cfg.JWT.Issuer, cfg.JWT.Audience = "shop-user-service", "shop"
+	cfg.JWT.RefetchInterval = 0
+	cfg.Routes = []RouteEntry{
+		{Path: "/api/orders/**", Service: "order-service", Rewrite: "/orders"},
+		{Path: "/api/products/**", Service: "product-service", Public: true, Methods: []string{"GET"}},
+		{Path: "/api/public/**", Service: "order-service", Public: true},
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	gw, err := NewGateway(cfg, f.m, GatewayOptions{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.gw = gw
+	f.h = gw
+	return f
+}
+
+func (f *gwFixture) do(method, target, token string, hdr map[string]string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, target, nil)
+	req.RemoteAddr = "203.0.113.7:5555"
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestGatewayJWT(t *testing.T) {
+	f := newGateway(t, nil)
+	r1, r2 := rsaKeys(t)
+	edPub, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	_, otherEd, _ := ed25519.GenerateKey(rand.Reader)
+	f.keys.add("rsa-1", &r1.PublicKey)
+	f.keys.add("ed-1", edPub)
+	exp := f.clock.Now().Add(time.Hour)
+
+	tests := []struct {
+		name   string
+		path   string
+		token  string
+		status int
+		reason string
+	}{
+		{"valid RS256", "/api/orders/1", sign(t, jwt.SigningMethodRS256, "rsa-1", r1, "alice", exp), 200, ""},
+		{"valid EdDSA", "/api/orders/1", sign(t, jwt.SigningMethodEdDSA, "ed-1", edPriv, "bob", exp), 200, ""},
+		{"no token", "/api/orders/1", "", 401, "bearer token is required"},
+		{"expired", "/api/orders/1", sign(t, jwt.SigningMethodRS256, "rsa-1", r1, "alice", f.clock.Now().Add(-time.Hour)), 401, "token expired"},
+		{"forged (another key, same kid)", "/api/orders/1", sign(t, jwt.SigningMethodRS256, "rsa-1", r2, "mallory", exp), 401, "invalid signature"},
+		{"forged EdDSA", "/api/orders/1", sign(t, jwt.SigningMethodEdDSA, "ed-1", otherEd, "mallory", exp), 401, "invalid signature"},
+		{"unknown kid", "/api/orders/1", sign(t, jwt.SigningMethodRS256, "rsa-9", r2, "mallory", exp), 401, "unknown signing key"},
+		{"HS256 with the public key as secret", "/api/orders/1", sign(t, jwt.SigningMethodHS256, "rsa-1", r1.PublicKey.N.Bytes(), "mallory", exp), 401, "invalid"},
+		{"garbage", "/api/orders/1", "not.a.token", 401, "malformed"},
+		{"public route without a token", "/api/products/9", "", 200, ""},
+		{"dot-dot cannot dodge the token check", "/api/products/../orders/1", "", 401, "bearer token is required"},
+		{"no route", "/admin", "", 404, "no route"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := f.do("GET", tc.path, tc.token, nil)
+			if rec.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, rec.Body.String())
+			}
+			if tc.reason != "" && !strings.Contains(rec.Body.String(), tc.reason) {
+				t.Errorf("body %q does not say %q", rec.Body.String(), tc.reason)
+			}
+			if tc.status == 401 && !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("401 without WWW-Authenticate: %v", rec.Header())
+			}
+		})
+	}
+	// Keys are cached: the unknown kid refetched once (RefetchInterval 0
+	// here), everything else used the cache.
+	if got := f.keys.fetches.Load(); got != 2 {
+		t.Errorf("JWKS fetched %d times, want 2 (first use, then the unknown kid)", got)
+	}
+
+	// Key rotation: a token with a new kid is accepted after a refetch.
+	_, r2b := rsaKeys(t)
+	f.keys.add("rsa-2", &r2b.PublicKey)
+	if rec := f.do("GET", "/api/orders/2", sign(t, jwt.SigningMethodRS256, "rsa-2", r2b, "carol", exp), nil); rec.Code != 200 {
+		t.Errorf("rotated key: status %d: %s", rec.Code, rec.Body.String())
+	}
+	// The subject reaches the service; a client's own is replaced.
+	rec := f.do("GET", "/api/orders/3", sign(t, jwt.SigningMethodRS256, "rsa-1", r1, "alice", exp), map[string]string{SubjectHeader: "root"})
+	if rec.Code != 200 {
+		t.Fatal(rec.Code)
+	}
+	var got *http.Request
+	for len(f.seen) > 0 {
+		got = <-f.seen
+	}
+	if got.Header.Get(SubjectHeader) != "alice" || got.URL.Path != "/orders/3" || got.Header.Get(CallerHeader) != GatewayCaller {
+		t.Errorf("service saw subject %q path %q caller %q", got.Header.Get(SubjectHeader), got.URL.Path, got.Header.Get(CallerHeader))
+	}
+}
+
+func TestGatewayRefetchIsRateLimited(t *testing.T) {
+	f := newGateway(t, func(c *GatewayConfig) { c.JWT.RefetchInterval = Duration(10 * time.Second) })
+	r1, r2 := rsaKeys(t)
+	f.keys.add("rsa-1", &r1.PublicKey)
+	exp := f.clock.Now().Add(time.Hour)
+	f.do("GET", "/api/orders/1", sign(t, jwt.SigningMethodRS256, "rsa-1", r1, "a", exp), nil)
+	for i := range 5 {
+		rec := f.do("GET", "/api/orders/1", sign(t, jwt.SigningMethodRS256, "kid-"+string(rune('a'+i)), r2, "m", exp), nil)
+		if rec.Code != 401 {
+			t.Fatalf("unknown kid: %d", rec.Code)
+		}
+	}
+	if got := f.keys.fetches.Load(); got != 1 {
+		t.Errorf("forged kids made %d fetches within the refetch interval, want 1", got)
+	}
+	f.clock.Add(11 * time.Second)
+	f.do("GET", "/api/orders/1", sign(t, jwt.SigningMethodRS256, "kid-z", r2, "m", exp), nil)
+	if got := f.keys.fetches.Load(); got != 2 {
+		t.Errorf("after the interval: %d fetches, want 2", got)
+	}
+}
+
+func TestGatewayRateLimit(t *testing.T) {
+	f := newGateway(t, func(c *GatewayConfig) {
+		c.Routes[0].RateLimit = &RateLimit{RequestsPerSecond: 0.5, Burst: 2}
+		c.Routes[1].RateLimit = &RateLimit{RequestsPerSecond: 1, Burst: 1}
+	})
+	r1, _ := rsaKeys(t)
+	f.keys.add("rsa-1", &r1.PublicKey)
+	exp := f.clock.Now().Add(time.Hour)
+	alice := sign(t, jwt.SigningMethodRS256, "rsa-1", r1, "alice", exp)
+	bob := sign(t, jwt.SigningMethodRS256, "rsa-1", r1, "bob", exp)
+
+	var codes []int
+	for range 3 {
+		codes = append(codes, f.do("GET", "/api/orders/1", alice, nil).Code)
+	}
+	if diff := cmp.Diff([]int{200, 200, 429}, codes); diff != "" {
+		t.Errorf("alice's burst (-want +got):\n%s", diff)
+	}
+	rec := f.do("GET", "/api/orders/1", alice, nil)
+	if rec.Code != 429 || rec.Header().Get("Retry-After") != "2" {
+		t.Errorf("limited: status %d Retry-After %q, want 429 and 2 (0.5/s)", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if rec := f.do("GET", "/api/orders/1", bob, nil); rec.Code != 200 {
+		t.Errorf("bob has his own bucket: %d", rec.Code)
+	}
+	// Another route has its own bucket, keyed by IP when public.
+	if rec := f.do("GET", "/api/products/1", "", nil); rec.Code != 200 {
+		t.Errorf("other route: %d", rec.Code)
+	}
+	if rec := f.do("GET", "/api/products/1", "", nil); rec.Code != 429 || rec.Header().Get("Retry-After") != "1" {
+		t.Errorf("public route by IP: %d %q", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	f.clock.Add(2 * time.Second)
+	if rec := f.do("GET", "/api/orders/1", alice, nil); rec.Code != 200 {
+		t.Errorf("after refill: %d", rec.Code)
+	}
+	fams := scrape(t, f.m)
+	var limited float64
+	for _, mt := range fams["flotilla_gateway_rate_limited_total"].GetMetric() {
+		limited += mt.GetCounter().GetValue()
+	}
+	if limited != 3 {
+		t.Errorf("rate_limited_total %v, want 3", limited)
+	}
+}
+
+func TestGatewayHeaders(t *testing.T) {
+	f := newGateway(t, nil)
+	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	tests := []struct {
+		name   string
+		hdr    map[string]string
+		wantID func(string) bool
+	}{
+		{"generated id", map[string]string{"traceparent": tp}, func(id string) bool { return len(id) == 32 }},
+		{"kept id", map[string]string{"traceparent": tp, "x-request-id": "req-42"}, func(id string) bool { return id == "req-42" }},
+		{"insane id replaced", map[string]string{"traceparent": tp, "x-request-id": "a b"}, func(id string) bool { return len(id) == 32 }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := f.do("GET", "/api/public/x", "", tc.hdr)
+			if rec.Code != 200 {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+			}
+			id := rec.Header().Get(RequestIDHeader)
+			if !tc.wantID(id) {
+				t.Errorf("request id %q", id)
+			}
+			got := <-f.seen
+			if got.Header.Get(RequestIDHeader) != id {
+				t.Errorf("service saw request id %q, client got %q", got.Header.Get(RequestIDHeader), id)
+			}
+			if got.Header.Get("Traceparent") != tp {
+				t.Errorf("traceparent %q not passed through", got.Header.Get("Traceparent"))
+			}
+			if got.Header.Get("X-Forwarded-For") != "203.0.113.7" {
+				t.Errorf("x-forwarded-for %q", got.Header.Get("X-Forwarded-For"))
+			}
+		})
+	}
+	// Lane headers from outside are stripped unless allowed.
+	rec := f.do("GET", "/api/public/x", "", map[string]string{"x-flotilla-version": "v2", "x-canary": "true"})
+	if v := rec.Header().Get(UpstreamVersionHeader); v != "v1" {
+		t.Errorf("lane headers from a client reached the mesh: served by %q", v)
+	}
+	f2 := newGateway(t, func(c *GatewayConfig) { c.PassLaneHeaders = true })
+	rec = f2.do("GET", "/api/public/x", "", map[string]string{"x-canary": "true"})
+	if v := rec.Header().Get(UpstreamVersionHeader); v != "v2" {
+		t.Errorf("pass_lane_headers: served by %q, want v2", v)
+	}
+	if rec := f.do("POST", "/api/products/1", "", nil); rec.Code != 405 || rec.Header().Get("Allow") != "GET" {
+		t.Errorf("method not allowed: %d %v", rec.Code, rec.Header())
+	}
+}
+
+func TestGatewayOverTheNetwork(t *testing.T) {
+	f := newGateway(t, nil)
+	addr, err := f.gw.Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.gw.Close(context.Background()) })
+	r := do(t, "GET", "http://"+addr+"/api/products/7", nil, "")
+	if r.status != 200 || r.body != "products" {
+		t.Errorf("through the listener: %d %q", r.status, r.body)
+	}
+}
+
+func TestParseGatewayConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want string // "" = valid; else a substring of the error
+	}{
+		{"valid", `
+listen: 127.0.0.1:8480
+jwt: {jwks_url: "http://127.0.0.1:8101/.well-known/jwks.json", leeway: 10s}
+rate_limit: {requests_per_second: 50, burst: 100}
+routes:
+  - {path: /api/orders/**, service: order-service, rewrite: /orders, timeout: 5s}
+  - {path: /api/products/**, service: product-service, public: true, methods: [GET]}
+`, ""},
+		{"unknown field", "routes: []\nlisten: 127.0.0.1:1\nratelimit: {}\n", "field ratelimit not found"},
+		{"bad duration", "timeout: soon\n", "want a number with a unit"},
+		{"token route without jwks", "routes: [{path: /api/x, service: x-service}]\n", "jwt.jwks_url is not set"},
+		{"bad path", "routes: [{path: api/x, service: x, public: true}]\n", "must start with /"},
+		{"inner wildcard", "routes: [{path: /api/*/x, service: x, public: true}]\n", "trailing /**"},
+		{"dot-dot", "routes: [{path: /api/../x, service: x, public: true}]\n", ". or .."},
+		{"duplicate", "routes: [{path: /api/x/**, service: x, public: true}, {path: /api/x, service: y, public: true}]\n", "same path as routes[0]"},
+		{"bad method", "routes: [{path: /x, service: x, public: true, methods: [FETCH]}]\n", `method "FETCH"`},
+		{"negative rate", "rate_limit: {requests_per_second: -1}\n", "requests_per_second"},
+		{"no service", "routes: [{path: /x, public: true}]\n", "service name is empty"},
+		{"bad jwks url", "jwt: {jwks_url: ftp://x}\n", "want an http(s) URL"},
+		{"two documents", "listen: 127.0.0.1:1\n---\nlisten: 127.0.0.1:2\n", "more than one YAML document"},
+		{"not a map", "- a\n", "cannot unmarshal"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseGatewayConfig("gateway.yaml", []byte(tc.in))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.want != "" && err == nil:
+				t.Fatalf("accepted, want an error with %q", tc.want)
+			case tc.want != "" && !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("error %q, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	// Unknown service is caught when the gateway is built.
+	m := newTestMesh(t, Config{})
+	cfg := DefaultGatewayConfig()
+	cfg.Routes = []RouteEntry{{Path: "/api/x", Service: "nope-service", Public: true}}
+	if _, err := NewGateway(cfg, m, GatewayOptions{}); err == nil || !strings.Contains(err.Error(), "nope-service") {
+		t.Errorf("unknown service: %v", err)
+	}
+}
+
+func TestRouteMatching(t *testing.T) {
+	tbl := newRouteTable([]string{"/api/orders", "/api/orders/admin", "", "/api/products"}, []string{"orders", "admin", "root", "products"})
+	tests := []struct{ path, want string }{
+		{"/api/orders", "orders"},
+		{"/api/orders/", "orders"},
+		{"/api/orders/42", "orders"},
+		{"/api/ordersx", "root"},
+		{"/api/orders/admin/x", "admin"},
+		{"/api/orders/administrator", "orders"},
+		{"/api/products", "products"},
+		{"/", "root"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.path, func(t *testing.T) {
+			got, _, ok := tbl.match(tc.path)
+			if !ok || got != tc.want {
+				t.Errorf("match(%q) = %q, %v; want %q", tc.path, got, ok, tc.want)
+			}
+		})
+	}
+	noRoot := newRouteTable([]string{"/api/orders"}, []int{1})
+	if _, _, ok := noRoot.match("/api/products"); ok {
+		t.Error("matched without a route")
+	}
+}
+
+func FuzzGatewayConfig(f *testing.F) {
+	f.Add([]byte("listen: 127.0.0.1:8480\nroutes:\n  - {path: /api/orders/**, service: order-service, public: true, rate_limit: {requests_per_second: 5}}\n"))
+	f.Add([]byte("jwt: {jwks_url: http://x/j, leeway: 1s}\ntimeout: 1m\n"))
+	f.Add([]byte("{}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseGatewayConfig("fuzz.yaml", data)
+		if err != nil {
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("parsed config fails Validate: %v", err)
+		}
+		for _, r := range cfg.Routes {
+			if _, err := routePrefix(r.Path); err != nil {
+				t.Fatalf("accepted route path %q: %v", r.Path, err)
+			}
+		}
+	})
+}
+
+func FuzzRouteMatch(f *testing.F) {
+	f.Add("/api/orders/**", "/api/orders/42", "/api/**")
+	f.Add("/api/orders", "/api/ordersx", "/")
+	f.Add("/a/b", "/a/b/../c", "/a")
+	f.Fuzz(func(t *testing.T, p1, reqPath, p2 string) {
+		a, err1 := routePrefix(p1)
+		b, err2 := routePrefix(p2)
+		if err1 != nil || err2 != nil || a == b {
+			return
+		}
+		tbl := newRouteTable([]string{a, b}, []string{a, b})
+		clean := cleanPath(reqPath)
+		got, prefix, ok := tbl.match(clean)
+		// The reference: every matching prefix, at a segment boundary.
+		var best string
+		found := false
+		for _, p := range []string{a, b} {
+			if clean == p || p == "" || strings.HasPrefix(clean, p+"/") {
+				if !found || len(p) > len(best) {
+					best, found = p, true
+				}
+			}
+		}
+		if ok != found || (ok && (got != best || prefix != best)) {
+			t.Fatalf("match(%q) over %q, %q = %q, %v; want %q, %v", clean, a, b, got, ok, best, found)
+		}
+		if strings.Contains(clean, "/../") || strings.HasSuffix(clean, "/..") {
+			t.Fatalf("cleanPath(%q) = %q still has ..", reqPath, clean)
+		}
+	})
+}

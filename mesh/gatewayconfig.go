@@ -1,0 +1,261 @@
+package mesh
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// GatewayConfig configures the edge gateway. It is decoded strictly from
+// YAML (or JSON) by ParseGatewayConfig:
+//
+//	listen: 127.0.0.1:8480
+//	jwt:
+//	  jwks_url: http://127.0.0.1:8101/.well-known/jwks.json
+//	  issuer: shop-user-service        # optional
+//	  audience: shop                   # optional
+//	rate_limit: {requests_per_second: 50, burst: 100}   # every route's default
+//	routes:
+//	  - path: /api/orders/**
+//	    service: order-service
+//	    rewrite: /orders               # optional: replaces the matched prefix
+//	  - path: /api/products/**
+//	    service: product-service
+//	    public: true                   # no token needed
+//	    methods: [GET]
+//	    rate_limit: {requests_per_second: 200, burst: 400}
+type GatewayConfig struct {
+	// Listen is the gateway's address (used by Gateway.Listen).
+	Listen string `yaml:"listen"`
+	// JWT configures token validation; without jwks_url every route must
+	// be public.
+	JWT JWTConfig `yaml:"jwt"`
+	// RateLimit is the default limit per client and route; zero rate means
+	// unlimited.
+	RateLimit RateLimit `yaml:"rate_limit"`
+	// PassLaneHeaders lets clients' X-Canary and X-Flotilla-Version
+	// through to the mesh (testers reaching a canary from outside); by
+	// default the gateway strips them.
+	PassLaneHeaders bool `yaml:"pass_lane_headers"`
+	// Timeout bounds a request through the gateway (default 30s).
+	Timeout Duration     `yaml:"timeout"`
+	Routes  []RouteEntry `yaml:"routes"`
+}
+
+// JWTConfig configures bearer-token validation (RS256 and EdDSA).
+type JWTConfig struct {
+	JWKSURL  string `yaml:"jwks_url"`
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+	// Leeway tolerates clock skew on exp/nbf/iat (default 30s).
+	Leeway Duration `yaml:"leeway"`
+	// CacheTTL is how long fetched keys are trusted before a refetch
+	// (default 10m); an unknown kid refetches at once, at most every
+	// RefetchInterval (default 10s).
+	CacheTTL        Duration `yaml:"cache_ttl"`
+	RefetchInterval Duration `yaml:"refetch_interval"`
+}
+
+// RateLimit is a token bucket: RequestsPerSecond refill, Burst capacity
+// (default: RequestsPerSecond rounded up, at least 1).
+type RateLimit struct {
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	Burst             int     `yaml:"burst"`
+}
+
+// RouteEntry is one public route.
+type RouteEntry struct {
+	// Path is a prefix, "/api/orders/**" or "/api/orders" (the same:
+	// /api/orders and everything below it); "/" or "/**" matches all.
+	Path    string `yaml:"path"`
+	Service string `yaml:"service"`
+	// Rewrite replaces the matched prefix before forwarding ("" keeps the
+	// path as is).
+	Rewrite string `yaml:"rewrite"`
+	// Public routes need no token.
+	Public bool `yaml:"public"`
+	// Methods limits the methods (default all).
+	Methods   []string   `yaml:"methods"`
+	RateLimit *RateLimit `yaml:"rate_limit"`
+	Timeout   Duration   `yaml:"timeout"`
+}
+
+// Duration is a time.Duration written as "30s" or "2m".
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration like 30s", n.Line)
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: duration %q: want a number with a unit, like 30s or 2m", n.Line, n.Value)
+	}
+	if v < 0 {
+		return fmt.Errorf("line %d: duration %q must not be negative", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// DefaultGatewayConfig returns a gateway with no routes on
+// 127.0.0.1:8480 (clear of PostgreSQL, Redis and NATS's ports).
+func DefaultGatewayConfig() GatewayConfig {
+	return GatewayConfig{
+		Listen:  "127.0.0.1:8480",
+		Timeout: Duration(30 * time.Second),
+		JWT: JWTConfig{
+			Leeway:          Duration(30 * time.Second),
+			CacheTTL:        Duration(10 * time.Minute),
+			RefetchInterval: Duration(10 * time.Second),
+		},
+	}
+}
+
+// ParseGatewayConfig decodes a config over the defaults, strictly
+// (unknown fields are errors), and validates it. name labels errors.
+func ParseGatewayConfig(name string, data []byte) (GatewayConfig, error) {
+	cfg := DefaultGatewayConfig()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return GatewayConfig{}, fmt.Errorf("%s: %w", name, err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return GatewayConfig{}, fmt.Errorf("%s: more than one YAML document", name)
+	}
+	if err := cfg.Validate(); err != nil {
+		return GatewayConfig{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return cfg, nil
+}
+
+var knownMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
+
+// Validate reports every problem at once, naming the route.
+func (c GatewayConfig) Validate() error {
+	var errs []error
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("listen %q: want host:port", c.Listen))
+		}
+	}
+	if c.JWT.JWKSURL != "" {
+		u, err := url.Parse(c.JWT.JWKSURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("jwt.jwks_url %q: want an http(s) URL", c.JWT.JWKSURL))
+		}
+	}
+	errs = append(errs, c.RateLimit.validate("rate_limit"))
+	seen := map[string]int{}
+	for i, r := range c.Routes {
+		where := fmt.Sprintf("routes[%d] (%s)", i, r.Path)
+		p, err := routePrefix(r.Path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+		} else if j, dup := seen[p]; dup {
+			errs = append(errs, fmt.Errorf("%s: same path as routes[%d]", where, j))
+		} else {
+			seen[p] = i
+		}
+		if err := checkName("service", r.Service); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+		}
+		if r.Rewrite != "" {
+			if _, err := routePrefix(r.Rewrite); err != nil || strings.Contains(r.Rewrite, "*") {
+				errs = append(errs, fmt.Errorf("%s: rewrite %q: want a path like /orders", where, r.Rewrite))
+			}
+		}
+		if !r.Public && c.JWT.JWKSURL == "" {
+			errs = append(errs, fmt.Errorf("%s: needs a token but jwt.jwks_url is not set (set it, or mark the route public: true)", where))
+		}
+		for _, m := range r.Methods {
+			if !knownMethods[m] {
+				errs = append(errs, fmt.Errorf("%s: method %q: want one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", where, m))
+			}
+		}
+		if r.RateLimit != nil {
+			errs = append(errs, r.RateLimit.validate(where+": rate_limit"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r RateLimit) validate(where string) error {
+	if r.RequestsPerSecond < 0 || r.RequestsPerSecond > 1e9 || r.RequestsPerSecond != r.RequestsPerSecond {
+		return fmt.Errorf("%s: requests_per_second %v: want 0 (unlimited) up to 1e9", where, r.RequestsPerSecond)
+	}
+	if r.Burst < 0 || r.Burst > 1e9 {
+		return fmt.Errorf("%s: burst %d: want 0 (default) up to 1e9", where, r.Burst)
+	}
+	return nil
+}
+
+// routePrefix turns a route path into the prefix it matches: "/api/x/**"
+// and "/api/x" give "/api/x"; "/" and "/**" give "".
+func routePrefix(p string) (string, error) {
+	if !strings.HasPrefix(p, "/") {
+		return "", errors.New("path must start with /")
+	}
+	p = strings.TrimSuffix(p, "/**")
+	p = strings.TrimSuffix(p, "/")
+	for _, seg := range strings.Split(p, "/")[1:] {
+		switch {
+		case seg == "" && p != "":
+			return "", errors.New("path has an empty segment (//)")
+		case seg == "." || seg == "..":
+			return "", errors.New("path has a . or .. segment")
+		case strings.ContainsAny(seg, "*?[]{}"):
+			return "", errors.New("only a trailing /** is supported as a wildcard")
+		}
+	}
+	if strings.ContainsAny(p, " \t\r\n%#") {
+		return "", errors.New("path has spaces, % or #")
+	}
+	return p, nil
+}
+
+// routeTable matches a request path to the longest route prefix, at a
+// segment boundary. It is built once and read without locks.
+type routeTable[T any] struct {
+	prefixes []string // longest first
+	values   []T
+}
+
+func newRouteTable[T any](prefixes []string, values []T) *routeTable[T] {
+	idx := make([]int, len(prefixes))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return len(prefixes[idx[a]]) > len(prefixes[idx[b]]) })
+	t := &routeTable[T]{}
+	for _, i := range idx {
+		t.prefixes = append(t.prefixes, prefixes[i])
+		t.values = append(t.values, values[i])
+	}
+	return t
+}
+
+// match returns the value and prefix of the longest matching route.
+func (t *routeTable[T]) match(path string) (T, string, bool) {
+	for i, p := range t.prefixes {
+		if matchPrefix(path, p) {
+			return t.values[i], p, true
+		}
+	}
+	var zero T
+	return zero, "", false
+}
