@@ -96,7 +96,9 @@ func (c *Codec) Add(ctx context.Context, event, avsc string) error {
 	defer c.mu.Unlock()
 	c.local[event] = s
 	c.ids[event] = id
-	c.writers[id] = s
+	if c.reg != nil {
+		c.writers[id] = s
+	}
 	return nil
 }
 
@@ -144,6 +146,12 @@ func (c *Codec) Decode(ctx context.Context, event string, data []byte, v any) er
 }
 
 func (c *Codec) readerFor(ctx context.Context, event string, reader avro.Schema, id int) (avro.Schema, error) {
+	if c.reg == nil {
+		if id != 0 {
+			return nil, fmt.Errorf("decode %s: schema id %d with no registry configured (set REGISTRY_URL)", event, id)
+		}
+		return reader, nil
+	}
 	c.mu.RLock()
 	writer, ok := c.writers[id]
 	c.mu.RUnlock()
