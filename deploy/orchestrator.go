@@ -1,0 +1,889 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flotilla-ci/flotilla/affected"
+	"github.com/flotilla-ci/flotilla/canary"
+	"github.com/flotilla-ci/flotilla/graph"
+)
+
+// Config wires an orchestrator. Graph, Target, Router and Store are
+// required.
+type Config struct {
+	Graph  *graph.Graph
+	Target Target
+	Router Router
+	Store  Store
+	Gates  []Gate
+	// BuildFlags are the `go build` flags of every service (part of its
+	// version).
+	BuildFlags []string
+	// Env returns the platform's environment for a service's instances:
+	// DATABASE_URL, BUS_URL, REGISTRY_URL, OTEL_*. The addresses of its
+	// dependencies (<DEP>_URL, through the Router) are added by the
+	// orchestrator. Nil means none.
+	Env func(service string) map[string]string
+	// MaxParallel bounds the services of a wave deployed at once (4).
+	MaxParallel int
+	// SmokeTimeout bounds each smoke check (10s); DrainTimeout the wait
+	// for an old version's in-flight requests (30s).
+	SmokeTimeout time.Duration
+	DrainTimeout time.Duration
+	// Client makes the smoke checks (default: a plain http.Client).
+	Client *http.Client
+	Logger *slog.Logger
+}
+
+// Orchestrator deploys releases: the plan from the graph, then per wave,
+// per service: gates, build, start beside the old version, readiness,
+// smoke checks through the header lane, the traffic shift, drain and stop
+// of the old version, and a history record. One release runs at a time.
+// Its methods are what the control plane's HTTP API exposes.
+type Orchestrator struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	running *Running
+}
+
+// New returns an orchestrator.
+func New(cfg Config) (*Orchestrator, error) {
+	var errs []error
+	if cfg.Graph == nil {
+		errs = append(errs, errors.New("orchestrator: no graph"))
+	}
+	if cfg.Target == nil {
+		errs = append(errs, errors.New("orchestrator: no target"))
+	}
+	if cfg.Router == nil {
+		errs = append(errs, errors.New("orchestrator: no router"))
+	}
+	if cfg.Store == nil {
+		errs = append(errs, errors.New("orchestrator: no history store"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if cfg.MaxParallel <= 0 {
+		cfg.MaxParallel = 4
+	}
+	if cfg.SmokeTimeout <= 0 {
+		cfg.SmokeTimeout = 10 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Orchestrator{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Running returns the release in progress, or nil.
+func (o *Orchestrator) Running() *Running {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.running == nil {
+		return nil
+	}
+	r := *o.running
+	return &r
+}
+
+// Plan works out a release without changing anything: the services the
+// request names (or all, or the changed ones) with their versions, in
+// waves. A service whose version already serves is in the plan as
+// unchanged. An unknown service, a graph with problems or a bad git ref is
+// an error.
+func (o *Orchestrator) Plan(ctx context.Context, req Request) (*Plan, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	g := o.cfg.Graph
+	if probs := g.Validate(); len(probs) > 0 {
+		var errs []error
+		for _, p := range probs {
+			errs = append(errs, errors.New(p.String()))
+		}
+		return nil, fmt.Errorf("the manifest has problems (run 'flotilla graph check'):\n%w", errors.Join(errs...))
+	}
+	plan := &Plan{}
+	var names []string
+	switch {
+	case req.All:
+		names = g.Manifest().Names()
+		plan.Why = "every service"
+	case req.Changed:
+		r, err := affected.Run(ctx, g, affected.Options{Base: req.Base})
+		if err != nil {
+			return nil, fmt.Errorf("changed since %s: %w", req.Base, err)
+		}
+		names = r.Changed
+		plan.Why = fmt.Sprintf("changed since %s: %s", req.Base, orNone(r.Changed))
+		if len(names) == 0 {
+			return plan, nil
+		}
+	default:
+		seen := map[string]bool{}
+		for _, n := range req.Services {
+			if !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
+		}
+		plan.Why = "named: " + strings.Join(names, ", ")
+	}
+	waves, err := g.Waves(names)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := NewVersioner(g.Manifest(), o.cfg.BuildFlags)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range waves {
+		var items []PlanItem
+		for _, name := range w {
+			it, err := o.planItem(ctx, vs, name)
+			if err != nil {
+				return nil, err
+			}
+			items = append(items, it)
+		}
+		plan.Waves = append(plan.Waves, items)
+	}
+	return plan, nil
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "nothing"
+	}
+	return strings.Join(s, ", ")
+}
+
+func (o *Orchestrator) planItem(ctx context.Context, vs *Versioner, name string) (PlanItem, error) {
+	s := o.cfg.Graph.Manifest().Service(name)
+	fp, err := vs.Of(name)
+	if err != nil {
+		return PlanItem{}, err
+	}
+	spec := Spec{
+		Service: name, Version: fp.Version,
+		Build:    Build{Package: Package(s), Flags: o.cfg.BuildFlags, Digest: fp.Digest},
+		Env:      copyEnv(s.Deploy.Env),
+		Replicas: s.Deploy.Replicas, Health: s.Health, ReadyTimeout: s.Deploy.Timeout.D(),
+	}
+	if spec.Health == "" {
+		spec.Health = "/ready"
+	}
+	current, err := o.serving(ctx, name)
+	if err != nil {
+		return PlanItem{}, err
+	}
+	it := PlanItem{Service: name, Version: fp.Version, Current: current, Action: ActionDeploy, Spec: spec}
+	if current == fp.Version {
+		it.Action = ActionUnchanged
+	}
+	return it, nil
+}
+
+// serving returns the version getting the most traffic ("" when none).
+func (o *Orchestrator) serving(ctx context.Context, service string) (string, error) {
+	w, err := o.cfg.Router.Weights(ctx, service)
+	if errors.Is(err, canary.ErrUnknownService) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("weights of %s: %w", service, err)
+	}
+	best, bestW := "", 0
+	for name, x := range w {
+		if x > bestW || x == bestW && x > 0 && name < best {
+			best, bestW = name, x
+		}
+	}
+	return best, nil
+}
+
+func copyEnv(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// begin claims the orchestrator for a release, or says who holds it.
+func (o *Orchestrator) begin(ctx context.Context, who string, services []string) (int64, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.running != nil {
+		return 0, &BusyError{Running: *o.running}
+	}
+	now := time.Now()
+	id, err := o.cfg.Store.StartRelease(ctx, who, services, now)
+	if err != nil {
+		return 0, fmt.Errorf("record release: %w", err)
+	}
+	o.running = &Running{Release: id, Services: services, Who: who, Started: now}
+	return id, nil
+}
+
+func (o *Orchestrator) end() {
+	o.mu.Lock()
+	o.running = nil
+	o.mu.Unlock()
+}
+
+// Deploy runs a release and reports every step to events (which may be
+// nil; it is called from several goroutines, never concurrently). A
+// request while another release runs is refused with a *BusyError. A
+// failed service is rolled back at once (its old version never stopped
+// serving), the rest of its wave finishes, and what depends on it is
+// skipped; with RollbackRelease the services the release already deployed
+// are rolled back too, last wave first. The error wraps ErrReleaseFailed
+// and names each failed service with its reason; the report is returned
+// either way once the release started.
+func (o *Orchestrator) Deploy(ctx context.Context, req Request, events func(Event)) (*Report, error) {
+	plan, err := o.Plan(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return o.Execute(ctx, plan, req, events)
+}
+
+// Execute runs a plan made by Plan (Deploy is Plan then Execute).
+func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, events func(Event)) (*Report, error) {
+	who := req.Who
+	if who == "" {
+		who = "unknown"
+	}
+	onFailure, err := ParseOnFailure(string(req.OnFailure))
+	if err != nil {
+		return nil, err
+	}
+	id, err := o.begin(ctx, who, plan.Services())
+	if err != nil {
+		return nil, err
+	}
+	defer o.end()
+	r := &release{o: o, id: id, who: who, env: req.Environment, emitFn: events,
+		outcomes: map[string]*Outcome{}, specs: map[string]Spec{}}
+	parallel := req.MaxParallel
+	if parallel <= 0 {
+		parallel = o.cfg.MaxParallel
+	}
+	start := time.Now()
+	o.log.InfoContext(ctx, "release started", "release", id, "services", plan.Services(), "who", who)
+	stopped := ""
+	for wi, wave := range plan.Waves {
+		if stopped != "" {
+			for _, it := range wave {
+				r.finish(ctx, wi+1, it, Outcome{Result: Skipped, Reason: stopped}, time.Now())
+			}
+			continue
+		}
+		sem := make(chan struct{}, parallel)
+		var wg sync.WaitGroup
+		for _, it := range wave {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				r.service(ctx, wi+1, it)
+			}()
+		}
+		wg.Wait()
+		if onFailure == RollbackRelease {
+			for _, it := range wave {
+				if oc := r.outcome(it.Service); oc.Result == Failed {
+					stopped = fmt.Sprintf("the release is rolled back: %s failed", it.Service)
+					break
+				}
+			}
+		}
+	}
+	if stopped != "" {
+		r.rollbackRelease(ctx, plan)
+	}
+	rep := &Report{Release: id, Plan: plan, Duration: time.Since(start)}
+	var errs []error
+	for _, name := range plan.Services() {
+		oc := r.outcome(name)
+		rep.Outcomes = append(rep.Outcomes, oc)
+		if oc.Result == Failed {
+			errs = append(errs, fmt.Errorf("%s@%s: %s", oc.Service, oc.Version, oc.Reason))
+		}
+	}
+	r.emit(Event{Step: StepDone, Msg: summary(rep)})
+	o.log.InfoContext(ctx, "release finished", "release", id, "summary", summary(rep), "duration", rep.Duration)
+	if len(errs) > 0 {
+		return rep, fmt.Errorf("%w: %w", ErrReleaseFailed, errors.Join(errs...))
+	}
+	return rep, nil
+}
+
+func summary(rep *Report) string {
+	count := map[Result]int{}
+	for _, oc := range rep.Outcomes {
+		count[oc.Result]++
+	}
+	var parts []string
+	for _, r := range []Result{Succeeded, Unchanged, Failed, Skipped, RolledBack} {
+		if count[r] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", count[r], r))
+		}
+	}
+	return orNone(parts)
+}
+
+// release is one run of Execute.
+type release struct {
+	o   *Orchestrator
+	id  int64
+	who string
+	env string
+
+	emitMu sync.Mutex
+	emitFn func(Event)
+
+	mu       sync.Mutex
+	outcomes map[string]*Outcome
+	specs    map[string]Spec // what each succeeded service replaced
+	order    []PlanItem      // succeeded deploys, in the order they finished
+}
+
+func (r *release) emit(e Event) {
+	e.Release = r.id
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	r.emitMu.Lock()
+	defer r.emitMu.Unlock()
+	if r.emitFn != nil {
+		r.emitFn(e)
+	}
+}
+
+func (r *release) outcome(service string) Outcome {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if oc := r.outcomes[service]; oc != nil {
+		return *oc
+	}
+	return Outcome{Service: service}
+}
+
+// finish records a service's outcome: in the release, the history and the
+// events.
+func (r *release) finish(ctx context.Context, wave int, it PlanItem, oc Outcome, started time.Time) {
+	oc.Service, oc.Wave, oc.Version, oc.Previous = it.Service, wave, it.Version, it.Current
+	oc.Duration = time.Since(started)
+	r.mu.Lock()
+	r.outcomes[it.Service] = &oc
+	if oc.Result == Succeeded {
+		r.order = append(r.order, it)
+	}
+	r.mu.Unlock()
+	step := map[Result]Step{Succeeded: StepDone, Failed: StepFailed, Skipped: StepSkipped, Unchanged: StepUnchanged, RolledBack: StepRolledBack}[oc.Result]
+	msg := oc.Reason
+	if oc.Result == Succeeded {
+		was := it.Current
+		if was == "" {
+			was = "not deployed"
+		}
+		msg = fmt.Sprintf("serving %s (was %s) in %v", it.Version, was, oc.Duration.Round(time.Millisecond))
+	}
+	r.emit(Event{Wave: wave, Service: it.Service, Version: it.Version, Step: step, Msg: msg})
+	if oc.Result == Unchanged {
+		return // nothing happened: no history
+	}
+	rec := Record{Release: r.id, Service: it.Service, Version: it.Version, Previous: it.Current, Action: RecordDeploy,
+		Result: oc.Result, Reason: oc.Reason, Who: r.who, Started: started, Duration: oc.Duration, Spec: it.Spec}
+	if _, err := r.o.cfg.Store.Add(context.WithoutCancel(ctx), rec); err != nil {
+		r.o.log.ErrorContext(ctx, "record deployment", "service", it.Service, "version", it.Version, "err", err)
+	}
+}
+
+// service deploys one service of a wave.
+func (r *release) service(ctx context.Context, wave int, it PlanItem) {
+	started := time.Now()
+	o := r.o
+	fail := func(format string, args ...any) {
+		r.finish(ctx, wave, it, Outcome{Result: Failed, Reason: fmt.Sprintf(format, args...)}, started)
+	}
+	// Dependencies: deployed in an earlier wave of this release, or
+	// already serving.
+	for _, dep := range o.cfg.Graph.DependsOn(it.Service) {
+		r.mu.Lock()
+		doc := r.outcomes[dep]
+		r.mu.Unlock()
+		if doc != nil {
+			if doc.Result == Failed || doc.Result == Skipped {
+				r.finish(ctx, wave, it, Outcome{Result: Skipped, Reason: fmt.Sprintf("its dependency %s %s", dep, doc.Result)}, started)
+				return
+			}
+			continue
+		}
+		cur, err := o.serving(ctx, dep)
+		if err != nil {
+			fail("%v", err)
+			return
+		}
+		if cur == "" {
+			fail("its dependency %s is not deployed; deploy it first (flotilla deploy %s) or in the same release", dep, dep)
+			return
+		}
+	}
+	if it.Action == ActionUnchanged {
+		r.finish(ctx, wave, it, Outcome{Result: Unchanged, Reason: "version " + it.Version + " already serves"}, started)
+		return
+	}
+	ev := func(step Step, msg string) {
+		r.emit(Event{Wave: wave, Service: it.Service, Version: it.Version, Step: step, Msg: msg})
+	}
+	for _, g := range o.cfg.Gates {
+		ev(StepGate, g.Name())
+		res, err := g.Check(ctx, GateRequest{Service: it.Service, Version: it.Version, Environment: r.env})
+		if err != nil {
+			fail("gate %s could not answer: %v", g.Name(), err)
+			return
+		}
+		if !res.Pass {
+			fail("gate %s is closed: %s", g.Name(), res.Reason)
+			return
+		}
+	}
+	if b, ok := o.cfg.Target.(Builder); ok {
+		ev(StepBuild, it.Spec.Build.Package)
+		if err := b.Build(ctx, it.Spec); err != nil {
+			fail("%v", err)
+			return
+		}
+	}
+	old, err := o.versions(ctx, it.Service)
+	if err != nil {
+		fail("%v", err)
+		return
+	}
+	smoke := o.cfg.Graph.Manifest().Service(it.Service).Smoke
+	if err := o.switchTo(ctx, it.Spec, old, smoke, ev); err != nil {
+		fail("%v", err)
+		return
+	}
+	r.finish(ctx, wave, it, Outcome{Result: Succeeded}, started)
+}
+
+// versions returns the subsets the router knows for a service.
+func (o *Orchestrator) versions(ctx context.Context, service string) ([]string, error) {
+	w, err := o.cfg.Router.Weights(ctx, service)
+	if errors.Is(err, canary.ErrUnknownService) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("weights of %s: %w", service, err)
+	}
+	out := make([]string, 0, len(w))
+	for v := range w {
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// switchTo starts spec's version as the canary subset at 0%, runs the
+// smoke checks through the header lane, moves all traffic to it, then
+// drains and stops the old versions. Until the shift the old version
+// serves every user request; on failure the new one is removed again.
+func (o *Orchestrator) switchTo(ctx context.Context, spec Spec, old []string, smoke []graph.SmokeCheck, ev func(Step, string)) error {
+	svc := spec.Service
+	addr, err := o.cfg.Router.Declare(ctx, svc)
+	if err != nil {
+		return fmt.Errorf("route %s: %w", svc, err)
+	}
+	run := spec
+	run.Env, err = o.env(ctx, spec)
+	if err != nil {
+		return err
+	}
+	ev(StepStart, fmt.Sprintf("beside %s", orNone(old)))
+	insts, err := o.cfg.Target.Apply(ctx, run)
+	if err != nil {
+		return err
+	}
+	ev(StepReady, fmt.Sprintf("%d instance(s): %s", len(insts), strings.Join(Endpoints(insts), ", ")))
+	undo := func(cause error) error {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.DrainTimeout)
+		defer cancel()
+		if err := o.cfg.Router.RemoveSubset(cctx, svc, spec.Version); err != nil {
+			o.log.WarnContext(ctx, "remove failed subset", "service", svc, "version", spec.Version, "err", err)
+		}
+		if err := o.cfg.Target.Remove(cctx, svc, spec.Version); err != nil {
+			o.log.WarnContext(ctx, "stop failed version", "service", svc, "version", spec.Version, "err", err)
+		}
+		return cause
+	}
+	sub := Subset{Name: spec.Version, Canary: true, Endpoints: Endpoints(insts)}
+	if err := o.cfg.Router.SetSubset(ctx, svc, sub); err != nil {
+		return undo(fmt.Errorf("route %s@%s: %w", svc, spec.Version, err))
+	}
+	for _, c := range smoke {
+		ev(StepSmoke, c.Name)
+		if err := o.smoke(ctx, addr, spec.Version, c); err != nil {
+			return undo(err)
+		}
+	}
+	ev(StepShift, "100% to "+spec.Version)
+	if err := o.cfg.Router.SetWeights(ctx, svc, map[string]int{spec.Version: 100}); err != nil {
+		return undo(fmt.Errorf("shift %s to %s: %w", svc, spec.Version, err))
+	}
+	sub.Canary = false
+	if err := o.cfg.Router.SetSubset(ctx, svc, sub); err != nil {
+		o.log.WarnContext(ctx, "clear canary mark", "service", svc, "version", spec.Version, "err", err)
+	}
+	for _, v := range old {
+		if v == spec.Version {
+			continue
+		}
+		ev(StepDrain, v)
+		dctx, cancel := context.WithTimeout(ctx, o.cfg.DrainTimeout)
+		if err := o.cfg.Router.RemoveSubset(dctx, svc, v); err != nil {
+			o.log.WarnContext(ctx, "drain old version", "service", svc, "version", v, "err", err)
+		}
+		if err := o.cfg.Target.Remove(dctx, svc, v); err != nil && !errors.Is(err, ErrNotFound) {
+			o.log.WarnContext(ctx, "stop old version", "service", svc, "version", v, "err", err)
+		}
+		cancel()
+	}
+	return nil
+}
+
+// env is the platform's environment for spec plus the addresses of its
+// dependencies through the router, under the spec's own.
+func (o *Orchestrator) env(ctx context.Context, spec Spec) (map[string]string, error) {
+	out := map[string]string{}
+	if o.cfg.Env != nil {
+		for k, v := range o.cfg.Env(spec.Service) {
+			out[k] = v
+		}
+	}
+	for _, dep := range o.cfg.Graph.DependsOn(spec.Service) {
+		addr, err := o.cfg.Router.Declare(ctx, dep)
+		if err != nil {
+			return nil, fmt.Errorf("address of %s's dependency %s: %w", spec.Service, dep, err)
+		}
+		out[DepEnv(dep)] = "http://" + addr
+	}
+	for k, v := range spec.Env {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// DepEnv is the variable a dependency's base URL is given in:
+// order-service → ORDER_URL (what shop/kit reads).
+func DepEnv(service string) string {
+	short := strings.TrimSuffix(service, "-service")
+	return strings.ToUpper(strings.ReplaceAll(short, "-", "_")) + "_URL"
+}
+
+// rollbackRelease puts back what the release replaced, last deployed
+// first.
+func (r *release) rollbackRelease(ctx context.Context, plan *Plan) {
+	r.mu.Lock()
+	done := append([]PlanItem(nil), r.order...)
+	r.mu.Unlock()
+	waveOf := map[string]int{}
+	for wi, w := range plan.Waves {
+		for _, it := range w {
+			waveOf[it.Service] = wi + 1
+		}
+	}
+	sort.SliceStable(done, func(i, j int) bool { return waveOf[done[i].Service] > waveOf[done[j].Service] })
+	for _, it := range done {
+		started := time.Now()
+		wave := waveOf[it.Service]
+		err := r.o.restore(ctx, it.Service, it.Version, it.Current, func(step Step, msg string) {
+			r.emit(Event{Wave: wave, Service: it.Service, Version: it.Current, Step: step, Msg: msg})
+		})
+		reason := "the release was rolled back"
+		if err != nil {
+			reason += "; putting " + it.Current + " back failed: " + err.Error()
+		}
+		r.mu.Lock()
+		r.outcomes[it.Service].Result, r.outcomes[it.Service].Reason = RolledBack, reason
+		r.mu.Unlock()
+		r.emit(Event{Wave: wave, Service: it.Service, Version: it.Version, Step: StepRolledBack, Msg: reason})
+		rec := Record{Release: r.id, Service: it.Service, Version: it.Current, Previous: it.Version, Action: RecordRollback,
+			Result: Succeeded, Reason: reason, Who: r.who, Started: started, Duration: time.Since(started)}
+		if err != nil {
+			rec.Result = Failed
+		}
+		if prev, perr := r.o.recordOf(ctx, it.Service, it.Current); perr == nil {
+			rec.Spec = prev.Spec
+		}
+		if it.Current == "" {
+			rec.Version, rec.Result = it.Version, RolledBack // nothing served before: the version is gone
+		}
+		if _, err := r.o.cfg.Store.Add(context.WithoutCancel(ctx), rec); err != nil {
+			r.o.log.ErrorContext(ctx, "record rollback", "service", it.Service, "err", err)
+		}
+	}
+}
+
+// restore moves a service from version cur back to prev (stopping cur
+// when prev is empty: the service did not run before).
+func (o *Orchestrator) restore(ctx context.Context, service, cur, prev string, ev func(Step, string)) error {
+	if prev == "" {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.DrainTimeout)
+		defer cancel()
+		_ = o.cfg.Router.RemoveSubset(cctx, service, cur)
+		return o.cfg.Target.Remove(cctx, service, cur)
+	}
+	rec, err := o.recordOf(ctx, service, prev)
+	if err != nil {
+		return err
+	}
+	return o.switchTo(ctx, rec.Spec, []string{cur}, nil, ev)
+}
+
+// recordOf finds the spec a version of a service last served with.
+func (o *Orchestrator) recordOf(ctx context.Context, service, version string) (Record, error) {
+	recs, err := o.cfg.Store.List(ctx, service, 1000)
+	if err != nil {
+		return Record{}, fmt.Errorf("history of %s: %w", service, err)
+	}
+	for _, rec := range recs {
+		if rec.Version == version && rec.Result == Succeeded && rec.Spec.Version == version {
+			return rec, nil
+		}
+	}
+	return Record{}, fmt.Errorf("%s@%s: %w (no successful deployment of it in the history)", service, version, ErrNoHistory)
+}
+
+// RollbackRequest asks to put a service back on an earlier version.
+type RollbackRequest struct {
+	Service string `json:"service"`
+	// To is the version to go back to; empty means the one that served
+	// before the current one.
+	To  string `json:"to,omitempty"`
+	Who string `json:"who,omitempty"`
+}
+
+// Rollback puts a service back on an earlier version (started again from
+// its recorded spec and cached artifact, readiness checked, then the
+// traffic shift and the drain), recorded as a release of its own.
+func (o *Orchestrator) Rollback(ctx context.Context, req RollbackRequest, events func(Event)) (*Report, error) {
+	if o.cfg.Graph.Manifest().Service(req.Service) == nil {
+		return nil, fmt.Errorf("unknown service %q", req.Service)
+	}
+	cur, err := o.serving(ctx, req.Service)
+	if err != nil {
+		return nil, err
+	}
+	if cur == "" {
+		return nil, fmt.Errorf("%s is not deployed: nothing to roll back", req.Service)
+	}
+	to := req.To
+	if to == "" {
+		recs, err := o.cfg.Store.List(ctx, req.Service, 1000)
+		if err != nil {
+			return nil, fmt.Errorf("history of %s: %w", req.Service, err)
+		}
+		for _, rec := range recs {
+			if rec.Result == Succeeded && rec.Version != cur && rec.Spec.Version == rec.Version {
+				to = rec.Version
+				break
+			}
+		}
+		if to == "" {
+			return nil, fmt.Errorf("%s has no earlier version in the history to roll back to", req.Service)
+		}
+	}
+	if to == cur {
+		return nil, fmt.Errorf("%s already serves %s", req.Service, to)
+	}
+	rec, err := o.recordOf(ctx, req.Service, to)
+	if err != nil {
+		return nil, err
+	}
+	who := req.Who
+	if who == "" {
+		who = "unknown"
+	}
+	id, err := o.begin(ctx, who, []string{req.Service})
+	if err != nil {
+		return nil, err
+	}
+	defer o.end()
+	r := &release{o: o, id: id, who: who, emitFn: events, outcomes: map[string]*Outcome{}}
+	started := time.Now()
+	old, err := o.versions(ctx, req.Service)
+	if err == nil {
+		err = o.switchTo(ctx, rec.Spec, old, nil, func(step Step, msg string) {
+			r.emit(Event{Wave: 1, Service: req.Service, Version: to, Step: step, Msg: msg})
+		})
+	}
+	oc := Outcome{Service: req.Service, Wave: 1, Version: to, Previous: cur, Result: Succeeded, Duration: time.Since(started)}
+	if err != nil {
+		oc.Result, oc.Reason = Failed, err.Error()
+	}
+	r.emit(Event{Wave: 1, Service: req.Service, Version: to, Step: map[Result]Step{Succeeded: StepDone, Failed: StepFailed}[oc.Result], Msg: oc.Reason})
+	rspec := rec.Spec
+	if _, aerr := o.cfg.Store.Add(context.WithoutCancel(ctx), Record{Release: id, Service: req.Service, Version: to, Previous: cur,
+		Action: RecordRollback, Result: oc.Result, Reason: oc.Reason, Who: who, Started: started, Duration: oc.Duration, Spec: rspec}); aerr != nil {
+		o.log.ErrorContext(ctx, "record rollback", "service", req.Service, "err", aerr)
+	}
+	plan := &Plan{Waves: [][]PlanItem{{{Service: req.Service, Version: to, Current: cur, Action: ActionDeploy, Spec: rspec}}}, Why: "rollback"}
+	rep := &Report{Release: id, Plan: plan, Outcomes: []Outcome{oc}, Duration: oc.Duration}
+	if err != nil {
+		return rep, fmt.Errorf("%w: roll %s back to %s: %w", ErrReleaseFailed, req.Service, to, err)
+	}
+	return rep, nil
+}
+
+// History returns the deployment records, newest first.
+func (o *Orchestrator) History(ctx context.Context, service string, limit int) ([]Record, error) {
+	if service != "" && o.cfg.Graph.Manifest().Service(service) == nil {
+		return nil, fmt.Errorf("unknown service %q", service)
+	}
+	return o.cfg.Store.List(ctx, service, limit)
+}
+
+// ServiceStatus is what runs of a service and where its traffic goes.
+type ServiceStatus struct {
+	Service string `json:"service"`
+	// Stable is the version getting the most traffic ("" when not
+	// deployed); Canary the subsets besides it.
+	Stable  string         `json:"stable,omitempty"`
+	Canary  []string       `json:"canary,omitempty"`
+	Weights map[string]int `json:"weights,omitempty"`
+	// Health is "ready" (every instance of the stable version ready),
+	// "degraded" (some), "down" (none), or "not deployed".
+	Health    string     `json:"health"`
+	Since     time.Time  `json:"since,omitzero"` // when the stable version was deployed
+	Instances []Instance `json:"instances,omitempty"`
+}
+
+// Status reports every service of the manifest.
+func (o *Orchestrator) Status(ctx context.Context) ([]ServiceStatus, error) {
+	insts, err := o.cfg.Target.Status(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("target status: %w", err)
+	}
+	var out []ServiceStatus
+	for _, name := range o.cfg.Graph.Manifest().Names() {
+		st := ServiceStatus{Service: name, Health: "not deployed"}
+		w, err := o.cfg.Router.Weights(ctx, name)
+		if err != nil && !errors.Is(err, canary.ErrUnknownService) {
+			return nil, fmt.Errorf("weights of %s: %w", name, err)
+		}
+		if len(w) > 0 {
+			st.Weights = w
+		}
+		st.Stable, _ = o.serving(ctx, name)
+		for v := range w {
+			if v != st.Stable {
+				st.Canary = append(st.Canary, v)
+			}
+		}
+		sort.Strings(st.Canary)
+		ready, total := 0, 0
+		for _, in := range insts {
+			if in.Service != name {
+				continue
+			}
+			st.Instances = append(st.Instances, in)
+			if in.Version == st.Stable {
+				total++
+				if in.State == StateReady {
+					ready++
+				}
+			}
+		}
+		switch {
+		case st.Stable == "":
+		case ready == total && total > 0:
+			st.Health = "ready"
+		case ready > 0:
+			st.Health = "degraded"
+		default:
+			st.Health = "down"
+		}
+		if rec, err := o.cfg.Store.Current(ctx, name); err == nil && rec.Version == st.Stable {
+			st.Since = rec.Started.Add(rec.Duration)
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Restore routes what the target runs after a control-plane restart (the
+// router starts empty; the target adopted its instances): per service, the
+// version the history says serves, if it runs, or else the newest running
+// one. Other running versions are leftovers of an interrupted deploy and
+// are stopped.
+func (o *Orchestrator) Restore(ctx context.Context) error {
+	insts, err := o.cfg.Target.Status(ctx, "")
+	if err != nil {
+		return fmt.Errorf("target status: %w", err)
+	}
+	byService := map[string]map[string][]Instance{}
+	for _, in := range insts {
+		if byService[in.Service] == nil {
+			byService[in.Service] = map[string][]Instance{}
+		}
+		byService[in.Service][in.Version] = append(byService[in.Service][in.Version], in)
+	}
+	var errs []error
+	for svc, versions := range byService {
+		keep := ""
+		if rec, err := o.cfg.Store.Current(ctx, svc); err == nil && versions[rec.Version] != nil {
+			keep = rec.Version
+		} else {
+			var newest time.Time
+			for v, is := range versions {
+				if is[0].Started.After(newest) {
+					keep, newest = v, is[0].Started
+				}
+			}
+		}
+		if _, err := o.cfg.Router.Declare(ctx, svc); err != nil {
+			errs = append(errs, fmt.Errorf("route %s: %w", svc, err))
+			continue
+		}
+		if err := o.cfg.Router.SetSubset(ctx, svc, Subset{Name: keep, Endpoints: Endpoints(versions[keep])}); err != nil {
+			errs = append(errs, fmt.Errorf("route %s@%s: %w", svc, keep, err))
+			continue
+		}
+		if err := o.cfg.Router.SetWeights(ctx, svc, map[string]int{keep: 100}); err != nil {
+			errs = append(errs, fmt.Errorf("route %s@%s: %w", svc, keep, err))
+		}
+		for v := range versions {
+			if v != keep {
+				if err := o.cfg.Target.Remove(ctx, svc, v); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
