@@ -79,6 +79,8 @@ dependency order with canaries, and traces every request across services.`,
 		a.brokerCmd(),
 		a.graphCmd(),
 		a.affectedCmd(),
+		a.registryCmd(),
+		a.schemaCmd(),
 	)
 	return root
 }

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/schema"
+	"github.com/flotilla-ci/flotilla/schema/repocheck"
+	"github.com/flotilla-ci/flotilla/schema/serde"
+)
+
+func (a *app) schemaCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "schema",
+		Short: "Check and register the event schemas (.avsc) the services own",
+		Long: `Every event has an Avro schema in the repository, owned by the service that
+publishes it (shop/<service>/schemas/<EventName>.avsc, the record named after
+the event). Its registry subject is "<EventName>-value": Confluent's
+TopicNameStrategy with one topic (or NATS subject) per event.`,
+	}
+	cmd.AddCommand(a.schemaCheckCmd(), a.schemaRegisterCmd())
+	return cmd
+}
+
+// schemaManifest loads the manifest, printing its warnings to stderr.
+func (a *app) schemaManifest() (*graph.Manifest, error) {
+	m, warnings, err := a.loadManifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(a.stderr, "warning:", w)
+	}
+	return m, nil
+}
+
+func registryFlags(cmd *cobra.Command, url, user *string) {
+	cmd.Flags().StringVar(url, "registry", os.Getenv("FLOTILLA_REGISTRY_URL"), "schema registry URL (default $FLOTILLA_REGISTRY_URL)")
+	cmd.Flags().StringVar(user, "user", os.Getenv("FLOTILLA_REGISTRY_USER"), "registry basic auth as NAME:PASSWORD (default $FLOTILLA_REGISTRY_USER)")
+}
+
+func registryClient(url, user string) (*serde.Client, error) {
+	name, pass := "", ""
+	if user != "" {
+		var ok bool
+		if name, pass, ok = strings.Cut(user, ":"); !ok {
+			return nil, usageErr(fmt.Errorf("--user: want NAME:PASSWORD"))
+		}
+	}
+	return serde.NewClient(url, name, pass), nil
+}
+
+func (a *app) schemaCheckCmd() *cobra.Command {
+	var base, url, user, mode string
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Check every schema against its version at a git ref and in the registry",
+		Long: `Check finds every .avsc owned by a service in the manifest and checks it
+against its version at --base (default HEAD) and, with --registry, against
+every version registered for its subject under the subject's level. Each
+incompatibility is printed with the file, the location in the schema, the
+reason (Confluent's names) and the subscribing services that would break.
+Exit status 1 when any schema is invalid or incompatible.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, err := a.schemaManifest()
+			if err != nil {
+				return err
+			}
+			opts := repocheck.Options{Base: base}
+			if mode != "" {
+				if opts.Mode, err = schema.ParseMode(mode); err != nil {
+					return usageErr(fmt.Errorf("--mode: %w", err))
+				}
+			}
+			if url != "" {
+				if opts.Registry, err = registryClient(url, user); err != nil {
+					return err
+				}
+			}
+			rep, err := repocheck.Check(cmd.Context(), m, opts)
+			if err != nil {
+				return usageErr(err)
+			}
+			rep.Write(a.stdout)
+			if rep.Failed() {
+				return failed()
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&base, "base", "HEAD", "git ref to compare with (\"\" to skip)")
+	cmd.Flags().StringVar(&mode, "mode", "", "compatibility level (default FULL against --base, the subject's level in the registry)")
+	registryFlags(cmd, &url, &user)
+	return cmd
+}
+
+func (a *app) schemaRegisterCmd() *cobra.Command {
+	var url, user string
+	cmd := &cobra.Command{
+		Use:   "register",
+		Short: "Register every schema under its event's subject (the main-branch CI step)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if url == "" {
+				return usageErr(fmt.Errorf("schema register: --registry URL (or FLOTILLA_REGISTRY_URL) is required"))
+			}
+			m, err := a.schemaManifest()
+			if err != nil {
+				return err
+			}
+			cl, err := registryClient(url, user)
+			if err != nil {
+				return err
+			}
+			res, err := repocheck.Register(cmd.Context(), m, cl)
+			if err != nil {
+				return usageErr(err)
+			}
+			bad := 0
+			for _, r := range res {
+				if r.Err != nil {
+					bad++
+					fmt.Fprintf(a.stdout, "FAIL %s  (%s): %v\n", r.Path, r.Subject(), r.Err)
+					continue
+				}
+				fmt.Fprintf(a.stdout, "ok   %s  %s id %d\n", r.Path, r.Subject(), r.ID)
+			}
+			fmt.Fprintf(a.stdout, "%d schemas, %d failed\n", len(res), bad)
+			if bad > 0 {
+				return failed()
+			}
+			return nil
+		},
+	}
+	registryFlags(cmd, &url, &user)
+	return cmd
+}

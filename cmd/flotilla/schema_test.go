@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const schemaManifest = `services:
+  order-service:
+    paths: [shop/order]
+    publishes: [OrderCreated]
+  inventory-service:
+    paths: [shop/inventory]
+    publishes: [StockReserved]
+    subscribes: [OrderCreated]
+  payment-service:
+    paths: [shop/payment]
+    subscribes: [OrderCreated, StockReserved]
+  notification-service:
+    paths: [shop/notification]
+    subscribes: [OrderCreated]
+`
+
+const orderCreatedV1 = `{
+  "type": "record",
+  "name": "OrderCreated",
+  "namespace": "shop.order",
+  "fields": [
+    {"name": "order_id", "type": "string"},
+    {"name": "customer_id", "type": "string"},
+    {"name": "total_cents", "type": "long"},
+    {"name": "status", "type": {"type": "enum", "name": "OrderStatus", "symbols": ["PENDING", "PAID", "CANCELLED"]}}
+  ]
+}
+`
+
+const stockReservedV1 = `{"type":"record","name":"StockReserved","namespace":"shop.inventory","fields":[
+  {"name":"order_id","type":"string"},{"name":"sku","type":"string"},{"name":"quantity","type":"int"}]}
+`
+
+func git(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.name=ci", "-c", "user.email=ci@example.com", "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main"}, args...)...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// schemaRepo makes a git repository holding the manifest and the v1
+// schemas, committed on main.
+func schemaRepo(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "flotilla.yaml"), schemaManifest)
+	writeFile(t, filepath.Join(dir, "shop/order/schemas/OrderCreated.avsc"), orderCreatedV1)
+	writeFile(t, filepath.Join(dir, "shop/inventory/schemas/StockReserved.avsc"), stockReservedV1)
+	git(t, dir, "init", "-q")
+	git(t, dir, "add", ".")
+	git(t, dir, "commit", "-q", "-m", "v1")
+	return dir
+}
+
+func TestSchemaCheckAgainstGit(t *testing.T) {
+	orderFile := "shop/order/schemas/OrderCreated.avsc"
+	tests := []struct {
+		name, file, content string
+		args                []string
+		code                int
+		want                []string
+	}{
+		{
+			name: "removed field without default", file: orderFile,
+			content: strings.Replace(orderCreatedV1, `    {"name": "customer_id", "type": "string"},`+"\n", "", 1),
+			code:    1,
+			want: []string{
+				"FAIL shop/order/schemas/OrderCreated.avsc  (OrderCreated, order-service)",
+				"vs main: incompatible (FULL)",
+				"READER_FIELD_MISSING_DEFAULT_VALUE at /fields/1: The field 'customer_id' at path '/fields/1' in the old schema has no default value and is missing in the new schema",
+				"consumers that would break: inventory-service, notification-service, payment-service",
+			},
+		},
+		{
+			name: "narrowed type", file: orderFile,
+			content: strings.Replace(orderCreatedV1, `"total_cents", "type": "long"`, `"total_cents", "type": "int"`, 1),
+			code:    1,
+			want: []string{
+				"TYPE_MISMATCH at /fields/2/type: The type (path '/fields/2/type') of a field in the new schema does not match with the old schema",
+				"consumers that would break: inventory-service, notification-service, payment-service",
+			},
+		},
+		{
+			name: "removed enum symbol", file: orderFile,
+			content: strings.Replace(orderCreatedV1, `, "CANCELLED"]`, `]`, 1),
+			code:    1,
+			want: []string{
+				"MISSING_ENUM_SYMBOLS at /fields/3/type/symbols: The new schema is missing enum symbols '[CANCELLED]' at path '/fields/3/type/symbols' in the old schema",
+				"consumers that would break: inventory-service, notification-service, payment-service",
+			},
+		},
+		{
+			name: "renamed record", file: orderFile,
+			content: strings.Replace(orderCreatedV1, `"name": "OrderCreated"`, `"name": "OrderPlaced"`, 1),
+			code:    1,
+			want: []string{
+				"FAIL shop/order/schemas/OrderCreated.avsc  (OrderPlaced, order-service)",
+				"NAME_MISMATCH at /name: The name of the schema has changed (path '/name')",
+				"consumers that would break: inventory-service, notification-service, payment-service",
+			},
+		},
+		{
+			name: "field added with a default", file: orderFile,
+			content: strings.Replace(orderCreatedV1, `{"name": "total_cents", "type": "long"},`, `{"name": "total_cents", "type": "long"}, {"name": "currency", "type": "string", "default": "EUR"},`, 1),
+			code:    0,
+			want: []string{
+				"ok   shop/order/schemas/OrderCreated.avsc  (OrderCreated, order-service)",
+				"vs main: compatible (FULL)",
+				"2 schemas checked, 0 incompatible",
+			},
+		},
+		{
+			name: "field added without a default passes FORWARD only", file: orderFile,
+			content: strings.Replace(orderCreatedV1, `{"name": "total_cents", "type": "long"},`, `{"name": "total_cents", "type": "long"}, {"name": "currency", "type": "string"},`, 1),
+			args:    []string{"--mode", "forward"},
+			code:    0,
+			want:    []string{"vs main: compatible (FORWARD)"},
+		},
+		{
+			name: "invalid schema", file: orderFile,
+			content: `{"type":"record","name":"OrderCreated","fields":[{"name":"a","type":"int","default":"x"}]}`,
+			code:    1,
+			want:    []string{"invalid schema: invalid default for field a"},
+		},
+		{
+			name: "removed schema with subscribers", file: "shop/inventory/schemas/StockReserved.avsc",
+			code: 1,
+			want: []string{
+				"FAIL shop/inventory/schemas/StockReserved.avsc  (StockReserved, inventory-service)",
+				"removed since main",
+				"consumers that would break: payment-service",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := schemaRepo(t)
+			git(t, dir, "checkout", "-q", "-b", "change")
+			if tt.content == "" {
+				git(t, dir, "rm", "-q", tt.file)
+			} else {
+				writeFile(t, filepath.Join(dir, tt.file), tt.content)
+			}
+			git(t, dir, "commit", "-q", "-am", tt.name)
+			args := append([]string{"-f", filepath.Join(dir, "flotilla.yaml"), "schema", "check", "--base", "main"}, tt.args...)
+			code, out, errOut := runCLI(t, args...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, out, errOut)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+func TestSchemaCheckReport(t *testing.T) {
+	dir := schemaRepo(t)
+	changed := strings.Replace(orderCreatedV1, `"total_cents", "type": "long"`, `"total_cents", "type": "int"`, 1)
+	changed = strings.Replace(changed, `, "CANCELLED"]`, `]`, 1)
+	changed = strings.Replace(changed, `{"name": "order_id", "type": "string"},`, `{"name": "order_id", "type": "string"}, {"name": "coupon", "type": "string"},`, 1)
+	writeFile(t, filepath.Join(dir, "shop/order/schemas/OrderCreated.avsc"), changed)
+	// Uncommitted changes are checked against HEAD by default.
+	code, out, errOut := runCLI(t, "-f", filepath.Join(dir, "flotilla.yaml"), "schema", "check")
+	if code != 1 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	golden(t, "schema/check-report.txt", out)
+}
+
+func TestSchemaCheckBadInput(t *testing.T) {
+	dir := schemaRepo(t)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--base", "no-such-branch"}, "--base no-such-branch: no such commit or branch here"},
+		{[]string{"--mode", "sideways"}, `--mode: unknown compatibility level "sideways"`},
+	} {
+		code, _, errOut := runCLI(t, append([]string{"-f", filepath.Join(dir, "flotilla.yaml"), "schema", "check"}, tt.args...)...)
+		if code != 2 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tt.args, code, errOut, tt.want)
+		}
+	}
+	if code, _, errOut := runCLI(t, "-f", filepath.Join(dir, "flotilla.yaml"), "schema", "register"); code != 2 || !strings.Contains(errOut, "--registry URL") {
+		t.Errorf("register without a registry: %d %q", code, errOut)
+	}
+}
+
+// startRegistry runs `flotilla registry serve` in-process on port 0.
+func startRegistry(t *testing.T, user string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	rs := &registryServe{addr: "127.0.0.1:0", db: filepath.Join(t.TempDir(), "registry.db"), user: user,
+		level: "BACKWARD", maxBody: 1 << 20, ready: func(a string) { ready <- a }, stdout: &strings.Builder{}, stderr: &strings.Builder{}}
+	done := make(chan error, 1)
+	go func() { done <- rs.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("registry serve: %v", err)
+		}
+	})
+	select {
+	case addr := <-ready:
+		return "http://" + addr
+	case err := <-done:
+		t.Fatalf("registry serve: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("registry serve did not start")
+	}
+	return ""
+}
+
+func TestSchemaRegisterAndCheckAgainstRegistry(t *testing.T) {
+	dir := schemaRepo(t)
+	url := startRegistry(t, "ci:s3cret")
+	manifest := filepath.Join(dir, "flotilla.yaml")
+
+	code, out, _ := runCLI(t, "-f", manifest, "schema", "register", "--registry", url)
+	if code != 1 || !strings.Contains(out, "40101") {
+		t.Fatalf("register without credentials: exit %d\n%s", code, out)
+	}
+	code, out, errOut := runCLI(t, "-f", manifest, "schema", "register", "--registry", url, "--user", "ci:s3cret")
+	if code != 0 {
+		t.Fatalf("register: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, w := range []string{"ok   shop/order/schemas/OrderCreated.avsc  OrderCreated-value id 2", "ok   shop/inventory/schemas/StockReserved.avsc  StockReserved-value id 1"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("register output lacks %q:\n%s", w, out)
+		}
+	}
+	code, out, _ = runCLI(t, "-f", manifest, "schema", "check", "--base", "", "--registry", url)
+	if code != 0 || !strings.Contains(out, "vs registry OrderCreated-value: registered as version 1 (id 2)") {
+		t.Errorf("check of registered schemas: exit %d\n%s", code, out)
+	}
+
+	// Narrow a type: the registry's level (BACKWARD) rejects it, naming the version.
+	writeFile(t, filepath.Join(dir, "shop/order/schemas/OrderCreated.avsc"),
+		strings.Replace(orderCreatedV1, `"total_cents", "type": "long"`, `"total_cents", "type": "int"`, 1))
+	code, out, _ = runCLI(t, "-f", manifest, "schema", "check", "--base", "", "--registry", url)
+	if code != 1 || !strings.Contains(out, "vs registry OrderCreated-value: incompatible (BACKWARD)") ||
+		!strings.Contains(out, "TYPE_MISMATCH at /fields/2/type") || !strings.Contains(out, "(version 1, new schema reading data written with the old)") {
+		t.Errorf("check of a narrowed type: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "-f", manifest, "schema", "register", "--registry", url, "--user", "ci:s3cret")
+	if code != 1 || !strings.Contains(out, "FAIL shop/order/schemas/OrderCreated.avsc") || !strings.Contains(out, "40901") {
+		t.Errorf("register of an incompatible schema: exit %d\n%s", code, out)
+	}
+}
+
+func TestRegistryServeBadFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--default-level", "sideways"}, "--default-level: unknown compatibility level"},
+		{[]string{"--user", "nopassword"}, "--user: want NAME:PASSWORD"},
+		{[]string{"--max-body-bytes", "10"}, "max_body_bytes: 10 is too small"},
+		{[]string{"--addr", "256.0.0.1:1"}, "registry serve --addr"},
+	} {
+		args := append([]string{"registry", "serve", "--db", filepath.Join(t.TempDir(), "r.db")}, tt.args...)
+		code, _, errOut := runCLI(t, args...)
+		if code != 2 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tt.args, code, errOut, tt.want)
+		}
+	}
+}

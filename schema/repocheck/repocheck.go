@@ -1,0 +1,469 @@
+// Package repocheck finds the event schemas (.avsc) a repository's services
+// own and checks each against its version at a git ref and, optionally,
+// against every version registered for its subject in a schema registry,
+// naming for every incompatibility the file, the location, the reason and
+// the subscribing services that would break. It is `flotilla schema check`
+// and `flotilla schema register` without the CLI.
+package repocheck
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/schema"
+	"github.com/flotilla-ci/flotilla/schema/serde"
+)
+
+// File is one .avsc owned by a service.
+type File struct {
+	Path    string // relative to the manifest root, forward slashes
+	Service string
+	Text    string
+	Schema  *schema.Schema // nil when Err is set
+	Err     error          // the schema does not parse
+}
+
+// Event is the event the schema describes: the record's unqualified name.
+func (f File) Event() string {
+	if f.Schema == nil {
+		return strings.TrimSuffix(path.Base(f.Path), ".avsc")
+	}
+	n := f.Schema.Name()
+	return n[strings.LastIndexByte(n, '.')+1:]
+}
+
+// Subject is the registry subject of the file's event (serde.SubjectFor).
+func (f File) Subject() string { return serde.SubjectFor(f.Event()) }
+
+// Discover returns every .avsc under the paths of the manifest's services,
+// sorted by path. Files that do not parse are returned with Err set.
+func Discover(m *graph.Manifest) ([]File, error) {
+	var out []File
+	seen := map[string]bool{}
+	for _, s := range m.Services {
+		for _, p := range s.Paths {
+			root := filepath.Join(m.Root, filepath.FromSlash(p))
+			err := filepath.WalkDir(root, func(file string, d fs.DirEntry, err error) error {
+				if err != nil {
+					if errors.Is(err, fs.ErrNotExist) {
+						return nil
+					}
+					return err
+				}
+				if d.IsDir() || !strings.HasSuffix(d.Name(), ".avsc") {
+					return nil
+				}
+				rel, err := filepath.Rel(m.Root, file)
+				if err != nil {
+					return err
+				}
+				rel = filepath.ToSlash(rel)
+				owner := m.Owner(rel)
+				if seen[rel] || owner == nil || owner.Name != s.Name {
+					return nil
+				}
+				seen[rel] = true
+				b, err := os.ReadFile(file)
+				if err != nil {
+					return err
+				}
+				f := File{Path: rel, Service: s.Name, Text: string(b)}
+				f.Schema, f.Err = schema.Parse(f.Text)
+				out = append(out, f)
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("find schemas of %s: %w", s.Name, err)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
+// Registry is what the check needs from a schema registry; *serde.Client
+// implements it.
+type Registry interface {
+	Versions(ctx context.Context, subject string) ([]serde.Version, error)
+	Level(ctx context.Context, subject string) (string, error)
+}
+
+// Options says what to check against.
+type Options struct {
+	// Base is a git ref (origin/main, HEAD~1, a commit); "" skips the git
+	// comparison.
+	Base string
+	// Registry, when set, checks each schema against its subject's
+	// registered versions.
+	Registry Registry
+	// Mode overrides the level: for the git comparison it defaults to
+	// FULL (a producer deploys before its consumers upgrade, so they read
+	// its new events with the old schema, and upgraded consumers still
+	// replay events written with the old one: both directions must hold);
+	// for the registry, to the subject's configured level.
+	Mode schema.Mode
+}
+
+// Comparison is the outcome of checking one file against one baseline.
+type Comparison struct {
+	Against  string // "origin/main", "registry"
+	Mode     schema.Mode
+	Note     string // "new schema", "unchanged", "no versions registered"
+	Problems []schema.Problem
+}
+
+// Result is everything found about one file.
+type Result struct {
+	File
+	Comparisons []Comparison
+	Consumers   []string // subscribers of the event (old and new names)
+	Removed     bool     // present at Base, gone now
+	Err         error    // the check itself failed (git, registry)
+
+	renamedFrom string // the event name at Base when the record was renamed
+}
+
+// Failed reports whether the file blocks the change.
+func (r Result) Failed() bool {
+	if r.File.Err != nil || r.Err != nil || (r.Removed && len(r.Consumers) > 0) {
+		return true
+	}
+	for _, c := range r.Comparisons {
+		if len(c.Problems) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Report is the outcome of Check.
+type Report struct {
+	Base    string
+	Results []Result
+}
+
+// Failed reports whether any file failed.
+func (r *Report) Failed() bool {
+	for _, res := range r.Results {
+		if res.Failed() {
+			return true
+		}
+	}
+	return false
+}
+
+// Check checks every schema the manifest's services own.
+func Check(ctx context.Context, m *graph.Manifest, opts Options) (*Report, error) {
+	files, err := Discover(m)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Base: opts.Base}
+	var git *gitRepo
+	if opts.Base != "" {
+		if git, err = openGit(ctx, m.Root, opts.Base); err != nil {
+			return nil, err
+		}
+	}
+	present := map[string]bool{}
+	for _, f := range files {
+		present[f.Path] = true
+		res := Result{File: f}
+		if f.Err == nil {
+			if git != nil {
+				res.Comparisons = append(res.Comparisons, git.compare(ctx, f, opts.Mode, &res))
+			}
+			if opts.Registry != nil && res.Err == nil {
+				c, err := compareRegistry(ctx, opts.Registry, f, opts.Mode)
+				if err != nil {
+					res.Err = err
+				} else {
+					res.Comparisons = append(res.Comparisons, c)
+				}
+			}
+		}
+		res.Consumers = consumers(m, f.Service, f.Event(), res.renamedFrom)
+		rep.Results = append(rep.Results, res)
+	}
+	if git != nil {
+		removed, err := git.removed(ctx, m, present)
+		if err != nil {
+			return nil, err
+		}
+		rep.Results = append(rep.Results, removed...)
+		sort.SliceStable(rep.Results, func(i, j int) bool { return rep.Results[i].Path < rep.Results[j].Path })
+	}
+	return rep, nil
+}
+
+// consumers returns the services other than owner subscribing to any of
+// the events.
+func consumers(m *graph.Manifest, owner string, events ...string) []string {
+	set := map[string]bool{}
+	for _, e := range events {
+		if e == "" {
+			continue
+		}
+		for _, s := range m.Subscribers(e) {
+			if s.Name != owner {
+				set[s.Name] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for s := range set {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func compareRegistry(ctx context.Context, reg Registry, f File, mode schema.Mode) (Comparison, error) {
+	c := Comparison{Against: "registry " + f.Subject(), Mode: mode}
+	vs, err := reg.Versions(ctx, f.Subject())
+	if err != nil {
+		return c, fmt.Errorf("registry: %w", err)
+	}
+	if c.Mode == "" {
+		l, err := reg.Level(ctx, f.Subject())
+		if err != nil {
+			return c, fmt.Errorf("registry: level of %s: %w", f.Subject(), err)
+		}
+		if c.Mode, err = schema.ParseMode(l); err != nil {
+			return c, fmt.Errorf("registry: level of %s: %w", f.Subject(), err)
+		}
+	}
+	if len(vs) == 0 {
+		c.Note = "no versions registered"
+		return c, nil
+	}
+	prev := make([]schema.Version, 0, len(vs))
+	for _, v := range vs {
+		sc, err := schema.Parse(v.Schema)
+		if err != nil {
+			return c, fmt.Errorf("registry: version %d of %s: %w", v.Version, f.Subject(), err)
+		}
+		if sc.Normalized() == f.Schema.Normalized() {
+			c.Note = fmt.Sprintf("registered as version %d (id %d)", v.Version, v.ID)
+			return c, nil
+		}
+		prev = append(prev, schema.Version{Version: v.Version, Schema: sc})
+	}
+	c.Problems = c.Mode.Check(f.Schema, prev)
+	return c, nil
+}
+
+// gitRepo reads files at a ref.
+type gitRepo struct {
+	top    string // the repository's top level
+	prefix string // the manifest root relative to top ("" or "dir/")
+	ref    string
+}
+
+func runGit(ctx context.Context, dir string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(errb.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return "", fmt.Errorf("git %s: %s", strings.Join(args, " "), firstLine(msg))
+	}
+	return out.String(), nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func openGit(ctx context.Context, root, ref string) (*gitRepo, error) {
+	top, err := runGit(ctx, root, "rev-parse", "--show-toplevel")
+	if err != nil {
+		return nil, fmt.Errorf("--base %s: %s is not in a git repository: %w", ref, root, err)
+	}
+	top = strings.TrimSpace(top)
+	if _, err := runGit(ctx, root, "rev-parse", "--verify", "--quiet", ref+"^{commit}"); err != nil {
+		return nil, fmt.Errorf("--base %s: no such commit or branch here (fetch it first, e.g. git fetch origin main)", ref)
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, err
+	}
+	realTop, err := filepath.EvalSymlinks(top)
+	if err != nil {
+		return nil, err
+	}
+	rel, err := filepath.Rel(realTop, realRoot)
+	if err != nil {
+		return nil, err
+	}
+	prefix := ""
+	if rel != "." {
+		prefix = filepath.ToSlash(rel) + "/"
+	}
+	return &gitRepo{top: top, prefix: prefix, ref: ref}, nil
+}
+
+// show returns the file at the ref, and false when it did not exist there.
+func (g *gitRepo) show(ctx context.Context, rel string) (string, bool, error) {
+	spec := g.ref + ":" + g.prefix + rel
+	if _, err := runGit(ctx, g.top, "cat-file", "-e", spec); err != nil {
+		return "", false, nil
+	}
+	out, err := runGit(ctx, g.top, "show", spec)
+	if err != nil {
+		return "", false, err
+	}
+	return out, true, nil
+}
+
+func (g *gitRepo) compare(ctx context.Context, f File, mode schema.Mode, res *Result) Comparison {
+	if mode == "" {
+		mode = schema.Full
+	}
+	c := Comparison{Against: g.ref, Mode: mode}
+	old, ok, err := g.show(ctx, f.Path)
+	if err != nil {
+		res.Err = err
+		return c
+	}
+	if !ok {
+		c.Note = "new schema"
+		return c
+	}
+	prev, err := schema.Parse(old)
+	if err != nil {
+		c.Note = "the version at " + g.ref + " does not parse; nothing to compare"
+		return c
+	}
+	if prev.Normalized() == f.Schema.Normalized() {
+		c.Note = "unchanged"
+		return c
+	}
+	if n := prev.Name(); n != f.Schema.Name() {
+		res.renamedFrom = n[strings.LastIndexByte(n, '.')+1:]
+	}
+	c.Problems = mode.Check(f.Schema, []schema.Version{{Version: 0, Schema: prev}})
+	return c
+}
+
+// removed reports schemas owned by a service at the ref that are gone now.
+func (g *gitRepo) removed(ctx context.Context, m *graph.Manifest, present map[string]bool) ([]Result, error) {
+	args := []string{"ls-tree", "-r", "--name-only", g.ref}
+	if g.prefix != "" {
+		args = append(args, "--", g.prefix)
+	}
+	list, err := runGit(ctx, g.top, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []Result
+	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
+		rel := strings.TrimPrefix(line, g.prefix)
+		if !strings.HasSuffix(rel, ".avsc") || present[rel] || !strings.HasPrefix(line, g.prefix) {
+			continue
+		}
+		owner := m.Owner(rel)
+		if owner == nil {
+			continue
+		}
+		text, _, err := g.show(ctx, rel)
+		if err != nil {
+			return nil, err
+		}
+		f := File{Path: rel, Service: owner.Name, Text: text}
+		f.Schema, _ = schema.Parse(text)
+		out = append(out, Result{File: f, Removed: true, Consumers: consumers(m, owner.Name, f.Event())})
+	}
+	return out, nil
+}
+
+// Write renders the report.
+func (r *Report) Write(w io.Writer) {
+	failed := 0
+	for _, res := range r.Results {
+		status := "ok  "
+		if res.Failed() {
+			status = "FAIL"
+			failed++
+		}
+		fmt.Fprintf(w, "%s %s  (%s, %s)\n", status, res.Path, res.Event(), res.Service)
+		switch {
+		case res.File.Err != nil:
+			fmt.Fprintf(w, "     invalid schema: %v\n", res.File.Err)
+		case res.Removed:
+			fmt.Fprintf(w, "     removed since %s\n", r.Base)
+		}
+		if res.Err != nil {
+			fmt.Fprintf(w, "     could not check: %v\n", res.Err)
+		}
+		for _, c := range res.Comparisons {
+			if c.Note != "" {
+				fmt.Fprintf(w, "     vs %s: %s\n", c.Against, c.Note)
+				continue
+			}
+			if len(c.Problems) == 0 {
+				fmt.Fprintf(w, "     vs %s: compatible (%s)\n", c.Against, c.Mode)
+				continue
+			}
+			fmt.Fprintf(w, "     vs %s: incompatible (%s)\n", c.Against, c.Mode)
+			for _, p := range c.Problems {
+				against := ""
+				if p.Version > 0 {
+					against = fmt.Sprintf("version %d, ", p.Version)
+				}
+				fmt.Fprintf(w, "       %s at %s: %s (%s%s)\n", p.Reason, p.Location, p.Description(), against, p.Direction)
+			}
+		}
+		if res.Failed() && len(res.Consumers) > 0 {
+			fmt.Fprintf(w, "     consumers that would break: %s\n", strings.Join(res.Consumers, ", "))
+		}
+	}
+	fmt.Fprintf(w, "%d schemas checked, %d incompatible\n", len(r.Results), failed)
+}
+
+// Registrar registers schemas; *serde.Client implements it.
+type Registrar interface {
+	Register(ctx context.Context, subject, schema string) (int, error)
+}
+
+// Registered is the outcome of registering one file.
+type Registered struct {
+	File
+	ID  int
+	Err error
+}
+
+// Register registers every schema the manifest's services own under its
+// event's subject. It stops at nothing: every file is tried and reported.
+func Register(ctx context.Context, m *graph.Manifest, reg Registrar) ([]Registered, error) {
+	files, err := Discover(m)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Registered, 0, len(files))
+	for _, f := range files {
+		r := Registered{File: f, Err: f.Err}
+		if f.Err == nil {
+			r.ID, r.Err = reg.Register(ctx, f.Subject(), f.Text)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
