@@ -3,8 +3,10 @@ package graph
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Graph is the service graph of a manifest: services as nodes, depends_on
@@ -12,10 +14,20 @@ import (
 // publisher to each subscriber. It is immutable once built.
 type Graph struct {
 	m     *Manifest
-	names []string       // sorted; a service's index is its position
-	idx   map[string]int // name → index
-	deps  [][]int        // known dependencies, sorted by index, no self edges
-	rdeps [][]int        // dependents, sorted by index
+	names []string // sorted; a service's index is its position
+	// idx maps a name to its index; built on first use (a graph read
+	// from the scenario's JSON arrives with its names resolved).
+	idxOnce sync.Once
+	idxMap  map[string]int
+	deps    [][]int  // known dependencies, sorted by index, no self edges
+	rdeps   [][]int  // dependents, sorted by index
+	bad     []badDep // unknown and self dependencies, in manifest order
+}
+
+type badDep struct {
+	service int
+	dep     string
+	self    bool
 }
 
 // ErrCycle is wrapped by the ordering methods when the graph has a cycle.
@@ -25,30 +37,68 @@ var ErrCycle = errors.New("dependency cycle")
 // the edges (Validate reports them).
 func New(m *Manifest) *Graph {
 	n := len(m.Services)
-	g := &Graph{m: m, names: make([]string, n), idx: make(map[string]int, n), deps: make([][]int, n), rdeps: make([][]int, n)}
+	g := &Graph{m: m, names: make([]string, n), deps: make([][]int, n), rdeps: make([][]int, n)}
 	for i, s := range m.Services {
 		g.names[i] = s.Name
-		g.idx[s.Name] = i
 	}
+	// Two flat arrays hold every edge (deps and rdeps are windows on
+	// them): a 50,000-edge graph is built with a handful of allocations.
+	flat := make([]int, 0, edgeCount(m))
+	indeg := make([]int, n)
 	for i, s := range m.Services {
-		for _, d := range s.DependsOn {
-			j, ok := g.idx[d]
+		start := len(flat)
+		for k, d := range s.DependsOn {
+			j, ok := -1, false
+			if s.indexed { // the JSON scanner resolved the names already
+				j = int(s.depIdx[k])
+				ok = j >= 0
+			} else {
+				j, ok = g.idx(d)
+			}
 			if !ok || j == i {
+				g.bad = append(g.bad, badDep{service: i, dep: d, self: ok})
 				continue
 			}
-			g.deps[i] = append(g.deps[i], j)
+			flat = append(flat, j)
+		}
+		ds := flat[start:len(flat):len(flat)]
+		slices.Sort(ds)
+		ds = dedupe(ds)
+		g.deps[i] = ds
+		for _, j := range ds {
+			indeg[j]++
+		}
+	}
+	rflat := make([]int, 0, len(flat))
+	for j := range n {
+		g.rdeps[j] = rflat[len(rflat) : len(rflat) : len(rflat)+indeg[j]]
+		rflat = rflat[:len(rflat)+indeg[j]]
+	}
+	for i, ds := range g.deps { // in increasing i, so each rdeps is sorted
+		for _, j := range ds {
 			g.rdeps[j] = append(g.rdeps[j], i)
 		}
 	}
-	for i := range g.deps {
-		sort.Ints(g.deps[i])
-		g.deps[i] = dedupe(g.deps[i])
-	}
-	// rdeps are appended in increasing i already.
-	for i := range g.rdeps {
-		g.rdeps[i] = dedupe(g.rdeps[i])
-	}
 	return g
+}
+
+func edgeCount(m *Manifest) int {
+	n := 0
+	for _, s := range m.Services {
+		n += len(s.DependsOn)
+	}
+	return n
+}
+
+func (g *Graph) idx(name string) (int, bool) {
+	g.idxOnce.Do(func() {
+		g.idxMap = make(map[string]int, len(g.names))
+		for i, n := range g.names {
+			g.idxMap[n] = i
+		}
+	})
+	i, ok := g.idxMap[name]
+	return i, ok
 }
 
 func dedupe(s []int) []int {
@@ -83,16 +133,14 @@ func (p Problem) String() string { return locate(p.File, p.Line) + p.Msg }
 func (g *Graph) Validate() []Problem {
 	m := g.m
 	var out []Problem
-	for _, s := range m.Services {
-		for _, d := range s.DependsOn {
-			switch {
-			case d == s.Name:
-				out = append(out, Problem{m.File, s.RefLine("depends_on", d), s.Name,
-					fmt.Sprintf("%s depends on itself; remove it from its own depends_on", s.Name)})
-			case m.Service(d) == nil:
-				out = append(out, Problem{m.File, s.RefLine("depends_on", d), s.Name,
-					fmt.Sprintf("%s depends on %s, which is not a service in this manifest%s", s.Name, d, suggest(d, g.names))})
-			}
+	for _, b := range g.bad {
+		s := m.Services[b.service]
+		if b.self {
+			out = append(out, Problem{m.File, s.RefLine("depends_on", b.dep), s.Name,
+				fmt.Sprintf("%s depends on itself; remove it from its own depends_on", s.Name)})
+		} else {
+			out = append(out, Problem{m.File, s.RefLine("depends_on", b.dep), s.Name,
+				fmt.Sprintf("%s depends on %s, which is not a service in this manifest%s", s.Name, b.dep, suggest(b.dep, g.names))})
 		}
 	}
 	for _, c := range g.Cycles() {
@@ -295,7 +343,7 @@ func (g *Graph) Waves(only []string) ([][]string, error) {
 		}
 	} else {
 		for _, name := range only {
-			i, ok := g.idx[name]
+			i, ok := g.idx(name)
 			if !ok {
 				return nil, fmt.Errorf("unknown service %q%s", name, suggest(name, g.names))
 			}
@@ -392,7 +440,7 @@ func Flatten(waves [][]string) []string {
 // Impact returns every service that depends on name, directly or
 // transitively, sorted by name. An unknown service is an error.
 func (g *Graph) Impact(name string) ([]string, error) {
-	start, ok := g.idx[name]
+	start, ok := g.idx(name)
 	if !ok {
 		return nil, fmt.Errorf("unknown service %q%s", name, suggest(name, g.names))
 	}
@@ -427,7 +475,7 @@ func (g *Graph) DependsOn(name string) []string { return g.namesOf(g.deps, name)
 func (g *Graph) Dependents(name string) []string { return g.namesOf(g.rdeps, name) }
 
 func (g *Graph) namesOf(adj [][]int, name string) []string {
-	i, ok := g.idx[name]
+	i, ok := g.idx(name)
 	if !ok {
 		return nil
 	}

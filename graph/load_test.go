@@ -1,12 +1,14 @@
 package graph
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestLoadBadInput(t *testing.T) {
@@ -42,12 +44,21 @@ func TestLoadBadInput(t *testing.T) {
 		{"many at once", FileName, "services:\n  a: {path: a, x: 1}\n  b: {path: b, y: 2}\n",
 			"FILE:2: services.a.x: unknown field \"x\" (known: " + serviceFields + ")\nFILE:3: services.b.y: unknown field \"y\" (known: " + serviceFields + ")"},
 
-		{"json malformed", "g.json", "{\n \"services\": {\n  \"a\": {\"dependencies\": [}\n}}", "FILE:3: invalid JSON: invalid character '}' looking for beginning of value"},
+		{"json malformed", "g.json", "{\n \"services\": {\n  \"a\": {\"dependencies\": [}\n}}", "FILE:3: services.a.dependencies: must be a list of names, found '}' in it"},
 		{"json unknown field", "g.json", "{\"services\": {\n \"a\": {\"deps\": []}}}", `FILE:2: services.a: unknown field "deps" (known: dependencies, consumers)`},
 		{"json unknown top", "g.json", "{\"servicez\": {}}", `FILE:1: unknown field "servicez" (known: services)`},
 		{"json duplicate", "g.json", "{\"services\": {\n \"a\": {},\n \"a\": {}}}", "FILE:3: services.a: is defined twice (first on line 2)"},
 		{"json empty name", "g.json", "{\"services\": {\"\": {}}}", "FILE:1: services: service name is empty"},
-		{"json bad type", "g.json", "{\"services\": {\"a\": {\"dependencies\": \"b\"}}}", "FILE:1: services.a.dependencies: must be a list of names, got string"},
+		{"json bad type", "g.json", "{\"services\": {\"a\": {\"dependencies\": \"b\"}}}", "FILE:1: services.a.dependencies: must be a list of names, got a string"},
+		{"json missing colon", "g.json", "{\"services\" {}}", `FILE:1: invalid JSON: expected ':' after "services", found an object`},
+		{"json missing comma", "g.json", "{\"services\": {\n\"a\": {}\n\"b\": {}}}", "FILE:3: invalid JSON: expected ',' or '}' in services, found a string"},
+		{"json bad escape", "g.json", `{"services": {"a\q": {}}}`, `FILE:1: invalid JSON: bad escape in string "a\q"`},
+		{"json control char", "g.json", "{\"services\": {\"a\tb\": {}}}", "FILE:1: invalid JSON: control character in a string"},
+		{"json duplicate field", "g.json", `{"services": {"a": {"consumers": [], "consumers": []}}}`, "FILE:1: services.a.consumers: is defined twice"},
+		{"json number in list", "g.json", `{"services": {"a": {"dependencies": ["b", 3]}}}`, "FILE:1: services.a.dependencies: must be a list of names, found a number in it"},
+		{"json duplicate name in list", "g.json", `{"services": {"a": {"dependencies": ["b", "b"]}}}`, `FILE:1: services.a.dependencies: "b" is listed twice`},
+		{"json services twice", "g.json", `{"services": {}, "services": {}}`, "FILE:1: services is defined twice"},
+		{"json no services", "g.json", `{}`, `FILE:1: has no "services" object`},
 		{"json not object", "g.json", "[1]", "FILE:1: the file must be a JSON object, got a list"},
 		{"json binary", "g.json", "\xff\xfe{}", "FILE:1: is not a text file (binary or not UTF-8); a dependency graph is JSON"},
 		{"json truncated", "g.json", "{\"services\": {\"a\": {}", "FILE:1: invalid JSON: unexpected end of file"},
@@ -144,6 +155,22 @@ func FuzzParseManifest(f *testing.F) {
 	f.Add([]byte("services:\n  a: {path: a, depends_on: [a]}\n"))
 	f.Add([]byte(`{"services": {"a": {"dependencies": ["b"]}, "b": {"dependencies": ["a"]}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// What the JSON scanner accepts, encoding/json must read the same.
+		if m, _, err := ParseScenarioJSON("f.json", "/repo", data); err == nil {
+			var ref struct {
+				Services map[string]struct {
+					Dependencies []string `json:"dependencies"`
+				} `json:"services"`
+			}
+			if err := json.Unmarshal(data, &ref); err != nil {
+				t.Fatalf("scanner accepted what encoding/json rejects (%v): %q", err, data)
+			}
+			for _, s := range m.Services {
+				if d := cmp.Diff(ref.Services[s.Name].Dependencies, s.DependsOn, cmpopts.EquateEmpty()); d != "" {
+					t.Fatalf("service %s (-encoding/json +scanner):\n%s", s.Name, d)
+				}
+			}
+		}
 		for _, parse := range []func() (*Manifest, error){
 			func() (*Manifest, error) { return ParseYAML("f.yaml", "/repo", data) },
 			func() (*Manifest, error) { m, _, err := ParseScenarioJSON("f.json", "/repo", data); return m, err },
@@ -166,4 +193,24 @@ func FuzzParseManifest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestScenarioJSONAgreesWithEncodingJSON: the hand-written scanner reads
+// what encoding/json reads (escapes, null lists, odd whitespace).
+func TestScenarioJSONAgreesWithEncodingJSON(t *testing.T) {
+	data := []byte("{ \"services\" :{\r\n\t\"a\\u002db\" : { \"dependencies\" : null , \"consumers\":[ \"c\" ] },\"c\":{\"dependencies\":[\"a-b\"]} } }\n")
+	m, warns, err := ParseScenarioJSON("g.json", "/r", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 0 {
+		t.Errorf("warnings: %v", warns)
+	}
+	got := map[string][]string{}
+	for _, s := range m.Services {
+		got[s.Name] = s.DependsOn
+	}
+	if d := cmp.Diff(map[string][]string{"a-b": nil, "c": {"a-b"}}, got); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -89,6 +90,32 @@ type Service struct {
 	// refLines maps "depends_on/NAME", "subscribes/NAME", "publishes/NAME",
 	// "paths/PATH" to the line the reference is written on.
 	refLines map[string]int
+	// From the JSON scanner: the index in Manifest.Services of each of
+	// DependsOn and Consumers (-1 when unknown), once indexed is set.
+	sym             int32
+	depIdx, consIdx []int32
+	indexed         bool
+}
+
+// resolve maps names to service indexes (-1 for unknown ones).
+func (m *Manifest) resolve(names []string) []int32 {
+	if m.byName == nil {
+		m.index()
+	}
+	out := make([]int32, len(names))
+	for k, v := range names {
+		out[k] = -1
+		if s, ok := m.byName[v]; ok {
+			out[k] = int32(m.position(s))
+		}
+	}
+	return out
+}
+
+// position is a service's index in Services.
+func (m *Manifest) position(s *Service) int {
+	i, _ := slices.BinarySearchFunc(m.Services, s.Name, func(x *Service, name string) int { return strings.Compare(x.Name, name) })
+	return i
 }
 
 // Deploy holds how a service is built and run.

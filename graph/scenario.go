@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -20,193 +21,382 @@ import (
 // format has no folders, events or health paths: those services own no
 // files.
 func ParseScenarioJSON(file, root string, data []byte) (*Manifest, []Warning, error) {
-	lines := newLineIndex(data)
-	fail := func(off int64, format string, args ...any) error {
-		return errors.New(locate(file, lines.line(off)) + fmt.Sprintf(format, args...))
-	}
+	sc := &jsonScanner{data: data, file: file, lineNo: 1, sym: make(map[string]int32, len(data)/256)}
 	if !utf8.Valid(data) || bytes.IndexByte(data, 0) >= 0 {
-		return nil, nil, fail(0, "is not a text file (binary or not UTF-8); a dependency graph is JSON")
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	jsonErr := func(err error) error {
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &se):
-			return fail(se.Offset, "invalid JSON: %v", se)
-		case errors.As(err, &te):
-			field := te.Field
-			if field == "" {
-				field = "value"
-			}
-			return fail(te.Offset, "invalid JSON: %s must be %s, got %s", field, jsonKind(te.Type.String()), te.Value)
-		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-			return fail(int64(len(data)), "invalid JSON: unexpected end of file")
-		}
-		return fail(dec.InputOffset(), "invalid JSON: %v", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	expectDelim := func(want json.Delim, what string) error {
-		off := dec.InputOffset()
-		tok, err := dec.Token()
-		if err != nil {
-			return jsonErr(err)
-		}
-		if d, ok := tok.(json.Delim); !ok || d != want {
-			return fail(off, "%s must be a JSON object, got %v", what, describeToken(tok))
-		}
-		return nil
-	}
-	if err := expectDelim('{', "the file"); err != nil {
-		return nil, nil, err
+		return nil, nil, sc.fail(0, "is not a text file (binary or not UTF-8); a dependency graph is JSON")
 	}
 	m := &Manifest{File: file, Root: root}
-	sawServices := false
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, nil, jsonErr(err)
-		}
-		off := dec.InputOffset() - 1
-		key, _ := tok.(string)
+	if err := sc.object("the file", func(key string, keyOff, _ int) error {
 		if key != "services" {
-			return nil, nil, fail(off, "unknown field %q (known: services)", key)
+			return sc.fail(keyOff, "unknown field %q (known: services)", key)
 		}
-		if sawServices {
-			return nil, nil, fail(off, "services is defined twice")
+		if m.Services != nil {
+			return sc.fail(keyOff, "services is defined twice")
 		}
-		sawServices = true
-		if err := expectDelim('{', "services"); err != nil {
-			return nil, nil, err
-		}
-		seen := map[string]int{}
-		for dec.More() {
-			tok, err := dec.Token()
-			if err != nil {
-				return nil, nil, jsonErr(err)
-			}
-			off := dec.InputOffset() - 1 // the end of the name, on its line
-			name, _ := tok.(string)
-			line := lines.line(off)
+		m.Services = []*Service{}
+		seen := []int{} // by symbol: the line a service is defined on
+		return sc.object("services", func(name string, nameOff, line int) error {
 			if err := checkName(name); err != nil {
-				return nil, nil, fail(off, "services: service name %v", err)
+				return sc.fail(nameOff, "services: service name %v", err)
 			}
-			if prev, dup := seen[name]; dup {
-				return nil, nil, fail(off, "services.%s: is defined twice (first on line %d)", name, prev)
+			sym := sc.symbol(name)
+			for int(sym) >= len(seen) {
+				seen = append(seen, 0)
 			}
-			seen[name] = line
-			var raw struct {
-				Dependencies []string `json:"dependencies"`
-				Consumers    []string `json:"consumers"`
+			if prev := seen[sym]; prev != 0 {
+				return sc.fail(nameOff, "services.%s: is defined twice (first on line %d)", name, prev)
 			}
-			// A strict decoder per service, so unknown fields are caught
-			// and named with the service.
-			var body json.RawMessage
-			if err := dec.Decode(&body); err != nil {
-				return nil, nil, jsonErr(err)
-			}
-			sd := json.NewDecoder(bytes.NewReader(body))
-			sd.DisallowUnknownFields()
-			if err := sd.Decode(&raw); err != nil {
-				var te *json.UnmarshalTypeError
-				if errors.As(err, &te) {
-					return nil, nil, fail(off, "services.%s.%s: must be %s, got %s", name, te.Field, jsonKind(te.Type.String()), te.Value)
+			seen[sym] = line
+			s := &Service{Name: name, Line: line, sym: sym}
+			var sawDeps, sawCons bool
+			err := sc.object("services."+name, func(field string, fieldOff, _ int) error {
+				var list *[]string
+				var syms *[]int32
+				switch {
+				case field == "dependencies" && !sawDeps:
+					sawDeps, list, syms = true, &s.DependsOn, &s.depIdx
+				case field == "consumers" && !sawCons:
+					sawCons, list, syms = true, &s.Consumers, &s.consIdx
+				case field == "dependencies" || field == "consumers":
+					return sc.fail(fieldOff, "services.%s.%s: is defined twice", name, field)
+				default:
+					return sc.fail(fieldOff, "services.%s: unknown field %q (known: dependencies, consumers)", name, field)
 				}
-				msg := strings.TrimPrefix(err.Error(), "json: ")
-				if rest, ok := strings.CutPrefix(msg, "unknown field "); ok {
-					msg = "unknown field " + rest + " (known: dependencies, consumers)"
-				}
-				return nil, nil, fail(off, "services.%s: %s", name, msg)
+				var err error
+				*list, *syms, err = sc.names("services." + name + "." + field)
+				return err
+			})
+			if err != nil {
+				return err
 			}
-			s := &Service{Name: name, Line: line, refLines: map[string]int{}}
-			for i, list := range [][]string{raw.Dependencies, raw.Consumers} {
-				field := [...]string{"dependencies", "consumers"}[i]
-				dup := map[string]bool{}
-				for _, v := range list {
-					if strings.TrimSpace(v) == "" {
-						return nil, nil, fail(off, "services.%s.%s: holds an empty name", name, field)
-					}
-					if dup[v] {
-						return nil, nil, fail(off, "services.%s.%s: %q is listed twice", name, field, v)
-					}
-					dup[v] = true
-				}
-			}
-			s.DependsOn = raw.Dependencies
-			s.Consumers = raw.Consumers
 			m.Services = append(m.Services, s)
-		}
-		if _, err := dec.Token(); err != nil { // the services object's }
-			return nil, nil, jsonErr(err)
-		}
+			return nil
+		})
+	}); err != nil {
+		return nil, nil, err
 	}
-	if _, err := dec.Token(); err != nil { // the file's }
-		return nil, nil, jsonErr(err)
+	sc.ws()
+	if sc.pos < len(data) {
+		return nil, nil, sc.fail(sc.pos, "invalid JSON: more after the top-level object")
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, nil, fail(dec.InputOffset(), "invalid JSON: more after the top-level object")
-	}
-	if !sawServices {
-		return nil, nil, fail(0, "has no \"services\" object")
+	if m.Services == nil {
+		return nil, nil, sc.fail(0, "has no \"services\" object")
 	}
 	if err := m.finish(); err != nil {
 		return nil, nil, err
 	}
+	// Turn symbols into service indexes (services are sorted now), so the
+	// graph is built without looking names up again.
+	toService := make([]int32, len(sc.syms))
+	for i := range toService {
+		toService[i] = -1
+	}
+	for i, s := range m.Services {
+		toService[s.sym] = int32(i)
+	}
+	for _, s := range m.Services {
+		for _, list := range [][]int32{s.depIdx, s.consIdx} {
+			for k, sym := range list {
+				list[k] = toService[sym]
+			}
+		}
+		s.indexed = true
+	}
 	return m, consumerWarnings(m), nil
+}
+
+// jsonScanner is a strict reader of exactly the scenario's JSON shape
+// (objects of objects of lists of strings). It is several times faster
+// than encoding/json on it, and every error knows its line.
+type jsonScanner struct {
+	data   []byte
+	pos    int
+	lineNo int // the line at pos (JSON has newlines only between tokens)
+	file   string
+	lines  *lineIndex
+	// Service names repeat in every list: each distinct one is a symbol.
+	sym  map[string]int32
+	syms []string
+	// Lists are gathered here and copied out at their exact size.
+	scratch    []string
+	scratchSym []int32
+}
+
+// symbol returns the symbol of an already interned name.
+func (s *jsonScanner) symbol(name string) int32 { return s.sym[name] }
+
+func (s *jsonScanner) line(off int) int {
+	if s.lines == nil {
+		s.lines = newLineIndex(s.data)
+	}
+	return s.lines.line(int64(off))
+}
+
+func (s *jsonScanner) fail(off int, format string, args ...any) error {
+	return errors.New(locate(s.file, s.line(off)) + fmt.Sprintf(format, args...))
+}
+
+func (s *jsonScanner) ws() {
+	for s.pos < len(s.data) {
+		switch s.data[s.pos] {
+		case '\n':
+			s.lineNo++
+			s.pos++
+		case ' ', '\t', '\r':
+			s.pos++
+		default:
+			return
+		}
+	}
+}
+
+// found describes what is at the current position, for errors.
+func (s *jsonScanner) found() string {
+	if s.pos >= len(s.data) {
+		return "the end of the file"
+	}
+	switch c := s.data[s.pos]; c {
+	case '{':
+		return "an object"
+	case '[':
+		return "a list"
+	case '"':
+		return "a string"
+	case 'n':
+		return "null"
+	case 't', 'f':
+		return "a boolean"
+	default:
+		if c == '-' || c >= '0' && c <= '9' {
+			return "a number"
+		}
+		return fmt.Sprintf("%q", rune(c))
+	}
+}
+
+func (s *jsonScanner) unexpected(want string) error {
+	if s.pos >= len(s.data) {
+		return s.fail(len(s.data), "invalid JSON: unexpected end of file")
+	}
+	return s.fail(s.pos, "invalid JSON: expected %s, found %s", want, s.found())
+}
+
+// object reads {"key": value, ...}, calling each for every key with the
+// scanner positioned at the value.
+func (s *jsonScanner) object(what string, each func(key string, keyOff, keyLine int) error) error {
+	s.ws()
+	if s.pos >= len(s.data) || s.data[s.pos] != '{' {
+		if s.pos < len(s.data) {
+			return s.fail(s.pos, "%s must be a JSON object, got %s", what, s.found())
+		}
+		return s.unexpected("an object")
+	}
+	s.pos++
+	s.ws()
+	if s.pos < len(s.data) && s.data[s.pos] == '}' {
+		s.pos++
+		return nil
+	}
+	for {
+		s.ws()
+		off, line := s.pos, s.lineNo
+		if s.pos >= len(s.data) || s.data[s.pos] != '"' {
+			return s.unexpected("a field name in " + what)
+		}
+		key, _, err := s.str()
+		if err != nil {
+			return err
+		}
+		s.ws()
+		if s.pos >= len(s.data) || s.data[s.pos] != ':' {
+			return s.unexpected("':' after " + strconv.Quote(key))
+		}
+		s.pos++
+		s.ws()
+		if err := each(key, off, line); err != nil {
+			return err
+		}
+		s.ws()
+		if s.pos >= len(s.data) {
+			return s.unexpected("',' or '}'")
+		}
+		switch s.data[s.pos] {
+		case ',':
+			s.pos++
+		case '}':
+			s.pos++
+			return nil
+		default:
+			return s.unexpected("',' or '}' in " + what)
+		}
+	}
+}
+
+// names reads a list of non-empty, distinct strings (null is empty), and
+// their symbols.
+func (s *jsonScanner) names(field string) ([]string, []int32, error) {
+	s.ws()
+	if bytes.HasPrefix(s.data[s.pos:], []byte("null")) {
+		s.pos += 4
+		return nil, nil, nil
+	}
+	if s.pos >= len(s.data) || s.data[s.pos] != '[' {
+		if s.pos >= len(s.data) {
+			return nil, nil, s.unexpected("a list")
+		}
+		return nil, nil, s.fail(s.pos, "%s: must be a list of names, got %s", field, s.found())
+	}
+	s.pos++
+	out, syms := s.scratch[:0], s.scratchSym[:0]
+	var seen map[string]bool
+	s.ws()
+	if s.pos < len(s.data) && s.data[s.pos] == ']' {
+		s.pos++
+		return []string{}, []int32{}, nil
+	}
+	for {
+		s.ws()
+		off := s.pos
+		if s.pos >= len(s.data) || s.data[s.pos] != '"' {
+			if s.pos >= len(s.data) {
+				return nil, nil, s.unexpected("a name")
+			}
+			return nil, nil, s.fail(s.pos, "%s: must be a list of names, found %s in it", field, s.found())
+		}
+		v, sym, err := s.str()
+		if err != nil {
+			return nil, nil, err
+		}
+		if strings.TrimSpace(v) == "" {
+			return nil, nil, s.fail(off, "%s: holds an empty name", field)
+		}
+		// Short lists are searched; long ones get a set.
+		dup := false
+		if seen != nil {
+			dup = seen[v]
+			seen[v] = true
+		} else {
+			dup = slices.Contains(out, v)
+			if len(out) == 16 {
+				seen = make(map[string]bool, 64)
+				for _, x := range out {
+					seen[x] = true
+				}
+				seen[v] = true
+			}
+		}
+		if dup {
+			return nil, nil, s.fail(off, "%s: %q is listed twice", field, v)
+		}
+		out = append(out, v)
+		syms = append(syms, sym)
+		s.ws()
+		if s.pos >= len(s.data) {
+			return nil, nil, s.unexpected("',' or ']'")
+		}
+		switch s.data[s.pos] {
+		case ',':
+			s.pos++
+		case ']':
+			s.pos++
+			s.scratch, s.scratchSym = out, syms
+			return slices.Clone(out), slices.Clone(syms), nil
+		default:
+			return nil, nil, s.unexpected("',' or ']' in " + field)
+		}
+	}
+}
+
+// str reads a JSON string at the current position (a '"') and interns it.
+func (s *jsonScanner) str() (string, int32, error) {
+	start := s.pos
+	s.pos++
+	plain := true
+	for s.pos < len(s.data) {
+		c := s.data[s.pos]
+		switch {
+		case c == '"':
+			raw := s.data[start+1 : s.pos]
+			s.pos++
+			if plain {
+				if sym, ok := s.sym[string(raw)]; ok {
+					return s.syms[sym], sym, nil
+				}
+				return s.intern(string(raw))
+			}
+			var v string
+			if err := json.Unmarshal(s.data[start:s.pos], &v); err != nil {
+				return "", 0, s.fail(start, "invalid JSON: bad escape in string %s", s.data[start:s.pos])
+			}
+			if sym, ok := s.sym[v]; ok {
+				return s.syms[sym], sym, nil
+			}
+			return s.intern(v)
+		case c == '\\':
+			plain = false
+			s.pos = min(s.pos+2, len(s.data))
+		case c < 0x20:
+			return "", 0, s.fail(s.pos, "invalid JSON: control character in a string")
+		default:
+			s.pos++
+		}
+	}
+	return "", 0, s.fail(len(s.data), "invalid JSON: unexpected end of file in a string")
+}
+
+func (s *jsonScanner) intern(v string) (string, int32, error) {
+	if len(s.syms) >= 1<<30 {
+		return "", 0, s.fail(s.pos, "too many distinct names")
+	}
+	sym := int32(len(s.syms))
+	s.sym[v] = sym
+	s.syms = append(s.syms, v)
+	return v, sym, nil
 }
 
 // consumerWarnings compares each consumers list with the dependencies that
 // point at the service.
 func consumerWarnings(m *Manifest) []Warning {
+	n := len(m.Services)
+	deps := make([][]int32, n)
+	cons := make([][]int32, n)
+	sortedDeps := make([][]int32, n)
+	sortedCons := make([][]int32, n)
+	for i, s := range m.Services {
+		deps[i], cons[i] = s.depIdx, s.consIdx
+		if !s.indexed {
+			deps[i], cons[i] = m.resolve(s.DependsOn), m.resolve(s.Consumers)
+		}
+		sortedDeps[i], sortedCons[i] = slices.Clone(deps[i]), slices.Clone(cons[i])
+		slices.Sort(sortedDeps[i])
+		slices.Sort(sortedCons[i])
+	}
+	has := func(sorted []int32, v int) bool { _, ok := slices.BinarySearch(sorted, int32(v)); return ok }
 	var out []Warning
-	for _, s := range m.Services {
-		for _, dep := range s.DependsOn {
-			p := m.Service(dep)
-			if p == nil || dep == s.Name {
+	for i, s := range m.Services {
+		for _, d := range deps[i] {
+			if d < 0 || int(d) == i {
 				continue // an unknown or self dependency is Validate's error
 			}
-			if !contains(p.Consumers, s.Name) {
+			if p := m.Services[d]; !has(sortedCons[d], i) {
 				out = append(out, Warning{File: m.File, Line: p.Line, Service: p.Name,
 					Msg: fmt.Sprintf("%s depends on %s, but %s's consumers list omits %s", s.Name, p.Name, p.Name, s.Name)})
 			}
 		}
-		for _, c := range s.Consumers {
-			cs := m.Service(c)
+		for k, c := range cons[i] {
 			switch {
-			case cs == nil:
+			case c < 0:
+				name := s.Consumers[k]
 				out = append(out, Warning{File: m.File, Line: s.Line, Service: s.Name,
-					Msg: fmt.Sprintf("%s lists %s as a consumer, but there is no service %s", s.Name, c, c)})
-			case !contains(cs.DependsOn, s.Name):
+					Msg: fmt.Sprintf("%s lists %s as a consumer, but there is no service %s", s.Name, name, name)})
+			case !has(sortedDeps[c], i):
+				name := m.Services[c].Name
 				out = append(out, Warning{File: m.File, Line: s.Line, Service: s.Name,
-					Msg: fmt.Sprintf("%s lists %s as a consumer, but %s's dependencies omit %s", s.Name, c, c, s.Name)})
+					Msg: fmt.Sprintf("%s lists %s as a consumer, but %s's dependencies omit %s", s.Name, name, name, s.Name)})
 			}
 		}
 	}
 	return out
-}
-
-func jsonKind(goType string) string {
-	switch {
-	case strings.HasPrefix(goType, "[]"):
-		return "a list of names"
-	case goType == "string":
-		return "a name (text)"
-	}
-	return goType
-}
-
-func describeToken(tok any) string {
-	switch v := tok.(type) {
-	case json.Delim:
-		if v == '[' {
-			return "a list"
-		}
-		return string(v)
-	case string:
-		return fmt.Sprintf("the text %q", v)
-	case nil:
-		return "null"
-	}
-	return fmt.Sprintf("%v", tok)
 }
 
 // lineIndex maps byte offsets to 1-based line numbers.
