@@ -242,21 +242,33 @@ func (m *mockServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	bestIdx, best := -1, []Mismatch(nil)
+	var matching []int
 	for i, in := range m.inters {
 		mm := MatchRequest(in.Request, act)
 		if len(mm) == 0 {
-			m.hits[i]++
-			resp, err := generateResponse(in.Response, GenContext{MockServerURL: m.url})
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-			writeResponse(w, resp)
-			return
+			matching = append(matching, i)
+			continue
 		}
 		if bestIdx < 0 || len(mm) < len(best) {
 			bestIdx, best = i, mm
 		}
+	}
+	if len(matching) > 0 {
+		i := matching[0]
+		for _, j := range matching { // an exact example beats a matcher
+			if m.inters[j].Request.Path == act.Path {
+				i = j
+				break
+			}
+		}
+		m.hits[i]++
+		resp, err := generateResponse(m.inters[i].Response, GenContext{MockServerURL: m.url})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeResponse(w, resp)
+		return
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s", r.Method, r.URL.RequestURI())

@@ -60,15 +60,30 @@ func parsePath(s string) ([]pathToken, error) {
 				return nil, fmt.Errorf("matcher path %q: unclosed [ at offset %d", s, i)
 			}
 			inner := s[i+1 : i+end]
-			if len(inner) >= 2 && (inner[0] == '\'' || inner[0] == '"') {
+			if len(inner) >= 1 && (inner[0] == '\'' || inner[0] == '"') {
+				// a quoted name, with \\ and \' (or \") escapes; it may contain ']'
 				q := inner[0]
-				// the name may contain ']'; find the closing quote first
-				close := strings.IndexByte(s[i+2:], q)
-				if close < 0 || i+2+close+1 >= len(s) || s[i+2+close+1] != ']' {
+				var name strings.Builder
+				j := i + 2
+				closed := false
+				for j < len(s) {
+					if s[j] == '\\' && j+1 < len(s) {
+						name.WriteByte(s[j+1])
+						j += 2
+						continue
+					}
+					if s[j] == q {
+						closed = true
+						break
+					}
+					name.WriteByte(s[j])
+					j++
+				}
+				if !closed || j+1 >= len(s) || s[j+1] != ']' {
 					return nil, fmt.Errorf("matcher path %q: unterminated quoted name at offset %d", s, i)
 				}
-				toks = append(toks, pathToken{kind: tokField, name: s[i+2 : i+2+close]})
-				i = i + 2 + close + 2
+				toks = append(toks, pathToken{kind: tokField, name: name.String()})
+				i = j + 2
 				continue
 			}
 			switch {
@@ -143,7 +158,7 @@ func renderTokens(toks []pathToken) string {
 				b.WriteString(t.name)
 			} else {
 				b.WriteString("['")
-				b.WriteString(t.name)
+				b.WriteString(strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(t.name))
 				b.WriteString("']")
 			}
 		case tokIndex:

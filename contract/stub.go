@@ -116,11 +116,19 @@ func (s *Stub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // choose picks among matching interactions by the state header, if any.
 func (s *Stub) choose(matches []*Interaction, r *http.Request) *Interaction {
-	if s.StateHeader == "" || len(matches) == 1 {
+	if len(matches) == 1 {
 		return matches[0]
 	}
-	want := r.Header.Get(s.StateHeader)
+	want := ""
+	if s.StateHeader != "" {
+		want = r.Header.Get(s.StateHeader)
+	}
 	if want == "" {
+		for _, in := range matches { // an exact example beats a matcher
+			if in.Request.Path == r.URL.Path {
+				return in
+			}
+		}
 		return matches[0]
 	}
 	for _, in := range matches {
