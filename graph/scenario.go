@@ -186,10 +186,10 @@ func (s *jsonScanner) unexpected(want string) error {
 func (s *jsonScanner) object(what string, each func(key string, keyOff, keyLine int) error) error {
 	s.ws()
 	if s.pos >= len(s.data) || s.data[s.pos] != '{' {
-		if s.pos < len(s.data) {
+		if s.pos < len(s.data) && strings.IndexByte(`["tfn-0123456789`, s.data[s.pos]) >= 0 {
 			return s.fail(s.pos, "%s must be a JSON object, got %s", what, s.found())
 		}
-		return s.unexpected("an object")
+		return s.unexpected("an object for " + what)
 	}
 	s.pos++
 	s.ws()
