@@ -428,7 +428,9 @@ func (r *release) service(ctx context.Context, wave int, it PlanItem) {
 	started := time.Now()
 	o := r.o
 	fail := func(format string, args ...any) {
-		r.finish(ctx, wave, it, Outcome{Result: Failed, Reason: fmt.Sprintf(format, args...)}, started)
+		// The report names the service and version already.
+		reason := strings.TrimPrefix(fmt.Sprintf(format, args...), it.Service+"@"+it.Version+": ")
+		r.finish(ctx, wave, it, Outcome{Result: Failed, Reason: reason}, started)
 	}
 	// Dependencies: deployed in an earlier wave of this release, or
 	// already serving.

@@ -1,0 +1,735 @@
+package deploy_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/flotilla-ci/flotilla/deploy"
+	"github.com/flotilla-ci/flotilla/deploy/local"
+	"github.com/flotilla-ci/flotilla/deploy/sqlstore"
+	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/mesh"
+)
+
+// artifacts is shared by every test of the run, so each test service is
+// linked once.
+var artifacts string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "flotilla-deploy-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	artifacts = filepath.Join(dir, "bin")
+	code := m.Run()
+	// No process started from a test artifact may outlive the tests.
+	if left := processesUnder(dir); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "orphaned processes after the tests: %v\n", left)
+		for _, pid := range left {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		code = 1
+	}
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func processesUnder(dir string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err == nil && strings.HasPrefix(exe, dir+string(filepath.Separator)) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// cfg is one service's line-up in a test manifest: its deploy env and
+// timeout.
+type cfg struct {
+	env     string // YAML flow mapping body, e.g. "MODE: crash"
+	timeout string // deploy timeout (default 20s)
+}
+
+// manifest writes the test shop's flotilla.yaml: alpha ← bravo ← charlie,
+// and delta on its own, all running testdata/shop/cmd/svc.
+func manifest(over map[string]cfg) string {
+	deps := map[string]string{"alpha-service": "", "bravo-service": "[alpha-service]", "charlie-service": "[bravo-service]", "delta-service": ""}
+	var b strings.Builder
+	b.WriteString("services:\n")
+	for _, name := range []string{"alpha-service", "bravo-service", "charlie-service", "delta-service"} {
+		c := over[name]
+		if c.timeout == "" {
+			c.timeout = "20s"
+		}
+		short := strings.TrimSuffix(name, "-service")
+		fmt.Fprintf(&b, "  %s:\n    paths: [%s]\n    health: /ready\n", name, short)
+		if deps[name] != "" {
+			fmt.Fprintf(&b, "    depends_on: %s\n", deps[name])
+		}
+		fmt.Fprintf(&b, "    deploy: {package: ./cmd/svc, timeout: %s, env: {%s}}\n", c.timeout, c.env)
+		b.WriteString("    smoke:\n      - {name: status, path: /smoke, json_field: status, json_value: ok}\n")
+	}
+	return b.String()
+}
+
+type fixture struct {
+	t      *testing.T
+	root   string
+	target *local.Target
+	mesh   *mesh.Mesh
+	router *local.MeshRouter
+	store  *sqlstore.Store
+	orch   *deploy.Orchestrator
+	events []deploy.Event
+	evMu   sync.Mutex
+}
+
+// newFixture copies the test shop into a temp dir and runs a local target,
+// the mesh and a SQLite history for it.
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS("testdata/shop")); err != nil {
+		t.Fatal(err)
+	}
+	// The copied tree is read-only like its source; make it writable.
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			_ = os.Chmod(p, map[bool]os.FileMode{true: 0o755, false: 0o644}[d.IsDir()])
+		}
+		return nil
+	})
+	f := &fixture{t: t, root: root}
+	f.openTarget()
+	m, err := mesh.New(mesh.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mesh = m
+	f.router = &local.MeshRouter{Mesh: m}
+	f.store, err = sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "history.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		insts, _ := f.target.Status(ctx, "")
+		_ = f.target.Shutdown(ctx)
+		_ = f.mesh.Close(ctx)
+		_ = f.store.Close()
+		for _, in := range insts {
+			if in.PID != 0 && syscall.Kill(in.PID, 0) == nil {
+				t.Errorf("%s@%s pid %d still runs after Shutdown", in.Service, in.Version, in.PID)
+			}
+		}
+	})
+	return f
+}
+
+func (f *fixture) openTarget() {
+	c := local.DefaultConfig(filepath.Join(f.root, ".flotilla"), f.root)
+	c.ArtifactDir = artifacts
+	c.StopTimeout = 5 * time.Second
+	c.Backoff = 20 * time.Millisecond
+	c.MaxRestarts = 2
+	c.ProbeInterval = 20 * time.Millisecond
+	c.Logger = quiet
+	tg, err := local.Open(context.Background(), c)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.target = tg
+}
+
+// load writes the manifest and builds an orchestrator over it.
+func (f *fixture) load(over map[string]cfg, gates ...deploy.Gate) *deploy.Orchestrator {
+	f.t.Helper()
+	file := filepath.Join(f.root, graph.FileName)
+	if err := os.WriteFile(file, []byte(manifest(over)), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	m, _, err := graph.Load(file)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	o, err := deploy.New(deploy.Config{
+		Graph: graph.New(m), Target: f.target, Router: f.router, Store: f.store, Gates: gates,
+		Env: func(service string) map[string]string {
+			return map[string]string{"DATABASE_URL": "test-" + service + ".db"}
+		},
+		Logger: quiet, DrainTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.orch = o
+	return o
+}
+
+func (f *fixture) record(e deploy.Event) {
+	f.evMu.Lock()
+	f.events = append(f.events, e)
+	f.evMu.Unlock()
+}
+
+func (f *fixture) deploy(req deploy.Request) (*deploy.Report, error) {
+	f.t.Helper()
+	if req.Who == "" {
+		req.Who = "tester"
+	}
+	return f.orch.Deploy(context.Background(), req, f.record)
+}
+
+// serving asks a service through its mesh address which version answers.
+func (f *fixture) serving(service string) string {
+	f.t.Helper()
+	addr, err := f.mesh.Addr(service)
+	if err != nil {
+		f.t.Fatalf("mesh address of %s: %v", service, err)
+	}
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		f.t.Fatalf("GET %s: %v", service, err)
+	}
+	defer resp.Body.Close()
+	var body map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 200 {
+		f.t.Fatalf("GET %s = %d, %v", service, resp.StatusCode, err)
+	}
+	return body["version"]
+}
+
+func results(rep *deploy.Report) map[string]string {
+	out := map[string]string{}
+	for _, oc := range rep.Outcomes {
+		out[oc.Service] = string(oc.Result)
+	}
+	return out
+}
+
+func outcome(rep *deploy.Report, service string) deploy.Outcome {
+	for _, oc := range rep.Outcomes {
+		if oc.Service == service {
+			return oc
+		}
+	}
+	return deploy.Outcome{}
+}
+
+func versions(rep *deploy.Report) map[string]string {
+	out := map[string]string{}
+	for _, w := range rep.Plan.Waves {
+		for _, it := range w {
+			out[it.Service] = it.Version
+		}
+	}
+	return out
+}
+
+func pids(t *testing.T, tg *local.Target) map[string]int {
+	t.Helper()
+	insts, err := tg.Status(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, in := range insts {
+		out[in.Service+"@"+in.Version] = in.PID
+	}
+	return out
+}
+
+// hammer calls a service through the mesh until stop is closed and counts
+// the requests that did not get a 200.
+func hammer(addr string, stop <-chan struct{}, failed, total *atomic.Int64) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		resp, err := client.Get("http://" + addr + "/")
+		total.Add(1)
+		if err != nil {
+			failed.Add(1)
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 {
+			failed.Add(1)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestBadVersionsRollBackAutomatically(t *testing.T) {
+	f := newFixture(t)
+	f.load(nil)
+	rep, err := f.deploy(deploy.Request{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"alpha-service": "succeeded", "bravo-service": "succeeded", "charlie-service": "succeeded", "delta-service": "succeeded"}
+	if d := cmp.Diff(want, results(rep)); d != "" {
+		t.Fatalf("first deploy (-want +got):\n%s", d)
+	}
+	var waves [][]string
+	for _, w := range rep.Plan.Waves {
+		var names []string
+		for _, it := range w {
+			names = append(names, it.Service)
+		}
+		waves = append(waves, names)
+	}
+	if d := cmp.Diff([][]string{{"alpha-service", "delta-service"}, {"bravo-service"}, {"charlie-service"}}, waves); d != "" {
+		t.Errorf("waves (-want +got):\n%s", d)
+	}
+	v1 := versions(rep)
+	for svc, v := range v1 {
+		if got := f.serving(svc); got != v {
+			t.Errorf("%s serves %s, want %s", svc, got, v)
+		}
+	}
+	// bravo reaches alpha through the mesh.
+	alphaAddr, _ := f.mesh.Addr("alpha-service")
+	if spec, ok := f.target.Spec("bravo-service", v1["bravo-service"]); !ok || spec.Env["ALPHA_URL"] != "http://"+alphaAddr {
+		t.Errorf("bravo's ALPHA_URL = %q, want the mesh address http://%s", spec.Env["ALPHA_URL"], alphaAddr)
+	}
+
+	tests := []struct {
+		name string
+		cfg  cfg
+		want []string // in the error
+	}{
+		{"readiness never succeeds", cfg{env: "MODE: never-ready", timeout: "1s"}, []string{"not ready in time", "/ready", "503"}},
+		{"crash loop", cfg{env: "MODE: crash"}, []string{"crash loop", "exit status 3", "cannot open the database"}},
+		{"smoke test fails", cfg{env: "MODE: smoke-fail"}, []string{`smoke "status"`, "answered 500, want 200", "broken"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := pids(t, f.target)
+			// bravo gets the bad version; charlie, which depends on it,
+			// changes too and must be skipped; alpha and delta are
+			// unchanged.
+			f.load(map[string]cfg{"bravo-service": tt.cfg, "charlie-service": {env: "REV: '2'"}})
+			bravoAddr, _ := f.mesh.Addr("bravo-service")
+			stop := make(chan struct{})
+			var failed, total atomic.Int64
+			done := make(chan struct{})
+			go func() { hammer(bravoAddr, stop, &failed, &total); close(done) }()
+			rep, err := f.deploy(deploy.Request{All: true})
+			close(stop)
+			<-done
+			if !errors.Is(err, deploy.ErrReleaseFailed) {
+				t.Fatalf("Deploy = %v, want ErrReleaseFailed", err)
+			}
+			for _, w := range append([]string{"bravo-service@"}, tt.want...) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			want := map[string]string{"alpha-service": "unchanged", "bravo-service": "failed", "charlie-service": "skipped", "delta-service": "unchanged"}
+			if d := cmp.Diff(want, results(rep)); d != "" {
+				t.Errorf("outcomes (-want +got):\n%s", d)
+			}
+			if oc := outcome(rep, "charlie-service"); oc.Reason != "its dependency bravo-service failed" {
+				t.Errorf("charlie's outcome = %+v, want skipped because bravo failed", oc)
+			}
+			// The old versions kept serving, untouched.
+			for svc, v := range v1 {
+				if got := f.serving(svc); got != v {
+					t.Errorf("%s serves %s after the failed deploy, want the old %s", svc, got, v)
+				}
+			}
+			if d := cmp.Diff(before, pids(t, f.target)); d != "" {
+				t.Errorf("processes changed (-before +after):\n%s", d)
+			}
+			if failed.Load() > 0 {
+				t.Errorf("%d of %d requests to bravo failed during the deploy", failed.Load(), total.Load())
+			}
+			if w, _ := f.router.Weights(context.Background(), "bravo-service"); !cmp.Equal(w, map[string]int{v1["bravo-service"]: 100}) {
+				t.Errorf("bravo's weights = %v, want only the old version", w)
+			}
+			hist, err := f.store.List(context.Background(), "bravo-service", 1)
+			if err != nil || len(hist) != 1 || hist[0].Result != deploy.Failed || !strings.Contains(hist[0].Reason, tt.want[0]) || hist[0].Who != "tester" {
+				t.Errorf("history of bravo = %+v, %v; want the failure with its reason", hist, err)
+			}
+		})
+	}
+}
+
+func TestPlansDeployOnlyWhatIsAsked(t *testing.T) {
+	f := newFixture(t)
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.email=t@example.com", "-c", "user.name=t"}, args...)...)
+		cmd.Dir = f.root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	o := f.load(nil)
+	git("init", "-q", "-b", "main")
+	git("add", ".")
+	git("commit", "-q", "-m", "shop")
+	ctx := context.Background()
+
+	// A dependent's dependency that is not deployed is refused.
+	rep, err := f.deploy(deploy.Request{Services: []string{"bravo-service"}})
+	if !errors.Is(err, deploy.ErrReleaseFailed) || !strings.Contains(err.Error(), "its dependency alpha-service is not deployed; deploy it first") {
+		t.Errorf("deploying bravo alone = %v, want its missing dependency named", err)
+	}
+	if rep == nil || results(rep)["bravo-service"] != "failed" {
+		t.Errorf("report = %+v", rep)
+	}
+
+	if _, err := f.deploy(deploy.Request{All: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.root, "charlie", "README"), []byte("changed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.root, "alpha", "main_extra.go.txt"), []byte("new file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		req  deploy.Request
+		want [][]string
+	}{
+		{"changed since HEAD", deploy.Request{Changed: true, Base: "HEAD"}, [][]string{{"alpha-service"}, {"charlie-service"}}},
+		{"named, in any order", deploy.Request{Services: []string{"charlie-service", "alpha-service"}}, [][]string{{"alpha-service"}, {"charlie-service"}}},
+		{"a dependent waits for its dependency's wave", deploy.Request{Services: []string{"charlie-service", "bravo-service", "delta-service"}}, [][]string{{"bravo-service", "delta-service"}, {"charlie-service"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plan, err := o.Plan(ctx, tt.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got [][]string
+			for _, w := range plan.Waves {
+				var names []string
+				for _, it := range w {
+					names = append(names, it.Service)
+				}
+				got = append(got, names)
+			}
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("plan (-want +got):\n%s", d)
+			}
+		})
+	}
+
+	f.events = nil
+	before := pids(t, f.target)
+	rep, err = f.deploy(deploy.Request{Changed: true, Base: "HEAD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string]string{"alpha-service": "succeeded", "charlie-service": "succeeded"}, results(rep)); d != "" {
+		t.Errorf("changed deploy (-want +got):\n%s", d)
+	}
+	after := pids(t, f.target)
+	for _, svc := range []string{"bravo-service", "delta-service"} {
+		for k, pid := range before {
+			if strings.HasPrefix(k, svc+"@") && after[k] != pid {
+				t.Errorf("%s was disturbed: %s pid %d → %d", svc, k, pid, after[k])
+			}
+		}
+	}
+	// charlie starts only after alpha is done.
+	alphaDone, charlieStart := -1, -1
+	for i, e := range f.events {
+		if e.Service == "alpha-service" && e.Step == deploy.StepDone {
+			alphaDone = i
+		}
+		if e.Service == "charlie-service" && e.Step == deploy.StepStart {
+			charlieStart = i
+		}
+	}
+	if alphaDone < 0 || charlieStart < alphaDone {
+		t.Errorf("events: alpha done at %d, charlie started at %d; want charlie after alpha", alphaDone, charlieStart)
+	}
+	// Deploying again changes nothing: nothing is rebuilt or restarted.
+	rep, err = f.deploy(deploy.Request{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, oc := range rep.Outcomes {
+		if oc.Result != deploy.Unchanged {
+			t.Errorf("redeploying the same tree: %s %s, want unchanged", oc.Service, oc.Result)
+		}
+	}
+	if d := cmp.Diff(after, pids(t, f.target)); d != "" {
+		t.Errorf("an unchanged deploy touched processes (-before +after):\n%s", d)
+	}
+	hist, err := f.orch.History(ctx, "alpha-service", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 2 || hist[0].Version != versions(rep)["alpha-service"] || hist[0].Previous != hist[1].Version || hist[0].Result != deploy.Succeeded {
+		t.Errorf("alpha's history = %+v, want two successes, the newest replacing the first", hist)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	f := newFixture(t)
+	o := f.load(nil)
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		req  deploy.Request
+		want string
+	}{
+		{"unknown service", deploy.Request{Services: []string{"alpah-service"}}, `unknown service "alpah-service" (did you mean alpha-service?)`},
+		{"nothing named", deploy.Request{}, "nothing to deploy"},
+		{"two ways", deploy.Request{All: true, Services: []string{"alpha-service"}}, "not more than one"},
+		{"changed without base", deploy.Request{Changed: true}, "--changed needs --base"},
+		{"bad on-failure", deploy.Request{All: true, OnFailure: "pray"}, `on-failure "pray"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := o.Deploy(ctx, tt.req, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Deploy = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+	t.Run("a service that does not build", func(t *testing.T) {
+		file := filepath.Join(f.root, graph.FileName)
+		body := strings.Replace(manifest(nil), "package: ./cmd/svc, timeout: 20s, env: {}}\n    smoke:\n      - {name: status, path: /smoke, json_field: status, json_value: ok}\n  bravo", "package: ./cmd/broken, timeout: 20s, env: {}}\n  bravo", 1)
+		if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m, _, err := graph.Load(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := deploy.New(deploy.Config{Graph: graph.New(m), Target: f.target, Router: f.router, Store: f.store, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := o.Deploy(ctx, deploy.Request{Services: []string{"alpha-service"}}, nil)
+		if !errors.Is(err, deploy.ErrReleaseFailed) || !strings.Contains(err.Error(), "undefined: undefinedFunction") {
+			t.Errorf("Deploy = %v, want the compiler's error", err)
+		}
+		if rep == nil || results(rep)["alpha-service"] != "failed" {
+			t.Errorf("report = %+v", rep)
+		}
+	})
+}
+
+func TestGatesAndBusy(t *testing.T) {
+	f := newFixture(t)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	hold := deploy.GateFunc{GateName: "hold", Fn: func(ctx context.Context, req deploy.GateRequest) (deploy.GateResult, error) {
+		if req.Service == "delta-service" {
+			once.Do(func() { close(entered) })
+			<-release
+		}
+		return deploy.GateResult{Pass: true}, nil
+	}}
+	closed := deploy.GateFunc{GateName: "can-i-deploy", Fn: func(ctx context.Context, req deploy.GateRequest) (deploy.GateResult, error) {
+		if req.Service == "alpha-service" {
+			return deploy.GateResult{Pass: false, Reason: "no verified pact between bravo-service and alpha-service " + req.Version + " in " + req.Environment}, nil
+		}
+		return deploy.GateResult{Pass: true}, nil
+	}}
+	o := f.load(nil, hold, closed)
+	ctx := context.Background()
+	type res struct {
+		rep *deploy.Report
+		err error
+	}
+	first := make(chan res, 1)
+	go func() {
+		rep, err := o.Deploy(ctx, deploy.Request{Services: []string{"alpha-service", "delta-service"}, Environment: "local", Who: "alice"}, nil)
+		first <- res{rep, err}
+	}()
+	<-entered
+	_, err := o.Deploy(ctx, deploy.Request{All: true, Who: "bob"}, nil)
+	var busy *deploy.BusyError
+	if !errors.As(err, &busy) || !errors.Is(err, deploy.ErrBusy) || !strings.Contains(err.Error(), "(alpha-service, delta-service), started by alice") {
+		t.Errorf("a second deploy = %v, want a BusyError naming the running release", err)
+	}
+	if run := o.Running(); run == nil || run.Who != "alice" {
+		t.Errorf("Running = %+v, want alice's release", run)
+	}
+	close(release)
+	r := <-first
+	if !errors.Is(r.err, deploy.ErrReleaseFailed) || !strings.Contains(r.err.Error(), "gate can-i-deploy is closed: no verified pact between bravo-service and alpha-service") || !strings.Contains(r.err.Error(), " in local") {
+		t.Errorf("first deploy = %v, want the closed gate's reason", r.err)
+	}
+	if d := cmp.Diff(map[string]string{"alpha-service": "failed", "delta-service": "succeeded"}, results(r.rep)); d != "" {
+		t.Errorf("outcomes (-want +got):\n%s", d)
+	}
+	if o.Running() != nil {
+		t.Error("Running after the release ended, want nil")
+	}
+}
+
+func TestRollbackReleaseAndRollback(t *testing.T) {
+	f := newFixture(t)
+	f.load(nil)
+	ctx := context.Background()
+	rep, err := f.deploy(deploy.Request{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := versions(rep)
+	// alpha gets a good new version (wave 1), bravo a bad one (wave 2),
+	// charlie a good one (wave 3): the whole release goes back.
+	f.load(map[string]cfg{"alpha-service": {env: "REV: '2'"}, "bravo-service": {env: "MODE: smoke-fail"}, "charlie-service": {env: "REV: '2'"}})
+	rep, err = f.deploy(deploy.Request{All: true, OnFailure: deploy.RollbackRelease})
+	if !errors.Is(err, deploy.ErrReleaseFailed) {
+		t.Fatalf("Deploy = %v, want ErrReleaseFailed", err)
+	}
+	want := map[string]string{"alpha-service": "rolled-back", "bravo-service": "failed", "charlie-service": "skipped", "delta-service": "unchanged"}
+	if d := cmp.Diff(want, results(rep)); d != "" {
+		t.Errorf("outcomes (-want +got):\n%s", d)
+	}
+	for svc, v := range v1 {
+		if got := f.serving(svc); got != v {
+			t.Errorf("%s serves %s after the release rollback, want %s", svc, got, v)
+		}
+	}
+	if st, _ := f.target.Status(ctx, "alpha-service"); len(st) != 1 || st[0].Version != v1["alpha-service"] {
+		t.Errorf("alpha's instances = %+v, want only %s", st, v1["alpha-service"])
+	}
+
+	// A good alpha, then `flotilla rollback alpha-service`.
+	f.load(map[string]cfg{"alpha-service": {env: "REV: '2'"}})
+	rep, err = f.deploy(deploy.Request{Services: []string{"alpha-service"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := versions(rep)["alpha-service"]
+	if got := f.serving("alpha-service"); got != v2 {
+		t.Fatalf("alpha serves %s, want %s", got, v2)
+	}
+	rb, err := f.orch.Rollback(ctx, deploy.RollbackRequest{Service: "alpha-service", Who: "carol"}, f.record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb.Outcomes[0].Version != v1["alpha-service"] || rb.Outcomes[0].Previous != v2 {
+		t.Errorf("rollback outcome = %+v, want %s replacing %s", rb.Outcomes[0], v1["alpha-service"], v2)
+	}
+	if got := f.serving("alpha-service"); got != v1["alpha-service"] {
+		t.Errorf("alpha serves %s after rollback, want %s", got, v1["alpha-service"])
+	}
+	cur, err := f.store.Current(ctx, "alpha-service")
+	if err != nil || cur.Version != v1["alpha-service"] || cur.Action != deploy.RecordRollback || cur.Who != "carol" {
+		t.Errorf("current record = %+v, %v; want carol's rollback to %s", cur, err, v1["alpha-service"])
+	}
+	// Rolling forward again by version.
+	if _, err := f.orch.Rollback(ctx, deploy.RollbackRequest{Service: "alpha-service", To: v2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.serving("alpha-service"); got != v2 {
+		t.Errorf("alpha serves %s after --to %s", got, v2)
+	}
+	for _, tt := range []struct {
+		name string
+		req  deploy.RollbackRequest
+		want string
+	}{
+		{"unknown service", deploy.RollbackRequest{Service: "zulu-service"}, `unknown service "zulu-service"`},
+		{"unknown version", deploy.RollbackRequest{Service: "alpha-service", To: "feedfacecafe"}, "no successful deployment of it"},
+		{"current version", deploy.RollbackRequest{Service: "alpha-service", To: v2}, "already serves"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := f.orch.Rollback(ctx, tt.req, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Rollback = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRestoreAfterControlPlaneRestart(t *testing.T) {
+	f := newFixture(t)
+	f.load(nil)
+	ctx := context.Background()
+	rep, err := f.deploy(deploy.Request{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := pids(t, f.target)
+	// The control plane goes away: the target detaches, the mesh closes.
+	if err := f.target.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.mesh.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.openTarget()
+	m, err := mesh.New(mesh.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mesh, f.router = m, &local.MeshRouter{Mesh: m}
+	o := f.load(nil)
+	if err := o.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(before, pids(t, f.target)); d != "" {
+		t.Errorf("the instances were not adopted as they ran (-before +after):\n%s", d)
+	}
+	for svc, v := range versions(rep) {
+		if got := f.serving(svc); got != v {
+			t.Errorf("%s serves %s after the restart, want %s", svc, got, v)
+		}
+	}
+	st, err := o.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st {
+		if s.Health != "ready" || s.Stable != versions(rep)[s.Service] || s.Since.IsZero() {
+			t.Errorf("status of %s = %+v, want ready on %s with a since", s.Service, s, versions(rep)[s.Service])
+		}
+	}
+	// And the next deploy finds everything unchanged.
+	rep, err = f.deploy(deploy.Request{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, oc := range rep.Outcomes {
+		if oc.Result != deploy.Unchanged {
+			t.Errorf("after restart: %s %s, want unchanged", oc.Service, oc.Result)
+		}
+	}
+}
