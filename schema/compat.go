@@ -49,7 +49,7 @@ func (i Incompatibility) String() string {
 // aliases, an enum default on the reader admits unknown writer symbols, and
 // logical types are ignored.
 func ReaderCanRead(reader, writer *Schema) []Incompatibility {
-	c := checker{memo: map[pair]*memoEntry{}}
+	c := checker{memo: map[pair]*memoEntry{}, fields: map[*avro.RecordSchema]map[string]*avro.Field{}}
 	out := c.check(reader.avro, writer.avro)
 	for i := range out {
 		if out[i].Location == "" {
@@ -67,7 +67,8 @@ type memoEntry struct {
 }
 
 type checker struct {
-	memo map[pair]*memoEntry
+	memo   map[pair]*memoEntry
+	fields map[*avro.RecordSchema]map[string]*avro.Field // writer fields by name
 }
 
 func prefix(p string, in []Incompatibility) []Incompatibility {
@@ -143,15 +144,16 @@ func (c *checker) calc(reader, writer avro.Schema) []Incompatibility {
 			w := writer.(*avro.RecordSchema)
 			out := checkNames(r, w)
 			for i, rf := range r.Fields() {
-				wf := lookupField(w, rf)
-				p := "/fields/" + strconv.Itoa(i)
+				wf := c.lookupField(w, rf)
 				if wf == nil {
 					if !rf.HasDefault() {
-						out = append(out, Incompatibility{Reason: ReaderFieldMissingDefaultValue, Location: p, Detail: rf.Name()})
+						out = append(out, Incompatibility{Reason: ReaderFieldMissingDefaultValue, Location: "/fields/" + strconv.Itoa(i), Detail: rf.Name()})
 					}
 					continue
 				}
-				out = append(out, prefix(p+"/type", c.check(rf.Type(), wf.Type()))...)
+				if sub := c.check(rf.Type(), wf.Type()); len(sub) > 0 {
+					out = append(out, prefix("/fields/"+strconv.Itoa(i)+"/type", sub)...)
+				}
 			}
 			return out
 		case *avro.UnionSchema:
@@ -219,17 +221,21 @@ func checkNames(r, w avro.NamedSchema) []Incompatibility {
 
 // lookupField finds the writer field the reader field reads: by name, then
 // by the reader field's aliases.
-func lookupField(w *avro.RecordSchema, rf *avro.Field) *avro.Field {
-	for _, wf := range w.Fields() {
-		if wf.Name() == rf.Name() {
-			return wf
+func (c *checker) lookupField(w *avro.RecordSchema, rf *avro.Field) *avro.Field {
+	byName, ok := c.fields[w]
+	if !ok {
+		byName = make(map[string]*avro.Field, len(w.Fields()))
+		for _, wf := range w.Fields() {
+			byName[wf.Name()] = wf
 		}
+		c.fields[w] = byName
+	}
+	if wf, ok := byName[rf.Name()]; ok {
+		return wf
 	}
 	for _, a := range rf.Aliases() {
-		for _, wf := range w.Fields() {
-			if wf.Name() == a {
-				return wf
-			}
+		if wf, ok := byName[a]; ok {
+			return wf
 		}
 	}
 	return nil
