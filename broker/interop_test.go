@@ -1,0 +1,184 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flotilla-ci/flotilla/broker"
+	"github.com/flotilla-ci/flotilla/internal/testenv"
+)
+
+// pactCLI runs the real pact CLI.
+func pactCLI(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	bin := testenv.Binary(t, testenv.Pact)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "PACT_DO_NOT_TRACK=true")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &ee):
+		return ee.ExitCode(), string(out)
+	}
+	t.Fatalf("pact %v: %v\n%s", args, err, out)
+	return 0, ""
+}
+
+// helloProvider answers GET /hello as web's pacts expect, and nothing else.
+func helloProvider(t *testing.T) (host, port string) {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /_pact/state", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("GET /hello", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"greeting":"hi"}`))
+	})
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	host, port, _ = net.SplitHostPort(strings.TrimPrefix(hs.URL, "http://"))
+	return host, port
+}
+
+func writePact(t *testing.T, dir, content string) string {
+	t.Helper()
+	d := filepath.Join(t.TempDir(), dir)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d, "web-api.json"), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestPactCLIInterop drives flotilla's broker with the real pact CLI:
+// publish, create-environment, the verifier with selectors, pending, WIP,
+// branch and publication, the legacy latest-pacts path, record-deployment
+// and can-i-deploy, checking the outcomes in the broker.
+func TestPactCLIInterop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("interop: runs the real pact CLI")
+	}
+	testenv.Binary(t, testenv.Pact)
+	cfg := broker.DefaultConfig()
+	cfg.Tokens = []broker.Token{{Value: "ci-write-token", Write: true}}
+	url, store := newBroker(t, cfg)
+	ctx := context.Background()
+	auth := []string{"-b", url, "-k", "ci-write-token"}
+	must := func(what string, code int, out string, wantCode int, wants ...string) {
+		t.Helper()
+		if code != wantCode {
+			t.Fatalf("%s: exit %d, want %d\n%s", what, code, wantCode, out)
+		}
+		for _, w := range wants {
+			if !strings.Contains(out, w) {
+				t.Fatalf("%s: output lacks %q\n%s", what, w, out)
+			}
+		}
+	}
+
+	// Writes without the token are refused.
+	code, out := pactCLI(t, "broker", "publish", writePact(t, "v1", helloPact), "-b", url, "-a", "w1", "--branch", "main")
+	if code == 0 {
+		t.Fatalf("publish without a token succeeded:\n%s", out)
+	}
+	code, out = pactCLI(t, append([]string{"broker", "publish", writePact(t, "v1", helloPact), "-a", "w1", "--branch", "main"}, auth...)...)
+	must("publish w1", code, out, 0, "Created web version w1 with branch main")
+
+	code, out = pactCLI(t, append([]string{"broker", "create-environment", "--name", "staging", "--display-name", "Staging"}, auth...)...)
+	must("create-environment", code, out, 0, "Created staging environment")
+	if e, err := store.Environment(ctx, "staging"); err != nil || e.DisplayName != "Staging" {
+		t.Fatalf("staging environment: %+v %v", e, err)
+	}
+
+	host, port := helloProvider(t)
+	verify := func(providerVersion string, extra ...string) (int, string) {
+		args := append([]string{"verifier", "--broker-url", url, "--token", "ci-write-token", "--provider-name", "api",
+			"--hostname", host, "--port", port, "--state-change-url", "http://" + host + ":" + port + "/_pact/state",
+			"--publish", "--provider-version", providerVersion, "--provider-branch", "main", "--retries", "0"}, extra...)
+		return pactCLI(t, args...)
+	}
+	selectors := []string{"--consumer-version-selectors", `{"mainBranch":true}`, "--consumer-version-selectors", `{"deployedOrReleased":true}`,
+		"--enable-pending", "--include-wip-pacts-since", "2020-01-01"}
+
+	code, out = verify("a1", selectors...)
+	must("verify a1", code, out, 0, "a greeting")
+	v1, err := store.PactForConsumerVersion(ctx, "api", "web", "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := broker.ParseMatrixQuery("q[][pacticipant]=api&q[][version]=a1&latestby=cvpv")
+	res, err := store.Matrix(ctx, m)
+	if err != nil || len(res.Rows) != 1 || res.Rows[0].Verification == nil || !res.Rows[0].Verification.Success || res.Rows[0].PactSHA != v1.SHA {
+		t.Fatalf("a1's verification of w1 is not recorded as a success: %+v %v", res, err)
+	}
+	if v, err := store.Version(ctx, "api", "a1"); err != nil || len(v.Branches) != 1 || v.Branches[0] != "main" {
+		t.Fatalf("--provider-branch did not put a1 on main: %+v %v", v, err)
+	}
+
+	// A feature-branch pact the provider does not satisfy: it is WIP and
+	// pending, so verification fails without failing the build, and the
+	// failure is published.
+	feature := strings.Replace(helloPact, `"path":"/hello"`, `"path":"/goodbye"`, 1)
+	code, out = pactCLI(t, append([]string{"broker", "publish", writePact(t, "v2", feature), "-a", "w2", "--branch", "feat-goodbye"}, auth...)...)
+	must("publish w2", code, out, 0)
+	code, out = verify("a2", selectors...)
+	must("verify a2 (WIP)", code, out, 0, "work in progress", "pending")
+	w2, _ := store.PactForConsumerVersion(ctx, "api", "web", "w2")
+	m, _ = broker.ParseMatrixQuery("q[][pacticipant]=web&q[][version]=w2&latestby=cvpv")
+	res, _ = store.Matrix(ctx, m)
+	if len(res.Rows) != 1 || res.Rows[0].Verification == nil || res.Rows[0].Verification.Success || res.Rows[0].PactSHA != w2.SHA {
+		t.Fatalf("the failed WIP verification of w2 is not recorded: %+v", res)
+	}
+
+	// Without selectors the verifier uses the legacy latest-pacts relation:
+	// the latest pact is w2's, which a3 fails, and nothing is pending.
+	code, out = verify("a3")
+	must("verify a3 (latest pacts)", code, out, 1, "There were 1 pact failures")
+
+	code, out = pactCLI(t, append([]string{"broker", "record-deployment", "--pacticipant", "web", "--version", "w1", "--environment", "staging"}, auth...)...)
+	must("record-deployment web", code, out, 0, "Recorded deployment of web version w1 to staging")
+	code, out = pactCLI(t, append([]string{"broker", "record-deployment", "--pacticipant", "api", "--version", "a2", "--environment", "staging"}, auth...)...)
+	must("record-deployment api", code, out, 0)
+	code, out = pactCLI(t, append([]string{"broker", "record-deployment", "--pacticipant", "api", "--version", "a2", "--environment", "mars"}, auth...)...)
+	must("record-deployment to an unknown environment", code, out, 1, "mars")
+	if ds, _ := store.CurrentDeployments(ctx, "staging", ""); len(ds) != 2 {
+		t.Fatalf("staging has %d deployments, want 2", len(ds))
+	}
+
+	// a2 verified w1 (main) and failed w2 (feature): w1 may go to staging
+	// with a2 there, w2 may not; api a3 failed w2 but w2 is not deployed.
+	code, out = pactCLI(t, append([]string{"broker", "can-i-deploy", "--pacticipant", "web", "--version", "w1", "--to-environment", "staging", "--retries", "0"}, auth...)...)
+	must("can-i-deploy web w1", code, out, 0, "Computer says yes")
+	code, out = pactCLI(t, append([]string{"broker", "can-i-deploy", "--pacticipant", "web", "--version", "w2", "--to-environment", "staging", "--retries", "0"}, auth...)...)
+	must("can-i-deploy web w2", code, out, 1, "Computer says no", "The verification for the pact between version w2 of web and version a2 of api failed")
+	code, out = pactCLI(t, append([]string{"broker", "can-i-deploy", "--pacticipant", "api", "--version", "a1", "--to-environment", "staging", "--retries", "0"}, auth...)...)
+	must("can-i-deploy api a1", code, out, 0, "Computer says yes")
+	code, out = pactCLI(t, append([]string{"broker", "can-i-deploy", "--pacticipant", "web", "--version", "w2", "--to-environment", "staging", "-o", "json", "--retries", "0"}, auth...)...)
+	var js struct {
+		Summary struct {
+			Deployable *bool `json:"deployable"`
+			Failed     int   `json:"failed"`
+		} `json:"summary"`
+	}
+	if i := strings.Index(out, "{"); i >= 0 {
+		_ = json.Unmarshal([]byte(out[i:]), &js)
+	}
+	if js.Summary.Deployable == nil || *js.Summary.Deployable || js.Summary.Failed != 1 {
+		t.Fatalf("can-i-deploy -o json: %s", out)
+	}
+}
