@@ -35,6 +35,7 @@ func ParseScenarioJSON(file, root string, data []byte) (*Manifest, []Warning, er
 		}
 		m.Services = []*Service{}
 		seen := []int{} // by symbol: the line a service is defined on
+		var slab []Service
 		return sc.object("services", func(name string, nameOff, line int) error {
 			if err := checkName(name); err != nil {
 				return sc.fail(nameOff, "services: service name %v", err)
@@ -47,7 +48,13 @@ func ParseScenarioJSON(file, root string, data []byte) (*Manifest, []Warning, er
 				return sc.fail(nameOff, "services.%s: is defined twice (first on line %d)", name, prev)
 			}
 			seen[sym] = line
-			s := &Service{Name: name, Line: line, sym: sym}
+			// Services come from slabs: one allocation per 256, not one each.
+			if len(slab) == 0 {
+				slab = make([]Service, 256)
+			}
+			s := &slab[0]
+			slab = slab[1:]
+			s.Name, s.Line, s.sym = name, line, sym
 			var sawDeps, sawCons bool
 			err := sc.object("services."+name, func(field string, fieldOff, _ int) error {
 				var list *[]string
