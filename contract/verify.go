@@ -68,6 +68,8 @@ type Verifier struct {
 	Client            *http.Client
 	Publisher         ResultPublisher
 	Timeout           time.Duration // per request; default 30s
+	// NoStateTeardown skips the teardown call after each interaction.
+	NoStateTeardown bool
 }
 
 // Report is the outcome of a verification.
@@ -196,6 +198,9 @@ func (v *Verifier) verifyInteraction(ctx context.Context, in *Interaction) (res 
 	defer func() { res.Duration = float64(time.Since(start).Microseconds()) / 1000 }()
 	values, err := v.setStates(ctx, in.States, true)
 	defer func() {
+		if v.NoStateTeardown {
+			return
+		}
 		if _, err := v.setStates(ctx, in.States, false); err != nil && res.Error == "" {
 			res.Error = err.Error()
 		}

@@ -81,6 +81,7 @@ dependency order with canaries, and traces every request across services.`,
 		a.affectedCmd(),
 		a.registryCmd(),
 		a.schemaCmd(),
+		a.contractCmd(),
 	)
 	return root
 }

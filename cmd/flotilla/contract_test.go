@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var updateContract = flag.Bool("update-contract", false, "rewrite the contract command's golden files")
+
+func contractGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", "contract", name)
+	if *updateContract {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update-contract)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Fatalf("%s differs (-want +got):\n%s", path, diff)
+	}
+}
+
+// orderProvider is a real HTTP provider with a state-change endpoint.
+func orderProvider(t *testing.T, broken bool) (*httptest.Server, *[]string) {
+	var mu sync.Mutex
+	var states []string
+	orders := map[string]bool{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /_pact/state", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			State  string         `json:"state"`
+			Params map[string]any `json:"params"`
+			Action string         `json:"action"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		states = append(states, body.Action+": "+body.State)
+		if body.State == "an order exists" {
+			orders[fmt.Sprint(body.Params["id"])] = body.Action == "setup"
+		}
+	})
+	mux.HandleFunc("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ok := orders[r.PathValue("id")]
+		mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		price := "12.25"
+		if broken {
+			price = `"12.25"`
+		}
+		fmt.Fprintf(w, `{"id":%s,"items":[{"sku":"B2","price":%s},{"sku":"C3","price":1.5}],"total":13.75,"currency":"EUR"}`, r.PathValue("id"), price)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv, &states
+}
+
+func TestContractVerify(t *testing.T) {
+	good, states := orderProvider(t, false)
+	code, out, errOut := runCLI(t, "contract", "verify", "--pact", "testdata/contract/pacts", "--provider-name", "order",
+		"--provider-base-url", good.URL, "--state-change-url", good.URL+"/_pact/state")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	contractGolden(t, "verify-ok.txt", out)
+	if diff := cmp.Diff([]string{"setup: an order exists", "teardown: an order exists"}, *states); diff != "" {
+		t.Fatalf("state calls (-want +got):\n%s", diff)
+	}
+
+	bad, _ := orderProvider(t, true)
+	code, out, _ = runCLI(t, "contract", "verify", "--pact", "testdata/contract/pacts/web-order.json",
+		"--provider-base-url", bad.URL, "--state-change-url", bad.URL+"/_pact/state")
+	if code != 1 {
+		t.Fatalf("broken provider: exit %d\n%s", code, out)
+	}
+	contractGolden(t, "verify-mismatch.txt", out)
+
+	code, out, _ = runCLI(t, "contract", "verify", "--pact", "testdata/contract/pacts", "-o", "json",
+		"--provider-base-url", bad.URL, "--state-change-url", bad.URL+"/_pact/state", "--filter-description", "^a request for an order$")
+	var rep struct {
+		Pacts []struct {
+			Interactions []struct {
+				Description string `json:"description"`
+				Mismatches  []struct {
+					Attribute, Identifier, Expected, Actual string
+				} `json:"mismatches"`
+			} `json:"interactions"`
+		} `json:"pacts"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 {
+		t.Fatalf("json: exit %d, %v\n%s", code, err, out)
+	}
+	if len(rep.Pacts) != 1 || len(rep.Pacts[0].Interactions) != 1 || rep.Pacts[0].Interactions[0].Mismatches[0].Identifier != "$.items[0].price" {
+		t.Fatalf("json report: %s", out)
+	}
+
+	code, out, _ = runCLI(t, "contract", "verify", "--pact", "testdata/contract/pacts", "-o", "junit",
+		"--provider-base-url", bad.URL, "--state-change-url", bad.URL+"/_pact/state")
+	if code != 1 || !strings.Contains(out, `<testsuite name="web -&gt; order" tests="2" failures="1">`) ||
+		!strings.Contains(out, `<failure message="body $.items[0].price: expected a decimal number (matcher decimal), got &#34;12.25&#34;">`) {
+		t.Fatalf("junit: exit %d\n%s", code, out)
+	}
+}
+
+func TestContractVerifyBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no pacts", []string{"contract", "verify", "--provider-base-url", "http://127.0.0.1:1"}, "no pacts: give --pact"},
+		{"bad pact", []string{"contract", "verify", "--pact", "testdata/contract/bad/broken.json", "--provider-base-url", "http://127.0.0.1:1"},
+			`testdata/contract/bad/broken.json: interactions[0] ("x").response.matchingRules.body["$.a"].matchers[0].regex: invalid regex "(["`},
+		{"missing file", []string{"contract", "verify", "--pact", "testdata/contract/nope.json"}, "testdata/contract/nope.json: no such file"},
+		{"bad output", []string{"contract", "verify", "--pact", "testdata/contract/pacts", "-o", "xml"}, `-o "xml": want text, json or junit`},
+		{"bad header", []string{"contract", "verify", "--pact", "testdata/contract/pacts", "-H", "novalue"}, `--header "novalue": want KEY=VALUE`},
+		{"bad filter", []string{"contract", "verify", "--pact", "testdata/contract/pacts", "--filter-state", "(["}, `--filter-state: error parsing regexp`},
+		{"no pacts for provider", []string{"contract", "verify", "--pact", "testdata/contract/pacts", "--provider-name", "payment"}, `no pacts found for provider "payment"`},
+		{"stub without pacts", []string{"contract", "stub"}, "no pacts"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, tc.args...)
+			if code != 2 || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+				t.Fatalf("exit %d, stderr %q, stdout %q; want exit 2 and one line with %q", code, errOut, out, tc.want)
+			}
+		})
+	}
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+func TestContractStub(t *testing.T) {
+	port := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"contract", "stub", "--pact", "testdata/contract/pacts", "--port", port}, strings.NewReader(""), io.Discard, io.Discard)
+	}()
+	base := "http://127.0.0.1:" + port
+	var resp *http.Response
+	var err error
+	for range 100 {
+		req, _ := http.NewRequest("GET", base+"/orders/7", nil)
+		req.Header.Set("Accept", "application/json")
+		if resp, err = http.DefaultClient.Do(req); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != `{"id":7,"items":[{"price":9.5,"sku":"A1"}],"total":9.5}` {
+		t.Fatalf("stub: %d %s", resp.StatusCode, b)
+	}
+	resp, err = http.Get(base + "/orders/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 404 || !strings.Contains(string(b), `"nearest"`) {
+		t.Fatalf("non-matching: %d %s", resp.StatusCode, b)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("stub exit %d", code)
+	}
+}
+
+func TestContractCoverage(t *testing.T) {
+	dir := t.TempDir()
+	manifest := filepath.Join(dir, "flotilla.yaml")
+	if err := os.WriteFile(manifest, []byte(`services:
+  web:
+    paths: [web]
+    depends_on: [order, user]
+  order:
+    paths: [order]
+    depends_on: [user]
+    publishes: [OrderCreated]
+  user:
+    paths: [user]
+  mailer:
+    paths: [mailer]
+    subscribes: [OrderCreated]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pacts := filepath.Join(dir, "pacts")
+	if err := os.MkdirAll(pacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(pacts, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	httpPact := func(c, p string) string {
+		return `{"consumer":{"name":"` + c + `"},"provider":{"name":"` + p + `"},"metadata":{"pactSpecification":{"version":"4.0"}},
+			"interactions":[{"type":"Synchronous/HTTP","description":"d","request":{"method":"GET","path":"/"},"response":{"status":200}}]}`
+	}
+	write("web-order.json", httpPact("web", "order"))
+	write("user-web.json", httpPact("user", "web")) // backwards: not declared
+	code, out, errOut := runCLI(t, "-f", manifest, "contract", "coverage")
+	if code != 1 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	out = strings.ReplaceAll(out, dir, "DIR")
+	contractGolden(t, "coverage-missing.txt", out)
+
+	write("web-user.json", httpPact("web", "user"))
+	write("order-user.json", httpPact("order", "user"))
+	write("mailer-order.json", `{"consumer":{"name":"mailer"},"provider":{"name":"order"},"metadata":{"pactSpecification":{"version":"4.0"}},
+		"interactions":[{"type":"Asynchronous/Messages","description":"an OrderCreated event","contents":{"contentType":"application/json","content":{"id":1}}}]}`)
+	if err := os.Remove(filepath.Join(pacts, "user-web.json")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCLI(t, "-f", manifest, "contract", "coverage")
+	if code != 0 {
+		t.Fatalf("full coverage: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "contract coverage: 4 of 4 edges (100%), 0 undeclared pact(s)") {
+		t.Fatalf("full coverage:\n%s", out)
+	}
+}
