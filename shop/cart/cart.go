@@ -1,0 +1,296 @@
+// Package cart is cart-service: one cart per user; add, update and remove
+// items, each validated with product-service (the SKU exists, is on sale,
+// and its current price), and totals. It publishes no events.
+//
+// API (bearer token required; a user reaches only their own cart, an admin
+// any cart through /carts/{userId}):
+//
+//	GET    /carts/me[?refresh=true]   the cart; refresh re-prices every line with product-service
+//	POST   /carts/me/items            {sku, quantity} adds to the line
+//	PUT    /carts/me/items/{sku}      {quantity} sets the line (0 removes it)
+//	DELETE /carts/me/items/{sku}
+//	DELETE /carts/me                  empties the cart
+//	GET    /carts/{userId}
+package cart
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"io/fs"
+	"net/http"
+	"time"
+
+	"github.com/flotilla-ci/flotilla/internal/sqldb"
+	"github.com/flotilla-ci/flotilla/shop/kit"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Service is the service's name in flotilla.yaml.
+const Service = "cart-service"
+
+// Deps are the synchronous dependencies (short names).
+var Deps = []string{"user", "product"}
+
+// MaxQuantity bounds one line.
+const MaxQuantity = 1000
+
+// Config is cart-service's configuration.
+type Config struct {
+	Kit kit.Config
+}
+
+// Main runs cart-service.
+type Main struct {
+	Config   Config
+	app      *kit.App
+	products *kit.Client
+}
+
+// Line is one cart line.
+type Line struct {
+	SKU       string `json:"sku"`
+	Name      string `json:"name"`
+	Quantity  int64  `json:"quantity"`
+	UnitPrice int64  `json:"unitPrice"`
+	LineTotal int64  `json:"lineTotal"`
+}
+
+// Cart is a user's cart.
+type Cart struct {
+	UserID   string `json:"userId"`
+	Items    []Line `json:"items"`
+	Total    int64  `json:"total"`
+	Currency string `json:"currency,omitempty"`
+}
+
+// Start opens everything and serves.
+func (m *Main) Start(ctx context.Context) error {
+	mig, _ := fs.Sub(migrationFS, "migrations")
+	app, err := kit.Start(ctx, m.Config.Kit, mig, nil)
+	if err != nil {
+		return err
+	}
+	m.app = app
+	m.products = kit.NewClient("product-service", m.Config.Kit.Deps["product"])
+	v := kit.NewVerifier(m.Config.Kit.Deps["user"])
+	mux := app.Mux
+	mux.Handle("GET /carts/me", kit.Handle(v.Auth(m.get)))
+	mux.Handle("GET /carts/{user}", kit.Handle(v.Auth(m.get)))
+	mux.Handle("POST /carts/me/items", kit.Handle(v.Auth(m.add)))
+	mux.Handle("PUT /carts/me/items/{sku}", kit.Handle(v.Auth(m.set)))
+	mux.Handle("DELETE /carts/me/items/{sku}", kit.Handle(v.Auth(m.remove)))
+	mux.Handle("DELETE /carts/me", kit.Handle(v.Auth(m.clear)))
+	app.Serve()
+	return nil
+}
+
+// Run starts the service and stops it when ctx is done.
+func (m *Main) Run(ctx context.Context) error {
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return m.Close()
+}
+
+// URL is the service's base URL.
+func (m *Main) URL() string { return m.app.URL() }
+
+// Close drains and stops the service.
+func (m *Main) Close() error {
+	if m.app == nil {
+		return nil
+	}
+	return m.app.Close()
+}
+
+type product struct {
+	SKU      string `json:"sku"`
+	Name     string `json:"name"`
+	Price    int64  `json:"price"`
+	Currency string `json:"currency"`
+	Active   bool   `json:"active"`
+}
+
+func (m *Main) product(ctx context.Context, sku string) (product, error) {
+	var p product
+	err := m.products.Do(ctx, "GET", "/products/"+sku, "", nil, nil, &p)
+	var ue *kit.UpstreamError
+	if errors.As(err, &ue) && ue.Status == http.StatusNotFound {
+		return p, kit.Errorf(http.StatusUnprocessableEntity, "unknown_sku", "sku %s is not in the catalog", sku)
+	}
+	if err != nil {
+		return p, kit.Errorf(http.StatusBadGateway, "upstream", "look up sku %s: %v", sku, err)
+	}
+	if !p.Active {
+		return p, kit.Errorf(http.StatusUnprocessableEntity, "unavailable_sku", "sku %s is withdrawn from the catalog", sku)
+	}
+	return p, nil
+}
+
+func (m *Main) load(ctx context.Context, user string) (Cart, error) {
+	c := Cart{UserID: user, Items: []Line{}}
+	rows, err := m.app.DB.QueryContext(ctx, `SELECT sku, name, quantity, unit_price, currency FROM cart_items WHERE user_id = $1 ORDER BY added_ms, sku`, user)
+	if err != nil {
+		return c, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var l Line
+		if err := rows.Scan(&l.SKU, &l.Name, &l.Quantity, &l.UnitPrice, &c.Currency); err != nil {
+			return c, err
+		}
+		l.LineTotal = l.Quantity * l.UnitPrice
+		c.Total += l.LineTotal
+		c.Items = append(c.Items, l)
+	}
+	return c, rows.Err()
+}
+
+func (m *Main) get(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	claims := kit.ClaimsFrom(ctx)
+	user := claims.UserID()
+	if u := r.PathValue("user"); u != "" {
+		if u != user && claims.Role != kit.RoleAdmin {
+			return kit.Forbidden("user %s may not read the cart of user %s", user, u)
+		}
+		user = u
+	}
+	if r.URL.Query().Get("refresh") == "true" {
+		c, err := m.load(ctx, user)
+		if err != nil {
+			return err
+		}
+		for _, l := range c.Items {
+			p, err := m.product(ctx, l.SKU)
+			if err != nil {
+				return err
+			}
+			if p.Price != l.UnitPrice || p.Name != l.Name {
+				if _, err := m.app.DB.ExecContext(ctx, `UPDATE cart_items SET unit_price = $1, name = $2 WHERE user_id = $3 AND sku = $4`, p.Price, p.Name, user, l.SKU); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	c, err := m.load(ctx, user)
+	if err != nil {
+		return err
+	}
+	kit.WriteJSON(w, http.StatusOK, c)
+	return nil
+}
+
+type qty struct {
+	SKU      string `json:"sku"`
+	Quantity int64  `json:"quantity"`
+}
+
+func (m *Main) add(w http.ResponseWriter, r *http.Request) error {
+	var in qty
+	if err := kit.Decode(r, &in); err != nil {
+		return err
+	}
+	if in.SKU == "" {
+		return kit.BadRequest("sku is required")
+	}
+	if in.Quantity <= 0 || in.Quantity > MaxQuantity {
+		return kit.BadRequest("quantity %d: want 1 to %d", in.Quantity, MaxQuantity)
+	}
+	return m.put(w, r, in.SKU, in.Quantity, true)
+}
+
+func (m *Main) set(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Quantity int64 `json:"quantity"`
+	}
+	if err := kit.Decode(r, &in); err != nil {
+		return err
+	}
+	if in.Quantity < 0 || in.Quantity > MaxQuantity {
+		return kit.BadRequest("quantity %d: want 0 (remove) to %d", in.Quantity, MaxQuantity)
+	}
+	if in.Quantity == 0 {
+		return m.remove(w, r)
+	}
+	return m.put(w, r, r.PathValue("sku"), in.Quantity, false)
+}
+
+func (m *Main) put(w http.ResponseWriter, r *http.Request, sku string, q int64, add bool) error {
+	ctx := r.Context()
+	user := kit.ClaimsFrom(ctx).UserID()
+	p, err := m.product(ctx, sku)
+	if err != nil {
+		return err
+	}
+	err = m.app.DB.InTx(ctx, func(tx *sqldb.Tx) error {
+		var cur string
+		err := tx.QueryRowContext(ctx, `SELECT currency FROM cart_items WHERE user_id = $1 AND sku <> $2 LIMIT 1`, user, sku).Scan(&cur)
+		if err == nil && cur != p.Currency {
+			return kit.Conflict("currency_mismatch", "sku %s is priced in %s but the cart is in %s", sku, p.Currency, cur)
+		}
+		if err != nil && !sqldb.IsNoRows(err) {
+			return err
+		}
+		var have int64
+		err = tx.QueryRowContext(ctx, `SELECT quantity FROM cart_items WHERE user_id = $1 AND sku = $2`, user, sku).Scan(&have)
+		if err != nil && !sqldb.IsNoRows(err) {
+			return err
+		}
+		exists := err == nil
+		if add {
+			q += have
+		}
+		if q > MaxQuantity {
+			return kit.BadRequest("quantity %d of %s: at most %d per line", q, sku, MaxQuantity)
+		}
+		if exists {
+			_, err = tx.ExecContext(ctx, `UPDATE cart_items SET quantity = $1, unit_price = $2, name = $3 WHERE user_id = $4 AND sku = $5`, q, p.Price, p.Name, user, sku)
+		} else {
+			_, err = tx.ExecContext(ctx, `INSERT INTO cart_items (user_id, sku, name, quantity, unit_price, currency, added_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+				user, sku, p.Name, q, p.Price, p.Currency, time.Now().UnixNano())
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	c, err := m.load(ctx, user)
+	if err != nil {
+		return err
+	}
+	kit.WriteJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (m *Main) remove(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	user := kit.ClaimsFrom(ctx).UserID()
+	res, err := m.app.DB.ExecContext(ctx, `DELETE FROM cart_items WHERE user_id = $1 AND sku = $2`, user, r.PathValue("sku"))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return kit.NotFound("sku %s is not in the cart", r.PathValue("sku"))
+	}
+	c, err := m.load(ctx, user)
+	if err != nil {
+		return err
+	}
+	kit.WriteJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (m *Main) clear(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	user := kit.ClaimsFrom(ctx).UserID()
+	if _, err := m.app.DB.ExecContext(ctx, `DELETE FROM cart_items WHERE user_id = $1`, user); err != nil {
+		return err
+	}
+	kit.WriteJSON(w, http.StatusOK, Cart{UserID: user, Items: []Line{}})
+	return nil
+}
