@@ -109,10 +109,16 @@ func (o *Orchestrator) Running() *Running {
 // unchanged. An unknown service, a graph with problems or a bad git ref is
 // an error.
 func (o *Orchestrator) Plan(ctx context.Context, req Request) (*Plan, error) {
+	return MakePlan(ctx, o.cfg.Graph, req, o.cfg.BuildFlags, o.serving)
+}
+
+// MakePlan is Plan without an orchestrator (what `flotilla deploy
+// --dry-run` prints when no control plane runs): current returns the
+// version serving a service ("" when none; nil means nothing is deployed).
+func MakePlan(ctx context.Context, g *graph.Graph, req Request, flags []string, current func(ctx context.Context, service string) (string, error)) (*Plan, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	g := o.cfg.Graph
 	if probs := g.Validate(); len(probs) > 0 {
 		var errs []error
 		for _, p := range probs {
@@ -150,14 +156,14 @@ func (o *Orchestrator) Plan(ctx context.Context, req Request) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	vs, err := NewVersioner(g.Manifest(), o.cfg.BuildFlags)
+	vs, err := NewVersioner(g.Manifest(), flags)
 	if err != nil {
 		return nil, err
 	}
 	for _, w := range waves {
 		var items []PlanItem
 		for _, name := range w {
-			it, err := o.planItem(ctx, vs, name)
+			it, err := planItem(ctx, g.Manifest().Service(name), vs, flags, current)
 			if err != nil {
 				return nil, err
 			}
@@ -175,27 +181,28 @@ func orNone(s []string) string {
 	return strings.Join(s, ", ")
 }
 
-func (o *Orchestrator) planItem(ctx context.Context, vs *Versioner, name string) (PlanItem, error) {
-	s := o.cfg.Graph.Manifest().Service(name)
-	fp, err := vs.Of(name)
+func planItem(ctx context.Context, s *graph.Service, vs *Versioner, flags []string, current func(context.Context, string) (string, error)) (PlanItem, error) {
+	fp, err := vs.Of(s.Name)
 	if err != nil {
 		return PlanItem{}, err
 	}
 	spec := Spec{
-		Service: name, Version: fp.Version,
-		Build:    Build{Package: Package(s), Flags: o.cfg.BuildFlags, Digest: fp.Digest},
+		Service: s.Name, Version: fp.Version,
+		Build:    Build{Package: Package(s), Flags: flags, Digest: fp.Digest},
 		Env:      copyEnv(s.Deploy.Env),
 		Replicas: s.Deploy.Replicas, Health: s.Health, ReadyTimeout: s.Deploy.Timeout.D(),
 	}
 	if spec.Health == "" {
 		spec.Health = "/ready"
 	}
-	current, err := o.serving(ctx, name)
-	if err != nil {
-		return PlanItem{}, err
+	cur := ""
+	if current != nil {
+		if cur, err = current(ctx, s.Name); err != nil {
+			return PlanItem{}, err
+		}
 	}
-	it := PlanItem{Service: name, Version: fp.Version, Current: current, Action: ActionDeploy, Spec: spec}
-	if current == fp.Version {
+	it := PlanItem{Service: s.Name, Version: fp.Version, Current: cur, Action: ActionDeploy, Spec: spec}
+	if cur == fp.Version {
 		it.Action = ActionUnchanged
 	}
 	return it, nil
