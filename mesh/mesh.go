@@ -70,6 +70,10 @@ type Config struct {
 	// MaxIdleConnsPerEndpoint is how many idle keep-alive connections are
 	// kept to each endpoint. Default 256.
 	MaxIdleConnsPerEndpoint int
+	// StdTransport forwards with net/http's Transport instead of the
+	// mesh's own HTTP/1.1 connection pool, which does each exchange on the
+	// request's goroutine and adds less latency (bench/README.md).
+	StdTransport bool
 }
 
 // RetryConfig bounds retries. A request is retried on another endpoint

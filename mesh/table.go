@@ -16,7 +16,7 @@ import (
 // rebuilt.
 type endpoint struct {
 	addr      string
-	transport *http.Transport
+	transport roundTripper
 
 	inflight atomic.Int64
 	closed   atomic.Bool // removed: take no new requests
@@ -123,9 +123,18 @@ func newTable(subs []*subset, weights []int) *table {
 	return t
 }
 
+// roundTripper is an endpoint's connection pool.
+type roundTripper interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
 func (s *service) newEndpoint(addr string) *endpoint {
-	e := &endpoint{addr: addr, transport: s.m.newTransport()}
-	return e
+	std := s.m.newTransport()
+	if s.m.cfg.StdTransport {
+		return &endpoint{addr: addr, transport: std}
+	}
+	return &endpoint{addr: addr, transport: newLeanTransport(addr, s.m.cfg.MaxIdleConnsPerEndpoint, std)}
 }
 
 func (m *Mesh) newTransport() *http.Transport {
