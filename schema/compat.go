@@ -49,7 +49,7 @@ func (i Incompatibility) String() string {
 // aliases, an enum default on the reader admits unknown writer symbols, and
 // logical types are ignored.
 func ReaderCanRead(reader, writer *Schema) []Incompatibility {
-	c := checker{memo: map[pair]*memoEntry{}, fields: map[*avro.RecordSchema]map[string]*avro.Field{}}
+	c := checker{memo: map[pair]memoEntry{}, fields: map[*avro.RecordSchema]map[string]*avro.Field{}}
 	out := c.check(reader.avro, writer.avro)
 	for i := range out {
 		if out[i].Location == "" {
@@ -67,7 +67,7 @@ type memoEntry struct {
 }
 
 type checker struct {
-	memo   map[pair]*memoEntry
+	memo   map[pair]memoEntry
 	fields map[*avro.RecordSchema]map[string]*avro.Field // writer fields by name
 }
 
@@ -79,25 +79,34 @@ func prefix(p string, in []Incompatibility) []Incompatibility {
 }
 
 // check returns the incompatibilities with locations relative to reader.
+// Every (reader, writer) node pair is checked once: named pairs met again
+// while in progress are recursion and assumed compatible, as Avro does, and
+// finished pairs answer from the memo, which keeps nested unions from
+// costing exponential time.
 func (c *checker) check(reader, writer avro.Schema) []Incompatibility {
 	reader, writer = deref(reader), deref(writer)
-	_, rn := reader.(avro.NamedSchema)
-	_, wn := writer.(avro.NamedSchema)
-	if rn && wn {
-		k := pair{reader, writer}
-		if e, ok := c.memo[k]; ok {
-			if !e.done {
-				return nil // recursion in progress: assume compatible, as Avro does
-			}
-			return slices.Clone(e.res)
-		}
-		e := &memoEntry{}
-		c.memo[k] = e
-		res := c.calc(reader, writer)
-		e.res, e.done = slices.Clone(res), true
-		return res
+	if leaf(reader) || leaf(writer) {
+		return c.calc(reader, writer) // no recursion below a primitive
 	}
-	return c.calc(reader, writer)
+	k := pair{reader, writer}
+	if e, ok := c.memo[k]; ok {
+		if !e.done {
+			return nil
+		}
+		return slices.Clone(e.res)
+	}
+	c.memo[k] = memoEntry{}
+	res := c.calc(reader, writer)
+	c.memo[k] = memoEntry{done: true, res: slices.Clone(res)}
+	return res
+}
+
+func leaf(s avro.Schema) bool {
+	switch s.(type) {
+	case *avro.PrimitiveSchema, *avro.NullSchema:
+		return true
+	}
+	return false
 }
 
 func typeName(s avro.Schema) string { return strings.ToUpper(string(deref(s).Type())) }

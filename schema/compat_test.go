@@ -3,6 +3,7 @@ package schema
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -276,5 +277,28 @@ func TestParseMode(t *testing.T) {
 	}
 	if !FullTransitive.Transitive() || Full.Transitive() {
 		t.Error("Transitive is wrong")
+	}
+}
+
+// Nested unions of arrays and maps: without a memo of every node pair the
+// check costs 4^depth.
+func TestNestedUnionsStayFast(t *testing.T) {
+	text := `"int"`
+	for i := 0; i < 60; i++ {
+		text = fmt.Sprintf(`[{"type":"array","items":%s},{"type":"map","values":%s}]`, text, text)
+		if len(text) > 1<<16 {
+			break
+		}
+	}
+	s := MustParse(text)
+	done := make(chan []Incompatibility, 1)
+	go func() { done <- ReaderCanRead(s, s) }()
+	select {
+	case got := <-done:
+		if len(got) != 0 {
+			t.Errorf("a schema cannot read itself: %v", got)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the check did not finish")
 	}
 }
