@@ -578,8 +578,12 @@ func headerValue(h map[string][]string, name string) string {
 func parseBodyFor(obj map[string]any, spec Spec, headers map[string][]string, where string) (Body, error) {
 	if spec == V4 {
 		b, err := parseV4Body(obj["body"], where)
-		if err == nil && b.Present && b.ContentType == "" {
+		if err == nil && b.Present && (b.ContentType == "" || b.ContentType == "*/*") {
+			// pact's mock server writes "*/*": the header or the content says more
 			b.ContentType = headerValue(headers, "Content-Type")
+			if b.ContentType == "" {
+				b.ContentType = detectContentType("", b.Content)
+			}
 		}
 		return b, err
 	}

@@ -10,7 +10,8 @@ import (
 )
 
 // Stub serves the responses of pacts' HTTP interactions to requests that
-// match them, as `pact stub` does: a provider stand-in for developing a
+// match them (method, path, query and body; headers are not required), as
+// `pact stub` does: a provider stand-in for developing a
 // consumer. Requests matching nothing get 404 with a JSON body describing
 // the nearest interaction's mismatches.
 type Stub struct {
@@ -61,8 +62,8 @@ func (s *Stub) eligible(in *Interaction) bool {
 }
 
 func (s *Stub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", "*") // as pact stub does
 	if s.CORS {
-		w.Header().Set("Access-Control-Allow-Origin", "*")
 		if r.Method == http.MethodOptions {
 			w.Header().Set("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH")
 			w.Header().Set("Access-Control-Allow-Headers", "*")
@@ -82,7 +83,7 @@ func (s *Stub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !s.eligible(in) {
 			continue
 		}
-		mm := MatchRequest(in.Request, act)
+		mm := withoutHeaders(MatchRequest(in.Request, act))
 		if len(mm) == 0 {
 			matches = append(matches, in)
 			continue
@@ -112,6 +113,18 @@ func (s *Stub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeResponse(w, resp)
+}
+
+// withoutHeaders drops header mismatches: like pact stub, the stub does
+// not require the pact's request headers.
+func withoutHeaders(mm []Mismatch) []Mismatch {
+	out := mm[:0:0]
+	for _, m := range mm {
+		if m.Part != "header" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // choose picks among matching interactions by the state header, if any.
