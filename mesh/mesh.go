@@ -74,6 +74,10 @@ type Config struct {
 	// mesh's own HTTP/1.1 connection pool, which does each exchange on the
 	// request's goroutine and adds less latency (bench/README.md).
 	StdTransport bool
+	// StdServer serves each service's listener with net/http's Server
+	// instead of the mesh's own HTTP/1.1 keep-alive loop (which runs each
+	// request on its connection's goroutine without a background read).
+	StdServer bool
 }
 
 // RetryConfig bounds retries. A request is retried on another endpoint
@@ -303,11 +307,15 @@ func (m *Mesh) AddService(ctx context.Context, sc ServiceConfig) (string, error)
 	}
 	s := newService(m, sc.Name, timeout, routes)
 	s.ln = ln
-	s.srv = &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	if m.cfg.StdServer {
+		s.srv = &http.Server{
+			Handler:           s,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+		}
+	} else {
+		s.srv = newConnServer(s, m.log)
 	}
 	m.services[sc.Name] = s
 	go func() {

@@ -28,7 +28,13 @@ type service struct {
 	unroutable *counter
 
 	ln  net.Listener
-	srv *http.Server
+	srv server
+}
+
+// server is the listener's HTTP server: connServer, or net/http's.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
 }
 
 func newService(m *Mesh, name string, timeout time.Duration, routes []routeRule) *service {

@@ -19,7 +19,7 @@ func TestForwarding(t *testing.T) {
 	sum := func(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
 	for _, std := range []bool{false, true} {
 		t.Run(fmt.Sprintf("std=%v", std), func(t *testing.T) {
-			m := newTestMesh(t, Config{StdTransport: std})
+			m := newTestMesh(t, Config{StdTransport: std, StdServer: std})
 			up := newUpstream(t, "u", func(w http.ResponseWriter, r *http.Request) {
 				switch r.URL.Path {
 				case "/echo":
@@ -99,9 +99,12 @@ func TestForwarding(t *testing.T) {
 }
 
 func BenchmarkProxy(b *testing.B) {
-	for _, std := range []bool{false, true} {
-		b.Run(fmt.Sprintf("std=%v", std), func(b *testing.B) {
-			m, err := New(Config{StdTransport: std, Logger: quietLogger()})
+	for _, v := range []struct {
+		name              string
+		server, transport bool
+	}{{"lean", false, false}, {"std-server", true, false}, {"std-both", true, true}} {
+		b.Run(v.name, func(b *testing.B) {
+			m, err := New(Config{StdServer: v.server, StdTransport: v.transport, Logger: quietLogger()})
 			if err != nil {
 				b.Fatal(err)
 			}
