@@ -1,0 +1,66 @@
+package repocheck_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/schema/repocheck"
+)
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDiscover(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "flotilla.yaml"), `services:
+  order-service:
+    paths: [shop/order]
+    publishes: [OrderCreated]
+  order-audit:
+    paths: [shop/order/audit]
+    publishes: [Audited]
+`)
+	rec := func(name string) string {
+		return `{"type":"record","name":"` + name + `","namespace":"shop","fields":[{"name":"id","type":"string"}]}`
+	}
+	write(t, filepath.Join(dir, "shop/order/schemas/OrderCreated.avsc"), rec("OrderCreated"))
+	write(t, filepath.Join(dir, "shop/order/audit/Audited.avsc"), rec("Audited"))
+	write(t, filepath.Join(dir, "shop/order/schemas/Broken.avsc"), `{"type":"record"`)
+	write(t, filepath.Join(dir, "shop/order/schemas/notes.json"), `{}`)
+	write(t, filepath.Join(dir, "unowned/Stray.avsc"), rec("Stray"))
+	m, _, err := graph.Load(filepath.Join(dir, "flotilla.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := repocheck.Discover(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct{ Path, Service, Event, Subject string }
+	var got []row
+	for _, f := range files {
+		got = append(got, row{f.Path, f.Service, f.Event(), f.Subject()})
+		if (f.Err != nil) != (f.Event() == "Broken") {
+			t.Errorf("%s: parse error %v", f.Path, f.Err)
+		}
+	}
+	want := []row{
+		{"shop/order/audit/Audited.avsc", "order-audit", "Audited", "Audited-value"},
+		{"shop/order/schemas/Broken.avsc", "order-service", "Broken", "Broken-value"},
+		{"shop/order/schemas/OrderCreated.avsc", "order-service", "OrderCreated", "OrderCreated-value"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
