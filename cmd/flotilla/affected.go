@@ -42,6 +42,7 @@ Exit status: 0 answered (even when nothing is affected), 1 invalid graph,
   flotilla affected --base origin/main --head HEAD --merge-base -o github >> "$GITHUB_OUTPUT"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			defer shortLived()()
 			if err := outputFlag(cmd, output, "text", "json", "github"); err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 
@@ -14,6 +15,20 @@ import (
 
 	"github.com/flotilla-ci/flotilla/graph"
 )
+
+// shortLived turns the garbage collector off (below a 512 MiB soft limit)
+// for a command that reads a graph, answers and exits: on a 10,000-service
+// graph, collecting would be half the CPU spent. It returns the function
+// that restores the previous settings (tests run commands in-process).
+func shortLived() (restore func()) {
+	limit := debug.SetMemoryLimit(-1)
+	percent := debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(512 << 20)
+	return func() {
+		debug.SetGCPercent(percent)
+		debug.SetMemoryLimit(limit)
+	}
+}
 
 // loadManifest reads the manifest named by -f, or the nearest flotilla.yaml
 // upwards from the working directory. Its errors are bad input (exit 2).
@@ -84,6 +99,7 @@ and (for a scenario .json) consumer lists that disagree with the dependencies.
 Exit status: 0 valid (warnings allowed), 1 problems found, 2 unreadable manifest.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			defer shortLived()()
 			m, warns, err := a.loadManifest()
 			if err != nil {
 				return err
@@ -140,6 +156,7 @@ one line, the order as a JSON array for a GitHub Actions matrix.`,
   flotilla graph order --reverse -o github`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			defer shortLived()()
 			if err := outputFlag(cmd, output, "text", "json", "github"); err != nil {
 				return err
 			}
@@ -234,6 +251,7 @@ subscriber, labelled with the events.
   flotilla graph show -o dot | dot -Tsvg > graph.svg`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			defer shortLived()()
 			if err := outputFlag(cmd, output, "text", "dot", "mermaid"); err != nil {
 				return err
 			}
@@ -343,6 +361,7 @@ others, in deploy order, and the subscribers of the events it publishes.
 Output: text (default) or json.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			defer shortLived()()
 			if err := outputFlag(cmd, output, "text", "json"); err != nil {
 				return err
 			}
