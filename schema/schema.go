@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/hamba/avro/v2"
 )
@@ -43,6 +44,9 @@ func (e *ParseError) Error() string {
 func Parse(text string) (s *Schema, err error) {
 	if len(text) > MaxSchemaBytes {
 		return nil, &ParseError{Msg: fmt.Sprintf("schema is %d bytes; the limit is %d", len(text), MaxSchemaBytes)}
+	}
+	if !utf8.ValidString(text) {
+		return nil, &ParseError{Msg: "schema is not valid UTF-8"}
 	}
 	trimmed := strings.TrimSpace(text)
 	if trimmed == "" {

@@ -32,6 +32,7 @@ func TestParseErrors(t *testing.T) {
 		{"fixed without size", `{"type":"fixed","name":"F"}`, `needs a numeric "size"`},
 		{"array without items", `{"type":"array"}`, `array needs "items"`},
 		{"nested error located", `{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"map"}}]}`, `at /fields/0/type: map needs "values"`},
+		{"not UTF-8", "\"in\xfft\"", "not valid UTF-8"},
 		{"too big", `"` + strings.Repeat("x", MaxSchemaBytes) + `"`, "the limit is"},
 	}
 	for _, tt := range tests {
