@@ -215,9 +215,6 @@ func editDistance(a, b string, limit int) int {
 func (g *Graph) Cycles() [][]string {
 	var out [][]string
 	for _, comp := range g.sccs() {
-		if len(comp) < 2 {
-			continue
-		}
 		in := make(map[int]bool, len(comp))
 		start := comp[0]
 		for _, v := range comp {
@@ -265,7 +262,7 @@ func (g *Graph) Cycles() [][]string {
 }
 
 // sccs is Tarjan's algorithm, iterative so deep graphs cannot exhaust the
-// stack.
+// stack. It returns the groups of two or more services.
 func (g *Graph) sccs() [][]int {
 	n := len(g.names)
 	index := make([]int, n)
@@ -303,7 +300,11 @@ func (g *Graph) sccs() [][]int {
 				}
 				continue
 			}
-			if low[v] == index[v] {
+			if low[v] == index[v] && stack[len(stack)-1] == v {
+				// A service on its own (the usual case): no group to keep.
+				stack = stack[:len(stack)-1]
+				onStack[v] = false
+			} else if low[v] == index[v] {
 				var comp []int
 				for {
 					w := stack[len(stack)-1]
