@@ -193,9 +193,13 @@ func TestVerboseCompatibility(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
+	sqldbtest.Each(t, testBadInput)
+}
+
+func testBadInput(t *testing.T, dsn string) {
 	cfg := registry.DefaultConfig()
 	cfg.MaxBodyBytes = 4096
-	c := client{t: t, base: newServer(t, sqldbtest.SQLite(t), cfg).URL}
+	c := client{t: t, base: newServer(t, dsn, cfg).URL}
 	if status, got := c.do("POST", "/subjects/o-value/versions", body(v1)); status != 200 {
 		t.Fatalf("register: %d %v", status, got)
 	}
@@ -235,6 +239,8 @@ func TestBadInput(t *testing.T) {
 		{"hard delete live version", "DELETE", "/subjects/o-value/versions/1?permanent=true", "", 404, 40407, "not deleted first"},
 		{"delete config never set", "DELETE", "/config/o-value", "", 404, 40408, "subject-level compatibility"},
 		{"unknown route", "GET", "/nothing/here", "", 404, 404, "no route"},
+		{"subject not UTF-8", "POST", "/subjects/%ff-value/versions", body(v1), 422, 42208, "not valid"},
+		{"control character in subject", "POST", "/subjects/a%00b/versions", body(v1), 422, 42208, "not valid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
