@@ -53,6 +53,7 @@ func main() {
 	workers := flag.Int("nginx-workers", 2, "nginx worker_processes")
 	gogc := flag.Int("mesh-gogc", 400, "GOGC of the mesh process")
 	procs := flag.Int("mesh-procs", 0, "GOMAXPROCS of the mesh process (0: all cores)")
+	std := flag.Bool("std", false, "mesh role: forward with net/http's server and Transport; bench: also measure that variant (mesh-std)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -62,9 +63,9 @@ func main() {
 	case "upstream":
 		err = runUpstream(ctx)
 	case "mesh":
-		err = runMesh(ctx, *upstreamAddr, *gogc)
+		err = runMesh(ctx, *upstreamAddr, *gogc, *std)
 	case "":
-		err = runBench(ctx, benchConfig{rate: *rate, duration: *duration, warmup: *warmup, repeats: *repeats, nginxWorkers: *workers, gogc: *gogc, procs: *procs})
+		err = runBench(ctx, benchConfig{rate: *rate, duration: *duration, warmup: *warmup, repeats: *repeats, nginxWorkers: *workers, gogc: *gogc, procs: *procs, std: *std})
 	default:
 		err = fmt.Errorf("unknown role %q", *role)
 	}
@@ -94,9 +95,9 @@ func runUpstream(ctx context.Context) error {
 	return nil
 }
 
-func runMesh(ctx context.Context, upstream string, gogc int) error {
+func runMesh(ctx context.Context, upstream string, gogc int, std bool) error {
 	debug.SetGCPercent(gogc)
-	m, err := mesh.New(mesh.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	m, err := mesh.New(mesh.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), StdServer: std, StdTransport: std})
 	if err != nil {
 		return err
 	}
@@ -119,6 +120,7 @@ type benchConfig struct {
 	duration, warmup      time.Duration
 	repeats, nginxWorkers int
 	gogc, procs           int
+	std                   bool
 }
 
 type target struct {
@@ -156,6 +158,14 @@ func runBench(ctx context.Context, cfg benchConfig) error {
 		{name: "direct", url: "http://" + upAddr + "/products/1"},
 		{name: "mesh", url: "http://" + meshAddr + "/products/1", pids: func() []int { return []int{mp.Process.Pid} }},
 	}
+	if cfg.std {
+		sp, stdAddr, err := startChild(ctx, exe, env, "-role", "mesh", "-std", "-upstream", upAddr, "-mesh-gogc", strconv.Itoa(cfg.gogc))
+		if err != nil {
+			return fmt.Errorf("start mesh-std: %w", err)
+		}
+		defer stopChild(sp)
+		targets = append(targets, target{name: "mesh-std", url: "http://" + stdAddr + "/products/1", pids: func() []int { return []int{sp.Process.Pid} }})
+	}
 	ng, ngAddr, err := startNginx(ctx, upAddr, cfg.nginxWorkers)
 	switch {
 	case errors.Is(err, exec.ErrNotFound):
@@ -190,7 +200,7 @@ func runBench(ctx context.Context, cfg benchConfig) error {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
 			results[t.name] = append(results[t.name], r)
-			fmt.Printf("  repeat %d %-6s  p50 %7s  p90 %7s  p99 %7s  max %8s  n %6d  errors %d%s\n", rep+1, t.name,
+			fmt.Printf("  repeat %d %-8s  p50 %7s  p90 %7s  p99 %7s  max %8s  n %6d  errors %d%s\n", rep+1, t.name,
 				us(r.p50), us(r.p90), us(r.p99), us(r.max), r.n, r.errs, cpuNote(r))
 		}
 	}
