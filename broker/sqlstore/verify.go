@@ -24,13 +24,14 @@ const matchFrom = ` FROM broker_pact_publications pp
 	JOIN broker_pacticipants c ON c.id = pp.consumer_id `
 const matchWhere = ` WHERE pp.provider_id = $1 AND ($2 = '' OR c.name = $2) `
 
-// latestIn is a condition picking, per consumer, the latest version in a
-// table of (version_id, pacticipant_id, ...) rows that has a pact with the
-// provider.
+// latestIn is a condition picking, per consumer, the latest version that
+// has a pact with the provider and a row in a table of (version_id, ...)
+// rows (branches or tags) meeting cond. It is driven by the provider's
+// publications, so its cost does not grow with other pacticipants.
 func latestIn(table, cond string) string {
-	return ` AND pp.consumer_version_id IN (SELECT MAX(t.version_id) FROM ` + table + ` t
-		JOIN broker_pact_publications p2 ON p2.consumer_version_id = t.version_id AND p2.provider_id = $1
-		WHERE ` + cond + ` GROUP BY t.pacticipant_id)`
+	return ` AND pp.consumer_version_id IN (SELECT MAX(p2.consumer_version_id) FROM broker_pact_publications p2
+		JOIN ` + table + ` t ON t.version_id = p2.consumer_version_id
+		WHERE p2.provider_id = $1 AND ` + cond + ` GROUP BY p2.consumer_id)`
 }
 
 func (s *Store) matches(ctx context.Context, query string, args ...any) ([]match, error) {
@@ -180,10 +181,11 @@ func (s *Store) ForVerification(ctx context.Context, provider string, q broker.F
 func (s *Store) verifiedOn(ctx context.Context, pactIDs []int64, q broker.ForVerificationQuery) (map[int64]bool, error) {
 	ph, args := in(1, pactIDs)
 	n := len(args)
-	query := `SELECT DISTINCT vr.pact_version_id FROM broker_verifications vr WHERE vr.pact_version_id IN (` + ph + `) AND vr.success = 1`
+	query := `SELECT DISTINCT vr.pact_version_id FROM broker_verifications vr `
+	where := ` WHERE vr.pact_version_id IN (` + ph + `) AND vr.success = 1`
 	switch {
 	case q.ProviderVersionBranch != "":
-		query += fmt.Sprintf(` AND vr.provider_version_id IN (SELECT version_id FROM broker_branch_versions WHERE branch = $%d)`, n+1)
+		query += fmt.Sprintf(`JOIN broker_branch_versions bv ON bv.version_id = vr.provider_version_id AND bv.branch = $%d`, n+1)
 		args = append(args, q.ProviderVersionBranch)
 	case len(q.ProviderVersionTags) > 0:
 		var tp []string
@@ -191,9 +193,9 @@ func (s *Store) verifiedOn(ctx context.Context, pactIDs []int64, q broker.ForVer
 			tp = append(tp, fmt.Sprintf("$%d", n+1+i))
 			args = append(args, t)
 		}
-		query += ` AND vr.provider_version_id IN (SELECT version_id FROM broker_tags WHERE name IN (` + strings.Join(tp, ",") + `))`
+		query += `JOIN broker_tags tg ON tg.version_id = vr.provider_version_id AND tg.name IN (` + strings.Join(tp, ",") + `)`
 	}
-	got, err := int64s(ctx, s.db, query, args...)
+	got, err := int64s(ctx, s.db, query+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -205,27 +207,55 @@ func (s *Store) verifiedOn(ctx context.Context, pactIDs []int64, q broker.ForVer
 }
 
 // wip returns the work-in-progress pacts: the latest pact of every
-// consumer branch (and tag) published since the cut-off that was not
-// selected explicitly and that the provider's branch has not yet verified.
+// consumer branch (and tag) that was published since the cut-off, was not
+// selected explicitly, and that the provider's branch has not yet verified.
 func (s *Store) wip(ctx context.Context, provID int64, provider string, q broker.ForVerificationQuery, selected map[int64]int) ([]broker.VerifiablePact, error) {
 	since := q.IncludeWIPPactsSince.UnixMilli()
-	var cands []match
-	for _, table := range []struct{ name, col string }{{"broker_branch_versions", "branch"}, {"broker_tags", "name"}} {
-		ms, err := s.matches(ctx, matchSelect+`bv.`+table.col+matchFrom+` JOIN `+table.name+` bv ON bv.version_id = pp.consumer_version_id
-			WHERE pp.provider_id = $1 AND pp.created_at >= $2
-			AND bv.version_id = (SELECT MAX(b2.version_id) FROM `+table.name+` b2
-				JOIN broker_pact_publications p2 ON p2.consumer_version_id = b2.version_id AND p2.provider_id = $1
-				WHERE b2.pacticipant_id = bv.pacticipant_id AND b2.`+table.col+` = bv.`+table.col+`)`, provID, since)
+	type cand struct {
+		match
+		versionID, createdAt int64
+	}
+	type key struct{ consumer, label string }
+	latest := map[key]cand{}
+	var keys []key
+	for _, table := range []struct{ name, col, kind string }{{"broker_branch_versions", "branch", "branch"}, {"broker_tags", "name", "tag"}} {
+		rows, err := s.db.QueryContext(ctx, `SELECT v.number, c.name, pv.id, pv.sha, bv.`+table.col+`, pp.consumer_version_id, pp.created_at`+matchFrom+
+			` JOIN `+table.name+` bv ON bv.version_id = pp.consumer_version_id WHERE pp.provider_id = $1`, provID)
 		if err != nil {
 			return nil, fmt.Errorf("wip pacts for %s: %w", provider, err)
 		}
-		cands = append(cands, ms...)
-	}
-	var ids []int64
-	for _, m := range cands {
-		if _, ok := selected[m.pactVersion]; !ok {
-			ids = appendUnique(ids, m.pactVersion)
+		for rows.Next() {
+			var c cand
+			if err := rows.Scan(&c.consumerVersion, &c.consumer, &c.pactVersion, &c.sha, &c.via, &c.versionID, &c.createdAt); err != nil {
+				_ = rows.Close()
+				return nil, err
+			}
+			k := key{c.consumer, table.kind + ":" + c.via}
+			prev, ok := latest[k]
+			if !ok {
+				keys = append(keys, k)
+			}
+			if !ok || c.versionID > prev.versionID {
+				latest[k] = c
+			}
 		}
+		_ = rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	var cands []match
+	var ids []int64
+	for _, k := range keys {
+		c := latest[k]
+		if c.createdAt < since {
+			continue
+		}
+		if _, ok := selected[c.pactVersion]; ok {
+			continue
+		}
+		cands = append(cands, c.match)
+		ids = appendUnique(ids, c.pactVersion)
 	}
 	if len(ids) == 0 {
 		return nil, nil
@@ -237,7 +267,7 @@ func (s *Store) wip(ctx context.Context, provID int64, provider string, q broker
 	var out []broker.VerifiablePact
 	index := map[int64]int{}
 	for _, m := range cands {
-		if _, ok := selected[m.pactVersion]; ok || verified[m.pactVersion] {
+		if verified[m.pactVersion] {
 			continue
 		}
 		i, ok := index[m.pactVersion]
