@@ -20,6 +20,7 @@ import (
 
 	"github.com/flotilla-ci/flotilla/broker"
 	"github.com/flotilla-ci/flotilla/broker/client"
+	svcversion "github.com/flotilla-ci/flotilla/internal/version"
 )
 
 // contractBrokerCmds returns the `flotilla contract` subcommands that talk
@@ -30,7 +31,34 @@ func (a *app) contractBrokerCmds() []*cobra.Command {
 		a.canIDeployCmd(),
 		a.recordDeploymentCmd(false),
 		a.recordDeploymentCmd(true),
+		a.serviceVersionCmd(),
 	}
+}
+
+func (a *app) serviceVersionCmd() *cobra.Command {
+	var repo string
+	cmd := &cobra.Command{
+		Use:   "version PATH...",
+		Short: "Print the version of the source under PATHs (a service's paths and shared paths)",
+		Long: `Print the version flotilla gives a service: the first 12 hex digits of a
+SHA-256 over the files under PATHs (relative to the repository root): those
+git tracks plus untracked files it does not ignore, as in the working tree.
+A change outside the PATHs leaves the version unchanged, so verification
+results and can-i-deploy answers for an untouched service stay valid.
+
+  flotilla contract version shop/order shop/kit go.mod go.sum`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, err := svcversion.Of(cmd.Context(), repo, args...)
+			if err != nil {
+				return usageErr(err)
+			}
+			fmt.Fprintln(a.stdout, v)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&repo, "repo", ".", "the repository root the PATHs are relative to")
+	return cmd
 }
 
 // brokerFlags are the flags every broker command takes; environment
@@ -90,7 +118,8 @@ func (a *app) contractPublishCmd() *cobra.Command {
 		Short: "Publish pacts to the broker for a consumer version",
 		Long: `Publish the pact files (*.json) in each DIR, or each FILE, to the broker as
 the pacts of --consumer-app-version of their consumer. Use the version
-'flotilla version of SERVICE' derives, and --branch the git branch.`,
+'flotilla contract version' derives from the service's paths, and --branch
+the git branch.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if version == "" {
