@@ -348,3 +348,43 @@ func TestFind(t *testing.T) {
 		t.Errorf("Find in an empty tree: %v", err)
 	}
 }
+
+// TestConsumerWarningsHub covers a provider with a long consumers list (the
+// sorted-copy path) next to short ones.
+func TestConsumerWarningsHub(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"services": {"hub": {"dependencies": [], "consumers": [`)
+	for i := range 40 {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, `"c%02d"`, i)
+	}
+	b.WriteString(`]}`)
+	for i := range 41 {
+		deps := `["hub"]`
+		if i == 7 {
+			deps = `[]` // listed by hub, but does not depend on it
+		}
+		fmt.Fprintf(&b, `, "c%02d": {"dependencies": %s, "consumers": []}`, i, deps)
+	}
+	b.WriteString(`}}`)
+	m, warns, err := ParseScenarioJSON("g.json", "/", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range warns {
+		got = append(got, w.Msg)
+	}
+	want := []string{
+		"c40 depends on hub, but hub's consumers list omits c40",
+		"hub lists c07 as a consumer, but c07's dependencies omit hub",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("warnings (-want +got):\n%s", d)
+	}
+	if len(m.Services) != 42 {
+		t.Errorf("%d services", len(m.Services))
+	}
+}

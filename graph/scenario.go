@@ -367,25 +367,38 @@ func consumerWarnings(m *Manifest) []Warning {
 	n := len(m.Services)
 	deps := make([][]int32, n)
 	cons := make([][]int32, n)
-	sortedDeps := make([][]int32, n)
-	sortedCons := make([][]int32, n)
 	for i, s := range m.Services {
 		deps[i], cons[i] = s.depIdx, s.consIdx
 		if !s.indexed {
 			deps[i], cons[i] = m.resolve(s.DependsOn), m.resolve(s.Consumers)
 		}
-		sortedDeps[i], sortedCons[i] = slices.Clone(deps[i]), slices.Clone(cons[i])
-		slices.Sort(sortedDeps[i])
-		slices.Sort(sortedCons[i])
 	}
-	has := func(sorted []int32, v int) bool { _, ok := slices.BinarySearch(sorted, int32(v)); return ok }
+	// Short lists are scanned; long ones (hubs) get a sorted copy, made
+	// once, for binary search.
+	sortedOf := func(cache map[int32][]int32, lists [][]int32, k int32) []int32 {
+		if s, ok := cache[k]; ok {
+			return s
+		}
+		s := slices.Clone(lists[k])
+		slices.Sort(s)
+		cache[k] = s
+		return s
+	}
+	sortedDeps, sortedCons := map[int32][]int32{}, map[int32][]int32{}
+	inList := func(lists [][]int32, cache map[int32][]int32, k int32, v int) bool {
+		if len(lists[k]) <= 32 {
+			return slices.Contains(lists[k], int32(v))
+		}
+		_, ok := slices.BinarySearch(sortedOf(cache, lists, k), int32(v))
+		return ok
+	}
 	var out []Warning
 	for i, s := range m.Services {
 		for _, d := range deps[i] {
 			if d < 0 || int(d) == i {
 				continue // an unknown or self dependency is Validate's error
 			}
-			if p := m.Services[d]; !has(sortedCons[d], i) {
+			if p := m.Services[d]; !inList(cons, sortedCons, d, i) {
 				out = append(out, Warning{File: m.File, Line: p.Line, Service: p.Name,
 					Msg: fmt.Sprintf("%s depends on %s, but %s's consumers list omits %s", s.Name, p.Name, p.Name, s.Name)})
 			}
@@ -396,7 +409,7 @@ func consumerWarnings(m *Manifest) []Warning {
 				name := s.Consumers[k]
 				out = append(out, Warning{File: m.File, Line: s.Line, Service: s.Name,
 					Msg: fmt.Sprintf("%s lists %s as a consumer, but there is no service %s", s.Name, name, name)})
-			case !has(sortedDeps[c], i):
+			case !inList(deps, sortedDeps, c, i):
 				name := m.Services[c].Name
 				out = append(out, Warning{File: m.File, Line: s.Line, Service: s.Name,
 					Msg: fmt.Sprintf("%s lists %s as a consumer, but %s's dependencies omit %s", s.Name, name, name, s.Name)})
