@@ -138,6 +138,11 @@ func (a *API) rollback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	req, err := a.orch.ResolveRollback(r.Context(), req)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
 	if a.refuseBusy(w) {
 		return
 	}

@@ -697,39 +697,58 @@ type RollbackRequest struct {
 	Who string `json:"who,omitempty"`
 }
 
+// ResolveRollback checks a rollback request and fills in the version it
+// goes back to: an unknown service, one not deployed, no earlier version
+// in the history, or the version already serving are errors.
+func (o *Orchestrator) ResolveRollback(ctx context.Context, req RollbackRequest) (RollbackRequest, error) {
+	if o.cfg.Graph.Manifest().Service(req.Service) == nil {
+		return req, fmt.Errorf("unknown service %q", req.Service)
+	}
+	cur, err := o.serving(ctx, req.Service)
+	if err != nil {
+		return req, err
+	}
+	if cur == "" {
+		return req, fmt.Errorf("%s is not deployed: nothing to roll back", req.Service)
+	}
+	if req.To == "" {
+		recs, err := o.cfg.Store.List(ctx, req.Service, 1000)
+		if err != nil {
+			return req, fmt.Errorf("history of %s: %w", req.Service, err)
+		}
+		for _, rec := range recs {
+			if rec.Result == Succeeded && rec.Version != cur && rec.Spec.Version == rec.Version {
+				req.To = rec.Version
+				break
+			}
+		}
+		if req.To == "" {
+			return req, fmt.Errorf("%s has no earlier version in the history to roll back to", req.Service)
+		}
+	}
+	if req.To == cur {
+		return req, fmt.Errorf("%s already serves %s", req.Service, req.To)
+	}
+	if _, err := o.recordOf(ctx, req.Service, req.To); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
 // Rollback puts a service back on an earlier version (started again from
 // its recorded spec and cached artifact, readiness checked, then the
-// traffic shift and the drain), recorded as a release of its own.
+// traffic shift and the drain), recorded as a release of its own. Bad
+// requests fail as ResolveRollback says.
 func (o *Orchestrator) Rollback(ctx context.Context, req RollbackRequest, events func(Event)) (*Report, error) {
-	if o.cfg.Graph.Manifest().Service(req.Service) == nil {
-		return nil, fmt.Errorf("unknown service %q", req.Service)
+	req, err := o.ResolveRollback(ctx, req)
+	if err != nil {
+		return nil, err
 	}
 	cur, err := o.serving(ctx, req.Service)
 	if err != nil {
 		return nil, err
 	}
-	if cur == "" {
-		return nil, fmt.Errorf("%s is not deployed: nothing to roll back", req.Service)
-	}
 	to := req.To
-	if to == "" {
-		recs, err := o.cfg.Store.List(ctx, req.Service, 1000)
-		if err != nil {
-			return nil, fmt.Errorf("history of %s: %w", req.Service, err)
-		}
-		for _, rec := range recs {
-			if rec.Result == Succeeded && rec.Version != cur && rec.Spec.Version == rec.Version {
-				to = rec.Version
-				break
-			}
-		}
-		if to == "" {
-			return nil, fmt.Errorf("%s has no earlier version in the history to roll back to", req.Service)
-		}
-	}
-	if to == cur {
-		return nil, fmt.Errorf("%s already serves %s", req.Service, to)
-	}
 	rec, err := o.recordOf(ctx, req.Service, to)
 	if err != nil {
 		return nil, err

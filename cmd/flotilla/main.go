@@ -82,6 +82,7 @@ dependency order with canaries, and traces every request across services.`,
 		a.registryCmd(),
 		a.schemaCmd(),
 		a.contractCmd(),
+		a.deployCmd(), a.statusCmd(), a.historyCmd(), a.rollbackCmd(), a.logsCmd(),
 	)
 	return root
 }

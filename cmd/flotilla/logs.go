@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flotilla-ci/flotilla/deploy/local"
+	"github.com/flotilla-ci/flotilla/graph"
+)
+
+func (a *app) logsCmd() *cobra.Command {
+	var (
+		data, version string
+		follow        bool
+		lines         int
+	)
+	cmd := &cobra.Command{
+		Use:   "logs SERVICE",
+		Short: "Print a service's output (stdout and stderr of its instances)",
+		Long: `logs prints what a locally deployed service wrote: by default the log of the
+version written to most recently, its last --lines lines; --version picks
+another version, --follow (-F) keeps printing what is appended until interrupted.
+Restarts and crash loops are noted in the log by flotilla.`,
+		Example: `  flotilla logs order-service
+  flotilla logs order-service --follow
+  flotilla logs order-service --version 3f2a1b9c0d1e -n 500`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, _, err := a.loadManifest()
+			if err != nil {
+				return err
+			}
+			service := args[0]
+			if m.Service(service) == nil {
+				g := graph.New(m)
+				_, err := g.Waves([]string{service})
+				return usageErr(err)
+			}
+			if data == "" {
+				data = filepath.Join(m.Root, ".flotilla")
+			}
+			dir := local.DirIn(data)
+			files, err := local.Logs(dir, service)
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			var file *local.LogFile
+			for i := range files {
+				if version == "" || files[i].Version == version || strings.HasPrefix(files[i].Version, version) {
+					file = &files[i]
+					break
+				}
+			}
+			if file == nil {
+				if version != "" && len(files) > 0 {
+					var vs []string
+					for _, f := range files {
+						vs = append(vs, f.Version)
+					}
+					return &exitError{code: 1, err: fmt.Errorf("no log of %s version %s (it has: %s)", service, version, strings.Join(vs, ", "))}
+				}
+				return &exitError{code: 1, err: fmt.Errorf("no logs of %s under %s: it has not run here ('flotilla up' or 'flotilla deploy %s' runs it)", service, dir, service)}
+			}
+			f, err := os.Open(file.Path)
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			defer f.Close()
+			if err := printTail(a.stdout, f, lines); err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			if follow {
+				return followFile(cmd.Context(), a.stdout, f)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&data, "data", "", "the data directory 'flotilla up' uses (default: .flotilla beside the manifest)")
+	f.StringVar(&version, "version", "", "the version whose log to print (a prefix is enough)")
+	// -f is the global manifest flag, so following is -F.
+	f.BoolVarP(&follow, "follow", "F", false, "keep printing what is appended")
+	f.IntVarP(&lines, "lines", "n", 100, "print the last N lines (0: all)")
+	return cmd
+}
+
+// printTail prints the last n lines of f (all when n is 0) and leaves f at
+// its end.
+func printTail(w io.Writer, f *os.File, n int) error {
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		s := strings.TrimSuffix(string(data), "\n")
+		parts := strings.Split(s, "\n")
+		if len(parts) > n {
+			data = []byte(strings.Join(parts[len(parts)-n:], "\n") + "\n")
+		}
+	}
+	_, err = w.Write(data)
+	return err
+}
+
+// followFile copies what is appended to f until ctx is done.
+func followFile(ctx context.Context, w io.Writer, f *os.File) error {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := io.Copy(w, f); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
