@@ -19,7 +19,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	store, err := sqlstore.New(ctx, db)
 	if err != nil {
 		panic(err)
@@ -36,7 +36,7 @@ func Example() {
 		if err != nil {
 			panic(err)
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		b, _ := io.ReadAll(resp.Body)
 		fmt.Println(resp.StatusCode, string(b))
 	}

@@ -63,7 +63,7 @@ func (c client) do(method, path, body string) (int, any) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	if ct := resp.Header.Get("Content-Type"); ct != registry.ContentType {
 		c.t.Errorf("%s %s: content type %q", method, path, ct)

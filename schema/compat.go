@@ -143,7 +143,8 @@ func (c *checker) calc(reader, writer avro.Schema) []Incompatibility {
 					missing = append(missing, s)
 				}
 			}
-			if len(missing) > 0 && !(r.HasDefault() && slices.Contains(r.Symbols(), r.Default())) {
+			readerDefault := r.HasDefault() && slices.Contains(r.Symbols(), r.Default())
+			if len(missing) > 0 && !readerDefault {
 				slices.Sort(missing)
 				out = append(out, Incompatibility{Reason: MissingEnumSymbols, Location: "/symbols",
 					Detail: "[" + strings.Join(missing, ", ") + "]"})

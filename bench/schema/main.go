@@ -220,7 +220,7 @@ func (c *child) register(subject, text string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var out struct {
 		ID int `json:"id"`
 	}
@@ -299,7 +299,7 @@ func load(c *child, rate int, d time.Duration, ids int) ([]time.Duration, int, e
 		wg.Add(1)
 		go func(conn net.Conn) {
 			defer wg.Done()
-			defer conn.Close()
+			defer func() { _ = conn.Close() }()
 			br := bufio.NewReader(conn)
 			req := make([]byte, 0, 128)
 			for j := range jobs {
@@ -311,7 +311,7 @@ func load(c *child, rate int, d time.Duration, ids int) ([]time.Duration, int, e
 				}
 				if err == nil {
 					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
+					_ = resp.Body.Close()
 					if err == nil && resp.StatusCode != 200 {
 						err = fmt.Errorf("status %d", resp.StatusCode)
 					}
@@ -374,7 +374,7 @@ func benchSubjects(c *child, n int) error {
 			return err
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 	}
 	after, err := c.rss()
 	if err != nil {
@@ -386,7 +386,7 @@ func benchSubjects(c *child, n int) error {
 	}
 	var subs []string
 	err = json.NewDecoder(resp.Body).Decode(&subs)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if err != nil {
 		return err
 	}

@@ -143,7 +143,7 @@ func versions(ctx context.Context, q querier, subject string, deleted bool) ([]r
 	if err != nil {
 		return nil, fmt.Errorf("versions of %s: %w", subject, err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	var out []registry.SubjectVersion
 	for rows.Next() {
 		v := registry.SubjectVersion{Subject: subject}
@@ -195,7 +195,7 @@ func (s *Store) Usages(ctx context.Context, id int, deleted bool) ([]registry.Su
 	if err != nil {
 		return nil, fmt.Errorf("usages of schema %d: %w", id, err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := []registry.SubjectVersion{}
 	for rows.Next() {
 		v := registry.SubjectVersion{ID: id}
@@ -236,7 +236,7 @@ func (s *Store) Subjects(ctx context.Context, deleted bool) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("subjects: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := []string{}
 	for rows.Next() {
 		var name string

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -82,7 +83,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if err != nil {
 		return fmt.Errorf("registry %s: %w", c.base, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return fmt.Errorf("registry %s: %w", c.base, err)
@@ -167,7 +168,8 @@ type Version struct {
 func (c *Client) Versions(ctx context.Context, subject string) ([]Version, error) {
 	var nums []int
 	err := c.do(ctx, http.MethodGet, subjectPath(subject)+"/versions", nil, &nums)
-	if e, ok := err.(*APIError); ok && e.Code == 40401 {
+	var e *APIError
+	if errors.As(err, &e) && e.Code == 40401 {
 		return nil, nil
 	}
 	if err != nil {
