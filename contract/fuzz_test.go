@@ -1,8 +1,13 @@
 package contract
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -55,6 +60,32 @@ func FuzzMatch(f *testing.F) {
 			if mm := matchBody("body", jsonBody(exp), "application/json", []byte(exp), nil, true); len(mm) != 0 {
 				t.Fatalf("%s does not match itself: %v", exp, mm)
 			}
+		}
+	})
+}
+
+// FuzzDecodeJSON: the matcher's JSON decoder agrees with encoding/json
+// (with UseNumber) on what is valid and on the value.
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{`{"a":[1,-2.5e3,"x\u00e9\ud83d\ude00",true,null,{}]}`, `"\ud800"`, `[1,]`, `01`, `{"a":1,"a":2}`, "\"\xff\"", ` [ ] `, `1.`, `-`, `"\/\b\f\n\r\t"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := decodeJSON(data)
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		var want any
+		werr := dec.Decode(&want)
+		if werr == nil {
+			if _, terr := dec.Token(); terr != io.EOF {
+				werr = errors.New("trailing data")
+			}
+		}
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("%q: ours %v, encoding/json %v", data, err, werr)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: ours %#v, encoding/json %#v", data, got, want)
 		}
 	})
 }

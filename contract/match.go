@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Mismatch is one difference between what a pact expects and what
@@ -280,7 +282,7 @@ func matchBody(part string, exp Body, actCT string, act []byte, rules map[string
 		if ect != "" && actCT != "" && !isJSONType(actCT) {
 			return []Mismatch{{Part: part, Expected: "a body of type " + baseType(ect), Actual: "a body of type " + baseType(actCT)}}
 		}
-		ev, err := decodeJSON(exp.Content)
+		ev, err := decodeExpected(exp.Content)
 		if err != nil {
 			return []Mismatch{{Part: part, Expected: "valid JSON in the pact", Actual: err.Error()}}
 		}
@@ -288,8 +290,8 @@ func matchBody(part string, exp Body, actCT string, act []byte, rules map[string
 		if err != nil {
 			return []Mismatch{{Part: part, Expected: "a JSON body", Actual: "invalid JSON: " + err.Error()}}
 		}
-		c := &comparer{rules: rs, strict: strict, part: part}
-		c.compare(root, ev, av)
+		c := &comparer{rules: rs, strict: strict, part: part, path: make([]pathToken, 1, 16)}
+		c.compare(ev, av)
 		return c.out
 	case baseType(ect) == "application/x-www-form-urlencoded":
 		ev, err1 := url.ParseQuery(string(exp.Content))
@@ -381,31 +383,48 @@ func detectContentType(header string, body []byte) string {
 	return http.DetectContentType(body)
 }
 
-func decodeJSON(b []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+var (
+	expectedCache sync.Map // string(JSON) -> decoded value, never mutated
+	expectedCount atomic.Int64
+)
+
+// decodeExpected decodes an expected body, caching it: a verifier or mock
+// server matches the same expectation many times.
+func decodeExpected(b []byte) (any, error) {
+	if v, ok := expectedCache.Load(string(b)); ok {
+		return v, nil
+	}
+	v, err := decodeJSON(b)
+	if err != nil {
 		return nil, err
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("trailing data after JSON value")
+	if expectedCount.Add(1) > 4096 {
+		expectedCache.Clear()
+		expectedCount.Store(0)
 	}
+	expectedCache.Store(string(b), v)
 	return v, nil
 }
 
-// comparer walks an expected and an actual JSON value together.
+
+// comparer walks an expected and an actual JSON value together; path is
+// the current position, pushed and popped as it descends.
 type comparer struct {
 	rules  ruleSet
 	strict bool
 	part   string
+	path   []pathToken
 	out    []Mismatch
 }
 
-func (c *comparer) add(path []pathToken, expected, actual string) {
-	c.out = append(c.out, Mismatch{Part: c.part, Path: renderTokens(path), Expected: expected, Actual: actual})
+func (c *comparer) add(expected, actual string) {
+	c.out = append(c.out, Mismatch{Part: c.part, Path: renderTokens(c.path), Expected: expected, Actual: actual})
 }
 
+func (c *comparer) push(t pathToken) { c.path = append(c.path, t) }
+func (c *comparer) pop()             { c.path = c.path[:len(c.path)-1] }
+
+// child returns path extended by t, without sharing path's array.
 func child(path []pathToken, t pathToken) []pathToken {
 	out := make([]pathToken, len(path), len(path)+1)
 	copy(out, path)
@@ -422,39 +441,49 @@ func cascades(t string) bool {
 	return true
 }
 
-func (c *comparer) compare(path []pathToken, exp, act any) { c.compareFB(path, exp, act, nil) }
+var typeRules = &RuleList{Combine: "AND", Matchers: []Matcher{{"match": "type"}}}
+
+func (c *comparer) compare(exp, act any) { c.compareFB(exp, act, nil) }
 
 // compareFB compares with fallback rules applying where no rule does (the
 // children of a values/eachKey/eachValue collection).
-func (c *comparer) compareFB(path []pathToken, exp, act any, fallback *RuleList) {
-	rl, direct := c.rules.best(path)
+func (c *comparer) compareFB(exp, act any, fallback *RuleList) {
+	rl, direct := c.rules.best(c.path)
 	if rl != nil && !direct {
-		var keep []Matcher
+		inherit := true
 		for _, m := range rl.Matchers {
-			if cascades(m.Type()) {
-				keep = append(keep, m)
+			if !cascades(m.Type()) {
+				inherit = false
 			}
 		}
-		if len(keep) == 0 {
-			rl = nil
-		} else {
-			rl = &RuleList{Combine: rl.Combine, Matchers: keep}
+		if !inherit {
+			var keep []Matcher
+			for _, m := range rl.Matchers {
+				if cascades(m.Type()) {
+					keep = append(keep, m)
+				}
+			}
+			if len(keep) == 0 {
+				rl = nil
+			} else {
+				rl = &RuleList{Combine: rl.Combine, Matchers: keep}
+			}
 		}
 	}
 	if rl == nil && fallback != nil {
 		rl, direct = fallback, true
 	}
 	if rl == nil {
-		c.compareDefault(path, exp, act)
+		c.compareDefault(exp, act)
 		return
 	}
 	if ok, why := applyList(rl, exp, act, direct); !ok {
-		c.add(path, why, show(act))
+		c.add(why, show(act))
 		return
 	}
 	// Collections: how the children are compared depends on the matchers.
 	mode := ""
-	childRules := &RuleList{Combine: "AND", Matchers: []Matcher{{"match": "type"}}}
+	childRules := typeRules
 	for _, m := range rl.Matchers {
 		switch m.Type() {
 		case "equality", "arrayContains":
@@ -487,12 +516,14 @@ func (c *comparer) compareFB(path []pathToken, exp, act any, fallback *RuleList)
 					ev = example
 				}
 				if ev != nil || has {
-					c.compareFB(child(path, pathToken{kind: tokField, name: k}), ev, a[k], childRules)
+					c.push(pathToken{kind: tokField, name: k})
+					c.compareFB(ev, a[k], childRules)
+					c.pop()
 				}
 			}
 			return
 		}
-		c.compareObject(path, e, a)
+		c.compareObject(e, a)
 	case []any:
 		a, ok := act.([]any)
 		if !ok {
@@ -503,66 +534,72 @@ func (c *comparer) compareFB(path []pathToken, exp, act any, fallback *RuleList)
 				return
 			}
 			for i, x := range a {
-				p := child(path, pathToken{kind: tokIndex, index: i})
+				c.push(pathToken{kind: tokIndex, index: i})
 				if mode == "values" {
-					c.compareFB(p, e[0], x, childRules)
-					continue
+					c.compareFB(e[0], x, childRules)
+				} else {
+					c.compare(e[0], x)
 				}
-				c.compare(p, e[0], x)
+				c.pop()
 			}
 			return
 		}
-		c.compareArray(path, e, a)
+		c.compareArray(e, a)
 	}
 }
 
-func (c *comparer) compareObject(path []pathToken, e, a map[string]any) {
+func (c *comparer) compareObject(e, a map[string]any) {
 	for _, k := range sortedKeys(e) {
 		av, ok := a[k]
-		p := child(path, pathToken{kind: tokField, name: k})
+		c.push(pathToken{kind: tokField, name: k})
 		if !ok {
-			c.add(p, "a key "+strconv.Quote(k)+" with "+show(e[k]), "no such key")
-			continue
+			c.add("a key "+strconv.Quote(k)+" with "+show(e[k]), "no such key")
+		} else {
+			c.compare(e[k], av)
 		}
-		c.compare(p, e[k], av)
+		c.pop()
 	}
 	if c.strict {
 		for _, k := range sortedKeys(a) {
 			if _, ok := e[k]; !ok {
-				c.add(child(path, pathToken{kind: tokField, name: k}), "no key "+strconv.Quote(k)+" (requests are matched strictly)", show(a[k]))
+				c.push(pathToken{kind: tokField, name: k})
+				c.add("no key "+strconv.Quote(k)+" (requests are matched strictly)", show(a[k]))
+				c.pop()
 			}
 		}
 	}
 }
 
-func (c *comparer) compareArray(path []pathToken, e, a []any) {
+func (c *comparer) compareArray(e, a []any) {
 	if len(e) != len(a) {
-		c.add(path, fmt.Sprintf("an array of %d elements %s", len(e), show(e)), fmt.Sprintf("%d elements %s", len(a), show(a)))
+		c.add(fmt.Sprintf("an array of %d elements %s", len(e), show(e)), fmt.Sprintf("%d elements %s", len(a), show(a)))
 	}
 	for i := 0; i < len(e) && i < len(a); i++ {
-		c.compare(child(path, pathToken{kind: tokIndex, index: i}), e[i], a[i])
+		c.push(pathToken{kind: tokIndex, index: i})
+		c.compare(e[i], a[i])
+		c.pop()
 	}
 }
 
-func (c *comparer) compareDefault(path []pathToken, exp, act any) {
+func (c *comparer) compareDefault(exp, act any) {
 	switch e := exp.(type) {
 	case map[string]any:
 		a, ok := act.(map[string]any)
 		if !ok {
-			c.add(path, "an object", show(act))
+			c.add("an object", show(act))
 			return
 		}
-		c.compareObject(path, e, a)
+		c.compareObject(e, a)
 	case []any:
 		a, ok := act.([]any)
 		if !ok {
-			c.add(path, "an array", show(act))
+			c.add("an array", show(act))
 			return
 		}
-		c.compareArray(path, e, a)
+		c.compareArray(e, a)
 	default:
 		if !jsonEqual(exp, act) {
-			c.add(path, show(exp), show(act))
+			c.add(show(exp), show(act))
 		}
 	}
 }
@@ -907,8 +944,8 @@ func arrayContains(m Matcher, exp, act any) (bool, string) {
 		c := compileCategory(cat)
 		found := false
 		for _, x := range a {
-			cm := &comparer{rules: c, part: "body"}
-			cm.compare([]pathToken{{kind: tokRoot}}, e[idx], x)
+			cm := &comparer{rules: c, part: "body", path: []pathToken{{kind: tokRoot}}}
+			cm.compare(e[idx], x)
 			if len(cm.out) == 0 {
 				found = true
 				break

@@ -332,3 +332,42 @@ func TestJavaDateFormats(t *testing.T) {
 		t.Fatalf("unsupported letter: %v", err)
 	}
 }
+
+// TestRuleTrieAgreesWithWeights: the compiled trie picks the same rule as
+// scoring every rule path with the specification's weighting.
+func TestRuleTrieAgreesWithWeights(t *testing.T) {
+	paths := []string{"$", "$.a", "$.a[*]", "$.a[0]", "$.a[*].b", "$.a[1].b", "$.*", "$.*[*].b", "$.a.*", "$['a'][2].c", "$.x.y"}
+	cat := map[string]*RuleList{}
+	for _, p := range paths {
+		cat[p] = &RuleList{Matchers: []Matcher{{"match": "type", "id": p}}}
+	}
+	rs := compileCategory(cat)
+	brute := func(actual []pathToken) (string, bool) {
+		bestW, bestLen, best, direct := 0, -1, "", false
+		for _, p := range sortedKeys(cat) {
+			toks, _ := parsePath(p)
+			w := weight(toks, actual)
+			if w > 0 && (w > bestW || (w == bestW && len(toks) > bestLen)) {
+				bestW, bestLen, best, direct = w, len(toks), p, len(toks) == len(actual)
+			}
+		}
+		return best, direct
+	}
+	for _, a := range []string{"$", "$.a", "$.a[0]", "$.a[1]", "$.a[2]", "$.a[0].b", "$.a[1].b", "$.a[2].b", "$.a[2].c", "$.a[5].b.z", "$.q", "$.q[3].b", "$.x.y", "$.x.z", "$.a.k"} {
+		toks, err := parsePath(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rl, direct := rs.best(toks)
+		got := ""
+		if rl != nil {
+			got = rl.Matchers[0]["id"].(string)
+		}
+		want, wantDirect := brute(toks)
+		// "$.a[*]" and "$.a.*" are one path in the trie: either id is right
+		same := got == want || (strings.Trim(got, "$.a[]*") == "" && strings.Trim(want, "$.a[]*") == "" && len(got) > 2 && len(want) > 2)
+		if !same || direct != wantDirect {
+			t.Errorf("%s: trie picked %q (direct %v), weights pick %q (direct %v)", a, got, direct, want, wantDirect)
+		}
+	}
+}

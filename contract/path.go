@@ -3,8 +3,13 @@ package contract
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
 )
 
 type tokKind uint8
@@ -184,45 +189,142 @@ func isIdent(s string) bool {
 	return true
 }
 
-// compiledRule is a rule list with its parsed path.
-type compiledRule struct {
-	path  []pathToken
-	rules *RuleList
+// ruleTrie is one category's rules, compiled for matching: a trie over
+// the rule paths' tokens, so finding the rule for a value costs a walk down
+// its path rather than a comparison with every rule.
+type ruleTrie struct {
+	rules  *RuleList
+	fields map[string]*ruleTrie
+	index  map[int]*ruleTrie
+	star   *ruleTrie
 }
 
-// ruleSet is one category's rules, compiled for matching.
-type ruleSet []compiledRule
+// ruleSet is a compiled category; nil has no rules.
+type ruleSet struct{ root *ruleTrie }
 
+type ruleSetKey struct {
+	m  unsafe.Pointer
+	n  int
+	fp uint64
+}
+
+var (
+	ruleSetCache sync.Map // ruleSetKey -> ruleSet
+	ruleSetCount atomic.Int64
+	ruleSetSeed  = maphash.MakeSeed()
+)
+
+// compileCategory compiles a category's rules, cached by the map's identity
+// and a fingerprint of its entries (so a changed or reused map recompiles).
 func compileCategory(c map[string]*RuleList) ruleSet {
 	if len(c) == 0 {
-		return nil
+		return ruleSet{}
 	}
-	out := make(ruleSet, 0, len(c))
+	key := ruleSetKey{m: reflect.ValueOf(c).UnsafePointer(), n: len(c)}
+	for k, rl := range c {
+		key.fp += maphash.String(ruleSetSeed, k) ^ uint64(uintptr(unsafe.Pointer(rl)))
+	}
+	if rs, ok := ruleSetCache.Load(key); ok {
+		return rs.(ruleSet)
+	}
+	rs := buildRuleSet(c)
+	if ruleSetCount.Add(1) > 4096 {
+		ruleSetCache.Clear()
+		ruleSetCount.Store(0)
+	}
+	ruleSetCache.Store(key, rs)
+	return rs
+}
+
+func buildRuleSet(c map[string]*RuleList) ruleSet {
+	root := &ruleTrie{}
 	for _, k := range sortedKeys(c) {
 		toks, err := parsePath(k)
 		if err != nil {
 			continue // validated at parse time; a bad path never applies
 		}
-		out = append(out, compiledRule{path: toks, rules: c[k]})
+		n := root
+		for _, t := range toks[1:] {
+			switch t.kind {
+			case tokField:
+				if n.fields == nil {
+					n.fields = map[string]*ruleTrie{}
+				}
+				if n.fields[t.name] == nil {
+					n.fields[t.name] = &ruleTrie{}
+				}
+				n = n.fields[t.name]
+			case tokIndex:
+				if n.index == nil {
+					n.index = map[int]*ruleTrie{}
+				}
+				if n.index[t.index] == nil {
+					n.index[t.index] = &ruleTrie{}
+				}
+				n = n.index[t.index]
+			case tokStar:
+				if n.star == nil {
+					n.star = &ruleTrie{}
+				}
+				n = n.star
+			}
+		}
+		if n.rules == nil {
+			n.rules = c[k]
+		} else { // "$.a.*" and "$.a[*]" are the same path
+			merged := *n.rules
+			merged.Matchers = append(append([]Matcher(nil), n.rules.Matchers...), c[k].Matchers...)
+			n.rules = &merged
+		}
 	}
-	return out
+	return ruleSet{root: root}
 }
 
-// best returns the rule list that applies at path: the highest weight, then
-// the longest (most specific) rule path; direct reports whether its path is
-// exactly as long as the actual path.
+type trieCursor struct {
+	n *ruleTrie
+	w int
+}
+
+// best returns the rule list that applies at path: the highest V3 path
+// weight (see weight), then the longest (most specific) rule path; direct
+// reports whether the rule is for the path itself rather than an ancestor.
 func (rs ruleSet) best(path []pathToken) (rl *RuleList, direct bool) {
-	bestW, bestLen := 0, -1
-	for i := range rs {
-		w := weight(rs[i].path, path)
-		if w == 0 {
-			continue
-		}
-		if w > bestW || (w == bestW && len(rs[i].path) > bestLen) {
-			bestW, bestLen = w, len(rs[i].path)
-			rl = rs[i].rules
-			direct = len(rs[i].path) == len(path)
-		}
+	if rs.root == nil || len(path) == 0 || path[0].kind != tokRoot {
+		return nil, false
 	}
-	return rl, direct
+	var b1, b2 [8]trieCursor
+	cur, next := append(b1[:0], trieCursor{rs.root, 2}), b2[:0]
+	bestW, bestLen := 0, -1
+	for depth := 0; ; depth++ {
+		for _, c := range cur {
+			if c.n.rules != nil && (c.w > bestW || (c.w == bestW && depth+1 > bestLen)) {
+				bestW, bestLen, rl = c.w, depth+1, c.n.rules
+				direct = depth+1 == len(path)
+			}
+		}
+		if depth+1 >= len(path) {
+			return rl, direct
+		}
+		t := path[depth+1]
+		next = next[:0]
+		for _, c := range cur {
+			switch t.kind {
+			case tokField:
+				if x := c.n.fields[t.name]; x != nil {
+					next = append(next, trieCursor{x, c.w * 2})
+				}
+			case tokIndex:
+				if x := c.n.index[t.index]; x != nil {
+					next = append(next, trieCursor{x, c.w * 2})
+				}
+			}
+			if c.n.star != nil && (t.kind == tokField || t.kind == tokIndex) {
+				next = append(next, trieCursor{c.n.star, c.w})
+			}
+		}
+		if len(next) == 0 {
+			return rl, direct
+		}
+		cur, next = next, cur
+	}
 }

@@ -3,6 +3,7 @@ package contract
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -69,9 +70,22 @@ func formatJavaTime(pattern, kind string, t time.Time) string {
 	return t.Format(layout)
 }
 
+var layoutCache sync.Map // Java pattern -> Go layout
+
 // javaLayout converts a Java DateTimeFormatter / SimpleDateFormat pattern
 // into a Go time layout.
 func javaLayout(p string) (string, error) {
+	if l, ok := layoutCache.Load(p); ok {
+		return l.(string), nil
+	}
+	l, err := convertJavaLayout(p)
+	if err == nil {
+		layoutCache.Store(p, l)
+	}
+	return l, err
+}
+
+func convertJavaLayout(p string) (string, error) {
 	var b strings.Builder
 	for i := 0; i < len(p); {
 		c := p[i]
