@@ -406,7 +406,6 @@ func decodeExpected(b []byte) (any, error) {
 	return v, nil
 }
 
-
 // comparer walks an expected and an actual JSON value together; path is
 // the current position, pushed and popped as it descends.
 type comparer struct {
