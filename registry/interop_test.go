@@ -108,6 +108,20 @@ func TestFranzGoClient(t *testing.T) {
 			t.Errorf("ResetCompatibility = %+v", reset[0])
 		}
 
+		// Modes.
+		if ms := cl.SetMode(ctx, sr.ModeReadOnly, subj); ms[0].Err != nil || ms[0].Mode != sr.ModeReadOnly {
+			t.Errorf("SetMode = %+v", ms[0])
+		}
+		if ms := cl.Mode(ctx, subj); ms[0].Err != nil || ms[0].Mode != sr.ModeReadOnly {
+			t.Errorf("Mode = %+v", ms[0])
+		}
+		if _, err := cl.RegisterSchema(ctx, subj, sr.Schema{Schema: v1 + " "}, -1, -1); !errors.As(err, &re) || re.ErrorCode != 42205 {
+			t.Errorf("register in READONLY: %v", err)
+		}
+		if ms := cl.ResetMode(ctx, subj); ms[0].Err != nil {
+			t.Errorf("ResetMode = %+v", ms[0])
+		}
+
 		// Deletes: a hard delete needs a soft delete first.
 		if _, err := cl.DeleteSubject(ctx, subj, sr.HardDelete); !errors.As(err, &re) || re.ErrorCode != 40405 {
 			t.Errorf("hard delete first: %v", err)

@@ -105,8 +105,12 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /config/{subject}", s.getConfig)
 	m.HandleFunc("PUT /config/{subject}", s.write(s.putConfig))
 	m.HandleFunc("DELETE /config/{subject}", s.write(s.deleteConfig))
-	m.HandleFunc("GET /mode", s.mode)
-	m.HandleFunc("GET /mode/{subject}", s.mode)
+	m.HandleFunc("GET /mode", s.getMode)
+	m.HandleFunc("GET /mode/{subject}", s.getMode)
+	m.HandleFunc("PUT /mode", s.write(s.putMode))
+	m.HandleFunc("PUT /mode/{subject}", s.write(s.putMode))
+	m.HandleFunc("DELETE /mode", s.write(s.deleteMode))
+	m.HandleFunc("DELETE /mode/{subject}", s.write(s.deleteMode))
 }
 
 // ServeHTTP implements http.Handler.
@@ -370,6 +374,10 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if err := s.writable(r.Context(), sub); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	sc, err := s.readSchema(w, r)
 	if err != nil {
 		s.fail(w, r, err)
@@ -619,6 +627,10 @@ func (s *Server) deleteSubject(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if err := s.writable(r.Context(), sub); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	vs, err := s.store.DeleteSubject(r.Context(), sub, boolParam(r, "permanent"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -636,6 +648,10 @@ func (s *Server) deleteVersion(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := parseVersion(r.PathValue("version"))
 	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.writable(r.Context(), sub); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -777,6 +793,112 @@ func (s *Server) deleteConfig(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, map[string]any{"compatibilityLevel": prev, "compatibility": prev})
 }
 
-func (s *Server) mode(w http.ResponseWriter, r *http.Request) {
-	s.reply(w, map[string]any{"mode": "READWRITE"})
+// Modes.
+const (
+	ReadWrite        = "READWRITE"
+	ReadOnly         = "READONLY"
+	ReadOnlyOverride = "READONLY_OVERRIDE"
+	Import           = "IMPORT"
+)
+
+// modeFor is the mode in force for a subject: its own, else the global
+// one, else READWRITE.
+func (s *Server) modeFor(ctx context.Context, sub string) (string, error) {
+	for _, key := range []string{sub, ""} {
+		m, err := s.store.Mode(ctx, key)
+		if err == nil {
+			return m, nil
+		}
+		if !errors.Is(err, ErrNoMode) {
+			return "", err
+		}
+	}
+	return ReadWrite, nil
+}
+
+// writable refuses changes to a subject in a read-only mode.
+func (s *Server) writable(ctx context.Context, sub string) error {
+	m, err := s.modeFor(ctx, sub)
+	if err != nil {
+		return err
+	}
+	if m == ReadOnly || m == ReadOnlyOverride {
+		return &Error{42205, fmt.Sprintf("Subject %s is in read-only mode", sub)}
+	}
+	return nil
+}
+
+func (s *Server) getMode(w http.ResponseWriter, r *http.Request) {
+	sub := r.PathValue("subject")
+	m, err := s.store.Mode(r.Context(), sub)
+	if errors.Is(err, ErrNoMode) {
+		switch {
+		case sub == "":
+			m, err = ReadWrite, nil
+		case boolParam(r, "defaultToGlobal"):
+			m, err = s.modeFor(r.Context(), sub)
+		default:
+			err = &Error{40409, fmt.Sprintf("Subject %s does not have subject-level mode configured", sub)}
+		}
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.reply(w, map[string]any{"mode": m})
+}
+
+func (s *Server) putMode(w http.ResponseWriter, r *http.Request) {
+	sub := r.PathValue("subject")
+	if sub != "" {
+		if _, err := subject(r); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		s.fail(w, r, &Error{42209, "Request body is too large"})
+		return
+	}
+	var req struct {
+		Mode string `json:"mode"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		s.fail(w, r, &Error{42204, "Invalid mode: " + err.Error()})
+		return
+	}
+	m := strings.ToUpper(req.Mode)
+	switch m {
+	case ReadWrite, ReadOnly, ReadOnlyOverride:
+	case Import:
+		s.fail(w, r, &Error{42205, "Operation not permitted: IMPORT mode (registering with chosen ids) is not supported"})
+		return
+	default:
+		s.fail(w, r, &Error{42204, "Invalid mode. Valid values are READWRITE, READONLY, READONLY_OVERRIDE and IMPORT"})
+		return
+	}
+	if err := s.store.SetMode(r.Context(), sub, m); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.InfoContext(r.Context(), "mode set", "subject", sub, "mode", m)
+	s.reply(w, map[string]any{"mode": m})
+}
+
+func (s *Server) deleteMode(w http.ResponseWriter, r *http.Request) {
+	sub := r.PathValue("subject")
+	prev, err := s.store.DeleteMode(r.Context(), sub)
+	if errors.Is(err, ErrNoMode) {
+		if sub == "" {
+			prev, err = ReadWrite, nil
+		} else {
+			err = &Error{40409, fmt.Sprintf("Subject %s does not have subject-level mode configured", sub)}
+		}
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.reply(w, map[string]any{"mode": prev})
 }

@@ -355,3 +355,46 @@ func TestConcurrentRegistrations(t *testing.T) {
 		}
 	})
 }
+
+func TestModes(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, dsn string) {
+		c := client{t: t, base: newServer(t, dsn, registry.DefaultConfig()).URL}
+		steps := []struct {
+			method, path, body string
+			status             int
+			want               any
+		}{
+			{"GET", "/mode", "", 200, map[string]any{"mode": "READWRITE"}},
+			{"POST", "/subjects/o-value/versions", body(v1), 200, nil},
+			{"PUT", "/mode/o-value", `{"mode":"READONLY"}`, 200, map[string]any{"mode": "READONLY"}},
+			{"GET", "/mode/o-value", "", 200, map[string]any{"mode": "READONLY"}},
+			{"GET", "/mode/other-value", "", 404, map[string]any{"error_code": num(40409), "message": "Subject other-value does not have subject-level mode configured"}},
+			{"GET", "/mode/other-value?defaultToGlobal=true", "", 200, map[string]any{"mode": "READWRITE"}},
+			{"POST", "/subjects/o-value/versions", body(v2), 422, map[string]any{"error_code": num(42205), "message": "Subject o-value is in read-only mode"}},
+			{"DELETE", "/subjects/o-value", "", 422, nil},
+			{"DELETE", "/subjects/o-value/versions/1", "", 422, nil},
+			{"POST", "/subjects/other-value/versions", body(v1), 200, nil},
+			{"PUT", "/mode", `{"mode":"sideways"}`, 422, map[string]any{"error_code": num(42204), "message": "Invalid mode. Valid values are READWRITE, READONLY, READONLY_OVERRIDE and IMPORT"}},
+			{"PUT", "/mode", `{"mode":"IMPORT"}`, 422, nil},
+			{"PUT", "/mode", `{"mode":"READONLY_OVERRIDE"}`, 200, nil},
+			{"POST", "/subjects/other-value/versions", body(v2), 422, nil},
+			{"DELETE", "/mode", "", 200, map[string]any{"mode": "READONLY_OVERRIDE"}},
+			{"DELETE", "/mode/o-value", "", 200, map[string]any{"mode": "READONLY"}},
+			{"DELETE", "/mode/o-value", "", 404, nil},
+			{"POST", "/subjects/o-value/versions", body(v2), 200, nil},
+			{"GET", "/subjects/o-value/versions", "", 200, []any{num(1), num(2)}},
+			{"GET", "/subjects/other-value/versions", "", 200, []any{num(1)}},
+		}
+		for i, s := range steps {
+			status, got := c.do(s.method, s.path, s.body)
+			if status != s.status {
+				t.Fatalf("step %d %s %s: status %d, want %d: %v", i, s.method, s.path, status, s.status, got)
+			}
+			if s.want != nil {
+				if diff := cmp.Diff(s.want, got); diff != "" {
+					t.Fatalf("step %d %s %s (-want +got):\n%s", i, s.method, s.path, diff)
+				}
+			}
+		}
+	})
+}

@@ -51,6 +51,14 @@ type Store interface {
 	// DeleteLevel removes subject's level and returns what it was;
 	// ErrNoLevel when none was set.
 	DeleteLevel(ctx context.Context, subject string) (schema.Mode, error)
+	// Mode returns the mode (READWRITE, READONLY, ...) set for subject ("" for
+	// the global mode); ErrNoMode when none is set.
+	Mode(ctx context.Context, subject string) (string, error)
+	// SetMode sets the mode of subject ("" for the global mode).
+	SetMode(ctx context.Context, subject, mode string) error
+	// DeleteMode removes subject's mode and returns what it was; ErrNoMode
+	// when none was set.
+	DeleteMode(ctx context.Context, subject string) (string, error)
 }
 
 // Latest as a version number means the newest live version.
@@ -86,4 +94,5 @@ var (
 	ErrVersionSoftDeleted    = errors.New("version was soft deleted; set permanent=true to delete permanently")
 	ErrVersionNotSoftDeleted = errors.New("version was not deleted first before being permanently deleted")
 	ErrNoLevel               = errors.New("no compatibility level is set")
+	ErrNoMode                = errors.New("no mode is set")
 )

@@ -419,3 +419,43 @@ func (s *Store) DeleteLevel(ctx context.Context, subject string) (schema.Mode, e
 	})
 	return prev, err
 }
+
+// Mode implements registry.Store.
+func (s *Store) Mode(ctx context.Context, subject string) (string, error) {
+	var m string
+	err := s.db.QueryRowContext(ctx, `SELECT mode FROM registry_modes WHERE subject = $1`, subject).Scan(&m)
+	if sqldb.IsNoRows(err) {
+		return "", registry.ErrNoMode
+	}
+	if err != nil {
+		return "", fmt.Errorf("mode: %w", err)
+	}
+	return m, nil
+}
+
+// SetMode implements registry.Store.
+func (s *Store) SetMode(ctx context.Context, subject, mode string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO registry_modes (subject, mode) VALUES ($1, $2)
+		ON CONFLICT (subject) DO UPDATE SET mode = excluded.mode`, subject, mode)
+	if err != nil {
+		return fmt.Errorf("set mode: %w", err)
+	}
+	return nil
+}
+
+// DeleteMode implements registry.Store.
+func (s *Store) DeleteMode(ctx context.Context, subject string) (string, error) {
+	var prev string
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT mode FROM registry_modes WHERE subject = $1`, subject).Scan(&prev)
+		if sqldb.IsNoRows(err) {
+			return registry.ErrNoMode
+		}
+		if err != nil {
+			return fmt.Errorf("mode: %w", err)
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM registry_modes WHERE subject = $1`, subject)
+		return err
+	})
+	return prev, err
+}

@@ -210,6 +210,25 @@ func TestStore(t *testing.T) {
 		if _, err := st.DeleteLevel(ctx, "payments-value"); !errors.Is(err, registry.ErrNoLevel) {
 			t.Errorf("second DeleteLevel: %v", err)
 		}
+
+		// Modes.
+		if _, err := st.Mode(ctx, ""); !errors.Is(err, registry.ErrNoMode) {
+			t.Errorf("global mode unset: %v", err)
+		}
+		for _, m := range []string{"READONLY", "READWRITE"} {
+			if err := st.SetMode(ctx, "payments-value", m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if m, err := st.Mode(ctx, "payments-value"); err != nil || m != "READWRITE" {
+			t.Errorf("Mode = %q, %v", m, err)
+		}
+		if prev, err := st.DeleteMode(ctx, "payments-value"); err != nil || prev != "READWRITE" {
+			t.Errorf("DeleteMode = %q, %v", prev, err)
+		}
+		if _, err := st.DeleteMode(ctx, "payments-value"); !errors.Is(err, registry.ErrNoMode) {
+			t.Errorf("second DeleteMode: %v", err)
+		}
 	})
 }
 

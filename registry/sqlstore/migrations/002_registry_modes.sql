@@ -1,0 +1,4 @@
+CREATE TABLE registry_modes (
+	subject TEXT PRIMARY KEY,
+	mode TEXT NOT NULL
+);
