@@ -164,6 +164,10 @@ var pairs = []struct {
 		[]string{"TYPE_MISMATCH /fields/0/type", "TYPE_MISMATCH /fields/1/type", "MISSING_ENUM_SYMBOLS /fields/2/type/symbols [C]", "READER_FIELD_MISSING_DEFAULT_VALUE /fields/3"},
 		[]string{"TYPE_MISMATCH /fields/1/type"}},
 	{"nullable field", rFNullStr, rFStr, nil, []string{"TYPE_MISMATCH /fields/0/type"}},
+	{"nullable record/record", `["null",` + rAInt + `]`, rAInt, nil, []string{"TYPE_MISMATCH /"}},
+	{"unions of records", `[` + rAIntBInt + `]`, `[` + rAInt + `]`, []string{"MISSING_UNION_BRANCH /0"}, nil},
+	{"union of records promoted field", `["null",` + rALong + `]`, `["null",` + rAInt + `]`, nil, []string{"MISSING_UNION_BRANCH /1"}},
+	{"union picks the readable branch", `["string",` + rADInt + `]`, rEmpty, nil, []string{"TYPE_MISMATCH /"}},
 	{"field default does not stand in for a symbol", rEnumFieldDefault, rEnumFieldABC, []string{"MISSING_ENUM_SYMBOLS /fields/0/type/symbols [C]"}, nil},
 }
 
