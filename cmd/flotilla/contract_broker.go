@@ -36,20 +36,42 @@ func (a *app) contractBrokerCmds() []*cobra.Command {
 }
 
 func (a *app) serviceVersionCmd() *cobra.Command {
-	var repo string
+	var (
+		repo    string
+		service string
+	)
 	cmd := &cobra.Command{
-		Use:   "version PATH...",
-		Short: "Print the version of the source under PATHs (a service's paths and shared paths)",
+		Use:   "version (--service NAME | PATH...)",
+		Short: "Print a service's version: the content hash of its paths and the shared paths",
 		Long: `Print the version flotilla gives a service: the first 12 hex digits of a
-SHA-256 over the files under PATHs (relative to the repository root): those
-git tracks plus untracked files it does not ignore, as in the working tree.
-A change outside the PATHs leaves the version unchanged, so verification
-results and can-i-deploy answers for an untouched service stay valid.
+SHA-256 over the files under its paths and the manifest's shared paths (or
+the PATHs given, relative to --repo): those git tracks plus untracked files
+it does not ignore, as in the working tree. A change outside them leaves the
+version unchanged, so verification results and can-i-deploy answers for an
+untouched service stay valid.
 
+  flotilla contract version --service order-service
   flotilla contract version shop/order shop/kit go.mod go.sum`,
-		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v, err := svcversion.Of(cmd.Context(), repo, args...)
+			paths := args
+			switch {
+			case service != "" && len(args) > 0:
+				return usageErr(fmt.Errorf("%s: give --service or PATHs, not both", cmd.CommandPath()))
+			case service != "":
+				m, _, err := a.loadManifest()
+				if err != nil {
+					return err
+				}
+				svc := m.Service(service)
+				if svc == nil {
+					return usageErr(fmt.Errorf("%s: no service %q in %s (it has: %s)", cmd.CommandPath(), service, m.File, strings.Join(m.Names(), ", ")))
+				}
+				paths = append(append([]string{}, svc.Paths...), m.Shared...)
+				repo = m.Root
+			case len(args) == 0:
+				return usageErr(fmt.Errorf("%s: give --service NAME or the PATHs to hash", cmd.CommandPath()))
+			}
+			v, err := svcversion.Of(cmd.Context(), repo, paths...)
 			if err != nil {
 				return usageErr(err)
 			}
@@ -58,6 +80,7 @@ results and can-i-deploy answers for an untouched service stay valid.
 		},
 	}
 	cmd.Flags().StringVar(&repo, "repo", ".", "the repository root the PATHs are relative to")
+	cmd.Flags().StringVar(&service, "service", "", "a service of the manifest (-f): its paths and the shared paths")
 	return cmd
 }
 

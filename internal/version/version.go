@@ -41,16 +41,25 @@ import (
 const Length = 12
 
 // Of returns the version of the source under paths (relative to the
-// repository root repo; files or directories). A path that matches no
-// file is an error, naming it: a misspelt path must not silently give
-// every service the same version.
+// repository root repo; files, directories, or git globs such as
+// "shop/kit/**" or "*.proto"). A plain path that matches no file is an
+// error, naming it: a misspelt path must not silently give every service
+// the same version.
 func Of(ctx context.Context, repo string, paths ...string) (string, error) {
 	if len(paths) == 0 {
 		return "", errors.New("version: no paths to hash")
 	}
 	clean := make([]string, 0, len(paths))
+	var globs []string
 	for _, p := range paths {
+		// The manifest's shared entries are globs; "dir/**" is the folder,
+		// and, being a glob, may match nothing yet.
+		glob := strings.HasSuffix(p, "/**") || strings.ContainsAny(p, "*?[")
+		p = strings.TrimSuffix(p, "/**")
 		c := filepath.ToSlash(filepath.Clean(p))
+		if glob {
+			globs = append(globs, c)
+		}
 		if filepath.IsAbs(p) || c == ".." || strings.HasPrefix(c, "../") {
 			return "", fmt.Errorf("version: path %q must be relative to the repository root", p)
 		}
@@ -63,7 +72,7 @@ func Of(ctx context.Context, repo string, paths ...string) (string, error) {
 		}
 	}
 	for _, p := range clean {
-		if !covers(files, p) {
+		if !contains(globs, p) && !covers(files, p) {
 			return "", fmt.Errorf("version: path %q has no files in %s", p, repo)
 		}
 	}
@@ -113,6 +122,15 @@ func Of(ctx context.Context, repo string, paths ...string) (string, error) {
 		fmt.Fprintf(h, "%s\x00%s\x00%x\n", f, mode, sum)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:Length], nil
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func covers(files []string, p string) bool {

@@ -96,6 +96,18 @@ func TestVersionFollowsTheServiceContent(t *testing.T) {
 	}
 }
 
+func TestVersionGlobs(t *testing.T) {
+	dir := repo(t)
+	if a, b := of(t, dir, "shop/order", "shop/kit/**"), of(t, dir, "shop/order", "shop/kit"); a != b {
+		t.Errorf("shop/kit/** and shop/kit differ: %s vs %s", a, b)
+	}
+	before := of(t, dir, "shop/order", "*.mod")
+	write(t, dir, "go.mod", "module x")
+	if after := of(t, dir, "shop/order", "*.mod"); after == before {
+		t.Errorf("a file matching the glob *.mod appeared and the version stayed %s", before)
+	}
+}
+
 func TestVersionOutsideGit(t *testing.T) {
 	dir := t.TempDir()
 	write(t, dir, "svc/a.go", "package a")
