@@ -98,7 +98,14 @@ const keyHeader = "Flotilla-Key"
 // New connects to the server and creates or updates the stream.
 func New(ctx context.Context, cfg Config) (*Bus, error) {
 	cfg.fill()
-	opts := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	opts := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			cfg.Logger.Warn("nats async error", "subject", subject, "err", err)
+		})}
 	if cfg.Name != "" {
 		opts = append(opts, nats.Name(cfg.Name))
 	}

@@ -22,7 +22,11 @@ import (
 
 // Dial opens the bus named by url: nats://host:port for JetStream. An
 // unknown scheme is an error naming the ones supported.
-func Dial(ctx context.Context, url, stream, name string, log *slog.Logger) (bus.Bus, error) {
+//
+// dedup asks the broker to drop a re-published event id (JetStream's
+// Nats-Msg-Id window); it is off when the bus.duplicate fault is on, so
+// duplicates really reach consumers.
+func Dial(ctx context.Context, url, stream, name string, dedup bool, log *slog.Logger) (bus.Bus, error) {
 	scheme, _, _ := strings.Cut(url, "://")
 	switch scheme {
 	case "nats", "tls":
@@ -31,7 +35,7 @@ func Dial(ctx context.Context, url, stream, name string, log *slog.Logger) (bus.
 			cfg.Stream = stream
 			cfg.Prefix = "flotilla." + strings.ToLower(stream)
 		}
-		cfg.Name, cfg.Logger = name, log
+		cfg.Name, cfg.Logger, cfg.Dedup = name, log, dedup
 		return busnats.New(ctx, cfg)
 	default:
 		return nil, fmt.Errorf("BUS_URL %q: unsupported scheme %q; want nats://host:port", url, scheme)
@@ -88,7 +92,7 @@ func Start(ctx context.Context, cfg Config, migrations, schemas fs.FS) (*App, er
 			return fail(err)
 		}
 	}
-	if a.Bus, err = Dial(ctx, cfg.BusURL, cfg.BusStream, cfg.Service, log); err != nil {
+	if a.Bus, err = Dial(ctx, cfg.BusURL, cfg.BusStream, cfg.Service, !cfg.Faults.Duplicate, log); err != nil {
 		return fail(err)
 	}
 	if a.Codec, err = NewCodec(cfg.RegistryURL); err != nil {

@@ -23,7 +23,7 @@ func TestOutboxRelayAndIdempotentConsumer(t *testing.T) {
 	kittest.Each(t, func(t *testing.T, env kittest.Env) {
 		ctx := context.Background()
 		cfg := env.Config(t, "test-service")
-		b, err := kit.Dial(ctx, cfg.BusURL, cfg.BusStream, "test", cfg.Logger)
+		b, err := kit.Dial(ctx, cfg.BusURL, cfg.BusStream, "test", false, cfg.Logger)
 		if err != nil {
 			t.Fatal(err)
 		}

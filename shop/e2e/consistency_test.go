@@ -1,0 +1,493 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flotilla-ci/flotilla/bus"
+	busnats "github.com/flotilla-ci/flotilla/bus/nats"
+	"github.com/flotilla-ci/flotilla/internal/sqldb"
+	"github.com/flotilla-ci/flotilla/shop/inventory"
+	"github.com/flotilla-ci/flotilla/shop/kit"
+	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
+	"github.com/flotilla-ci/flotilla/shop/order"
+	"github.com/flotilla-ci/flotilla/shop/payment"
+	"github.com/flotilla-ci/flotilla/shop/product"
+	"github.com/flotilla-ci/flotilla/shop/user"
+)
+
+var (
+	seed      = flag.Uint64("seed", 20261126, "seed of the consistency test's workload and crash schedule; a failing run prints it")
+	numOrders = flag.Int("orders", 2000, "orders the consistency test places")
+	numUsers  = flag.Int("users", 50, "concurrent users in the consistency test")
+	numSKUs   = flag.Int("skus", 100, "SKUs in the consistency test's catalog")
+)
+
+// topics are every event the six services publish.
+var topics = []string{"UserRegistered", "ProductCreated", "ProductUpdated", "PriceChanged", "StockReserved", "StockReleased", "StockDepleted",
+	"PaymentCompleted", "PaymentFailed", "PaymentRefunded", "OrderCreated", "OrderConfirmed", "OrderCancelled"}
+
+// TestConsistency is the scenario's data-consistency incident made
+// impossible: thousands of orders from concurrent users over scarce stock,
+// a fifth of payments declined, every event delivered twice, and order,
+// inventory and payment killed at crash points and restarted throughout.
+// Afterwards every invariant is checked against the services' databases.
+func TestConsistency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the consistency test runs the whole order path as processes")
+	}
+	t.Logf("consistency: seed %d (replay with -seed=%d), %d orders, %d users, %d SKUs", *seed, *seed, *numOrders, *numUsers, *numSKUs)
+	rng := rand.New(rand.NewPCG(*seed, 1))
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	buildServices(t, bin)
+
+	srv, err := busnats.Embedded(busnats.ServerConfig{Dir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() }) // after the audit consumer's cleanup
+	stream := kittest.Stream(t, srv.URL())
+
+	// The audit consumer: every event, idempotently, with its effect recorded.
+	ctx := context.Background()
+	audit, deliveries := startAudit(t, filepath.Join(dir, "audit.db"), srv.URL(), stream)
+
+	addr := map[string]string{}
+	for _, s := range []string{"user", "product", "inventory", "cart", "payment", "order"} {
+		addr[s] = freePort(t)
+	}
+	url := func(s string) string { return "http://" + addr[s] }
+	common := []string{"BUS_URL=" + srv.URL(), "BUS_STREAM=" + stream}
+	dbPath := func(s string) string { return filepath.Join(dir, s+".db") }
+	n := func(lo, hi int) int { return lo + rng.IntN(hi-lo+1) }
+	procs := map[string]*proc{}
+	mk := func(short string, env []string, faults string, crashes ...string) *proc {
+		f, err := os.Create(filepath.Join(dir, short+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		p := &proc{name: short, bin: filepath.Join(bin, short), addr: addr[short], faults: faults, crashes: crashes, log: f,
+			env: append(append([]string{"DATABASE_URL=" + dbPath(short)}, common...), env...)}
+		procs[short] = p
+		return p
+	}
+	mk("user", []string{"ADMIN_EMAILS=admin@shop.test"}, "bus.duplicate=true")
+	mk("product", []string{"USER_URL=" + url("user"), fmt.Sprintf("SEED_PRODUCTS=%d", *numSKUs)}, "bus.duplicate=true")
+	mk("inventory", []string{"USER_URL=" + url("user"), "PRODUCT_URL=" + url("product"), "SWEEP_INTERVAL=1s"}, "bus.duplicate=true",
+		fmt.Sprintf("crash=inventory.after_reserve@%d", n(50, 200)), fmt.Sprintf("crash=outbox.after_publish@%d", n(20, 80)),
+		fmt.Sprintf("crash=outbox.after_commit@%d", n(100, 300)))
+	mk("cart", []string{"USER_URL=" + url("user"), "PRODUCT_URL=" + url("product")}, "")
+	mk("payment", []string{"USER_URL=" + url("user"), fmt.Sprintf("PAYMENT_SEED=%d", *seed)}, "bus.duplicate=true,payment.failure_rate=0.2",
+		fmt.Sprintf("crash=payment.after_capture@%d", n(50, 200)), fmt.Sprintf("crash=outbox.after_publish@%d", n(20, 80)),
+		fmt.Sprintf("crash=outbox.after_commit@%d", n(100, 300)))
+	mk("order", []string{"USER_URL=" + url("user"), "CART_URL=" + url("cart"), "INVENTORY_URL=" + url("inventory"), "PAYMENT_URL=" + url("payment"), "SAGA_LEASE=2s"}, "bus.duplicate=true",
+		fmt.Sprintf("crash=saga.after_charge@%d", n(50, 300)), fmt.Sprintf("crash=saga.between_compensations@%d", n(10, 60)),
+		fmt.Sprintf("crash=outbox.after_commit@%d", n(100, 500)), fmt.Sprintf("crash=outbox.after_publish@%d", n(20, 80)))
+	for _, s := range []string{"user", "product", "inventory", "cart", "payment", "order"} {
+		procs[s].start(t)
+		waitReady(t, url(s))
+	}
+	stopped := false
+	stopAll := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		for _, s := range []string{"order", "cart", "payment", "inventory", "product", "user"} {
+			procs[s].stop()
+		}
+	}
+	defer stopAll()
+	defer func() {
+		if t.Failed() {
+			for s := range procs {
+				t.Logf("--- %s log (tail):\n%s", s, tail(filepath.Join(dir, s+".log"), 30))
+			}
+			t.Logf("replay with: go test -run TestConsistency -v ./shop/e2e -seed=%d", *seed)
+		}
+	}()
+
+	admin := login(t, url("user"), "admin@shop.test")
+	initial := map[string]int64{}
+	for i := 1; i <= *numSKUs; i++ {
+		sku := fmt.Sprintf("SKU-%04d", i)
+		q := int64(n(10, 60))
+		initial[sku] = q
+		if r := kittest.Call(t, "POST", url("inventory")+"/stock/"+sku, admin, map[string]int64{"add": q}); r.Status != 200 {
+			t.Fatalf("stock %s: %d %s", sku, r.Status, r.Body)
+		}
+	}
+
+	// The load: users place orders until the total is reached.
+	var next atomic.Int64
+	var placed, clientRetries atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, *numUsers)
+	start := time.Now()
+	for u := 0; u < *numUsers; u++ {
+		urng := rand.New(rand.NewPCG(*seed, uint64(u)+100))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok := login(t, url("user"), fmt.Sprintf("user%d@shop.test", u))
+			for {
+				i := next.Add(1)
+				if i > int64(*numOrders) {
+					return
+				}
+				lines := map[string]int{}
+				for l := 0; l < 1+urng.IntN(3); l++ {
+					lines[fmt.Sprintf("SKU-%04d", 1+urng.IntN(*numSKUs))] = 1 + urng.IntN(3)
+				}
+				r, err := placeOrder(url("cart"), url("order"), tok, fmt.Sprintf("o-%d", i), lines, &clientRetries)
+				if err != nil {
+					errs <- fmt.Errorf("order %d: %w", i, err)
+					return
+				}
+				_ = r
+				placed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	loadTime := time.Since(start)
+
+	// Quiescence: every outbox drained and the audit consumer caught up.
+	services := []string{"user", "product", "inventory", "payment", "order"}
+	var outboxRows int
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		outboxRows = 0
+		unsent := 0
+		for _, s := range services {
+			a, u := outboxCounts(t, dbPath(s))
+			outboxRows += a
+			unsent += u
+		}
+		var effects int
+		_ = audit.QueryRowContext(ctx, `SELECT COUNT(*) FROM effects`).Scan(&effects)
+		if unsent == 0 && effects == outboxRows {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not quiescent after 90s: %d outbox rows unsent, %d of %d events applied by the audit consumer", unsent, effects, outboxRows)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stopAll()
+
+	// The invariant checker.
+	dbs := map[string]*sqldb.DB{}
+	for _, s := range services {
+		db, err := sqldb.Open(ctx, dbPath(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		dbs[s] = db
+	}
+	c := checker{t: t, ctx: ctx}
+	var confirmed, cancelled, pending int
+	c.scan(dbs["order"], `SELECT COALESCE(SUM(CASE WHEN status = 'CONFIRMED' THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN status = 'CANCELLED' THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN status NOT IN ('CONFIRMED', 'CANCELLED') THEN 1 ELSE 0 END), 0) FROM orders`, &confirmed, &cancelled, &pending)
+	c.check(pending == 0, "%d orders neither CONFIRMED nor CANCELLED", pending)
+	c.check(confirmed+cancelled == *numOrders, "%d orders settled, want the %d placed", confirmed+cancelled, *numOrders)
+
+	// Stock: available + reserved + committed = initial, nothing left reserved.
+	skusChecked := 0
+	rows := c.query(dbs["inventory"], `SELECT sku, received, available, reserved, committed FROM stock`)
+	for rows.Next() {
+		var sku string
+		var rec, av, res, com int64
+		if err := rows.Scan(&sku, &rec, &av, &res, &com); err != nil {
+			t.Fatal(err)
+		}
+		skusChecked++
+		c.check(rec == initial[sku] && av+res+com == rec, "%s: %d available + %d reserved + %d committed, received %d, initial %d", sku, av, res, com, rec, initial[sku])
+		c.check(res == 0, "%s: %d units still reserved", sku, res)
+	}
+	rows.Close()
+	c.check(skusChecked == *numSKUs, "%d SKUs with stock, want %d", skusChecked, *numSKUs)
+	var open int
+	c.scan(dbs["inventory"], `SELECT COUNT(*) FROM reservations WHERE status = 'RESERVED'`, &open)
+	c.check(open == 0, "%d reservations left open", open)
+
+	// Committed stock equals what confirmed orders bought.
+	orderUnits := map[string]int64{}
+	rows = c.query(dbs["order"], `SELECT i.sku, SUM(i.quantity) FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.status = 'CONFIRMED' GROUP BY i.sku`)
+	for rows.Next() {
+		var sku string
+		var q int64
+		_ = rows.Scan(&sku, &q)
+		orderUnits[sku] = q
+	}
+	rows.Close()
+	rows = c.query(dbs["inventory"], `SELECT sku, committed FROM stock`)
+	for rows.Next() {
+		var sku string
+		var com int64
+		_ = rows.Scan(&sku, &com)
+		c.check(com == orderUnits[sku], "%s: %d committed, confirmed orders bought %d", sku, com, orderUnits[sku])
+	}
+	rows.Close()
+
+	// Per order: confirmed ⇔ captured and committed; cancelled ⇒ no capture kept, no stock kept.
+	payments := map[string][2]string{} // order → status, amount
+	var paymentRows int
+	rows = c.query(dbs["payment"], `SELECT order_id, status, amount, refunded FROM payments`)
+	var captured, refunded int64
+	for rows.Next() {
+		var id, st string
+		var amt, ref int64
+		_ = rows.Scan(&id, &st, &amt, &ref)
+		paymentRows++
+		c.check(payments[id][0] == "", "order %s has two payments", id)
+		payments[id] = [2]string{st, fmt.Sprint(amt)}
+		if st == "CAPTURED" || st == "REFUNDED" {
+			captured += amt
+		}
+		refunded += ref
+		c.check(st != "PENDING", "payment of order %s left PENDING", id)
+	}
+	rows.Close()
+	reservations := map[string]string{}
+	rows = c.query(dbs["inventory"], `SELECT order_id, status FROM reservations`)
+	for rows.Next() {
+		var id, st string
+		_ = rows.Scan(&id, &st)
+		reservations[id] = st
+	}
+	rows.Close()
+	var confirmedTotal int64
+	reasons := map[string]int{}
+	rows = c.query(dbs["order"], `SELECT id, status, total, reason FROM orders`)
+	for rows.Next() {
+		var id, st, reason string
+		var total int64
+		_ = rows.Scan(&id, &st, &total, &reason)
+		p, r := payments[id], reservations[id]
+		if st == "CONFIRMED" {
+			confirmedTotal += total
+			c.check(p[0] == "CAPTURED" && p[1] == fmt.Sprint(total), "confirmed order %s: payment %v, want CAPTURED %d", id, p, total)
+			c.check(r == "COMMITTED", "confirmed order %s: reservation %q, want COMMITTED", id, r)
+		} else {
+			reasons[strings.SplitN(reason, ":", 2)[0]]++
+			c.check(p[0] != "CAPTURED", "cancelled order %s kept its capture", id)
+			c.check(r != "COMMITTED" && r != "RESERVED", "cancelled order %s: reservation %s", id, r)
+		}
+	}
+	rows.Close()
+	c.check(captured-refunded == confirmedTotal, "captures %d - refunds %d = %d, confirmed orders total %d", captured, refunded, captured-refunded, confirmedTotal)
+
+	// Events: every outbox row published, each applied once by the audit consumer.
+	var effects, distinct, processed int
+	c.scan(audit, `SELECT COUNT(*), COUNT(DISTINCT event_id) FROM effects`, &effects, &distinct)
+	c.scan(audit, `SELECT COUNT(*) FROM processed_messages`, &processed)
+	c.check(effects == outboxRows && distinct == effects && processed == effects, "%d effects (%d distinct, %d processed) for %d events published", effects, distinct, processed, outboxRows)
+	del := deliveries.Load()
+	c.check(del >= int64(2*outboxRows), "%d deliveries for %d events; every event is published twice", del, outboxRows)
+	var evConfirmed, evCancelled int
+	var evCaptured, evRefunded int64
+	c.scan(audit, `SELECT COALESCE(SUM(CASE WHEN topic = 'OrderConfirmed' THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN topic = 'OrderCancelled' THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN topic = 'PaymentCompleted' THEN amount ELSE 0 END), 0), COALESCE(SUM(CASE WHEN topic = 'PaymentRefunded' THEN amount ELSE 0 END), 0) FROM effects`,
+		&evConfirmed, &evCancelled, &evCaptured, &evRefunded)
+	c.check(evConfirmed == confirmed && evCancelled == cancelled, "events: %d OrderConfirmed, %d OrderCancelled; orders: %d, %d", evConfirmed, evCancelled, confirmed, cancelled)
+	c.check(evCaptured-evRefunded == confirmedTotal, "events: captured %d - refunded %d != confirmed total %d", evCaptured, evRefunded, confirmedTotal)
+	var terminalTwice int
+	c.scan(audit, `SELECT COUNT(*) FROM (SELECT msg_key FROM effects WHERE topic IN ('OrderConfirmed', 'OrderCancelled') GROUP BY msg_key HAVING COUNT(*) > 1) x`, &terminalTwice)
+	c.check(terminalTwice == 0, "%d orders with two terminal events", terminalTwice)
+
+	for _, s := range []string{"order", "inventory", "payment"} {
+		c.check(procs[s].crashed >= 1, "%s never reached a crash point", s)
+	}
+	t.Logf("consistency: %d orders in %s (%.0f orders/s, %d client retries across crashes)", *numOrders, loadTime.Round(time.Millisecond), float64(*numOrders)/loadTime.Seconds(), clientRetries.Load())
+	t.Logf("consistency: %d CONFIRMED, %d CANCELLED %v, 0 pending", confirmed, cancelled, reasons)
+	t.Logf("consistency: %d SKUs: available+reserved+committed = initial, 0 reserved, committed = units sold; %d reservations, 0 open", skusChecked, len(reservations))
+	t.Logf("consistency: %d payments: captured %d - refunded %d = %d = total of confirmed orders", paymentRows, captured, refunded, captured-refunded)
+	t.Logf("consistency: %d events published from %d outbox rows, 0 unsent; %d deliveries (duplicates included), %d effects applied, each once", outboxRows, outboxRows, del, effects)
+	t.Logf("consistency: crashes and restarts: order %d, inventory %d, payment %d", procs["order"].crashed, procs["inventory"].crashed, procs["payment"].crashed)
+}
+
+type checker struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+func (c checker) check(ok bool, format string, args ...any) {
+	c.t.Helper()
+	if !ok {
+		c.t.Errorf("invariant broken: "+format, args...)
+	}
+}
+
+func (c checker) scan(db *sqldb.DB, q string, dest ...any) {
+	c.t.Helper()
+	if err := db.QueryRowContext(c.ctx, q).Scan(dest...); err != nil {
+		c.t.Fatalf("%s: %v", q, err)
+	}
+}
+
+type rowsT interface {
+	Next() bool
+	Scan(...any) error
+	Close() error
+}
+
+func (c checker) query(db *sqldb.DB, q string) rowsT {
+	c.t.Helper()
+	rows, err := db.QueryContext(c.ctx, q)
+	if err != nil {
+		c.t.Fatalf("%s: %v", q, err)
+	}
+	return rows
+}
+
+func outboxCounts(t *testing.T, path string) (all, unsent int) {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_ = db.QueryRowContext(context.Background(), `SELECT COUNT(*), COALESCE(SUM(CASE WHEN sent_at IS NULL THEN 1 ELSE 0 END), 0) FROM outbox`).Scan(&all, &unsent)
+	return all, unsent
+}
+
+func login(t *testing.T, userURL, email string) string {
+	t.Helper()
+	kittest.Call(t, "POST", userURL+"/users", "", map[string]string{"email": email, "password": "correct horse", "name": email})
+	r := kittest.Call(t, "POST", userURL+"/login", "", map[string]string{"email": email, "password": "correct horse"})
+	var l struct{ Token string }
+	r.JSON(t, &l)
+	if l.Token == "" {
+		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
+	}
+	return l.Token
+}
+
+// startAudit subscribes an idempotent consumer to every topic: it decodes
+// each event with the producers' schemas and records its effect once.
+func startAudit(t *testing.T, path, busURL, stream string) (*sqldb.DB, *atomic.Int64) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := kit.MigrateKit(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE effects (event_id TEXT NOT NULL, topic TEXT NOT NULL, msg_key TEXT NOT NULL, amount BIGINT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	codec, _ := kit.NewCodec("")
+	for _, s := range []fs.FS{user.Schemas(), product.Schemas(), inventory.Schemas(), payment.Schemas(), order.Schemas()} {
+		if err := codec.Load(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := kit.Dial(ctx, busURL, stream, "audit", false, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	var deliveries atomic.Int64
+	for _, topic := range topics {
+		h := kit.Idempotent(db, "audit", func(ctx context.Context, tx *sqldb.Tx, m bus.Message) error {
+			var amount int64
+			switch m.Topic {
+			case "PaymentCompleted", "PaymentRefunded", "PaymentFailed":
+				var e struct {
+					Amount int64 `avro:"amount"`
+				}
+				if err := codec.Decode(ctx, m.Topic, m.Payload, &e); err != nil {
+					return bus.Permanent(err)
+				}
+				amount = e.Amount
+			default:
+				var e map[string]any
+				if err := codec.Decode(ctx, m.Topic, m.Payload, &e); err != nil {
+					return bus.Permanent(err)
+				}
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, topic, msg_key, amount) VALUES ($1, $2, $3, $4)`, m.ID(), m.Topic, m.Key, amount)
+			return err
+		}, nil)
+		if _, err := b.Subscribe(ctx, bus.Subscription{Topic: topic, Group: "audit", Handler: func(ctx context.Context, m bus.Message) error {
+			deliveries.Add(1)
+			return h(ctx, m)
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db, &deliveries
+}
+
+// placeOrder fills the cart and places an order, retrying with the same
+// Idempotency-Key through crashes until it settles.
+func placeOrder(cartURL, orderURL, tok, key string, lines map[string]int, retries *atomic.Int64) (string, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	filled := false
+	pause := func() {
+		retries.Add(1)
+		time.Sleep(100 * time.Millisecond)
+	}
+	for time.Now().Before(deadline) {
+		if !filled {
+			ok := true
+			if st, _, err := call("DELETE", cartURL+"/carts/me", tok, nil); err != nil || st != 200 {
+				ok = false
+			}
+			for sku, q := range lines {
+				if st, _, err := call("POST", cartURL+"/carts/me/items", tok, map[string]any{"sku": sku, "quantity": q}); err != nil || st != 200 {
+					ok = false
+				}
+			}
+			if !ok {
+				pause()
+				continue
+			}
+			filled = true
+		}
+		st, body, err := call("POST", orderURL+"/orders", tok, nil, "Idempotency-Key", key)
+		if err != nil || st >= 500 {
+			pause()
+			continue
+		}
+		switch st {
+		case 200, 201, 202:
+			var o struct{ Status string }
+			if err := json.Unmarshal(body, &o); err != nil {
+				return "", fmt.Errorf("place: %s: %w", body, err)
+			}
+			if o.Status == "CONFIRMED" || o.Status == "CANCELLED" {
+				return o.Status, nil
+			}
+			time.Sleep(100 * time.Millisecond)
+		case 422: // the cart was emptied under us by an earlier order's late clear
+			filled = false
+		default:
+			return "", fmt.Errorf("place: %d %s", st, body)
+		}
+	}
+	return "", errors.New("did not settle within 2 minutes")
+}
