@@ -48,7 +48,8 @@ func New(m *Manifest) *Graph {
 	for i, s := range m.Services {
 		start := len(flat)
 		for k, d := range s.DependsOn {
-			j, ok := -1, false
+			var j int
+			var ok bool
 			if s.indexed { // the JSON scanner resolved the names already
 				j = int(s.depIdx[k])
 				ok = j >= 0

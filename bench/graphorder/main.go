@@ -46,7 +46,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 
 	graphFile := filepath.Join(dir, "dependency-graph.json")
 	if err := writeGraph(graphFile, *services, *edges); err != nil {
@@ -56,7 +56,7 @@ func run() error {
 	build := exec.Command("go", "build", "-o", bin, "./cmd/flotilla")
 	build.Dir = repoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build flotilla: %v\n%s", err, out)
+		return fmt.Errorf("build flotilla: %w\n%s", err, out)
 	}
 	st, _ := os.Stat(graphFile)
 	fmt.Printf("graph: %d services, %d dependencies (%d KiB JSON); %d runs each, median (min)\n", *services, *edges, st.Size()/1024, *runs)
@@ -110,7 +110,7 @@ func timeRuns(runs int, cmds ...[]string) ([]timing, error) {
 			out, err := cmd.Output()
 			d := time.Since(start)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %v: %s", filepath.Base(argv[0]), err, stderr.String())
+				return nil, fmt.Errorf("%s: %w: %s", filepath.Base(argv[0]), err, stderr.String())
 			}
 			if len(out) == 0 {
 				return nil, fmt.Errorf("%s printed nothing", filepath.Base(argv[0]))
