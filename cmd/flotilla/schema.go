@@ -55,7 +55,7 @@ func registryClient(url, user string) (*serde.Client, error) {
 }
 
 func (a *app) schemaCheckCmd() *cobra.Command {
-	var base, url, user, mode string
+	var base, url, user, mode, output string
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Check every schema against its version at a git ref and in the registry",
@@ -82,9 +82,15 @@ Exit status 1 when any schema is invalid or incompatible.`,
 					return err
 				}
 			}
+			if output != "text" && output != "github" {
+				return usageErr(fmt.Errorf("-o %q: want text or github", output))
+			}
 			rep, err := repocheck.Check(cmd.Context(), m, opts)
 			if err != nil {
 				return usageErr(err)
+			}
+			if output == "github" {
+				rep.WriteGitHub(a.stdout)
 			}
 			rep.Write(a.stdout)
 			if rep.Failed() {
@@ -93,6 +99,7 @@ Exit status 1 when any schema is invalid or incompatible.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text, or github (also error annotations on the schema files for GitHub Actions)")
 	cmd.Flags().StringVar(&base, "base", "HEAD", "git ref to compare with (\"\" to skip)")
 	cmd.Flags().StringVar(&mode, "mode", "", "compatibility level (default FULL against --base, the subject's level in the registry)")
 	registryFlags(cmd, &url, &user)

@@ -192,6 +192,18 @@ func TestSchemaCheckReport(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
 	golden(t, "schema/check-report.txt", out)
+
+	code, out, _ = runCLI(t, "-f", filepath.Join(dir, "flotilla.yaml"), "schema", "check", "-o", "github")
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	var annotations []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "::") {
+			annotations = append(annotations, line)
+		}
+	}
+	golden(t, "schema/check-github.txt", strings.Join(annotations, "\n")+"\n")
 }
 
 func TestSchemaCheckBadInput(t *testing.T) {

@@ -20,6 +20,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hamba/avro/v2"
+
 	"github.com/flotilla-ci/flotilla/graph"
 	"github.com/flotilla-ci/flotilla/schema"
 	"github.com/flotilla-ci/flotilla/schema/serde"
@@ -466,4 +468,62 @@ func Register(ctx context.Context, m *graph.Manifest, reg Registrar) ([]Register
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// WriteGitHub writes a GitHub Actions error annotation for every problem,
+// on the line of the field it concerns where it can be found, so a pull
+// request shows each incompatibility on the schema file itself.
+func (r *Report) WriteGitHub(w io.Writer) {
+	for _, res := range r.Results {
+		if !res.Failed() {
+			continue
+		}
+		breaks := ""
+		if len(res.Consumers) > 0 {
+			breaks = " Consumers that would break: " + strings.Join(res.Consumers, ", ") + "."
+		}
+		switch {
+		case res.File.Err != nil:
+			annotate(w, res.Path, 1, "invalid Avro schema", res.File.Err.Error())
+		case res.Removed:
+			annotate(w, res.Path, 1, "event schema removed", "This schema existed at "+r.Base+"."+breaks)
+		case res.Err != nil:
+			annotate(w, res.Path, 1, "schema check failed", res.Err.Error())
+		}
+		for _, c := range res.Comparisons {
+			for _, p := range c.Problems {
+				annotate(w, res.Path, fieldLine(res, p), fmt.Sprintf("%s (%s vs %s)", p.Reason, c.Mode, c.Against), p.Description()+"."+breaks)
+			}
+		}
+	}
+}
+
+// annotate writes one ::error workflow command, escaped as GitHub requires.
+func annotate(w io.Writer, file string, line int, title, msg string) {
+	prop := strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C")
+	data := strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A")
+	fmt.Fprintf(w, "::error file=%s,line=%d,title=%s::%s\n", prop.Replace(file), line, prop.Replace(title), data.Replace(msg))
+}
+
+// fieldLine finds the line of the field a problem's location names
+// (/fields/N/...) when the location is in the new schema (the file); else 1.
+func fieldLine(res Result, p schema.Problem) int {
+	if p.Direction != schema.NewReadsOld || res.Schema == nil {
+		return 1
+	}
+	var n int
+	if _, err := fmt.Sscanf(p.Location, "/fields/%d", &n); err != nil {
+		return 1
+	}
+	rec, ok := res.Schema.Avro().(*avro.RecordSchema)
+	if !ok || n >= len(rec.Fields()) {
+		return 1
+	}
+	name := rec.Fields()[n].Name()
+	for i, line := range strings.Split(res.Text, "\n") {
+		if strings.Contains(line, `"`+name+`"`) && strings.Contains(line, `"name"`) {
+			return i + 1
+		}
+	}
+	return 1
 }
