@@ -47,7 +47,6 @@ type Gateway struct {
 type gwRoute struct {
 	entry   RouteEntry
 	index   string // label
-	handler http.Handler
 	methods map[string]bool
 	limiter *limiter
 	timeout time.Duration
@@ -98,13 +97,12 @@ func NewGateway(cfg GatewayConfig, m *Mesh, opts GatewayOptions) (*Gateway, erro
 	routes := make([]*gwRoute, 0, len(cfg.Routes))
 	var errs []error
 	for _, e := range cfg.Routes {
-		h, err := m.Handler(e.Service)
-		if err != nil {
+		if _, err := m.Handler(e.Service); err != nil {
 			errs = append(errs, fmt.Errorf("route %s: %w", e.Path, err))
 			continue
 		}
 		p, _ := routePrefix(e.Path)
-		r := &gwRoute{entry: e, index: e.Path, handler: h, timeout: time.Duration(cfg.Timeout)}
+		r := &gwRoute{entry: e, index: e.Path, timeout: time.Duration(cfg.Timeout)}
 		if e.Timeout > 0 {
 			r.timeout = time.Duration(e.Timeout)
 		}
@@ -291,9 +289,16 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, client string) (
 		}
 	}
 	r.URL.Path, r.URL.RawPath = out, ""
+	// The service is looked up per request: it may have been removed and
+	// added again since the gateway was built.
+	svc := g.mesh.lookup(route.entry.Service)
+	if svc == nil {
+		jsonError(w, http.StatusServiceUnavailable, route.entry.Service+" is not deployed")
+		return route, subject, "service not deployed"
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), route.timeout)
 	defer cancel()
-	route.handler.ServeHTTP(w, r.WithContext(ctx))
+	svc.ServeHTTP(w, r.WithContext(ctx))
 	return route, subject, ""
 }
 

@@ -475,3 +475,21 @@ func FuzzRouteMatch(f *testing.F) {
 		}
 	})
 }
+
+func TestGatewayFollowsServiceChanges(t *testing.T) {
+	f := newGateway(t, nil)
+	ctx := context.Background()
+	if err := f.m.RemoveService(ctx, "product-service"); err != nil {
+		t.Fatal(err)
+	}
+	rec := f.do("GET", "/api/products/1", "", nil)
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "product-service is not deployed") {
+		t.Errorf("removed service: %d %s", rec.Code, rec.Body.String())
+	}
+	up := newUpstream(t, "products-again", nil)
+	addService(t, f.m, ServiceConfig{Name: "product-service"}, Subset{Name: "v7", Endpoints: []string{up.addr()}})
+	rec = f.do("GET", "/api/products/1", "", nil)
+	if rec.Code != 200 || rec.Body.String() != "products-again" {
+		t.Errorf("service added again: %d %q", rec.Code, rec.Body.String())
+	}
+}

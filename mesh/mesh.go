@@ -240,6 +240,25 @@ type Mesh struct {
 	mu       sync.Mutex // guards services (the map) and closed
 	services map[string]*service
 	closed   bool
+	// live is a copy of services for lock-free lookups on the hot path
+	// (the gateway), replaced on every add and remove.
+	live atomic.Pointer[map[string]*service]
+}
+
+// publish refreshes the lock-free copy of the services; m.mu is held.
+func (m *Mesh) publish() {
+	cp := make(map[string]*service, len(m.services))
+	for k, v := range m.services {
+		cp[k] = v
+	}
+	m.live.Store(&cp)
+}
+
+func (m *Mesh) lookup(name string) *service {
+	if p := m.live.Load(); p != nil {
+		return (*p)[name]
+	}
+	return nil
 }
 
 // New returns a mesh with no services.
@@ -318,6 +337,7 @@ func (m *Mesh) AddService(ctx context.Context, sc ServiceConfig) (string, error)
 		s.srv = newConnServer(s, m.log)
 	}
 	m.services[sc.Name] = s
+	m.publish()
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.log.Error("mesh listener stopped", "service", sc.Name, "err", err)
@@ -501,6 +521,7 @@ func (m *Mesh) RemoveService(ctx context.Context, service string) error {
 	m.mu.Lock()
 	s := m.services[service]
 	delete(m.services, service)
+	m.publish()
 	m.mu.Unlock()
 	if s == nil {
 		return fmt.Errorf("service %q: %w", service, canary.ErrUnknownService)
@@ -518,6 +539,7 @@ func (m *Mesh) Close(ctx context.Context) error {
 		svcs = append(svcs, s)
 	}
 	m.services = map[string]*service{}
+	m.publish()
 	m.mu.Unlock()
 	var errs []error
 	for _, s := range svcs {
