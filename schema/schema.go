@@ -41,7 +41,16 @@ func (e *ParseError) Error() string {
 // Parse parses an Avro schema given as JSON text. Invalid input (bad JSON,
 // an unknown type, a duplicate field, a default of the wrong type, a bad
 // name) returns a *ParseError that names the problem.
-func Parse(text string) (s *Schema, err error) {
+func Parse(text string) (*Schema, error) {
+	return ParseWithReferences(text, nil)
+}
+
+// ParseWithReferences parses a schema that uses named types defined in
+// other schemas (Confluent schema references): refs holds their texts,
+// each one's own references before it. The Schema's text, canonical and
+// normalised forms are of text itself; its Avro form has the referenced
+// types resolved.
+func ParseWithReferences(text string, refs []string) (s *Schema, err error) {
 	if len(text) > MaxSchemaBytes {
 		return nil, &ParseError{Msg: fmt.Sprintf("schema is %d bytes; the limit is %d", len(text), MaxSchemaBytes)}
 	}
@@ -73,7 +82,13 @@ func Parse(text string) (s *Schema, err error) {
 			s, err = nil, &ParseError{Msg: oneLine(fmt.Sprintf("invalid schema: %v", p))}
 		}
 	}()
-	as, perr := avro.ParseBytesWithCache([]byte(trimmed), "", &avro.SchemaCache{})
+	cache := &avro.SchemaCache{}
+	for i, ref := range refs {
+		if _, err := avro.ParseBytesWithCache([]byte(ref), "", cache); err != nil {
+			return nil, &ParseError{Msg: oneLine(fmt.Sprintf("reference %d: %s", i+1, strings.TrimPrefix(err.Error(), "avro: ")))}
+		}
+	}
+	as, perr := avro.ParseBytesWithCache([]byte(trimmed), "", cache)
 	if perr != nil {
 		return nil, &ParseError{Msg: oneLine(strings.TrimPrefix(perr.Error(), "avro: "))}
 	}

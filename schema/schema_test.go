@@ -244,3 +244,37 @@ func FuzzCompatibility(f *testing.F) {
 		}
 	})
 }
+
+func TestParseWithReferences(t *testing.T) {
+	money := `{"type":"record","name":"Money","namespace":"shop.common","fields":[{"name":"cents","type":"long"},{"name":"currency","type":"string"}]}`
+	order := `{"type":"record","name":"OrderCreated","namespace":"shop.order","fields":[{"name":"total","type":"shop.common.Money"}]}`
+	if _, err := Parse(order); err == nil || !strings.Contains(err.Error(), "unknown type: shop.common.Money") {
+		t.Fatalf("without the reference: %v", err)
+	}
+	s, err := ParseWithReferences(order, []string{money})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.Canonical(), `{"name":"shop.order.OrderCreated","type":"record","fields":[{"name":"total","type":{"name":"shop.common.Money","type":"record","fields":[{"name":"cents","type":"long"},{"name":"currency","type":"string"}]}}]}`; got != want {
+		t.Errorf("canonical form\n got  %s\n want %s", got, want)
+	}
+	if got, want := s.Normalized(), `{"type":"record","name":"shop.order.OrderCreated","fields":[{"name":"total","type":"shop.common.Money"}]}`; got != want {
+		t.Errorf("normalised form\n got  %s\n want %s", got, want)
+	}
+	// A change inside the referenced type is seen by the checker.
+	money2 := strings.Replace(money, `"cents","type":"long"`, `"cents","type":"int"`, 1)
+	s2 := must(ParseWithReferences(order, []string{money2}))
+	if got := render(ReaderCanRead(s2, s)); !cmp.Equal(got, []string{"TYPE_MISMATCH /fields/0/type/fields/0/type"}) {
+		t.Errorf("ReaderCanRead = %v", got)
+	}
+	if _, err := ParseWithReferences(order, []string{`{"type":"record"`}); err == nil || !strings.Contains(err.Error(), "reference 1") {
+		t.Errorf("bad reference: %v", err)
+	}
+}
+
+func must(s *Schema, err error) *Schema {
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
