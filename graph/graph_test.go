@@ -75,6 +75,9 @@ func TestShopManifest(t *testing.T) {
 	if s := m.Service("order-service"); s == nil || s.Health != "/ready" {
 		t.Errorf("order-service = %+v", s)
 	}
+	if got := m.Service("order-service").MainPackage(); got != "./shop/cmd/order" {
+		t.Errorf("order-service's main package = %q", got)
+	}
 	if e := m.Environment("production"); e == nil || e.Target != "kubernetes" {
 		t.Errorf("production = %+v", e)
 	}

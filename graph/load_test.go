@@ -115,6 +115,9 @@ services:
 		t.Fatal(err)
 	}
 	s := m.Service("a")
+	if got := s.MainPackage(); got != "./cmd/a" {
+		t.Errorf("MainPackage = %q, want the deploy.package", got)
+	}
 	got := struct {
 		Paths  []string
 		Deploy Deploy

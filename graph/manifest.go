@@ -293,7 +293,22 @@ func (m *Manifest) Events() []string {
 	return sortedKeys(set)
 }
 
-// Line returns the manifest line a reference is written on: kind is
+// MainPackage is the Go package of the service's main: Deploy.Package
+// when set, otherwise the first of its paths inside a cmd/ folder, as a
+// ./-relative package path ("" when neither exists).
+func (s *Service) MainPackage() string {
+	if s.Deploy.Package != "" {
+		return s.Deploy.Package
+	}
+	for _, p := range s.Paths {
+		if p == "cmd" || strings.HasPrefix(p, "cmd/") || strings.Contains(p, "/cmd/") {
+			return "./" + p
+		}
+	}
+	return ""
+}
+
+// RefLine returns the manifest line a reference is written on: kind is
 // "depends_on", "publishes", "subscribes" or "paths". 0 when unknown.
 func (s *Service) RefLine(kind, name string) int {
 	if l := s.refLines[kind+"/"+name]; l != 0 {
