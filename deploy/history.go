@@ -25,6 +25,20 @@ type Store interface {
 	Current(ctx context.Context, service string) (Record, error)
 }
 
+// Recorder is told of every deployment the history records: the contract
+// broker's record-deployment (so can-i-deploy knows what runs where), a
+// notification. Its errors are logged; they never fail a release that
+// already happened.
+type Recorder interface {
+	Record(ctx context.Context, r Record) error
+}
+
+// RecorderFunc adapts a function to a Recorder.
+type RecorderFunc func(ctx context.Context, r Record) error
+
+// Record implements Recorder.
+func (f RecorderFunc) Record(ctx context.Context, r Record) error { return f(ctx, r) }
+
 // Action names what a record did.
 const (
 	RecordDeploy   = "deploy"

@@ -24,6 +24,9 @@ type Config struct {
 	Router Router
 	Store  Store
 	Gates  []Gate
+	// Recorders are told of every record the history gets (the broker's
+	// record-deployment); optional.
+	Recorders []Recorder
 	// BuildFlags are the `go build` flags of every service (part of its
 	// version).
 	BuildFlags []string
@@ -425,8 +428,22 @@ func (r *release) finish(ctx context.Context, wave int, it PlanItem, oc Outcome,
 	}
 	rec := Record{Release: r.id, Service: it.Service, Version: it.Version, Previous: it.Current, Action: RecordDeploy,
 		Result: oc.Result, Reason: oc.Reason, Who: r.who, Started: started, Duration: oc.Duration, Spec: it.Spec}
-	if _, err := r.o.cfg.Store.Add(context.WithoutCancel(ctx), rec); err != nil {
-		r.o.log.ErrorContext(ctx, "record deployment", "service", it.Service, "version", it.Version, "err", err)
+	r.o.record(ctx, rec)
+}
+
+// record writes a record to the history and tells the recorders. Neither
+// can fail a release that already happened: their errors are logged.
+func (o *Orchestrator) record(ctx context.Context, rec Record) {
+	ctx = context.WithoutCancel(ctx)
+	id, err := o.cfg.Store.Add(ctx, rec)
+	if err != nil {
+		o.log.ErrorContext(ctx, "record deployment", "service", rec.Service, "version", rec.Version, "err", err)
+	}
+	rec.ID = id
+	for _, rc := range o.cfg.Recorders {
+		if err := rc.Record(ctx, rec); err != nil {
+			o.log.WarnContext(ctx, "recorder failed", "service", rec.Service, "version", rec.Version, "result", string(rec.Result), "err", err)
+		}
 	}
 }
 
@@ -652,9 +669,7 @@ func (r *release) rollbackRelease(ctx context.Context, plan *Plan) {
 		if it.Current == "" {
 			rec.Version, rec.Result = it.Version, RolledBack // nothing served before: the version is gone
 		}
-		if _, err := r.o.cfg.Store.Add(context.WithoutCancel(ctx), rec); err != nil {
-			r.o.log.ErrorContext(ctx, "record rollback", "service", it.Service, "err", err)
-		}
+		r.o.record(ctx, rec)
 	}
 }
 
@@ -776,10 +791,8 @@ func (o *Orchestrator) Rollback(ctx context.Context, req RollbackRequest, events
 	}
 	r.emit(Event{Wave: 1, Service: req.Service, Version: to, Step: map[Result]Step{Succeeded: StepDone, Failed: StepFailed}[oc.Result], Msg: oc.Reason})
 	rspec := rec.Spec
-	if _, aerr := o.cfg.Store.Add(context.WithoutCancel(ctx), Record{Release: id, Service: req.Service, Version: to, Previous: cur,
-		Action: RecordRollback, Result: oc.Result, Reason: oc.Reason, Who: who, Started: started, Duration: oc.Duration, Spec: rspec}); aerr != nil {
-		o.log.ErrorContext(ctx, "record rollback", "service", req.Service, "err", aerr)
-	}
+	o.record(ctx, Record{Release: id, Service: req.Service, Version: to, Previous: cur,
+		Action: RecordRollback, Result: oc.Result, Reason: oc.Reason, Who: who, Started: started, Duration: oc.Duration, Spec: rspec})
 	plan := &Plan{Waves: [][]PlanItem{{{Service: req.Service, Version: to, Current: cur, Action: ActionDeploy, Spec: rspec}}}, Why: "rollback"}
 	rep := &Report{Release: id, Plan: plan, Outcomes: []Outcome{oc}, Duration: oc.Duration}
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -110,6 +111,8 @@ type fixture struct {
 	orch   *deploy.Orchestrator
 	events []deploy.Event
 	evMu   sync.Mutex
+	// recorded is what the orchestrator told its recorder.
+	recorded []deploy.Record
 }
 
 // newFixture copies the test shop into a temp dir and runs a local target,
@@ -183,6 +186,12 @@ func (f *fixture) load(over map[string]cfg, gates ...deploy.Gate) *deploy.Orches
 	}
 	o, err := deploy.New(deploy.Config{
 		Graph: graph.New(m), Target: f.target, Router: f.router, Store: f.store, Gates: gates,
+		Recorders: []deploy.Recorder{deploy.RecorderFunc(func(ctx context.Context, r deploy.Record) error {
+			f.evMu.Lock()
+			defer f.evMu.Unlock()
+			f.recorded = append(f.recorded, r)
+			return errors.New("the broker is down") // logged, never fails the release
+		})},
 		Env: func(service string) map[string]string {
 			return map[string]string{"DATABASE_URL": "test-" + service + ".db"}
 		},
@@ -600,6 +609,17 @@ func TestGatesAndBusy(t *testing.T) {
 	if o.Running() != nil {
 		t.Error("Running after the release ended, want nil")
 	}
+	var recs []string
+	for _, r := range f.recorded {
+		recs = append(recs, r.Service+" "+string(r.Result)+" "+r.Who)
+		if r.ID == 0 || r.Version == "" {
+			t.Errorf("recorded %+v: want its history id and version", r)
+		}
+	}
+	sort.Strings(recs)
+	if d := cmp.Diff([]string{"alpha-service failed alice", "delta-service succeeded alice"}, recs); d != "" {
+		t.Errorf("recorder saw (-want +got):\n%s", d)
+	}
 }
 
 func TestRollbackReleaseAndRollback(t *testing.T) {
@@ -731,5 +751,51 @@ func TestRestoreAfterControlPlaneRestart(t *testing.T) {
 		if oc.Result != deploy.Unchanged {
 			t.Errorf("after restart: %s %s, want unchanged", oc.Service, oc.Result)
 		}
+	}
+}
+
+func TestRedeployUnderLoadLosesNoRequest(t *testing.T) {
+	f := newFixture(t)
+	f.load(nil)
+	if _, err := f.deploy(deploy.Request{All: true}); err != nil {
+		t.Fatal(err)
+	}
+	// Every service gets a new version, under constant load through the
+	// mesh on all four.
+	f.load(map[string]cfg{"alpha-service": {env: "REV: '2'"}, "bravo-service": {env: "REV: '2'"}, "charlie-service": {env: "REV: '2'"}, "delta-service": {env: "REV: '2'"}})
+	stop := make(chan struct{})
+	var failed, total atomic.Int64
+	var wg sync.WaitGroup
+	for _, svc := range []string{"alpha-service", "bravo-service", "charlie-service", "delta-service"} {
+		addr, err := f.mesh.Addr(svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			wg.Add(1)
+			go func() { defer wg.Done(); hammer(addr, stop, &failed, &total) }()
+		}
+	}
+	rep, err := f.deploy(deploy.Request{All: true})
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, oc := range rep.Outcomes {
+		if oc.Result != deploy.Succeeded {
+			t.Errorf("%s: %s %s", oc.Service, oc.Result, oc.Reason)
+		}
+		if got := f.serving(oc.Service); got != oc.Version {
+			t.Errorf("%s serves %s, want the new %s", oc.Service, got, oc.Version)
+		}
+	}
+	if failed.Load() > 0 || total.Load() == 0 {
+		t.Errorf("%d of %d requests failed during the redeploy, want none", failed.Load(), total.Load())
+	}
+	// Only the new versions run.
+	insts, _ := f.target.Status(context.Background(), "")
+	if len(insts) != 4 {
+		t.Errorf("%d instances run after the redeploy, want 4: %+v", len(insts), insts)
 	}
 }

@@ -79,6 +79,7 @@ func newTarget(t *testing.T, dir string, mod func(*Config)) *Target {
 	cfg.StopTimeout = 5 * time.Second
 	cfg.Backoff = 20 * time.Millisecond
 	cfg.ProbeInterval = 20 * time.Millisecond
+	cfg.Logger = quiet
 	if mod != nil {
 		mod(&cfg)
 	}
