@@ -20,6 +20,7 @@ func TestForwarding(t *testing.T) {
 	for _, std := range []bool{false, true} {
 		t.Run(fmt.Sprintf("std=%v", std), func(t *testing.T) {
 			m := newTestMesh(t, Config{StdTransport: std, StdServer: std})
+			closed := make(chan struct{}, 10)
 			up := newUpstream(t, "u", func(w http.ResponseWriter, r *http.Request) {
 				switch r.URL.Path {
 				case "/echo":
@@ -45,6 +46,7 @@ func TestForwarding(t *testing.T) {
 					_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 					_ = bw.Flush()
 					_ = c.Close()
+					closed <- struct{}{}
 				default:
 					w.Header().Set("X-Method", r.Method)
 					_, _ = io.WriteString(w, "hello")
@@ -93,6 +95,9 @@ func TestForwarding(t *testing.T) {
 				if r := do(t, method, url+"/close", nil, `{"n":1}`); r.status != 200 || r.body != "ok" {
 					t.Errorf("%s %d after the upstream closed its connection: %d %q", method, i, r.status, strings.TrimSpace(r.body))
 				}
+				// The next request starts once the close has happened (a
+				// close racing a reuse cannot be told apart by anyone).
+				<-closed
 			}
 		})
 	}
