@@ -90,6 +90,7 @@ type registry struct {
 	eject      map[[3]string]*counter
 	deny       map[[3]string]*counter
 	sourceSeen map[string]bool
+	sourceFast sync.Map // the same, read without the lock
 	extra      []func(*bufio.Writer)
 }
 
@@ -149,6 +150,9 @@ func (r *registry) denied(src, dst, mode string) *counter {
 const maxSources = 64
 
 func (r *registry) sourceLabel(caller string) string {
+	if _, ok := r.sourceFast.Load(caller); ok {
+		return caller
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.sourceSeen[caller] {
@@ -158,6 +162,7 @@ func (r *registry) sourceLabel(caller string) string {
 		return "other"
 	}
 	r.sourceSeen[caller] = true
+	r.sourceFast.Store(caller, true)
 	return caller
 }
 

@@ -33,6 +33,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +54,7 @@ func main() {
 	workers := flag.Int("nginx-workers", 2, "nginx worker_processes")
 	gogc := flag.Int("mesh-gogc", 400, "GOGC of the mesh process")
 	procs := flag.Int("mesh-procs", 0, "GOMAXPROCS of the mesh process (0: all cores)")
+	cpuprofile := flag.String("mesh-cpuprofile", "", "write the mesh process's CPU profile to this file")
 	std := flag.Bool("std", false, "mesh role: forward with net/http's server and Transport; bench: also measure that variant (mesh-std)")
 	flag.Parse()
 
@@ -63,9 +65,9 @@ func main() {
 	case "upstream":
 		err = runUpstream(ctx)
 	case "mesh":
-		err = runMesh(ctx, *upstreamAddr, *gogc, *std)
+		err = runMesh(ctx, *upstreamAddr, *gogc, *std, *cpuprofile)
 	case "":
-		err = runBench(ctx, benchConfig{rate: *rate, duration: *duration, warmup: *warmup, repeats: *repeats, nginxWorkers: *workers, gogc: *gogc, procs: *procs, std: *std})
+		err = runBench(ctx, benchConfig{rate: *rate, duration: *duration, warmup: *warmup, repeats: *repeats, nginxWorkers: *workers, gogc: *gogc, procs: *procs, std: *std, cpuprofile: *cpuprofile})
 	default:
 		err = fmt.Errorf("unknown role %q", *role)
 	}
@@ -95,8 +97,19 @@ func runUpstream(ctx context.Context) error {
 	return nil
 }
 
-func runMesh(ctx context.Context, upstream string, gogc int, std bool) error {
+func runMesh(ctx context.Context, upstream string, gogc int, std bool, cpuprofile string) error {
 	debug.SetGCPercent(gogc)
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	m, err := mesh.New(mesh.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), StdServer: std, StdTransport: std})
 	if err != nil {
 		return err
@@ -121,6 +134,7 @@ type benchConfig struct {
 	repeats, nginxWorkers int
 	gogc, procs           int
 	std                   bool
+	cpuprofile            string
 }
 
 type target struct {
@@ -149,7 +163,11 @@ func runBench(ctx context.Context, cfg benchConfig) error {
 	if cfg.procs > 0 {
 		env = append(env, "GOMAXPROCS="+strconv.Itoa(cfg.procs))
 	}
-	mp, meshAddr, err := startChild(ctx, exe, env, "-role", "mesh", "-upstream", upAddr, "-mesh-gogc", strconv.Itoa(cfg.gogc))
+	margs := []string{"-role", "mesh", "-upstream", upAddr, "-mesh-gogc", strconv.Itoa(cfg.gogc)}
+	if cfg.cpuprofile != "" {
+		margs = append(margs, "-mesh-cpuprofile", cfg.cpuprofile)
+	}
+	mp, meshAddr, err := startChild(ctx, exe, env, margs...)
 	if err != nil {
 		return fmt.Errorf("start mesh: %w", err)
 	}
