@@ -296,3 +296,38 @@ func TestQuantile(t *testing.T) {
 		})
 	}
 }
+
+func TestSourceLabelsWithoutPolicy(t *testing.T) {
+	m := newTestMesh(t, Config{})
+	up := newUpstream(t, "u", nil)
+	h := func() http.Handler {
+		addService(t, m, ServiceConfig{Name: "search-service"}, Subset{Name: "v1", Endpoints: []string{up.addr()}})
+		h, err := m.Handler("search-service")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}()
+	send := func(caller string) {
+		req := httptest.NewRequest("GET", "/q", nil)
+		if caller != "" {
+			req.Header.Set(CallerHeader, caller)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	send("")
+	send("cart-service")
+	for i := range maxSources + 5 {
+		send("caller-" + strings.Repeat("x", i))
+	}
+	got := map[string]float64{}
+	for _, mt := range scrape(t, m)["flotilla_mesh_requests_total"].GetMetric() {
+		got[labelMap(mt)["source"]] += mt.GetCounter().GetValue()
+	}
+	if got[UnknownCaller] != 1 || got["cart-service"] != 1 {
+		t.Errorf("unknown %v, cart-service %v", got[UnknownCaller], got["cart-service"])
+	}
+	if got["other"] == 0 || len(got) > maxSources+1 {
+		t.Errorf("%d source labels (other: %v): cardinality not capped at %d", len(got), got["other"], maxSources)
+	}
+}
