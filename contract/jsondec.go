@@ -26,8 +26,9 @@ func decodeJSON(b []byte) (any, error) {
 }
 
 type jsonDecoder struct {
-	b []byte
-	i int
+	b       []byte
+	i       int
+	members []kv // a stack of the members of the objects being read
 }
 
 const maxJSONDepth = 10000
@@ -84,14 +85,21 @@ func (d *jsonDecoder) literal(lit string) error {
 	return nil
 }
 
+// kv is an object member, collected before the map is made at its size.
+type kv struct {
+	k string
+	v any
+}
+
 func (d *jsonDecoder) object(depth int) (any, error) {
 	d.i++ // {
-	m := map[string]any{}
 	d.skip()
 	if d.i < len(d.b) && d.b[d.i] == '}' {
 		d.i++
-		return m, nil
+		return map[string]any{}, nil
 	}
+	base := len(d.members)
+	defer func() { d.members = d.members[:base] }()
 	for {
 		d.skip()
 		if d.i >= len(d.b) || d.b[d.i] != '"' {
@@ -111,7 +119,7 @@ func (d *jsonDecoder) object(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		m[k] = v
+		d.members = append(d.members, kv{k, v})
 		d.skip()
 		if d.i >= len(d.b) {
 			return nil, d.errAt("in an object")
@@ -121,6 +129,10 @@ func (d *jsonDecoder) object(depth int) (any, error) {
 			d.i++
 		case '}':
 			d.i++
+			m := make(map[string]any, len(d.members)-base)
+			for _, e := range d.members[base:] {
+				m[e.k] = e.v // a repeated key: the last wins, as in encoding/json
+			}
 			return m, nil
 		default:
 			return nil, d.errAt("after an object value")

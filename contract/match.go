@@ -290,9 +290,10 @@ func matchBody(part string, exp Body, actCT string, act []byte, rules map[string
 		if err != nil {
 			return []Mismatch{{Part: part, Expected: "a JSON body", Actual: "invalid JSON: " + err.Error()}}
 		}
-		c := &comparer{rules: rs, strict: strict, part: part, path: make([]pathToken, 1, 16)}
+		c := &comparer{rules: rs, strict: strict, part: part}
+		c.start()
 		c.compare(ev, av)
-		return c.out
+		return c.sorted()
 	case baseType(ect) == "application/x-www-form-urlencoded":
 		ev, err1 := url.ParseQuery(string(exp.Content))
 		av, err2 := url.ParseQuery(string(act))
@@ -413,15 +414,121 @@ type comparer struct {
 	strict bool
 	part   string
 	path   []pathToken
+	levels []ruleLevel // one per path token: the rule-trie walk so far
 	out    []Mismatch
+	at     [][]pathToken // the path of each mismatch, for sorting
+}
+
+// ruleLevel is the rule-trie state at one depth of the walk: the trie
+// nodes the path reaches, and the best rule at this depth or above.
+type ruleLevel struct {
+	cur    []trieCursor
+	best   *RuleList
+	bestW  int
+	bestL  int
+	direct bool // best is at this depth
+}
+
+// start begins a walk at the root.
+func (c *comparer) start() {
+	c.path = append(c.path[:0], pathToken{kind: tokRoot})
+	c.levels = c.levels[:0]
+	lv := ruleLevel{bestL: -1}
+	if c.rules.root != nil {
+		lv.cur = append(lv.cur, trieCursor{c.rules.root, 2})
+	}
+	c.levels = append(c.levels, lv.settle(1, nil))
+}
+
+// settle picks the level's best rule: its own nodes' rules against the
+// best inherited from above.
+func (lv ruleLevel) settle(depth int, parent *ruleLevel) ruleLevel {
+	if parent != nil {
+		lv.best, lv.bestW, lv.bestL = parent.best, parent.bestW, parent.bestL
+	}
+	lv.direct = false
+	for _, cu := range lv.cur {
+		if cu.n.rules != nil && (cu.w > lv.bestW || (cu.w == lv.bestW && depth > lv.bestL)) {
+			lv.best, lv.bestW, lv.bestL, lv.direct = cu.n.rules, cu.w, depth, true
+		}
+	}
+	return lv
+}
+
+// current is the rule list at the current path and whether it is direct.
+func (c *comparer) current() (*RuleList, bool) {
+	lv := &c.levels[len(c.levels)-1]
+	return lv.best, lv.direct
 }
 
 func (c *comparer) add(expected, actual string) {
 	c.out = append(c.out, Mismatch{Part: c.part, Path: renderTokens(c.path), Expected: expected, Actual: actual})
+	c.at = append(c.at, append([]pathToken(nil), c.path...))
 }
 
-func (c *comparer) push(t pathToken) { c.path = append(c.path, t) }
-func (c *comparer) pop()             { c.path = c.path[:len(c.path)-1] }
+// sorted returns the mismatches in document order of their paths (objects
+// are walked in map order, which is random).
+func (c *comparer) sorted() []Mismatch {
+	if len(c.out) < 2 {
+		return c.out
+	}
+	idx := make([]int, len(c.out))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(i, j int) bool { return pathLess(c.at[idx[i]], c.at[idx[j]]) })
+	out := make([]Mismatch, len(c.out))
+	for i, k := range idx {
+		out[i] = c.out[k]
+	}
+	return out
+}
+
+func pathLess(a, b []pathToken) bool {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		x, y := a[i], b[i]
+		if x.kind != y.kind {
+			return x.kind < y.kind
+		}
+		if x.kind == tokField && x.name != y.name {
+			return x.name < y.name
+		}
+		if x.kind == tokIndex && x.index != y.index {
+			return x.index < y.index
+		}
+	}
+	return len(a) < len(b)
+}
+
+func (c *comparer) push(t pathToken) {
+	c.path = append(c.path, t)
+	parent := &c.levels[len(c.levels)-1]
+	var next ruleLevel
+	if n := len(c.levels); n < cap(c.levels) {
+		next.cur = c.levels[:n+1][n].cur[:0] // reuse the array of an earlier walk
+	}
+	for _, cu := range parent.cur {
+		switch t.kind {
+		case tokField:
+			if x := cu.n.fields[t.name]; x != nil {
+				next.cur = append(next.cur, trieCursor{x, cu.w * 2})
+			}
+		case tokIndex:
+			if x := cu.n.index[t.index]; x != nil {
+				next.cur = append(next.cur, trieCursor{x, cu.w * 2})
+			}
+		}
+		if cu.n.star != nil {
+			next.cur = append(next.cur, trieCursor{cu.n.star, cu.w})
+		}
+	}
+	c.levels = append(c.levels, next.settle(len(c.path), parent))
+}
+
+func (c *comparer) pop() {
+	c.path = c.path[:len(c.path)-1]
+	c.levels = c.levels[:len(c.levels)-1]
+}
 
 // child returns path extended by t, without sharing path's array.
 func child(path []pathToken, t pathToken) []pathToken {
@@ -447,7 +554,7 @@ func (c *comparer) compare(exp, act any) { c.compareFB(exp, act, nil) }
 // compareFB compares with fallback rules applying where no rule does (the
 // children of a values/eachKey/eachValue collection).
 func (c *comparer) compareFB(exp, act any, fallback *RuleList) {
-	rl, direct := c.rules.best(c.path)
+	rl, direct := c.current()
 	if rl != nil && !direct {
 		inherit := true
 		for _, m := range rl.Matchers {
@@ -548,18 +655,18 @@ func (c *comparer) compareFB(exp, act any, fallback *RuleList) {
 }
 
 func (c *comparer) compareObject(e, a map[string]any) {
-	for _, k := range sortedKeys(e) {
+	for k, ev := range e {
 		av, ok := a[k]
 		c.push(pathToken{kind: tokField, name: k})
 		if !ok {
-			c.add("a key "+strconv.Quote(k)+" with "+show(e[k]), "no such key")
+			c.add("a key "+strconv.Quote(k)+" with "+show(ev), "no such key")
 		} else {
-			c.compare(e[k], av)
+			c.compare(ev, av)
 		}
 		c.pop()
 	}
 	if c.strict {
-		for _, k := range sortedKeys(a) {
+		for k := range a {
 			if _, ok := e[k]; !ok {
 				c.push(pathToken{kind: tokField, name: k})
 				c.add("no key "+strconv.Quote(k)+" (requests are matched strictly)", show(a[k]))
@@ -943,7 +1050,8 @@ func arrayContains(m Matcher, exp, act any) (bool, string) {
 		c := compileCategory(cat)
 		found := false
 		for _, x := range a {
-			cm := &comparer{rules: c, part: "body", path: []pathToken{{kind: tokRoot}}}
+			cm := &comparer{rules: c, part: "body"}
+			cm.start()
 			cm.compare(e[idx], x)
 			if len(cm.out) == 0 {
 				found = true
