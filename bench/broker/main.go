@@ -53,10 +53,15 @@ func main() {
 	n := flag.Int("n", 500, "requests per measurement")
 	only := flag.String("only", "", "sqlite or postgres")
 	file := flag.String("sqlite", "", "a SQLite file to use (seeded once, reused by later runs)")
+	dsn := flag.String("postgres", "", "a PostgreSQL DSN to use (seeded once, reused by later runs)")
 	flag.Parse()
 	ctx := context.Background()
 	if *file != "" {
 		run(ctx, "sqlite", *file, *n)
+		return
+	}
+	if *dsn != "" {
+		run(ctx, "postgres", *dsn, *n)
 		return
 	}
 	if *only == "" || *only == "sqlite" {

@@ -2,27 +2,89 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/flotilla-ci/flotilla/broker"
 )
 
-// match is a consumer version a selector picked, with its pact.
+// match is a consumer version a selector picked, with its pact. The
+// selection queries return ids only (so they stay small joins that plan
+// and run fast); fill adds the names, numbers and SHAs in two batched
+// lookups.
 type match struct {
+	cvID            int64
+	pactVersion     int64
+	via             string // the branch, tag or environment it was picked through
 	consumerVersion string
 	consumer        string
-	pactVersion     int64
 	sha             string
-	via             string // the branch, tag or environment it was picked through
 }
 
-const matchSelect = `SELECT v.number, c.name, pv.id, pv.sha, `
-const matchFrom = ` FROM broker_pact_publications pp
-	JOIN broker_pact_versions pv ON pv.id = pp.pact_version_id
-	JOIN broker_versions v ON v.id = pp.consumer_version_id
-	JOIN broker_pacticipants c ON c.id = pp.consumer_id `
-const matchWhere = ` WHERE pp.provider_id = $1 AND ($2 = '' OR c.name = $2) `
+const matchSelect = `SELECT pp.consumer_version_id, pp.pact_version_id, `
+const matchFrom = ` FROM broker_pact_publications pp `
+const matchWhere = ` WHERE pp.provider_id = $1 AND ($2 = 0 OR pp.consumer_id = $2) `
+
+// fill loads the consumer version numbers, consumer names and pact SHAs of
+// matches.
+func (s *Store) fill(ctx context.Context, ms []match) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	var cvs, pvs []int64
+	for _, m := range ms {
+		cvs = appendUnique(cvs, m.cvID)
+		pvs = appendUnique(pvs, m.pactVersion)
+	}
+	type vinfo struct{ number, consumer string }
+	versions := map[int64]vinfo{}
+	ph, args := in(1, cvs)
+	rows, err := s.db.QueryContext(ctx, `SELECT v.id, v.number, c.name FROM broker_versions v JOIN broker_pacticipants c ON c.id = v.pacticipant_id WHERE v.id IN (`+ph+`)`, args...)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var (
+			id int64
+			vi vinfo
+		)
+		if err := rows.Scan(&id, &vi.number, &vi.consumer); err != nil {
+			_ = rows.Close()
+			return err
+		}
+		versions[id] = vi
+	}
+	_ = rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	shas := map[int64]string{}
+	ph, args = in(1, pvs)
+	rows, err = s.db.QueryContext(ctx, `SELECT id, sha FROM broker_pact_versions WHERE id IN (`+ph+`)`, args...)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rows.Close() }()
+	for rows.Next() {
+		var (
+			id  int64
+			sha string
+		)
+		if err := rows.Scan(&id, &sha); err != nil {
+			return err
+		}
+		shas[id] = sha
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i := range ms {
+		vi := versions[ms[i].cvID]
+		ms[i].consumerVersion, ms[i].consumer, ms[i].sha = vi.number, vi.consumer, shas[ms[i].pactVersion]
+	}
+	return nil
+}
 
 // latestIn is a condition picking, per consumer, the latest version that
 // has a pact with the provider and a row in a table of (version_id, ...)
@@ -43,7 +105,7 @@ func (s *Store) matches(ctx context.Context, query string, args ...any) ([]match
 	var out []match
 	for rows.Next() {
 		var m match
-		if err := rows.Scan(&m.consumerVersion, &m.consumer, &m.pactVersion, &m.sha, &m.via); err != nil {
+		if err := rows.Scan(&m.cvID, &m.pactVersion, &m.via); err != nil {
 			return nil, err
 		}
 		out = append(out, m)
@@ -56,15 +118,29 @@ func (s *Store) matches(ctx context.Context, query string, args ...any) ([]match
 func (s *Store) selectVersions(ctx context.Context, provider int64, sel broker.ConsumerVersionSelector, q broker.ForVerificationQuery) ([]match, error) {
 	latest := sel.Latest == nil || *sel.Latest
 	head := matchSelect
+	var consumer int64
+	if sel.Consumer != "" {
+		id, err := pacticipantID(ctx, s.db, sel.Consumer)
+		if errors.Is(err, broker.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		consumer = id
+	}
 	switch {
 	case sel.MainBranch:
-		return s.matches(ctx, head+`c.main_branch`+matchFrom+matchWhere+
-			latestIn(`broker_branch_versions`, `t.branch = (SELECT main_branch FROM broker_pacticipants WHERE id = t.pacticipant_id)`), provider, sel.Consumer)
+		return s.matches(ctx, head+`(SELECT main_branch FROM broker_pacticipants WHERE id = pp.consumer_id)`+matchFrom+matchWhere+
+			` AND pp.consumer_version_id IN (SELECT MAX(p2.consumer_version_id) FROM broker_pact_publications p2
+				JOIN broker_pacticipants pc ON pc.id = p2.consumer_id
+				JOIN broker_branch_versions t ON t.version_id = p2.consumer_version_id AND t.branch = pc.main_branch
+				WHERE p2.provider_id = $1 GROUP BY p2.consumer_id)`, provider, consumer)
 	case sel.AllBranches:
 		return s.matches(ctx, head+`bv.branch`+matchFrom+` JOIN broker_branch_versions bv ON bv.version_id = pp.consumer_version_id `+matchWhere+`
 			AND bv.version_id = (SELECT MAX(b2.version_id) FROM broker_branch_versions b2
 				JOIN broker_pact_publications p2 ON p2.consumer_version_id = b2.version_id AND p2.provider_id = $1
-				WHERE b2.pacticipant_id = bv.pacticipant_id AND b2.branch = bv.branch)`, provider, sel.Consumer)
+				WHERE b2.pacticipant_id = bv.pacticipant_id AND b2.branch = bv.branch)`, provider, consumer)
 	case sel.Branch != "" || sel.MatchingBranch:
 		branch := sel.Branch
 		if sel.MatchingBranch {
@@ -75,12 +151,12 @@ func (s *Store) selectVersions(ctx context.Context, provider int64, sel broker.C
 			err error
 		)
 		if latest {
-			ms, err = s.matches(ctx, head+`$3`+matchFrom+matchWhere+latestIn(`broker_branch_versions`, `t.branch = $3`), provider, sel.Consumer, branch)
+			ms, err = s.matches(ctx, head+`$3`+matchFrom+matchWhere+latestIn(`broker_branch_versions`, `t.branch = $3`), provider, consumer, branch)
 		} else {
-			ms, err = s.matches(ctx, head+`$3`+matchFrom+` JOIN broker_branch_versions bv ON bv.version_id = pp.consumer_version_id `+matchWhere+` AND bv.branch = $3`, provider, sel.Consumer, branch)
+			ms, err = s.matches(ctx, head+`$3`+matchFrom+` JOIN broker_branch_versions bv ON bv.version_id = pp.consumer_version_id `+matchWhere+` AND bv.branch = $3`, provider, consumer, branch)
 		}
 		if err == nil && len(ms) == 0 && sel.FallbackBranch != "" {
-			return s.matches(ctx, head+`$3`+matchFrom+matchWhere+latestIn(`broker_branch_versions`, `t.branch = $3`), provider, sel.Consumer, sel.FallbackBranch)
+			return s.matches(ctx, head+`$3`+matchFrom+matchWhere+latestIn(`broker_branch_versions`, `t.branch = $3`), provider, consumer, sel.FallbackBranch)
 		}
 		return ms, err
 	case sel.Deployed || sel.Released || sel.DeployedOrReleased || sel.Environment != "":
@@ -91,27 +167,27 @@ func (s *Store) selectVersions(ctx context.Context, provider int64, sel broker.C
 		case sel.Released && !sel.Deployed:
 			kinds = "1"
 		}
-		return s.matches(ctx, `SELECT DISTINCT v.number, c.name, pv.id, pv.sha, e.name`+matchFrom+`
+		return s.matches(ctx, `SELECT DISTINCT pp.consumer_version_id, pp.pact_version_id, e.name`+matchFrom+`
 			JOIN broker_deployments d ON d.version_id = pp.consumer_version_id AND d.active = 1
 			JOIN broker_environments e ON e.id = d.environment_id`+matchWhere+`
-			AND ($3 = '' OR e.name = $3) AND d.is_release IN (`+kinds+`)`, provider, sel.Consumer, sel.Environment)
+			AND ($3 = '' OR e.name = $3) AND d.is_release IN (`+kinds+`)`, provider, consumer, sel.Environment)
 	case sel.Tag != "":
 		var (
 			ms  []match
 			err error
 		)
 		if sel.Latest != nil && *sel.Latest {
-			ms, err = s.matches(ctx, head+`$3`+matchFrom+matchWhere+latestIn(`broker_tags`, `t.name = $3`), provider, sel.Consumer, sel.Tag)
+			ms, err = s.matches(ctx, head+`$3`+matchFrom+matchWhere+latestIn(`broker_tags`, `t.name = $3`), provider, consumer, sel.Tag)
 		} else {
-			ms, err = s.matches(ctx, head+`$3`+matchFrom+` JOIN broker_tags tg ON tg.version_id = pp.consumer_version_id `+matchWhere+` AND tg.name = $3`, provider, sel.Consumer, sel.Tag)
+			ms, err = s.matches(ctx, head+`$3`+matchFrom+` JOIN broker_tags tg ON tg.version_id = pp.consumer_version_id `+matchWhere+` AND tg.name = $3`, provider, consumer, sel.Tag)
 		}
 		if err == nil && len(ms) == 0 && sel.FallbackTag != "" {
-			return s.matches(ctx, head+`$3`+matchFrom+matchWhere+latestIn(`broker_tags`, `t.name = $3`), provider, sel.Consumer, sel.FallbackTag)
+			return s.matches(ctx, head+`$3`+matchFrom+matchWhere+latestIn(`broker_tags`, `t.name = $3`), provider, consumer, sel.FallbackTag)
 		}
 		return ms, err
 	default: // {latest: true} and {consumer: X}: the latest pact of each consumer
 		return s.matches(ctx, head+`''`+matchFrom+matchWhere+` AND pp.consumer_version_id IN (SELECT MAX(p2.consumer_version_id)
-			FROM broker_pact_publications p2 WHERE p2.provider_id = $1 GROUP BY p2.consumer_id)`, provider, sel.Consumer)
+			FROM broker_pact_publications p2 WHERE p2.provider_id = $1 GROUP BY p2.consumer_id)`, provider, consumer)
 	}
 }
 
@@ -130,6 +206,9 @@ func (s *Store) ForVerification(ctx context.Context, provider string, q broker.F
 	index := map[int64]int{}
 	for _, sel := range selectors {
 		ms, err := s.selectVersions(ctx, provID, sel, q)
+		if err == nil {
+			err = s.fill(ctx, ms)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("select pacts for %s: %w", provider, err)
 		}
@@ -157,7 +236,7 @@ func (s *Store) ForVerification(ctx context.Context, provider string, q broker.F
 		ids = append(ids, id)
 	}
 	if q.IncludePendingStatus && len(ids) > 0 {
-		verified, err := s.verifiedOn(ctx, ids, q)
+		verified, err := s.verifiedOn(ctx, provID, ids, q)
 		if err != nil {
 			return nil, err
 		}
@@ -178,14 +257,16 @@ func (s *Store) ForVerification(ctx context.Context, provider string, q broker.F
 // verifiedOn returns which pact versions a provider version on the
 // request's branch (or with one of its tags, or any version when neither
 // is given) has verified successfully.
-func (s *Store) verifiedOn(ctx context.Context, pactIDs []int64, q broker.ForVerificationQuery) (map[int64]bool, error) {
-	ph, args := in(1, pactIDs)
+func (s *Store) verifiedOn(ctx context.Context, provID int64, pactIDs []int64, q broker.ForVerificationQuery) (map[int64]bool, error) {
+	ph, args := in(2, pactIDs)
+	args = append([]any{provID}, args...)
 	n := len(args)
-	query := `SELECT DISTINCT vr.pact_version_id FROM broker_verifications vr `
-	where := ` WHERE vr.pact_version_id IN (` + ph + `) AND vr.success = 1`
+	query := `SELECT DISTINCT vr.pact_version_id FROM broker_verifications vr WHERE vr.pact_version_id IN (` + ph + `) AND vr.success = 1`
+	// The provider's versions on the branch (or with the tags) come from
+	// the (pacticipant, branch|name, version) indexes.
 	switch {
 	case q.ProviderVersionBranch != "":
-		query += fmt.Sprintf(`JOIN broker_branch_versions bv ON bv.version_id = vr.provider_version_id AND bv.branch = $%d`, n+1)
+		query += fmt.Sprintf(` AND vr.provider_version_id IN (SELECT version_id FROM broker_branch_versions WHERE pacticipant_id = $1 AND branch = $%d)`, n+1)
 		args = append(args, q.ProviderVersionBranch)
 	case len(q.ProviderVersionTags) > 0:
 		var tp []string
@@ -193,9 +274,11 @@ func (s *Store) verifiedOn(ctx context.Context, pactIDs []int64, q broker.ForVer
 			tp = append(tp, fmt.Sprintf("$%d", n+1+i))
 			args = append(args, t)
 		}
-		query += `JOIN broker_tags tg ON tg.version_id = vr.provider_version_id AND tg.name IN (` + strings.Join(tp, ",") + `)`
+		query += ` AND vr.provider_version_id IN (SELECT version_id FROM broker_tags WHERE pacticipant_id = $1 AND name IN (` + strings.Join(tp, ",") + `))`
+	default:
+		query += ` AND vr.provider_version_id IN (SELECT id FROM broker_versions WHERE pacticipant_id = $1)`
 	}
-	got, err := int64s(ctx, s.db, query+where, args...)
+	got, err := int64s(ctx, s.db, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -213,29 +296,35 @@ func (s *Store) wip(ctx context.Context, provID int64, provider string, q broker
 	since := q.IncludeWIPPactsSince.UnixMilli()
 	type cand struct {
 		match
-		versionID, createdAt int64
+		createdAt int64
 	}
-	type key struct{ consumer, label string }
+	type key struct {
+		consumer int64
+		label    string
+	}
 	latest := map[key]cand{}
 	var keys []key
 	for _, table := range []struct{ name, col, kind string }{{"broker_branch_versions", "branch", "branch"}, {"broker_tags", "name", "tag"}} {
-		rows, err := s.db.QueryContext(ctx, `SELECT v.number, c.name, pv.id, pv.sha, bv.`+table.col+`, pp.consumer_version_id, pp.created_at`+matchFrom+
-			` JOIN `+table.name+` bv ON bv.version_id = pp.consumer_version_id WHERE pp.provider_id = $1`, provID)
+		rows, err := s.db.QueryContext(ctx, `SELECT pp.consumer_version_id, pp.pact_version_id, bv.`+table.col+`, pp.consumer_id, pp.created_at
+			FROM broker_pact_publications pp JOIN `+table.name+` bv ON bv.version_id = pp.consumer_version_id WHERE pp.provider_id = $1`, provID)
 		if err != nil {
 			return nil, fmt.Errorf("wip pacts for %s: %w", provider, err)
 		}
 		for rows.Next() {
-			var c cand
-			if err := rows.Scan(&c.consumerVersion, &c.consumer, &c.pactVersion, &c.sha, &c.via, &c.versionID, &c.createdAt); err != nil {
+			var (
+				c        cand
+				consumer int64
+			)
+			if err := rows.Scan(&c.cvID, &c.pactVersion, &c.via, &consumer, &c.createdAt); err != nil {
 				_ = rows.Close()
 				return nil, err
 			}
-			k := key{c.consumer, table.kind + ":" + c.via}
+			k := key{consumer, table.kind + ":" + c.via}
 			prev, ok := latest[k]
 			if !ok {
 				keys = append(keys, k)
 			}
-			if !ok || c.versionID > prev.versionID {
+			if !ok || c.cvID > prev.cvID {
 				latest[k] = c
 			}
 		}
@@ -260,8 +349,11 @@ func (s *Store) wip(ctx context.Context, provID int64, provider string, q broker
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	verified, err := s.verifiedOn(ctx, ids, q)
+	verified, err := s.verifiedOn(ctx, provID, ids, q)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.fill(ctx, cands); err != nil {
 		return nil, err
 	}
 	var out []broker.VerifiablePact
