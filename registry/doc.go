@@ -7,6 +7,10 @@
 // decided by the schema package under the subject's level (subject, then
 // global, then Config.DefaultLevel). Schema ids are global and stable: a
 // schema that normalises to one already registered gets its id back.
+// Schema references (named types from other subjects) are resolved before
+// parsing and checking, pinned to version numbers, and protect the versions
+// they name from deletion (42206). Modes READWRITE, READONLY and
+// READONLY_OVERRIDE apply globally or per subject.
 //
 // Errors are Confluent's bodies, {"error_code": 40401, "message": "..."},
 // with the HTTP status in the code's first three digits; an incompatible

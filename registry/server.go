@@ -184,6 +184,8 @@ func storeError(err error) *Error {
 		return &Error{40406, "Version was soft deleted. Set permanent=true to delete permanently"}
 	case errors.Is(err, ErrVersionNotSoftDeleted):
 		return &Error{40407, "Version was not deleted first before being permanently deleted"}
+	case errors.Is(err, ErrReferenceExists):
+		return &Error{42206, "One or more references exist to the schema: " + err.Error()}
 	case errors.Is(err, ErrNoLevel):
 		return &Error{40408, "Subject does not have subject-level compatibility configured"}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -249,55 +251,118 @@ func parseID(r *http.Request) (int, error) {
 type request struct {
 	Schema     *string         `json:"schema"`
 	SchemaType string          `json:"schemaType"`
-	References []any           `json:"references"`
+	References []Reference     `json:"references"`
 	ID         int             `json:"id"`
 	Version    int             `json:"version"`
 	Metadata   json.RawMessage `json:"metadata"`
 	RuleSet    json.RawMessage `json:"ruleSet"`
 }
 
-// readSchema reads and parses the request body's schema.
-func (s *Server) readSchema(w http.ResponseWriter, r *http.Request) (*schema.Schema, error) {
+// readSchema reads and parses the request body's schema, with its
+// references resolved.
+func (s *Server) readSchema(w http.ResponseWriter, r *http.Request) (*schema.Schema, []Reference, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, &Error{42209, fmt.Sprintf("Request body is larger than the limit of %d bytes", s.cfg.MaxBodyBytes)}
+			return nil, nil, &Error{42209, fmt.Sprintf("Request body is larger than the limit of %d bytes", s.cfg.MaxBodyBytes)}
 		}
-		return nil, &Error{50001, "reading the request body: " + err.Error()}
+		return nil, nil, &Error{50001, "reading the request body: " + err.Error()}
 	}
 	var req request
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, &Error{42201, "Invalid request body: " + err.Error()}
+		return nil, nil, &Error{42201, "Invalid request body: " + err.Error()}
 	}
 	if req.Schema == nil {
-		return nil, &Error{42201, `Invalid request body: missing "schema"`}
+		return nil, nil, &Error{42201, `Invalid request body: missing "schema"`}
 	}
 	if t := strings.ToUpper(req.SchemaType); t != "" && t != "AVRO" {
-		return nil, &Error{42201, fmt.Sprintf("Invalid schemaType %s: this registry serves AVRO schemas", req.SchemaType)}
-	}
-	if len(req.References) > 0 {
-		return nil, &Error{42201, "Invalid schema: schema references are not supported; inline the referenced types"}
+		return nil, nil, &Error{42201, fmt.Sprintf("Invalid schemaType %s: this registry serves AVRO schemas", req.SchemaType)}
 	}
 	if req.ID > 0 {
-		return nil, &Error{42205, "Operation not permitted: registering with a chosen id needs IMPORT mode, which this registry does not offer"}
+		return nil, nil, &Error{42205, "Operation not permitted: registering with a chosen id needs IMPORT mode, which this registry does not offer"}
 	}
-	sc, err := schema.Parse(*req.Schema)
+	refs, texts, err := s.resolveRefs(r.Context(), req.References)
 	if err != nil {
-		return nil, &Error{42201, "Invalid schema: " + err.Error()}
+		return nil, nil, err
 	}
-	return sc, nil
+	sc, err := schema.ParseWithReferences(*req.Schema, texts)
+	if err != nil {
+		return nil, nil, &Error{42201, "Invalid schema: " + err.Error()}
+	}
+	return sc, refs, nil
 }
 
-func (s *Server) parsedByID(id int, text string) (*schema.Schema, error) {
-	if v, ok := s.parsed.Load(id); ok {
-		return v.(*schema.Schema), nil
+// maxRefDepth bounds how deep references may nest.
+const maxRefDepth = 16
+
+// resolveRefs checks references, pins "latest" (-1) to a version number,
+// and returns the texts of every schema they reach, dependencies first.
+func (s *Server) resolveRefs(ctx context.Context, refs []Reference) ([]Reference, []string, error) {
+	var texts []string
+	seen := map[Reference]bool{}
+	var walk func(refs []Reference, depth int) ([]Reference, error)
+	walk = func(refs []Reference, depth int) ([]Reference, error) {
+		if depth > maxRefDepth {
+			return nil, &Error{42201, fmt.Sprintf("Invalid schema: references nest deeper than %d", maxRefDepth)}
+		}
+		out := make([]Reference, 0, len(refs))
+		names := map[string]bool{}
+		for _, ref := range refs {
+			if ref.Name == "" || ref.Subject == "" {
+				return nil, &Error{42201, "Invalid schema: a reference needs a name, a subject and a version"}
+			}
+			if names[ref.Name] {
+				return nil, &Error{42201, fmt.Sprintf("Invalid schema: reference %q is listed twice", ref.Name)}
+			}
+			names[ref.Name] = true
+			if ref.Version == 0 || ref.Version < -1 {
+				return nil, &Error{42201, fmt.Sprintf("Invalid schema: reference %q has version %d; want a version number or -1 for the latest", ref.Name, ref.Version)}
+			}
+			v, err := s.store.Version(ctx, ref.Subject, ref.Version, false)
+			if errors.Is(err, ErrSubjectNotFound) || errors.Is(err, ErrVersionNotFound) {
+				return nil, &Error{42201, fmt.Sprintf("Invalid schema: reference %q: subject %s version %d is not registered", ref.Name, ref.Subject, ref.Version)}
+			}
+			if err != nil {
+				return nil, err
+			}
+			ref.Version = v.Version
+			out = append(out, ref)
+			if seen[ref] {
+				continue
+			}
+			seen[ref] = true
+			if _, err := walk(v.References, depth+1); err != nil {
+				return nil, err
+			}
+			texts = append(texts, v.Schema)
+		}
+		return out, nil
 	}
-	sc, err := schema.Parse(text)
+	out, err := walk(refs, 0)
 	if err != nil {
-		return nil, fmt.Errorf("stored schema %d: %w", id, err)
+		return nil, nil, err
 	}
-	s.parsed.Store(id, sc)
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, texts, nil
+}
+
+// parsedVersion parses a stored version with its references.
+func (s *Server) parsedVersion(ctx context.Context, v SubjectVersion) (*schema.Schema, error) {
+	if p, ok := s.parsed.Load(v.ID); ok {
+		return p.(*schema.Schema), nil
+	}
+	_, texts, err := s.resolveRefs(ctx, v.References)
+	if err != nil {
+		return nil, fmt.Errorf("references of stored schema %d: %w", v.ID, err)
+	}
+	sc, err := schema.ParseWithReferences(v.Schema, texts)
+	if err != nil {
+		return nil, fmt.Errorf("stored schema %d: %w", v.ID, err)
+	}
+	s.parsed.Store(v.ID, sc)
 	return sc, nil
 }
 
@@ -325,10 +390,10 @@ func (s *Server) levelsFor(ctx context.Context, sub string) (schema.Mode, error)
 }
 
 // check runs the level's check of candidate against versions.
-func (s *Server) check(level schema.Mode, candidate *schema.Schema, vs []SubjectVersion) ([]schema.Problem, []SubjectVersion, error) {
+func (s *Server) check(ctx context.Context, level schema.Mode, candidate *schema.Schema, vs []SubjectVersion) ([]schema.Problem, []SubjectVersion, error) {
 	prev := make([]schema.Version, 0, len(vs))
 	for _, v := range vs {
-		sc, err := s.parsedByID(v.ID, v.Schema)
+		sc, err := s.parsedVersion(ctx, v)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -378,14 +443,14 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	sc, err := s.readSchema(w, r)
+	sc, refs, err := s.readSchema(w, r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	res, err := s.store.Register(r.Context(), sub, sc, func(vs []SubjectVersion, sl, gl schema.Mode) error {
+	res, err := s.store.Register(r.Context(), sub, sc, refs, func(vs []SubjectVersion, sl, gl schema.Mode) error {
 		level := s.effective(sl, gl)
-		problems, _, err := s.check(level, sc, vs)
+		problems, _, err := s.check(r.Context(), level, sc, vs)
 		if err != nil {
 			return err
 		}
@@ -415,12 +480,12 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	sc, err := s.readSchema(w, r)
+	sc, refs, err := s.readSchema(w, r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	v, err := s.store.Lookup(r.Context(), sub, sc, boolParam(r, "deleted"))
+	v, err := s.store.Lookup(r.Context(), sub, sc, refs, boolParam(r, "deleted"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -429,7 +494,11 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 }
 
 func versionBody(v SubjectVersion) map[string]any {
-	return map[string]any{"subject": v.Subject, "version": v.Version, "id": v.ID, "schema": v.Schema}
+	out := map[string]any{"subject": v.Subject, "version": v.Version, "id": v.ID, "schema": v.Schema}
+	if len(v.References) > 0 {
+		out["references"] = v.References
+	}
+	return out
 }
 
 func (s *Server) schemaByID(w http.ResponseWriter, r *http.Request) {
@@ -442,12 +511,16 @@ func (s *Server) schemaByID(w http.ResponseWriter, r *http.Request) {
 		s.replyRaw(w, b.([]byte))
 		return
 	}
-	text, err := s.store.SchemaByID(r.Context(), id)
+	text, refs, err := s.store.SchemaByID(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	b, err := json.Marshal(map[string]string{"schema": text})
+	body := map[string]any{"schema": text}
+	if len(refs) > 0 {
+		body["references"] = refs
+	}
+	b, err := json.Marshal(body)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -462,7 +535,7 @@ func (s *Server) schemaTextByID(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	text, err := s.store.SchemaByID(r.Context(), id)
+	text, _, err := s.store.SchemaByID(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -614,11 +687,17 @@ func (s *Server) versionSchema(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) referencedBy(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.findVersion(r); err != nil {
+	v, err := s.findVersion(r)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.reply(w, []int{}) // references are not supported, so nothing refers to anything
+	ids, err := s.store.ReferencedBy(r.Context(), v.Subject, v.Version)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.reply(w, ids)
 }
 
 func (s *Server) deleteSubject(w http.ResponseWriter, r *http.Request) {
@@ -685,7 +764,7 @@ func (s *Server) compatibility(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	sc, err := s.readSchema(w, r)
+	sc, _, err := s.readSchema(w, r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -715,7 +794,7 @@ func (s *Server) compatibility(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	problems, _, err := s.check(level, sc, vs)
+	problems, _, err := s.check(r.Context(), level, sc, vs)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -32,7 +34,7 @@ func newServer(t *testing.T, dsn string, cfg registry.Config) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := registry.New(st, cfg, nil)
+	srv, err := registry.New(st, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,6 +395,67 @@ func TestModes(t *testing.T) {
 			if s.want != nil {
 				if diff := cmp.Diff(s.want, got); diff != "" {
 					t.Fatalf("step %d %s %s (-want +got):\n%s", i, s.method, s.path, diff)
+				}
+			}
+		}
+	})
+}
+
+func refBody(schemaText string, refs ...registry.Reference) string {
+	b, _ := json.Marshal(map[string]any{"schema": schemaText, "references": refs})
+	return string(b)
+}
+
+func TestReferences(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, dsn string) {
+		c := client{t: t, base: newServer(t, dsn, registry.DefaultConfig()).URL}
+		money := `{"type":"record","name":"Money","namespace":"shop.common","fields":[{"name":"cents","type":"long"},{"name":"currency","type":"string"}]}`
+		narrowMoney := strings.Replace(money, `"cents","type":"long"`, `"cents","type":"int"`, 1)
+		order := `{"type":"record","name":"OrderCreated","namespace":"shop.order","fields":[{"name":"total","type":"shop.common.Money"}]}`
+		ref := registry.Reference{Name: "shop.common.Money", Subject: "shop.common.Money-value", Version: 1}
+		narrowRef := registry.Reference{Name: "shop.common.Money", Subject: "narrow.Money-value", Version: -1}
+		pinnedRef := map[string]any{"name": "shop.common.Money", "subject": "shop.common.Money-value", "version": num(1)}
+		steps := []struct {
+			method, path, body string
+			status             int
+			want               any
+		}{
+			{"POST", "/subjects/shop.common.Money-value/versions", body(money), 200, map[string]any{"id": num(1), "version": num(1)}},
+			{"POST", "/subjects/narrow.Money-value/versions", body(narrowMoney), 200, map[string]any{"id": num(2), "version": num(1)}},
+			{"POST", "/subjects/OrderCreated-value/versions", body(order), 422, nil},
+			{"POST", "/subjects/OrderCreated-value/versions", refBody(order, registry.Reference{Name: "shop.common.Money", Subject: "nope-value", Version: 1}), 422,
+				map[string]any{"error_code": num(42201), "message": `Invalid schema: reference "shop.common.Money": subject nope-value version 1 is not registered`}},
+			{"POST", "/subjects/OrderCreated-value/versions", refBody(order, ref), 200, map[string]any{"id": num(3), "version": num(1)}},
+			{"POST", "/subjects/OrderCreated-value/versions", refBody(order, registry.Reference{Name: ref.Name, Subject: ref.Subject, Version: -1}), 200, map[string]any{"id": num(3), "version": num(1)}},
+			{"GET", "/subjects/OrderCreated-value/versions/1", "", 200, map[string]any{"subject": "OrderCreated-value", "version": num(1), "id": num(3), "schema": order, "references": []any{pinnedRef}}},
+			{"GET", "/schemas/ids/3", "", 200, map[string]any{"schema": order, "references": []any{pinnedRef}}},
+			{"POST", "/subjects/OrderCreated-value", refBody(order, ref), 200, map[string]any{"subject": "OrderCreated-value", "version": num(1), "id": num(3), "schema": order, "references": []any{pinnedRef}}},
+			{"GET", "/subjects/shop.common.Money-value/versions/1/referencedby", "", 200, []any{num(3)}},
+			{"GET", "/subjects/narrow.Money-value/versions/1/referencedby", "", 200, []any{}},
+			{"DELETE", "/subjects/shop.common.Money-value/versions/1", "", 422, map[string]any{"error_code": num(42206), "message": "One or more references exist to the schema: shop.common.Money-value version 1 is referenced by schema 3: another schema references this version"}},
+			{"DELETE", "/subjects/shop.common.Money-value", "", 422, nil},
+			// The same record over a narrowed Money: the check sees inside the reference.
+			{"POST", "/compatibility/subjects/OrderCreated-value/versions/latest?verbose=true", refBody(order, narrowRef), 200, nil},
+			{"POST", "/subjects/OrderCreated-value/versions", refBody(order, narrowRef), 409, nil},
+			{"DELETE", "/subjects/OrderCreated-value", "", 200, []any{num(1)}},
+			{"DELETE", "/subjects/OrderCreated-value?permanent=true", "", 200, []any{num(1)}},
+			{"GET", "/subjects/shop.common.Money-value/versions/1/referencedby", "", 200, []any{}},
+			{"DELETE", "/subjects/shop.common.Money-value", "", 200, []any{num(1)}},
+		}
+		for i, s := range steps {
+			status, got := c.do(s.method, s.path, s.body)
+			if status != s.status {
+				t.Fatalf("step %d %s %s: status %d, want %d: %v", i, s.method, s.path, status, s.status, got)
+			}
+			if s.want != nil {
+				if diff := cmp.Diff(s.want, got); diff != "" {
+					t.Fatalf("step %d %s %s (-want +got):\n%s", i, s.method, s.path, diff)
+				}
+			}
+			if strings.Contains(s.path, "verbose=true") {
+				msgs := fmt.Sprint(got.(map[string]any)["messages"])
+				if got.(map[string]any)["is_compatible"] != false || !strings.Contains(msgs, "/fields/0/type/fields/0/type") {
+					t.Fatalf("step %d: %v", i, got)
 				}
 			}
 		}

@@ -21,14 +21,18 @@ type Store interface {
 	// the registration and is returned as is. Racing registrations of one
 	// subject are serialised, so none skips the check and one schema never
 	// gets two ids.
-	Register(ctx context.Context, subject string, s *schema.Schema, check CheckFunc) (Registered, error)
-	// SchemaByID returns the text of the schema with the id.
-	SchemaByID(ctx context.Context, id int) (string, error)
+	// A schema's identity is its normalised form with its references.
+	Register(ctx context.Context, subject string, s *schema.Schema, refs []Reference, check CheckFunc) (Registered, error)
+	// SchemaByID returns the text and references of the schema with the id.
+	SchemaByID(ctx context.Context, id int) (string, []Reference, error)
 	// Usages lists the subject versions that hold the schema id, deleted
 	// ones included when deleted is set.
 	Usages(ctx context.Context, id int, deleted bool) ([]SubjectVersion, error)
 	// Lookup finds the live version of subject holding the normalised schema.
-	Lookup(ctx context.Context, subject string, s *schema.Schema, deleted bool) (SubjectVersion, error)
+	Lookup(ctx context.Context, subject string, s *schema.Schema, refs []Reference, deleted bool) (SubjectVersion, error)
+	// ReferencedBy returns the ids of the schemas (held by a version, even a
+	// soft-deleted one) that reference the subject's version.
+	ReferencedBy(ctx context.Context, subject string, version int) ([]int, error)
 	// Subjects lists subject names with at least one version (live, or any
 	// when deleted is set), sorted.
 	Subjects(ctx context.Context, deleted bool) ([]string, error)
@@ -38,10 +42,11 @@ type Store interface {
 	Version(ctx context.Context, subject string, version int, deleted bool) (SubjectVersion, error)
 	// DeleteSubject soft-deletes every version of subject, or removes the
 	// subject's (already soft-deleted) versions when permanent, and returns
-	// the version numbers it affected.
+	// the version numbers it affected. A version another schema references
+	// is not deleted: ErrReferenceExists.
 	DeleteSubject(ctx context.Context, subject string, permanent bool) ([]int, error)
 	// DeleteVersion soft-deletes one version, or removes a soft-deleted one
-	// when permanent.
+	// when permanent; ErrReferenceExists when another schema references it.
 	DeleteVersion(ctx context.Context, subject string, version int, permanent bool) error
 	// Level returns the compatibility level set for subject ("" for the
 	// global level); "" and ErrNoLevel when none is set.
@@ -77,11 +82,21 @@ type Registered struct {
 
 // SubjectVersion is one version of a subject.
 type SubjectVersion struct {
-	Subject string
-	Version int
-	ID      int
-	Schema  string
-	Deleted bool
+	Subject    string
+	Version    int
+	ID         int
+	Schema     string
+	References []Reference
+	Deleted    bool
+}
+
+// Reference names a schema another one uses: for Avro, Name is the full
+// name of the named type the referencing schema uses, defined in the
+// schema registered as Version of Subject.
+type Reference struct {
+	Name    string `json:"name"`
+	Subject string `json:"subject"`
+	Version int    `json:"version"`
 }
 
 // Errors the store returns.
@@ -95,4 +110,5 @@ var (
 	ErrVersionNotSoftDeleted = errors.New("version was not deleted first before being permanently deleted")
 	ErrNoLevel               = errors.New("no compatibility level is set")
 	ErrNoMode                = errors.New("no mode is set")
+	ErrReferenceExists       = errors.New("another schema references this version")
 )

@@ -108,6 +108,14 @@ func MustParse(text string) *Schema {
 	return s
 }
 
+// Must returns s, and panics on err: for tests and constants.
+func Must(s *Schema, err error) *Schema {
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
 // String returns the schema text as given to Parse.
 func (s *Schema) String() string { return s.text }
 

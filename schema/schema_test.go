@@ -263,18 +263,11 @@ func TestParseWithReferences(t *testing.T) {
 	}
 	// A change inside the referenced type is seen by the checker.
 	money2 := strings.Replace(money, `"cents","type":"long"`, `"cents","type":"int"`, 1)
-	s2 := must(ParseWithReferences(order, []string{money2}))
+	s2 := Must(ParseWithReferences(order, []string{money2}))
 	if got := render(ReaderCanRead(s2, s)); !cmp.Equal(got, []string{"TYPE_MISMATCH /fields/0/type/fields/0/type"}) {
 		t.Errorf("ReaderCanRead = %v", got)
 	}
 	if _, err := ParseWithReferences(order, []string{`{"type":"record"`}); err == nil || !strings.Contains(err.Error(), "reference 1") {
 		t.Errorf("bad reference: %v", err)
 	}
-}
-
-func must(s *Schema, err error) *Schema {
-	if err != nil {
-		panic(err)
-	}
-	return s
 }

@@ -15,6 +15,7 @@ import (
 	"embed"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 
@@ -45,9 +46,28 @@ func New(ctx context.Context, db *sqldb.DB) (*Store, error) {
 	return &Store{db: db}, nil
 }
 
-func hashOf(s *schema.Schema) string {
-	h := sha256.Sum256([]byte(s.Normalized()))
-	return hex.EncodeToString(h[:])
+// identity returns the key a schema is known by (the SHA-256 of its
+// normalised form, with its references when it has any) and its references
+// as stored.
+func identity(s *schema.Schema, refs []registry.Reference) (hash, refsJSON string) {
+	if len(refs) == 0 {
+		h := sha256.Sum256([]byte(s.Normalized()))
+		return hex.EncodeToString(h[:]), "[]"
+	}
+	b, _ := json.Marshal(refs)
+	h := sha256.Sum256(append([]byte(s.Normalized()+"\x00"), b...))
+	return hex.EncodeToString(h[:]), string(b)
+}
+
+func decodeRefs(text string) ([]registry.Reference, error) {
+	var refs []registry.Reference
+	if err := json.Unmarshal([]byte(text), &refs); err != nil {
+		return nil, fmt.Errorf("stored references: %w", err)
+	}
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	return refs, nil
 }
 
 // lock takes the subject's write lock for the rest of the transaction.
@@ -63,8 +83,8 @@ func lock(ctx context.Context, tx *sqldb.Tx, subject string) error {
 }
 
 // Register implements registry.Store.
-func (s *Store) Register(ctx context.Context, subject string, sc *schema.Schema, check registry.CheckFunc) (registry.Registered, error) {
-	hash := hashOf(sc)
+func (s *Store) Register(ctx context.Context, subject string, sc *schema.Schema, refs []registry.Reference, check registry.CheckFunc) (registry.Registered, error) {
+	hash, refsJSON := identity(sc, refs)
 	var out registry.Registered
 	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
 		out = registry.Registered{}
@@ -100,11 +120,20 @@ func (s *Store) Register(ctx context.Context, subject string, sc *schema.Schema,
 		// conflict still consumes a sequence value on PostgreSQL.
 		err = tx.QueryRowContext(ctx, `SELECT id FROM registry_schemas WHERE hash = $1`, hash).Scan(&out.ID)
 		if sqldb.IsNoRows(err) {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO registry_schemas (hash, normalized, schema) VALUES ($1, $2, $3)
-				ON CONFLICT (hash) DO NOTHING`, hash, sc.Normalized(), sc.String()); err != nil {
-				return fmt.Errorf("store schema: %w", err)
+			res, ierr := tx.ExecContext(ctx, `INSERT INTO registry_schemas (hash, normalized, schema, refs) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (hash) DO NOTHING`, hash, sc.Normalized(), sc.String(), refsJSON)
+			if ierr != nil {
+				return fmt.Errorf("store schema: %w", ierr)
 			}
 			err = tx.QueryRowContext(ctx, `SELECT id FROM registry_schemas WHERE hash = $1`, hash).Scan(&out.ID)
+			if n, _ := res.RowsAffected(); err == nil && n == 1 {
+				for _, r := range refs {
+					if _, err := tx.ExecContext(ctx, `INSERT INTO registry_references (schema_id, name, subject, version) VALUES ($1, $2, $3, $4)`,
+						out.ID, r.Name, r.Subject, r.Version); err != nil {
+						return fmt.Errorf("store reference %s: %w", r.Name, err)
+					}
+				}
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("store schema: %w", err)
@@ -137,7 +166,7 @@ func flag(deleted bool) int {
 }
 
 func versions(ctx context.Context, q querier, subject string, deleted bool) ([]registry.SubjectVersion, error) {
-	rows, err := q.QueryContext(ctx, `SELECT v.version, v.schema_id, s.schema, v.deleted FROM registry_versions v
+	rows, err := q.QueryContext(ctx, `SELECT v.version, v.schema_id, s.schema, s.refs, v.deleted FROM registry_versions v
 		JOIN registry_schemas s ON s.id = v.schema_id
 		WHERE v.subject = $1 AND v.deleted <= $2 ORDER BY v.version`, subject, flag(deleted))
 	if err != nil {
@@ -148,8 +177,12 @@ func versions(ctx context.Context, q querier, subject string, deleted bool) ([]r
 	for rows.Next() {
 		v := registry.SubjectVersion{Subject: subject}
 		var del int
-		if err := rows.Scan(&v.Version, &v.ID, &v.Schema, &del); err != nil {
+		var refs string
+		if err := rows.Scan(&v.Version, &v.ID, &v.Schema, &refs, &del); err != nil {
 			return nil, fmt.Errorf("versions of %s: %w", subject, err)
+		}
+		if v.References, err = decodeRefs(refs); err != nil {
+			return nil, err
 		}
 		v.Deleted = del != 0
 		out = append(out, v)
@@ -173,21 +206,22 @@ func level(ctx context.Context, q querier, subject string) (schema.Mode, error) 
 }
 
 // SchemaByID implements registry.Store.
-func (s *Store) SchemaByID(ctx context.Context, id int) (string, error) {
-	var text string
-	err := s.db.QueryRowContext(ctx, `SELECT schema FROM registry_schemas WHERE id = $1`, id).Scan(&text)
+func (s *Store) SchemaByID(ctx context.Context, id int) (string, []registry.Reference, error) {
+	var text, refs string
+	err := s.db.QueryRowContext(ctx, `SELECT schema, refs FROM registry_schemas WHERE id = $1`, id).Scan(&text, &refs)
 	if sqldb.IsNoRows(err) {
-		return "", registry.ErrSchemaNotFound
+		return "", nil, registry.ErrSchemaNotFound
 	}
 	if err != nil {
-		return "", fmt.Errorf("schema %d: %w", id, err)
+		return "", nil, fmt.Errorf("schema %d: %w", id, err)
 	}
-	return text, nil
+	rs, err := decodeRefs(refs)
+	return text, rs, err
 }
 
 // Usages implements registry.Store.
 func (s *Store) Usages(ctx context.Context, id int, deleted bool) ([]registry.SubjectVersion, error) {
-	if _, err := s.SchemaByID(ctx, id); err != nil {
+	if _, _, err := s.SchemaByID(ctx, id); err != nil {
 		return nil, err
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT subject, version, deleted FROM registry_versions
@@ -210,13 +244,14 @@ func (s *Store) Usages(ctx context.Context, id int, deleted bool) ([]registry.Su
 }
 
 // Lookup implements registry.Store.
-func (s *Store) Lookup(ctx context.Context, subject string, sc *schema.Schema, deleted bool) (registry.SubjectVersion, error) {
-	v := registry.SubjectVersion{Subject: subject}
+func (s *Store) Lookup(ctx context.Context, subject string, sc *schema.Schema, refs []registry.Reference, deleted bool) (registry.SubjectVersion, error) {
+	v := registry.SubjectVersion{Subject: subject, References: refs}
 	var del int
+	hash, _ := identity(sc, refs)
 	err := s.db.QueryRowContext(ctx, `SELECT v.version, v.schema_id, s.schema, v.deleted FROM registry_versions v
 		JOIN registry_schemas s ON s.id = v.schema_id
 		WHERE v.subject = $1 AND s.hash = $2 AND v.deleted <= $3 ORDER BY v.deleted, v.version LIMIT 1`,
-		subject, hashOf(sc), flag(deleted)).Scan(&v.Version, &v.ID, &v.Schema, &del)
+		subject, hash, flag(deleted)).Scan(&v.Version, &v.ID, &v.Schema, &del)
 	if sqldb.IsNoRows(err) {
 		if _, err := s.Version(ctx, subject, registry.Latest, deleted); err != nil {
 			return v, registry.ErrSubjectNotFound
@@ -228,6 +263,30 @@ func (s *Store) Lookup(ctx context.Context, subject string, sc *schema.Schema, d
 	}
 	v.Deleted = del != 0
 	return v, nil
+}
+
+// ReferencedBy implements registry.Store.
+func (s *Store) ReferencedBy(ctx context.Context, subject string, version int) ([]int, error) {
+	return referencedBy(ctx, s.db, subject, version)
+}
+
+func referencedBy(ctx context.Context, q querier, subject string, version int) ([]int, error) {
+	rows, err := q.QueryContext(ctx, `SELECT DISTINCT r.schema_id FROM registry_references r
+		JOIN registry_versions v ON v.schema_id = r.schema_id
+		WHERE r.subject = $1 AND r.version = $2 ORDER BY r.schema_id`, subject, version)
+	if err != nil {
+		return nil, fmt.Errorf("references to %s version %d: %w", subject, version, err)
+	}
+	defer func() { _ = rows.Close() }()
+	ids := []int{}
+	for rows.Next() {
+		var id int
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // Subjects implements registry.Store.
@@ -311,6 +370,13 @@ func (s *Store) DeleteSubject(ctx context.Context, subject string, permanent boo
 			if !v.Deleted {
 				live++
 			}
+			ids, err := referencedBy(ctx, tx, subject, v.Version)
+			if err != nil {
+				return err
+			}
+			if len(ids) > 0 {
+				return fmt.Errorf("%s version %d is referenced by schema %d: %w", subject, v.Version, ids[0], registry.ErrReferenceExists)
+			}
 		}
 		if permanent {
 			if live > 0 {
@@ -364,6 +430,13 @@ func (s *Store) DeleteVersion(ctx context.Context, subject string, version int, 
 		}
 		if found == nil {
 			return registry.ErrVersionNotFound
+		}
+		ids, err := referencedBy(ctx, tx, subject, version)
+		if err != nil {
+			return err
+		}
+		if len(ids) > 0 {
+			return fmt.Errorf("%s version %d is referenced by schema %d: %w", subject, version, ids[0], registry.ErrReferenceExists)
 		}
 		if permanent {
 			if !found.Deleted {

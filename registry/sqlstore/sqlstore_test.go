@@ -65,19 +65,19 @@ func TestStore(t *testing.T) {
 		aSpaced := schema.MustParse(`{ "type" : "record", "name" : "R", "fields" : [ {"name":"a","type":{"type":"int"}} ] }`)
 
 		var seen [][]int
-		r1, err := st.Register(ctx, "orders-value", a, accept(&seen))
+		r1, err := st.Register(ctx, "orders-value", a, nil, accept(&seen))
 		if err != nil {
 			t.Fatal(err)
 		}
-		r2, err := st.Register(ctx, "orders-value", b, accept(&seen))
+		r2, err := st.Register(ctx, "orders-value", b, nil, accept(&seen))
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := st.Register(ctx, "orders-value", aSpaced, accept(&seen))
+		again, err := st.Register(ctx, "orders-value", aSpaced, nil, accept(&seen))
 		if err != nil {
 			t.Fatal(err)
 		}
-		other, err := st.Register(ctx, "payments-value", a, accept(&seen))
+		other, err := st.Register(ctx, "payments-value", a, nil, accept(&seen))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,18 +95,18 @@ func TestStore(t *testing.T) {
 
 		// A failing check stores nothing.
 		boom := errors.New("incompatible")
-		if _, err := st.Register(ctx, "orders-value", rec(`{"name":"z","type":"int"}`), func([]registry.SubjectVersion, schema.Mode, schema.Mode) error { return boom }); !errors.Is(err, boom) {
+		if _, err := st.Register(ctx, "orders-value", rec(`{"name":"z","type":"int"}`), nil, func([]registry.SubjectVersion, schema.Mode, schema.Mode) error { return boom }); !errors.Is(err, boom) {
 			t.Fatalf("failing check: %v", err)
 		}
 		if vs, _ := st.Versions(ctx, "orders-value", true); len(vs) != 2 {
 			t.Errorf("after a failed check: %d versions", len(vs))
 		}
 
-		text, err := st.SchemaByID(ctx, r1.ID)
+		text, _, err := st.SchemaByID(ctx, r1.ID)
 		if err != nil || text != a.String() {
 			t.Errorf("SchemaByID = %q, %v", text, err)
 		}
-		if _, err := st.SchemaByID(ctx, 9999); !errors.Is(err, registry.ErrSchemaNotFound) {
+		if _, _, err := st.SchemaByID(ctx, 9999); !errors.Is(err, registry.ErrSchemaNotFound) {
 			t.Errorf("unknown id: %v", err)
 		}
 		us, err := st.Usages(ctx, r1.ID, false)
@@ -130,11 +130,11 @@ func TestStore(t *testing.T) {
 		if _, err := st.Version(ctx, "nope", 1, false); !errors.Is(err, registry.ErrSubjectNotFound) {
 			t.Errorf("unknown subject: %v", err)
 		}
-		found, err := st.Lookup(ctx, "orders-value", aSpaced, false)
+		found, err := st.Lookup(ctx, "orders-value", aSpaced, nil, false)
 		if err != nil || found.Version != 1 {
 			t.Errorf("lookup = %+v, %v", found, err)
 		}
-		if _, err := st.Lookup(ctx, "orders-value", rec(`{"name":"q","type":"int"}`), false); !errors.Is(err, registry.ErrSchemaNotFound) {
+		if _, err := st.Lookup(ctx, "orders-value", rec(`{"name":"q","type":"int"}`), nil, false); !errors.Is(err, registry.ErrSchemaNotFound) {
 			t.Errorf("lookup of unregistered: %v", err)
 		}
 
@@ -151,11 +151,11 @@ func TestStore(t *testing.T) {
 		if l, _ := st.Version(ctx, "orders-value", registry.Latest, false); l.Version != 1 {
 			t.Errorf("latest after deleting 2 = %d", l.Version)
 		}
-		if text, err := st.SchemaByID(ctx, r2.ID); err != nil || text == "" {
+		if text, _, err := st.SchemaByID(ctx, r2.ID); err != nil || text == "" {
 			t.Errorf("id of a soft-deleted version no longer resolves: %v", err)
 		}
 		// Re-registering the deleted schema makes a new version.
-		r3, err := st.Register(ctx, "orders-value", b, accept(nil))
+		r3, err := st.Register(ctx, "orders-value", b, nil, accept(nil))
 		if err != nil || r3.Version != 3 || r3.ID != r2.ID || !r3.Created {
 			t.Errorf("re-register after delete = %+v, %v", r3, err)
 		}
@@ -197,7 +197,7 @@ func TestStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		var levels []schema.Mode
-		_, err = st.Register(ctx, "payments-value", b, func(_ []registry.SubjectVersion, sl, gl schema.Mode) error {
+		_, err = st.Register(ctx, "payments-value", b, nil, func(_ []registry.SubjectVersion, sl, gl schema.Mode) error {
 			levels = []schema.Mode{sl, gl}
 			return nil
 		})
@@ -250,7 +250,7 @@ func TestStoreConcurrentRegister(t *testing.T) {
 				for i := 0; i < schemas; i++ {
 					sc := rec(fmt.Sprintf(`{"name":"f%d","type":"int","default":0}`, i))
 					for _, sub := range []string{"a-value", "b-value"} {
-						res, err := st.Register(ctx, sub, sc, func(prev []registry.SubjectVersion, _, _ schema.Mode) error {
+						res, err := st.Register(ctx, sub, sc, nil, func(prev []registry.SubjectVersion, _, _ schema.Mode) error {
 							for j, p := range prev {
 								if p.Version != j+1 {
 									return fmt.Errorf("check saw versions with a gap: %+v", prev)

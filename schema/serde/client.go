@@ -23,7 +23,12 @@ type Client struct {
 	user, pass string
 
 	mu   sync.RWMutex
-	byID map[int]string
+	byID map[int]cached
+}
+
+type cached struct {
+	text string
+	refs []string
 }
 
 var _ Registry = (*Client)(nil)
@@ -35,7 +40,7 @@ func NewClient(baseURL, user, password string) *Client {
 		base: strings.TrimRight(baseURL, "/"),
 		http: &http.Client{Timeout: 10 * time.Second},
 		user: user, pass: password,
-		byID: map[int]string{},
+		byID: map[int]cached{},
 	}
 }
 
@@ -130,27 +135,66 @@ func (c *Client) Lookup(ctx context.Context, subject, schema string) (int, error
 }
 
 // SchemaByID implements Registry.
-func (c *Client) SchemaByID(ctx context.Context, id int) (string, error) {
+func (c *Client) SchemaByID(ctx context.Context, id int) (string, []string, error) {
 	c.mu.RLock()
 	s, ok := c.byID[id]
 	c.mu.RUnlock()
 	if ok {
-		return s, nil
+		return s.text, s.refs, nil
 	}
 	var out struct {
-		Schema string `json:"schema"`
+		Schema     string      `json:"schema"`
+		References []reference `json:"references"`
 	}
 	if err := c.do(ctx, http.MethodGet, "/schemas/ids/"+strconv.Itoa(id), nil, &out); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	c.remember(id, out.Schema)
-	return out.Schema, nil
+	var refs []string
+	if err := c.resolve(ctx, out.References, map[reference]bool{}, &refs, 0); err != nil {
+		return "", nil, fmt.Errorf("references of schema %d: %w", id, err)
+	}
+	c.mu.Lock()
+	c.byID[id] = cached{out.Schema, refs}
+	c.mu.Unlock()
+	return out.Schema, refs, nil
+}
+
+type reference struct {
+	Name    string `json:"name"`
+	Subject string `json:"subject"`
+	Version int    `json:"version"`
+}
+
+// resolve appends the texts of the referenced versions to out,
+// dependencies first.
+func (c *Client) resolve(ctx context.Context, refs []reference, seen map[reference]bool, out *[]string, depth int) error {
+	if depth > 16 {
+		return errors.New("references nest too deep")
+	}
+	for _, r := range refs {
+		if seen[r] {
+			continue
+		}
+		seen[r] = true
+		var v struct {
+			Schema     string      `json:"schema"`
+			References []reference `json:"references"`
+		}
+		if err := c.do(ctx, http.MethodGet, subjectPath(r.Subject)+"/versions/"+strconv.Itoa(r.Version), nil, &v); err != nil {
+			return fmt.Errorf("%s (%s version %d): %w", r.Name, r.Subject, r.Version, err)
+		}
+		if err := c.resolve(ctx, v.References, seen, out, depth+1); err != nil {
+			return err
+		}
+		*out = append(*out, v.Schema)
+	}
+	return nil
 }
 
 func (c *Client) remember(id int, schema string) {
 	c.mu.Lock()
 	if _, ok := c.byID[id]; !ok {
-		c.byID[id] = schema
+		c.byID[id] = cached{text: schema}
 	}
 	c.mu.Unlock()
 }

@@ -49,9 +49,10 @@ type Registry interface {
 	// Lookup returns the id of a schema already registered under subject;
 	// ErrNotFound when it is not.
 	Lookup(ctx context.Context, subject, schema string) (int, error)
-	// SchemaByID returns the text of the schema with the id; ErrNotFound
-	// when there is none.
-	SchemaByID(ctx context.Context, id int) (string, error)
+	// SchemaByID returns the text of the schema with the id and the texts
+	// of the schemas it references (Confluent schema references), each
+	// one's own references before it; ErrNotFound when there is none.
+	SchemaByID(ctx context.Context, id int) (text string, refs []string, err error)
 }
 
 // Errors.
@@ -168,11 +169,11 @@ func (d *Decoder) schemaFor(ctx context.Context, id int) (avro.Schema, error) {
 	if sc, ok := d.resolved[id]; ok {
 		return sc, nil
 	}
-	text, err := d.reg.SchemaByID(ctx, id)
+	text, refs, err := d.reg.SchemaByID(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("writer schema %d: %w", id, err)
 	}
-	writer, err := schema.Parse(text)
+	writer, err := schema.ParseWithReferences(text, refs)
 	if err != nil {
 		return nil, fmt.Errorf("writer schema %d: %w", id, err)
 	}

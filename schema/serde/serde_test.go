@@ -225,7 +225,7 @@ func (c *countingRegistry) Register(ctx context.Context, subject, s string) (int
 	return c.Registry.Register(ctx, subject, s)
 }
 
-func (c *countingRegistry) SchemaByID(ctx context.Context, id int) (string, error) {
+func (c *countingRegistry) SchemaByID(ctx context.Context, id int) (string, []string, error) {
 	c.mu.Lock()
 	c.byID++
 	c.mu.Unlock()
@@ -260,5 +260,57 @@ func TestCachesOncePerSchema(t *testing.T) {
 	wg.Wait()
 	if reg.register != 1 || reg.byID != 1 {
 		t.Errorf("registry calls: %d registrations, %d lookups by id; want 1 and 1", reg.register, reg.byID)
+	}
+}
+
+// A writer schema registered with references (Confluent schema references)
+// is fetched with them and decodes into a self-contained reader schema.
+func TestDecodeWriterWithReferences(t *testing.T) {
+	ctx := context.Background()
+	base := startRegistry(t)
+	src, err := sr.NewClient(sr.URLs(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	money := `{"type":"record","name":"Money","namespace":"shop.common","fields":[{"name":"cents","type":"long"},{"name":"currency","type":"string"}]}`
+	order := `{"type":"record","name":"OrderCreated","namespace":"shop.order","fields":[{"name":"order_id","type":"string"},{"name":"total","type":"shop.common.Money"}]}`
+	if _, err := src.CreateSchema(ctx, "shop.common.Money-value", sr.Schema{Schema: money}); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := src.CreateSchema(ctx, "OrderCreated-value", sr.Schema{Schema: order,
+		References: []sr.SchemaReference{{Name: "shop.common.Money", Subject: "shop.common.Money-value", Version: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Write with the writer schema as any Confluent producer would.
+	writer := schema.Must(schema.ParseWithReferences(order, []string{money}))
+	type Money struct {
+		Cents    int64  `avro:"cents"`
+		Currency string `avro:"currency"`
+	}
+	type Order struct {
+		OrderID string `avro:"order_id"`
+		Total   Money  `avro:"total"`
+	}
+	payload, err := avro.Marshal(writer.Avro(), Order{"o-7", Money{1999, "EUR"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := append(serde.AppendHeader(nil, ss.ID), payload...)
+
+	reader := schema.MustParse(`{"type":"record","name":"OrderCreated","namespace":"shop.order","fields":[
+		{"name":"order_id","type":"string"},
+		{"name":"total","type":{"type":"record","name":"Money","namespace":"shop.common","fields":[{"name":"cents","type":"long"},{"name":"currency","type":"string"}]}},
+		{"name":"channel","type":"string","default":"web"}]}`)
+	var got struct {
+		OrderID string `avro:"order_id"`
+		Total   Money  `avro:"total"`
+		Channel string `avro:"channel"`
+	}
+	if err := serde.NewDecoder(serde.NewClient(base, "", ""), reader).Decode(ctx, msg, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.OrderID != "o-7" || got.Total != (Money{1999, "EUR"}) || got.Channel != "web" {
+		t.Errorf("decoded %+v", got)
 	}
 }
