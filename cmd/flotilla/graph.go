@@ -243,16 +243,17 @@ func (a *app) graphShowCmd() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "show",
-		Short: "Print the graph: a summary, Graphviz DOT or Mermaid",
+		Short: "Print the graph: a summary, Graphviz DOT, Mermaid or JSON",
 		Long: `show prints the graph. Synchronous dependencies are solid arrows from a
 service to what it calls; event edges are dashed arrows from a publisher to a
-subscriber, labelled with the events.
+subscriber, labelled with the events. -o json gives tools every service with
+its folders, dependencies, dependents, events and health path, and the edges.
 
   flotilla graph show -o dot | dot -Tsvg > graph.svg`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			defer shortLived()()
-			if err := outputFlag(cmd, output, "text", "dot", "mermaid"); err != nil {
+			if err := outputFlag(cmd, output, "text", "dot", "mermaid", "json"); err != nil {
 				return err
 			}
 			m, warns, err := a.loadManifest()
@@ -268,13 +269,15 @@ subscriber, labelled with the events.
 				writeDOT(a.stdout, g)
 			case "mermaid":
 				writeMermaid(a.stdout, g)
+			case "json":
+				return writeGraphJSON(a.stdout, g)
 			default:
 				writeSummary(a.stdout, g)
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, dot or mermaid")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, dot, mermaid or json")
 	return cmd
 }
 
@@ -310,6 +313,49 @@ func writeDOT(w io.Writer, g *graph.Graph) {
 		fmt.Fprintf(w, "  %q -> %q [style=dashed, color=gray45, fontcolor=gray35, label=%q];\n", p[0], p[1], strings.Join(labels[p], "\n"))
 	}
 	fmt.Fprintln(w, "}")
+}
+
+// graphJSON is `graph show -o json`.
+type graphJSON struct {
+	Manifest string        `json:"manifest"`
+	Shared   []string      `json:"shared"`
+	Services []serviceJSON `json:"services"`
+	Edges    []edgeJSON    `json:"edges"`
+}
+
+type serviceJSON struct {
+	Name       string   `json:"name"`
+	Paths      []string `json:"paths"`
+	DependsOn  []string `json:"depends_on"`
+	Dependents []string `json:"dependents"`
+	Publishes  []string `json:"publishes"`
+	Subscribes []string `json:"subscribes"`
+	Health     string   `json:"health,omitempty"`
+}
+
+type edgeJSON struct {
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Kind  string `json:"kind"` // "http": from calls to; "event": from publishes to to
+	Event string `json:"event,omitempty"`
+}
+
+func writeGraphJSON(w io.Writer, g *graph.Graph) error {
+	m := g.Manifest()
+	out := graphJSON{Manifest: m.File, Shared: nonNil(m.Shared), Services: []serviceJSON{}, Edges: []edgeJSON{}}
+	for _, s := range m.Services {
+		out.Services = append(out.Services, serviceJSON{
+			Name: s.Name, Paths: nonNil(s.Paths), DependsOn: nonNil(g.DependsOn(s.Name)), Dependents: nonNil(g.Dependents(s.Name)),
+			Publishes: nonNil(s.Publishes), Subscribes: nonNil(s.Subscribes), Health: s.Health,
+		})
+	}
+	for _, e := range g.SyncEdges() {
+		out.Edges = append(out.Edges, edgeJSON{From: e.Consumer, To: e.Provider, Kind: "http"})
+	}
+	for _, e := range g.EventEdges() {
+		out.Edges = append(out.Edges, edgeJSON{From: e.Publisher, To: e.Subscriber, Kind: "event", Event: e.Event})
+	}
+	return writeJSON(w, out)
 }
 
 func mermaidID(name string) string { return strings.ReplaceAll(name, "-", "_") }

@@ -34,6 +34,7 @@ func TestGraphGolden(t *testing.T) {
 		{"show-text", []string{"graph", "show", "-f", shopManifest}, 0},
 		{"show-dot", []string{"graph", "show", "-f", shopManifest, "-o", "dot"}, 0},
 		{"show-mermaid", []string{"graph", "show", "-f", shopManifest, "-o", "mermaid"}, 0},
+		{"show-json", []string{"graph", "show", "-f", shopManifest, "-o", "json"}, 0},
 		{"impact-user", []string{"graph", "impact", "-f", shopManifest, "user-service"}, 0},
 		{"impact-order-json", []string{"graph", "impact", "-f", shopManifest, "order-service", "-o", "json"}, 0},
 		{"impact-leaf", []string{"graph", "impact", "-f", shopManifest, "analytics-service"}, 0},
