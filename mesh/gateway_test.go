@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -8,6 +9,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -96,6 +98,31 @@ type gwFixture struct {
 	keys  *keyServer
 	seen  chan *http.Request // what the order service received
 	h     http.Handler
+	logs  syncBuffer // the access log, JSON lines
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) lines() []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, l := range bytes.Split(s.b.Bytes(), []byte("\n")) {
+		var m map[string]any
+		if json.Unmarshal(l, &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func newGateway(t *testing.T, mutate func(*GatewayConfig)) *gwFixture {
@@ -126,7 +153,7 @@ func newGateway(t *testing.T, mutate func(*GatewayConfig)) *gwFixture {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	gw, err := NewGateway(cfg, f.m, GatewayOptions{Logger: quietLogger()})
+	gw, err := NewGateway(cfg, f.m, GatewayOptions{Logger: slog.New(slog.NewJSONHandler(&f.logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,6 +346,22 @@ func TestGatewayHeaders(t *testing.T) {
 				t.Errorf("x-forwarded-for %q", got.Header.Get("X-Forwarded-For"))
 			}
 		})
+	}
+	// The access log has a line per request with its id and outcome.
+	var logged map[string]any
+	for _, l := range f.logs.lines() {
+		if l["msg"] == "gateway request" && l["request_id"] == "req-42" {
+			logged = l
+		}
+	}
+	want := map[string]any{"method": "GET", "path": "/api/public/x", "status": float64(200), "route": "/api/public/**", "service": "order-service", "client": "203.0.113.7", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}
+	for k, v := range want {
+		if logged[k] != v {
+			t.Errorf("access log %s = %v, want %v (line %v)", k, logged[k], v, logged)
+		}
+	}
+	if _, ok := logged["duration_ms"].(float64); !ok {
+		t.Errorf("access log without duration_ms: %v", logged)
 	}
 	// Lane headers from outside are stripped unless allowed.
 	rec := f.do("GET", "/api/public/x", "", map[string]string{"x-flotilla-version": "v2", "x-canary": "true"})

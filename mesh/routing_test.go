@@ -100,8 +100,8 @@ func TestWeightsAreHonoured(t *testing.T) {
 		n       int
 	}{
 		{map[string]int{"v1": 95, "v2": 5}, 10000}, // the scenario's VirtualService
-		{map[string]int{"v1": 70, "v2": 30}, 2000},
-		{map[string]int{"v1": 1, "v2": 2}, 2000},
+		{map[string]int{"v1": 70, "v2": 30}, 500},
+		{map[string]int{"v1": 1, "v2": 2}, 600},
 		{map[string]int{"v1": 0, "v2": 100}, 500},
 		{map[string]int{"v1": 100}, 500},
 	}
