@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hamba/avro/v2"
+	hambareg "github.com/hamba/avro/v2/registry"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/flotilla-ci/flotilla/internal/sqldb/sqldbtest"
@@ -144,4 +146,55 @@ func TestFranzGoClient(t *testing.T) {
 			t.Errorf("after hard delete: %v", err)
 		}
 	})
+}
+
+// hamba/avro's registry client, a second real Confluent client.
+func TestHambaRegistryClient(t *testing.T) {
+	ctx := context.Background()
+	ts := newServer(t, sqldbtest.SQLite(t), registry.DefaultConfig())
+	cl, err := hambareg.NewClient(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const subj = "OrderCreated-value"
+	id, _, err := cl.CreateSchema(ctx, subj, v1)
+	if err != nil || id != 1 {
+		t.Fatalf("CreateSchema = %d, %v", id, err)
+	}
+	if s, err := cl.GetSchema(ctx, id); err != nil || s.(*avro.RecordSchema).FullName() != "shop.order.OrderCreated" {
+		t.Errorf("GetSchema = %v, %v", s, err)
+	}
+	if ok, err := cl.IsCompatible(ctx, subj, v2); err != nil || !ok {
+		t.Errorf("IsCompatible(v2) = %v, %v", ok, err)
+	}
+	if ok, err := cl.IsCompatible(ctx, subj, v3); err != nil || ok {
+		t.Errorf("IsCompatible(v3) = %v, %v", ok, err)
+	}
+	if got, _, err := cl.IsRegistered(ctx, subj, v1); err != nil || got != id {
+		t.Errorf("IsRegistered = %d, %v", got, err)
+	}
+	if _, _, err := cl.CreateSchema(ctx, subj, v3); err == nil {
+		t.Error("CreateSchema(v3) succeeded")
+	} else if e, ok := err.(hambareg.Error); !ok || e.StatusCode != http.StatusConflict || e.Code != 40901 {
+		t.Errorf("CreateSchema(v3): %#v", err)
+	}
+	info, err := cl.GetLatestSchemaInfo(ctx, subj)
+	if err != nil || info.Version != 1 || info.ID != id {
+		t.Errorf("GetLatestSchemaInfo = %+v, %v", info, err)
+	}
+	if err := cl.SetCompatibilityLevel(ctx, subj, "FULL"); err != nil {
+		t.Fatal(err)
+	}
+	if lvl, err := cl.GetCompatibilityLevel(ctx, subj); err != nil || lvl != "FULL" {
+		t.Errorf("GetCompatibilityLevel = %q, %v", lvl, err)
+	}
+	if lvl, err := cl.GetGlobalCompatibilityLevel(ctx); err != nil || lvl != "BACKWARD" {
+		t.Errorf("GetGlobalCompatibilityLevel = %q, %v", lvl, err)
+	}
+	if subs, err := cl.GetSubjects(ctx); err != nil || !cmp.Equal(subs, []string{subj}) {
+		t.Errorf("GetSubjects = %v, %v", subs, err)
+	}
+	if vs, err := cl.DeleteSubject(ctx, subj); err != nil || !cmp.Equal(vs, []int{1}) {
+		t.Errorf("DeleteSubject = %v, %v", vs, err)
+	}
 }

@@ -821,7 +821,9 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.reply(w, map[string]any{"compatibilityLevel": l})
+	// Confluent answers with compatibilityLevel; hamba's client reads
+	// compatibility (the PUT field name): send both.
+	s.reply(w, map[string]any{"compatibilityLevel": l, "compatibility": l})
 }
 
 func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {

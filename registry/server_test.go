@@ -100,7 +100,7 @@ func TestAPI(t *testing.T) {
 			want               any
 		}{
 			{"GET", "/subjects", "", 200, []any{}},
-			{"GET", "/config", "", 200, map[string]any{"compatibilityLevel": "BACKWARD"}},
+			{"GET", "/config", "", 200, map[string]any{"compatibilityLevel": "BACKWARD", "compatibility": "BACKWARD"}},
 			{"POST", "/subjects/shop.order.OrderCreated-value/versions", body(v1), 200, map[string]any{"id": num(1), "version": num(1)}},
 			{"POST", "/subjects/shop.order.OrderCreated-value/versions", body(v1), 200, map[string]any{"id": num(1), "version": num(1)}},
 			{"POST", "/subjects/shop.order.OrderCreated-value/versions", body(v2), 200, map[string]any{"id": num(2), "version": num(2)}},
@@ -126,13 +126,13 @@ func TestAPI(t *testing.T) {
 			{"POST", "/subjects/shop.order.OrderCreated-value/versions", body(v3), 409, nil},
 			{"GET", "/subjects/shop.order.OrderCreated-value/versions", "", 200, []any{num(1), num(2)}},
 			{"PUT", "/config/shop.order.OrderCreated-value", `{"compatibility":"NONE"}`, 200, map[string]any{"compatibility": "NONE"}},
-			{"GET", "/config/shop.order.OrderCreated-value", "", 200, map[string]any{"compatibilityLevel": "NONE"}},
+			{"GET", "/config/shop.order.OrderCreated-value", "", 200, map[string]any{"compatibilityLevel": "NONE", "compatibility": "NONE"}},
 			{"GET", "/config/copy-value", "", 404, nil},
-			{"GET", "/config/copy-value?defaultToGlobal=true", "", 200, map[string]any{"compatibilityLevel": "BACKWARD"}},
+			{"GET", "/config/copy-value?defaultToGlobal=true", "", 200, map[string]any{"compatibilityLevel": "BACKWARD", "compatibility": "BACKWARD"}},
 			{"POST", "/subjects/shop.order.OrderCreated-value/versions", body(v3), 200, map[string]any{"id": num(3), "version": num(3)}},
 			{"DELETE", "/config/shop.order.OrderCreated-value", "", 200, map[string]any{"compatibilityLevel": "NONE", "compatibility": "NONE"}},
 			{"PUT", "/config", `{"compatibility":"FULL_TRANSITIVE"}`, 200, map[string]any{"compatibility": "FULL_TRANSITIVE"}},
-			{"GET", "/config", "", 200, map[string]any{"compatibilityLevel": "FULL_TRANSITIVE"}},
+			{"GET", "/config", "", 200, map[string]any{"compatibilityLevel": "FULL_TRANSITIVE", "compatibility": "FULL_TRANSITIVE"}},
 			{"DELETE", "/subjects/shop.order.OrderCreated-value/versions/3", "", 200, num(3)},
 			{"GET", "/subjects/shop.order.OrderCreated-value/versions", "", 200, []any{num(1), num(2)}},
 			{"GET", "/subjects/shop.order.OrderCreated-value/versions?deleted=true", "", 200, []any{num(1), num(2), num(3)}},
@@ -260,7 +260,7 @@ func testBadInput(t *testing.T, dsn string) {
 	_, subs := c.do("GET", "/subjects?deleted=true", "")
 	_, vs := c.do("GET", "/subjects/o-value/versions?deleted=true", "")
 	_, level := c.do("GET", "/config", "")
-	if diff := cmp.Diff([]any{[]any{"o-value"}, []any{num(1)}, map[string]any{"compatibilityLevel": "BACKWARD"}}, []any{subs, vs, level}); diff != "" {
+	if diff := cmp.Diff([]any{[]any{"o-value"}, []any{num(1)}, map[string]any{"compatibilityLevel": "BACKWARD", "compatibility": "BACKWARD"}}, []any{subs, vs, level}); diff != "" {
 		t.Errorf("state after bad requests (-want +got):\n%s", diff)
 	}
 }
