@@ -84,6 +84,13 @@ func Start(ctx context.Context, cfg Config, migrations, schemas fs.FS) (*App, er
 	if a.DB, err = sqldb.Open(ctx, cfg.DatabaseURL); err != nil {
 		return fail(err)
 	}
+	if n := cfg.DBMaxConns; n > 0 || a.DB.Dialect == sqldb.Postgres {
+		if n == 0 {
+			n = 8
+		}
+		a.DB.SetMaxOpenConns(n)
+		a.DB.SetMaxIdleConns(n)
+	}
 	if err := MigrateKit(ctx, a.DB); err != nil {
 		return fail(err)
 	}

@@ -28,6 +28,10 @@ type Config struct {
 	Drain       time.Duration     // DRAIN_TIMEOUT: SIGTERM waits this long for in-flight requests
 	Faults      Faults            // FAULTS
 	LogLevel    slog.Level        // LOG_LEVEL
+	// DBMaxConns caps the service's database connections (DB_MAX_CONNS);
+	// 0 means 8 on PostgreSQL (ten services share one server's
+	// max_connections) and sqldb's default on SQLite.
+	DBMaxConns int
 
 	// Logger defaults to JSON on stderr at LogLevel.
 	Logger *slog.Logger
@@ -89,6 +93,7 @@ func Load(service string, deps []string, args []string, getenv func(string) stri
 	drain := fs.String("drain-timeout", env("DRAIN_TIMEOUT", "10s"), "how long SIGTERM waits for in-flight requests (DRAIN_TIMEOUT)")
 	faults := fs.String("faults", getenv("FAULTS"), "fault flags, e.g. payment.failure_rate=0.2,crash=outbox.after_publish@3 (FAULTS)")
 	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
+	maxConns := fs.String("db-max-conns", env("DB_MAX_CONNS", "0"), "database connection cap; 0 = default (DB_MAX_CONNS)")
 	depVals := map[string]*string{}
 	for _, d := range deps {
 		depVals[d] = fs.String(d+"-url", getenv(depEnv(d)), "base URL of "+d+"-service ("+depEnv(d)+")")
@@ -105,6 +110,9 @@ func Load(service string, deps []string, args []string, getenv func(string) stri
 	}
 	if c.Faults, err = ParseFaults(*faults); err != nil {
 		return c, fmt.Errorf("FAULTS: %w", err)
+	}
+	if c.DBMaxConns, err = strconv.Atoi(*maxConns); err != nil || c.DBMaxConns < 0 {
+		return c, fmt.Errorf("DB_MAX_CONNS %q: want a connection count such as 8", *maxConns)
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return c, fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", *level)

@@ -106,15 +106,23 @@ func lower(s string) string {
 // FLOTILLA_TEST_POSTGRES and FLOTILLA_TEST_NATS are set, failing under CI).
 func Each(t *testing.T, fn func(t *testing.T, env Env)) {
 	t.Helper()
-	t.Run("sqlite", func(t *testing.T) {
-		url := EmbeddedNATS(t)
-		fn(t, Env{Name: "sqlite+embedded-nats", NewDSN: func(t testing.TB) string { return sqldbtest.SQLite(t) }, BusURL: url, BusStream: Stream(t, url)})
-	})
-	t.Run("postgres", func(t *testing.T) {
-		sqldbtest.Postgres(t) // skip early when unset
-		url := testenv.Server(t, testenv.NATS)
-		fn(t, Env{Name: "postgres+nats", NewDSN: func(t testing.TB) string { return sqldbtest.Postgres(t) }, BusURL: url, BusStream: Stream(t, url)})
-	})
+	t.Run("sqlite", func(t *testing.T) { fn(t, SQLiteEnv(t)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, PostgresEnv(t)) })
+}
+
+// SQLiteEnv is SQLite files with the embedded NATS server.
+func SQLiteEnv(t testing.TB) Env {
+	url := EmbeddedNATS(t)
+	return Env{Name: "sqlite+embedded-nats", NewDSN: func(t testing.TB) string { return sqldbtest.SQLite(t) }, BusURL: url, BusStream: Stream(t, url)}
+}
+
+// PostgresEnv is fresh PostgreSQL schemas with the NATS server; it skips
+// (or fails under CI) unless FLOTILLA_TEST_POSTGRES and FLOTILLA_TEST_NATS
+// are set.
+func PostgresEnv(t testing.TB) Env {
+	sqldbtest.Postgres(t) // skip early when unset
+	url := testenv.Server(t, testenv.NATS)
+	return Env{Name: "postgres+nats", NewDSN: func(t testing.TB) string { return sqldbtest.Postgres(t) }, BusURL: url, BusStream: Stream(t, url)}
 }
 
 // Response is an HTTP answer as tests look at it.
