@@ -127,6 +127,9 @@ type jsonScanner struct {
 	// Lists are gathered here and copied out at their exact size.
 	scratch    []string
 	scratchSym []int32
+	// listMark[sym] == listGen when sym is already in the list being read.
+	listMark []uint32
+	listGen  uint32
 }
 
 // symbol returns the symbol of an already interned name.
@@ -255,7 +258,7 @@ func (s *jsonScanner) names(field string) ([]string, []int32, error) {
 	}
 	s.pos++
 	out, syms := s.scratch[:0], s.scratchSym[:0]
-	var seen map[string]bool
+	s.listGen++
 	s.ws()
 	if s.pos < len(s.data) && s.data[s.pos] == ']' {
 		s.pos++
@@ -277,21 +280,12 @@ func (s *jsonScanner) names(field string) ([]string, []int32, error) {
 		if strings.TrimSpace(v) == "" {
 			return nil, nil, s.fail(off, "%s: holds an empty name", field)
 		}
-		// Short lists are searched; long ones get a set.
-		dup := false
-		if seen != nil {
-			dup = seen[v]
-			seen[v] = true
-		} else {
-			dup = slices.Contains(out, v)
-			if len(out) == 16 {
-				seen = make(map[string]bool, 64)
-				for _, x := range out {
-					seen[x] = true
-				}
-				seen[v] = true
-			}
+		// A name listed twice is a symbol seen twice in this list.
+		for int(sym) >= len(s.listMark) {
+			s.listMark = append(s.listMark, 0)
 		}
+		dup := s.listMark[sym] == s.listGen
+		s.listMark[sym] = s.listGen
 		if dup {
 			return nil, nil, s.fail(off, "%s: %q is listed twice", field, v)
 		}
