@@ -175,7 +175,7 @@ func TestHambaRegistryClient(t *testing.T) {
 	}
 	if _, _, err := cl.CreateSchema(ctx, subj, v3); err == nil {
 		t.Error("CreateSchema(v3) succeeded")
-	} else if e, ok := err.(hambareg.Error); !ok || e.StatusCode != http.StatusConflict || e.Code != 40901 {
+	} else if e := (hambareg.Error{}); !errors.As(err, &e) || e.StatusCode != http.StatusConflict || e.Code != 40901 {
 		t.Errorf("CreateSchema(v3): %#v", err)
 	}
 	info, err := cl.GetLatestSchemaInfo(ctx, subj)
