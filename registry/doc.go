@@ -10,7 +10,9 @@
 // Schema references (named types from other subjects) are resolved before
 // parsing and checking, pinned to version numbers, and protect the versions
 // they name from deletion (42206). Modes READWRITE, READONLY and
-// READONLY_OVERRIDE apply globally or per subject.
+// READONLY_OVERRIDE apply globally or per subject. Unlike Confluent's, an
+// id stays resolvable after its versions are hard-deleted, so events
+// already written with it still decode.
 //
 // Errors are Confluent's bodies, {"error_code": 40401, "message": "..."},
 // with the HTTP status in the code's first three digits; an incompatible
