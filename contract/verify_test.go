@@ -1,0 +1,123 @@
+package contract
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestVerifyMessagesOverHTTP: without Go producers the verifier asks the
+// provider for each message as pact's verifier does: POST {description,
+// providerStates}, contents in the body, metadata in Pact-Message-Metadata.
+func TestVerifyMessagesOverHTTP(t *testing.T) {
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Description    string `json:"description"`
+			ProviderStates []struct {
+				Name string `json:"name"`
+			} `json:"providerStates"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || r.Method != http.MethodPost {
+			http.Error(w, "bad request", 400)
+			return
+		}
+		asked = append(asked, req.Description)
+		md, _ := json.Marshal(map[string]any{"topic": "orders"})
+		w.Header().Set("Pact-Message-Metadata", base64.StdEncoding.EncodeToString(md))
+		w.Header().Set("Content-Type", "application/json")
+		if req.Description == "an order-created event" {
+			_, _ = w.Write([]byte(`{"orderId":5}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"orderId":"five"}`))
+	}))
+	defer srv.Close()
+	pact := &Pact{Consumer: "mailer", Provider: "order", Interactions: []*Interaction{
+		{Kind: AsyncMessage, Description: "an order-created event", Message: Message{
+			Contents: JSONBody(map[string]any{"orderId": 1}), Metadata: map[string]any{"topic": "orders"},
+			Rules: Rules{"content": {"$.orderId": {Matchers: []Matcher{{"match": "integer"}}}}}}},
+		{Kind: AsyncMessage, Description: "an order-cancelled event", Message: Message{
+			Contents: JSONBody(map[string]any{"orderId": 1}),
+			Rules:    Rules{"content": {"$.orderId": {Matchers: []Matcher{{"match": "integer"}}}}}}},
+	}}
+	rep, err := (&Verifier{BaseURL: srv.URL, Sources: []Source{staticSource{pact}}}).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, in := range rep.Pacts[0].Interactions {
+		got = append(got, in.Description+":"+strings.Join(mismatchPaths(in.Mismatches), ","))
+	}
+	if diff := cmp.Diff([]string{"an order-created event:", "an order-cancelled event:$.orderId"}, got); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	if len(asked) != 2 {
+		t.Fatalf("provider asked %v", asked)
+	}
+}
+
+type staticSource struct{ p *Pact }
+
+func (s staticSource) Pacts(context.Context) ([]LoadedPact, error) {
+	return []LoadedPact{{Pact: s.p, Origin: "static"}}, nil
+}
+
+func mismatchPaths(mm []Mismatch) []string {
+	var out []string
+	for _, m := range mm {
+		out = append(out, m.Path)
+	}
+	return out
+}
+
+// TestFileSourceURL: pacts are fetched from URLs; a bad one names the URL.
+func TestFileSourceURL(t *testing.T) {
+	good, _ := os.ReadFile("testdata/v3.json")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/good":
+			_, _ = w.Write(good)
+		case "/bad":
+			_, _ = w.Write([]byte(`{"consumer":{"name":"c"},"provider":{"name":"p"},"metadata":{"pactSpecification":{"version":"7"}}}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	ps, err := FileSource{Paths: []string{srv.URL + "/good"}}.Pacts(context.Background())
+	if err != nil || len(ps) != 1 || ps[0].Pact.Consumer != "web" || ps[0].Origin != srv.URL+"/good" {
+		t.Fatalf("good url: %v %+v", err, ps)
+	}
+	for path, want := range map[string]string{"/bad": srv.URL + "/bad: metadata.pactSpecification.version", "/missing": "status 404"} {
+		_, err := FileSource{Paths: []string{srv.URL + path}}.Pacts(context.Background())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", path, err, want)
+		}
+	}
+}
+
+// TestStateHandlerMissing: a verifier with state handlers fails an
+// interaction whose state has none, naming it.
+func TestStateHandlerMissing(t *testing.T) {
+	pact := &Pact{Consumer: "c", Provider: "p", Interactions: []*Interaction{{Kind: HTTP, Description: "d",
+		States: []ProviderState{{Name: "the moon is full"}}, Request: Request{Method: "GET", Path: "/"}, Response: Response{Status: 200}}}}
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	rep, err := (&Verifier{BaseURL: srv.URL, Sources: []Source{staticSource{pact}}, StateHandlers: map[string]StateHandler{
+		"other": func(context.Context, bool, map[string]any) (map[string]any, error) { return nil, nil },
+	}}).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := rep.Pacts[0].Interactions[0].Error; !strings.Contains(e, `provider state "the moon is full": no state handler`) {
+		t.Fatalf("error %q", e)
+	}
+}
