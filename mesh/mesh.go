@@ -347,6 +347,18 @@ func (m *Mesh) AddService(ctx context.Context, sc ServiceConfig) (string, error)
 	return ln.Addr().String(), nil
 }
 
+// ownerOf returns the service whose listener is at addr, if any.
+func (m *Mesh) ownerOf(addr string) string {
+	if p := m.live.Load(); p != nil {
+		for name, s := range *p {
+			if s.ln.Addr().String() == addr {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
 // Addr returns the service's listen address.
 func (m *Mesh) Addr(service string) (string, error) {
 	s, err := m.service(service)
@@ -400,6 +412,9 @@ func (m *Mesh) SetSubset(ctx context.Context, service string, sub Subset) error 
 			return fmt.Errorf("service %s subset %s: endpoint %s listed twice", service, sub.Name, a)
 		}
 		seen[a] = true
+		if own := m.ownerOf(a); own != "" {
+			return fmt.Errorf("service %s subset %s: endpoint %s is the mesh's own address for %s (a loop): give the instance's address", service, sub.Name, a, own)
+		}
 	}
 	removed := s.setSubset(sub)
 	return m.drain(ctx, service, sub.Name, removed)

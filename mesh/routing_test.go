@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
@@ -225,7 +226,7 @@ func TestLanesAndPinsWinOverWeights(t *testing.T) {
 func TestControlErrors(t *testing.T) {
 	m := newTestMesh(t, Config{})
 	up := newUpstream(t, "u", nil)
-	addService(t, m, ServiceConfig{Name: "cart-service"}, Subset{Name: "v1", Endpoints: []string{up.addr()}})
+	cartURL := addService(t, m, ServiceConfig{Name: "cart-service"}, Subset{Name: "v1", Endpoints: []string{up.addr()}})
 	ctx := context.Background()
 	if err := m.SetWeights(ctx, "nope", map[string]int{"v1": 1}); !errors.Is(err, canary.ErrUnknownService) {
 		t.Errorf("unknown service: %v, want ErrUnknownService", err)
@@ -262,6 +263,7 @@ func TestControlErrors(t *testing.T) {
 		{Name: "v2", Endpoints: []string{"no-port"}},
 		{Name: "v2", Endpoints: []string{up.addr(), up.addr()}},
 		{Name: `v"2`, Endpoints: []string{up.addr()}},
+		{Name: "v2", Endpoints: []string{strings.TrimPrefix(cartURL, "http://")}}, // a loop
 	}
 	for _, s := range bad {
 		if err := m.SetSubset(ctx, "cart-service", s); err == nil {
