@@ -439,6 +439,8 @@ func TestReferences(t *testing.T) {
 			{"POST", "/subjects/OrderCreated-value/versions", refBody(order, narrowRef), 409, nil},
 			{"DELETE", "/subjects/OrderCreated-value", "", 200, []any{num(1)}},
 			{"DELETE", "/subjects/OrderCreated-value?permanent=true", "", 200, []any{num(1)}},
+			{"GET", "/schemas/ids/3", "", 200, map[string]any{"schema": order, "references": []any{pinnedRef}}}, // events written with it still decode
+			{"GET", "/schemas/ids/3/versions", "", 200, []any{}},
 			{"GET", "/subjects/shop.common.Money-value/versions/1/referencedby", "", 200, []any{}},
 			{"DELETE", "/subjects/shop.common.Money-value", "", 200, []any{num(1)}},
 		}
