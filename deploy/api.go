@@ -59,8 +59,11 @@ type Gate interface {
 
 // GateRequest is what a gate is asked about.
 type GateRequest struct {
-	Service     string
-	Version     string
+	Service string
+	Version string
+	// Source is the source version: what contracts and schemas are
+	// registered under, so what can-i-deploy is asked about.
+	Source      string
 	Environment string // the environment deployed to ("local")
 }
 

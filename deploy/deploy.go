@@ -69,7 +69,10 @@ type Spec struct {
 	// Version is the service's version (see Versioner): what the instances
 	// and the Router's subset are named by.
 	Version string `json:"version"`
-	Build   Build  `json:"build"`
+	// Source is the source version (internal/version): what the service's
+	// contracts are published and verified under.
+	Source string `json:"source,omitempty"`
+	Build  Build  `json:"build"`
 	// Env is the instances' environment beyond what the target sets
 	// itself (its port, its name and version): the manifest's deploy env,
 	// the addresses of the bus, the registry and the dependencies.

@@ -159,20 +159,22 @@ func MakePlan(ctx context.Context, g *graph.Graph, req Request, flags []string, 
 	if err != nil {
 		return nil, err
 	}
-	vs, err := NewVersioner(g.Manifest(), flags)
-	if err != nil {
-		return nil, err
-	}
+	vs := NewVersioner(g.Manifest(), flags)
+	var errs []error
 	for _, w := range waves {
 		var items []PlanItem
 		for _, name := range w {
-			it, err := planItem(ctx, g.Manifest().Service(name), vs, flags, current)
+			it, err := planItem(ctx, g.Manifest(), g.Manifest().Service(name), vs, flags, current)
 			if err != nil {
-				return nil, err
+				errs = append(errs, err)
+				continue
 			}
 			items = append(items, it)
 		}
 		plan.Waves = append(plan.Waves, items)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err // every service that cannot be planned, at once
 	}
 	return plan, nil
 }
@@ -184,14 +186,18 @@ func orNone(s []string) string {
 	return strings.Join(s, ", ")
 }
 
-func planItem(ctx context.Context, s *graph.Service, vs *Versioner, flags []string, current func(context.Context, string) (string, error)) (PlanItem, error) {
-	fp, err := vs.Of(s.Name)
+func planItem(ctx context.Context, m *graph.Manifest, s *graph.Service, vs *Versioner, flags []string, current func(context.Context, string) (string, error)) (PlanItem, error) {
+	fp, err := vs.Of(ctx, s.Name)
+	if err != nil {
+		return PlanItem{}, err
+	}
+	pkg, err := mainPackage(m, s)
 	if err != nil {
 		return PlanItem{}, err
 	}
 	spec := Spec{
-		Service: s.Name, Version: fp.Version,
-		Build:    Build{Package: Package(s), Flags: flags, Digest: fp.Digest},
+		Service: s.Name, Version: fp.Version, Source: fp.Source,
+		Build:    Build{Package: pkg, Flags: flags, Digest: fp.Digest},
 		Env:      copyEnv(s.Deploy.Env),
 		Replicas: s.Deploy.Replicas, Health: s.Health, ReadyTimeout: s.Deploy.Timeout.D(),
 	}
@@ -488,7 +494,7 @@ func (r *release) service(ctx context.Context, wave int, it PlanItem) {
 	}
 	for _, g := range o.cfg.Gates {
 		ev(StepGate, g.Name())
-		res, err := g.Check(ctx, GateRequest{Service: it.Service, Version: it.Version, Environment: r.env})
+		res, err := g.Check(ctx, GateRequest{Service: it.Service, Version: it.Version, Source: it.Spec.Source, Environment: r.env})
 		if err != nil {
 			fail("gate %s could not answer: %v", g.Name(), err)
 			return

@@ -1,143 +1,81 @@
 package deploy
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/internal/version"
 )
 
-// Versioner derives every service's version from the repository's content:
-// a content hash, so the same sources and config are the same version on
-// every machine and in every command, and nothing unchanged is rebuilt or
-// redeployed.
+// Versioner derives every service's version from the repository's content,
+// so the same sources and config are the same version on every machine
+// and in every command, and nothing unchanged is rebuilt or redeployed.
 //
-// The build digest hashes, by repo-relative path and content, the files of
-// the service's paths, the files matching the manifest's shared globs,
-// go.mod and go.sum (tests and testdata left out: they are not in the
-// binary), plus the main package and the build flags. The
-// version hashes the build digest with the service's deploy-time config
-// from the manifest (deploy env, port, replicas): a config change is a new
-// version that reuses the artifact. Addresses the platform injects at
-// start (ports, the bus and registry URLs) are not part of it. Both are the
-// first 12 hex digits of a SHA-256.
+// The source version is internal/version's: the content hash of the
+// service's paths and the manifest's shared paths, the version contracts
+// are published and verified under (`flotilla contract version
+// --service`). The deploy version is the source version when the service
+// has no deploy config in the manifest and no build flags; otherwise the
+// source version, a dash and 6 hex digits hashing the config (deploy
+// package, env, port, replicas) and the flags: a config change is a new
+// version, and the contract version stays readable in it. The build digest
+// (the artifact cache key) covers the source, the main package and the
+// flags, not the runtime config, so a config-only change reuses the
+// artifact. Addresses the platform injects
+// at start (ports, the bus and registry URLs) are in none of them.
 type Versioner struct {
-	m      *graph.Manifest
-	flags  []string
-	shared string // digest of the shared files, computed once
+	m     *graph.Manifest
+	flags []string
 }
 
-// Fingerprint is a service's version and build digest.
+// Fingerprint is a service's versions.
 type Fingerprint struct {
+	// Version is the deploy version.
 	Version string
-	Digest  string
+	// Source is the source version (internal/version).
+	Source string
+	// Digest keys the artifact: the source, the main package and the
+	// build flags.
+	Digest string
 }
 
-// NewVersioner hashes the shared files of m once; flags are the build flags
-// every service is built with.
-func NewVersioner(m *graph.Manifest, flags []string) (*Versioner, error) {
-	v := &Versioner{m: m, flags: flags}
-	h := sha256.New()
-	var files []string
-	err := filepath.WalkDir(m.Root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(m.Root, p)
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			if rel != "." && skipDir(d.Name()) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if strings.HasSuffix(rel, "_test.go") {
-			return nil
-		}
-		if _, ok := m.IsShared(rel); ok || rel == "go.mod" || rel == "go.sum" {
-			files = append(files, rel)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("version: hash shared files: %w", err)
-	}
-	if err := hashFiles(h, m.Root, files); err != nil {
-		return nil, err
-	}
-	v.shared = hex.EncodeToString(h.Sum(nil))
-	return v, nil
+// NewVersioner returns the versioner of m's services built with flags.
+func NewVersioner(m *graph.Manifest, flags []string) *Versioner {
+	return &Versioner{m: m, flags: flags}
 }
 
-// Package returns the Go package of a service's main: deploy.package, or
-// the first of its paths under a cmd/ folder.
-func Package(s *graph.Service) string {
-	if s.Deploy.Package != "" {
-		return s.Deploy.Package
-	}
-	for _, p := range s.Paths {
-		if strings.HasPrefix(p, "cmd/") || strings.Contains(p, "/cmd/") {
-			return "./" + p
-		}
-	}
-	if len(s.Paths) > 0 {
-		return "./" + s.Paths[0]
-	}
-	return ""
-}
-
-// Of returns the fingerprint of a service of the manifest.
-func (v *Versioner) Of(name string) (Fingerprint, error) {
+// Of returns the versions of a service of the manifest.
+func (v *Versioner) Of(ctx context.Context, name string) (Fingerprint, error) {
 	s := v.m.Service(name)
 	if s == nil {
 		return Fingerprint{}, fmt.Errorf("version: unknown service %q", name)
 	}
-	var files []string
-	for _, sp := range s.Paths {
-		root := filepath.Join(v.m.Root, filepath.FromSlash(sp))
-		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				if os.IsNotExist(err) && p == root {
-					return nil // a declared path with nothing in it yet
-				}
-				return err
-			}
-			if d.IsDir() {
-				if p != root && skipDir(d.Name()) {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			if strings.HasSuffix(d.Name(), "_test.go") {
-				return nil
-			}
-			rel, _ := filepath.Rel(v.m.Root, p)
-			files = append(files, filepath.ToSlash(rel))
-			return nil
-		})
-		if err != nil {
-			return Fingerprint{}, fmt.Errorf("version of %s: %w", name, err)
-		}
+	if len(s.Paths) == 0 {
+		return Fingerprint{}, fmt.Errorf("version of %s: it has no paths in %s", name, v.m.File)
 	}
+	paths := append(append([]string{}, s.Paths...), v.m.Shared...)
+	src, err := version.Of(ctx, v.m.Root, paths...)
+	if err != nil {
+		return Fingerprint{}, fmt.Errorf("version of %s: %s", name, strings.TrimPrefix(err.Error(), "version: "))
+	}
+	fp := Fingerprint{Version: src, Source: src}
 	h := sha256.New()
-	fmt.Fprintf(h, "flotilla build v1\nshared %s\npackage %s\n", v.shared, Package(s))
+	fmt.Fprintf(h, "source %s\npackage %s\n", src, s.MainPackage())
 	for _, f := range v.flags {
 		fmt.Fprintf(h, "flag %q\n", f)
 	}
-	if err := hashFiles(h, v.m.Root, files); err != nil {
-		return Fingerprint{}, fmt.Errorf("version of %s: %w", name, err)
+	fp.Digest = hex.EncodeToString(h.Sum(nil))[:version.Length]
+	if len(v.flags) == 0 && s.Deploy.Package == "" && len(s.Deploy.Env) == 0 && s.Deploy.Port == 0 && s.Deploy.Replicas <= 1 {
+		return fp, nil
 	}
-	digest := hex.EncodeToString(h.Sum(nil))[:12]
 	c := sha256.New()
-	fmt.Fprintf(c, "flotilla version v1\nbuild %s\nport %d\nreplicas %d\n", digest, s.Deploy.Port, s.Deploy.Replicas)
+	fmt.Fprintf(c, "build %s\nport %d\nreplicas %d\n", fp.Digest, s.Deploy.Port, max(s.Deploy.Replicas, 1))
 	keys := make([]string, 0, len(s.Deploy.Env))
 	for k := range s.Deploy.Env {
 		keys = append(keys, k)
@@ -146,32 +84,22 @@ func (v *Versioner) Of(name string) (Fingerprint, error) {
 	for _, k := range keys {
 		fmt.Fprintf(c, "env %q=%q\n", k, s.Deploy.Env[k])
 	}
-	return Fingerprint{Version: hex.EncodeToString(c.Sum(nil))[:12], Digest: digest}, nil
+	fp.Version = src + "-" + hex.EncodeToString(c.Sum(nil))[:6]
+	return fp, nil
 }
 
-// skipDir: hidden folders (.git, the data directory) and testdata hold
-// nothing that goes into a binary; neither do _test.go files.
-func skipDir(name string) bool { return strings.HasPrefix(name, ".") || name == "testdata" }
-
-// hashFiles writes each file's path and content hash into h, sorted by
-// path.
-func hashFiles(h io.Writer, root string, files []string) error {
-	sort.Strings(files)
-	for i, f := range files {
-		if i > 0 && files[i-1] == f {
-			continue
-		}
-		fh := sha256.New()
-		r, err := os.Open(filepath.Join(root, filepath.FromSlash(f)))
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(fh, r)
-		_ = r.Close()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "file %s %x\n", path.Clean(f), fh.Sum(nil))
+// mainPackage is the service's main package, or an error saying how to
+// declare it.
+func mainPackage(m *graph.Manifest, s *graph.Service) (string, error) {
+	if p := s.MainPackage(); p != "" {
+		return p, nil
 	}
-	return nil
+	return "", errors.New(locate(m.File, s.Line) + s.Name + " has no main package: set deploy.package (e.g. ./cmd/" + s.Name + ") or give it a path under a cmd/ folder")
+}
+
+func locate(file string, line int) string {
+	if line > 0 {
+		return fmt.Sprintf("%s:%d: ", file, line)
+	}
+	return file + ": "
 }

@@ -1,16 +1,19 @@
 package deploy_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/flotilla-ci/flotilla/deploy"
 	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/internal/version"
 )
 
 func TestVersions(t *testing.T) {
-	const base = `shared: [kit/**]
+	const base = `shared: [kit/**, go.mod]
 services:
   a-service:
     paths: [a]
@@ -38,27 +41,47 @@ services:
 		write(t, root, "docs/readme.md", "docs\n")
 		return root
 	}
+	var flags []string
 	fingerprints := func(t *testing.T, root string) map[string]deploy.Fingerprint {
 		t.Helper()
 		m, _, err := graph.Load(filepath.Join(root, "flotilla.yaml"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		vs, err := deploy.NewVersioner(m, []string{"-trimpath"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		vs := deploy.NewVersioner(m, flags)
 		out := map[string]deploy.Fingerprint{}
 		for _, n := range m.Names() {
-			if out[n], err = vs.Of(n); err != nil {
+			if out[n], err = vs.Of(context.Background(), n); err != nil {
 				t.Fatal(err)
 			}
 		}
 		return out
 	}
-	ref := fingerprints(t, setup(t))
-	if ref["a-service"].Version == ref["b-service"].Version || len(ref["a-service"].Version) != 12 {
-		t.Fatalf("versions %v: want distinct 12-digit hashes", ref)
+	refRoot := setup(t)
+	ref := fingerprints(t, refRoot)
+	// The source version is the contracts' (internal/version); a service
+	// without deploy config deploys under it, one with config under it
+	// plus a config hash.
+	for name, paths := range map[string][]string{"a-service": {"a", "kit/**", "go.mod"}, "b-service": {"b", "kit/**", "go.mod"}} {
+		src, err := version.Of(context.Background(), refRoot, paths...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ref[name].Source != src || ref[name].Digest == src || len(ref[name].Digest) != 12 {
+			t.Errorf("%s: source %s, digest %s; want internal/version's %s and a digest of its own", name, ref[name].Source, ref[name].Digest, src)
+		}
+	}
+	if ref["b-service"].Version != ref["b-service"].Source {
+		t.Errorf("b-service (no deploy config) version %s, want its source version %s", ref["b-service"].Version, ref["b-service"].Source)
+	}
+	if a := ref["a-service"]; !regexp.MustCompile(`^` + a.Source + `-[0-9a-f]{6}$`).MatchString(a.Version) {
+		t.Errorf("a-service (deploy env set) version %s, want %s-<config hash>", a.Version, a.Source)
+	}
+	flags = []string{"-trimpath"}
+	withFlags := fingerprints(t, refRoot)
+	flags = nil
+	if b := withFlags["b-service"]; b.Source != ref["b-service"].Source || b.Digest == ref["b-service"].Digest || b.Version == b.Source {
+		t.Errorf("b-service built with flags: %+v; want the same source, and a new digest and version", b)
 	}
 	tests := []struct {
 		name         string
@@ -71,10 +94,10 @@ services:
 		{"a new file of b", func(t *testing.T, r string) { write(t, r, "b/new.go", "package b\n") }, false, true, false},
 		{"a shared file", func(t *testing.T, r string) { write(t, r, "kit/kit.go", "package kit // changed\n") }, true, true, true},
 		{"go.mod", func(t *testing.T, r string) { write(t, r, "go.mod", "module x\n\ngo 1.26\n") }, true, true, true},
-		{"a test file only", func(t *testing.T, r string) { write(t, r, "a/a_test.go", "package a\n") }, false, false, false},
+		{"a test file of a", func(t *testing.T, r string) { write(t, r, "a/a_test.go", "package a\n") }, true, false, true},
 		{"a file nobody owns", func(t *testing.T, r string) { write(t, r, "docs/readme.md", "more docs\n") }, false, false, false},
 		{"a's deploy config", func(t *testing.T, r string) {
-			write(t, r, "flotilla.yaml", `shared: [kit/**]
+			write(t, r, "flotilla.yaml", `shared: [kit/**, go.mod]
 services:
   a-service:
     paths: [a]

@@ -168,10 +168,11 @@ func writePlan(w io.Writer, format string, plan *deploy.Plan) error {
 	}
 	n := len(plan.Services())
 	fmt.Fprintf(w, "plan: %s (%d service(s) in %d wave(s))\n", plan.Why, n, len(plan.Waves))
-	width := 0
+	width, vwidth := 0, 12
 	for _, wave := range plan.Waves {
 		for _, it := range wave {
 			width = max(width, len(it.Service))
+			vwidth = max(vwidth, len(short(it.Version)), len(short(it.Current)))
 		}
 	}
 	for i, wave := range plan.Waves {
@@ -181,7 +182,7 @@ func writePlan(w io.Writer, format string, plan *deploy.Plan) error {
 			if cur == "" {
 				cur = "-"
 			}
-			fmt.Fprintf(w, "  %-*s  %-12s  %-9s  now %-12s  %s\n", width, it.Service, short(it.Version), it.Action, short(cur), it.Spec.Build.Package)
+			fmt.Fprintf(w, "  %-*s  %-*s  %-9s  now %-*s  %s\n", width, it.Service, vwidth, short(it.Version), it.Action, vwidth, short(cur), it.Spec.Build.Package)
 		}
 	}
 	return nil
@@ -212,7 +213,7 @@ func (r *renderer) event(e deploy.Event) {
 	if i := strings.IndexByte(msg, '\n'); i >= 0 && !r.verbose && e.Step != deploy.StepFailed {
 		msg = msg[:i]
 	}
-	fmt.Fprintf(r.w, "  %-24s %-12s %-11s %s\n", e.Service, short(e.Version), e.Step, msg)
+	fmt.Fprintf(r.w, "  %-24s %-19s %-11s %s\n", e.Service, short(e.Version), e.Step, msg)
 }
 
 func (r *renderer) report(rep *deploy.Report) {
@@ -237,9 +238,11 @@ func (r *renderer) report(rep *deploy.Report) {
 	}
 }
 
+// short bounds a version for a column: a source version (12 digits) and
+// a config suffix fit; anything longer is cut.
 func short(v string) string {
-	if len(v) > 12 {
-		return v[:12]
+	if len(v) > 19 {
+		return v[:19]
 	}
 	return v
 }
