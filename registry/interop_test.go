@@ -72,6 +72,14 @@ func TestFranzGoClient(t *testing.T) {
 		if err != nil || looked.ID != 1 || looked.Version != 1 {
 			t.Errorf("LookupSchema = %+v, %v", looked, err)
 		}
+		all, err := cl.AllSchemas(ctx)
+		if err != nil || len(all) != 2 || all[1].Version != 2 || all[1].Schema.Schema != v2 {
+			t.Errorf("AllSchemas = %+v, %v", all, err)
+		}
+		latestOnly, err := cl.AllSchemas(sr.WithParams(ctx, sr.LatestOnly))
+		if err != nil || len(latestOnly) != 1 || latestOnly[0].Version != 2 {
+			t.Errorf("AllSchemas(latestOnly) = %+v, %v", latestOnly, err)
+		}
 		usages, err := cl.SchemaUsagesByID(ctx, id2)
 		if err != nil || len(usages) != 1 || usages[0].Subject != subj {
 			t.Errorf("SchemaUsagesByID = %+v, %v", usages, err)

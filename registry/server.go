@@ -89,6 +89,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /schemas/ids/{id}/subjects", s.subjectsByID)
 	m.HandleFunc("GET /schemas/ids/{id}/versions", s.versionsByID)
 	m.HandleFunc("GET /subjects", s.subjects)
+	m.HandleFunc("GET /schemas", s.allSchemas)
 	m.HandleFunc("GET /subjects/{subject}/versions", s.versions)
 	m.HandleFunc("GET /subjects/{subject}/versions/{version}", s.version)
 	m.HandleFunc("GET /subjects/{subject}/versions/{version}/schema", s.versionSchema)
@@ -627,6 +628,39 @@ func (s *Server) subjects(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sort.Strings(out)
+	s.reply(w, page(r, out))
+}
+
+// allSchemas lists every version of every subject (latestOnly: the newest
+// of each), filtered by subjectPrefix.
+func (s *Server) allSchemas(w http.ResponseWriter, r *http.Request) {
+	deleted, latestOnly := boolParam(r, "deleted"), boolParam(r, "latestOnly")
+	subs, err := s.store.Subjects(r.Context(), deleted)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	prefix := r.URL.Query().Get("subjectPrefix")
+	out := []map[string]any{}
+	for _, sub := range subs {
+		if !strings.HasPrefix(sub, prefix) {
+			continue
+		}
+		vs, err := s.store.Versions(r.Context(), sub, deleted)
+		if errors.Is(err, ErrSubjectNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if latestOnly && len(vs) > 0 {
+			vs = vs[len(vs)-1:]
+		}
+		for _, v := range vs {
+			out = append(out, versionBody(v))
+		}
+	}
 	s.reply(w, page(r, out))
 }
 
