@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -92,6 +93,11 @@ func (in *instance) env() []string {
 	for k, v := range spec.Env {
 		m[k] = v
 	}
+	if _, ok := m["DATABASE_URL"]; !ok {
+		// A service's own SQLite file in the data directory, never in
+		// the repository.
+		m["DATABASE_URL"] = filepath.Join(in.t.cfg.Dir, "data", spec.Service+".db")
+	}
 	m["PORT"] = strconv.Itoa(in.port)
 	m["ADDR"] = in.addr()
 	m["FLOTILLA_SERVICE"] = spec.Service
@@ -119,8 +125,17 @@ func (in *instance) launch() error {
 		return fmt.Errorf("open log: %w", err)
 	}
 	defer logf.Close()
+	// Each service runs in a folder of its own under the data directory,
+	// so relative paths it writes to stay out of the repository.
+	wd := filepath.Join(in.t.cfg.Dir, "run", in.v.spec.Service)
+	if err := os.MkdirAll(wd, 0o755); err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(in.t.cfg.Dir, "data"), 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
 	cmd := exec.Command(in.v.bin)
-	cmd.Dir = in.t.cfg.Root
+	cmd.Dir = wd
 	cmd.Env = in.env()
 	cmd.Stdout = logf
 	cmd.Stderr = logf

@@ -124,7 +124,8 @@ func get(t *testing.T, addr, path string) (int, map[string]any) {
 
 func TestApplyStatusRemove(t *testing.T) {
 	ctx := context.Background()
-	tg := newTarget(t, t.TempDir(), func(c *Config) { c.Env = map[string]string{"DEP_URL": "http://127.0.0.1:1"} })
+	dir := t.TempDir()
+	tg := newTarget(t, dir, func(c *Config) { c.Env = map[string]string{"DEP_URL": "http://127.0.0.1:1"} })
 	insts, err := tg.Apply(ctx, spec("alpha-service", "v1", ""))
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +134,8 @@ func TestApplyStatusRemove(t *testing.T) {
 		t.Fatalf("Apply = %+v, want one ready instance", insts)
 	}
 	code, body := get(t, insts[0].Addr, "/")
-	want := map[string]any{"service": "alpha-service", "version": "v1", "dep": "http://127.0.0.1:1"}
+	want := map[string]any{"service": "alpha-service", "version": "v1", "dep": "http://127.0.0.1:1",
+		"db": filepath.Join(dir, "data", "alpha-service.db"), "wd": filepath.Join(dir, "run", "alpha-service")}
 	if code != 200 || !cmp.Equal(body, want) {
 		t.Errorf("GET / = %d %v, want 200 %v", code, body, want)
 	}

@@ -47,7 +47,9 @@ func main() {
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]string{"service": os.Getenv("FLOTILLA_SERVICE"), "version": version, "dep": os.Getenv("DEP_URL")})
+		wd, _ := os.Getwd()
+		_ = json.NewEncoder(w).Encode(map[string]string{"service": os.Getenv("FLOTILLA_SERVICE"), "version": version,
+			"dep": os.Getenv("DEP_URL"), "db": os.Getenv("DATABASE_URL"), "wd": wd})
 	})
 	srv := &http.Server{Addr: os.Getenv("ADDR"), Handler: mux}
 	sigs := []os.Signal{syscall.SIGTERM, os.Interrupt}
