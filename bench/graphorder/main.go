@@ -5,7 +5,8 @@
 //
 //	go run ./bench/graphorder [-services 10000] [-edges 50000] [-runs 7]
 //
-// Each side runs -runs times after one warm-up; the median wall-clock time
+// flotilla's answer is checked first (every service once, each in the
+// wave one past its deepest dependency). Each side runs -runs times after one warm-up; the median wall-clock time
 // is reported (the minimum too), and the median CPU time (user+system),
 // which stays meaningful on a machine busy with other work. flotilla's time includes process start, reading and
 // validating the graph (cycles, consumer lists) and computing the waves.
@@ -39,7 +40,8 @@ func run() error {
 	write := flag.String("write", "", "only write the random graph to this file (for profiling), then exit")
 	flag.Parse()
 	if *write != "" {
-		return writeGraph(*write, *services, *edges)
+		_, err := writeGraph(*write, *services, *edges)
+		return err
 	}
 
 	dir, err := os.MkdirTemp("", "graphorder")
@@ -49,7 +51,8 @@ func run() error {
 	defer func() { _ = os.RemoveAll(dir) }()
 
 	graphFile := filepath.Join(dir, "dependency-graph.json")
-	if err := writeGraph(graphFile, *services, *edges); err != nil {
+	deps, err := writeGraph(graphFile, *services, *edges)
+	if err != nil {
 		return err
 	}
 	bin := filepath.Join(dir, "flotilla")
@@ -63,6 +66,9 @@ func run() error {
 	fmt.Printf("machine: %s/%s, %d CPUs\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
 
 	flotilla := []string{bin, "graph", "order", "-f", graphFile, "-o", "json"}
+	if err := checkOrder(flotilla, deps); err != nil {
+		return err
+	}
 	py, err := exec.LookPath("python3")
 	if err != nil {
 		fl, err := timeRuns(*runs, flotilla)
@@ -132,15 +138,52 @@ func timeRuns(runs int, cmds ...[]string) ([]timing, error) {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// checkOrder runs flotilla once and checks its answer before it is timed:
+// every service once, each after all its dependencies, and each wave one
+// past its deepest dependency.
+func checkOrder(argv []string, deps [][]int) error {
+	out, err := exec.Command(argv[0], argv[1:]...).Output()
+	if err != nil {
+		return fmt.Errorf("flotilla: %w", err)
+	}
+	var got struct {
+		Order []string   `json:"order"`
+		Waves [][]string `json:"waves"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		return fmt.Errorf("flotilla's output: %w", err)
+	}
+	if len(got.Order) != len(deps) {
+		return fmt.Errorf("flotilla ordered %d services, want %d", len(got.Order), len(deps))
+	}
+	wave := map[string]int{}
+	for k, w := range got.Waves {
+		for _, s := range w {
+			wave[s] = k
+		}
+	}
+	for a, ds := range deps {
+		want := 0
+		for _, b := range ds {
+			want = max(want, wave[name(b)]+1)
+		}
+		if w, ok := wave[name(a)]; !ok || w != want {
+			return fmt.Errorf("flotilla put %s in wave %d, its dependencies say %d", name(a), w, want)
+		}
+	}
+	return nil
+}
+
+func name(i int) string { return fmt.Sprintf("svc-%05d", i) }
+
 // writeGraph writes a random DAG in the scenario's format: service i may
 // depend only on services with a lower index, so there is no cycle, and the
 // consumers lists agree with the dependencies, so there are no warnings.
-func writeGraph(path string, n, edges int) error {
+func writeGraph(path string, n, edges int) ([][]int, error) {
 	if edges > n*(n-1)/2 {
-		return fmt.Errorf("%d edges do not fit in a DAG of %d services", edges, n)
+		return nil, fmt.Errorf("%d edges do not fit in a DAG of %d services", edges, n)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	name := func(i int) string { return fmt.Sprintf("svc-%05d", i) }
 	deps := make([]map[int]bool, n)
 	for i := range deps {
 		deps[i] = map[int]bool{}
@@ -169,12 +212,14 @@ func writeGraph(path string, n, edges int) error {
 	for i := range n {
 		out.Services[name(i)] = &svc{Dependencies: []string{}, Consumers: []string{}}
 	}
+	lists := make([][]int, n)
 	for a, ds := range deps {
 		keys := make([]int, 0, len(ds))
 		for b := range ds {
 			keys = append(keys, b)
 		}
 		slices.Sort(keys)
+		lists[a] = keys
 		for _, b := range keys {
 			out.Services[name(a)].Dependencies = append(out.Services[name(a)].Dependencies, name(b))
 			out.Services[name(b)].Consumers = append(out.Services[name(b)].Consumers, name(a))
@@ -182,9 +227,9 @@ func writeGraph(path string, n, edges int) error {
 	}
 	data, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return os.WriteFile(path, data, 0o644)
+	return lists, os.WriteFile(path, data, 0o644)
 }
 
 // repoRoot finds the module root (where go.mod is) from the working
