@@ -174,6 +174,9 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if st.status != 0 {
 		status = st.status
 	}
+	if status == 0 {
+		status = http.StatusSwitchingProtocols // hijacked: an upgrade
+	}
 	if st.ep != nil {
 		st.ep.inflight.Add(-1)
 	}

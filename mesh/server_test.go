@@ -141,3 +141,44 @@ func TestRemoveServiceDrainsInFlight(t *testing.T) {
 		t.Errorf("in-flight request: %d %q", r.status, r.body)
 	}
 }
+
+func TestUpgradeThroughTheMesh(t *testing.T) {
+	for _, std := range []bool{false, true} {
+		t.Run(map[bool]string{false: "own server", true: "net/http"}[std], func(t *testing.T) {
+			m := newTestMesh(t, Config{StdServer: std, StdTransport: std})
+			up := newUpstream(t, "echo", func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Upgrade") != "echo" {
+					http.Error(w, "want an upgrade", 400)
+					return
+				}
+				c, brw, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer c.Close()
+				_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+				_ = brw.Flush()
+				buf := make([]byte, 4)
+				if _, err := io.ReadFull(brw, buf); err == nil {
+					_, _ = c.Write(buf)
+				}
+			})
+			url := addService(t, m, ServiceConfig{Name: "notification-service"}, Subset{Name: "v1", Endpoints: []string{up.addr()}})
+			c, br := rawConn(t, url)
+			_, _ = io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != 101 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			_, _ = io.WriteString(c, "ping")
+			buf := make([]byte, 4)
+			if _, err := io.ReadFull(br, buf); err != nil || string(buf) != "ping" {
+				t.Errorf("echo over the upgraded connection: %q, %v", buf, err)
+			}
+		})
+	}
+}
