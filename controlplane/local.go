@@ -1,0 +1,147 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/flotilla-ci/flotilla/deploy"
+	"github.com/flotilla-ci/flotilla/deploy/local"
+	"github.com/flotilla-ci/flotilla/deploy/sqlstore"
+	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/internal/sqldb"
+	"github.com/flotilla-ci/flotilla/mesh"
+)
+
+// LocalConfig wires the deploy side of a control plane on this machine:
+// the local target, the mesh as its router, the history, the orchestrator
+// and its API.
+type LocalConfig struct {
+	Graph *graph.Graph
+	// Data is the data directory (`flotilla up --data`); the local target
+	// keeps its artifacts, logs and state in local.DirIn(Data).
+	Data string
+	// Mesh routes the services; stable ports come from the manifest's
+	// deploy.port.
+	Mesh *mesh.Mesh
+	// DB holds the history (shared with the other components); nil opens
+	// Data/flotilla.db.
+	DB *sqldb.DB
+	// Env, Gates, Recorders, BuildFlags and MaxParallel go to the
+	// orchestrator (see deploy.Config).
+	Env         func(service string) map[string]string
+	Gates       []deploy.Gate
+	Recorders   []deploy.Recorder
+	BuildFlags  []string
+	MaxParallel int
+	// Target tunes the local target (Dir and Root are set here).
+	Target local.Config
+	Logger *slog.Logger
+}
+
+// Local is the deploy side of a local control plane.
+type Local struct {
+	Target       *local.Target
+	Router       *local.MeshRouter
+	Store        *sqlstore.Store
+	Orchestrator *deploy.Orchestrator
+	API          *API
+
+	db    *sqldb.DB
+	ownDB bool
+}
+
+// OpenLocal opens the local target (adopting the instances a previous
+// control plane left running, restarting the ones that died), the history
+// and the orchestrator, and routes what runs through the mesh again
+// (Orchestrator.Restore). Serve API.Handler() to expose it.
+func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
+	var errs []error
+	if cfg.Graph == nil {
+		errs = append(errs, errors.New("local control plane: no graph"))
+	}
+	if cfg.Data == "" {
+		errs = append(errs, errors.New("local control plane: no data directory"))
+	}
+	if cfg.Mesh == nil {
+		errs = append(errs, errors.New("local control plane: no mesh"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m := cfg.Graph.Manifest()
+	tc := cfg.Target
+	tc.Dir, tc.Root = local.DirIn(cfg.Data), m.Root
+	if tc.Logger == nil {
+		tc.Logger = cfg.Logger
+	}
+	l := &Local{}
+	var err error
+	if cfg.DB == nil {
+		if cfg.DB, err = sqldb.Open(ctx, filepath.Join(cfg.Data, "flotilla.db")); err != nil {
+			return nil, fmt.Errorf("local control plane: %w", err)
+		}
+		l.ownDB = true
+	}
+	l.db = cfg.DB
+	if l.Store, err = sqlstore.New(ctx, cfg.DB); err != nil {
+		l.closeDB()
+		return nil, fmt.Errorf("local control plane: history: %w", err)
+	}
+	if l.Target, err = local.Open(ctx, tc); err != nil {
+		l.closeDB()
+		return nil, err
+	}
+	ports := map[string]int{}
+	for _, s := range m.Services {
+		if s.Deploy.Port != 0 {
+			ports[s.Name] = s.Deploy.Port
+		}
+	}
+	l.Router = &local.MeshRouter{Mesh: cfg.Mesh, Ports: ports}
+	l.Orchestrator, err = deploy.New(deploy.Config{
+		Graph: cfg.Graph, Target: l.Target, Router: l.Router, Store: l.Store,
+		Gates: cfg.Gates, Recorders: cfg.Recorders, BuildFlags: cfg.BuildFlags, Env: cfg.Env,
+		MaxParallel: cfg.MaxParallel, Logger: cfg.Logger,
+	})
+	if err != nil {
+		_ = l.Target.Close()
+		l.closeDB()
+		return nil, err
+	}
+	if err := l.Orchestrator.Restore(ctx); err != nil {
+		cfg.Logger.WarnContext(ctx, "restore routes of running services", "err", err)
+	}
+	l.API = NewAPI(l.Orchestrator, cfg.Logger)
+	return l, nil
+}
+
+func (l *Local) closeDB() {
+	if l.ownDB {
+		_ = l.db.Close()
+	}
+}
+
+// Shutdown waits for a running release to finish, then stops every
+// service (drained: SIGTERM, then SIGKILL after the stop timeout) and
+// closes the history. The mesh is the caller's to close afterwards.
+func (l *Local) Shutdown(ctx context.Context) error {
+	l.API.Wait()
+	err := l.Target.Shutdown(ctx)
+	l.closeDB()
+	return err
+}
+
+// Detach leaves the services running (the next OpenLocal adopts them) and
+// closes the history.
+func (l *Local) Detach() error {
+	l.API.Wait()
+	err := l.Target.Close()
+	l.closeDB()
+	return err
+}
