@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -162,5 +163,45 @@ func TestGraphFindsManifest(t *testing.T) {
 	}
 	if d := cmp.Diff(1, strings.Count(errOut, "\n")); d != "" {
 		t.Errorf("lines (-want +got):\n%s", d)
+	}
+}
+
+// TestGraphShowDOTRenders hands `graph show -o dot` to Graphviz itself: it
+// must parse, with every service a node, sync edges solid and event edges
+// dashed.
+func TestGraphShowDOTRenders(t *testing.T) {
+	dot, err := exec.LookPath("dot")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("Graphviz's dot is not installed, and CI must render the graph (.ci/run installs graphviz)")
+		}
+		t.Skip("Graphviz's dot is not installed: the DOT output is not rendered (apt-get install graphviz)")
+	}
+	code, out, errOut := runCLI(t, "graph", "show", "-f", shopManifest, "-o", "dot")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	cmd := exec.Command(dot, "-Tplain")
+	cmd.Stdin = strings.NewReader(out)
+	plain, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("dot rejected the output: %v", err)
+	}
+	counts := map[string]int{}
+	for _, line := range strings.Split(string(plain), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		switch f[0] {
+		case "node":
+			counts["node"]++
+		case "edge":
+			counts["edge "+f[len(f)-2]]++ // the style
+		}
+	}
+	want := map[string]int{"node": 10, "edge solid": 12, "edge dashed": 14}
+	if d := cmp.Diff(want, counts); d != "" {
+		t.Errorf("rendered graph (-want +got):\n%s", d)
 	}
 }
