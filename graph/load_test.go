@@ -37,6 +37,8 @@ func TestLoadBadInput(t *testing.T) {
 		{"duplicate dep", FileName, "services:\n  a:\n    path: a\n    depends_on: [b,\n      b]\n", `FILE:5: services.a.depends_on[1]: "b" is listed twice (first on line 4)`},
 		{"alias", FileName, "services:\n  a: &x {path: a}\n  b: *x\n", "FILE:2: YAML anchors and aliases are not supported in a manifest; write the value out"},
 		{"binary", FileName, "\x00\x01\x02services", "FILE: is not a text file (binary or not UTF-8); a manifest is YAML"},
+		{"bad glob", FileName, "shared:\n  - go.mod\n  - \"kit/[a\"\nservices: {}\n", `FILE:3: shared[1]: "kit/[a" is not a valid glob (use *, ** and ? with balanced [ ] and { })`},
+		{"shared outside", FileName, "shared: [../x]\nservices: {}\n", `FILE:1: shared[0]: "../x" is outside the repository; paths are relative to the manifest's folder`},
 		{"bad env target", FileName, "environments:\n  prod: {target: nomad}\nservices: {}\n", `FILE:2: environments.prod.target: unknown target "nomad" (known: local, kubernetes)`},
 		{"bad canary step", FileName, "services:\n  a:\n    path: a\n    canary: {steps: [50, 10]}\n", "FILE:4: services.a.canary.steps[1]: steps must increase, got 10 after 50"},
 		{"bad duration", FileName, "services:\n  a:\n    path: a\n    canary: {interval: soon}\n", `FILE:4: services.a.canary.interval: must be a duration such as 30s or 2m, got "soon"`},

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/bmatcuk/doublestar/v4"
 	"gopkg.in/yaml.v3"
 )
 
@@ -62,9 +63,12 @@ func ParseYAML(file, root string, data []byte) (*Manifest, error) {
 				errs = append(errs, err)
 				continue
 			}
-			for _, g := range globs {
+			for i, g := range globs {
+				line := kv.val.Content[i].Line
 				if _, err := cleanRepoPath(g); err != nil {
-					errs = append(errs, d.errf(kv.val.Line, "shared", "%v", err))
+					errs = append(errs, d.errf(line, fmt.Sprintf("shared[%d]", i), "%v", err))
+				} else if !doublestar.ValidatePattern(g) {
+					errs = append(errs, d.errf(line, fmt.Sprintf("shared[%d]", i), "%q is not a valid glob (use *, ** and ? with balanced [ ] and { })", g))
 				}
 			}
 			m.Shared = globs
