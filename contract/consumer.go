@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -485,14 +484,4 @@ func (m Message) JSON(v any) error {
 		return fmt.Errorf("message contents: %w", err)
 	}
 	return nil
-}
-
-// sortedStates renders states for reports.
-func statesString(states []ProviderState) string {
-	var names []string
-	for _, s := range states {
-		names = append(names, s.Name)
-	}
-	sort.Strings(names)
-	return strings.Join(names, ", ")
 }

@@ -3,6 +3,7 @@ package contract
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -42,7 +43,7 @@ func getOrder(baseURL string, id int64) (*order, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode == http.StatusNotFound {
 		return nil, errNotFound
 	}
@@ -140,8 +141,8 @@ func runConsumer(t *testing.T, p *ConsumerPact) {
 		if o.ID != 7 || len(o.Items) != 1 || o.Items[0].SKU != "A1" {
 			return fmt.Errorf("client decoded %+v", o)
 		}
-		if _, err := getOrder(baseURL, 404); err != errNotFound {
-			return fmt.Errorf("missing order: %v", err)
+		if _, err := getOrder(baseURL, 404); !errors.Is(err, errNotFound) {
+			return fmt.Errorf("missing order: %w", err)
 		}
 		return nil
 	})
@@ -227,10 +228,13 @@ func TestConsumerFailures(t *testing.T) {
 			if _, err := getOrder(base, 7); err != nil {
 				return err
 			}
-			if _, err := getOrder(base, 404); err != errNotFound {
+			if _, err := getOrder(base, 404); !errors.Is(err, errNotFound) {
 				return err
 			}
-			_, err := http.Post(base+"/orders", "application/json", strings.NewReader(`{}`))
+			resp, err := http.Post(base+"/orders", "application/json", strings.NewReader(`{}`))
+			if err == nil {
+				_ = resp.Body.Close()
+			}
 			return err
 		}, []string{`unexpected request: POST /orders matched no interaction; nearest is`}},
 	} {
@@ -368,7 +372,7 @@ func TestStub(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 201 || string(b) != `{"id":7}` {
 		t.Fatalf("matching request: %d %s", resp.StatusCode, b)
 	}
@@ -377,7 +381,7 @@ func TestStub(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 404 || !strings.Contains(string(b), `body $.qty: expected an integer (matcher integer), got \"five\"`) {
 		t.Fatalf("non-matching request: %d %s", resp.StatusCode, b)
 	}

@@ -91,7 +91,7 @@ func freePort(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
@@ -242,7 +242,7 @@ func TestInteropPactMockWritesWhatWeVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	var created struct {
 		MockServer struct {
 			ID   string `json:"id"`
@@ -365,7 +365,7 @@ func TestInteropStubsAgree(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer resp.Body.Close()
+				defer func() { _ = resp.Body.Close() }()
 				b, _ := io.ReadAll(resp.Body)
 				return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
 			}

@@ -273,14 +273,14 @@ func matchBody(part string, exp Body, actCT string, act []byte, rules map[string
 	if len(act) == 0 {
 		return []Mismatch{{Part: part, Expected: "a body " + abbreviate(string(exp.Content)), Actual: "an empty body"}}
 	}
-	ect := exp.ContentType
+	expCT := exp.ContentType
 	if actCT == "" {
 		actCT = detectContentType("", act)
 	}
 	switch {
-	case isJSONType(ect):
-		if ect != "" && actCT != "" && !isJSONType(actCT) {
-			return []Mismatch{{Part: part, Expected: "a body of type " + baseType(ect), Actual: "a body of type " + baseType(actCT)}}
+	case isJSONType(expCT):
+		if expCT != "" && actCT != "" && !isJSONType(actCT) {
+			return []Mismatch{{Part: part, Expected: "a body of type " + baseType(expCT), Actual: "a body of type " + baseType(actCT)}}
 		}
 		ev, err := decodeExpected(exp.Content)
 		if err != nil {
@@ -294,7 +294,7 @@ func matchBody(part string, exp Body, actCT string, act []byte, rules map[string
 		c.start()
 		c.compare(ev, av)
 		return c.sorted()
-	case baseType(ect) == "application/x-www-form-urlencoded":
+	case baseType(expCT) == "application/x-www-form-urlencoded":
 		ev, err1 := url.ParseQuery(string(exp.Content))
 		av, err2 := url.ParseQuery(string(act))
 		if err1 != nil || err2 != nil {
@@ -306,14 +306,14 @@ func matchBody(part string, exp Body, actCT string, act []byte, rules map[string
 			out = append(out, m)
 		}
 		return out
-	case strings.HasPrefix(baseType(ect), "text/") || strings.HasSuffix(baseType(ect), "xml") || ect == "":
+	case strings.HasPrefix(baseType(expCT), "text/") || strings.HasSuffix(baseType(expCT), "xml") || expCT == "":
 		return textCompare(part, exp.Content, act, rs)
 	default:
 		if rl, _ := rs.best(root); rl != nil {
 			return textCompare(part, exp.Content, act, rs)
 		}
 		if !bytes.Equal(exp.Content, act) {
-			return []Mismatch{{Part: part, Expected: fmt.Sprintf("%d bytes of %s", len(exp.Content), ect), Actual: fmt.Sprintf("%d different bytes", len(act))}}
+			return []Mismatch{{Part: part, Expected: fmt.Sprintf("%d bytes of %s", len(exp.Content), expCT), Actual: fmt.Sprintf("%d different bytes", len(act))}}
 		}
 	}
 	return nil
@@ -950,7 +950,7 @@ func applyMatcher(m Matcher, exp, act any, direct bool) (bool, string) {
 	case "eachValue":
 		rl := subRules(m)
 		check := func(label string, v any) (bool, string) {
-			var e any = v
+			e := v
 			if val, has := m["value"]; has {
 				e = exampleElem(val)
 			}

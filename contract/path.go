@@ -91,8 +91,8 @@ func parsePath(s string) ([]pathToken, error) {
 				i = j + 2
 				continue
 			}
-			switch {
-			case inner == "*":
+			switch inner {
+			case "*":
 				toks = append(toks, pathToken{kind: tokStar})
 			default:
 				n, err := strconv.Atoi(inner)
@@ -182,7 +182,7 @@ func isIdent(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if !(r == '_' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+		if r != '_' && r != '-' && (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
 			return false
 		}
 	}

@@ -102,7 +102,7 @@ func convertJavaLayout(p string) (string, error) {
 			i += end + 2
 			continue
 		}
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') {
 			b.WriteByte(c)
 			i++
 			continue

@@ -287,7 +287,7 @@ func (v *Verifier) postState(ctx context.Context, s ProviderState, setup bool) (
 	if err != nil {
 		return nil, fmt.Errorf("provider state %q %s: %w", s.Name, action(setup), err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode >= 300 {
 		return nil, fmt.Errorf("provider state %q %s: state change URL answered %d: %s", s.Name, action(setup), resp.StatusCode, strings.TrimSpace(string(data)))
@@ -337,7 +337,7 @@ func (v *Verifier) verifyHTTP(ctx context.Context, in *Interaction, gctx GenCont
 	if err != nil {
 		return nil, fmt.Errorf("request to provider: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("read provider response: %w", err)
@@ -379,7 +379,7 @@ func (v *Verifier) produce(ctx context.Context, in *Interaction) (Message, error
 	if err != nil {
 		return Message{}, fmt.Errorf("ask provider for message: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode >= 300 {
 		return Message{}, fmt.Errorf("provider answered %d for message %q", resp.StatusCode, in.Description)
@@ -504,7 +504,7 @@ func (s FileSource) fetch(ctx context.Context, u string) (LoadedPact, error) {
 	if err != nil {
 		return LoadedPact{}, fmt.Errorf("fetch pact: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return LoadedPact{}, fmt.Errorf("fetch pact %s: %w", u, err)

@@ -158,7 +158,7 @@ func freePort(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
 }
@@ -185,7 +185,7 @@ func TestContractStub(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 200 || string(b) != `{"id":7,"items":[{"price":9.5,"sku":"A1"}],"total":9.5}` {
 		t.Fatalf("stub: %d %s", resp.StatusCode, b)
 	}
@@ -194,7 +194,7 @@ func TestContractStub(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 404 || !strings.Contains(string(b), `"nearest"`) {
 		t.Fatalf("non-matching: %d %s", resp.StatusCode, b)
 	}

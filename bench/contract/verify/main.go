@@ -41,7 +41,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(tmp)
+	defer func() { _ = os.RemoveAll(tmp) }()
 
 	flot := filepath.Join(tmp, "flotilla")
 	if out, err := exec.Command("go", "build", "-o", flot, "./cmd/flotilla").CombinedOutput(); err != nil {
