@@ -213,7 +213,7 @@ func testBadInput(t *testing.T, dsn string) {
 		{"bad JSON schema", "POST", "/subjects/o-value/versions", body(`{"type":"record",`), 422, 42201, "invalid JSON"},
 		{"unknown type", "POST", "/subjects/o-value/versions", body(`{"type":"record","name":"R","fields":[{"name":"a","type":"integer"}]}`), 422, 42201, "unknown type: integer"},
 		{"duplicate field", "POST", "/subjects/o-value/versions", body(`{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"a","type":"int"}]}`), 422, 42201, `duplicate field "a"`},
-		{"wrong default", "POST", "/subjects/o-value/versions", body(`{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":"x"}]}`), 422, 42201, "invalid default for field a"},
+		{"wrong default", "POST", "/subjects/o-value/versions", body(`{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":"x"}]}`), 422, 42201, `default of field "a": "x" is not an integer`},
 		{"bad name", "POST", "/subjects/o-value/versions", body(`{"type":"record","name":"1R","fields":[]}`), 422, 42201, "invalid name"},
 		{"body not JSON", "POST", "/subjects/o-value/versions", `schema please`, 422, 42201, "Invalid request body"},
 		{"no schema", "POST", "/subjects/o-value/versions", `{}`, 422, 42201, `missing "schema"`},

@@ -90,7 +90,17 @@ func ParseWithReferences(text string, refs []string) (s *Schema, err error) {
 	}
 	as, perr := avro.ParseBytesWithCache([]byte(trimmed), "", cache)
 	if perr != nil {
+		if strings.Contains(perr.Error(), "invalid default") {
+			// Say which default and why: parse without the field defaults
+			// and check them against the types ourselves.
+			if err := explainDefaults(raw, refs); err != nil {
+				return nil, &ParseError{Msg: oneLine(err.Error())}
+			}
+		}
 		return nil, &ParseError{Msg: oneLine(strings.TrimPrefix(perr.Error(), "avro: "))}
+	}
+	if err := checkDefaults(raw, as, "", map[avro.Schema]bool{}); err != nil {
+		return nil, &ParseError{Msg: oneLine(err.Error())}
 	}
 	norm, nerr := normalize(raw)
 	if nerr != nil {
@@ -291,6 +301,60 @@ func checkKeys(m map[string]any, path string) error {
 		}
 	}
 	return nil
+}
+
+// explainDefaults parses the schema with its field defaults removed and
+// returns what checkDefaults finds wrong with them (nil if it finds
+// nothing or the schema does not parse even so).
+func explainDefaults(raw any, refs []string) error {
+	stripped, err := json.Marshal(stripDefaults(raw, false))
+	if err != nil {
+		return nil
+	}
+	cache := &avro.SchemaCache{}
+	for _, ref := range refs {
+		if _, err := avro.ParseBytesWithCache([]byte(ref), "", cache); err != nil {
+			return nil
+		}
+	}
+	as, err := avro.ParseBytesWithCache(stripped, "", cache)
+	if err != nil {
+		return nil
+	}
+	return checkDefaults(raw, as, "", map[avro.Schema]bool{})
+}
+
+// stripDefaults copies v without the "default" of record fields.
+func stripDefaults(v any, field bool) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, val := range x {
+			switch {
+			case field && k == "default":
+			case k == "fields":
+				if fs, ok := val.([]any); ok {
+					cp := make([]any, len(fs))
+					for i, f := range fs {
+						cp[i] = stripDefaults(f, true)
+					}
+					out[k] = cp
+					continue
+				}
+				out[k] = val
+			default:
+				out[k] = stripDefaults(val, false)
+			}
+		}
+		return out
+	case []any:
+		cp := make([]any, len(x))
+		for i, e := range x {
+			cp[i] = stripDefaults(e, false)
+		}
+		return cp
+	}
+	return v
 }
 
 // oneLine keeps a message that quotes user input on one line.

@@ -20,7 +20,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown type", `{"type":"record","name":"R","fields":[{"name":"a","type":"integer"}]}`, "unknown type: integer"},
 		{"unknown top-level type", `"strng"`, "unknown type: strng"},
 		{"duplicate field", `{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"a","type":"long"}]}`, `at /fields/1: duplicate field "a" in record "R"`},
-		{"wrong default", `{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":"zero"}]}`, "invalid default for field a"},
+		{"wrong default", `{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":"zero"}]}`, `at /fields/0: default of field "a": "zero" is not an integer`},
 		{"bad record name", `{"type":"record","name":"9lives","fields":[]}`, "invalid name"},
 		{"bad field name", `{"type":"record","name":"R","fields":[{"name":"a-b","type":"int"}]}`, "invalid name"},
 		{"missing fields", `{"type":"record","name":"R"}`, `at /: record "R" needs a "fields" array`},
@@ -33,6 +33,13 @@ func TestParseErrors(t *testing.T) {
 		{"array without items", `{"type":"array"}`, `array needs "items"`},
 		{"nested error located", `{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"map"}}]}`, `at /fields/0/type: map needs "values"`},
 		{"not UTF-8", "\"in\xfft\"", "not valid UTF-8"},
+		{"int default too big", `{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":2147483648}]}`, `at /fields/0: default of field "a": 2147483648 is not an integer that fits in int (32 bits)`},
+		{"int default not integral", `{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":1.5}]}`, "1.5 is not an integer"},
+		{"fixed default wrong size", `{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"fixed","name":"F","size":2},"default":"abc"}]}`, `"abc" is 3 bytes; the fixed type is 2`},
+		{"union default not first branch", `{"type":"record","name":"R","fields":[{"name":"a","type":["null","string"],"default":"null"}]}`, "first branch (NULL)"},
+		{"nested default", `{"type":"record","name":"R","fields":[{"name":"in","type":{"type":"record","name":"I","fields":[{"name":"b","type":"boolean","default":"yes"}]}}]}`, `at /fields/0/type/fields/0: default of field "b": "yes" is not a boolean`},
+		{"record default lacks field", `{"type":"record","name":"R","fields":[{"name":"in","type":{"type":"record","name":"I","fields":[{"name":"b","type":"int"}]},"default":{}}]}`, `lacks field "b"`},
+		{"bytes default beyond 255", `{"type":"record","name":"R","fields":[{"name":"a","type":"bytes","default":"Ā"}]}`, "code point U+0100"},
 		{"too big", `"` + strings.Repeat("x", MaxSchemaBytes) + `"`, "the limit is"},
 	}
 	for _, tt := range tests {

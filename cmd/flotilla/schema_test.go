@@ -144,7 +144,7 @@ func TestSchemaCheckAgainstGit(t *testing.T) {
 			name: "invalid schema", file: orderFile,
 			content: `{"type":"record","name":"OrderCreated","fields":[{"name":"a","type":"int","default":"x"}]}`,
 			code:    1,
-			want:    []string{"invalid schema: invalid default for field a"},
+			want:    []string{`invalid schema: at /fields/0: default of field "a": "x" is not an integer`},
 		},
 		{
 			name: "removed schema with subscribers", file: "shop/inventory/schemas/StockReserved.avsc",
