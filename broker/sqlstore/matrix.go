@@ -58,13 +58,21 @@ func int64s(ctx context.Context, q querier, query string, args ...any) ([]int64,
 	return out, rows.Err()
 }
 
-// in returns "$n,$n+1,..." for the ids and the args to append.
+// in returns "$n,$n+1,..." for the ids and the args to append. The list
+// is padded (repeating the last id) to a power of two, so a query sees a
+// handful of distinct texts and PostgreSQL's prepared-statement cache
+// (pgx caches per connection) serves it instead of parsing and planning
+// each new length again. ids must not be empty.
 func in(first int, ids []int64) (string, []any) {
-	ph := make([]string, len(ids))
-	args := make([]any, len(ids))
-	for i, id := range ids {
+	n := 1
+	for n < len(ids) {
+		n *= 2
+	}
+	ph := make([]string, n)
+	args := make([]any, n)
+	for i := range n {
 		ph[i] = fmt.Sprintf("$%d", first+i)
-		args[i] = id
+		args[i] = ids[min(i, len(ids)-1)]
 	}
 	return strings.Join(ph, ","), args
 }
@@ -336,7 +344,7 @@ func (m *matrixRun) materialise(raws []rawRow) ([]broker.MatrixRow, error) {
 	verifs := map[pair]*broker.Verification{}
 	if len(provIDs) > 0 {
 		ph1, a1 := in(1, pactIDs)
-		ph2, a2 := in(1+len(pactIDs), provIDs)
+		ph2, a2 := in(1+len(a1), provIDs)
 		rows, err := m.db.QueryContext(m.ctx, `SELECT id, pact_version_id, provider_version_id, success, created_at FROM broker_verifications
 			WHERE id IN (SELECT MAX(id) FROM broker_verifications WHERE pact_version_id IN (`+ph1+`) AND provider_version_id IN (`+ph2+`)
 			GROUP BY pact_version_id, provider_version_id)`, append(a1, a2...)...)

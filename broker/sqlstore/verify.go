@@ -191,7 +191,9 @@ func (s *Store) selectVersions(ctx context.Context, provider int64, sel broker.C
 	}
 }
 
-// ForVerification implements broker.Store.
+// ForVerification implements broker.Store. It makes a fixed number of
+// round trips whatever the data: one per selector, one for pending status,
+// two for WIP pacts, and two to fill in names and SHAs.
 func (s *Store) ForVerification(ctx context.Context, provider string, q broker.ForVerificationQuery) ([]broker.VerifiablePact, error) {
 	provID, err := pacticipantID(ctx, s.db, provider)
 	if err != nil {
@@ -202,54 +204,75 @@ func (s *Store) ForVerification(ctx context.Context, provider string, q broker.F
 		t := true
 		selectors = []broker.ConsumerVersionSelector{{Latest: &t}}
 	}
-	var out []broker.VerifiablePact
-	index := map[int64]int{}
+	type picked struct {
+		sel broker.ConsumerVersionSelector
+		m   match
+	}
+	var all []picked
+	var order []int64 // pact versions in the order first selected
+	selected := map[int64]int{}
 	for _, sel := range selectors {
 		ms, err := s.selectVersions(ctx, provID, sel, q)
-		if err == nil {
-			err = s.fill(ctx, ms)
-		}
 		if err != nil {
 			return nil, fmt.Errorf("select pacts for %s: %w", provider, err)
 		}
 		for _, m := range ms {
-			i, ok := index[m.pactVersion]
-			if !ok {
-				i = len(out)
-				index[m.pactVersion] = i
-				out = append(out, broker.VerifiablePact{Consumer: m.consumer, Provider: provider, SHA: m.sha})
+			if _, ok := selected[m.pactVersion]; !ok {
+				selected[m.pactVersion] = len(order)
+				order = append(order, m.pactVersion)
 			}
-			by := broker.SelectedBy{Selector: sel, ConsumerVersion: m.consumerVersion}
-			switch {
-			case sel.Deployed || sel.Released || sel.DeployedOrReleased || sel.Environment != "":
-				by.Environment = m.via
-			case sel.Tag != "":
-				by.Tag = m.via
-			default:
-				by.Branch = m.via
-			}
-			out[i].SelectedBy = append(out[i].SelectedBy, by)
+			all = append(all, picked{sel, m})
 		}
 	}
-	ids := make([]int64, 0, len(index))
-	for id := range index {
-		ids = append(ids, id)
-	}
-	if q.IncludePendingStatus && len(ids) > 0 {
-		verified, err := s.verifiedOn(ctx, provID, ids, q)
+	pending := map[int64]bool{}
+	if q.IncludePendingStatus && len(order) > 0 {
+		verified, err := s.verifiedOn(ctx, provID, order, q)
 		if err != nil {
 			return nil, err
 		}
-		for id, i := range index {
-			out[i].Pending = !verified[id]
+		for _, id := range order {
+			pending[id] = !verified[id]
 		}
 	}
+	var wip []match
 	if !q.IncludeWIPPactsSince.IsZero() && (q.ProviderVersionBranch != "" || len(q.ProviderVersionTags) > 0) {
-		wip, err := s.wip(ctx, provID, provider, q, index)
-		if err != nil {
+		if wip, err = s.wip(ctx, provID, provider, q, selected); err != nil {
 			return nil, err
 		}
-		out = append(out, wip...)
+	}
+	ms := make([]match, 0, len(all)+len(wip))
+	for _, p := range all {
+		ms = append(ms, p.m)
+	}
+	ms = append(ms, wip...)
+	if err := s.fill(ctx, ms); err != nil {
+		return nil, err
+	}
+	out := make([]broker.VerifiablePact, len(order))
+	for i, p := range all {
+		m, sel := ms[i], p.sel
+		vp := &out[selected[m.pactVersion]]
+		vp.Consumer, vp.Provider, vp.SHA, vp.Pending = m.consumer, provider, m.sha, pending[m.pactVersion]
+		by := broker.SelectedBy{Selector: sel, ConsumerVersion: m.consumerVersion}
+		switch {
+		case sel.Deployed || sel.Released || sel.DeployedOrReleased || sel.Environment != "":
+			by.Environment = m.via
+		case sel.Tag != "":
+			by.Tag = m.via
+		default:
+			by.Branch = m.via
+		}
+		vp.SelectedBy = append(vp.SelectedBy, by)
+	}
+	wipIndex := map[int64]int{}
+	for _, m := range ms[len(all):] {
+		i, ok := wipIndex[m.pactVersion]
+		if !ok {
+			i = len(out)
+			wipIndex[m.pactVersion] = i
+			out = append(out, broker.VerifiablePact{Consumer: m.consumer, Provider: provider, SHA: m.sha, Pending: true, WIP: true})
+		}
+		out[i].SelectedBy = append(out[i].SelectedBy, broker.SelectedBy{ConsumerVersion: m.consumerVersion, Branch: m.via})
 	}
 	return out, nil
 }
@@ -289,10 +312,11 @@ func (s *Store) verifiedOn(ctx context.Context, provID int64, pactIDs []int64, q
 	return out, nil
 }
 
-// wip returns the work-in-progress pacts: the latest pact of every
-// consumer branch (and tag) that was published since the cut-off, was not
-// selected explicitly, and that the provider's branch has not yet verified.
-func (s *Store) wip(ctx context.Context, provID int64, provider string, q broker.ForVerificationQuery, selected map[int64]int) ([]broker.VerifiablePact, error) {
+// wip returns the work-in-progress pacts (unfilled): the latest pact of
+// every consumer branch (and tag) that was published since the cut-off,
+// was not selected explicitly, and that the provider's branch has not yet
+// verified.
+func (s *Store) wip(ctx context.Context, provID int64, provider string, q broker.ForVerificationQuery, selected map[int64]int) ([]match, error) {
 	since := q.IncludeWIPPactsSince.UnixMilli()
 	type cand struct {
 		match
@@ -304,34 +328,35 @@ func (s *Store) wip(ctx context.Context, provID int64, provider string, q broker
 	}
 	latest := map[key]cand{}
 	var keys []key
-	for _, table := range []struct{ name, col, kind string }{{"broker_branch_versions", "branch", "branch"}, {"broker_tags", "name", "tag"}} {
-		rows, err := s.db.QueryContext(ctx, `SELECT pp.consumer_version_id, pp.pact_version_id, bv.`+table.col+`, pp.consumer_id, pp.created_at
-			FROM broker_pact_publications pp JOIN `+table.name+` bv ON bv.version_id = pp.consumer_version_id WHERE pp.provider_id = $1`, provID)
-		if err != nil {
-			return nil, fmt.Errorf("wip pacts for %s: %w", provider, err)
-		}
-		for rows.Next() {
-			var (
-				c        cand
-				consumer int64
-			)
-			if err := rows.Scan(&c.cvID, &c.pactVersion, &c.via, &consumer, &c.createdAt); err != nil {
-				_ = rows.Close()
-				return nil, err
-			}
-			k := key{consumer, table.kind + ":" + c.via}
-			prev, ok := latest[k]
-			if !ok {
-				keys = append(keys, k)
-			}
-			if !ok || c.cvID > prev.cvID {
-				latest[k] = c
-			}
-		}
-		_ = rows.Close()
-		if err := rows.Err(); err != nil {
+	rows, err := s.db.QueryContext(ctx, `SELECT pp.consumer_version_id, pp.pact_version_id, 'branch', bv.branch, pp.consumer_id, pp.created_at
+			FROM broker_pact_publications pp JOIN broker_branch_versions bv ON bv.version_id = pp.consumer_version_id WHERE pp.provider_id = $1
+		UNION ALL SELECT pp.consumer_version_id, pp.pact_version_id, 'tag', tg.name, pp.consumer_id, pp.created_at
+			FROM broker_pact_publications pp JOIN broker_tags tg ON tg.version_id = pp.consumer_version_id WHERE pp.provider_id = $1`, provID)
+	if err != nil {
+		return nil, fmt.Errorf("wip pacts for %s: %w", provider, err)
+	}
+	for rows.Next() {
+		var (
+			c        cand
+			kind     string
+			consumer int64
+		)
+		if err := rows.Scan(&c.cvID, &c.pactVersion, &kind, &c.via, &consumer, &c.createdAt); err != nil {
+			_ = rows.Close()
 			return nil, err
 		}
+		k := key{consumer, kind + ":" + c.via}
+		prev, ok := latest[k]
+		if !ok {
+			keys = append(keys, k)
+		}
+		if !ok || c.cvID > prev.cvID {
+			latest[k] = c
+		}
+	}
+	_ = rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
 	}
 	var cands []match
 	var ids []int64
@@ -353,22 +378,11 @@ func (s *Store) wip(ctx context.Context, provID int64, provider string, q broker
 	if err != nil {
 		return nil, err
 	}
-	if err := s.fill(ctx, cands); err != nil {
-		return nil, err
-	}
-	var out []broker.VerifiablePact
-	index := map[int64]int{}
+	var out []match
 	for _, m := range cands {
-		if verified[m.pactVersion] {
-			continue
+		if !verified[m.pactVersion] {
+			out = append(out, m)
 		}
-		i, ok := index[m.pactVersion]
-		if !ok {
-			i = len(out)
-			index[m.pactVersion] = i
-			out = append(out, broker.VerifiablePact{Consumer: m.consumer, Provider: provider, SHA: m.sha, Pending: true, WIP: true})
-		}
-		out[i].SelectedBy = append(out[i].SelectedBy, broker.SelectedBy{ConsumerVersion: m.consumerVersion, Branch: m.via})
 	}
 	return out, nil
 }
