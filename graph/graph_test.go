@@ -391,3 +391,36 @@ func TestConsumerWarningsHub(t *testing.T) {
 		t.Errorf("%d services", len(m.Services))
 	}
 }
+
+// TestGraphConcurrentUse: one graph serves many goroutines (its name index
+// is built lazily, once); run with -race.
+func TestGraphConcurrentUse(t *testing.T) {
+	m, _, err := Load("../flotilla.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(m)
+	want, err := g.Waves([]string{"order-service", "user-service"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g = New(m) // fresh, so the goroutines race to build the index
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			got, err := g.Waves([]string{"order-service", "user-service"})
+			if err == nil && !cmp.Equal(want, got) {
+				err = fmt.Errorf("waves %v, want %v", got, want)
+			}
+			if err == nil {
+				_, err = g.Impact("user-service")
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
