@@ -278,3 +278,30 @@ func TestParseWithReferences(t *testing.T) {
 		t.Errorf("bad reference: %v", err)
 	}
 }
+
+// Over the whole pair table, a hamba/avro checker reused across checks (as
+// a long-lived service would hold it) answers from its fingerprint cache
+// and gets pairs wrong that differ only in defaults or aliases; ReaderCanRead
+// answers every pair as the specification does.
+func TestReusedHambaCheckerOverPairs(t *testing.T) {
+	hc := avro.NewSchemaCompatibility()
+	wrong := 0
+	for _, p := range pairs {
+		for _, d := range []struct {
+			r, w string
+			want []string
+		}{{p.a, p.b, p.aReadsB}, {p.b, p.a, p.bReadsA}} {
+			r, w := MustParse(d.r), MustParse(d.w)
+			if got := render(ReaderCanRead(r, w)); !cmp.Equal(got, d.want) {
+				t.Errorf("%s: ReaderCanRead = %v, want %v", p.name, got, d.want)
+			}
+			if (hc.Compatible(r.Avro(), w.Avro()) == nil) != (len(d.want) == 0) {
+				wrong++
+				t.Logf("hamba (reused) wrong on %s: reader %s writer %s", p.name, d.r, d.w)
+			}
+		}
+	}
+	if wrong == 0 {
+		t.Error("the reused hamba checker answered every pair right: this test no longer shows the difference")
+	}
+}
