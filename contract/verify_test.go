@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -119,5 +120,44 @@ func TestStateHandlerMissing(t *testing.T) {
 	}
 	if e := rep.Pacts[0].Interactions[0].Error; !strings.Contains(e, `provider state "the moon is full": no state handler`) {
 		t.Fatalf("error %q", e)
+	}
+}
+
+// TestStubStateSelection: when several interactions match, the stub picks
+// the one whose provider state the header names, as pact stub's
+// --provider-state-header-name does; --provider-state filters.
+func TestStubStateSelection(t *testing.T) {
+	mk := func(state string, status int) *Interaction {
+		return &Interaction{Kind: HTTP, Description: "an order in state " + state, States: []ProviderState{{Name: state}},
+			Request: Request{Method: "GET", Path: "/orders/7"}, Response: Response{Status: status}}
+	}
+	pact := &Pact{Consumer: "web", Provider: "order", Interactions: []*Interaction{mk("an order exists", 200), mk("no orders", 404)}}
+	for _, tc := range []struct {
+		name   string
+		header string
+		filter string
+		want   int
+	}{
+		{"first by default", "", "", 200},
+		{"header picks the state", "no orders", "", 404},
+		{"unknown state falls back", "other", "", 200},
+		{"filter", "", "^no", 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewStub([]*Pact{pact})
+			s.StateHeader = "X-Pact-State"
+			if tc.filter != "" {
+				s.State = regexp.MustCompile(tc.filter)
+			}
+			req := httptest.NewRequest("GET", "/orders/7", nil)
+			if tc.header != "" {
+				req.Header.Set("X-Pact-State", tc.header)
+			}
+			w := httptest.NewRecorder()
+			s.ServeHTTP(w, req)
+			if w.Code != tc.want {
+				t.Fatalf("status %d, want %d", w.Code, tc.want)
+			}
+		})
 	}
 }

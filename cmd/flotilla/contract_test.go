@@ -143,6 +143,9 @@ func TestContractVerifyBadInput(t *testing.T) {
 		{"bad filter", []string{"contract", "verify", "--pact", "testdata/contract/pacts", "--filter-state", "(["}, `--filter-state: error parsing regexp`},
 		{"no pacts for provider", []string{"contract", "verify", "--pact", "testdata/contract/pacts", "--provider-name", "payment"}, `no pacts found for provider "payment"`},
 		{"stub without pacts", []string{"contract", "stub"}, "no pacts"},
+		{"stub with a bad pact", []string{"contract", "stub", "--pact", "testdata/contract/bad"}, `testdata/contract/bad/broken.json: interactions[0] ("x")`},
+		{"stub bad state regex", []string{"contract", "stub", "--pact", "testdata/contract/pacts", "-s", "(["}, `--provider-state: error parsing regexp`},
+		{"coverage bad output", []string{"contract", "coverage", "-o", "yaml"}, `-o "yaml": want text or json`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runCLI(t, tc.args...)
