@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -153,6 +154,10 @@ func (r Result) Failed() bool {
 type Report struct {
 	Base    string
 	Results []Result
+	// Notes are mismatches between the manifest and the schema files that
+	// do not fail the check: a published event without a schema, a schema
+	// whose record is not among its service's publishes.
+	Notes []string
 }
 
 // Failed reports whether any file failed.
@@ -178,6 +183,7 @@ func Check(ctx context.Context, m *graph.Manifest, opts Options) (*Report, error
 			return nil, err
 		}
 	}
+	rep.Notes = notes(m, files)
 	present := map[string]bool{}
 	for _, f := range files {
 		present[f.Path] = true
@@ -207,6 +213,28 @@ func Check(ctx context.Context, m *graph.Manifest, opts Options) (*Report, error
 		sort.SliceStable(rep.Results, func(i, j int) bool { return rep.Results[i].Path < rep.Results[j].Path })
 	}
 	return rep, nil
+}
+
+func notes(m *graph.Manifest, files []File) []string {
+	var out []string
+	has := map[string]bool{}
+	for _, f := range files {
+		has[f.Service+"/"+f.Event()] = true
+		if f.Err != nil {
+			continue
+		}
+		if s := m.Service(f.Service); s != nil && !slices.Contains(s.Publishes, f.Event()) {
+			out = append(out, fmt.Sprintf("%s: record %s is not in %s's publishes, so no subscriber is known for it", f.Path, f.Event(), f.Service))
+		}
+	}
+	for _, s := range m.Services {
+		for _, e := range s.Publishes {
+			if !has[s.Name+"/"+e] {
+				out = append(out, fmt.Sprintf("%s publishes %s but owns no schema for it (want a record named %s in a .avsc under %s)", s.Name, e, e, strings.Join(s.Paths, " or ")))
+			}
+		}
+	}
+	return out
 }
 
 // consumers returns the services other than owner subscribing to any of
@@ -436,6 +464,9 @@ func (r *Report) Write(w io.Writer) {
 		if res.Failed() && len(res.Consumers) > 0 {
 			fmt.Fprintf(w, "     consumers that would break: %s\n", strings.Join(res.Consumers, ", "))
 		}
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	fmt.Fprintf(w, "%d schemas checked, %d incompatible\n", len(r.Results), failed)
 }

@@ -1,6 +1,7 @@
 package repocheck_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -62,5 +63,37 @@ func TestDiscover(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestNotes(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "flotilla.yaml"), `services:
+  order-service:
+    paths: [shop/order]
+    publishes: [OrderCreated, OrderCancelled]
+  payment-service:
+    paths: [shop/payment]
+    subscribes: [OrderCreated]
+`)
+	write(t, filepath.Join(dir, "shop/order/schemas/OrderCreated.avsc"), `{"type":"record","name":"OrderCreated","fields":[]}`)
+	write(t, filepath.Join(dir, "shop/order/schemas/OrderShipped.avsc"), `{"type":"record","name":"OrderShipped","fields":[]}`)
+	m, _, err := graph.Load(filepath.Join(dir, "flotilla.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := repocheck.Check(context.Background(), m, repocheck.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"shop/order/schemas/OrderShipped.avsc: record OrderShipped is not in order-service's publishes, so no subscriber is known for it",
+		"order-service publishes OrderCancelled but owns no schema for it (want a record named OrderCancelled in a .avsc under shop/order)",
+	}
+	if diff := cmp.Diff(want, rep.Notes); diff != "" {
+		t.Errorf("notes (-want +got):\n%s", diff)
+	}
+	if rep.Failed() {
+		t.Error("notes failed the check")
 	}
 }
