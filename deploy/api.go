@@ -87,6 +87,37 @@ func (g GateFunc) Check(ctx context.Context, req GateRequest) (GateResult, error
 	return g.Fn(ctx, req)
 }
 
+// Shifter moves a service's traffic from the versions serving it to a new
+// one, once the new one is ready and passed its smoke checks: all at once
+// by default; the canary analysis moves it in steps, judging each, and
+// returns an error to roll back. On an error the orchestrator puts the old
+// weights back and removes the new version; on success it drains and stops
+// the old versions.
+type Shifter interface {
+	// Describe says what Shift will do, for progress ("100% to V").
+	Describe(service, version string) string
+	// Shift moves the traffic. It returns when all of it is on the new
+	// version (or with the reason it must roll back).
+	Shift(ctx context.Context, req ShiftRequest) error
+}
+
+// ShiftRequest is a traffic shift to do.
+type ShiftRequest struct {
+	Service string
+	Version string   // the new version (subset), at weight 0
+	Old     []string // the versions serving now (none for a first deploy)
+	Router  Router
+}
+
+// allAtOnce is the default Shifter.
+type allAtOnce struct{}
+
+func (allAtOnce) Describe(_, version string) string { return "100% to " + version }
+
+func (allAtOnce) Shift(ctx context.Context, req ShiftRequest) error {
+	return req.Router.SetWeights(ctx, req.Service, map[string]int{req.Version: 100})
+}
+
 // OnFailure says what a release does when one of its services fails.
 type OnFailure string
 

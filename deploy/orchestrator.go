@@ -27,6 +27,9 @@ type Config struct {
 	// Recorders are told of every record the history gets (the broker's
 	// record-deployment); optional.
 	Recorders []Recorder
+	// Shifter moves the traffic to a new version once its smoke checks
+	// passed (nil: all at once). Rollbacks always shift at once.
+	Shifter Shifter
 	// BuildFlags are the `go build` flags of every service (part of its
 	// version).
 	BuildFlags []string
@@ -517,7 +520,7 @@ func (r *release) service(ctx context.Context, wave int, it PlanItem) {
 		return
 	}
 	smoke := o.cfg.Graph.Manifest().Service(it.Service).Smoke
-	if err := o.switchTo(ctx, it.Spec, old, smoke, ev); err != nil {
+	if err := o.switchTo(ctx, it.Spec, old, smoke, o.cfg.Shifter, ev); err != nil {
 		fail("%v", err)
 		return
 	}
@@ -545,7 +548,7 @@ func (o *Orchestrator) versions(ctx context.Context, service string) ([]string, 
 // smoke checks through the header lane, moves all traffic to it, then
 // drains and stops the old versions. Until the shift the old version
 // serves every user request; on failure the new one is removed again.
-func (o *Orchestrator) switchTo(ctx context.Context, spec Spec, old []string, smoke []graph.SmokeCheck, ev func(Step, string)) error {
+func (o *Orchestrator) switchTo(ctx context.Context, spec Spec, old []string, smoke []graph.SmokeCheck, shift Shifter, ev func(Step, string)) error {
 	svc := spec.Service
 	addr, err := o.cfg.Router.Declare(ctx, svc)
 	if err != nil {
@@ -562,9 +565,25 @@ func (o *Orchestrator) switchTo(ctx context.Context, spec Spec, old []string, sm
 		return err
 	}
 	ev(StepReady, fmt.Sprintf("%d instance(s): %s", len(insts), strings.Join(Endpoints(insts), ", ")))
+	// The weights before the new version joined: what a failure puts back.
+	before, err := o.cfg.Router.Weights(ctx, svc)
+	if err != nil && !errors.Is(err, canary.ErrUnknownService) {
+		return fmt.Errorf("weights of %s: %w", svc, err)
+	}
 	undo := func(cause error) error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.DrainTimeout)
 		defer cancel()
+		restore := map[string]int{}
+		for v, w := range before {
+			if v != spec.Version && w > 0 {
+				restore[v] = w
+			}
+		}
+		if len(restore) > 0 {
+			if err := o.cfg.Router.SetWeights(cctx, svc, restore); err != nil {
+				o.log.ErrorContext(ctx, "put the old weights back", "service", svc, "weights", restore, "err", err)
+			}
+		}
 		if err := o.cfg.Router.RemoveSubset(cctx, svc, spec.Version); err != nil {
 			o.log.WarnContext(ctx, "remove failed subset", "service", svc, "version", spec.Version, "err", err)
 		}
@@ -583,8 +602,18 @@ func (o *Orchestrator) switchTo(ctx context.Context, spec Spec, old []string, sm
 			return undo(err)
 		}
 	}
-	ev(StepShift, "100% to "+spec.Version)
-	if err := o.cfg.Router.SetWeights(ctx, svc, map[string]int{spec.Version: 100}); err != nil {
+	if shift == nil {
+		shift = allAtOnce{}
+	}
+	ev(StepShift, shift.Describe(spec.Service, spec.Version))
+	var serving []string
+	for v, w := range before {
+		if v != spec.Version && w > 0 {
+			serving = append(serving, v)
+		}
+	}
+	sort.Strings(serving)
+	if err := shift.Shift(ctx, ShiftRequest{Service: svc, Version: spec.Version, Old: serving, Router: o.cfg.Router}); err != nil {
 		return undo(fmt.Errorf("shift %s to %s: %w", svc, spec.Version, err))
 	}
 	sub.Canary = false
@@ -692,7 +721,7 @@ func (o *Orchestrator) restore(ctx context.Context, service, cur, prev string, e
 	if err != nil {
 		return err
 	}
-	return o.switchTo(ctx, rec.Spec, []string{cur}, nil, ev)
+	return o.switchTo(ctx, rec.Spec, []string{cur}, nil, nil, ev)
 }
 
 // recordOf finds the spec a version of a service last served with.
@@ -787,7 +816,7 @@ func (o *Orchestrator) Rollback(ctx context.Context, req RollbackRequest, events
 	started := time.Now()
 	old, err := o.versions(ctx, req.Service)
 	if err == nil {
-		err = o.switchTo(ctx, rec.Spec, old, nil, func(step Step, msg string) {
+		err = o.switchTo(ctx, rec.Spec, old, nil, nil, func(step Step, msg string) {
 			r.emit(Event{Wave: 1, Service: req.Service, Version: to, Step: step, Msg: msg})
 		})
 	}

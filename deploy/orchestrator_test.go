@@ -799,3 +799,110 @@ func TestRedeployUnderLoadLosesNoRequest(t *testing.T) {
 		t.Errorf("%d instances run after the redeploy, want 4: %+v", len(insts), insts)
 	}
 }
+
+// stepShifter moves traffic in steps and fails at failAt (0: never), as
+// the canary analysis will.
+type stepShifter struct {
+	steps  []int
+	failAt int
+	seen   [][]string // the old versions of each shift
+}
+
+func (s *stepShifter) Describe(_, version string) string {
+	return fmt.Sprintf("steps %v to %s", s.steps, version)
+}
+
+func (s *stepShifter) Shift(ctx context.Context, req deploy.ShiftRequest) error {
+	s.seen = append(s.seen, req.Old)
+	for _, w := range s.steps {
+		weights := map[string]int{req.Version: w}
+		for _, o := range req.Old {
+			weights[o] = 100 - w
+		}
+		if err := req.Router.SetWeights(ctx, req.Service, weights); err != nil {
+			return err
+		}
+		if w == s.failAt {
+			return fmt.Errorf("analysis at %d%%: error rate 12%% above 1%%", w)
+		}
+	}
+	return nil
+}
+
+func TestShifterStepsAndRollsBack(t *testing.T) {
+	f := newFixture(t)
+	f.load(nil)
+	ctx := context.Background()
+	if _, err := f.deploy(deploy.Request{Services: []string{"delta-service"}}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		shifter *stepShifter
+		rev     string
+		wantErr string
+	}{
+		{"fails half way", &stepShifter{steps: []int{10, 50, 100}, failAt: 50}, "2", "shift delta-service to"},
+		{"steps to the end", &stepShifter{steps: []int{10, 50, 100}}, "3", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := f.serving("delta-service")
+			m := filepath.Join(f.root, graph.FileName)
+			f.load(map[string]cfg{"delta-service": {env: "REV: '" + tt.rev + "'"}})
+			mf, _, err := graph.Load(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := deploy.New(deploy.Config{Graph: graph.New(mf), Target: f.target, Router: f.router, Store: f.store, Shifter: tt.shifter, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr, _ := f.mesh.Addr("delta-service")
+			stop := make(chan struct{})
+			var failed, total atomic.Int64
+			done := make(chan struct{})
+			go func() { hammer(addr, stop, &failed, &total); close(done) }()
+			var steps []string
+			rep, err := o.Deploy(ctx, deploy.Request{Services: []string{"delta-service"}}, func(e deploy.Event) {
+				if e.Step == deploy.StepShift {
+					steps = append(steps, e.Msg)
+				}
+			})
+			close(stop)
+			<-done
+			v := versions(rep)["delta-service"]
+			if len(steps) != 1 || steps[0] != "steps [10 50 100] to "+v {
+				t.Errorf("shift events %q", steps)
+			}
+			if d := cmp.Diff([][]string{{before}}, tt.shifter.seen); d != "" {
+				t.Errorf("the shifter was told the old versions (-want +got):\n%s", d)
+			}
+			w, _ := f.router.Weights(ctx, "delta-service")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "error rate 12% above 1%") {
+					t.Errorf("Deploy = %v, want the shift's failure", err)
+				}
+				if got := f.serving("delta-service"); got != before {
+					t.Errorf("delta serves %s after a failed shift, want %s", got, before)
+				}
+				if !cmp.Equal(w, map[string]int{before: 100}) {
+					t.Errorf("weights after a failed shift = %v, want the old version's back", w)
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := f.serving("delta-service"); got != v {
+					t.Errorf("delta serves %s, want %s", got, v)
+				}
+				if !cmp.Equal(w, map[string]int{v: 100}) {
+					t.Errorf("weights after the shift = %v, want only %s", w, v)
+				}
+			}
+			if failed.Load() > 0 {
+				t.Errorf("%d of %d requests failed", failed.Load(), total.Load())
+			}
+		})
+	}
+}
