@@ -79,6 +79,17 @@ type Interaction struct {
 
 	Message   Message   // Kind AsyncMessage, or the request of a SyncMessage
 	Responses []Message // Kind SyncMessage
+
+	// Extra keeps a V4 interaction's other fields (transport,
+	// pluginConfiguration, interactionMarkup, ...) so rewriting keeps them.
+	Extra map[string]any
+}
+
+// v4Known are the interaction fields the model holds.
+var v4Known = map[string]bool{
+	"type": true, "key": true, "description": true, "pending": true, "providerStates": true, "providerState": true,
+	"comments": true, "request": true, "response": true, "contents": true, "metadata": true, "metaData": true,
+	"matchingRules": true, "generators": true, "_id": true,
 }
 
 // Request is the expected HTTP request of an interaction.
@@ -350,6 +361,14 @@ func parseInteraction(obj map[string]any, spec Spec, where string) (*Interaction
 	if spec == V4 {
 		if t, ok := obj["type"].(string); ok {
 			in.Kind = Kind(t)
+		}
+		for k, v := range obj {
+			if !v4Known[k] {
+				if in.Extra == nil {
+					in.Extra = map[string]any{}
+				}
+				in.Extra[k] = v
+			}
 		}
 	}
 	switch in.Kind {
@@ -745,10 +764,16 @@ func statesJSON(states []ProviderState) []any {
 }
 
 func (in *Interaction) v4() map[string]any {
-	m := map[string]any{
+	m := map[string]any{}
+	for k, v := range in.Extra {
+		m[k] = v
+	}
+	for k, v := range map[string]any{
 		"type":        string(in.Kind),
 		"description": in.Description,
 		"pending":     in.Pending,
+	} {
+		m[k] = v
 	}
 	if len(in.States) > 0 {
 		m["providerStates"] = statesJSON(in.States)

@@ -92,6 +92,24 @@ func TestReadSpecVersions(t *testing.T) {
 	}
 }
 
+func TestV4KeepsOtherFields(t *testing.T) {
+	p, err := Parse([]byte(`{"consumer":{"name":"c"},"provider":{"name":"p"},"metadata":{"pactSpecification":{"version":"4.0"}},
+		"interactions":[{"type":"Synchronous/HTTP","description":"d","transport":"https","interactionMarkup":{"markup":"# d","markupType":"COMMON_MARK"},
+		"request":{"method":"GET","path":"/"},"response":{"status":200}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Marshal(V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"transport": "https"`, `"markupType": "COMMON_MARK"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("rewritten pact lost %s:\n%s", want, out)
+		}
+	}
+}
+
 func TestV4BodiesDecode(t *testing.T) {
 	p, err := ReadFile("testdata/v4.json")
 	if err != nil {
