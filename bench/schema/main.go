@@ -8,13 +8,15 @@
 //   - byid: GET /schemas/ids/{id} at a fixed 5,000 requests/s from an
 //     open-loop load generator on loopback, latency measured from each
 //     request's scheduled send time (target: p99 under 2 ms);
+//   - handler: the server's own cost for the same request, calling the
+//     handler in-process (no network, no second process to schedule);
 //   - subjects: registering 10,000 subjects, then the registry process's
 //     resident memory.
 //
 // The registry runs as a child process (this program re-executed with
 // -child), on a SQLite file, so its memory is its own.
 //
-//	go run ./bench/schema [-only compat|byid|subjects] [-rate 5000] [-duration 10s]
+//	go run ./bench/schema [-only compat|handler|byid|subjects] [-rate 5000] [-duration 10s]
 package main
 
 import (
@@ -30,6 +32,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,6 +69,11 @@ func main() {
 	fmt.Printf("machine: %d cores, %s/%s, %s\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	if *only == "" || *only == "compat" {
 		benchCompat()
+	}
+	if *only == "" || *only == "handler" {
+		if err := benchHandler(); err != nil {
+			log.Fatal(err)
+		}
 	}
 	if *only == "" || *only == "byid" || *only == "subjects" {
 		r, err := startChild()
@@ -151,6 +159,52 @@ func measure(n int, fn func()) []time.Duration {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// --- handler -------------------------------------------------------------------
+
+// benchHandler measures the server's own cost for GET /schemas/ids/{id},
+// calling the handler directly: no network, no scheduling of a second
+// process.
+func benchHandler() error {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, "")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = db.Close() }()
+	st, err := sqlstore.New(ctx, db)
+	if err != nil {
+		return err
+	}
+	srv, err := registry.New(st, registry.DefaultConfig(), nil)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < 200; i++ {
+		b, _ := json.Marshal(map[string]string{"schema": version(i + 1000)})
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, fmt.Sprintf("/subjects/h-%d-value/versions", i), bytes.NewReader(b)))
+		if rec.Code != 200 {
+			return fmt.Errorf("register: %d %s", rec.Code, rec.Body)
+		}
+	}
+	reqs := make([]*http.Request, 200)
+	for i := range reqs {
+		reqs[i] = httptest.NewRequest(http.MethodGet, fmt.Sprintf("/schemas/ids/%d", i+1), nil)
+	}
+	const n = 200000
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, reqs[i%len(reqs)])
+		if rec.Code != 200 {
+			return fmt.Errorf("get: %d", rec.Code)
+		}
+	}
+	per := time.Since(start) / n
+	fmt.Printf("handler GET /schemas/ids/{id} in-process (no network): %s per request, %.0f requests/s on one goroutine\n", per, float64(time.Second)/float64(per))
+	return nil
 }
 
 // --- the registry child ------------------------------------------------------
