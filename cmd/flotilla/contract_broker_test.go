@@ -228,3 +228,80 @@ func TestIncident(t *testing.T) {
 		t.Errorf("can-i-deploy --release with pay-3: exit %d, want 0\n%s", code, out)
 	}
 }
+
+// runVerifyFromBroker runs `flotilla contract verify` with the broker hook.
+func runVerifyFromBroker(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	a := &app{stdin: strings.NewReader(""), stdout: &out, stderr: &errb}
+	root := a.rootCmd()
+	parent := &cobra.Command{Use: "contract-under-test"}
+	parent.AddCommand(a.contractVerifyCmd(a.brokerVerifyHook()))
+	root.AddCommand(parent)
+	root.SetArgs(append([]string{"contract-under-test", "verify"}, args...))
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	code := 0
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		var ex *exitError
+		code = 2
+		if errors.As(err, &ex) {
+			code = ex.code
+		}
+		fmt.Fprintln(&errb, "flotilla:", err)
+	}
+	return code, out.String(), errb.String()
+}
+
+// TestContractVerifyFromBroker verifies payment-service with flotilla's own
+// verifier from the broker's pacts for verification and publishes the
+// results, which can-i-deploy then reads, interaction ids included.
+func TestContractVerifyFromBroker(t *testing.T) {
+	url := startBroker(t, broker.DefaultConfig())
+	b := []string{"--broker-url", url}
+	if code, out, errOut := runContract(t, append([]string{"publish", "testdata/broker/pacts", "--consumer-app-version", "order-1", "--branch", "main"}, b...)...); code != 0 {
+		t.Fatalf("publish: %d %s %s", code, out, errOut)
+	}
+	verify := func(version int, providerVersion string) (int, string, string) {
+		host, port := paymentProvider(t, version)
+		base := "http://" + host + ":" + port
+		return runVerifyFromBroker(t, "--broker-url", url, "--provider-name", "payment-service", "--provider-base-url", base,
+			"--state-change-url", base+"/_pact/state", "--consumer-version-selectors", `{"mainBranch":true}`,
+			"--consumer-version-selectors", `{"deployedOrReleased":true}`, "--enable-pending", "--include-wip-pacts-since", "2020-01-01",
+			"--provider-version", providerVersion, "--provider-branch", "main", "--publish")
+	}
+	// Never verified yet: pending, so even a failure would not fail.
+	if code, out, errOut := verify(1, "pay-1"); code != 0 {
+		t.Fatalf("verify v1: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, pv := range [][2]string{{"order-service", "order-1"}, {"payment-service", "pay-1"}} {
+		if code, _, errOut := runContract(t, append([]string{"record-deployment", "--pacticipant", pv[0], "--version", pv[1], "--environment", "production"}, b...)...); code != 0 {
+			t.Fatalf("record-deployment %v: %s", pv, errOut)
+		}
+	}
+	// Verified on main since: no longer pending, so v2's failure fails.
+	if code, out, errOut := verify(2, "pay-2"); code != 1 {
+		t.Fatalf("verify v2: exit %d, want 1\n%s%s", code, out, errOut)
+	}
+	code, out, _ := runContract(t, append([]string{"can-i-deploy", "--pacticipant", "payment-service", "--version", "pay-2", "--to-environment", "production", "-o", "json"}, b...)...)
+	var js struct {
+		FailedInteractions []struct {
+			Description   string `json:"description"`
+			InteractionID string `json:"interactionId"`
+		} `json:"failedInteractions"`
+	}
+	if err := json.Unmarshal([]byte(out), &js); err != nil || code != 1 || len(js.FailedInteractions) != 1 ||
+		js.FailedInteractions[0].Description != "a request to charge an order" || len(js.FailedInteractions[0].InteractionID) != 40 {
+		t.Fatalf("can-i-deploy pay-2 after flotilla's verification: exit %d %v\n%s", code, err, out)
+	}
+	if code, out, _ := runContract(t, append([]string{"can-i-deploy", "--pacticipant", "payment-service", "--version", "pay-1", "--to-environment", "production"}, b...)...); code != 0 {
+		t.Fatalf("can-i-deploy pay-1: exit %d\n%s", code, out)
+	}
+	// Misuse is bad input.
+	if code, _, errOut := runVerifyFromBroker(t, "--broker-url", url, "--provider-base-url", "http://127.0.0.1:1", "--publish"); code != 2 || !strings.Contains(errOut, "--provider-name") {
+		t.Errorf("verify --broker-url without a provider: exit %d %s", code, errOut)
+	}
+	if code, _, errOut := runVerifyFromBroker(t, "--pact", "testdata/broker/pacts", "--provider-base-url", "http://127.0.0.1:1", "--publish"); code != 2 || !strings.Contains(errOut, "--publish needs --broker-url") {
+		t.Errorf("verify --publish without a broker: exit %d %s", code, errOut)
+	}
+}
