@@ -107,8 +107,12 @@ func (p *orderProvider) stateHandlers() map[string]StateHandler {
 	}
 }
 
-func orderPact(dir string) *ConsumerPact {
-	p := NewConsumerPact(Config{Consumer: "web", Provider: "order", Dir: dir})
+func orderPact(dir string, spec ...Spec) *ConsumerPact {
+	cfg := Config{Consumer: "web", Provider: "order", Dir: dir}
+	if len(spec) > 0 {
+		cfg.Spec = spec[0]
+	}
+	p := NewConsumerPact(cfg)
 	p.AddInteraction().
 		Given("an order exists", Params{"id": 7}).
 		UponReceiving("a request for an order").

@@ -156,8 +156,14 @@ func hostPort(t *testing.T, rawURL string) (string, string) {
 // same interaction as our verifier when the provider breaks it.
 func TestInteropPactVerifierChecksOurPact(t *testing.T) {
 	bin := pactCLI(t)
+	for _, spec := range []Spec{V4, V3} {
+		t.Run("spec "+spec.String(), func(t *testing.T) { pactVerifierChecks(t, bin, spec) })
+	}
+}
+
+func pactVerifierChecks(t *testing.T, bin string, spec Spec) {
 	dir := t.TempDir()
-	runConsumer(t, orderPact(dir))
+	runConsumer(t, orderPact(dir, spec))
 	file := filepath.Join(dir, "web-order.json")
 
 	prov := &orderProvider{orders: map[int64]order{}}
