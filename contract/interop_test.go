@@ -3,6 +3,7 @@ package contract
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -403,4 +404,66 @@ func sameBody(a, b string) bool {
 	x, err1 := decodeJSON([]byte(a))
 	y, err2 := decodeJSON([]byte(b))
 	return err1 == nil && err2 == nil && jsonEqual(x, y)
+}
+
+// TestInteropPactVerifierChecksOurMessagePact: a message pact written by
+// the DSL is verified by the real verifier, which asks the provider for
+// the message (POST {description, providerStates} to --base-path).
+func TestInteropPactVerifierChecksOurMessagePact(t *testing.T) {
+	bin := pactCLI(t)
+	dir := t.TempDir()
+	p := NewConsumerPact(Config{Consumer: "mailer", Provider: "order", Dir: dir})
+	p.ExpectsToReceive("an OrderCreated event").
+		WithMetadata(map[string]any{"topic": "OrderCreated"}).
+		WithContent(map[string]any{"orderId": Integer(7), "total": Decimal(19.5), "items": EachLike(map[string]any{"sku": Like("A1")}, 1, 0)}).
+		Verify(t, func(m Message) error {
+			var ev orderCreated
+			return m.JSON(&ev)
+		})
+	var mu sync.Mutex
+	total := `19.25`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/messages" || r.Method != http.MethodPost {
+			http.NotFound(w, r)
+			return
+		}
+		var req struct {
+			Description string `json:"description"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if req.Description != "an OrderCreated event" {
+			http.Error(w, "unknown message "+req.Description, http.StatusNotFound)
+			return
+		}
+		mu.Lock()
+		tot := total
+		mu.Unlock()
+		md, _ := json.Marshal(map[string]any{"topic": "OrderCreated"})
+		w.Header().Set("Pact-Message-Metadata", base64.StdEncoding.EncodeToString(md))
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"orderId":42,"total":%s,"items":[{"sku":"Z9"},{"sku":"Q1"}]}`, tot)
+	}))
+	defer srv.Close()
+	host, port := hostPort(t, srv.URL)
+	verify := func() (string, error) {
+		return runPact(t, bin, "verifier", "-f", filepath.Join(dir, "mailer-order.json"), "--hostname", host, "--port", port,
+			"--base-path", "/messages", "--no-colour", "--retries", "0")
+	}
+	if out, err := verify(); err != nil {
+		t.Fatalf("pact verifier rejected an honouring producer: %v\n%s", err, out)
+	}
+	mu.Lock()
+	total = `"19.25"`
+	mu.Unlock()
+	out, err := verify()
+	if err == nil || !strings.Contains(out, "an OrderCreated event") {
+		t.Fatalf("pact verifier passed a producer sending total as a string: %v\n%s", err, out)
+	}
+	ours, err := (&Verifier{BaseURL: srv.URL + "/messages", Sources: []Source{FileSource{Paths: []string{dir}}}}).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mm := ours.Pacts[0].Interactions[0].Mismatches; len(mm) != 1 || mm[0].Path != "$.total" {
+		t.Fatalf("our verifier: %+v", ours.Pacts[0].Interactions)
+	}
 }
