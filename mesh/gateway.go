@@ -89,6 +89,9 @@ func NewGateway(cfg GatewayConfig, m *Mesh, opts GatewayOptions) (*Gateway, erro
 	if cfg.JWT.CacheTTL == 0 {
 		cfg.JWT.CacheTTL = d.JWT.CacheTTL
 	}
+	if cfg.JWT.RefetchInterval == 0 {
+		cfg.JWT.RefetchInterval = d.JWT.RefetchInterval
+	}
 	g := &Gateway{cfg: cfg, mesh: m, log: opts.Logger, now: opts.Now}
 	if cfg.JWT.JWKSURL != "" {
 		g.verifier = newVerifier(cfg.JWT, opts.HTTPClient, opts.Now)

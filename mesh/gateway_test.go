@@ -144,7 +144,7 @@ func newGateway(t *testing.T, mutate func(*GatewayConfig)) *gwFixture {
 	cfg := DefaultGatewayConfig()
 	cfg.JWT.JWKSURL = f.keys.srv.URL + "/.well-known/jwks.json"
 	cfg.JWT.Issuer, cfg.JWT.Audience = "shop-user-service", "shop"
-	cfg.JWT.RefetchInterval = 0
+	cfg.JWT.RefetchInterval = Duration(time.Second)
 	cfg.Routes = []RouteEntry{
 		{Path: "/api/orders/**", Service: "order-service", Rewrite: "/orders"},
 		{Path: "/api/products/**", Service: "product-service", Public: true, Methods: []string{"GET"}},
@@ -207,6 +207,7 @@ func TestGatewayJWT(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			f.clock.Add(2 * time.Second) // past the refetch interval
 			rec := f.do("GET", tc.path, tc.token, nil)
 			if rec.Code != tc.status {
 				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, rec.Body.String())
@@ -219,8 +220,8 @@ func TestGatewayJWT(t *testing.T) {
 			}
 		})
 	}
-	// Keys are cached: the unknown kid refetched once (RefetchInterval 0
-	// here), everything else used the cache.
+	// Keys are cached: the unknown kid refetched once, everything else
+	// used the cache.
 	if got := f.keys.fetches.Load(); got != 2 {
 		t.Errorf("JWKS fetched %d times, want 2 (first use, then the unknown kid)", got)
 	}
@@ -228,6 +229,7 @@ func TestGatewayJWT(t *testing.T) {
 	// Key rotation: a token with a new kid is accepted after a refetch.
 	_, r2b := rsaKeys(t)
 	f.keys.add("rsa-2", &r2b.PublicKey)
+	f.clock.Add(2 * time.Second)
 	if rec := f.do("GET", "/api/orders/2", sign(t, jwt.SigningMethodRS256, "rsa-2", r2b, "carol", exp), nil); rec.Code != 200 {
 		t.Errorf("rotated key: status %d: %s", rec.Code, rec.Body.String())
 	}
