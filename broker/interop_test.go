@@ -181,4 +181,31 @@ func TestPactCLIInterop(t *testing.T) {
 	if js.Summary.Deployable == nil || *js.Summary.Deployable || js.Summary.Failed != 1 {
 		t.Fatalf("can-i-deploy -o json: %s", out)
 	}
+
+	// The rest of the environment commands.
+	code, out = pactCLI(t, append([]string{"broker", "record-undeployment", "--pacticipant", "api", "--environment", "staging"}, auth...)...)
+	must("record-undeployment", code, out, 0, "Undeployed api from staging")
+	if ds, _ := store.CurrentDeployments(ctx, "staging", ""); len(ds) != 1 || ds[0].Pacticipant != "web" {
+		t.Fatalf("after undeploying api, staging has %+v", ds)
+	}
+	code, out = pactCLI(t, append([]string{"broker", "record-release", "--pacticipant", "web", "--version", "w1", "--environment", "production"}, auth...)...)
+	must("record-release", code, out, 0, "Recorded release of web version w1 to production")
+	if ds, _ := store.CurrentDeployments(ctx, "production", "web"); len(ds) != 1 || !ds[0].Release || ds[0].Version != "w1" {
+		t.Fatalf("after record-release, production has %+v", ds)
+	}
+	code, out = pactCLI(t, append([]string{"broker", "record-support-ended", "--pacticipant", "web", "--version", "w1", "--environment", "production"}, auth...)...)
+	must("record-support-ended", code, out, 0)
+	if ds, _ := store.CurrentDeployments(ctx, "production", "web"); len(ds) != 0 {
+		t.Fatalf("after record-support-ended, production has %+v", ds)
+	}
+	code, out = pactCLI(t, append([]string{"broker", "create-version-tag", "--pacticipant", "web", "--version", "w1", "--tag", "prod"}, auth...)...)
+	must("create-version-tag", code, out, 0)
+	code, out = pactCLI(t, append([]string{"broker", "create-or-update-version", "--pacticipant", "web", "--version", "w9", "--branch", "feat-x"}, auth...)...)
+	must("create-or-update-version", code, out, 0)
+	if v, err := store.Version(ctx, "web", "w1"); err != nil || len(v.Tags) != 1 || v.Tags[0] != "prod" {
+		t.Fatalf("web w1 after create-version-tag: %+v %v", v, err)
+	}
+	if v, err := store.Version(ctx, "web", "w9"); err != nil || len(v.Branches) != 1 || v.Branches[0] != "feat-x" {
+		t.Fatalf("web w9 after create-or-update-version: %+v %v", v, err)
+	}
 }
