@@ -22,7 +22,7 @@ publishes it (shop/<service>/schemas/<EventName>.avsc, the record named after
 the event). Its registry subject is "<EventName>-value": Confluent's
 TopicNameStrategy with one topic (or NATS subject) per event.`,
 	}
-	cmd.AddCommand(a.schemaCheckCmd(), a.schemaRegisterCmd())
+	cmd.AddCommand(a.schemaCheckCmd(), a.schemaRegisterCmd(), a.schemaCompareCmd())
 	return cmd
 }
 
@@ -145,5 +145,45 @@ func (a *app) schemaRegisterCmd() *cobra.Command {
 		},
 	}
 	registryFlags(cmd, &url, &user)
+	return cmd
+}
+
+func (a *app) schemaCompareCmd() *cobra.Command {
+	var mode string
+	cmd := &cobra.Command{
+		Use:   "compare OLD.avsc NEW.avsc",
+		Short: "Check whether a new version of a schema is compatible with an old one",
+		Long: `Compare checks NEW against OLD under a compatibility level (default FULL)
+and prints every incompatibility with its location and reason. Exit status 1
+when they are incompatible.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := schema.ParseMode(mode)
+			if err != nil {
+				return usageErr(fmt.Errorf("--mode: %w", err))
+			}
+			var parsed [2]*schema.Schema
+			for i, file := range args {
+				b, err := os.ReadFile(file)
+				if err != nil {
+					return usageErr(err)
+				}
+				if parsed[i], err = schema.Parse(string(b)); err != nil {
+					return usageErr(fmt.Errorf("%s: %w", file, err))
+				}
+			}
+			problems := m.Check(parsed[1], []schema.Version{{Version: 1, Schema: parsed[0]}})
+			for _, p := range problems {
+				fmt.Fprintf(a.stdout, "%s at %s: %s (%s)\n", p.Reason, p.Location, p.Description(), p.Direction)
+			}
+			if len(problems) > 0 {
+				fmt.Fprintf(a.stdout, "%s is not %s compatible with %s: %d problems\n", args[1], m, args[0], len(problems))
+				return failed()
+			}
+			fmt.Fprintf(a.stdout, "%s is %s compatible with %s\n", args[1], m, args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&mode, "mode", string(schema.Full), "compatibility level")
 	return cmd
 }

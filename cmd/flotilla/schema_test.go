@@ -305,3 +305,31 @@ func TestRegistryServeBadFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestSchemaCompare(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old.avsc")
+	narrowed := filepath.Join(dir, "new.avsc")
+	widened := filepath.Join(dir, "wide.avsc")
+	writeFile(t, old, orderCreatedV1)
+	writeFile(t, narrowed, strings.Replace(orderCreatedV1, `"total_cents", "type": "long"`, `"total_cents", "type": "int"`, 1))
+	writeFile(t, widened, strings.Replace(orderCreatedV1, `"total_cents", "type": "long"`, `"total_cents", "type": "double"`, 1))
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{old, narrowed}, 1, "TYPE_MISMATCH at /fields/2/type"},
+		{[]string{old, narrowed, "--mode", "forward"}, 0, "is FORWARD compatible with"},
+		{[]string{old, widened, "--mode", "backward"}, 0, "is BACKWARD compatible with"},
+		{[]string{old, widened}, 1, "not FULL compatible"},
+		{[]string{old, filepath.Join(dir, "missing.avsc")}, 2, "no such file"},
+		{[]string{old, old, "--mode", "up"}, 2, "unknown compatibility level"},
+	}
+	for _, tt := range tests {
+		code, out, errOut := runCLI(t, append([]string{"schema", "compare"}, tt.args...)...)
+		if code != tt.code || !strings.Contains(out+errOut, tt.want) {
+			t.Errorf("%v: exit %d\n%s%s\nwant exit %d and %q", tt.args, code, out, errOut, tt.code, tt.want)
+		}
+	}
+}
