@@ -29,6 +29,7 @@ const ContentTypeAvro = "application/vnd.confluent.avro"
 // the reader schema.
 type Codec struct {
 	reg *sr.Client
+	api avro.API
 
 	mu      sync.RWMutex
 	local   map[string]avro.Schema // event name -> our schema
@@ -37,9 +38,14 @@ type Codec struct {
 	resolve map[[2]string]avro.Schema
 }
 
+// decodeLimits bound what one event may make a consumer allocate: a
+// poison event claiming a billion-element array must fail, not exhaust
+// memory.
+var decodeLimits = avro.Config{TagKey: "avro", MaxByteSliceSize: 1 << 20, MaxSliceAllocSize: 1 << 16}
+
 // NewCodec returns a codec using the registry at url ("" for none).
 func NewCodec(url string) (*Codec, error) {
-	c := &Codec{local: map[string]avro.Schema{}, ids: map[string]int{}, writers: map[int]avro.Schema{}, resolve: map[[2]string]avro.Schema{}}
+	c := &Codec{api: decodeLimits.Freeze(), local: map[string]avro.Schema{}, ids: map[string]int{}, writers: map[int]avro.Schema{}, resolve: map[[2]string]avro.Schema{}}
 	if url != "" {
 		cl, err := sr.NewClient(sr.URLs(url))
 		if err != nil {
@@ -111,7 +117,7 @@ func (c *Codec) Encode(event string, v any) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("encode %s: no schema loaded", event)
 	}
-	body, err := avro.Marshal(s, v)
+	body, err := c.api.Marshal(s, v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", event, err)
 	}
@@ -139,7 +145,7 @@ func (c *Codec) Decode(ctx context.Context, event string, data []byte, v any) er
 	if err != nil {
 		return err
 	}
-	if err := avro.Unmarshal(schema, data[5:], v); err != nil {
+	if err := c.api.Unmarshal(schema, data[5:], v); err != nil {
 		return fmt.Errorf("decode %s (schema id %d): %w: %v", event, id, ErrPoison, err)
 	}
 	return nil
