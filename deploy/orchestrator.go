@@ -298,6 +298,9 @@ func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, eve
 	if err != nil {
 		return nil, err
 	}
+	if len(plan.Services()) == 0 {
+		return &Report{Plan: plan}, nil // nothing changed: no release
+	}
 	id, err := o.begin(ctx, who, plan.Services())
 	if err != nil {
 		return nil, err

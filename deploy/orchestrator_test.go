@@ -491,6 +491,17 @@ func TestPlansDeployOnlyWhatIsAsked(t *testing.T) {
 	if alphaDone < 0 || charlieStart < alphaDone {
 		t.Errorf("events: alpha done at %d, charlie started at %d; want charlie after alpha", alphaDone, charlieStart)
 	}
+	// Nothing changed since the working tree: no release at all.
+	if err := exec.Command("git", "-C", f.root, "add", ".").Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("git", "-C", f.root, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "changes").Run(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = f.deploy(deploy.Request{Changed: true, Base: "HEAD"})
+	if err != nil || rep.Release != 0 || len(rep.Outcomes) != 0 || rep.Plan.Why != "changed since HEAD: nothing" {
+		t.Errorf("deploying an unchanged tree = %+v, %v; want an empty report and no release", rep, err)
+	}
 	// Deploying again changes nothing: nothing is rebuilt or restarted.
 	rep, err = f.deploy(deploy.Request{All: true})
 	if err != nil {

@@ -27,8 +27,10 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/flotilla-ci/flotilla/deploy"
@@ -134,9 +136,12 @@ type Target struct {
 	buildMu  sync.Mutex
 	building map[string]*sync.Mutex // per artifact path
 
+	lock *os.File // the data directory's lock, held while open
+
 	mu       sync.Mutex
 	versions map[key]*version
-	closed   bool
+	closed   bool // no new Apply
+	gone     bool // detached or shut down: state.json is no longer ours
 }
 
 type key struct{ service, version string }
@@ -172,8 +177,13 @@ func Open(ctx context.Context, cfg Config) (*Target, error) {
 			return nil, fmt.Errorf("local target: %w", err)
 		}
 	}
-	t := &Target{cfg: cfg, log: cfg.Logger, building: map[string]*sync.Mutex{}, versions: map[key]*version{}}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	t := &Target{cfg: cfg, log: cfg.Logger, lock: lock, building: map[string]*sync.Mutex{}, versions: map[key]*version{}}
 	if err := t.adopt(ctx); err != nil {
+		_ = lock.Close()
 		return nil, err
 	}
 	return t, nil
@@ -370,6 +380,10 @@ func (t *Target) stopAll(ctx context.Context, insts []*instance) {
 // target.
 func (t *Target) Shutdown(ctx context.Context) error {
 	t.mu.Lock()
+	if t.gone {
+		t.mu.Unlock()
+		return nil
+	}
 	t.closed = true
 	var all []*instance
 	for k, v := range t.versions {
@@ -379,13 +393,19 @@ func (t *Target) Shutdown(ctx context.Context) error {
 	t.mu.Unlock()
 	t.stopAll(ctx, all)
 	t.saveState()
+	t.release()
 	return nil
 }
 
 // Close detaches from the instances without stopping them: they keep
-// running, and the next Open adopts them from state.json.
+// running, and the next Open adopts them from state.json. The target is
+// unusable afterwards (Shutdown does nothing).
 func (t *Target) Close() error {
 	t.mu.Lock()
+	if t.gone {
+		t.mu.Unlock()
+		return nil
+	}
 	t.closed = true
 	var all []*instance
 	for _, v := range t.versions {
@@ -396,7 +416,40 @@ func (t *Target) Close() error {
 	for _, in := range all {
 		in.detach()
 	}
+	t.release()
 	return nil
+}
+
+// release gives up the data directory: no more state writes, and the lock
+// goes so another control plane may open it.
+func (t *Target) release() {
+	t.mu.Lock()
+	t.gone = true
+	t.mu.Unlock()
+	if t.lock != nil {
+		_ = t.lock.Close()
+	}
+}
+
+// lockDir takes the data directory's lock, or says which process holds it.
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("local target: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		_ = f.Close()
+		pid := strings.TrimSpace(string(holder))
+		if pid == "" {
+			pid = "unknown"
+		}
+		return nil, fmt.Errorf("local target: %s is in use by another control plane (pid %s); stop it, or use another data directory", dir, pid)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
 }
 
 func tailNote(path string) string {

@@ -342,6 +342,12 @@ func TestReopenAdoptsOrRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One control plane per data directory.
+	cfg := DefaultConfig(dir, testRoot(t))
+	cfg.ArtifactDir, cfg.Logger = artifacts, quiet
+	if _, err := Open(ctx, cfg); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("is in use by another control plane (pid %d)", os.Getpid())) {
+		t.Fatalf("a second Open of a data directory in use = %v, want it refused naming pid %d", err, os.Getpid())
+	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,10 @@ func (t *Target) statePath() string { return filepath.Join(t.cfg.Dir, "state.jso
 // saveState writes state.json atomically (write, then rename).
 func (t *Target) saveState() {
 	t.mu.Lock()
+	if t.gone {
+		t.mu.Unlock()
+		return
+	}
 	var sf stateFile
 	for _, v := range t.versions {
 		sv := stateVersion{Spec: v.spec, Bin: v.bin}
