@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -915,5 +916,51 @@ func TestShifterStepsAndRollsBack(t *testing.T) {
 				t.Errorf("%d of %d requests failed", failed.Load(), total.Load())
 			}
 		})
+	}
+}
+
+func TestMaxParallel(t *testing.T) {
+	f := newFixture(t)
+	var inflight, most atomic.Int64
+	arrived := map[string]chan struct{}{"alpha-service": make(chan struct{}), "delta-service": make(chan struct{})}
+	rendezvous := atomic.Bool{}
+	gate := deploy.GateFunc{GateName: "count", Fn: func(ctx context.Context, req deploy.GateRequest) (deploy.GateResult, error) {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for {
+			m := most.Load()
+			if n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		if rendezvous.Load() {
+			// Both services of wave 1 must be in their gates at once.
+			close(arrived[req.Service])
+			for name, ch := range arrived {
+				if name != req.Service {
+					<-ch
+				}
+			}
+		} else {
+			for range 100 {
+				runtime.Gosched()
+			}
+		}
+		return deploy.GateResult{Pass: true}, nil
+	}}
+	f.load(nil, gate)
+	if _, err := f.deploy(deploy.Request{All: true, MaxParallel: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if most.Load() != 1 {
+		t.Errorf("with --max-parallel 1, %d services were in their gates at once", most.Load())
+	}
+	rendezvous.Store(true)
+	f.load(map[string]cfg{"alpha-service": {env: "REV: '2'"}, "delta-service": {env: "REV: '2'"}}, gate)
+	if _, err := f.deploy(deploy.Request{Services: []string{"alpha-service", "delta-service"}, MaxParallel: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if most.Load() != 2 {
+		t.Errorf("with --max-parallel 2, at most %d services were in their gates at once, want 2", most.Load())
 	}
 }
