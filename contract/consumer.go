@@ -485,3 +485,12 @@ func (m Message) JSON(v any) error {
 	}
 	return nil
 }
+
+// JSONMessage builds a message with JSON contents, for message producers.
+func JSONMessage(contents any, metadata map[string]any) (Message, error) {
+	b, err := json.Marshal(contents)
+	if err != nil {
+		return Message{}, fmt.Errorf("message contents: %w", err)
+	}
+	return Message{Contents: Body{Present: true, ContentType: "application/json", Content: b}, Metadata: metadata}, nil
+}

@@ -450,3 +450,47 @@ func mustTime(t *testing.T, s string) time.Time {
 	}
 	return tm
 }
+
+// TestMockServerConcurrentRequests: a consumer calling concurrently is
+// matched and counted without races or lost hits.
+func TestMockServerConcurrentRequests(t *testing.T) {
+	dir := t.TempDir()
+	p := orderPact(dir)
+	p.Run(t, func(base string) error {
+		var wg sync.WaitGroup
+		errs := make(chan error, 40)
+		for i := range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := int64(7)
+				if i%2 == 1 {
+					id = 404
+				}
+				if _, err := getOrder(base, id); err != nil && !errors.Is(err, errNotFound) {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		return <-errs
+	})
+	if _, err := os.Stat(filepath.Join(dir, "web-order.json")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// JSONMessage in a producer: contents and metadata from Go values.
+func TestJSONMessage(t *testing.T) {
+	m, err := JSONMessage(map[string]any{"orderId": 7}, map[string]any{"topic": "orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Contents.ContentType != "application/json" || string(m.Contents.Content) != `{"orderId":7}` || m.Metadata["topic"] != "orders" {
+		t.Fatalf("%+v", m)
+	}
+	if _, err := JSONMessage(func() {}, nil); err == nil {
+		t.Fatal("a func is not JSON")
+	}
+}
