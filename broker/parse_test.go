@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -71,7 +72,8 @@ func FuzzParsePublication(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		p, err := broker.ParsePublication(body)
 		if err != nil {
-			if _, ok := err.(broker.ValidationErrors); !ok {
+			var ve broker.ValidationErrors
+			if !errors.As(err, &ve) {
 				t.Fatalf("error %T is not ValidationErrors", err)
 			}
 			return
