@@ -107,7 +107,7 @@ Exit status 1 when any schema is invalid or incompatible.`,
 }
 
 func (a *app) schemaRegisterCmd() *cobra.Command {
-	var url, user string
+	var url, user, level string
 	cmd := &cobra.Command{
 		Use:   "register",
 		Short: "Register every schema under its event's subject (the main-branch CI step)",
@@ -120,11 +120,17 @@ func (a *app) schemaRegisterCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var lvl schema.Mode
+			if level != "" {
+				if lvl, err = schema.ParseMode(level); err != nil {
+					return usageErr(fmt.Errorf("--level: %w", err))
+				}
+			}
 			cl, err := registryClient(url, user)
 			if err != nil {
 				return err
 			}
-			res, err := repocheck.Register(cmd.Context(), m, cl)
+			res, err := repocheck.Register(cmd.Context(), m, cl, lvl)
 			if err != nil {
 				return usageErr(err)
 			}
@@ -144,6 +150,7 @@ func (a *app) schemaRegisterCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&level, "level", "", "set each subject's compatibility level first (e.g. FULL, matching schema check's default)")
 	registryFlags(cmd, &url, &user)
 	return cmd
 }

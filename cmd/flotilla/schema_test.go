@@ -260,7 +260,7 @@ func TestSchemaRegisterAndCheckAgainstRegistry(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "40101") {
 		t.Fatalf("register without credentials: exit %d\n%s", code, out)
 	}
-	code, out, errOut := runCLI(t, "-f", manifest, "schema", "register", "--registry", url, "--user", "ci:s3cret")
+	code, out, errOut := runCLI(t, "-f", manifest, "schema", "register", "--registry", url, "--user", "ci:s3cret", "--level", "full")
 	if code != 0 {
 		t.Fatalf("register: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -274,11 +274,11 @@ func TestSchemaRegisterAndCheckAgainstRegistry(t *testing.T) {
 		t.Errorf("check of registered schemas: exit %d\n%s", code, out)
 	}
 
-	// Narrow a type: the registry's level (BACKWARD) rejects it, naming the version.
+	// Narrow a type: the level register set (FULL) rejects it, naming the version.
 	writeFile(t, filepath.Join(dir, "shop/order/schemas/OrderCreated.avsc"),
 		strings.Replace(orderCreatedV1, `"total_cents", "type": "long"`, `"total_cents", "type": "int"`, 1))
 	code, out, _ = runCLI(t, "-f", manifest, "schema", "check", "--base", "", "--registry", url)
-	if code != 1 || !strings.Contains(out, "vs registry OrderCreated-value: incompatible (BACKWARD)") ||
+	if code != 1 || !strings.Contains(out, "vs registry OrderCreated-value: incompatible (FULL)") ||
 		!strings.Contains(out, "TYPE_MISMATCH at /fields/2/type") || !strings.Contains(out, "(version 1, new schema reading data written with the old)") {
 		t.Errorf("check of a narrowed type: exit %d\n%s", code, out)
 	}

@@ -474,6 +474,7 @@ func (r *Report) Write(w io.Writer) {
 // Registrar registers schemas; *serde.Client implements it.
 type Registrar interface {
 	Register(ctx context.Context, subject, schema string) (int, error)
+	SetLevel(ctx context.Context, subject, level string) error
 }
 
 // Registered is the outcome of registering one file.
@@ -484,8 +485,9 @@ type Registered struct {
 }
 
 // Register registers every schema the manifest's services own under its
-// event's subject. It stops at nothing: every file is tried and reported.
-func Register(ctx context.Context, m *graph.Manifest, reg Registrar) ([]Registered, error) {
+// event's subject, first setting the subject's level when level is not
+// empty. Every file is tried and reported.
+func Register(ctx context.Context, m *graph.Manifest, reg Registrar, level schema.Mode) ([]Registered, error) {
 	files, err := Discover(m)
 	if err != nil {
 		return nil, err
@@ -493,7 +495,12 @@ func Register(ctx context.Context, m *graph.Manifest, reg Registrar) ([]Register
 	out := make([]Registered, 0, len(files))
 	for _, f := range files {
 		r := Registered{File: f, Err: f.Err}
-		if f.Err == nil {
+		if r.Err == nil && level != "" {
+			if err := reg.SetLevel(ctx, f.Subject(), string(level)); err != nil {
+				r.Err = fmt.Errorf("set level of %s: %w", f.Subject(), err)
+			}
+		}
+		if r.Err == nil {
 			r.ID, r.Err = reg.Register(ctx, f.Subject(), f.Text)
 		}
 		out = append(out, r)

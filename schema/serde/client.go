@@ -240,3 +240,8 @@ func (c *Client) Level(ctx context.Context, subject string) (string, error) {
 	}
 	return out.Level, nil
 }
+
+// SetLevel sets subject's compatibility level.
+func (c *Client) SetLevel(ctx context.Context, subject, level string) error {
+	return c.do(ctx, http.MethodPut, "/config/"+url.PathEscape(subject), map[string]string{"compatibility": level}, nil)
+}
