@@ -127,6 +127,8 @@ type jsonScanner struct {
 	// Lists are gathered here and copied out at their exact size.
 	scratch    []string
 	scratchSym []int32
+	nameChunk  []string
+	symChunk   []int32
 	// listMark[sym] == listGen when sym is already in the list being read.
 	listMark []uint32
 	listGen  uint32
@@ -301,11 +303,26 @@ func (s *jsonScanner) names(field string) ([]string, []int32, error) {
 		case ']':
 			s.pos++
 			s.scratch, s.scratchSym = out, syms
-			return slices.Clone(out), slices.Clone(syms), nil
+			return s.keep(out, syms)
 		default:
 			return nil, nil, s.unexpected("',' or ']' in " + field)
 		}
 	}
+}
+
+// keep copies a finished list out of the scratch buffers into chunks
+// shared by many lists (each list's capacity ends at its length, so an
+// append to one never writes into the next).
+func (s *jsonScanner) keep(names []string, syms []int32) ([]string, []int32, error) {
+	n := len(names)
+	if n > cap(s.nameChunk)-len(s.nameChunk) {
+		s.nameChunk = make([]string, 0, max(n, 4096))
+		s.symChunk = make([]int32, 0, max(n, 4096))
+	}
+	a := len(s.nameChunk)
+	s.nameChunk = append(s.nameChunk, names...)
+	s.symChunk = append(s.symChunk, syms...)
+	return s.nameChunk[a : a+n : a+n], s.symChunk[a : a+n : a+n], nil
 }
 
 // str reads a JSON string at the current position (a '"') and interns it.
