@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flotilla-ci/flotilla/broker"
+	"github.com/flotilla-ci/flotilla/broker/client"
 	"github.com/flotilla-ci/flotilla/broker/sqlstore"
 	"github.com/flotilla-ci/flotilla/internal/testenv"
 )
@@ -303,5 +304,48 @@ func TestContractVerifyFromBroker(t *testing.T) {
 	}
 	if code, _, errOut := runVerifyFromBroker(t, "--pact", "testdata/broker/pacts", "--provider-base-url", "http://127.0.0.1:1", "--publish"); code != 2 || !strings.Contains(errOut, "--publish needs --broker-url") {
 		t.Errorf("verify --publish without a broker: exit %d %s", code, errOut)
+	}
+}
+
+// TestCanIDeployRetriesWhileUnknown: the answer is unknown until the
+// provider's verification lands; --retry-while-unknown waits for it.
+func TestCanIDeployRetriesWhileUnknown(t *testing.T) {
+	url := startBroker(t, broker.DefaultConfig())
+	b := []string{"--broker-url", url}
+	if code, _, errOut := runContract(t, append([]string{"publish", "testdata/broker/pacts", "--consumer-app-version", "order-1", "--branch", "main"}, b...)...); code != 0 {
+		t.Fatal(errOut)
+	}
+	c, err := client.New(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.Send(ctx, "PUT", "/pacticipants/payment-service/versions/pay-1", map[string]any{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, pv := range [][2]string{{"order-service", "order-1"}, {"payment-service", "pay-1"}} {
+		if err := c.RecordDeployment(ctx, pv[0], pv[1], "production", "", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ask := append([]string{"can-i-deploy", "--pacticipant", "order-service", "--version", "order-1", "--to-environment", "production"}, b...)
+	if code, out, _ := runContract(t, ask...); code != 1 || !strings.Contains(out, "deployable: unknown") {
+		t.Fatalf("before verification: exit %d\n%s", code, out)
+	}
+	var pact struct {
+		Links struct {
+			Publish client.Link `json:"pb:publish-verification-results"`
+		} `json:"_links"`
+	}
+	if err := c.Get(ctx, "/pacts/provider/payment-service/consumer/order-service/version/order-1", &pact); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(400 * time.Millisecond)
+		_ = c.Send(ctx, "POST", pact.Links.Publish.Href, map[string]any{"providerApplicationVersion": "pay-1", "success": true}, nil)
+	}()
+	code, out, errOut := runContract(t, append(ask, "--retry-while-unknown", "20", "--retry-interval", "100ms")...)
+	if code != 0 || !strings.Contains(out, "deployable: yes") || !strings.Contains(errOut, "deployable is unknown") {
+		t.Fatalf("with --retry-while-unknown: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
