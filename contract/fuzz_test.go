@@ -89,3 +89,23 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzGenerate: no generator attributes make a generator panic or run away.
+func FuzzGenerate(f *testing.F) {
+	for _, s := range []string{`{"type":"RandomString","size":2000000000}`, `{"type":"RandomInt","min":10,"max":-5}`, `{"type":"Regex","regex":"(a{1000}){1000}"}`,
+		`{"type":"RandomDecimal","digits":99999999}`, `{"type":"Date","format":"yyyy-MM-dd","expression":"+ 3 weeks - 1 day"}`, `{"type":"ProviderState","expression":"${a}/${b}","dataType":"INTEGER"}`,
+		`{"type":"MockServerURL","regex":".*(/x)$","example":"http://h/x"}`, `{"type":"Uuid","format":"URN"}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := decodeJSON([]byte(s))
+		m, ok := d.(map[string]any)
+		if err != nil || !ok || validateGenerator(Generator(m), "g") != nil {
+			return
+		}
+		v, _ := Generator(m).Generate(GenContext{StateValues: map[string]any{"a": "1"}, MockServerURL: "http://127.0.0.1:1"}, "x")
+		if str, ok := v.(string); ok && len(str) > 4*maxGenerated {
+			t.Fatalf("generated %d bytes", len(str))
+		}
+	})
+}

@@ -34,6 +34,9 @@ func randInt(lo, hi int64) int64 {
 	return lo + n.Int64()
 }
 
+// maxGenerated bounds what one generator produces, whatever a pact asks.
+const maxGenerated = 10000
+
 const alphanumeric = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 // Generate produces a value from the generator; current is the example
@@ -56,6 +59,7 @@ func (g Generator) Generate(ctx GenContext, current any) (any, error) {
 		if !ok || digits < 2 {
 			digits = 10
 		}
+		digits = min(digits, maxGenerated)
 		var b strings.Builder
 		b.WriteByte(byte('1' + randInt(0, 8)))
 		point := int(randInt(1, int64(digits-1)))
@@ -71,6 +75,7 @@ func (g Generator) Generate(ctx GenContext, current any) (any, error) {
 		if !ok || digits < 1 {
 			digits = 10
 		}
+		digits = min(digits, maxGenerated)
 		buf := make([]byte, (digits+1)/2)
 		_, _ = rand.Read(buf)
 		return hex.EncodeToString(buf)[:digits], nil
@@ -79,6 +84,7 @@ func (g Generator) Generate(ctx GenContext, current any) (any, error) {
 		if !ok || size < 0 {
 			size = 10
 		}
+		size = min(size, maxGenerated)
 		b := make([]byte, size)
 		for i := range b {
 			b[i] = alphanumeric[randInt(0, int64(len(alphanumeric)-1))]
@@ -266,7 +272,7 @@ func generateFromRegex(expr string) (string, error) {
 }
 
 func genRegex(b *strings.Builder, re *syntax.Regexp, depth int) {
-	if depth > 50 {
+	if depth > 50 || b.Len() > maxGenerated {
 		return
 	}
 	switch re.Op {
