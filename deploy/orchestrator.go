@@ -306,16 +306,18 @@ func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, eve
 		return nil, err
 	}
 	defer o.end()
-	r := &release{o: o, id: id, who: who, env: req.Environment, emitFn: events,
-		outcomes: map[string]*Outcome{}, specs: map[string]Spec{}}
+	r := &release{o: o, id: id, who: who, env: req.Environment, emitFn: events, outcomes: map[string]*Outcome{}}
 	parallel := req.MaxParallel
 	if parallel <= 0 {
 		parallel = o.cfg.MaxParallel
 	}
 	start := time.Now()
 	o.log.InfoContext(ctx, "release started", "release", id, "services", plan.Services(), "who", who)
-	stopped := ""
+	stopped, rollback := "", false
 	for wi, wave := range plan.Waves {
+		if stopped == "" && ctx.Err() != nil {
+			stopped = "the release was interrupted: " + ctx.Err().Error()
+		}
 		if stopped != "" {
 			for _, it := range wave {
 				r.finish(ctx, wi+1, it, Outcome{Result: Skipped, Reason: stopped}, time.Now())
@@ -338,12 +340,13 @@ func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, eve
 			for _, it := range wave {
 				if oc := r.outcome(it.Service); oc.Result == Failed {
 					stopped = fmt.Sprintf("the release is rolled back: %s failed", it.Service)
+					rollback = true
 					break
 				}
 			}
 		}
 	}
-	if stopped != "" {
+	if rollback {
 		r.rollbackRelease(ctx, plan)
 	}
 	rep := &Report{Release: id, Plan: plan, Duration: time.Since(start)}
@@ -389,8 +392,7 @@ type release struct {
 
 	mu       sync.Mutex
 	outcomes map[string]*Outcome
-	specs    map[string]Spec // what each succeeded service replaced
-	order    []PlanItem      // succeeded deploys, in the order they finished
+	order    []PlanItem // succeeded deploys, in the order they finished
 }
 
 func (r *release) emit(e Event) {
@@ -468,6 +470,10 @@ func (r *release) service(ctx context.Context, wave int, it PlanItem) {
 		reason := strings.TrimPrefix(fmt.Sprintf(format, args...), it.Service+"@"+it.Version+": ")
 		r.finish(ctx, wave, it, Outcome{Result: Failed, Reason: reason}, started)
 	}
+	if it.Action == ActionUnchanged {
+		r.finish(ctx, wave, it, Outcome{Result: Unchanged, Reason: "version " + it.Version + " already serves"}, started)
+		return
+	}
 	// Dependencies: deployed in an earlier wave of this release, or
 	// already serving.
 	for _, dep := range o.cfg.Graph.DependsOn(it.Service) {
@@ -490,10 +496,6 @@ func (r *release) service(ctx context.Context, wave int, it PlanItem) {
 			fail("its dependency %s is not deployed; deploy it first (flotilla deploy %s) or in the same release", dep, dep)
 			return
 		}
-	}
-	if it.Action == ActionUnchanged {
-		r.finish(ctx, wave, it, Outcome{Result: Unchanged, Reason: "version " + it.Version + " already serves"}, started)
-		return
 	}
 	ev := func(step Step, msg string) {
 		r.emit(Event{Wave: wave, Service: it.Service, Version: it.Version, Step: step, Msg: msg})
