@@ -23,6 +23,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
 		"pb:latest-version":                  templated(b+"/pacticipants/{pacticipant}/latest-version", "Latest pacticipant version"),
 		"pb:latest-provider-pacts":           templated(b+"/pacts/provider/{provider}/latest", "Latest pacts by provider"),
 		"pb:provider-pacts-for-verification": templated(b+"/pacts/provider/{provider}/for-verification", "Pact versions to be verified for the specified provider"),
+		"pb:publish-pact":                    templated(b+"/pacts/provider/{provider}/consumer/{consumer}/version/{consumerApplicationVersion}", "Publish a pact"),
 		"pb:environments":                    hrefT(b+"/environments", "Environments"),
 		"pb:environment":                     templated(b+"/environments/{uuid}", "Environment"),
 		"pb:can-i-deploy-pacticipant-version-to-environment": templated(b+"/can-i-deploy?pacticipant={pacticipant}&version={version}&environment={environment}", "Determine if a pacticipant version can be deployed to an environment"),
@@ -379,6 +380,43 @@ func (s *Server) pactForVersion(w http.ResponseWriter, r *http.Request) error {
 	return s.writePact(w, r, p)
 }
 
+// putPact is the legacy publication (pb:publish-pact) older clients use:
+// PUT the pact document itself for one consumer version and provider.
+func (s *Server) putPact(w http.ResponseWriter, r *http.Request) error {
+	var raw json.RawMessage
+	if err := decodeBody(r, &raw); err != nil {
+		return err
+	}
+	consumer, provider, version := r.PathValue("consumer"), r.PathValue("provider"), r.PathValue("version")
+	pub, err := ParsePublication(mustJSON(PublishRequest{
+		PacticipantName: consumer, PacticipantVersionNumber: version,
+		Contracts: []PublishContract{{ConsumerName: consumer, ProviderName: provider, Specification: "pact",
+			ContentType: "application/json", Content: base64.StdEncoding.EncodeToString(raw)}},
+	}))
+	if err != nil {
+		return err
+	}
+	res, err := s.store.Publish(r.Context(), pub, s.cfg.AllowContractModification)
+	if err != nil {
+		return err
+	}
+	p, err := s.store.Pact(r.Context(), provider, consumer, res.Contracts[0].SHA)
+	if err != nil {
+		return err
+	}
+	p.ConsumerVersion = version
+	status := http.StatusOK
+	if res.Contracts[0].NewContent {
+		status = http.StatusCreated
+	}
+	return s.writePactStatus(w, r, p, status)
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
 func (s *Server) latestPact(w http.ResponseWriter, r *http.Request) error {
 	ps, err := s.store.LatestPacts(r.Context(), r.PathValue("provider"))
 	if err != nil {
@@ -393,6 +431,10 @@ func (s *Server) latestPact(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) writePact(w http.ResponseWriter, r *http.Request, p Pact) error {
+	return s.writePactStatus(w, r, p, http.StatusOK)
+}
+
+func (s *Server) writePactStatus(w http.ResponseWriter, r *http.Request, p Pact, status int) error {
 	b := s.base(r)
 	self := s.pactURL(b, p)
 	publishTo := self
@@ -413,7 +455,7 @@ func (s *Server) writePact(w http.ResponseWriter, r *http.Request, p Pact) error
 	if err != nil {
 		return err
 	}
-	writeRaw(w, http.StatusOK, body)
+	writeRaw(w, status, body)
 	return nil
 }
 

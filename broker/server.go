@@ -131,6 +131,7 @@ func (s *Server) routes() {
 	h("POST "+pact+"/metadata/{metadata}/verification-results", s.publishVerification)
 	h("GET "+pact+"/verification-results/{id}", s.verification)
 	h("GET /pacts/provider/{provider}/consumer/{consumer}/version/{version}", s.pactForVersion)
+	h("PUT /pacts/provider/{provider}/consumer/{consumer}/version/{version}", s.putPact)
 	h("GET /pacts/provider/{provider}/consumer/{consumer}/latest", s.latestPact)
 	h("GET /environments", s.environments)
 	h("POST /environments", s.createEnvironment)

@@ -221,3 +221,51 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("DefaultConfig().Validate() = %v", err)
 	}
 }
+
+func TestLegacyPutPact(t *testing.T) {
+	url, store := newBroker(t, broker.DefaultConfig())
+	r := call(t, "PUT", url+"/pacts/provider/api/consumer/web/version/1.0.0", "", helloPact)
+	if r.status != 201 || r.body["_links"] == nil {
+		t.Fatalf("PUT pact: %d %s", r.status, r.raw)
+	}
+	if r := call(t, "PUT", url+"/pacts/provider/api/consumer/web/version/1.0.1", "", helloPact); r.status != 200 {
+		t.Errorf("PUT the same content for another version: %d, want 200", r.status)
+	}
+	if r := call(t, "PUT", url+"/pacts/provider/api/consumer/mobile/version/1", "", helloPact); r.status != 400 || !strings.Contains(r.raw, "does not match the consumer name") {
+		t.Errorf("PUT a pact under another consumer: %d %s", r.status, r.raw)
+	}
+	if _, err := store.Version(context.Background(), "mobile", "1"); err == nil {
+		t.Errorf("a refused PUT created a version")
+	}
+}
+
+func TestConcurrentHTTPPublishes(t *testing.T) {
+	url, store := newBroker(t, broker.DefaultConfig())
+	body := publishBody("web", "1", b64(helloPact))
+	done := make(chan int, 10)
+	for i := 0; i < 10; i++ {
+		go func() {
+			data, _ := json.Marshal(body)
+			resp, err := http.Post(url+"/contracts/publish", "application/json", bytes.NewReader(data))
+			if err != nil {
+				done <- 0
+				return
+			}
+			_ = resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+	}
+	for i := 0; i < 10; i++ {
+		if code := <-done; code != 200 {
+			t.Errorf("concurrent publish: status %d", code)
+		}
+	}
+	ps, _ := store.LatestPacts(context.Background(), "api")
+	if len(ps) != 1 {
+		t.Errorf("%d latest pacts, want 1", len(ps))
+	}
+	var n int
+	if err := store.DB().QueryRowContext(context.Background(), "SELECT COUNT(*) FROM broker_pact_publications").Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d publications (%v), want 1", n, err)
+	}
+}
