@@ -62,6 +62,9 @@ type verifyOptions struct {
 	headers             []string
 	output              string
 	requestTimeout      time.Duration
+	// pact verifier's way of naming the provider, instead of --provider-base-url
+	hostname, transport, basePath string
+	port                          int
 }
 
 func (o *verifyOptions) addFlags(fs *pflag.FlagSet) {
@@ -75,6 +78,32 @@ func (o *verifyOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&o.headers, "header", "H", nil, "add header K=V to every request to the provider (repeatable)")
 	fs.StringVarP(&o.output, "output", "o", "text", "report format: text, json or junit")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", 30*time.Second, "timeout of each request to the provider")
+	fs.StringVar(&o.hostname, "hostname", "localhost", "with --port instead of --provider-base-url: the provider's host")
+	fs.IntVar(&o.port, "port", 0, "with --hostname instead of --provider-base-url: the provider's port")
+	fs.StringVar(&o.transport, "transport", "http", "with --port: http or https")
+	fs.StringVar(&o.basePath, "base-path", "", "a path prefix added to every request (and where messages are asked for)")
+}
+
+// providerURL is --provider-base-url, or the URL --transport, --hostname and
+// --port name, with --base-path appended.
+func (o *verifyOptions) providerURL() (string, error) {
+	base := o.baseURL
+	if base == "" && o.port != 0 {
+		if o.transport != "http" && o.transport != "https" {
+			return "", fmt.Errorf("--transport %q: want http or https", o.transport)
+		}
+		base = fmt.Sprintf("%s://%s", o.transport, net.JoinHostPort(o.hostname, strconv.Itoa(o.port)))
+	}
+	if base == "" {
+		return "", nil
+	}
+	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
+		return "", fmt.Errorf("--provider-base-url %q: want an http:// or https:// URL", base)
+	}
+	if o.basePath != "" {
+		base = strings.TrimRight(base, "/") + "/" + strings.TrimLeft(o.basePath, "/")
+	}
+	return base, nil
 }
 
 func (a *app) contractVerifyCmd(hooks ...verifyHook) *cobra.Command {
@@ -106,9 +135,13 @@ func (a *app) runVerify(ctx context.Context, o verifyOptions, hooks []verifyHook
 	default:
 		return usageErr(fmt.Errorf("contract verify: -o %q: want text, json or junit", o.output))
 	}
+	base, err := o.providerURL()
+	if err != nil {
+		return usageErr(fmt.Errorf("contract verify: %w", err))
+	}
 	v := contract.Verifier{
 		Provider:          o.provider,
-		BaseURL:           o.baseURL,
+		BaseURL:           base,
 		StateChangeURL:    o.stateChangeURL,
 		FilterDescription: o.filterDescription,
 		FilterState:       o.filterState,

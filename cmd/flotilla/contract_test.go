@@ -93,6 +93,14 @@ func TestContractVerify(t *testing.T) {
 		t.Fatalf("state calls (-want +got):\n%s", diff)
 	}
 
+	// pact verifier's --hostname/--port name the same provider
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(good.URL, "http://"))
+	code, _, errOut = runCLI(t, "contract", "verify", "--pact", "testdata/contract/pacts", "--hostname", host, "--port", port,
+		"--state-change-url", good.URL+"/_pact/state")
+	if code != 0 {
+		t.Fatalf("--hostname/--port: exit %d %s", code, errOut)
+	}
+
 	bad, _ := orderProvider(t, true)
 	code, out, _ = runCLI(t, "contract", "verify", "--pact", "testdata/contract/pacts/web-order.json",
 		"--provider-base-url", bad.URL, "--state-change-url", bad.URL+"/_pact/state")
@@ -142,6 +150,8 @@ func TestContractVerifyBadInput(t *testing.T) {
 		{"bad header", []string{"contract", "verify", "--pact", "testdata/contract/pacts", "-H", "novalue"}, `--header "novalue": want KEY=VALUE`},
 		{"bad filter", []string{"contract", "verify", "--pact", "testdata/contract/pacts", "--filter-state", "(["}, `--filter-state: error parsing regexp`},
 		{"no pacts for provider", []string{"contract", "verify", "--pact", "testdata/contract/pacts", "--provider-name", "payment"}, `no pacts found for provider "payment"`},
+		{"bad base url", []string{"contract", "verify", "--pact", "testdata/contract/pacts", "--provider-base-url", "localhost:8080"}, `want an http:// or https:// URL`},
+		{"bad transport", []string{"contract", "verify", "--pact", "testdata/contract/pacts", "--port", "8080", "--transport", "grpc"}, `--transport "grpc": want http or https`},
 		{"stub without pacts", []string{"contract", "stub"}, "no pacts"},
 		{"stub with a bad pact", []string{"contract", "stub", "--pact", "testdata/contract/bad"}, `testdata/contract/bad/broken.json: interactions[0] ("x")`},
 		{"stub bad state regex", []string{"contract", "stub", "--pact", "testdata/contract/pacts", "-s", "(["}, `--provider-state: error parsing regexp`},
