@@ -19,6 +19,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,14 +126,38 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 		Retention: jetstream.LimitsPolicy,
 		MaxAge:    cfg.MaxAge,
 	}
-	if cfg.Dedup {
-		sc.Duplicates = cfg.DedupWindow
-	}
-	if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+	// The window is a property of the stream, the same for every client;
+	// Dedup only decides whether this client's messages carry a Nats-Msg-Id.
+	sc.Duplicates = cfg.DedupWindow
+	if err := ensureStream(ctx, js, sc); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("create stream %s: %w", cfg.Stream, err)
 	}
 	return &Bus{cfg: cfg, nc: nc, js: js, subs: map[*subscription]struct{}{}}, nil
+}
+
+// ensureStream creates the stream, or updates it only when its config
+// differs: every service of a system calls New at start, and needless
+// concurrent updates race consumer creation inside nats-server 2.15
+// (filestore UpdateConfig vs ConsumerStore, seen under -race).
+func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
+	st, err := js.Stream(ctx, sc.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, sc)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return nil // created concurrently by another process, with the same config
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	have := st.CachedInfo().Config
+	if slices.Equal(have.Subjects, sc.Subjects) && have.Duplicates == sc.Duplicates && have.MaxAge == sc.MaxAge && have.Storage == sc.Storage {
+		return nil
+	}
+	_, err = js.UpdateStream(ctx, sc)
+	return err
 }
 
 // DeleteStream removes the bus's stream and everything in it (tests).

@@ -22,7 +22,7 @@ func buildServices(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./shop/cmd/...")
+	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./shop/cmd/...", "./shop/e2e/auditor")
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -3,39 +3,41 @@ package kit
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/hamba/avro/v2"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/flotilla-ci/flotilla/bus"
+	"github.com/flotilla-ci/flotilla/schema"
+	"github.com/flotilla-ci/flotilla/schema/serde"
 )
 
 // ContentTypeAvro is the content-type header of Confluent-framed Avro.
 const ContentTypeAvro = "application/vnd.confluent.avro"
 
 // Codec encodes and decodes events as Avro in the Confluent wire format
-// (magic byte 0, 4-byte big-endian schema id, Avro binary). With a registry
-// it registers each producer schema under the subject <EventName>-value
-// (TopicNameStrategy; topic = event name) and resolves a consumer's reader
-// schema against the writer schema fetched by id. Without one (no
+// (schema/serde: magic byte 0, 4-byte big-endian schema id, Avro binary).
+// With a registry it registers each producer schema under the subject
+// <EventName>-value (serde.SubjectFor) and decodes through Avro schema
+// resolution after checking, with schema.ReaderCanRead, that our reader
+// schema can read the writer schema fetched by id. Without one (no
 // REGISTRY_URL; development only) it writes schema id 0 and decodes with
-// the reader schema.
+// the reader schema. Decoding is bounded (decodeLimits), so a poison event
+// fails instead of exhausting memory.
 type Codec struct {
-	reg *sr.Client
+	reg *serde.Client
 	api avro.API
 
-	mu      sync.RWMutex
-	local   map[string]avro.Schema // event name -> our schema
-	ids     map[string]int         // event name -> registered id
-	writers map[int]avro.Schema
-	resolve map[[2]string]avro.Schema
+	mu       sync.RWMutex
+	local    map[string]*schema.Schema // event name -> our schema
+	encoders map[string]*serde.Encoder
+	resolved map[[2]string]avro.Schema // (event, writer id) -> schema to decode with
 }
 
 // decodeLimits bound what one event may make a consumer allocate: a
@@ -45,13 +47,9 @@ var decodeLimits = avro.Config{TagKey: "avro", MaxByteSliceSize: 1 << 20, MaxSli
 
 // NewCodec returns a codec using the registry at url ("" for none).
 func NewCodec(url string) (*Codec, error) {
-	c := &Codec{api: decodeLimits.Freeze(), local: map[string]avro.Schema{}, ids: map[string]int{}, writers: map[int]avro.Schema{}, resolve: map[[2]string]avro.Schema{}}
+	c := &Codec{api: decodeLimits.Freeze(), local: map[string]*schema.Schema{}, encoders: map[string]*serde.Encoder{}, resolved: map[[2]string]avro.Schema{}}
 	if url != "" {
-		cl, err := sr.NewClient(sr.URLs(url))
-		if err != nil {
-			return nil, fmt.Errorf("registry client %s: %w", url, err)
-		}
-		c.reg = cl
+		c.reg = serde.NewClient(url, "", "")
 	}
 	return c, nil
 }
@@ -79,51 +77,49 @@ func (c *Codec) Load(ctx context.Context, fsys fs.FS) error {
 	return nil
 }
 
-// Add parses one schema for event and registers it when there is a
-// registry. Consumers Add the schemas of the events they read.
+// Add parses one schema for event and, with a registry, registers it (so
+// a schema the subject's compatibility level rejects stops the service at
+// start, naming the subject). Consumers Add the schemas of what they read.
 func (c *Codec) Add(ctx context.Context, event, avsc string) error {
-	s, err := avro.Parse(avsc)
+	s, err := schema.Parse(avsc)
 	if err != nil {
 		return fmt.Errorf("parse schema of %s: %w", event, err)
 	}
-	rec, ok := s.(*avro.RecordSchema)
+	rec, ok := s.Avro().(*avro.RecordSchema)
 	if !ok || rec.Name() != event {
 		return fmt.Errorf("schema of %s: want a record named %s", event, event)
 	}
-	id := 0
+	var enc *serde.Encoder
 	if c.reg != nil {
-		ss, err := c.reg.CreateSchema(ctx, event+"-value", sr.Schema{Schema: s.String(), Type: sr.TypeAvro})
-		if err != nil {
-			return fmt.Errorf("register %s-value: %w", event, err)
+		enc = serde.NewEncoder(c.reg, serde.SubjectFor(event), s, true)
+		if _, err := enc.ID(ctx); err != nil {
+			return fmt.Errorf("register: %w", err)
 		}
-		id = ss.ID
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.local[event] = s
-	c.ids[event] = id
-	if c.reg != nil {
-		c.writers[id] = s
-	}
+	c.encoders[event] = enc
 	return nil
 }
 
 // Encode frames v, encoded with event's schema.
-func (c *Codec) Encode(event string, v any) ([]byte, error) {
+func (c *Codec) Encode(ctx context.Context, event string, v any) ([]byte, error) {
 	c.mu.RLock()
 	s, ok := c.local[event]
-	id := c.ids[event]
+	enc := c.encoders[event]
 	c.mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("encode %s: no schema loaded", event)
 	}
-	body, err := c.api.Marshal(s, v)
+	if enc != nil {
+		return enc.Encode(ctx, v)
+	}
+	body, err := c.api.Marshal(s.Avro(), v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", event, err)
 	}
-	out := make([]byte, 5, 5+len(body))
-	binary.BigEndian.PutUint32(out[1:], uint32(id))
-	return append(out, body...), nil
+	return append(serde.AppendHeader(make([]byte, 0, 5+len(body)), 0), body...), nil
 }
 
 // ErrPoison marks data that can never be decoded (callers dead-letter it).
@@ -131,82 +127,70 @@ var ErrPoison = errors.New("undecodable event")
 
 // Decode reads a framed event into v using event's reader schema.
 func (c *Codec) Decode(ctx context.Context, event string, data []byte, v any) error {
-	if len(data) < 5 || data[0] != 0 {
-		return fmt.Errorf("decode %s: %w: not Confluent-framed Avro (want magic byte 0 and a 4-byte schema id)", event, ErrPoison)
+	id, payload, err := serde.SplitHeader(data)
+	if err != nil {
+		return fmt.Errorf("decode %s: %w: %v", event, ErrPoison, err)
 	}
-	id := int(binary.BigEndian.Uint32(data[1:5]))
 	c.mu.RLock()
 	reader, ok := c.local[event]
 	c.mu.RUnlock()
 	if !ok {
 		return fmt.Errorf("decode %s: no schema loaded", event)
 	}
-	schema, err := c.readerFor(ctx, event, reader, id)
+	sc, err := c.readerFor(ctx, event, reader, id)
 	if err != nil {
 		return err
 	}
-	if err := c.api.Unmarshal(schema, data[5:], v); err != nil {
+	if err := c.api.Unmarshal(sc, payload, v); err != nil {
 		return fmt.Errorf("decode %s (schema id %d): %w: %v", event, id, ErrPoison, err)
 	}
 	return nil
 }
 
-func (c *Codec) readerFor(ctx context.Context, event string, reader avro.Schema, id int) (avro.Schema, error) {
+func (c *Codec) readerFor(ctx context.Context, event string, reader *schema.Schema, id int) (avro.Schema, error) {
 	if c.reg == nil {
 		if id != 0 {
 			return nil, fmt.Errorf("decode %s: schema id %d with no registry configured (set REGISTRY_URL)", event, id)
 		}
-		return reader, nil
+		return reader.Avro(), nil
 	}
+	key := [2]string{event, strconv.Itoa(id)}
 	c.mu.RLock()
-	writer, ok := c.writers[id]
-	c.mu.RUnlock()
-	if !ok {
-		if c.reg == nil {
-			if id != 0 {
-				return nil, fmt.Errorf("decode %s: schema id %d with no registry configured (set REGISTRY_URL)", event, id)
-			}
-			return reader, nil
-		}
-		ss, err := c.reg.SchemaByID(ctx, id)
-		if err != nil {
-			var re *sr.ResponseError
-			if errors.As(err, &re) && re.StatusCode == 404 {
-				return nil, fmt.Errorf("decode %s: %w: schema id %d unknown to the registry", event, ErrPoison, id)
-			}
-			return nil, fmt.Errorf("decode %s: fetch schema %d: %w", event, id, err)
-		}
-		if writer, err = avro.Parse(ss.Schema); err != nil {
-			return nil, fmt.Errorf("decode %s: %w: registry schema %d: %v", event, ErrPoison, id, err)
-		}
-		c.mu.Lock()
-		c.writers[id] = writer
-		c.mu.Unlock()
-	}
-	if writer.Fingerprint() == reader.Fingerprint() {
-		return reader, nil
-	}
-	key := [2]string{reader.String(), writer.String()}
-	c.mu.RLock()
-	r, ok := c.resolve[key]
+	sc, ok := c.resolved[key]
 	c.mu.RUnlock()
 	if ok {
-		return r, nil
+		return sc, nil
 	}
-	r, err := avro.NewSchemaCompatibility().Resolve(reader, writer)
+	text, refs, err := c.reg.SchemaByID(ctx, id)
+	if errors.Is(err, serde.ErrNotFound) {
+		return nil, fmt.Errorf("decode %s: %w: schema id %d unknown to the registry", event, ErrPoison, id)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("decode %s: %w: writer schema %d incompatible with ours: %v", event, ErrPoison, id, err)
+		return nil, fmt.Errorf("decode %s: fetch schema %d: %w", event, id, err)
+	}
+	writer, err := schema.ParseWithReferences(text, refs)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s: %w: registry schema %d: %v", event, ErrPoison, id, err)
+	}
+	if probs := schema.ReaderCanRead(reader, writer); len(probs) > 0 {
+		return nil, fmt.Errorf("decode %s: %w: our schema cannot read writer schema %d: %v", event, ErrPoison, id, probs)
+	}
+	sc = reader.Avro()
+	if writer.Normalized() != reader.Normalized() {
+		if sc, err = avro.NewSchemaCompatibility().Resolve(reader.Avro(), writer.Avro()); err != nil {
+			return nil, fmt.Errorf("decode %s: %w: resolve writer schema %d: %v", event, ErrPoison, id, err)
+		}
 	}
 	c.mu.Lock()
-	c.resolve[key] = r
+	c.resolved[key] = sc
 	c.mu.Unlock()
-	return r, nil
+	return sc, nil
 }
 
 // Message builds the bus message of an event: Avro payload, the standard
 // headers, and the trace context of ctx.
 func (c *Codec) Message(ctx context.Context, event, key string, v any) (bus.Message, error) {
-	payload, err := c.Encode(event, v)
+	payload, err := c.Encode(ctx, event, v)
 	if err != nil {
 		return bus.Message{}, err
 	}

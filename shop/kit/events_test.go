@@ -3,11 +3,16 @@ package kit_test
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/flotilla-ci/flotilla/internal/sqldb"
+	"github.com/flotilla-ci/flotilla/registry"
+	"github.com/flotilla-ci/flotilla/registry/sqlstore"
 	"github.com/flotilla-ci/flotilla/shop/kit"
 )
 
@@ -35,7 +40,7 @@ func TestCodecWithRegistry(t *testing.T) {
 	if err := producer.Add(ctx, "OrderCreated", v1); err != nil {
 		t.Fatal(err)
 	}
-	data, err := producer.Encode("OrderCreated", orderV1{"o-1", 1250})
+	data, err := producer.Encode(ctx, "OrderCreated", orderV1{"o-1", 1250})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,5 +75,54 @@ func TestCodecRejectsMismatchedRecordName(t *testing.T) {
 	c, _ := kit.NewCodec("")
 	if err := c.Add(context.Background(), "OrderConfirmed", v1); err == nil {
 		t.Error("record OrderCreated accepted as OrderConfirmed")
+	}
+}
+
+// The same against flotilla's own registry (registry/ over SQLite): and
+// a producer schema the subject's BACKWARD level rejects stops at Add.
+func TestCodecWithFlotillaRegistry(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	store, err := sqlstore.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := registry.New(store, registry.DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+
+	producer, _ := kit.NewCodec(ts.URL)
+	if err := producer.Add(ctx, "OrderCreated", v2); err != nil {
+		t.Fatal(err)
+	}
+	data, err := producer.Encode(ctx, "OrderCreated", orderV2{"o-2", 99, "USD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumer, _ := kit.NewCodec(ts.URL)
+	if err := consumer.Add(ctx, "OrderCreated", v1); err == nil {
+		t.Log("v1 registered after v2 (allowed by BACKWARD)")
+	}
+	var got orderV1
+	if err := consumer.Decode(ctx, "OrderCreated", data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got != (orderV1{"o-2", 99}) {
+		t.Errorf("decoded %+v", got)
+	}
+	// A new required field without a default breaks BACKWARD: refused.
+	const v3 = `{"type":"record","name":"OrderCreated","namespace":"shop","fields":[
+ {"name":"orderId","type":"string"},{"name":"total","type":"long"},{"name":"coupon","type":"string"}]}`
+	bad, _ := kit.NewCodec(ts.URL)
+	err = bad.Add(ctx, "OrderCreated", v3)
+	if err == nil || !strings.Contains(err.Error(), "OrderCreated-value") {
+		t.Errorf("incompatible schema: err = %v, want a refusal naming OrderCreated-value", err)
 	}
 }

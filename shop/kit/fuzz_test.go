@@ -17,7 +17,7 @@ func FuzzCodecDecode(f *testing.F) {
 	if err := c.Add(context.Background(), "OrderCreated", schema); err != nil {
 		f.Fatal(err)
 	}
-	good, err := c.Encode("OrderCreated", map[string]any{"orderId": "o-1", "items": []any{"A"}, "total": 1.5, "lines": []any{map[string]any{"q": 2}}, "note": nil})
+	good, err := c.Encode(context.Background(), "OrderCreated", map[string]any{"orderId": "o-1", "items": []any{"A"}, "total": 1.5, "lines": []any{map[string]any{"q": 2}}, "note": nil})
 	if err != nil {
 		f.Fatal(err)
 	}
