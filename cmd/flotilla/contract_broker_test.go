@@ -349,3 +349,30 @@ func TestCanIDeployRetriesWhileUnknown(t *testing.T) {
 		t.Fatalf("with --retry-while-unknown: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+func TestCanIDeployReportGolden(t *testing.T) {
+	const matrix = `{"summary":{"deployable":false,"reason":"The verification for the pact between version order-1 of order-service and version pay-2 of payment-service failed","success":1,"failed":1,"unknown":1},
+	"matrix":[
+	 {"consumer":{"name":"order-service","version":{"number":"order-1"}},"provider":{"name":"payment-service","version":{"number":"pay-2"}},"verificationResult":{"success":false,"_links":{"self":{"href":"x"}}}},
+	 {"consumer":{"name":"cart-service","version":{"number":"cart-7"}},"provider":{"name":"payment-service","version":{"number":"pay-2"}},"verificationResult":{"success":true}},
+	 {"consumer":{"name":"shipping-service","version":{"number":"ship-3"}},"provider":{"name":"order-service","version":null},"verificationResult":null},
+	 {"consumer":{"name":"admin-ui","version":{"number":"a1"}},"provider":{"name":"payment-service","version":{"number":"pay-2"}},"verificationResult":{"success":false},"ignored":true}]}`
+	var m client.Matrix
+	if err := json.Unmarshal([]byte(matrix), &m); err != nil {
+		t.Fatal(err)
+	}
+	failures := []failedInteraction{{Consumer: "order-service", ConsumerVersion: "order-1", Provider: "payment-service", ProviderVersion: "pay-2",
+		Description: "a request to charge an order", Mismatches: []client.Mismatch{
+			{Attribute: "body", Identifier: "$.status", Description: "Expected 'CAPTURED' to match 'captured|declined'"},
+			{Attribute: "status", Description: "expected 201 but was 200"},
+		}}}
+	var out bytes.Buffer
+	printMatrix(&out, m, failures)
+	golden(t, "broker/can-i-deploy-no.golden", out.String())
+
+	var yes client.Matrix
+	_ = json.Unmarshal([]byte(`{"summary":{"deployable":true,"reason":"All required verification results are published and successful"},"matrix":[]}`), &yes)
+	out.Reset()
+	printMatrix(&out, yes, nil)
+	golden(t, "broker/can-i-deploy-yes.golden", out.String())
+}
