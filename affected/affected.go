@@ -183,6 +183,9 @@ type Result struct {
 	Shared []string `json:"shared"`
 	// Unowned are the changed files no service owns (and not shared).
 	Unowned []string `json:"unowned"`
+	// Manifest lists the services whose entry in the manifest itself was
+	// added, changed or removed; added and changed ones are in Changed.
+	Manifest []ManifestChange `json:"manifest"`
 	// Files is every change, with who owns it.
 	Files []File `json:"files"`
 }
@@ -201,6 +204,12 @@ type Edge struct {
 	Provider string `json:"provider"`
 	Kind     string `json:"kind"`            // "http" (depends_on) or "event"
 	Event    string `json:"event,omitempty"` // for event edges
+}
+
+// ManifestChange is a service whose manifest entry changed.
+type ManifestChange struct {
+	Service string `json:"service"`
+	Change  string `json:"change"` // "added", "changed" or "removed"
 }
 
 // Schema is a changed event schema (.avsc) and the services that read it.
@@ -225,7 +234,11 @@ func Run(ctx context.Context, g *graph.Graph, opts Options) (*Result, error) {
 		}
 		return git(ctx, root, "show", opts.Head+":./"+p)
 	}
-	r, err := Compute(g, changes, read)
+	mc, err := manifestChanges(ctx, g.Manifest(), changes, opts)
+	if err != nil {
+		return nil, err
+	}
+	r, err := compute(g, changes, read, mc)
 	if err != nil {
 		return nil, err
 	}
@@ -233,11 +246,74 @@ func Run(ctx context.Context, g *graph.Graph, opts Options) (*Result, error) {
 	return r, nil
 }
 
+// manifestChanges compares the manifest as it was at the base with the
+// one loaded, when the change touches it: a service whose entry was added
+// or edited is changed (its deploy or canary settings, say). A base
+// manifest that is missing or unreadable makes every service changed.
+func manifestChanges(ctx context.Context, m *graph.Manifest, changes []Change, opts Options) ([]ManifestChange, error) {
+	name := filepath.Base(m.File)
+	touched := false
+	for _, c := range changes {
+		if c.Path == name || c.OldPath == name {
+			touched = true
+		}
+	}
+	if !touched {
+		return nil, nil
+	}
+	base := opts.Base
+	if opts.MergeBase && opts.Head != "" {
+		out, err := git(ctx, m.Root, "merge-base", "--end-of-options", opts.Base, opts.Head)
+		if err != nil {
+			return nil, fmt.Errorf("git merge-base: %w", err)
+		}
+		base = strings.TrimSpace(string(out))
+	}
+	var old *graph.Manifest
+	if data, err := git(ctx, m.Root, "show", base+":./"+name); err == nil {
+		if strings.EqualFold(filepath.Ext(name), ".json") {
+			old, _, _ = graph.ParseScenarioJSON(name, m.Root, data)
+		} else {
+			old, _ = graph.ParseYAML(name, m.Root, data)
+		}
+	}
+	var out []ManifestChange
+	for _, s := range m.Services {
+		var o *graph.Service
+		if old != nil {
+			o = old.Service(s.Name)
+		}
+		switch {
+		case o == nil:
+			out = append(out, ManifestChange{Service: s.Name, Change: "added"})
+		case !o.SameSettings(s):
+			out = append(out, ManifestChange{Service: s.Name, Change: "changed"})
+		}
+	}
+	if old != nil {
+		for _, s := range old.Services {
+			if m.Service(s.Name) == nil {
+				out = append(out, ManifestChange{Service: s.Name, Change: "removed"})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
+	return out, nil
+}
+
 // Compute attributes changes to services. read returns a changed file's
 // new content (used for .avsc schemas: the event is the record's name; when
 // the file can't be read or parsed, its base name).
 func Compute(g *graph.Graph, changes []Change, read func(path string) ([]byte, error)) (*Result, error) {
+	return compute(g, changes, read, nil)
+}
+
+func compute(g *graph.Graph, changes []Change, read func(path string) ([]byte, error), manifest []ManifestChange) (*Result, error) {
 	m := g.Manifest()
+	manifestName := ""
+	if manifest != nil {
+		manifestName = filepath.Base(m.File)
+	}
 	owners := newOwnerIndex(m)
 	changed := map[string]bool{}
 	unowned := map[string]bool{}
@@ -259,7 +335,9 @@ func Compute(g *graph.Graph, changes []Change, read func(path string) ([]byte, e
 			}
 			s := owners.owner(p)
 			if s == "" {
-				unowned[p] = true
+				if p != manifestName { // the manifest's edits are attributed below
+					unowned[p] = true
+				}
 				continue
 			}
 			changed[s] = true
@@ -294,6 +372,12 @@ func Compute(g *graph.Graph, changes []Change, read func(path string) ([]byte, e
 	if len(shared) > 0 {
 		for _, s := range m.Services {
 			changed[s.Name] = true
+		}
+	}
+	r.Manifest = manifest
+	for _, mc := range manifest {
+		if mc.Change != "removed" {
+			changed[mc.Service] = true
 		}
 	}
 	r.Changed = sortedKeys(changed)
@@ -374,6 +458,9 @@ func (r *Result) fillEmpty() {
 	}
 	if r.Schemas == nil {
 		r.Schemas = []Schema{}
+	}
+	if r.Manifest == nil {
+		r.Manifest = []ManifestChange{}
 	}
 	if r.Files == nil {
 		r.Files = []File{}

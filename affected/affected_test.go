@@ -360,3 +360,62 @@ func TestParseNameStatus(t *testing.T) {
 		t.Error("truncated rename: no error")
 	}
 }
+
+// TestManifestEdits: a service whose manifest entry is added or edited is
+// changed (its settings are part of what is deployed); a removed one is
+// reported; the manifest itself is not an unowned file.
+func TestManifestEdits(t *testing.T) {
+	for _, commit := range []bool{true, false} {
+		t.Run(map[bool]string{true: "committed", false: "working tree"}[commit], func(t *testing.T) {
+			r, _ := shopRepo(t)
+			base := r.git("rev-parse", "HEAD")
+			edited := strings.Replace(manifest, "    path: svc/payments\n", "    path: svc/payments\n    health: /ready\n", 1)
+			edited = strings.Replace(edited, "  reports:\n    path: svc/reports\n", "  ledger:\n    path: svc/ledger\n    depends_on: [payments]\n", 1)
+			r.write("flotilla.yaml", edited)
+			opts := Options{Base: base}
+			if commit {
+				r.commit("manifest")
+				opts.Head = "HEAD"
+			}
+			m, _, err := graph.Load(filepath.Join(r.dir, "flotilla.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Run(context.Background(), graph.New(m), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []ManifestChange{{"ledger", "added"}, {"payments", "changed"}, {"reports", "removed"}}
+			if d := cmp.Diff(want, res.Manifest); d != "" {
+				t.Errorf("manifest changes (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff([]string{"ledger", "payments"}, res.Changed); d != "" {
+				t.Errorf("changed (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff([][]string{{"payments"}, {"ledger"}}, res.Waves); d != "" {
+				t.Errorf("waves (-want +got):\n%s", d)
+			}
+			if len(res.Unowned) != 0 {
+				t.Errorf("unowned: %v", res.Unowned)
+			}
+		})
+	}
+	t.Run("no manifest at the base", func(t *testing.T) {
+		r := newRepo(t)
+		r.write("svc/a/a.go", "package a\n")
+		base := r.commit("before flotilla")
+		r.write("flotilla.yaml", "services:\n  a: {path: svc/a}\n  b: {path: svc/b}\n")
+		r.commit("flotilla")
+		m, _, err := graph.Load(filepath.Join(r.dir, "flotilla.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Run(context.Background(), graph.New(m), Options{Base: base, Head: "HEAD"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff([]string{"a", "b"}, res.Changed); d != "" {
+			t.Errorf("changed (-want +got):\n%s", d)
+		}
+	})
+}

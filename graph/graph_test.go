@@ -424,3 +424,22 @@ func TestGraphConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+func TestSameSettings(t *testing.T) {
+	load := func(body string) *Manifest {
+		m, err := ParseYAML("f.yaml", "/r", []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	a := load("services:\n  x:\n    path: x\n    smoke: [{path: /ready}]\n")
+	moved := load("\n\nservices:\n\n  x:\n    smoke:\n      - {path: /ready}\n    path: x\n")
+	health := load("services:\n  x:\n    path: x\n    health: /ready\n    smoke: [{path: /ready}]\n")
+	if !a.Service("x").SameSettings(moved.Service("x")) {
+		t.Error("the same settings on other lines differ")
+	}
+	if a.Service("x").SameSettings(health.Service("x")) {
+		t.Error("a new health path is not a change")
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -306,6 +307,27 @@ func (s *Service) MainPackage() string {
 		}
 	}
 	return ""
+}
+
+// SameSettings reports whether two services are written the same, apart
+// from where in their manifests they are (lines): `affected` uses it to
+// tell which services a manifest edit changes.
+func (s *Service) SameSettings(o *Service) bool {
+	settings := func(s *Service) any {
+		smoke := slices.Clone(s.Smoke)
+		for i := range smoke {
+			smoke[i].Line = 0
+		}
+		return struct {
+			Name                                        string
+			Paths, DependsOn, Publishes, Subscribes, Cs []string
+			Health                                      string
+			Deploy                                      Deploy
+			Smoke                                       []SmokeCheck
+			Canary                                      *Canary
+		}{s.Name, s.Paths, s.DependsOn, s.Publishes, s.Subscribes, s.Consumers, s.Health, s.Deploy, smoke, s.Canary}
+	}
+	return reflect.DeepEqual(settings(s), settings(o))
 }
 
 // RefLine returns the manifest line a reference is written on: kind is

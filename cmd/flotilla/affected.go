@@ -31,6 +31,9 @@ event's subscribers for verification.
             event), whose contracts must be re-checked
   unowned   changed files no service owns
 
+A service whose entry in the manifest itself was added or edited (its
+dependencies, health path, deploy or canary settings) counts as changed.
+
 Output: text (default); json (everything, with each file's owner); github:
 key=value lines for $GITHUB_OUTPUT (changed, deploy, waves, verify, unowned
 as JSON arrays; wave_count and wave_1..wave_N, one array per wave; any=true|false).
@@ -108,6 +111,13 @@ func writeAffectedText(w io.Writer, r *affected.Result) {
 			subs = "subscribers: " + strings.Join(s.Subscribers, " ")
 		}
 		fmt.Fprintf(w, "schema: %s (event %s; %s)\n", s.Path, s.Event, subs)
+	}
+	if len(r.Manifest) > 0 {
+		var parts []string
+		for _, mc := range r.Manifest {
+			parts = append(parts, mc.Service+" "+mc.Change)
+		}
+		fmt.Fprintf(w, "manifest: %s\n", strings.Join(parts, ", "))
 	}
 	if len(r.Shared) > 0 {
 		fmt.Fprintf(w, "shared: %s (every service is affected)\n", strings.Join(r.Shared, " "))

@@ -136,3 +136,33 @@ func shopCopy(t *testing.T) string {
 	}
 	return p
 }
+
+// TestAffectedManifestEdit: editing a service's entry in flotilla.yaml
+// redeploys that service.
+func TestAffectedManifestEdit(t *testing.T) {
+	dir := shopGitRepo(t)
+	p := filepath.Join(dir, "flotilla.yaml")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(data), "  search-service:\n    paths: [shop/search, shop/cmd/search]\n    health: /ready\n", "  search-service:\n    paths: [shop/search, shop/cmd/search]\n    health: /healthz\n", 1)
+	if edited == string(data) {
+		t.Fatal("the test's edit did not apply to the shop's manifest")
+	}
+	if err := os.WriteFile(p, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "affected", "-f", p, "--base", "feature")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"changed: search-service\n", "manifest: search-service changed\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "unowned") {
+		t.Errorf("the manifest is reported unowned:\n%s", out)
+	}
+}
