@@ -272,4 +272,19 @@ func TestContractCoverage(t *testing.T) {
 	if !strings.Contains(out, "contract coverage: 4 of 4 edges (100%), 0 undeclared pact(s)") {
 		t.Fatalf("full coverage:\n%s", out)
 	}
+	code, out, _ = runCLI(t, "-f", manifest, "contract", "coverage", "-o", "json")
+	var rep struct {
+		Edges, Covered int
+		Rows           []struct{ Kind, Consumer, Provider, Event, Status string }
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || rep.Edges != 4 || rep.Covered != 4 || len(rep.Rows) != 4 {
+		t.Fatalf("json: exit %d %v\n%s", code, err, out)
+	}
+	// a message pact that names no subscribed event is undeclared
+	write("mailer-order.json", `{"consumer":{"name":"mailer"},"provider":{"name":"order"},"metadata":{"pactSpecification":{"version":"4.0"}},
+		"interactions":[{"type":"Asynchronous/Messages","description":"an OrderCreatedV2 event","contents":{"contentType":"application/json","content":{"id":1}}}]}`)
+	code, out, _ = runCLI(t, "-f", manifest, "contract", "coverage")
+	if code != 1 || !strings.Contains(out, "3 of 4 edges (75%), 1 undeclared pact(s)") {
+		t.Fatalf("renamed event: exit %d\n%s", code, out)
+	}
 }
