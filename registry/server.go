@@ -82,6 +82,9 @@ func New(store Store, cfg Config, log *slog.Logger) (*Server, error) {
 func (s *Server) routes() {
 	m := s.mux
 	m.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { s.reply(w, map[string]any{}) })
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, &Error{Code: 404, Message: fmt.Sprintf("HTTP 404 Not Found: no route for %s %s", r.Method, r.URL.Path)})
+	})
 	m.HandleFunc("GET /schemas/types", func(w http.ResponseWriter, r *http.Request) { s.reply(w, []string{"AVRO"}) })
 	m.HandleFunc("GET /contexts", func(w http.ResponseWriter, r *http.Request) { s.reply(w, []string{"."}) })
 	m.HandleFunc("GET /schemas/ids/{id}", s.schemaByID)
@@ -116,10 +119,6 @@ func (s *Server) routes() {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := s.mux.Handler(r); pattern == "" {
-		s.fail(w, r, &Error{Code: 404, Message: fmt.Sprintf("HTTP 404 Not Found: no route for %s %s", r.Method, r.URL.Path)})
-		return
-	}
 	s.mux.ServeHTTP(w, r)
 }
 
