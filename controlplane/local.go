@@ -103,7 +103,7 @@ func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 			ports[s.Name] = s.Deploy.Port
 		}
 	}
-	l.Router = &local.MeshRouter{Mesh: cfg.Mesh, Ports: ports}
+	l.Router = &local.MeshRouter{Mesh: cfg.Mesh, Ports: ports, File: filepath.Join(tc.Dir, "mesh-ports.json")}
 	l.Orchestrator, err = deploy.New(deploy.Config{
 		Graph: cfg.Graph, Target: l.Target, Router: l.Router, Store: l.Store,
 		Gates: cfg.Gates, Recorders: cfg.Recorders, BuildFlags: cfg.BuildFlags, Env: cfg.Env,

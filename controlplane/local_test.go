@@ -50,6 +50,10 @@ func TestLocalControlPlaneSurvivesARestart(t *testing.T) {
 	}
 	v := rep.Outcomes[0].Version
 	insts, _ := l.Target.Status(ctx, "delta-service")
+	addr1, err := ms.Addr("delta-service")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := l.Detach(); err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +81,11 @@ func TestLocalControlPlaneSurvivesARestart(t *testing.T) {
 	addr, err := ms.Addr("delta-service")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The same stable address as before the restart: what its callers
+	// were told.
+	if addr != addr1 {
+		t.Errorf("delta's mesh address after the restart %s, want %s as before", addr, addr1)
 	}
 	resp, err := http.Get("http://" + addr + "/")
 	if err != nil {

@@ -2,8 +2,10 @@ package local
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 
@@ -20,8 +22,13 @@ type MeshRouter struct {
 	// Ports fixes a service's stable port (the manifest's deploy.port);
 	// others get a free one.
 	Ports map[string]int
+	// File, when set, remembers the ports given out (JSON), so a restarted
+	// control plane listens where the running services' dependencies were
+	// told to call.
+	File string
 
-	mu sync.Mutex
+	mu         sync.Mutex
+	remembered map[string]int
 }
 
 // Declare implements deploy.Router: the service's mesh address, listening
@@ -32,15 +39,42 @@ func (r *MeshRouter) Declare(ctx context.Context, service string) (string, error
 	if addr, err := r.Mesh.Addr(service); err == nil {
 		return addr, nil
 	}
+	r.load()
 	addr := ""
-	if p := r.Ports[service]; p != 0 {
+	switch p := r.Ports[service]; {
+	case p != 0:
 		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	case r.remembered[service] != 0 && portFree(r.remembered[service]) == nil:
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.remembered[service]))
 	}
 	got, err := r.Mesh.AddService(ctx, mesh.ServiceConfig{Name: service, Addr: addr})
 	if err != nil {
 		return "", fmt.Errorf("mesh address of %s: %w", service, err)
 	}
+	if _, port, err := net.SplitHostPort(got); err == nil && r.File != "" {
+		r.remembered[service], _ = strconv.Atoi(port)
+		if data, err := json.MarshalIndent(r.remembered, "", "  "); err == nil {
+			tmp := r.File + ".tmp"
+			if err := os.WriteFile(tmp, data, 0o644); err == nil {
+				_ = os.Rename(tmp, r.File)
+			}
+		}
+	}
 	return got, nil
+}
+
+// load reads the remembered ports once.
+func (r *MeshRouter) load() {
+	if r.remembered != nil {
+		return
+	}
+	r.remembered = map[string]int{}
+	if r.File == "" {
+		return
+	}
+	if data, err := os.ReadFile(r.File); err == nil {
+		_ = json.Unmarshal(data, &r.remembered)
+	}
 }
 
 // SetSubset implements deploy.Router.
