@@ -288,6 +288,9 @@ func TestForVerification(t *testing.T) {
 		mob := f.publish("mobile", "m1", "master", nil, map[string][]string{"api": {"m"}})
 		f.verify("web", "api", main1[0].SHA, "a1", "main", true)
 		f.verify("web", "api", feat[0].SHA, "a2", "feat-x", true) // verified, but not on main
+		if _, err := f.s.RecordDeployment(f.bg, "mobile", "m1", "production", "", true); err != nil {
+			t.Fatal(err)
+		}
 
 		tr := true
 		type got struct {
@@ -323,7 +326,7 @@ func TestForVerification(t *testing.T) {
 		}{
 			{"main branch and deployed, pending on main",
 				broker.ForVerificationQuery{Selectors: []broker.ConsumerVersionSelector{{MainBranch: true}, {DeployedOrReleased: true}}, ProviderVersionBranch: "main", IncludePendingStatus: true},
-				sorted(got{"web", main2[0].SHA, []string{"w2"}, true, false}, got{"web", main1[0].SHA, []string{"w1"}, false, false}, got{"mobile", mob[0].SHA, []string{"m1"}, true, false})},
+				sorted(got{"web", main2[0].SHA, []string{"w2"}, true, false}, got{"web", main1[0].SHA, []string{"w1"}, false, false}, got{"mobile", mob[0].SHA, []string{"m1", "m1"}, true, false})},
 			{"a branch",
 				broker.ForVerificationQuery{Selectors: []broker.ConsumerVersionSelector{{Branch: "feat-x"}}, ProviderVersionBranch: "feat-x", IncludePendingStatus: true},
 				[]got{{"web", feat[0].SHA, []string{"w3"}, false, false}}},
@@ -333,15 +336,33 @@ func TestForVerification(t *testing.T) {
 			{"latest tag, one consumer",
 				broker.ForVerificationQuery{Selectors: []broker.ConsumerVersionSelector{{Tag: "beta", Latest: &tr, Consumer: "web"}}},
 				[]got{{"web", main2[0].SHA, []string{"w2"}, false, false}}},
-			{"deployed to production",
+			{"deployed or released in production",
 				broker.ForVerificationQuery{Selectors: []broker.ConsumerVersionSelector{{Environment: "production"}}},
-				[]got{{"web", main1[0].SHA, []string{"w1"}, false, false}}},
+				sorted(got{"web", main1[0].SHA, []string{"w1"}, false, false}, got{"mobile", mob[0].SHA, []string{"m1"}, false, false})},
 			{"latest of every consumer",
 				broker.ForVerificationQuery{Selectors: []broker.ConsumerVersionSelector{{Latest: &tr}}},
 				sorted(got{"web", feat[0].SHA, []string{"w3"}, false, false}, got{"mobile", mob[0].SHA, []string{"m1"}, false, false})},
 			{"WIP: feature pacts not yet verified on main",
 				broker.ForVerificationQuery{Selectors: []broker.ConsumerVersionSelector{{MainBranch: true}}, ProviderVersionBranch: "main", IncludePendingStatus: true, IncludeWIPPactsSince: time.Now().Add(-time.Hour)},
 				sorted(got{"web", main2[0].SHA, []string{"w2"}, true, false}, got{"mobile", mob[0].SHA, []string{"m1"}, true, false}, got{"web", feat[0].SHA, []string{"w3"}, true, true})},
+			{"released only",
+				broker.ForVerificationQuery{Selectors: []broker.ConsumerVersionSelector{{Released: true}}},
+				[]got{{"mobile", mob[0].SHA, []string{"m1"}, false, false}}},
+			{"deployed only",
+				broker.ForVerificationQuery{Selectors: []broker.ConsumerVersionSelector{{Deployed: true, Environment: "production"}}},
+				[]got{{"web", main1[0].SHA, []string{"w1"}, false, false}}},
+			{"deployed or released",
+				broker.ForVerificationQuery{Selectors: []broker.ConsumerVersionSelector{{DeployedOrReleased: true}}},
+				sorted(got{"web", main1[0].SHA, []string{"w1"}, false, false}, got{"mobile", mob[0].SHA, []string{"m1"}, false, false})},
+			{"a missing branch falls back",
+				broker.ForVerificationQuery{Selectors: []broker.ConsumerVersionSelector{{Branch: "feat-y", FallbackBranch: "main", Consumer: "web"}}},
+				[]got{{"web", main2[0].SHA, []string{"w2"}, false, false}}},
+			{"latest of every branch",
+				broker.ForVerificationQuery{Selectors: []broker.ConsumerVersionSelector{{AllBranches: true, Latest: &tr}}},
+				sorted(got{"web", main2[0].SHA, []string{"w2"}, false, false}, got{"web", feat[0].SHA, []string{"w3"}, false, false}, got{"mobile", mob[0].SHA, []string{"m1"}, false, false})},
+			{"an unknown consumer selects nothing",
+				broker.ForVerificationQuery{Selectors: []broker.ConsumerVersionSelector{{Latest: &tr, Consumer: "ghost"}}},
+				nil},
 			{"WIP since the future finds nothing more",
 				broker.ForVerificationQuery{Selectors: []broker.ConsumerVersionSelector{{MainBranch: true}}, ProviderVersionBranch: "main", IncludeWIPPactsSince: time.Now().Add(time.Hour)},
 				sorted(got{"web", main2[0].SHA, []string{"w2"}, false, false}, got{"mobile", mob[0].SHA, []string{"m1"}, false, false})},
