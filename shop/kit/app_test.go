@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/flotilla-ci/flotilla/bus"
+	"github.com/flotilla-ci/flotilla/internal/sqldb"
 	"github.com/flotilla-ci/flotilla/shop/kit"
 	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
 )
@@ -78,4 +81,73 @@ func TestStartReportsBadBusURL(t *testing.T) {
 	if err == nil || err.Error() != `start x: BUS_URL "kafka://localhost:9092": unsupported scheme "kafka"; want nats://host:port` {
 		t.Errorf("err = %v", err)
 	}
+}
+
+// A service's consumer applies each event once, dead-letters a poison one
+// with the reason, and keeps going.
+func TestAppConsumeDeadLettersPoison(t *testing.T) {
+	kittest.Each(t, func(t *testing.T, env kittest.Env) {
+		ctx := context.Background()
+		cfg := env.Config(t, "reader-service")
+		cfg.Faults.Duplicate = true // no broker dedup: the duplicate reaches the consumer
+		app, err := kit.Start(ctx, cfg, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer app.Close()
+		if err := app.Codec.Add(ctx, "OrderCreated", v1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := app.DB.ExecContext(ctx, `CREATE TABLE seen (order_id TEXT NOT NULL)`); err != nil {
+			t.Fatal(err)
+		}
+		err = app.Consume(ctx, "OrderCreated", func(ctx context.Context, tx *sqldb.Tx, m bus.Message) error {
+			var o orderV1
+			if err := app.Codec.Decode(ctx, m.Topic, m.Payload, &o); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO seen (order_id) VALUES ($1)`, o.OrderID)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := make(chan bus.Message, 4)
+		if _, err := app.Bus.Subscribe(ctx, bus.Subscription{Topic: bus.DeadLetterTopic("OrderCreated", "reader-service"), Group: "ops",
+			Handler: func(_ context.Context, m bus.Message) error { dead <- m; return nil }}); err != nil {
+			t.Fatal(err)
+		}
+		app.Serve()
+		good, err := app.Codec.Message(ctx, "OrderCreated", "o-1", orderV1{"o-1", 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		poison := bus.Message{Topic: "OrderCreated", Key: "o-1", Payload: []byte("{not avro}"), Headers: map[string]string{bus.HeaderEventID: "poison-1"}}
+		after, _ := app.Codec.Message(ctx, "OrderCreated", "o-1", orderV1{"o-2", 7})
+		if err := app.Bus.Publish(ctx, good, good, poison, after); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case d := <-dead:
+			if d.ID() != "poison-1" || !strings.Contains(d.Headers[bus.HeaderDeadLetterReason], "undecodable") || d.Headers[bus.HeaderDeliveries] != "1" {
+				t.Errorf("dead letter %v", d.Headers)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("poison event not dead-lettered")
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		var n int
+		for time.Now().Before(deadline) {
+			_ = app.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM seen`).Scan(&n)
+			if n >= 2 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond)
+		_ = app.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM seen`).Scan(&n)
+		if n != 2 {
+			t.Errorf("%d effects; want 2 (o-1 once despite the duplicate, then o-2 after the poison)", n)
+		}
+	})
 }
