@@ -354,6 +354,15 @@ func TestInteropStubsAgree(t *testing.T) {
 		{method: "DELETE", path: "/products/7"},
 		{method: "DELETE", path: "/products/8"},
 		{method: "GET", path: "/nothing/here"},
+		{method: "POST", path: "/orders", ct: "application/json", body: `{"customer":"c-77","lines":[{"sku":"B","qty":1},{"sku":"C","qty":5}],"note":"gift"}`},
+		{method: "POST", path: "/orders", ct: "application/json", body: `{"customer":"c-77","lines":[{"sku":"B","qty":1.5}],"note":"gift"}`},
+		{method: "POST", path: "/orders", ct: "application/json", body: `{"customer":"x-77","lines":[{"sku":"B","qty":1}],"note":"gift"}`},
+		{method: "POST", path: "/orders", ct: "application/json", body: `{"customer":"c-1","lines":[],"note":"gift"}`},
+		{method: "POST", path: "/orders", ct: "application/json", body: `{"customer":"c-1","lines":[{"sku":"A","qty":1},{"sku":"A","qty":1},{"sku":"A","qty":1},{"sku":"A","qty":1}],"note":"gift"}`},
+		{method: "POST", path: "/orders", ct: "application/json", body: `{"customer":"c-1","lines":[{"sku":"A1","qty":2}],"note":"birthday"}`},
+		{method: "POST", path: "/orders", ct: "application/json", body: `{"customer":"c-1","lines":[{"sku":"A1","qty":2}],"note":"gift","extra":true}`},
+		{method: "POST", path: "/orders", ct: "application/json", body: `{"customer":"c-1","lines":[{"sku":"A1","qty":2}]}`},
+		{method: "POST", path: "/orders", ct: "text/plain", body: `{"customer":"c-1","lines":[{"sku":"A1","qty":2}],"note":"gift"}`},
 	} {
 		t.Run(r.method+" "+r.path+" "+r.body, func(t *testing.T) {
 			do := func(base string) (int, string, string) {
