@@ -572,3 +572,55 @@ func checkName(kind, name string) error {
 	}
 	return nil
 }
+
+// ServiceStatus is a point-in-time view of one service, for status
+// commands and dashboards.
+type ServiceStatus struct {
+	Name    string
+	Addr    string
+	Subsets []SubsetStatus
+}
+
+// SubsetStatus is one subset's weight and instances.
+type SubsetStatus struct {
+	Name      string
+	Canary    bool
+	Weight    int
+	Endpoints []EndpointStatus
+}
+
+// EndpointStatus is one instance.
+type EndpointStatus struct {
+	Addr     string
+	InFlight int64
+	// EjectedUntil is set while outlier ejection keeps it out.
+	EjectedUntil time.Time
+}
+
+// Status returns the state of every service, sorted by name.
+func (m *Mesh) Status() []ServiceStatus {
+	var out []ServiceStatus
+	p := m.live.Load()
+	if p == nil {
+		return nil
+	}
+	now := m.cfg.Now().UnixNano()
+	for _, s := range *p {
+		t := s.table.Load()
+		ss := ServiceStatus{Name: s.name, Addr: s.ln.Addr().String()}
+		for i, sub := range t.subsets {
+			st := SubsetStatus{Name: sub.name, Canary: sub.canary, Weight: t.weights[i]}
+			for _, e := range sub.endpoints {
+				es := EndpointStatus{Addr: e.addr, InFlight: e.inflight.Load()}
+				if e.ejected(now) {
+					es.EjectedUntil = time.Unix(0, e.ejectedUntil.Load())
+				}
+				st.Endpoints = append(st.Endpoints, es)
+			}
+			ss.Subsets = append(ss.Subsets, st)
+		}
+		out = append(out, ss)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

@@ -301,6 +301,16 @@ func TestOutlierEjectionEjectsAndRestores(t *testing.T) {
 	if got := m.metrics.ejections("notification-service", "v1", bad.addr()).n.Load(); got != 1 {
 		t.Errorf("ejections counted %d, want 1", got)
 	}
+	wantStatus := []ServiceStatus{{Name: "notification-service", Addr: strings.TrimPrefix(url, "http://"), Subsets: []SubsetStatus{{
+		Name: "v1", Weight: 100, Endpoints: []EndpointStatus{
+			{Addr: bad.addr(), EjectedUntil: clock.Now().Add(30 * time.Second)},
+			{Addr: good.addr()},
+		},
+	}}}}
+	// The ejection started at the clock's time, which has not moved.
+	if diff := cmp.Diff(wantStatus, m.Status()); diff != "" {
+		t.Errorf("Status (-want +got):\n%s", diff)
+	}
 	// Restored after the ejection time.
 	clock.Add(31 * time.Second)
 	for range 4 {
