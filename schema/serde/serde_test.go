@@ -2,6 +2,7 @@ package serde_test
 
 import (
 	"context"
+	"fmt"
 	"encoding/binary"
 	"errors"
 	"net/http/httptest"
@@ -312,5 +313,47 @@ func TestDecodeWriterWithReferences(t *testing.T) {
 	}
 	if got.OrderID != "o-7" || got.Total != (Money{1999, "EUR"}) || got.Channel != "web" {
 		t.Errorf("decoded %+v", got)
+	}
+}
+
+// Resolution cases beyond added/removed fields: an unknown enum symbol
+// takes the reader's enum default, a renamed field is read through its
+// alias, a renamed record through its alias, an int is promoted to long.
+func TestResolution(t *testing.T) {
+	ctx := context.Background()
+	cl := serde.NewClient(startRegistry(t), "", "")
+	tests := []struct {
+		name, writer, reader string
+		value                any
+		want                 map[string]any
+	}{
+		{"enum default",
+			`{"type":"record","name":"R","fields":[{"name":"e","type":{"type":"enum","name":"E","symbols":["A","B","C"]}}]}`,
+			`{"type":"record","name":"R","fields":[{"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"],"default":"A"}}]}`,
+			map[string]any{"e": "C"}, map[string]any{"e": "A"}},
+		{"field alias",
+			`{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}`,
+			`{"type":"record","name":"R","fields":[{"name":"b","type":"int","aliases":["a"]}]}`,
+			map[string]any{"a": 7}, map[string]any{"b": 7}},
+		{"record alias and promotion",
+			`{"type":"record","name":"Old","namespace":"x","fields":[{"name":"n","type":"int"}]}`,
+			`{"type":"record","name":"New","namespace":"x","aliases":["Old"],"fields":[{"name":"n","type":"long"}]}`,
+			map[string]any{"n": 5}, map[string]any{"n": int64(5)}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			enc := serde.NewEncoder(cl, fmt.Sprintf("case%d-value", i), schema.MustParse(tt.writer), true)
+			msg, err := enc.Encode(ctx, tt.value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]any{}
+			if err := serde.NewDecoder(cl, schema.MustParse(tt.reader)).Decode(ctx, msg, &got); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
 	}
 }
