@@ -2,9 +2,9 @@ package serde_test
 
 import (
 	"context"
-	"fmt"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"sync"
 	"testing"
