@@ -42,8 +42,11 @@
 // Each service's listener speaks HTTP/1.1 with its own keep-alive loop and
 // forwards over its own connection pool, both on the request's goroutine
 // (Config.StdServer and Config.StdTransport switch back to net/http's):
-// that halves what the hop adds compared with a plain ReverseProxy on a
-// small machine (bench/README.md).
+// that cuts what the hop adds by about a third compared with a plain
+// ReverseProxy on a small machine (bench/README.md). The process embedding
+// the mesh should raise GOGC (debug.SetGCPercent(400), as the benchmark
+// does) or set a memory limit: at the default a busy mesh collects many
+// times a second.
 //
 // # Caller identity and authorization
 //
