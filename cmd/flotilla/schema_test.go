@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flotilla-ci/flotilla/internal/sqldb/sqldbtest"
 )
 
 const schemaManifest = `services:
@@ -228,9 +230,14 @@ func TestSchemaCheckBadInput(t *testing.T) {
 // startRegistry runs `flotilla registry serve` in-process on port 0.
 func startRegistry(t *testing.T, user string) string {
 	t.Helper()
+	return startRegistryOn(t, filepath.Join(t.TempDir(), "registry.db"), user)
+}
+
+func startRegistryOn(t *testing.T, dsn, user string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
-	rs := &registryServe{addr: "127.0.0.1:0", db: filepath.Join(t.TempDir(), "registry.db"), user: user,
+	rs := &registryServe{addr: "127.0.0.1:0", db: dsn, user: user,
 		level: "BACKWARD", maxBody: 1 << 20, ready: func(a string) { ready <- a }, stdout: &strings.Builder{}, stderr: &strings.Builder{}}
 	done := make(chan error, 1)
 	go func() { done <- rs.run(ctx) }()
@@ -331,5 +338,20 @@ func TestSchemaCompare(t *testing.T) {
 		if code != tt.code || !strings.Contains(out+errOut, tt.want) {
 			t.Errorf("%v: exit %d\n%s%s\nwant exit %d and %q", tt.args, code, out, errOut, tt.code, tt.want)
 		}
+	}
+}
+
+// The same command on PostgreSQL (FLOTILLA_TEST_POSTGRES): register the
+// repository's schemas, then check against them.
+func TestRegistryServePostgres(t *testing.T) {
+	url := startRegistryOn(t, sqldbtest.Postgres(t), "")
+	dir := schemaRepo(t)
+	manifest := filepath.Join(dir, "flotilla.yaml")
+	if code, out, errOut := runCLI(t, "-f", manifest, "schema", "register", "--registry", url); code != 0 {
+		t.Fatalf("register: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ := runCLI(t, "-f", manifest, "schema", "check", "--base", "", "--registry", url)
+	if code != 0 || !strings.Contains(out, "vs registry StockReserved-value: registered as version 1 (id 1)") {
+		t.Errorf("check: exit %d\n%s", code, out)
 	}
 }
