@@ -26,9 +26,8 @@ type leanTransport struct {
 	maxIdle int
 	std     *http.Transport // for upgrades
 
-	mu     sync.Mutex
-	idle   []*leanConn
-	closed bool
+	mu   sync.Mutex
+	idle []*leanConn
 }
 
 type leanConn struct {
@@ -85,7 +84,7 @@ func (t *leanTransport) get(ctx context.Context) (*leanConn, bool, error) {
 
 func (t *leanTransport) put(pc *leanConn) {
 	t.mu.Lock()
-	if !t.closed && len(t.idle) < t.maxIdle {
+	if len(t.idle) < t.maxIdle {
 		t.idle = append(t.idle, pc)
 		t.mu.Unlock()
 		return
