@@ -253,6 +253,67 @@ func (c *Client) RecordDeployment(ctx context.Context, pacticipant, version, env
 	return fmt.Errorf("environment %s does not exist in the broker (it has: %s)", environment, strings.Join(names, ", "))
 }
 
+// RecordUndeployment records that the versions of a pacticipant currently
+// deployed to an environment (only the given application instance, when
+// not empty) are no longer deployed, following the environment's
+// pb:currently-deployed-deployed-versions link as the Pact CLI does. It
+// returns the versions undeployed.
+func (c *Client) RecordUndeployment(ctx context.Context, pacticipant, environment, instance string) ([]string, error) {
+	var envs struct {
+		Embedded struct {
+			Environments []struct {
+				Name  string `json:"name"`
+				Links struct {
+					Current Link `json:"pb:currently-deployed-deployed-versions"`
+				} `json:"_links"`
+			} `json:"environments"`
+		} `json:"_embedded"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/environments", nil, &envs); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range envs.Embedded.Environments {
+		if e.Name != environment {
+			names = append(names, e.Name)
+			continue
+		}
+		var current struct {
+			Embedded struct {
+				DeployedVersions []struct {
+					ApplicationInstance *string `json:"applicationInstance"`
+					Embedded            struct {
+						Version struct {
+							Number string `json:"number"`
+						} `json:"version"`
+					} `json:"_embedded"`
+					Links struct {
+						Self Link `json:"self"`
+					} `json:"_links"`
+				} `json:"deployedVersions"`
+			} `json:"_embedded"`
+		}
+		if err := c.do(ctx, http.MethodGet, e.Links.Current.Href+"?pacticipant="+url.QueryEscape(pacticipant), nil, &current); err != nil {
+			return nil, err
+		}
+		var done []string
+		for _, d := range current.Embedded.DeployedVersions {
+			if instance != "" && (d.ApplicationInstance == nil || *d.ApplicationInstance != instance) {
+				continue
+			}
+			if err := c.do(ctx, http.MethodPatch, d.Links.Self.Href, map[string]any{"currentlyDeployed": false}, nil); err != nil {
+				return done, err
+			}
+			done = append(done, d.Embedded.Version.Number)
+		}
+		if len(done) == 0 {
+			return nil, fmt.Errorf("%s is not currently deployed to %s", pacticipant, environment)
+		}
+		return done, nil
+	}
+	return nil, fmt.Errorf("environment %s does not exist in the broker (it has: %s)", environment, strings.Join(names, ", "))
+}
+
 // Matrix is the broker's answer to a matrix query.
 type Matrix struct {
 	Summary struct {

@@ -31,6 +31,7 @@ func (a *app) contractBrokerCmds() []*cobra.Command {
 		a.canIDeployCmd(),
 		a.recordDeploymentCmd(false),
 		a.recordDeploymentCmd(true),
+		a.recordUndeploymentCmd(),
 		a.serviceVersionCmd(),
 	}
 }
@@ -280,6 +281,7 @@ func (a *app) canIDeployCmd() *cobra.Command {
 		versions      []string
 		release       string
 		env, toTag    string
+		toMain        bool
 		ignore        []string
 		output        string
 		retries       int
@@ -324,15 +326,21 @@ with -o json.`,
 					sels = append(sels, broker.Selector{Pacticipant: p, Version: versions[i]})
 				}
 			}
-			if env == "" && toTag == "" {
-				return usageErr(fmt.Errorf("%s: --to-environment (or --to TAG) is required", path))
+			targets := 0
+			for _, set := range []bool{env != "", toTag != "", toMain} {
+				if set {
+					targets++
+				}
+			}
+			if targets != 1 {
+				return usageErr(fmt.Errorf("%s: give one of --to-environment ENV, --to TAG or --to-main-branch", path))
 			}
 			c, err := bf.client(path)
 			if err != nil {
 				return err
 			}
-			q := broker.MatrixQuery{Selectors: sels, LatestBy: "cvpv", Target: broker.Target{Environment: env, Tag: toTag}}
-			if toTag != "" {
+			q := broker.MatrixQuery{Selectors: sels, LatestBy: "cvpv", Target: broker.Target{Environment: env, Tag: toTag, MainBranch: toMain}}
+			if toTag != "" || toMain {
 				q.LatestBy = "cvp"
 			}
 			for _, ig := range ignore {
@@ -378,6 +386,7 @@ with -o json.`,
 	f.StringVar(&release, "release", "", "a YAML file `services: {name: version}` of services shipped together")
 	f.StringVar(&env, "to-environment", "", "the environment to deploy to")
 	f.StringVar(&toTag, "to", "", "check against the latest versions with this tag instead of an environment")
+	f.BoolVar(&toMain, "to-main-branch", false, "check against the head of every main branch (can-i-merge)")
 	f.StringArrayVar(&ignore, "ignore", nil, "a pacticipant whose integrations do not count (repeatable)")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.IntVar(&retries, "retry-while-unknown", 0, "ask again this many times while the answer is unknown (a verification is pending)")
@@ -476,6 +485,40 @@ func printMatrix(w io.Writer, m client.Matrix, failures []failedInteraction) {
 	default:
 		fmt.Fprintln(w, "deployable: no")
 	}
+}
+
+func (a *app) recordUndeploymentCmd() *cobra.Command {
+	var (
+		bf                   brokerFlags
+		pacticipant, env, ai string
+	)
+	cmd := &cobra.Command{
+		Use:   "record-undeployment",
+		Short: "Record that a service is no longer deployed to an environment",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := cmd.CommandPath()
+			if pacticipant == "" || env == "" {
+				return usageErr(fmt.Errorf("%s: --pacticipant and --environment are required", path))
+			}
+			c, err := bf.client(path)
+			if err != nil {
+				return err
+			}
+			versions, err := c.RecordUndeployment(cmd.Context(), pacticipant, env, ai)
+			if err != nil {
+				return &exitError{code: 1, err: fmt.Errorf("record-undeployment: %w", err)}
+			}
+			fmt.Fprintf(a.stdout, "recorded undeployment of %s %s from %s\n", pacticipant, strings.Join(versions, ", "), env)
+			return nil
+		},
+	}
+	bf.add(cmd)
+	f := cmd.Flags()
+	f.StringVar(&pacticipant, "pacticipant", "", "the service")
+	f.StringVar(&env, "environment", "", "the environment")
+	f.StringVar(&ai, "application-instance", "", "only this instance of the service")
+	return cmd
 }
 
 func (a *app) recordDeploymentCmd(release bool) *cobra.Command {

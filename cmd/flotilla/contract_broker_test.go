@@ -298,6 +298,22 @@ func TestContractVerifyFromBroker(t *testing.T) {
 	if code, out, _ := runContract(t, append([]string{"can-i-deploy", "--pacticipant", "payment-service", "--version", "pay-1", "--to-environment", "production"}, b...)...); code != 0 {
 		t.Fatalf("can-i-deploy pay-1: exit %d\n%s", code, out)
 	}
+	// can-i-merge: against the head of payment's main branch (pay-2, which
+	// broke order's pact), order-1 cannot merge.
+	if code, out, _ := runContract(t, append([]string{"can-i-deploy", "--pacticipant", "order-service", "--version", "order-1", "--to-main-branch"}, b...)...); code != 1 || !strings.Contains(out, "deployable: no") {
+		t.Errorf("can-i-deploy --to-main-branch: exit %d\n%s", code, out)
+	}
+	// Undeploying payment leaves order with nothing verified in production.
+	code, out, errOut := runContract(t, append([]string{"record-undeployment", "--pacticipant", "payment-service", "--environment", "production"}, b...)...)
+	if code != 0 || !strings.Contains(out, "recorded undeployment of payment-service pay-1 from production") {
+		t.Fatalf("record-undeployment: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := runContract(t, append([]string{"can-i-deploy", "--pacticipant", "order-service", "--version", "order-1", "--to-environment", "production"}, b...)...); code != 1 || !strings.Contains(out, "deployable: unknown") {
+		t.Errorf("can-i-deploy order after payment's undeployment: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := runContract(t, append([]string{"record-undeployment", "--pacticipant", "payment-service", "--environment", "production"}, b...)...); code != 1 || !strings.Contains(errOut, "not currently deployed") {
+		t.Errorf("undeploying twice: exit %d %s", code, errOut)
+	}
 	// Misuse is bad input.
 	if code, _, errOut := runVerifyFromBroker(t, "--broker-url", url, "--provider-base-url", "http://127.0.0.1:1", "--publish"); code != 2 || !strings.Contains(errOut, "--provider-name") {
 		t.Errorf("verify --broker-url without a provider: exit %d %s", code, errOut)
