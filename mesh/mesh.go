@@ -277,6 +277,7 @@ func New(cfg Config) (*Mesh, error) {
 	if cfg.Authz.Policy != nil {
 		m.policy.Store(cfg.Authz.Policy)
 	}
+	m.metrics.extra = append(m.metrics.extra, m.writeState)
 	return m, nil
 }
 

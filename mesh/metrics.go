@@ -307,6 +307,46 @@ func (m *Mesh) MetricsHandler() http.Handler {
 
 var classNames = [5]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 
+// writeState writes gauges read from the routing tables at scrape time
+// (nothing on the request path): weights, in-flight requests, endpoints.
+func (m *Mesh) writeState(w *bufio.Writer) {
+	type row struct {
+		labels []string
+		v      float64
+	}
+	var weights, inflight, endpoints []row
+	for _, st := range m.Status() {
+		for _, sub := range st.Subsets {
+			weights = append(weights, row{[]string{"destination", st.Name, "version", sub.Name}, float64(sub.Weight)})
+			var n int64
+			healthy, ejected := 0, 0
+			for _, e := range sub.Endpoints {
+				n += e.InFlight
+				if e.EjectedUntil.IsZero() {
+					healthy++
+				} else {
+					ejected++
+				}
+			}
+			inflight = append(inflight, row{[]string{"destination", st.Name, "version", sub.Name}, float64(n)})
+			endpoints = append(endpoints,
+				row{[]string{"destination", st.Name, "version", sub.Name, "state", "serving"}, float64(healthy)},
+				row{[]string{"destination", st.Name, "version", sub.Name, "state", "ejected"}, float64(ejected)})
+		}
+	}
+	buf := make([]byte, 0, 256)
+	gauge := func(name, help string, rows []row) {
+		w.WriteString("# HELP " + name + " " + help + "\n# TYPE " + name + " gauge\n")
+		for _, r := range rows {
+			buf = appendSample(buf[:0], name, r.labels, "", "", r.v)
+			w.Write(buf)
+		}
+	}
+	gauge("flotilla_mesh_subset_weight", "The weight of each subset (version) of a service.", weights)
+	gauge("flotilla_mesh_inflight_requests", "Requests in flight to each subset.", inflight)
+	gauge("flotilla_mesh_endpoints", "Endpoints of each subset, serving or ejected by outlier detection.", endpoints)
+}
+
 func (r *registry) write(w *bufio.Writer) {
 	r.mu.Lock()
 	versions := make([]*versionStats, 0, len(r.versions))

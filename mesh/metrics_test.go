@@ -205,6 +205,22 @@ func TestMetricsCountWhatWasSent(t *testing.T) {
 			t.Errorf("%v: sum %v", k, h.GetSampleSum())
 		}
 	}
+	gauges := map[string]float64{}
+	for _, name := range []string{"flotilla_mesh_subset_weight", "flotilla_mesh_inflight_requests", "flotilla_mesh_endpoints"} {
+		for _, mt := range fams[name].GetMetric() {
+			l := labelMap(mt)
+			gauges[name+"/"+l["version"]+"/"+l["state"]] = mt.GetGauge().GetValue()
+		}
+	}
+	wantGauges := map[string]float64{
+		"flotilla_mesh_subset_weight/v1/": 100, "flotilla_mesh_subset_weight/v2/": 0,
+		"flotilla_mesh_inflight_requests/v1/": 0, "flotilla_mesh_inflight_requests/v2/": 0,
+		"flotilla_mesh_endpoints/v1/serving": 1, "flotilla_mesh_endpoints/v1/ejected": 0,
+		"flotilla_mesh_endpoints/v2/serving": 1, "flotilla_mesh_endpoints/v2/ejected": 0,
+	}
+	if diff := cmp.Diff(wantGauges, gauges); diff != "" {
+		t.Errorf("state gauges (-want +got):\n%s", diff)
+	}
 	// An undeclared edge in warn mode is counted: payment-service is not
 	// called by anything here, so send one from payment to itself.
 	send(1, "/ok", map[string]string{"x-flotilla-caller": "payment-service"})
