@@ -19,6 +19,8 @@ import (
 // the local target, the mesh as its router, the history, the orchestrator
 // and its API.
 type LocalConfig struct {
+	// Graph is the manifest's graph; its file is read again for every
+	// plan.
 	Graph *graph.Graph
 	// Data is the data directory (`flotilla up --data`); the local target
 	// keeps its artifacts, logs and state in local.DirIn(Data).
@@ -104,8 +106,19 @@ func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 		}
 	}
 	l.Router = &local.MeshRouter{Mesh: cfg.Mesh, Ports: ports, File: filepath.Join(tc.Dir, "mesh-ports.json")}
+	var load func() (*graph.Graph, error)
+	if m.File != "" {
+		// `flotilla deploy` after an edit to flotilla.yaml sees the edit.
+		load = func() (*graph.Graph, error) {
+			m, _, err := graph.Load(m.File)
+			if err != nil {
+				return nil, err
+			}
+			return graph.New(m), nil
+		}
+	}
 	l.Orchestrator, err = deploy.New(deploy.Config{
-		Graph: cfg.Graph, Target: l.Target, Router: l.Router, Store: l.Store,
+		Graph: cfg.Graph, Load: load, Target: l.Target, Router: l.Router, Store: l.Store,
 		Gates: cfg.Gates, Recorders: cfg.Recorders, BuildFlags: cfg.BuildFlags, Env: cfg.Env,
 		MaxParallel: cfg.MaxParallel, Logger: cfg.Logger,
 	})

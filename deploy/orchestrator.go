@@ -19,7 +19,11 @@ import (
 // Config wires an orchestrator. Graph, Target, Router and Store are
 // required.
 type Config struct {
+	// Graph is the manifest's graph; Load, when set, reads the manifest
+	// again for every plan (a long-running control plane sees edits to
+	// flotilla.yaml without a restart).
 	Graph  *graph.Graph
+	Load   func() (*graph.Graph, error)
 	Target Target
 	Router Router
 	Store  Store
@@ -60,6 +64,7 @@ type Orchestrator struct {
 
 	mu      sync.Mutex
 	running *Running
+	g       *graph.Graph // the manifest as last loaded
 }
 
 // New returns an orchestrator.
@@ -95,7 +100,31 @@ func New(cfg Config) (*Orchestrator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Orchestrator{cfg: cfg, log: cfg.Logger}, nil
+	return &Orchestrator{cfg: cfg, log: cfg.Logger, g: cfg.Graph}, nil
+}
+
+// graph returns the manifest's graph as last loaded.
+func (o *Orchestrator) graph() *graph.Graph {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.g
+}
+
+// refresh loads the manifest again when Config.Load is set, so a plan
+// sees the manifest as it is now; a manifest that no longer loads is an
+// error and the last good one stays.
+func (o *Orchestrator) refresh() (*graph.Graph, error) {
+	if o.cfg.Load == nil {
+		return o.graph(), nil
+	}
+	g, err := o.cfg.Load()
+	if err != nil {
+		return nil, err
+	}
+	o.mu.Lock()
+	o.g = g
+	o.mu.Unlock()
+	return g, nil
 }
 
 // Running returns the release in progress, or nil.
@@ -115,7 +144,11 @@ func (o *Orchestrator) Running() *Running {
 // unchanged. An unknown service, a graph with problems or a bad git ref is
 // an error.
 func (o *Orchestrator) Plan(ctx context.Context, req Request) (*Plan, error) {
-	return MakePlan(ctx, o.cfg.Graph, req, o.cfg.BuildFlags, o.serving)
+	g, err := o.refresh()
+	if err != nil {
+		return nil, err
+	}
+	return MakePlan(ctx, g, req, o.cfg.BuildFlags, o.serving)
 }
 
 // MakePlan is Plan without an orchestrator (what `flotilla deploy
@@ -306,7 +339,7 @@ func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, eve
 		return nil, err
 	}
 	defer o.end()
-	r := &release{o: o, id: id, who: who, env: req.Environment, emitFn: events, outcomes: map[string]*Outcome{}}
+	r := &release{o: o, g: o.graph(), id: id, who: who, env: req.Environment, emitFn: events, outcomes: map[string]*Outcome{}}
 	parallel := req.MaxParallel
 	if parallel <= 0 {
 		parallel = o.cfg.MaxParallel
@@ -383,6 +416,7 @@ func summary(rep *Report) string {
 // release is one run of Execute.
 type release struct {
 	o   *Orchestrator
+	g   *graph.Graph // the manifest the release was planned from
 	id  int64
 	who string
 	env string
@@ -476,7 +510,7 @@ func (r *release) service(ctx context.Context, wave int, it PlanItem) {
 	}
 	// Dependencies: deployed in an earlier wave of this release, or
 	// already serving.
-	for _, dep := range o.cfg.Graph.DependsOn(it.Service) {
+	for _, dep := range r.g.DependsOn(it.Service) {
 		r.mu.Lock()
 		doc := r.outcomes[dep]
 		r.mu.Unlock()
@@ -524,8 +558,8 @@ func (r *release) service(ctx context.Context, wave int, it PlanItem) {
 		fail("%v", err)
 		return
 	}
-	smoke := o.cfg.Graph.Manifest().Service(it.Service).Smoke
-	if err := o.switchTo(ctx, it.Spec, old, smoke, o.cfg.Shifter, ev); err != nil {
+	smoke := r.g.Manifest().Service(it.Service).Smoke
+	if err := o.switchTo(ctx, r.g, it.Spec, old, smoke, o.cfg.Shifter, ev); err != nil {
 		fail("%v", err)
 		return
 	}
@@ -553,14 +587,14 @@ func (o *Orchestrator) versions(ctx context.Context, service string) ([]string, 
 // smoke checks through the header lane, moves all traffic to it, then
 // drains and stops the old versions. Until the shift the old version
 // serves every user request; on failure the new one is removed again.
-func (o *Orchestrator) switchTo(ctx context.Context, spec Spec, old []string, smoke []graph.SmokeCheck, shift Shifter, ev func(Step, string)) error {
+func (o *Orchestrator) switchTo(ctx context.Context, g *graph.Graph, spec Spec, old []string, smoke []graph.SmokeCheck, shift Shifter, ev func(Step, string)) error {
 	svc := spec.Service
 	addr, err := o.cfg.Router.Declare(ctx, svc)
 	if err != nil {
 		return fmt.Errorf("route %s: %w", svc, err)
 	}
 	run := spec
-	run.Env, err = o.env(ctx, spec)
+	run.Env, err = o.env(ctx, g, spec)
 	if err != nil {
 		return err
 	}
@@ -644,14 +678,14 @@ func (o *Orchestrator) switchTo(ctx context.Context, spec Spec, old []string, sm
 
 // env is the platform's environment for spec plus the addresses of its
 // dependencies through the router, under the spec's own.
-func (o *Orchestrator) env(ctx context.Context, spec Spec) (map[string]string, error) {
+func (o *Orchestrator) env(ctx context.Context, g *graph.Graph, spec Spec) (map[string]string, error) {
 	out := map[string]string{}
 	if o.cfg.Env != nil {
 		for k, v := range o.cfg.Env(spec.Service) {
 			out[k] = v
 		}
 	}
-	for _, dep := range o.cfg.Graph.DependsOn(spec.Service) {
+	for _, dep := range g.DependsOn(spec.Service) {
 		addr, err := o.cfg.Router.Declare(ctx, dep)
 		if err != nil {
 			return nil, fmt.Errorf("address of %s's dependency %s: %w", spec.Service, dep, err)
@@ -726,7 +760,7 @@ func (o *Orchestrator) restore(ctx context.Context, service, cur, prev string, e
 	if err != nil {
 		return err
 	}
-	return o.switchTo(ctx, rec.Spec, []string{cur}, nil, nil, ev)
+	return o.switchTo(ctx, o.graph(), rec.Spec, []string{cur}, nil, nil, ev)
 }
 
 // recordOf finds the spec a version of a service last served with.
@@ -756,7 +790,7 @@ type RollbackRequest struct {
 // goes back to: an unknown service, one not deployed, no earlier version
 // in the history, or the version already serving are errors.
 func (o *Orchestrator) ResolveRollback(ctx context.Context, req RollbackRequest) (RollbackRequest, error) {
-	if o.cfg.Graph.Manifest().Service(req.Service) == nil {
+	if o.graph().Manifest().Service(req.Service) == nil {
 		return req, fmt.Errorf("unknown service %q", req.Service)
 	}
 	cur, err := o.serving(ctx, req.Service)
@@ -817,11 +851,11 @@ func (o *Orchestrator) Rollback(ctx context.Context, req RollbackRequest, events
 		return nil, err
 	}
 	defer o.end()
-	r := &release{o: o, id: id, who: who, emitFn: events, outcomes: map[string]*Outcome{}}
+	r := &release{o: o, g: o.graph(), id: id, who: who, emitFn: events, outcomes: map[string]*Outcome{}}
 	started := time.Now()
 	old, err := o.versions(ctx, req.Service)
 	if err == nil {
-		err = o.switchTo(ctx, rec.Spec, old, nil, nil, func(step Step, msg string) {
+		err = o.switchTo(ctx, r.g, rec.Spec, old, nil, nil, func(step Step, msg string) {
 			r.emit(Event{Wave: 1, Service: req.Service, Version: to, Step: step, Msg: msg})
 		})
 	}
@@ -843,7 +877,7 @@ func (o *Orchestrator) Rollback(ctx context.Context, req RollbackRequest, events
 
 // History returns the deployment records, newest first.
 func (o *Orchestrator) History(ctx context.Context, service string, limit int) ([]Record, error) {
-	if service != "" && o.cfg.Graph.Manifest().Service(service) == nil {
+	if service != "" && o.graph().Manifest().Service(service) == nil {
 		return nil, fmt.Errorf("unknown service %q", service)
 	}
 	return o.cfg.Store.List(ctx, service, limit)
@@ -871,7 +905,7 @@ func (o *Orchestrator) Status(ctx context.Context) ([]ServiceStatus, error) {
 		return nil, fmt.Errorf("target status: %w", err)
 	}
 	var out []ServiceStatus
-	for _, name := range o.cfg.Graph.Manifest().Names() {
+	for _, name := range o.graph().Manifest().Names() {
 		st := ServiceStatus{Service: name, Health: "not deployed"}
 		w, err := o.cfg.Router.Weights(ctx, name)
 		if err != nil && !errors.Is(err, canary.ErrUnknownService) {

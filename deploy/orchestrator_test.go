@@ -964,3 +964,56 @@ func TestMaxParallel(t *testing.T) {
 		t.Errorf("with --max-parallel 2, at most %d services were in their gates at once, want 2", most.Load())
 	}
 }
+
+func TestManifestReloadedForEveryPlan(t *testing.T) {
+	f := newFixture(t)
+	f.load(nil)
+	file := filepath.Join(f.root, graph.FileName)
+	m, _, err := graph.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := deploy.New(deploy.Config{Graph: graph.New(m), Target: f.target, Router: f.router, Store: f.store, Logger: quiet,
+		Load: func() (*graph.Graph, error) {
+			m, _, err := graph.Load(file)
+			if err != nil {
+				return nil, err
+			}
+			return graph.New(m), nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := o.Deploy(ctx, deploy.Request{All: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// An edit to the manifest is seen by the same orchestrator.
+	if err := os.WriteFile(file, []byte(manifest(map[string]cfg{"alpha-service": {env: "REV: '2'"}})), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := o.Plan(ctx, deploy.Request{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actions := map[string]deploy.Action{}
+	for _, w := range plan.Waves {
+		for _, it := range w {
+			actions[it.Service] = it.Action
+		}
+	}
+	want := map[string]deploy.Action{"alpha-service": "deploy", "bravo-service": "unchanged", "charlie-service": "unchanged", "delta-service": "unchanged"}
+	if d := cmp.Diff(want, actions); d != "" {
+		t.Errorf("plan after the edit (-want +got):\n%s", d)
+	}
+	// A manifest that no longer loads is reported, naming the line.
+	if err := os.WriteFile(file, []byte("services:\n  alpha-service:\n    pathz: [alpha]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Plan(ctx, deploy.Request{All: true}); err == nil || !strings.Contains(err.Error(), "flotilla.yaml:3") {
+		t.Errorf("Plan with a broken manifest = %v, want the file and line", err)
+	}
+	if st, err := o.Status(ctx); err != nil || len(st) != 4 {
+		t.Errorf("Status with a broken manifest = %d services, %v; want the last good manifest's 4", len(st), err)
+	}
+}
