@@ -313,17 +313,20 @@ func benchByID(c *child, rate int, d time.Duration) error {
 		}
 	}
 	// Warm up connections and the server's id cache.
-	if _, _, err := load(c, rate, time.Second, ids); err != nil {
+	if _, _, _, err := load(c, rate, time.Second, ids); err != nil {
 		return err
 	}
-	lat, errs, err := load(c, rate, d, ids)
+	lat, lag, errs, err := load(c, rate, d, ids)
 	if err != nil {
 		return err
 	}
 	slices.Sort(lat)
-	q := func(p float64) time.Duration { return lat[int(float64(len(lat)-1)*p)].Round(time.Microsecond) }
+	slices.Sort(lag)
+	q := func(l []time.Duration, p float64) time.Duration { return l[int(float64(len(l)-1)*p)].Round(time.Microsecond) }
 	fmt.Printf("byid GET /schemas/ids/{id} at %d req/s for %s (open loop, loopback): %d requests, %d errors, p50 %s, p90 %s, p99 %s, p99.9 %s, max %s\n",
-		rate, d, len(lat), errs, q(0.50), q(0.90), q(0.99), q(0.999), lat[len(lat)-1].Round(time.Microsecond))
+		rate, d, len(lat), errs, q(lat, 0.50), q(lat, 0.90), q(lat, 0.99), q(lat, 0.999), lat[len(lat)-1].Round(time.Microsecond))
+	fmt.Printf("byid sender lag (scheduled time to the request leaving the generator; the machine, not the registry): p50 %s, p99 %s\n",
+		q(lag, 0.50), q(lag, 0.99))
 	return nil
 }
 
@@ -332,10 +335,11 @@ func benchByID(c *child, rate int, d time.Duration) error {
 // time, so a stall shows up in the figures instead of slowing the sender.
 // Requests go over a pool of keep-alive connections speaking plain
 // HTTP/1.1, to keep the generator's own cost low on a small machine.
-func load(c *child, rate int, d time.Duration, ids int) ([]time.Duration, int, error) {
+func load(c *child, rate int, d time.Duration, ids int) (lat, lag []time.Duration, errs int, err error) {
 	n := int(float64(rate) * d.Seconds())
 	interval := time.Second / time.Duration(rate)
-	lat := make([]time.Duration, n)
+	lat = make([]time.Duration, n)
+	lag = make([]time.Duration, n)
 	type job struct {
 		i   int
 		due time.Time
@@ -343,12 +347,12 @@ func load(c *child, rate int, d time.Duration, ids int) ([]time.Duration, int, e
 	jobs := make(chan job, n)
 	host := strings.TrimPrefix(c.base, "http://")
 	const conns = 64
-	var errs atomic.Int64
+	var failures atomic.Int64
 	var wg sync.WaitGroup
 	for w := 0; w < conns; w++ {
 		conn, err := net.Dial("tcp", host)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 		wg.Add(1)
 		go func(conn net.Conn) {
@@ -358,6 +362,7 @@ func load(c *child, rate int, d time.Duration, ids int) ([]time.Duration, int, e
 			req := make([]byte, 0, 128)
 			for j := range jobs {
 				req = fmt.Appendf(req[:0], "GET /schemas/ids/%d HTTP/1.1\r\nHost: %s\r\n\r\n", 1+rand.IntN(ids), host)
+				lag[j.i] = time.Since(j.due)
 				_, err := conn.Write(req)
 				var resp *http.Response
 				if err == nil {
@@ -372,7 +377,7 @@ func load(c *child, rate int, d time.Duration, ids int) ([]time.Duration, int, e
 				}
 				lat[j.i] = time.Since(j.due)
 				if err != nil {
-					errs.Add(1)
+					failures.Add(1)
 					return
 				}
 			}
@@ -388,7 +393,7 @@ func load(c *child, rate int, d time.Duration, ids int) ([]time.Duration, int, e
 	}
 	close(jobs)
 	wg.Wait()
-	return lat, int(errs.Load()), nil
+	return lat, lag, int(failures.Load()), nil
 }
 
 // --- subjects --------------------------------------------------------------------
