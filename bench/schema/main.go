@@ -322,7 +322,9 @@ func benchByID(c *child, rate int, d time.Duration) error {
 	}
 	slices.Sort(lat)
 	slices.Sort(lag)
-	q := func(l []time.Duration, p float64) time.Duration { return l[int(float64(len(l)-1)*p)].Round(time.Microsecond) }
+	q := func(l []time.Duration, p float64) time.Duration {
+		return l[int(float64(len(l)-1)*p)].Round(time.Microsecond)
+	}
 	fmt.Printf("byid GET /schemas/ids/{id} at %d req/s for %s (open loop, loopback): %d requests, %d errors, p50 %s, p90 %s, p99 %s, p99.9 %s, max %s\n",
 		rate, d, len(lat), errs, q(lat, 0.50), q(lat, 0.90), q(lat, 0.99), q(lat, 0.999), lat[len(lat)-1].Round(time.Microsecond))
 	fmt.Printf("byid sender lag (scheduled time to the request leaving the generator; the machine, not the registry): p50 %s, p99 %s\n",
