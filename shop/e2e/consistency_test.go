@@ -80,7 +80,10 @@ func TestConsistency(t *testing.T) {
 	mk("payment", []string{"USER_URL=" + url("user"), fmt.Sprintf("PAYMENT_SEED=%d", *seed)}, "bus.duplicate=true,payment.failure_rate=0.2",
 		fmt.Sprintf("crash=payment.after_capture@%d", n(50, 200)), fmt.Sprintf("crash=outbox.after_publish@%d", n(20, 80)),
 		fmt.Sprintf("crash=outbox.after_commit@%d", n(100, 300)))
-	mk("order", []string{"USER_URL=" + url("user"), "CART_URL=" + url("cart"), "INVENTORY_URL=" + url("inventory"), "PAYMENT_URL=" + url("payment"), "SAGA_LEASE=2s"}, "bus.duplicate=true",
+	mk("order", []string{"USER_URL=" + url("user"), "CART_URL=" + url("cart"), "INVENTORY_URL=" + url("inventory"), "PAYMENT_URL=" + url("payment"), "SAGA_LEASE=2s",
+		// Short, so sagas delayed by a crash find their stock released by
+		// inventory's sweeper and must refund the capture.
+		"RESERVATION_TTL=2s"}, "bus.duplicate=true",
 		fmt.Sprintf("crash=saga.after_charge@%d", n(50, 300)), fmt.Sprintf("crash=saga.between_compensations@%d", n(10, 60)),
 		fmt.Sprintf("crash=outbox.after_commit@%d", n(100, 500)), fmt.Sprintf("crash=outbox.after_publish@%d", n(20, 80)))
 	// The auditor: an independent idempotent consumer of every event.

@@ -1,6 +1,6 @@
 // Command order runs order-service. Configuration: see kit.Load, plus
-// USER_URL, CART_URL, INVENTORY_URL, PAYMENT_URL, SAGA_LEASE and
-// CALL_TIMEOUT.
+// USER_URL, CART_URL, INVENTORY_URL, PAYMENT_URL, SAGA_LEASE, CALL_TIMEOUT
+// and RESERVATION_TTL (how long inventory holds an order's stock).
 package main
 
 import (
@@ -24,7 +24,7 @@ func main() {
 		os.Exit(2)
 	}
 	cfg := order.Config{Kit: kc}
-	for name, d := range map[string]*time.Duration{"SAGA_LEASE": &cfg.Lease, "CALL_TIMEOUT": &cfg.CallTimeout} {
+	for name, d := range map[string]*time.Duration{"SAGA_LEASE": &cfg.Lease, "CALL_TIMEOUT": &cfg.CallTimeout, "RESERVATION_TTL": &cfg.ReservationTTL} {
 		if v := os.Getenv(name); v != "" {
 			if *d, err = time.ParseDuration(v); err != nil || *d <= 0 {
 				fmt.Fprintf(os.Stderr, "order-service: %s %q: want a duration such as 5s\n", name, v)
