@@ -355,3 +355,27 @@ func TestRegistryServePostgres(t *testing.T) {
 		t.Errorf("check: exit %d\n%s", code, out)
 	}
 }
+
+// A manifest below the repository's top level: paths at the base are
+// found under the manifest's folder.
+func TestSchemaCheckManifestInSubfolder(t *testing.T) {
+	top := t.TempDir()
+	dir := filepath.Join(top, "platform")
+	writeFile(t, filepath.Join(dir, "flotilla.yaml"), schemaManifest)
+	writeFile(t, filepath.Join(dir, "shop/order/schemas/OrderCreated.avsc"), orderCreatedV1)
+	writeFile(t, filepath.Join(dir, "shop/inventory/schemas/StockReserved.avsc"), stockReservedV1)
+	git(t, top, "init", "-q")
+	git(t, top, "add", ".")
+	git(t, top, "commit", "-q", "-m", "v1")
+	writeFile(t, filepath.Join(dir, "shop/order/schemas/OrderCreated.avsc"), strings.Replace(orderCreatedV1, `, "CANCELLED"]`, `]`, 1))
+	git(t, top, "rm", "-q", "platform/shop/inventory/schemas/StockReserved.avsc")
+	code, out, errOut := runCLI(t, "-f", filepath.Join(dir, "flotilla.yaml"), "schema", "check", "--base", "HEAD")
+	if code != 1 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	for _, w := range []string{"MISSING_ENUM_SYMBOLS at /fields/3/type/symbols", "FAIL shop/inventory/schemas/StockReserved.avsc", "removed since HEAD"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+}
