@@ -173,13 +173,14 @@ type Summary struct {
 }
 
 // Summarize decides deployability as the Pact Broker does: false when a
-// selected version does not exist or a verification failed; unknown
-// (nil) when a pact has not been verified by the version it must work
-// with, or no version of a required provider is in the target; true
-// otherwise.
+// selected version does not exist, a verification failed, or no version
+// of a provider the selection depends on is in the target (waiting will
+// not change that); unknown (nil) when a pact has not yet been verified by
+// the version it must work with; true otherwise. Rows without a provider
+// version count as unknown, as in the Pact Broker's summary.
 func Summarize(q MatrixQuery, res MatrixResult) Summary {
 	var s Summary
-	var failed, unknown []string
+	var failed, missing, unknown []string
 	for _, sel := range res.Unresolved {
 		failed = append(failed, "No version found for "+describeSelector(sel))
 	}
@@ -205,7 +206,7 @@ func Summarize(q MatrixQuery, res MatrixResult) Summary {
 		case r.Verification == nil:
 			s.Unknown++
 			if r.ProviderVersion == nil {
-				unknown = append(unknown, fmt.Sprintf("There is no verified pact between version %s of %s and %s (no such version exists)", r.ConsumerVersion.Number, r.Consumer, pv))
+				missing = append(missing, fmt.Sprintf("There is no verified pact between version %s of %s and %s (no such version exists)", r.ConsumerVersion.Number, r.Consumer, pv))
 			} else {
 				unknown = append(unknown, "There is no verified pact between"+strings.TrimPrefix(between, "the pact between"))
 			}
@@ -218,9 +219,9 @@ func Summarize(q MatrixQuery, res MatrixResult) Summary {
 	}
 	var d *bool
 	switch {
-	case len(failed) > 0:
+	case len(failed) > 0 || len(missing) > 0:
 		d = new(bool)
-		s.Reasons = failed
+		s.Reasons = append(append(failed, missing...), unknown...)
 	case len(unknown) > 0:
 		s.Reasons = unknown
 	default:

@@ -231,7 +231,7 @@ func TestMatrix(t *testing.T) {
 			{"consumer with an unverified pact", broker.MatrixQuery{Selectors: sel("order", "o2"), Target: env}, "unknown", []string{"order@o2>payment@p1:?", "order@o2>stock@s1:true"}},
 			{"consumer already deployed", broker.MatrixQuery{Selectors: sel("order", "o1"), Target: env}, "true", []string{"order@o1>payment@p1:true", "order@o1>stock@s1:true"}},
 			{"a version that does not exist", broker.MatrixQuery{Selectors: sel("payment", "nope"), Target: env}, "false", nil},
-			{"an environment with nothing deployed", broker.MatrixQuery{Selectors: sel("order", "o1"), Target: broker.Target{Environment: "test"}}, "unknown", []string{"order@o1>payment@-:?", "order@o1>stock@-:?"}},
+			{"an environment with nothing deployed", broker.MatrixQuery{Selectors: sel("order", "o1"), Target: broker.Target{Environment: "test"}}, "false", []string{"order@o1>payment@-:?", "order@o1>stock@-:?"}},
 			{"two services shipped together", broker.MatrixQuery{Selectors: []broker.Selector{{Pacticipant: "order", Version: "o1"}, {Pacticipant: "payment", Version: "p2"}}, Target: env}, "false",
 				[]string{"order@o1>payment@p2:false", "order@o1>stock@s1:true"}},
 			{"to a tag", broker.MatrixQuery{Selectors: sel("stock", "s1"), Target: broker.Target{Tag: "prod"}}, "true", []string{"order@o2>stock@s1:true"}},

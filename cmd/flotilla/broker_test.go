@@ -64,7 +64,7 @@ func TestBrokerServe(t *testing.T) {
 		t.Errorf("publish with the token: exit %d\n%s%s", code, stdout, errOut)
 	}
 	code, stdout, _ = runContract(t, "can-i-deploy", "--pacticipant", "order-service", "--version", "o1", "--to-environment", "production", "--broker-url", url)
-	if code != 1 || !strings.Contains(stdout, "deployable: unknown") || !strings.Contains(stdout, "a version of payment-service currently in production") {
+	if code != 1 || !strings.Contains(stdout, "deployable: no") || !strings.Contains(stdout, "a version of payment-service currently in production (no such version exists)") {
 		t.Errorf("can-i-deploy before payment is deployed: exit %d\n%s", code, stdout)
 	}
 	cancel()

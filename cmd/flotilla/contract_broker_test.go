@@ -308,7 +308,7 @@ func TestContractVerifyFromBroker(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "recorded undeployment of payment-service pay-1 from production") {
 		t.Fatalf("record-undeployment: exit %d\n%s%s", code, out, errOut)
 	}
-	if code, out, _ := runContract(t, append([]string{"can-i-deploy", "--pacticipant", "order-service", "--version", "order-1", "--to-environment", "production"}, b...)...); code != 1 || !strings.Contains(out, "deployable: unknown") {
+	if code, out, _ := runContract(t, append([]string{"can-i-deploy", "--pacticipant", "order-service", "--version", "order-1", "--to-environment", "production"}, b...)...); code != 1 || !strings.Contains(out, "deployable: no") {
 		t.Errorf("can-i-deploy order after payment's undeployment: exit %d\n%s", code, out)
 	}
 	if code, _, errOut := runContract(t, append([]string{"record-undeployment", "--pacticipant", "payment-service", "--environment", "production"}, b...)...); code != 1 || !strings.Contains(errOut, "not currently deployed") {
