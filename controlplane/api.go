@@ -14,7 +14,12 @@
 //
 // Bad input is 400 with {"error"}; a deploy while another runs is 409 with
 // {"error","running"} naming it. A release keeps going when its client
-// disconnects: traffic is never left half switched.
+// disconnects: traffic is never left half switched. [Client] is the Go
+// client the CLI uses.
+//
+// [OpenLocal] wires the deploy side on this machine (the local target, the
+// mesh as its router, the history, the orchestrator, this API) for
+// `flotilla up`.
 package controlplane
 
 import (

@@ -16,9 +16,11 @@
 //     the manifest's smoke checks reach it through the header lane
 //     (X-Canary: true, X-Flotilla-Version: V) while users still reach
 //     the old version;
-//  5. all traffic moves to it; the old version is drained (in-flight
-//     requests finish) and stopped ([Target].Remove);
-//  6. the outcome goes to the history ([Store]).
+//  5. the traffic moves to it ([Shifter]: all at once by default, in
+//     judged steps with the canary analysis); the old version is drained
+//     (in-flight requests finish) and stopped ([Target].Remove);
+//  6. the outcome goes to the history ([Store]) and to the [Recorder]s
+//     (the contract broker's record-deployment).
 //
 // A failure at any step removes the new version again: the old one never
 // stopped serving. The rest of its wave finishes, later services that need
@@ -27,8 +29,13 @@
 // time; another is refused with a [BusyError] naming it. Progress is
 // reported as [Event]s to a callback.
 //
+// A long-running control plane sets Config.Load, so every plan reads
+// flotilla.yaml as it is now. [Orchestrator.Restore] routes what a target
+// adopted after a restart; [Orchestrator.Rollback] puts a service back on
+// an earlier version from its recorded spec and cached artifact.
+//
 // Targets live in subpackages: deploy/local (processes behind the built-in
-// mesh). The history's SQL store is deploy/sqlstore, and deploytest is the
+// mesh, with local.MeshRouter as the Router). The history's SQL store is deploy/sqlstore, and deploytest is the
 // conformance suite of [Store].
 //
 // The manifest's deploy.port is the service's stable (mesh) port, not an
