@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -128,8 +129,9 @@ func (s *connServer) forget(sc *srvConn) {
 
 func (s *connServer) serveConn(sc *srvConn) {
 	c := sc.c
+	lr := &limitedConn{Conn: c}
 	br := bufReaders.Get().(*bufio.Reader)
-	br.Reset(c)
+	br.Reset(lr)
 	bw := bufWriters.Get().(*bufio.Writer)
 	bw.Reset(c)
 	hijacked := false
@@ -147,9 +149,15 @@ func (s *connServer) serveConn(sc *srvConn) {
 	remote := c.RemoteAddr().String()
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(s.idleTimeout))
+		lr.n = maxHeaderBytes
 		req, err := http.ReadRequest(br)
+		lr.n = math.MaxInt64
 		if err != nil {
 			var ne net.Error
+			if errors.Is(err, errHeaderTooLarge) {
+				_, _ = io.WriteString(c, "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 36\r\n\r\n431 request header fields too large\n")
+				return
+			}
 			if !errors.Is(err, io.EOF) && !(errors.As(err, &ne) && ne.Timeout()) && !errors.Is(err, net.ErrClosed) {
 				_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\r\n400 bad request\n")
 			}
@@ -184,6 +192,30 @@ func (s *connServer) serveConn(sc *srvConn) {
 			return
 		}
 	}
+}
+
+// maxHeaderBytes bounds a request's line and headers, as net/http's
+// DefaultMaxHeaderBytes (plus what bufio may read ahead).
+const maxHeaderBytes = 1<<20 + 4096
+
+var errHeaderTooLarge = errors.New("request headers too large")
+
+// limitedConn stops reads after n bytes (set while headers are read).
+type limitedConn struct {
+	net.Conn
+	n int64
+}
+
+func (l *limitedConn) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errHeaderTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.Conn.Read(p)
+	l.n -= int64(n)
+	return n, err
 }
 
 func (s *connServer) run(w *connWriter, req *http.Request) {

@@ -39,6 +39,25 @@ func TestConnServer(t *testing.T) {
 			t.Errorf("status %d", resp.StatusCode)
 		}
 	})
+	t.Run("huge headers are 431", func(t *testing.T) {
+		c, br := rawConn(t, url)
+		go func() {
+			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
+			line := "X-Filler: " + strings.Repeat("a", 1000) + "\r\n"
+			for range 1200 { // 1.2 MB of headers
+				if _, err := io.WriteString(c, line); err != nil {
+					return
+				}
+			}
+		}()
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 431 {
+			t.Errorf("status %d", resp.StatusCode)
+		}
+	})
 	t.Run("pipelined requests answer in order", func(t *testing.T) {
 		c, br := rawConn(t, url)
 		_, _ = io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /c HTTP/1.1\r\nHost: x\r\n\r\n")
