@@ -274,7 +274,7 @@ func (s *Server) answerMatrix(w http.ResponseWriter, r *http.Request, q MatrixQu
 			errs = append(errs, fmt.Sprintf("Environment with name '%s' does not exist", env))
 		}
 	}
-	for _, sel := range append(append([]Selector{}, q.Selectors...), q.Ignore...) {
+	for _, sel := range q.Selectors {
 		if _, err := s.store.Pacticipant(r.Context(), sel.Pacticipant); err != nil {
 			errs = append(errs, fmt.Sprintf("Pacticipant %s not found", sel.Pacticipant))
 		}
