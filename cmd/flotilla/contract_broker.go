@@ -440,23 +440,25 @@ func firstLine(s string) string {
 
 func printMatrix(w io.Writer, m client.Matrix, failures []failedInteraction) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONSUMER\tC.VERSION\tPROVIDER\tP.VERSION\tSUCCESS?")
+	fmt.Fprintln(tw, "CONSUMER\tC.VERSION\tPROVIDER\tP.VERSION\tSUCCESS?\tREASON")
 	for _, r := range m.Rows {
 		pv := r.Provider.VersionNumber()
 		if pv == "" {
 			pv = "-"
 		}
-		res := "unknown"
-		if r.VerificationResult != nil {
-			res = "false"
-			if r.VerificationResult.Success {
-				res = "true"
-			}
+		res, why := "unknown", "not verified by this provider version yet"
+		switch {
+		case r.Provider.Version == nil:
+			why = "no version of " + r.Provider.Name + " to check against"
+		case r.VerificationResult != nil && r.VerificationResult.Success:
+			res, why = "true", "verified"
+		case r.VerificationResult != nil:
+			res, why = "false", "verification failed"
 		}
 		if r.Ignored {
 			res += " (ignored)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Consumer.Name, r.Consumer.VersionNumber(), r.Provider.Name, pv, res)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Consumer.Name, r.Consumer.VersionNumber(), r.Provider.Name, pv, res, why)
 	}
 	_ = tw.Flush()
 	if len(m.Rows) == 0 {
