@@ -589,7 +589,7 @@ func (c *comparer) compareFB(exp, act any, fallback *RuleList) {
 	}
 	// Collections: how the children are compared depends on the matchers.
 	mode := ""
-	childRules := typeRules
+	var childRules *RuleList // where no rule applies to a child: nil compares with the example
 	for _, m := range rl.Matchers {
 		switch m.Type() {
 		case "equality", "arrayContains":
@@ -597,8 +597,13 @@ func (c *comparer) compareFB(exp, act any, fallback *RuleList) {
 		case "eachValue":
 			mode = "values"
 			childRules = subRules(m)
-		case "values", "eachKey":
+		case "values":
 			mode = "values"
+		case "eachKey":
+			mode = "values"
+			if childRules == nil {
+				childRules = typeRules // the keys are checked, the values only by type
+			}
 		case "type", "min", "max", "notEmpty":
 			if mode == "" {
 				mode = "type"
@@ -644,7 +649,7 @@ func (c *comparer) compareFB(exp, act any, fallback *RuleList) {
 				if mode == "values" {
 					c.compareFB(e[0], x, childRules)
 				} else {
-					c.compare(e[0], x)
+					c.compareFB(e[0], x, typeRules) // elements are like the example
 				}
 				c.pop()
 			}
@@ -739,9 +744,20 @@ func jsonEqual(a, b any) bool {
 		if x == y {
 			return true
 		}
-		fx, okx := new(big.Float).SetString(x.String())
-		fy, oky := new(big.Float).SetString(y.String())
-		return okx && oky && fx.Cmp(fy) == 0
+		// As pact's models compare them: an integer never equals a
+		// number written with a fraction or exponent (1 != 1.0).
+		xi, yi := !strings.ContainsAny(string(x), ".eE"), !strings.ContainsAny(string(y), ".eE")
+		if xi != yi {
+			return false
+		}
+		if xi {
+			bx, okx := new(big.Int).SetString(string(x), 10)
+			by, oky := new(big.Int).SetString(string(y), 10)
+			return okx && oky && bx.Cmp(by) == 0
+		}
+		fx, errx := strconv.ParseFloat(string(x), 64)
+		fy, erry := strconv.ParseFloat(string(y), 64)
+		return errx == nil && erry == nil && fx == fy
 	case map[string]any:
 		y, ok := b.(map[string]any)
 		if !ok || len(x) != len(y) {

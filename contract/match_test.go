@@ -83,7 +83,8 @@ func TestMatchers(t *testing.T) {
 		{"datetime default ISO", `{"a":"x"}`, `{"a":"2026-11-26T14:45:00Z"}`, `{"$.a":{"matchers":[{"match":"datetime"}]}}`, false, true, ""},
 		{"datetime default ISO wrong", `{"a":"x"}`, `{"a":"yesterday"}`, `{"$.a":{"matchers":[{"match":"datetime"}]}}`, false, false, "$.a"},
 		// values: "match the values in a map, ignoring the keys"
-		{"values ignores keys", `{"m":{"a":1}}`, `{"m":{"x":2,"y":3}}`, `{"$.m":{"matchers":[{"match":"values"}]}}`, false, true, ""},
+		{"values ignores keys", `{"m":{"a":1}}`, `{"m":{"x":1,"y":1}}`, `{"$.m":{"matchers":[{"match":"values"}]}}`, false, true, ""},
+		{"values compares values with the example", `{"m":{"a":1}}`, `{"m":{"x":1,"y":3}}`, `{"$.m":{"matchers":[{"match":"values"}]}}`, false, false, "$.m.y"},
 		{"values checks value types", `{"m":{"a":1}}`, `{"m":{"x":2,"y":"z"}}`, `{"$.m":{"matchers":[{"match":"values"}]},"$.m.*":{"matchers":[{"match":"type"}]}}`, false, false, "$.m.y"},
 		// arrayContains: "each variant must match at least one element, in any order"
 		{"arrayContains", `{"a":[{"t":"x"},{"t":"y"}]}`, `{"a":[{"t":"z"},{"t":"y"},{"t":"x"}]}`, `{"$.a":{"matchers":[{"match":"arrayContains","variants":[{"index":0,"rules":{}},{"index":1,"rules":{}}]}]}}`, false, true, ""},
@@ -115,7 +116,9 @@ func TestMatchers(t *testing.T) {
 		{"request extra key rejected", `{"a":1}`, `{"a":1,"b":2}`, ``, true, false, "$.b"},
 		{"missing key", `{"a":1,"b":2}`, `{"a":1}`, ``, false, false, "$.b"},
 		{"array length differs", `[1,2]`, `[1,2,3]`, ``, false, false, "$"},
-		{"numbers compare by value", `{"a":1.0}`, `{"a":1}`, ``, false, true, ""},
+		{"decimals compare by value", `{"a":1.50}`, `{"a":1.5}`, ``, false, true, ""},
+		{"an integer is not a decimal, as in pact's models", `{"a":1.0}`, `{"a":1}`, ``, false, false, "$.a"},
+		{"notEmpty array elements by type", `{"a":[1]}`, `{"a":[2,3]}`, `{"$.a":{"matchers":[{"match":"notEmpty"}]}}`, false, true, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

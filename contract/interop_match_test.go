@@ -1,0 +1,198 @@
+package contract
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// responseCase is one expected response (with rules) and what a provider
+// actually sends.
+type responseCase struct {
+	name       string
+	expBody    string // JSON, or text when expCT is not JSON
+	expCT      string
+	rules      string // the v4 matchingRules object of the response
+	expHeaders map[string]string
+	expStatus  int
+	status     int
+	headers    map[string]string
+	body       string
+}
+
+var responseCases = []responseCase{
+	{name: "extra key allowed", expBody: `{"a":1}`, body: `{"a":1,"b":2}`},
+	{name: "missing key", expBody: `{"a":1,"b":2}`, body: `{"a":1}`},
+	{name: "value differs", expBody: `{"a":"x"}`, body: `{"a":"y"}`},
+	{name: "type matcher", expBody: `{"a":"x"}`, rules: `{"body":{"$.a":{"matchers":[{"match":"type"}]}}}`, body: `{"a":"y"}`},
+	{name: "type matcher wrong type", expBody: `{"a":"x"}`, rules: `{"body":{"$.a":{"matchers":[{"match":"type"}]}}}`, body: `{"a":7}`},
+	{name: "array min ok", expBody: `{"a":[{"n":1}]}`, rules: `{"body":{"$.a":{"matchers":[{"match":"type","min":2}]}}}`, body: `{"a":[{"n":5},{"n":6}]}`},
+	{name: "array min short", expBody: `{"a":[{"n":1}]}`, rules: `{"body":{"$.a":{"matchers":[{"match":"type","min":2}]}}}`, body: `{"a":[{"n":5}]}`},
+	{name: "array elements cascade", expBody: `{"a":[{"n":1}]}`, rules: `{"body":{"$.a":{"matchers":[{"match":"type","min":1}]}}}`, body: `{"a":[{"n":5},{"n":"six"}]}`},
+	{name: "array length without rules", expBody: `{"a":[1,2]}`, body: `{"a":[1,2,3]}`},
+	{name: "regex", expBody: `{"a":"A1"}`, rules: `{"body":{"$.a":{"matchers":[{"match":"regex","regex":"[A-Z]\\d+"}]}}}`, body: `{"a":"B22"}`},
+	{name: "regex fails", expBody: `{"a":"A1"}`, rules: `{"body":{"$.a":{"matchers":[{"match":"regex","regex":"[A-Z]\\d+"}]}}}`, body: `{"a":"b22"}`},
+	{name: "integer", expBody: `{"a":1}`, rules: `{"body":{"$.a":{"matchers":[{"match":"integer"}]}}}`, body: `{"a":42}`},
+	{name: "integer gets decimal", expBody: `{"a":1}`, rules: `{"body":{"$.a":{"matchers":[{"match":"integer"}]}}}`, body: `{"a":4.5}`},
+	{name: "decimal", expBody: `{"a":1.5}`, rules: `{"body":{"$.a":{"matchers":[{"match":"decimal"}]}}}`, body: `{"a":2.25}`},
+	{name: "decimal gets integer", expBody: `{"a":1.5}`, rules: `{"body":{"$.a":{"matchers":[{"match":"decimal"}]}}}`, body: `{"a":2}`},
+	{name: "decimal gets string", expBody: `{"a":1.5}`, rules: `{"body":{"$.a":{"matchers":[{"match":"decimal"}]}}}`, body: `{"a":"2.5"}`},
+	{name: "number", expBody: `{"a":1.5}`, rules: `{"body":{"$.a":{"matchers":[{"match":"number"}]}}}`, body: `{"a":2}`},
+	{name: "boolean", expBody: `{"a":true}`, rules: `{"body":{"$.a":{"matchers":[{"match":"boolean"}]}}}`, body: `{"a":false}`},
+	{name: "null", expBody: `{"a":null}`, rules: `{"body":{"$.a":{"matchers":[{"match":"null"}]}}}`, body: `{"a":null}`},
+	{name: "null gets value", expBody: `{"a":null}`, rules: `{"body":{"$.a":{"matchers":[{"match":"null"}]}}}`, body: `{"a":0}`},
+	{name: "equality under type", expBody: `{"a":{"b":"x","c":1}}`, rules: `{"body":{"$.a":{"matchers":[{"match":"type"}]},"$.a.b":{"matchers":[{"match":"equality"}]}}}`, body: `{"a":{"b":"y","c":2}}`},
+	{name: "include", expBody: `{"a":"hello world"}`, rules: `{"body":{"$.a":{"matchers":[{"match":"include","value":"world"}]}}}`, body: `{"a":"the world"}`},
+	{name: "include fails", expBody: `{"a":"hello world"}`, rules: `{"body":{"$.a":{"matchers":[{"match":"include","value":"world"}]}}}`, body: `{"a":"the word"}`},
+	{name: "timestamp format", expBody: `{"a":"2026-01-01T00:00:00Z"}`, rules: `{"body":{"$.a":{"matchers":[{"match":"timestamp","format":"yyyy-MM-dd'T'HH:mm:ssX"}]}}}`, body: `{"a":"2026-11-26T14:00:00Z"}`},
+	{name: "timestamp format fails", expBody: `{"a":"2026-01-01T00:00:00Z"}`, rules: `{"body":{"$.a":{"matchers":[{"match":"timestamp","format":"yyyy-MM-dd'T'HH:mm:ssX"}]}}}`, body: `{"a":"26/11/2026"}`},
+	{name: "date format", expBody: `{"a":"2026-01-01"}`, rules: `{"body":{"$.a":{"matchers":[{"match":"date","format":"yyyy-MM-dd"}]}}}`, body: `{"a":"2026-11-26"}`},
+	{name: "time format fails", expBody: `{"a":"10:00"}`, rules: `{"body":{"$.a":{"matchers":[{"match":"time","format":"HH:mm"}]}}}`, body: `{"a":"10h00"}`},
+	{name: "values", expBody: `{"m":{"a":1}}`, rules: `{"body":{"$.m":{"matchers":[{"match":"values"}]},"$.m.*":{"matchers":[{"match":"type"}]}}}`, body: `{"m":{"x":2,"y":3}}`},
+	{name: "eachKey", expBody: `{"m":{"ab":1}}`, rules: `{"body":{"$.m":{"matchers":[{"match":"eachKey","rules":[{"match":"regex","regex":"[a-z]+"}],"value":{"ab":1}}]}}}`, body: `{"m":{"cd":1}}`},
+	{name: "eachKey fails", expBody: `{"m":{"ab":1}}`, rules: `{"body":{"$.m":{"matchers":[{"match":"eachKey","rules":[{"match":"regex","regex":"[a-z]+"}],"value":{"ab":1}}]}}}`, body: `{"m":{"ab":1,"C9":1}}`},
+	{name: "eachValue fails", expBody: `{"m":{"a":"x"}}`, rules: `{"body":{"$.m":{"matchers":[{"match":"eachValue","rules":[{"match":"regex","regex":"[a-z]+"}],"value":{"a":"x"}}]}}}`, body: `{"m":{"a":"x","b":"9"}}`},
+	{name: "arrayContains", expBody: `{"a":[{"t":"x"}]}`, rules: `{"body":{"$.a":{"matchers":[{"match":"arrayContains","variants":[{"index":0,"rules":{}}]}]}}}`, body: `{"a":[{"t":"y"},{"t":"x"}]}`},
+	{name: "arrayContains fails", expBody: `{"a":[{"t":"x"}]}`, rules: `{"body":{"$.a":{"matchers":[{"match":"arrayContains","variants":[{"index":0,"rules":{}}]}]}}}`, body: `{"a":[{"t":"y"}]}`},
+	{name: "notEmpty fails", expBody: `{"a":"x"}`, rules: `{"body":{"$.a":{"matchers":[{"match":"notEmpty"}]}}}`, body: `{"a":""}`},
+	{name: "semver", expBody: `{"v":"1.0.0"}`, rules: `{"body":{"$.v":{"matchers":[{"match":"semver"}]}}}`, body: `{"v":"2.10.3"}`},
+	{name: "semver fails", expBody: `{"v":"1.0.0"}`, rules: `{"body":{"$.v":{"matchers":[{"match":"semver"}]}}}`, body: `{"v":"2.10"}`},
+	{name: "combine OR", expBody: `{"a":1}`, rules: `{"body":{"$.a":{"combine":"OR","matchers":[{"match":"integer"},{"match":"null"}]}}}`, body: `{"a":null}`},
+	{name: "weighting: exact index beats wildcard", expBody: `{"a":[{"id":1},{"id":2}]}`, rules: `{"body":{"$.a[*].id":{"matchers":[{"match":"type"}]},"$.a[1].id":{"matchers":[{"match":"equality"}]}}}`, body: `{"a":[{"id":9},{"id":3}]}`},
+	{name: "statusCode class", expStatus: 200, rules: `{"status":{"matchers":[{"match":"statusCode","status":"success"}]}}`, status: 204},
+	{name: "statusCode class fails", expStatus: 200, rules: `{"status":{"matchers":[{"match":"statusCode","status":"success"}]}}`, status: 409},
+	{name: "status differs", expStatus: 201, status: 200},
+	{name: "header value", expHeaders: map[string]string{"X-Version": "2"}, headers: map[string]string{"x-version": "2"}},
+	{name: "header value differs", expHeaders: map[string]string{"X-Version": "2"}, headers: map[string]string{"X-Version": "3"}},
+	{name: "header list spacing", expHeaders: map[string]string{"X-Ids": "1, 2"}, headers: map[string]string{"X-Ids": "1,2"}},
+	{name: "header regex", expHeaders: map[string]string{"X-Trace": "abc"}, rules: `{"header":{"X-Trace":{"matchers":[{"match":"regex","regex":"[a-f0-9]+"}]}}}`, headers: map[string]string{"X-Trace": "0af7"}},
+	{name: "content type charset", expBody: `{"a":1}`, expHeaders: map[string]string{"Content-Type": "application/json"}, headers: map[string]string{"Content-Type": "application/json; charset=utf-8"}, body: `{"a":1}`},
+	{name: "text equal", expBody: "hello", expCT: "text/plain", headers: map[string]string{"Content-Type": "text/plain"}, body: "hello"},
+	{name: "text differs", expBody: "hello", expCT: "text/plain", headers: map[string]string{"Content-Type": "text/plain"}, body: "hullo"},
+	{name: "numbers 1.0 and 1 without rules", expBody: `{"a":1.0}`, body: `{"a":1}`},
+	{name: "regex must match the whole value", expBody: `{"a":"12"}`, rules: `{"body":{"$.a":{"matchers":[{"match":"regex","regex":"\\d{2}"}]}}}`, body: `{"a":"123"}`},
+	{name: "values without child rules", expBody: `{"m":{"a":1}}`, rules: `{"body":{"$.m":{"matchers":[{"match":"values"}]}}}`, body: `{"m":{"x":2}}`},
+	{name: "eachValue ok", expBody: `{"m":{"a":"x"}}`, rules: `{"body":{"$.m":{"matchers":[{"match":"eachValue","rules":[{"match":"regex","regex":"[a-z]+"}],"value":{"a":"x"}}]}}}`, body: `{"m":{"b":"yy","c":"zz"}}`},
+	{name: "notEmpty array", expBody: `{"a":[1]}`, rules: `{"body":{"$.a":{"matchers":[{"match":"notEmpty"}]}}}`, body: `{"a":[2,3]}`},
+	{name: "null instead of object", expBody: `{"a":{"b":1}}`, body: `{"a":null}`},
+	{name: "nested arrays under type", expBody: `{"a":[[1]]}`, rules: `{"body":{"$.a":{"matchers":[{"match":"type"}]}}}`, body: `{"a":[[1,2],[3]]}`},
+	{name: "header missing", expHeaders: map[string]string{"X-Version": "2"}},
+	{name: "empty body expected, body sent", expBody: "", expCT: "", body: `{"a":1}`},
+	{name: "eachKey with other values", expBody: `{"m":{"ab":1}}`, rules: `{"body":{"$.m":{"matchers":[{"match":"eachKey","rules":[{"match":"regex","regex":"[a-z]+"}],"value":{"ab":1}}]}}}`, body: `{"m":{"cd":2}}`},
+	{name: "numbers 1.5 and 1.50", expBody: `{"a":1.5}`, body: `{"a":1.50}`},
+	{name: "json body of the wrong type", expBody: `{"a":1}`, headers: map[string]string{"Content-Type": "text/plain"}, body: `a=1`},
+}
+
+// TestInteropResponseMatchingAgrees: the real pact verifier and ours
+// verify one pact whose interactions are the cases above against one
+// provider, and must pass and fail the same interactions.
+func TestInteropResponseMatchingAgrees(t *testing.T) {
+	bin := pactCLI(t)
+	var inters []string
+	for i, c := range responseCases {
+		st := c.expStatus
+		if st == 0 {
+			st = 200
+		}
+		resp := map[string]any{"status": st}
+		if c.expBody != "" {
+			ct := c.expCT
+			if ct == "" {
+				ct = "application/json"
+			}
+			if isJSONType(ct) {
+				resp["body"] = map[string]any{"contentType": ct, "encoded": false, "content": json.RawMessage(c.expBody)}
+			} else {
+				resp["body"] = map[string]any{"contentType": ct, "encoded": false, "content": c.expBody}
+			}
+		}
+		if c.expHeaders != nil {
+			h := map[string]any{}
+			for k, v := range c.expHeaders {
+				h[k] = []string{v}
+			}
+			resp["headers"] = h
+		}
+		if c.rules != "" {
+			resp["matchingRules"] = json.RawMessage(c.rules)
+		}
+		b, _ := json.Marshal(map[string]any{"type": "Synchronous/HTTP", "description": c.name,
+			"request": map[string]any{"method": "GET", "path": "/case/" + strconv.Itoa(i)}, "response": resp})
+		inters = append(inters, string(b))
+	}
+	doc := `{"consumer":{"name":"web"},"provider":{"name":"cases"},"metadata":{"pactSpecification":{"version":"4.0"}},"interactions":[` + strings.Join(inters, ",") + `]}`
+	dir := t.TempDir()
+	file := filepath.Join(dir, "web-cases.json")
+	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/case/"))
+		if err != nil || i < 0 || i >= len(responseCases) {
+			http.NotFound(w, r)
+			return
+		}
+		c := responseCases[i]
+		for k, v := range c.headers {
+			w.Header()[http.CanonicalHeaderKey(k)] = []string{v}
+		}
+		if c.body != "" && w.Header().Get("Content-Type") == "" {
+			w.Header().Set("Content-Type", "application/json")
+		}
+		st := c.status
+		if st == 0 {
+			st = 200
+		}
+		w.WriteHeader(st)
+		_, _ = w.Write([]byte(c.body))
+	}))
+	defer srv.Close()
+	host, port := hostPort(t, srv.URL)
+	report := filepath.Join(dir, "report.json")
+	out, _ := runPact(t, bin, "verifier", "-f", file, "--hostname", host, "--port", port, "--no-colour", "--retries", "0", "-j", report)
+	raw, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatalf("pact verifier wrote no report: %v\n%s", err, out)
+	}
+	var rep struct {
+		InteractionResults []struct {
+			Description string `json:"description"`
+			Result      string `json:"result"`
+		} `json:"interactionResults"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	theirs := map[string]bool{}
+	for _, r := range rep.InteractionResults {
+		theirs[r.Description] = r.Result == "OK"
+	}
+	ours, err := (&Verifier{BaseURL: srv.URL, Sources: []Source{FileSource{Paths: []string{file}}}}).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	passed, failed := 0, 0
+	for _, in := range ours.Pacts[0].Interactions {
+		their, ok := theirs[in.Description]
+		if !ok {
+			t.Errorf("%s: not in pact verifier's report", in.Description)
+			continue
+		}
+		if their != in.OK() {
+			t.Errorf("%s: pact verifier ok=%v, ours ok=%v %v", in.Description, their, in.OK(), fmt.Sprint(in.Mismatches))
+		}
+		if in.OK() {
+			passed++
+		} else {
+			failed++
+		}
+	}
+	t.Logf("%d cases: %d pass, %d fail in both verifiers", len(responseCases), passed, failed)
+}
