@@ -137,6 +137,7 @@ type InstanceState string
 const (
 	StateStarting  InstanceState = "starting"   // started, not yet ready
 	StateReady     InstanceState = "ready"      // passed its readiness probe
+	StateUnready   InstanceState = "unready"    // was ready, fails its probe now
 	StateCrashLoop InstanceState = "crash-loop" // exits again and again
 	StateStopping  InstanceState = "stopping"
 	StateStopped   InstanceState = "stopped"

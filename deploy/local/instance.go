@@ -42,7 +42,7 @@ type instance struct {
 	restarts int
 	lastExit string
 	started  time.Time
-	probe    string // the last readiness probe's outcome
+	probe1   string // the last readiness probe's outcome
 	stopping bool
 	detached bool
 }
@@ -71,10 +71,10 @@ func (in *instance) snapshot() deploy.Instance {
 func (in *instance) probeNote() string {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.probe == "" {
+	if in.probe1 == "" {
 		return "no answer yet"
 	}
-	return in.probe
+	return in.probe1
 }
 
 // env is the process environment: the target's, the spec's, then what the
@@ -144,7 +144,7 @@ func (in *instance) launch() error {
 		return fmt.Errorf("run %s: %w", in.v.bin, err)
 	}
 	in.mu.Lock()
-	in.cmd, in.pid, in.started, in.probe = cmd, cmd.Process.Pid, time.Now(), ""
+	in.cmd, in.pid, in.started, in.probe1 = cmd, cmd.Process.Pid, time.Now(), ""
 	if in.state != deploy.StateCrashLoop {
 		in.state = deploy.StateStarting
 	}
@@ -182,7 +182,7 @@ func (in *instance) supervise() {
 	for {
 		exited := in.wait()
 		probeDone := make(chan struct{})
-		go in.probeUntilReady(probeDone)
+		go in.probe(probeDone)
 		var err error
 		select {
 		case err = <-exited:
@@ -263,18 +263,26 @@ func (in *instance) supervise() {
 	}
 }
 
-// probeUntilReady polls the health path until it answers 2xx or done is
-// closed.
-func (in *instance) probeUntilReady(done <-chan struct{}) {
+// probe polls the health path: every ProbeInterval until the process is
+// ready, then every HealthInterval while it runs, so its state follows it
+// (ready, or unready when a ready instance starts failing its probe).
+// It returns when done is closed (the process exited or is stopping).
+func (in *instance) probe(done <-chan struct{}) {
 	health := in.v.spec.Health
 	if health == "" {
 		health = "/ready"
 	}
 	url := "http://" + in.addr() + health
 	client := &http.Client{Timeout: time.Second}
-	tick := time.NewTicker(in.t.cfg.ProbeInterval)
-	defer tick.Stop()
+	interval := in.t.cfg.ProbeInterval
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
+		select {
+		case <-done:
+			return
+		case <-timer.C:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := client.Do(req)
@@ -289,20 +297,19 @@ func (in *instance) probeUntilReady(done <-chan struct{}) {
 		}
 		cancel()
 		in.mu.Lock()
-		in.probe = note
-		if ok && in.state == deploy.StateStarting {
+		in.probe1 = note
+		switch {
+		case ok && (in.state == deploy.StateStarting || in.state == deploy.StateUnready):
 			in.state = deploy.StateReady
+		case !ok && in.state == deploy.StateReady:
+			in.state = deploy.StateUnready
 		}
 		in.mu.Unlock()
 		if ok {
 			in.ready1.Do(func() { close(in.readyCh) })
-			return
+			interval = in.t.cfg.HealthInterval
 		}
-		select {
-		case <-done:
-			return
-		case <-tick.C:
-		}
+		timer.Reset(interval)
 	}
 }
 

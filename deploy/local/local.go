@@ -63,9 +63,11 @@ type Config struct {
 	// Backoff is the first restart delay, doubled on every consecutive
 	// crash up to MaxBackoff (200ms, 30s).
 	Backoff, MaxBackoff time.Duration
-	// ProbeInterval is the readiness probe's period (100ms).
-	ProbeInterval time.Duration
-	Logger        *slog.Logger
+	// ProbeInterval is the readiness probe's period until an instance is
+	// ready (100ms); HealthInterval its period afterwards (2s).
+	ProbeInterval  time.Duration
+	HealthInterval time.Duration
+	Logger         *slog.Logger
 }
 
 // DefaultConfig returns the defaults for a data directory and module root.
@@ -74,7 +76,7 @@ func DefaultConfig(dir, root string) Config {
 		Dir: dir, Root: root, Go: "go",
 		ReadyTimeout: 60 * time.Second, StopTimeout: 15 * time.Second,
 		MaxRestarts: 3, Backoff: 200 * time.Millisecond, MaxBackoff: 30 * time.Second,
-		ProbeInterval: 100 * time.Millisecond,
+		ProbeInterval: 100 * time.Millisecond, HealthInterval: 2 * time.Second,
 	}
 }
 
@@ -104,6 +106,9 @@ func (c *Config) applyDefaults() {
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = d.ProbeInterval
 	}
+	if c.HealthInterval == 0 {
+		c.HealthInterval = d.HealthInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -118,7 +123,7 @@ func (c Config) Validate() error {
 	if c.Root == "" {
 		errs = append(errs, errors.New("local target: module root is empty"))
 	}
-	if c.ReadyTimeout < 0 || c.StopTimeout < 0 || c.Backoff < 0 || c.MaxBackoff < 0 || c.ProbeInterval < 0 {
+	if c.ReadyTimeout < 0 || c.StopTimeout < 0 || c.Backoff < 0 || c.MaxBackoff < 0 || c.ProbeInterval < 0 || c.HealthInterval < 0 {
 		errs = append(errs, errors.New("local target: durations must not be negative"))
 	}
 	if c.MaxRestarts < 0 {
@@ -302,7 +307,13 @@ func (t *Target) waitReady(ctx context.Context, v *version) ([]deploy.Instance, 
 			return nil, fmt.Errorf("%s@%s: wait for readiness: %w", v.spec.Service, v.spec.Version, ctx.Err())
 		}
 	}
-	return v.snapshot(), nil
+	insts := v.snapshot()
+	for _, in := range insts {
+		if in.State == deploy.StateCrashLoop {
+			return nil, fmt.Errorf("%s@%s: %w: instance %d exited %d times (last: %s)", v.spec.Service, v.spec.Version, deploy.ErrCrashLoop, in.Index, in.Restarts, in.LastExit)
+		}
+	}
+	return insts, nil
 }
 
 func (v *version) snapshot() []deploy.Instance {

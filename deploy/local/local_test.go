@@ -79,6 +79,7 @@ func newTarget(t *testing.T, dir string, mod func(*Config)) *Target {
 	cfg.StopTimeout = 5 * time.Second
 	cfg.Backoff = 20 * time.Millisecond
 	cfg.ProbeInterval = 20 * time.Millisecond
+	cfg.HealthInterval = 20 * time.Millisecond
 	cfg.Logger = quiet
 	if mod != nil {
 		mod(&cfg)
@@ -298,6 +299,30 @@ func waitFor(t *testing.T, tg *Target, service string, cond func(deploy.Instance
 	}
 	t.Fatalf("%s never reached the wanted state; last %+v", service, last)
 	return deploy.Instance{}
+}
+
+func TestReadinessFollowedAfterStart(t *testing.T) {
+	ctx := context.Background()
+	tg := newTarget(t, t.TempDir(), nil)
+	insts, err := tg.Apply(ctx, spec("india-service", "i1", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	toggle := func() {
+		t.Helper()
+		resp, err := http.Post("http://"+insts[0].Addr+"/toggle-ready", "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	toggle()
+	waitFor(t, tg, "india-service", func(in deploy.Instance) bool { return in.State == deploy.StateUnready })
+	toggle()
+	in := waitFor(t, tg, "india-service", func(in deploy.Instance) bool { return in.State == deploy.StateReady })
+	if in.PID != insts[0].PID || in.Restarts != 0 {
+		t.Errorf("an instance failing its probe for a while was restarted: %+v", in)
+	}
 }
 
 func TestStopEscalatesToKill(t *testing.T) {

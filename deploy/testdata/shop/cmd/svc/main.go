@@ -7,6 +7,7 @@
 //	smoke-fail    ready, but /smoke answers 500 {"status":"broken"}
 //	ignore-term   good, but ignores SIGTERM (only SIGKILL stops it)
 //
+// POST /toggle-ready makes /ready fail (or pass again).
 // It listens on ADDR and answers every request with its FLOTILLA_VERSION.
 package main
 
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -28,9 +30,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "svc: cannot open the database: no such file (MODE=crash)")
 		os.Exit(3)
 	}
+	var unready atomic.Bool
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /toggle-ready", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "unready:", !unready.Load())
+		unready.Store(!unready.Load())
+	})
 	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
-		if mode == "never-ready" {
+		if mode == "never-ready" || unready.Load() {
 			http.Error(w, "warming up forever", http.StatusServiceUnavailable)
 			return
 		}
