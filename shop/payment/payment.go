@@ -168,7 +168,8 @@ func (m *Main) charge(w http.ResponseWriter, r *http.Request) error {
 	now := time.Now().UTC()
 	p := Payment{ID: kit.NewID(), OrderID: in.OrderID, UserID: c.UserID(), Amount: in.Amount, Currency: in.Currency, Status: Pending}
 	fresh := true
-	err := m.app.DB.InTx(ctx, func(tx *sqldb.Tx) error {
+	latency := m.app.Config.Faults.PaymentLatency
+	err := m.app.Tx(ctx, func(tx *sqldb.Tx) error {
 		prev, prevHash, err := load(ctx, tx, "idempotency_key", key)
 		if err == nil {
 			if prevHash != hash {
@@ -185,15 +186,20 @@ func (m *Main) charge(w http.ResponseWriter, r *http.Request) error {
 		if sqldb.IsUniqueViolation(err) {
 			return kit.Conflict("in_progress", "a charge with Idempotency-Key %q is in progress; retry", key)
 		}
+		if err != nil || latency > 0 {
+			return err
+		}
+		// No simulated latency: the processor answers within the transaction.
+		p, err = m.settleTx(ctx, tx, p.ID)
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	if p.Status == Pending {
-		if d := m.app.Config.Faults.PaymentLatency; d > 0 && fresh {
+		if latency > 0 && fresh {
 			select {
-			case <-time.After(d):
+			case <-time.After(latency):
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -233,26 +239,29 @@ func (m *Main) settle(ctx context.Context, id string) (Payment, error) {
 	var p Payment
 	err := m.app.Tx(ctx, func(tx *sqldb.Tx) error {
 		var err error
-		if p, _, err = load(ctx, tx, "id", id); err != nil {
-			return err
-		}
-		if p.Status != Pending {
-			return nil
-		}
-		event := "PaymentCompleted"
-		p.Status = Captured
-		if m.declines(p.OrderID) {
-			p.Status, p.Reason, event = Failed, "card_declined", "PaymentFailed"
-		}
-		now := time.Now().UTC().Truncate(time.Millisecond)
-		if _, err := tx.ExecContext(ctx, `UPDATE payments SET status = $1, reason = $2, updated_ms = $3 WHERE id = $4 AND status = $5`,
-			p.Status, p.Reason, now.UnixMilli(), p.ID, Pending); err != nil {
-			return err
-		}
-		return m.app.Emit(ctx, tx, event, p.OrderID, paymentEvent{PaymentID: p.ID, OrderID: p.OrderID, UserID: p.UserID,
-			Amount: p.Amount, Currency: p.Currency, Reason: p.Reason, Timestamp: now, Version: 1})
+		p, err = m.settleTx(ctx, tx, id)
+		return err
 	})
 	return p, err
+}
+
+func (m *Main) settleTx(ctx context.Context, tx *sqldb.Tx, id string) (Payment, error) {
+	p, _, err := load(ctx, tx, "id", id)
+	if err != nil || p.Status != Pending {
+		return p, err
+	}
+	event := "PaymentCompleted"
+	p.Status = Captured
+	if m.declines(p.OrderID) {
+		p.Status, p.Reason, event = Failed, "card_declined", "PaymentFailed"
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if _, err := tx.ExecContext(ctx, `UPDATE payments SET status = $1, reason = $2, updated_ms = $3 WHERE id = $4 AND status = $5`,
+		p.Status, p.Reason, now.UnixMilli(), p.ID, Pending); err != nil {
+		return p, err
+	}
+	return p, m.app.Emit(ctx, tx, event, p.OrderID, paymentEvent{PaymentID: p.ID, OrderID: p.OrderID, UserID: p.UserID,
+		Amount: p.Amount, Currency: p.Currency, Reason: p.Reason, Timestamp: now, Version: 1})
 }
 
 // resolveLoop settles payments left PENDING by a crash mid-charge.
