@@ -379,3 +379,25 @@ func TestSchemaCheckManifestInSubfolder(t *testing.T) {
 		}
 	}
 }
+
+// A schema file moved (or renamed) is compared with its old self, not
+// reported as removed and new.
+func TestSchemaCheckMovedFile(t *testing.T) {
+	dir := schemaRepo(t)
+	if err := os.MkdirAll(filepath.Join(dir, "shop/order/events"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	git(t, dir, "mv", "shop/order/schemas/OrderCreated.avsc", "shop/order/events/order-created.avsc")
+	writeFile(t, filepath.Join(dir, "shop/order/events/order-created.avsc"), strings.Replace(orderCreatedV1, `"total_cents", "type": "long"`, `"total_cents", "type": "int"`, 1))
+	code, out, _ := runCLI(t, "-f", filepath.Join(dir, "flotilla.yaml"), "schema", "check")
+	if code != 1 || strings.Contains(out, "removed since") || !strings.Contains(out, "vs HEAD (as shop/order/schemas/OrderCreated.avsc): incompatible (FULL)") ||
+		!strings.Contains(out, "TYPE_MISMATCH at /fields/2/type") {
+		t.Errorf("exit %d\n%s", code, out)
+	}
+	git(t, dir, "checkout", "-q", "--", ".")
+	writeFile(t, filepath.Join(dir, "shop/order/events/order-created.avsc"), orderCreatedV1)
+	code, out, _ = runCLI(t, "-f", filepath.Join(dir, "flotilla.yaml"), "schema", "check")
+	if code != 0 || !strings.Contains(out, "vs HEAD (as shop/order/schemas/OrderCreated.avsc): unchanged") {
+		t.Errorf("moved unchanged: exit %d\n%s", code, out)
+	}
+}

@@ -209,7 +209,7 @@ func Check(ctx context.Context, m *graph.Manifest, opts Options) (*Report, error
 		if err != nil {
 			return nil, err
 		}
-		rep.Results = append(rep.Results, removed...)
+		rep.Results = append(rep.Results, git.moved(m, rep.Results, removed, opts.Mode)...)
 		sort.SliceStable(rep.Results, func(i, j int) bool { return rep.Results[i].Path < rep.Results[j].Path })
 	}
 	return rep, nil
@@ -364,19 +364,26 @@ func (g *gitRepo) show(ctx context.Context, rel string) (string, bool, error) {
 }
 
 func (g *gitRepo) compare(ctx context.Context, f File, mode schema.Mode, res *Result) Comparison {
-	if mode == "" {
-		mode = schema.Full
-	}
-	c := Comparison{Against: g.ref, Mode: mode}
 	old, ok, err := g.show(ctx, f.Path)
 	if err != nil {
 		res.Err = err
-		return c
+		return Comparison{Against: g.ref, Mode: mode}
 	}
 	if !ok {
-		c.Note = "new schema"
-		return c
+		if mode == "" {
+			mode = schema.Full
+		}
+		return Comparison{Against: g.ref, Mode: mode, Note: "new schema"}
 	}
+	return g.compareText(f, old, g.ref, mode, res)
+}
+
+// compareText checks f against old, the text of its version at the ref.
+func (g *gitRepo) compareText(f File, old, against string, mode schema.Mode, res *Result) Comparison {
+	if mode == "" {
+		mode = schema.Full
+	}
+	c := Comparison{Against: against, Mode: mode}
 	prev, err := schema.Parse(old)
 	if err != nil {
 		c.Note = "the version at " + g.ref + " does not parse; nothing to compare"
@@ -391,6 +398,33 @@ func (g *gitRepo) compare(ctx context.Context, f File, mode schema.Mode, res *Re
 	}
 	c.Problems = mode.Check(f.Schema, []schema.Version{{Version: 0, Schema: prev}})
 	return c
+}
+
+// moved pairs schema files gone since the ref with new files holding the
+// same record (a file moved or renamed), compares each such pair, and
+// returns the removals that remain.
+func (g *gitRepo) moved(m *graph.Manifest, results []Result, removed []Result, mode schema.Mode) []Result {
+	var left []Result
+	for _, gone := range removed {
+		matched := false
+		for i := range results {
+			cur := &results[i]
+			if gone.Schema == nil || cur.Schema == nil || cur.Schema.Name() != gone.Schema.Name() {
+				continue
+			}
+			for j, c := range cur.Comparisons {
+				if c.Against == g.ref && c.Note == "new schema" {
+					cur.Comparisons[j] = g.compareText(cur.File, gone.Text, g.ref+" (as "+gone.Path+")", mode, cur)
+					cur.Consumers = consumers(m, cur.Service, cur.Event(), cur.renamedFrom)
+					matched = true
+				}
+			}
+		}
+		if !matched {
+			left = append(left, gone)
+		}
+	}
+	return left
 }
 
 // removed reports schemas owned by a service at the ref that are gone now.
