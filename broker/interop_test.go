@@ -168,6 +168,12 @@ func TestPactCLIInterop(t *testing.T) {
 	must("can-i-deploy web w2", code, out, 1, "Computer says no", "The verification for the pact between version w2 of web and version a2 of api failed")
 	code, out = pactCLI(t, append([]string{"broker", "can-i-deploy", "--pacticipant", "api", "--version", "a1", "--to-environment", "staging", "--retries", "0"}, auth...)...)
 	must("can-i-deploy api a1", code, out, 0, "Computer says yes")
+	// Two pacticipants in one question, and --ignore.
+	code, out = pactCLI(t, append([]string{"broker", "can-i-deploy", "--pacticipant", "web", "--version", "w2", "--pacticipant", "api", "--version", "a2",
+		"--to-environment", "staging", "--retries", "0"}, auth...)...)
+	must("can-i-deploy web w2 with api a2", code, out, 1, "The verification for the pact between version w2 of web and version a2 of api failed")
+	code, out = pactCLI(t, append([]string{"broker", "can-i-deploy", "--pacticipant", "web", "--version", "w2", "--to-environment", "staging", "--ignore", "api", "--retries", "0"}, auth...)...)
+	must("can-i-deploy web w2 ignoring api", code, out, 0, "Computer says yes")
 	// The Pact CLI exits 0 with -o json whatever the answer: read the field.
 	_, out = pactCLI(t, append([]string{"broker", "can-i-deploy", "--pacticipant", "web", "--version", "w2", "--to-environment", "staging", "-o", "json", "--retries", "0"}, auth...)...)
 	var js struct {
