@@ -196,3 +196,111 @@ func TestInteropResponseMatchingAgrees(t *testing.T) {
 	}
 	t.Logf("%d cases: %d pass, %d fail in both verifiers", len(responseCases), passed, failed)
 }
+
+// TestInteropRequestMatchingAgrees: the real mock server and ours serve the
+// same interactions and accept and refuse the same requests (headers,
+// query, bodies, path rules); both answer a refused request with 500.
+func TestInteropRequestMatchingAgrees(t *testing.T) {
+	bin := pactCLI(t)
+	file, err := filepath.Abs("testdata/requests.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := freePort(t)
+	log := startPact(t, bin, "mock", "start", "-p", strconv.Itoa(master), "-o", t.TempDir(), "--no-file-log", "--no-term-log")
+	waitPort(t, master, log)
+	doc, _ := os.ReadFile(file)
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/", master), "application/json", strings.NewReader(string(doc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct {
+		MockServer struct{ Port int } `json:"mockServer"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&created)
+	_ = resp.Body.Close()
+	if err != nil || created.MockServer.Port == 0 {
+		t.Fatalf("create mock server: %v\n%s", err, log)
+	}
+	theirs := fmt.Sprintf("http://127.0.0.1:%d", created.MockServer.Port)
+	pact, err := ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := httptest.NewServer(&mockServer{inters: pact.Interactions, hits: make([]int, len(pact.Interactions))})
+	defer ours.Close()
+
+	type rq struct {
+		method, path, body string
+		headers            map[string]string
+	}
+	jsonCT := map[string]string{"Content-Type": "application/json"}
+	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+	text := map[string]string{"Content-Type": "text/plain"}
+	accepted, refused := 0, 0
+	for _, r := range []rq{
+		{method: "GET", path: "/q?a=1&b=2"},
+		{method: "GET", path: "/q?b=2&a=1"},
+		{method: "GET", path: "/q?a=1"},
+		{method: "GET", path: "/q?a=1&b=2&c=3"},
+		{method: "GET", path: "/q?a=1&b=3"},
+		{method: "GET", path: "/q?a=1&b=2&b=2"},
+		{method: "GET", path: "/qr?page=7"},
+		{method: "GET", path: "/qr?page=x"},
+		{method: "GET", path: "/h", headers: map[string]string{"Accept": "application/json", "X-Ids": "1, 2"}},
+		{method: "GET", path: "/h", headers: map[string]string{"accept": "application/json", "x-ids": "1,2", "X-Other": "y"}},
+		{method: "GET", path: "/h", headers: map[string]string{"Accept": "application/json"}},
+		{method: "GET", path: "/h", headers: map[string]string{"Accept": "text/html", "X-Ids": "1, 2"}},
+		{method: "GET", path: "/h", headers: map[string]string{"Accept": "application/json", "X-Ids": "2, 1"}},
+		{method: "GET", path: "/hr", headers: map[string]string{"X-Trace": "0af7"}},
+		{method: "GET", path: "/hr", headers: map[string]string{"X-Trace": "zz"}},
+		{method: "POST", path: "/b", body: `{"name":"y","tags":["a"],"n":1}`, headers: jsonCT},
+		{method: "POST", path: "/b", body: `{"name":7,"tags":["a"],"n":1}`, headers: jsonCT},
+		{method: "POST", path: "/b", body: `{"name":"y","tags":["a"],"n":1,"extra":true}`, headers: jsonCT},
+		{method: "POST", path: "/b", body: `{"name":"y","tags":["a","b"],"n":1}`, headers: jsonCT},
+		{method: "POST", path: "/b", body: `{"name":"y","tags":["a"],"n":2}`, headers: jsonCT},
+		{method: "POST", path: "/b", body: `{"name":"y","tags":["a"]}`, headers: jsonCT},
+		{method: "POST", path: "/b", body: `{"name":"y","tags":["a"],"n":1}`, headers: map[string]string{"Content-Type": "application/json; charset=utf-8"}},
+		{method: "POST", path: "/f", body: "a=1&b=2", headers: form},
+		{method: "POST", path: "/f", body: "b=2&a=1", headers: form},
+		{method: "POST", path: "/f", body: "a=1&b=3", headers: form},
+		{method: "PUT", path: "/t", body: "hello", headers: text},
+		{method: "PUT", path: "/t", body: "hullo", headers: text},
+		{method: "DELETE", path: "/items/99"},
+		{method: "DELETE", path: "/items/x9"},
+		{method: "PATCH", path: "/items/99"},
+	} {
+		name := r.method + " " + r.path + " " + r.body + " " + fmt.Sprint(r.headers)
+		do := func(base string) int {
+			var body *strings.Reader
+			if r.body != "" {
+				body = strings.NewReader(r.body)
+			} else {
+				body = strings.NewReader("")
+			}
+			req, _ := http.NewRequest(r.method, base+r.path, body)
+			for k, v := range r.headers {
+				req.Header[k] = []string{v}
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			return resp.StatusCode
+		}
+		theirStatus, ourStatus := do(theirs), do(ours.URL)
+		if (theirStatus == 500) != (ourStatus == 500) {
+			t.Errorf("%s: pact mock %d, ours %d", name, theirStatus, ourStatus)
+		}
+		if ourStatus == 500 {
+			refused++
+		} else {
+			accepted++
+		}
+	}
+	t.Logf("requests: %d accepted and %d refused by both", accepted, refused)
+	if accepted < 8 || refused < 8 {
+		t.Errorf("lopsided request set: %d accepted, %d refused", accepted, refused)
+	}
+}
