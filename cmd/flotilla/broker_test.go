@@ -105,7 +105,7 @@ func TestContractBrokerCommandsBadInput(t *testing.T) {
 	notPact := filepath.Join(dir, "notes.json")
 	_ = os.WriteFile(notPact, []byte(`{"hello": "world"}`), 0o644)
 	broken := filepath.Join(dir, "broken.json")
-	_ = os.WriteFile(broken, []byte(`{"consumer":`), 0o644)
+	_ = os.WriteFile(broken, []byte("{\n  \"consumer\": {,\n}"), 0o644)
 	badRelease := filepath.Join(dir, "release.yaml")
 	_ = os.WriteFile(badRelease, []byte("servces:\n  a: 1\n"), 0o644)
 	tests := []struct {
@@ -114,7 +114,7 @@ func TestContractBrokerCommandsBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"publish", notPact, "--consumer-app-version", "1", "--broker-url", url}, 2, "notes.json: not a pact file: consumer.name and provider.name are required"},
-		{[]string{"publish", broken, "--consumer-app-version", "1", "--broker-url", url}, 2, "broken.json: not a pact file"},
+		{[]string{"publish", broken, "--consumer-app-version", "1", "--broker-url", url}, 2, "broken.json:2:17: not a pact file: invalid character ','"},
 		{[]string{"publish", "testdata/broker/pacts", "--broker-url", url}, 2, "--consumer-app-version is required"},
 		{[]string{"publish", "testdata/broker/pacts", "--consumer-app-version", "1"}, 2, "--broker-url is required"},
 		{[]string{"can-i-deploy", "--pacticipant", "a", "--to-environment", "production", "--broker-url", url}, 2, "give one --version for each --pacticipant"},

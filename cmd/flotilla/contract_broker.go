@@ -231,7 +231,7 @@ func readPacts(args []string) (map[string][]pactFile, []string, error) {
 			Provider struct{ Name string } `json:"provider"`
 		}
 		if err := json.Unmarshal(data, &doc); err != nil {
-			return nil, nil, fmt.Errorf("publish %s: not a pact file: %w", path, err)
+			return nil, nil, fmt.Errorf("publish %s: not a pact file: %w", jsonErrorPlace(path, data, err), err)
 		}
 		if doc.Consumer.Name == "" || doc.Provider.Name == "" {
 			return nil, nil, fmt.Errorf("publish %s: not a pact file: consumer.name and provider.name are required", path)
@@ -242,6 +242,19 @@ func readPacts(args []string) (map[string][]pactFile, []string, error) {
 		out[doc.Consumer.Name] = append(out[doc.Consumer.Name], pactFile{path: path, provider: doc.Provider.Name, content: data})
 	}
 	return out, order, nil
+}
+
+// jsonErrorPlace names the file, and the line and column of a JSON syntax
+// error in it.
+func jsonErrorPlace(path string, data []byte, err error) string {
+	var se *json.SyntaxError
+	if !errors.As(err, &se) {
+		return path
+	}
+	off := min(int(se.Offset), len(data))
+	line := 1 + bytes.Count(data[:off], []byte("\n"))
+	col := off - bytes.LastIndexByte(data[:off], '\n')
+	return fmt.Sprintf("%s:%d:%d", path, line, col)
 }
 
 // releaseFile lists the services shipped together and their versions.
