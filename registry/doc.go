@@ -9,8 +9,10 @@
 // schema that normalises to one already registered gets its id back.
 // Schema references (named types from other subjects) are resolved before
 // parsing and checking, pinned to version numbers, and protect the versions
-// they name from deletion (42206). Modes READWRITE, READONLY and
-// READONLY_OVERRIDE apply globally or per subject. Unlike Confluent's, an
+// they name from deletion (42206). Modes READWRITE, READONLY,
+// READONLY_OVERRIDE and IMPORT apply globally or per subject; IMPORT takes
+// the id and version a registration names, without a compatibility check,
+// so subjects move from another registry with the ids their events carry. Unlike Confluent's, an
 // id stays resolvable after its versions are hard-deleted, so events
 // already written with it still decode.
 //

@@ -132,6 +132,16 @@ func TestFranzGoClient(t *testing.T) {
 			t.Errorf("ResetMode = %+v", ms[0])
 		}
 
+		// Import with a chosen id and version, as a migration from another
+		// registry does.
+		if ms := cl.SetMode(ctx, sr.ModeImport, "imported-value"); ms[0].Err != nil {
+			t.Fatalf("SetMode(IMPORT) = %+v", ms[0])
+		}
+		imported, err := cl.CreateSchemaWithIDAndVersion(ctx, "imported-value", sr.Schema{Schema: v3}, 500, 7)
+		if err != nil || imported.ID != 500 || imported.Version != 7 {
+			t.Errorf("CreateSchemaWithIDAndVersion = %+v, %v", imported, err)
+		}
+
 		// Deletes: a hard delete needs a soft delete first.
 		if _, err := cl.DeleteSubject(ctx, subj, sr.HardDelete); !errors.As(err, &re) || re.ErrorCode != 40405 {
 			t.Errorf("hard delete first: %v", err)

@@ -261,36 +261,40 @@ type request struct {
 // readSchema reads and parses the request body's schema, with its
 // references resolved.
 func (s *Server) readSchema(w http.ResponseWriter, r *http.Request) (*schema.Schema, []Reference, error) {
+	sc, refs, _, err := s.readRequest(w, r)
+	return sc, refs, err
+}
+
+// readRequest is readSchema that also returns the request (for the id and
+// version an import chooses).
+func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (*schema.Schema, []Reference, *request, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, nil, &Error{42209, fmt.Sprintf("Request body is larger than the limit of %d bytes", s.cfg.MaxBodyBytes)}
+			return nil, nil, nil, &Error{42209, fmt.Sprintf("Request body is larger than the limit of %d bytes", s.cfg.MaxBodyBytes)}
 		}
-		return nil, nil, &Error{50001, "reading the request body: " + err.Error()}
+		return nil, nil, nil, &Error{50001, "reading the request body: " + err.Error()}
 	}
 	var req request
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, nil, &Error{42201, "Invalid request body: " + err.Error()}
+		return nil, nil, nil, &Error{42201, "Invalid request body: " + err.Error()}
 	}
 	if req.Schema == nil {
-		return nil, nil, &Error{42201, `Invalid request body: missing "schema"`}
+		return nil, nil, nil, &Error{42201, `Invalid request body: missing "schema"`}
 	}
 	if t := strings.ToUpper(req.SchemaType); t != "" && t != "AVRO" {
-		return nil, nil, &Error{42201, fmt.Sprintf("Invalid schemaType %s: this registry serves AVRO schemas", req.SchemaType)}
-	}
-	if req.ID > 0 {
-		return nil, nil, &Error{42205, "Operation not permitted: registering with a chosen id needs IMPORT mode, which this registry does not offer"}
+		return nil, nil, nil, &Error{42201, fmt.Sprintf("Invalid schemaType %s: this registry serves AVRO schemas", req.SchemaType)}
 	}
 	refs, texts, err := s.resolveRefs(r.Context(), req.References)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	sc, err := schema.ParseWithReferences(*req.Schema, texts)
 	if err != nil {
-		return nil, nil, &Error{42201, "Invalid schema: " + err.Error()}
+		return nil, nil, nil, &Error{42201, "Invalid schema: " + err.Error()}
 	}
-	return sc, refs, nil
+	return sc, refs, &req, nil
 }
 
 // maxRefDepth bounds how deep references may nest.
@@ -439,13 +443,26 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.writable(r.Context(), sub); err != nil {
+	mode, err := s.modeFor(r.Context(), sub)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	sc, refs, err := s.readSchema(w, r)
+	if mode == ReadOnly || mode == ReadOnlyOverride {
+		s.fail(w, r, &Error{42205, fmt.Sprintf("Subject %s is in read-only mode", sub)})
+		return
+	}
+	sc, refs, req, err := s.readRequest(w, r)
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	if mode == Import {
+		s.importSchema(w, r, sub, sc, refs, req)
+		return
+	}
+	if req.ID > 0 {
+		s.fail(w, r, &Error{42205, fmt.Sprintf("Operation not permitted: registering with a chosen id needs IMPORT mode; subject %s is in %s mode", sub, mode)})
 		return
 	}
 	res, err := s.store.Register(r.Context(), sub, sc, refs, func(vs []SubjectVersion, sl, gl schema.Mode) error {
@@ -470,6 +487,28 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	}
 	if res.Created {
 		s.log.InfoContext(r.Context(), "schema registered", "subject", sub, "version", res.Version, "id", res.ID)
+	}
+	s.reply(w, map[string]any{"id": res.ID, "version": res.Version})
+}
+
+// importSchema registers with the id and version the request chooses, and
+// no compatibility check (IMPORT mode).
+func (s *Server) importSchema(w http.ResponseWriter, r *http.Request, sub string, sc *schema.Schema, refs []Reference, req *request) {
+	if req.ID < 0 || req.Version < 0 {
+		s.fail(w, r, &Error{42202, "An imported id and version must be positive"})
+		return
+	}
+	res, err := s.store.Import(r.Context(), sub, sc, refs, req.ID, req.Version)
+	if errors.Is(err, ErrConflict) {
+		s.fail(w, r, &Error{42207, "Overwrite new schema is not permitted: " + err.Error()})
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if res.Created {
+		s.log.InfoContext(r.Context(), "schema imported", "subject", sub, "version", res.Version, "id", res.ID)
 	}
 	s.reply(w, map[string]any{"id": res.ID, "version": res.Version})
 }
@@ -986,8 +1025,26 @@ func (s *Server) putMode(w http.ResponseWriter, r *http.Request) {
 	switch m {
 	case ReadWrite, ReadOnly, ReadOnlyOverride:
 	case Import:
-		s.fail(w, r, &Error{42205, "Operation not permitted: IMPORT mode (registering with chosen ids) is not supported"})
-		return
+		// Importing into a registry (or subject) that already has schemas
+		// could collide with their ids: Confluent asks for force=true.
+		if !boolParam(r, "force") {
+			var subs []string
+			if sub == "" {
+				subs, err = s.store.Subjects(r.Context(), true)
+			} else if vs, verr := s.store.Versions(r.Context(), sub, true); verr == nil && len(vs) > 0 {
+				subs = []string{sub}
+			} else if verr != nil && !errors.Is(verr, ErrSubjectNotFound) {
+				err = verr
+			}
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			if len(subs) > 0 {
+				s.fail(w, r, &Error{42205, "Cannot import since found existing subjects; set force=true to import anyway"})
+				return
+			}
+		}
 	default:
 		s.fail(w, r, &Error{42204, "Invalid mode. Valid values are READWRITE, READONLY, READONLY_OVERRIDE and IMPORT"})
 		return

@@ -463,3 +463,51 @@ func TestReferences(t *testing.T) {
 		}
 	})
 }
+
+func importBody(schemaText string, id, version int) string {
+	b, _ := json.Marshal(map[string]any{"schema": schemaText, "id": id, "version": version})
+	return string(b)
+}
+
+// IMPORT mode: subjects move from another registry with their ids and
+// versions (events already written still decode), and ids assigned later
+// continue after the largest imported one.
+func TestImport(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, dsn string) {
+		c := client{t: t, base: newServer(t, dsn, registry.DefaultConfig()).URL}
+		steps := []struct {
+			method, path, body string
+			status             int
+			want               any
+		}{
+			{"POST", "/subjects/imp-value/versions", importBody(v1, 100, 3), 422, map[string]any{"error_code": num(42205),
+				"message": "Operation not permitted: registering with a chosen id needs IMPORT mode; subject imp-value is in READWRITE mode"}},
+			{"PUT", "/mode/imp-value", `{"mode":"IMPORT"}`, 200, map[string]any{"mode": "IMPORT"}},
+			{"POST", "/subjects/imp-value/versions", importBody(v1, 100, 3), 200, map[string]any{"id": num(100), "version": num(3)}},
+			{"POST", "/subjects/imp-value/versions", importBody(v1, 100, 3), 200, map[string]any{"id": num(100), "version": num(3)}},
+			{"POST", "/subjects/imp-value/versions", importBody(v2, 100, 4), 422, map[string]any{"error_code": num(42207), "message": "Overwrite new schema is not permitted: id 100 already holds another schema"}},
+			{"POST", "/subjects/imp-value/versions", importBody(v1, 101, 4), 422, map[string]any{"error_code": num(42207), "message": "Overwrite new schema is not permitted: schema is registered with id 100, not 101: already holds another schema"}},
+			{"POST", "/subjects/imp-value/versions", importBody(v2, 101, 3), 422, map[string]any{"error_code": num(42207), "message": "Overwrite new schema is not permitted: version 3 of imp-value already holds another schema"}},
+			// No compatibility check on import: v3 is not BACKWARD compatible with v2.
+			{"POST", "/subjects/imp-value/versions", importBody(v2, 101, 4), 200, map[string]any{"id": num(101), "version": num(4)}},
+			{"POST", "/subjects/imp-value/versions", importBody(v3, 150, 0), 200, map[string]any{"id": num(150), "version": num(5)}},
+			{"GET", "/schemas/ids/100", "", 200, map[string]any{"schema": v1}},
+			{"GET", "/subjects/imp-value/versions", "", 200, []any{num(3), num(4), num(5)}},
+			{"PUT", "/mode/imp-value", `{"mode":"READWRITE"}`, 200, nil},
+			{"POST", "/subjects/fresh-value/versions", body(`{"type":"record","name":"Fresh","fields":[]}`), 200, map[string]any{"id": num(151), "version": num(1)}},
+			{"PUT", "/mode", `{"mode":"IMPORT"}`, 422, map[string]any{"error_code": num(42205), "message": "Cannot import since found existing subjects; set force=true to import anyway"}},
+			{"PUT", "/mode?force=true", `{"mode":"IMPORT"}`, 200, map[string]any{"mode": "IMPORT"}},
+		}
+		for i, s := range steps {
+			status, got := c.do(s.method, s.path, s.body)
+			if status != s.status {
+				t.Fatalf("step %d %s %s: status %d, want %d: %v", i, s.method, s.path, status, s.status, got)
+			}
+			if s.want != nil {
+				if diff := cmp.Diff(s.want, got); diff != "" {
+					t.Fatalf("step %d %s %s (-want +got):\n%s", i, s.method, s.path, diff)
+				}
+			}
+		}
+	})
+}

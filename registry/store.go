@@ -23,6 +23,13 @@ type Store interface {
 	// gets two ids.
 	// A schema's identity is its normalised form with its references.
 	Register(ctx context.Context, subject string, s *schema.Schema, refs []Reference, check CheckFunc) (Registered, error)
+	// Import adds s to subject with a chosen id and version (0: pick as
+	// Register does), without a compatibility check: moving subjects from
+	// another registry with their ids, so events already written still
+	// decode. An id that holds another schema, or a version of subject that
+	// holds another schema, is ErrConflict; ids assigned later continue
+	// after the largest imported one.
+	Import(ctx context.Context, subject string, s *schema.Schema, refs []Reference, id, version int) (Registered, error)
 	// SchemaByID returns the text and references of the schema with the id.
 	SchemaByID(ctx context.Context, id int) (string, []Reference, error)
 	// Usages lists the subject versions that hold the schema id, deleted
@@ -111,4 +118,5 @@ var (
 	ErrNoLevel               = errors.New("no compatibility level is set")
 	ErrNoMode                = errors.New("no mode is set")
 	ErrReferenceExists       = errors.New("another schema references this version")
+	ErrConflict              = errors.New("already holds another schema")
 )

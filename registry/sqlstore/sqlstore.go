@@ -153,6 +153,104 @@ func (s *Store) Register(ctx context.Context, subject string, sc *schema.Schema,
 }
 
 // querier is what *sqldb.DB and *sqldb.Tx share.
+// Import implements registry.Store.
+func (s *Store) Import(ctx context.Context, subject string, sc *schema.Schema, refs []registry.Reference, id, version int) (registry.Registered, error) {
+	hash, refsJSON := identity(sc, refs)
+	var out registry.Registered
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		out = registry.Registered{}
+		if err := lock(ctx, tx, subject); err != nil {
+			return err
+		}
+		if tx.Dialect() == sqldb.Postgres {
+			// Ids are global: serialise imports that choose them.
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7304581263)`); err != nil {
+				return err
+			}
+		}
+		var existing int
+		err := tx.QueryRowContext(ctx, `SELECT id FROM registry_schemas WHERE hash = $1`, hash).Scan(&existing)
+		if err != nil && !sqldb.IsNoRows(err) {
+			return fmt.Errorf("import: %w", err)
+		}
+		switch {
+		case id > 0 && existing != 0 && existing != id:
+			return fmt.Errorf("schema is registered with id %d, not %d: %w", existing, id, registry.ErrConflict)
+		case id > 0 && existing == 0:
+			var other string
+			err := tx.QueryRowContext(ctx, `SELECT hash FROM registry_schemas WHERE id = $1`, id).Scan(&other)
+			if err == nil {
+				return fmt.Errorf("id %d %w", id, registry.ErrConflict)
+			}
+			if !sqldb.IsNoRows(err) {
+				return fmt.Errorf("import: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO registry_schemas (id, hash, normalized, schema, refs) VALUES ($1, $2, $3, $4, $5)`,
+				id, hash, sc.Normalized(), sc.String(), refsJSON); err != nil {
+				return fmt.Errorf("import schema %d: %w", id, err)
+			}
+			if tx.Dialect() == sqldb.Postgres {
+				if _, err := tx.ExecContext(ctx, `SELECT setval(pg_get_serial_sequence('registry_schemas', 'id'), (SELECT MAX(id) FROM registry_schemas))`); err != nil {
+					return fmt.Errorf("import: move the id sequence: %w", err)
+				}
+			}
+			existing = id
+			for _, r := range refs {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO registry_references (schema_id, name, subject, version) VALUES ($1, $2, $3, $4)`,
+					id, r.Name, r.Subject, r.Version); err != nil {
+					return fmt.Errorf("store reference %s: %w", r.Name, err)
+				}
+			}
+		case existing == 0:
+			if _, err := tx.ExecContext(ctx, `INSERT INTO registry_schemas (hash, normalized, schema, refs) VALUES ($1, $2, $3, $4)`,
+				hash, sc.Normalized(), sc.String(), refsJSON); err != nil {
+				return fmt.Errorf("import schema: %w", err)
+			}
+			if err := tx.QueryRowContext(ctx, `SELECT id FROM registry_schemas WHERE hash = $1`, hash).Scan(&existing); err != nil {
+				return fmt.Errorf("import schema: %w", err)
+			}
+			for _, r := range refs {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO registry_references (schema_id, name, subject, version) VALUES ($1, $2, $3, $4)`,
+					existing, r.Name, r.Subject, r.Version); err != nil {
+					return fmt.Errorf("store reference %s: %w", r.Name, err)
+				}
+			}
+		}
+		out.ID = existing
+		vs, err := versions(ctx, tx, subject, true)
+		if err != nil {
+			return err
+		}
+		for _, v := range vs {
+			if version > 0 && v.Version == version {
+				if v.ID != out.ID {
+					return fmt.Errorf("version %d of %s %w", version, subject, registry.ErrConflict)
+				}
+				out.Version = v.Version
+				return nil
+			}
+			if version == 0 && v.ID == out.ID && !v.Deleted {
+				out.Version = v.Version
+				return nil
+			}
+		}
+		out.Version = version
+		if version == 0 {
+			out.Version = 1
+			if len(vs) > 0 {
+				out.Version = vs[len(vs)-1].Version + 1
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO registry_versions (subject, version, schema_id) VALUES ($1, $2, $3)`,
+			subject, out.Version, out.ID); err != nil {
+			return fmt.Errorf("import version %d of %s: %w", out.Version, subject, err)
+		}
+		out.Created = true
+		return nil
+	})
+	return out, err
+}
+
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
