@@ -84,6 +84,7 @@ type PactResult struct {
 	Provider     string              `json:"provider"`
 	Origin       string              `json:"origin"`
 	Pending      bool                `json:"pending,omitempty"`
+	Notices      []string            `json:"notices,omitempty"` // from the source, e.g. why a broker selected it
 	Interactions []InteractionResult `json:"interactions"`
 }
 
@@ -150,7 +151,7 @@ func (v *Verifier) Run(ctx context.Context) (*Report, error) {
 		if v.Provider != "" && lp.Pact.Provider != v.Provider {
 			continue
 		}
-		pr := PactResult{Consumer: lp.Pact.Consumer, Provider: lp.Pact.Provider, Origin: lp.Origin, Pending: lp.Pending}
+		pr := PactResult{Consumer: lp.Pact.Consumer, Provider: lp.Pact.Provider, Origin: lp.Origin, Pending: lp.Pending, Notices: lp.Notices}
 		for _, in := range lp.Pact.Interactions {
 			if descRe != nil && !descRe.MatchString(in.Description) {
 				continue

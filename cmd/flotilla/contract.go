@@ -222,6 +222,9 @@ func writeVerifyText(w io.Writer, rep *contract.Report) {
 			pending = " [pending]"
 		}
 		fmt.Fprintf(w, "Verifying a pact between %s and %s (%s)%s\n", p.Consumer, p.Provider, p.Origin, pending)
+		for _, n := range p.Notices {
+			fmt.Fprintf(w, "  notice: %s\n", n)
+		}
 		for _, in := range p.Interactions {
 			total++
 			given := ""
