@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
+
+	"github.com/flotilla-ci/flotilla/contract"
 )
 
 var updateContract = flag.Bool("update-contract", false, "rewrite the contract command's golden files")
@@ -286,5 +289,63 @@ func TestContractCoverage(t *testing.T) {
 	code, out, _ = runCLI(t, "-f", manifest, "contract", "coverage")
 	if code != 1 || !strings.Contains(out, "3 of 4 edges (75%), 1 undeclared pact(s)") {
 		t.Fatalf("renamed event: exit %d\n%s", code, out)
+	}
+}
+
+// pendingHook is a verifyHook as the broker's is: a flag, a source of
+// pending pacts with notices, and a publisher that records the results.
+type pendingHook struct {
+	enabled   bool
+	published []contract.PactResult
+}
+
+func (h *pendingHook) AddFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&h.enabled, "test-broker", false, "")
+}
+
+func (h *pendingHook) Prepare(ctx context.Context) ([]contract.Source, contract.ResultPublisher, error) {
+	if !h.enabled {
+		return nil, nil, nil
+	}
+	return []contract.Source{pendingSource{}}, h, nil
+}
+
+func (h *pendingHook) Publish(_ context.Context, _ contract.LoadedPact, r contract.PactResult) error {
+	h.published = append(h.published, r)
+	return nil
+}
+
+type pendingSource struct{}
+
+func (pendingSource) Pacts(ctx context.Context) ([]contract.LoadedPact, error) {
+	lps, err := contract.FileSource{Paths: []string{"testdata/contract/pacts/web-order.json"}}.Pacts(ctx)
+	for i := range lps {
+		lps[i].Pending = true
+		lps[i].Notices = []string{"This pact is pending: it has not been verified by order yet."}
+	}
+	return lps, err
+}
+
+// TestContractVerifyHook: a hook adds flags, sources and a publisher; a
+// failing pending pact is reported and published but does not fail.
+func TestContractVerifyHook(t *testing.T) {
+	bad, _ := orderProvider(t, true)
+	h := &pendingHook{}
+	var out, errb strings.Builder
+	a := &app{stdout: &out, stderr: &errb}
+	cmd := a.contractVerifyCmd(h)
+	cmd.SetArgs([]string{"--test-broker", "--provider-base-url", bad.URL, "--state-change-url", bad.URL + "/_pact/state"})
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("a failing pending pact failed the run: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"(testdata/contract/pacts/web-order.json) [pending]", "notice: This pact is pending", "... FAILED", "2 interactions, 1 failed"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if len(h.published) != 1 || h.published[0].OK() {
+		t.Fatalf("published %+v", h.published)
 	}
 }
