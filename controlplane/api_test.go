@@ -224,7 +224,7 @@ func TestBadRequestBodies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer resp.Body.Close()
+			defer func() { _ = resp.Body.Close() }()
 			b, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), tt.want) {
 				t.Errorf("POST %s = %d %s, want 400 with %q", tt.path, resp.StatusCode, b, tt.want)

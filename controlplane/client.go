@@ -76,7 +76,7 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (*http.R
 		return nil, fmt.Errorf("%w at %s (start one with 'flotilla up'): %w", ErrUnreachable, c.BaseURL, err)
 	}
 	if resp.StatusCode >= 300 {
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		var e struct {
 			Error string `json:"error"`
 		}
@@ -94,7 +94,7 @@ func (c *Client) getJSON(ctx context.Context, method, path string, body, out any
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -128,7 +128,7 @@ func (c *Client) stream(ctx context.Context, path string, body any, events func(
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {

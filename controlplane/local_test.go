@@ -60,7 +60,7 @@ func TestLocalControlPlaneSurvivesARestart(t *testing.T) {
 	_ = ms.Close(ctx)
 
 	l, ms = open()
-	defer ms.Close(ctx)
+	defer func() { _ = ms.Close(ctx) }()
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -93,7 +93,7 @@ func TestLocalControlPlaneSurvivesARestart(t *testing.T) {
 	}
 	var body map[string]string
 	_ = json.NewDecoder(resp.Body).Decode(&body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if body["version"] != v {
 		t.Errorf("delta through the new mesh answers %v, want version %s", body, v)
 	}

@@ -230,7 +230,7 @@ func (f *fixture) serving(service string) string {
 	if err != nil {
 		f.t.Fatalf("GET %s: %v", service, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var body map[string]string
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 200 {
 		f.t.Fatalf("GET %s = %d, %v", service, resp.StatusCode, err)

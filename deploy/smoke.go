@@ -43,7 +43,7 @@ func (o *Orchestrator) smoke(ctx context.Context, addr, version string, c graph.
 	if err != nil {
 		return fmt.Errorf("smoke %q: %w", c.Name, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if got := resp.Header.Get(UpstreamHeader); got != "" && got != version {
 		return fmt.Errorf("smoke %q: answered by version %s, not %s (the header lane does not reach the new version)", c.Name, got, version)
@@ -56,7 +56,7 @@ func (o *Orchestrator) smoke(ctx context.Context, addr, version string, c graph.
 	}
 	var doc any
 	if err := json.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("smoke %q: %s %s: the body is not JSON (%v)%s", c.Name, method, c.Path, err, bodyNote(data))
+		return fmt.Errorf("smoke %q: %s %s: the body is not JSON (%w)%s", c.Name, method, c.Path, err, bodyNote(data))
 	}
 	got, ok := field(doc, c.JSONField)
 	if !ok {

@@ -85,7 +85,7 @@ func run(runs int, src string) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(root)
+	defer func() { _ = os.RemoveAll(root) }()
 	if err := os.CopyFS(root, os.DirFS(src)); err != nil {
 		return err
 	}
@@ -115,12 +115,12 @@ func run(runs int, src string) error {
 	if err != nil {
 		return err
 	}
-	defer ms.Close(ctx)
+	defer func() { _ = ms.Close(ctx) }()
 	store, err := sqlstore.Open(ctx, filepath.Join(root, "history.db"))
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer func() { _ = store.Close() }()
 	router := &local.MeshRouter{Mesh: ms}
 	orch := func(rev int) (*deploy.Orchestrator, error) {
 		if err := os.WriteFile(file, []byte(manifest(rev)), 0o644); err != nil {

@@ -72,7 +72,7 @@ Restarts and crash loops are noted in the log by flotilla.`,
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
-			defer f.Close()
+			defer func() { _ = f.Close() }()
 			if err := printTail(a.stdout, f, lines); err != nil {
 				return &exitError{code: 1, err: err}
 			}

@@ -124,7 +124,7 @@ func (in *instance) launch() error {
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
 	}
-	defer logf.Close()
+	defer func() { _ = logf.Close() }()
 	// Each service runs in a folder of its own under the data directory,
 	// so relative paths it writes to stay out of the repository.
 	wd := filepath.Join(in.t.cfg.Dir, "run", in.v.spec.Service)
@@ -387,6 +387,6 @@ func appendLog(path, line string) {
 	if err != nil {
 		return
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	_, _ = fmt.Fprintf(f, "%s %s\n", time.Now().UTC().Format(time.RFC3339), line)
 }

@@ -116,7 +116,7 @@ func get(t *testing.T, addr, path string) (int, map[string]any) {
 	if err != nil {
 		t.Fatalf("GET %s%s: %v", addr, path, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
 	var m map[string]any
 	_ = json.Unmarshal(body, &m)
@@ -314,7 +314,7 @@ func TestReadinessFollowedAfterStart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 	}
 	toggle()
 	waitFor(t, tg, "india-service", func(in deploy.Instance) bool { return in.State == deploy.StateUnready })
@@ -345,7 +345,7 @@ func TestFixedPortInUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	tg := newTarget(t, t.TempDir(), nil)
 	s := spec("foxtrot-service", "f1", "")
 	s.Port = ln.Addr().(*net.TCPAddr).Port

@@ -25,12 +25,12 @@ func TestMeshRouter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close(ctx)
+	defer func() { _ = m.Close(ctx) }()
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer taken.Close()
+	defer func() { _ = taken.Close() }()
 	port := taken.Addr().(*net.TCPAddr).Port
 	r := &MeshRouter{Mesh: m, Ports: map[string]int{"fixed-service": port}}
 

@@ -104,7 +104,7 @@ func (s *Store) List(ctx context.Context, service string, limit int) ([]deploy.R
 	if err != nil {
 		return nil, fmt.Errorf("list history: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	var out []deploy.Record
 	for rows.Next() {
 		r, err := scan(rows)

@@ -50,7 +50,7 @@ func TestReopenKeepsHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	cur, err := s.Current(ctx, "a")
 	if err != nil || cur.Version != "v1" {
 		t.Errorf("Current after reopening = %+v, %v; want v1", cur, err)
