@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/flotilla-ci/flotilla/internal/sqldb"
 	"github.com/flotilla-ci/flotilla/registry"
+	"github.com/flotilla-ci/flotilla/registry/migrate"
 	"github.com/flotilla-ci/flotilla/registry/sqlstore"
 	"github.com/flotilla-ci/flotilla/schema"
 )
@@ -25,7 +27,7 @@ func (a *app) registryCmd() *cobra.Command {
 		Use:   "registry",
 		Short: "Run the schema registry (the Confluent Schema Registry REST API)",
 	}
-	cmd.AddCommand(a.registryServeCmd())
+	cmd.AddCommand(a.registryServeCmd(), a.registryImportCmd())
 	return cmd
 }
 
@@ -130,4 +132,62 @@ func (rs *registryServe) run(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+func (a *app) registryImportCmd() *cobra.Command {
+	var from, fromUser, to, toUser, prefix string
+	cmd := &cobra.Command{
+		Use:   "import --from URL",
+		Short: "Copy subjects from another schema registry, keeping ids and versions",
+		Long: `Import copies every live version of every subject (or of those with
+--subject-prefix) from a Confluent-compatible registry into flotilla's, with
+the same schema ids and version numbers, so events already written (their
+wire header carries the id) still decode; compatibility levels come along.
+The target is put in IMPORT mode for the copy and back to READWRITE after.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if from == "" || to == "" {
+				return usageErr(errors.New("registry import: --from URL and --to URL (or FLOTILLA_REGISTRY_URL) are required"))
+			}
+			src, err := srClient(from, fromUser, "--from-user")
+			if err != nil {
+				return err
+			}
+			dst, err := srClient(to, toUser, "--user")
+			if err != nil {
+				return err
+			}
+			rep, err := migrate.Copy(cmd.Context(), src, dst, migrate.Options{SubjectPrefix: prefix})
+			if err != nil {
+				fmt.Fprintf(a.stdout, "imported %d versions of %d schemas before stopping\n", rep.Versions, rep.Schemas)
+				return &exitError{code: 1, err: err}
+			}
+			fmt.Fprintf(a.stdout, "imported %d subjects: %d versions of %d schemas, same ids; %d compatibility levels\n",
+				rep.Subjects, rep.Versions, rep.Schemas, rep.Levels)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&from, "from", "", "the registry to copy from")
+	f.StringVar(&fromUser, "from-user", "", "basic auth for --from, NAME:PASSWORD")
+	f.StringVar(&to, "to", os.Getenv("FLOTILLA_REGISTRY_URL"), "the registry to copy into (default $FLOTILLA_REGISTRY_URL)")
+	f.StringVar(&toUser, "user", os.Getenv("FLOTILLA_REGISTRY_USER"), "basic auth for --to, NAME:PASSWORD (default $FLOTILLA_REGISTRY_USER)")
+	f.StringVar(&prefix, "subject-prefix", "", "copy only subjects starting with this")
+	return cmd
+}
+
+func srClient(url, user, flag string) (*sr.Client, error) {
+	opts := []sr.ClientOpt{sr.URLs(url)}
+	if user != "" {
+		name, pass, ok := strings.Cut(user, ":")
+		if !ok {
+			return nil, usageErr(fmt.Errorf("%s: want NAME:PASSWORD", flag))
+		}
+		opts = append(opts, sr.BasicAuth(name, pass))
+	}
+	cl, err := sr.NewClient(opts...)
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("registry %s: %w", url, err))
+	}
+	return cl, nil
 }

@@ -401,3 +401,29 @@ func TestSchemaCheckMovedFile(t *testing.T) {
 		t.Errorf("moved unchanged: exit %d\n%s", code, out)
 	}
 }
+
+func TestRegistryImport(t *testing.T) {
+	src := startRegistry(t, "")
+	dst := startRegistry(t, "admin:pw")
+	dir := schemaRepo(t)
+	manifest := filepath.Join(dir, "flotilla.yaml")
+	if code, out, errOut := runCLI(t, "-f", manifest, "schema", "register", "--registry", src); code != 0 {
+		t.Fatalf("register: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut := runCLI(t, "registry", "import", "--from", src, "--to", dst)
+	if code != 1 || !strings.Contains(errOut, "Unauthorized") {
+		t.Errorf("import without credentials: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runCLI(t, "registry", "import", "--from", src, "--to", dst, "--user", "admin:pw")
+	if code != 0 || !strings.Contains(out, "imported 2 subjects: 2 versions of 2 schemas, same ids") {
+		t.Fatalf("import: exit %d\n%s%s", code, out, errOut)
+	}
+	// The repository's schemas are now registered in the target, under the same ids.
+	code, out, _ = runCLI(t, "-f", manifest, "schema", "check", "--base", "", "--registry", dst)
+	if code != 0 || !strings.Contains(out, "vs registry OrderCreated-value: registered as version 1 (id 2)") {
+		t.Errorf("check against the target: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := runCLI(t, "registry", "import", "--to", dst); code != 2 || !strings.Contains(errOut, "--from URL") {
+		t.Errorf("import without --from: exit %d %q", code, errOut)
+	}
+}
