@@ -13,6 +13,7 @@
 //	GET   /users/{id}                 a profile: the user themself, an admin, or a service forwarding their token
 //	POST  /users/me/addresses         {line1, city, postalCode, country} → 201 address
 //	GET   /users/me/addresses
+//	GET   /users/{id}/addresses       the user themself or an admin (shipping-service's account)
 package user
 
 import (
@@ -92,6 +93,7 @@ func (m *Main) Start(ctx context.Context) error {
 	mux.Handle("GET /users/{id}", kit.Handle(v.Auth(m.get)))
 	mux.Handle("POST /users/me/addresses", kit.Handle(v.Auth(m.addAddress)))
 	mux.Handle("GET /users/me/addresses", kit.Handle(v.Auth(m.addresses)))
+	mux.Handle("GET /users/{id}/addresses", kit.Handle(v.Auth(m.userAddresses)))
 	app.Serve()
 	return nil
 }
@@ -403,7 +405,7 @@ func (m *Main) addresses(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := []Address{}
 	for rows.Next() {
 		var a Address
