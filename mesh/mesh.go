@@ -401,6 +401,14 @@ func (m *Mesh) SetSubset(ctx context.Context, service string, sub Subset) error 
 	if err != nil {
 		return err
 	}
+	if err := m.checkSubset(service, sub); err != nil {
+		return err
+	}
+	removed := s.setSubset(sub)
+	return m.drain(ctx, service, sub.Name, removed)
+}
+
+func (m *Mesh) checkSubset(service string, sub Subset) error {
 	if err := checkName("subset", sub.Name); err != nil {
 		return fmt.Errorf("service %s: %w", service, err)
 	}
@@ -417,8 +425,7 @@ func (m *Mesh) SetSubset(ctx context.Context, service string, sub Subset) error 
 			return fmt.Errorf("service %s subset %s: endpoint %s is the mesh's own address for %s (a loop): give the instance's address", service, sub.Name, a, own)
 		}
 	}
-	removed := s.setSubset(sub)
-	return m.drain(ctx, service, sub.Name, removed)
+	return nil
 }
 
 // RemoveSubset stops routing to the subset and waits until its in-flight
@@ -437,6 +444,34 @@ func (m *Mesh) RemoveSubset(ctx context.Context, service, subset string) error {
 	return m.drain(ctx, service, subset, removed)
 }
 
+// AddEndpoint adds one instance to a subset (creating the subset, with
+// weight 0 unless it is the service's first, when it does not exist).
+func (m *Mesh) AddEndpoint(ctx context.Context, service, subset, addr string) error {
+	s, err := m.service(service)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock() // serialise with other endpoint edits of this service
+	defer s.mu.Unlock()
+	in := Subset{Name: subset, Endpoints: []string{addr}}
+	if sub := s.table.Load().byName[subset]; sub != nil {
+		in.Canary = sub.canary
+		in.Endpoints = in.Endpoints[:0]
+		for _, e := range sub.endpoints {
+			if e.addr == addr {
+				return nil // already there
+			}
+			in.Endpoints = append(in.Endpoints, e.addr)
+		}
+		in.Endpoints = append(in.Endpoints, addr)
+	}
+	if err := m.checkSubset(service, in); err != nil {
+		return err
+	}
+	s.setSubsetLocked(in)
+	return nil
+}
+
 // RemoveEndpoint takes one instance out of a subset and waits for its
 // in-flight requests to finish (or ctx to be done).
 func (m *Mesh) RemoveEndpoint(ctx context.Context, service, subset, addr string) error {
@@ -444,24 +479,28 @@ func (m *Mesh) RemoveEndpoint(ctx context.Context, service, subset, addr string)
 	if err != nil {
 		return err
 	}
-	t := s.table.Load()
-	sub := t.byName[subset]
+	s.mu.Lock()
+	sub := s.table.Load().byName[subset]
 	if sub == nil {
+		s.mu.Unlock()
 		return fmt.Errorf("service %s subset %s: %w", service, subset, ErrUnknownSubset)
 	}
-	var keep []string
+	in := Subset{Name: subset, Canary: sub.canary}
 	found := false
 	for _, e := range sub.endpoints {
 		if e.addr == addr {
 			found = true
 			continue
 		}
-		keep = append(keep, e.addr)
+		in.Endpoints = append(in.Endpoints, e.addr)
 	}
 	if !found {
+		s.mu.Unlock()
 		return fmt.Errorf("service %s subset %s: no endpoint %s", service, subset, addr)
 	}
-	return m.SetSubset(ctx, service, Subset{Name: subset, Canary: sub.canary, Endpoints: keep})
+	removed := s.setSubsetLocked(in)
+	s.mu.Unlock()
+	return m.drain(ctx, service, subset, removed)
 }
 
 // drain waits for the endpoints' in-flight requests, then closes their

@@ -335,3 +335,39 @@ func TestOutlierEjectionNeverEjectsTheLast(t *testing.T) {
 		t.Errorf("only endpoint got %d of 10 requests", got)
 	}
 }
+
+func TestAddAndRemoveEndpoints(t *testing.T) {
+	m := newTestMesh(t, Config{})
+	a, b := newUpstream(t, "a", nil), newUpstream(t, "b", nil)
+	url := addService(t, m, ServiceConfig{Name: "product-service"})
+	ctx := context.Background()
+	for _, addr := range []string{a.addr(), b.addr(), b.addr()} { // the repeat is a no-op
+		if err := m.AddEndpoint(ctx, "product-service", "v1", addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subs, _ := m.Subsets("product-service")
+	if diff := cmp.Diff([]Subset{{Name: "v1", Endpoints: []string{a.addr(), b.addr()}}}, subs); diff != "" {
+		t.Errorf("after adds (-want +got):\n%s", diff)
+	}
+	for range 10 {
+		do(t, "GET", url, nil, "")
+	}
+	if a.hits.Load() != 5 || b.hits.Load() != 5 {
+		t.Errorf("round robin: a %d, b %d", a.hits.Load(), b.hits.Load())
+	}
+	if err := m.RemoveEndpoint(ctx, "product-service", "v1", a.addr()); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if r := do(t, "GET", url, nil, ""); r.body != "b" {
+			t.Fatalf("served by %q after a's removal", r.body)
+		}
+	}
+	if err := m.RemoveEndpoint(ctx, "product-service", "v1", a.addr()); err == nil {
+		t.Error("removing a missing endpoint succeeded")
+	}
+	if err := m.AddEndpoint(ctx, "product-service", "v1", "nohost"); err == nil {
+		t.Error("AddEndpoint accepted an address without a port")
+	}
+}

@@ -159,6 +159,10 @@ func (m *Mesh) newTransport() *http.Transport {
 func (s *service) setSubset(in Subset) []*endpoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.setSubsetLocked(in)
+}
+
+func (s *service) setSubsetLocked(in Subset) []*endpoint {
 	old := s.table.Load()
 	prev := old.byName[in.Name]
 	keep := map[string]*endpoint{}
