@@ -61,7 +61,7 @@ func post(url, token string, body any, headers ...string) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, data, err
 }
@@ -120,7 +120,7 @@ func run(b *testing.B, env kittest.Env) {
 		u.n++
 		sku := fmt.Sprintf("SKU-%04d", 1+(u.n*7+len(u.token))%skus)
 		if st, body, err := post(s.Cart.URL()+"/carts/me/items", u.token, map[string]any{"sku": sku, "quantity": 1 + u.n%3}); err != nil || st != 200 {
-			res.add(0, "", fmt.Errorf("cart: %d %s %v", st, body, err))
+			res.add(0, "", fmt.Errorf("cart: %d %s: %w", st, body, err))
 			return
 		}
 		start := time.Now()

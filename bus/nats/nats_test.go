@@ -82,13 +82,13 @@ func TestEmbeddedKeepsMessagesAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 	cfg.URL = srv.URL()
 	b, err = busnats.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	defer func() { _ = b.Close() }()
 	got := make(chan byte, 100)
 	sub, err := b.Subscribe(ctx, bus.Subscription{Topic: "T", Group: "g", Handler: func(_ context.Context, m bus.Message) error {
 		got <- m.Payload[0]
@@ -97,7 +97,7 @@ func TestEmbeddedKeepsMessagesAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Close()
+	defer func() { _ = sub.Close() }()
 	for i := 0; i < 50; i++ {
 		select {
 		case v := <-got:

@@ -137,7 +137,7 @@ func (m *Main) load(ctx context.Context, user string) (Cart, error) {
 	if err != nil {
 		return c, err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		var l Line
 		if err := rows.Scan(&l.SKU, &l.Name, &l.Quantity, &l.UnitPrice, &c.Currency); err != nil {

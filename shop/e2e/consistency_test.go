@@ -65,7 +65,7 @@ func TestConsistency(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { f.Close() })
+		t.Cleanup(func() { _ = f.Close() })
 		p := &proc{name: short, bin: filepath.Join(bin, short), addr: addr[short], faults: faults, crashes: crashes, log: f,
 			env: append(append([]string{"DATABASE_URL=" + dbPath(short)}, common...), env...)}
 		procs[short] = p
@@ -191,14 +191,14 @@ func TestConsistency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer audit.Close()
+	defer func() { _ = audit.Close() }()
 	dbs := map[string]*sqldb.DB{}
 	for _, s := range services {
 		db, err := sqldb.Open(ctx, dbPath(s))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer db.Close()
+		defer func() { _ = db.Close() }()
 		dbs[s] = db
 	}
 	c := checker{t: t, ctx: ctx}
@@ -220,7 +220,7 @@ func TestConsistency(t *testing.T) {
 		c.check(rec == initial[sku] && av+res+com == rec, "%s: %d available + %d reserved + %d committed, received %d, initial %d", sku, av, res, com, rec, initial[sku])
 		c.check(res == 0, "%s: %d units still reserved", sku, res)
 	}
-	rows.Close()
+	_ = rows.Close()
 	c.check(skusChecked == *numSKUs, "%d SKUs with stock, want %d", skusChecked, *numSKUs)
 	var open int
 	c.scan(dbs["inventory"], `SELECT COUNT(*) FROM reservations WHERE status = 'RESERVED'`, &open)
@@ -235,7 +235,7 @@ func TestConsistency(t *testing.T) {
 		_ = rows.Scan(&sku, &q)
 		orderUnits[sku] = q
 	}
-	rows.Close()
+	_ = rows.Close()
 	rows = c.query(dbs["inventory"], `SELECT sku, committed FROM stock`)
 	for rows.Next() {
 		var sku string
@@ -243,7 +243,7 @@ func TestConsistency(t *testing.T) {
 		_ = rows.Scan(&sku, &com)
 		c.check(com == orderUnits[sku], "%s: %d committed, confirmed orders bought %d", sku, com, orderUnits[sku])
 	}
-	rows.Close()
+	_ = rows.Close()
 
 	// Per order: confirmed ⇔ captured and committed; cancelled ⇒ no capture kept, no stock kept.
 	payments := map[string][2]string{} // order → status, amount
@@ -263,7 +263,7 @@ func TestConsistency(t *testing.T) {
 		refunded += ref
 		c.check(st != "PENDING", "payment of order %s left PENDING", id)
 	}
-	rows.Close()
+	_ = rows.Close()
 	reservations := map[string]string{}
 	rows = c.query(dbs["inventory"], `SELECT order_id, status FROM reservations`)
 	for rows.Next() {
@@ -271,7 +271,7 @@ func TestConsistency(t *testing.T) {
 		_ = rows.Scan(&id, &st)
 		reservations[id] = st
 	}
-	rows.Close()
+	_ = rows.Close()
 	var confirmedTotal int64
 	reasons := map[string]int{}
 	rows = c.query(dbs["order"], `SELECT id, status, total, reason FROM orders`)
@@ -290,7 +290,7 @@ func TestConsistency(t *testing.T) {
 			c.check(r != "COMMITTED" && r != "RESERVED", "cancelled order %s: reservation %s", id, r)
 		}
 	}
-	rows.Close()
+	_ = rows.Close()
 	c.check(captured-refunded == confirmedTotal, "captures %d - refunds %d = %d, confirmed orders total %d", captured, refunded, captured-refunded, confirmedTotal)
 
 	// Events: every outbox row published, each applied once by the audit consumer.
@@ -372,7 +372,7 @@ func outboxCounts(t *testing.T, path string) (all, unsent int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	_ = db.QueryRowContext(context.Background(), `SELECT COUNT(*), COALESCE(SUM(CASE WHEN sent_at IS NULL THEN 1 ELSE 0 END), 0) FROM outbox`).Scan(&all, &unsent)
 	return all, unsent
 }
@@ -395,7 +395,7 @@ func countEffects(t *testing.T, path string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	var n int
 	_ = db.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM effects`).Scan(&n)
 	return n

@@ -36,7 +36,7 @@ func freePort(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().String()
 }
 
@@ -57,8 +57,6 @@ type proc struct {
 	stopping bool
 	done     chan struct{}
 }
-
-func (p *proc) url() string { return "http://" + p.addr }
 
 func (p *proc) start(t *testing.T) {
 	t.Helper()
@@ -136,7 +134,7 @@ func waitReady(t *testing.T, url string) {
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(url + "/ready")
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return
 			}

@@ -404,7 +404,7 @@ func loadReservationBy(ctx context.Context, tx *sqldb.Tx, col, val string) (Rese
 	if err != nil {
 		return res, err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		var l Line
 		if err := rows.Scan(&l.SKU, &l.Quantity); err != nil {

@@ -35,7 +35,7 @@ func TestInventoryService(t *testing.T) {
 		if err := m.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		defer m.Close()
+		defer func() { _ = m.Close() }()
 		url := m.URL()
 		otherTok := usertest.Token(t, users.URL(), "other@shop.test")
 

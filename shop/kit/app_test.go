@@ -36,7 +36,7 @@ func TestAppHealthReadyAndDrain(t *testing.T) {
 			if err != nil || resp.StatusCode != 200 {
 				t.Fatalf("%s: %v %v", path, resp, err)
 			}
-			resp.Body.Close()
+			_ = resp.Body.Close()
 		}
 		resp, err := http.Get(app.URL() + "/boom")
 		if err != nil {
@@ -44,7 +44,7 @@ func TestAppHealthReadyAndDrain(t *testing.T) {
 		}
 		var e struct{ Error kit.Error }
 		_ = json.NewDecoder(resp.Body).Decode(&e)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != 500 || e.Error.Code != "internal" {
 			t.Errorf("panic → %d %+v, want 500 internal", resp.StatusCode, e)
 		}
@@ -57,7 +57,7 @@ func TestAppHealthReadyAndDrain(t *testing.T) {
 				return
 			}
 			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			done <- string(b)
 		}()
 		<-started
@@ -67,7 +67,8 @@ func TestAppHealthReadyAndDrain(t *testing.T) {
 		if got := <-done; got != "{\"done\":\"yes\"}\n" {
 			t.Errorf("in-flight request during drain got %q", got)
 		}
-		if _, err := http.Get(app.URL() + "/health"); err == nil {
+		if resp, err := http.Get(app.URL() + "/health"); err == nil {
+			_ = resp.Body.Close()
 			t.Error("still accepting after Close")
 		}
 	})
@@ -94,7 +95,7 @@ func TestAppConsumeDeadLettersPoison(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer app.Close()
+		defer func() { _ = app.Close() }()
 		if err := app.Codec.Add(ctx, "OrderCreated", v1); err != nil {
 			t.Fatal(err)
 		}

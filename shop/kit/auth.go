@@ -97,7 +97,7 @@ func (v *Verifier) key(ctx context.Context, kid string) (ed25519.PublicKey, erro
 	if err != nil {
 		return nil, fmt.Errorf("fetch jwks: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("fetch jwks: %s", resp.Status)
 	}
@@ -133,7 +133,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		kid, _ := t.Header["kid"].(string)
 		k, err := v.key(ctx, kid)
 		if err != nil && strings.HasPrefix(err.Error(), "fetch jwks") {
-			return nil, fmt.Errorf("%w: %v", errJWKS, err)
+			return nil, fmt.Errorf("%w: %w", errJWKS, err)
 		}
 		return k, err
 	}, jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithIssuer(TokenIssuer), jwt.WithAudience(TokenAudience),

@@ -68,7 +68,7 @@ func (c *Client) Do(ctx context.Context, method, path, token string, headers map
 	if err != nil {
 		return fmt.Errorf("%s %s %s: %w", c.Service, method, path, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 4*MaxBody))
 	if err != nil {
 		return fmt.Errorf("%s %s %s: read: %w", c.Service, method, path, err)

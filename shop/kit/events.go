@@ -129,7 +129,7 @@ var ErrPoison = errors.New("undecodable event")
 func (c *Codec) Decode(ctx context.Context, event string, data []byte, v any) error {
 	id, payload, err := serde.SplitHeader(data)
 	if err != nil {
-		return fmt.Errorf("decode %s: %w: %v", event, ErrPoison, err)
+		return fmt.Errorf("decode %s: %w: %w", event, ErrPoison, err)
 	}
 	c.mu.RLock()
 	reader, ok := c.local[event]
@@ -142,7 +142,7 @@ func (c *Codec) Decode(ctx context.Context, event string, data []byte, v any) er
 		return err
 	}
 	if err := c.api.Unmarshal(sc, payload, v); err != nil {
-		return fmt.Errorf("decode %s (schema id %d): %w: %v", event, id, ErrPoison, err)
+		return fmt.Errorf("decode %s (schema id %d): %w: %w", event, id, ErrPoison, err)
 	}
 	return nil
 }
@@ -170,7 +170,7 @@ func (c *Codec) readerFor(ctx context.Context, event string, reader *schema.Sche
 	}
 	writer, err := schema.ParseWithReferences(text, refs)
 	if err != nil {
-		return nil, fmt.Errorf("decode %s: %w: registry schema %d: %v", event, ErrPoison, id, err)
+		return nil, fmt.Errorf("decode %s: %w: registry schema %d: %w", event, ErrPoison, id, err)
 	}
 	if probs := schema.ReaderCanRead(reader, writer); len(probs) > 0 {
 		return nil, fmt.Errorf("decode %s: %w: our schema cannot read writer schema %d: %v", event, ErrPoison, id, probs)
@@ -178,7 +178,7 @@ func (c *Codec) readerFor(ctx context.Context, event string, reader *schema.Sche
 	sc = reader.Avro()
 	if writer.Normalized() != reader.Normalized() {
 		if sc, err = avro.NewSchemaCompatibility().Resolve(reader.Avro(), writer.Avro()); err != nil {
-			return nil, fmt.Errorf("decode %s: %w: resolve writer schema %d: %v", event, ErrPoison, id, err)
+			return nil, fmt.Errorf("decode %s: %w: resolve writer schema %d: %w", event, ErrPoison, id, err)
 		}
 	}
 	c.mu.Lock()

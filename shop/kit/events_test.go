@@ -86,7 +86,7 @@ func TestCodecWithFlotillaRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	store, err := sqlstore.New(ctx, db)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package kit
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -45,8 +46,8 @@ func FuzzDecode(f *testing.F) {
 		if err == nil {
 			return
 		}
-		e, ok := err.(*Error)
-		if !ok || e.Status < 400 || e.Status > 499 || e.Message == "" {
+		var e *Error
+		if !errors.As(err, &e) || e.Status < 400 || e.Status > 499 || e.Message == "" {
 			t.Fatalf("Decode(%q) = %#v; want a 4xx *Error with a message", body, err)
 		}
 	})

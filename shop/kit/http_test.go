@@ -2,6 +2,7 @@ package kit
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -41,8 +42,8 @@ func TestDecode(t *testing.T) {
 				}
 				return
 			}
-			e, ok := err.(*Error)
-			if !ok || e.Status != tc.status || !strings.Contains(e.Message, tc.msg) {
+			var e *Error
+			if !errors.As(err, &e) || e.Status != tc.status || !strings.Contains(e.Message, tc.msg) {
 				t.Fatalf("Decode error = %#v, want %d %q", err, tc.status, tc.msg)
 			}
 		})

@@ -27,12 +27,12 @@ func TestOutboxRelayAndIdempotentConsumer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer b.Close()
+		defer func() { _ = b.Close() }()
 		db, err := sqldb.Open(ctx, cfg.DatabaseURL)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer db.Close()
+		defer func() { _ = db.Close() }()
 		if err := kit.MigrateKit(ctx, db); err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +103,7 @@ func TestOutboxRelayAndIdempotentConsumer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer sub.Close()
+		defer func() { _ = sub.Close() }()
 		deadline := time.Now().Add(20 * time.Second)
 		var n, distinct int
 		for time.Now().Before(deadline) {
@@ -135,7 +135,7 @@ func TestIdempotentRejectsEventsWithoutID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	if err := kit.MigrateKit(ctx, db); err != nil {
 		t.Fatal(err)
 	}

@@ -361,7 +361,7 @@ func (m *Main) load(ctx context.Context, db *sqldb.DB, id string) (Order, error)
 	if err != nil {
 		return o, err
 	}
-	defer rs.Close()
+	defer func() { _ = rs.Close() }()
 	for rs.Next() {
 		var it Item
 		if err := rs.Scan(&it.SKU, &it.Name, &it.Quantity, &it.UnitPrice); err != nil {

@@ -144,7 +144,9 @@ func (m *Main) reserve(ctx context.Context, o Order) (transition, error) {
 	case err == nil:
 		return transition{step: StepCharge, reservationID: res.ID, detail: "reserved " + res.ID}, nil
 	case st == http.StatusConflict && code == "out_of_stock", st == http.StatusUnprocessableEntity, st == http.StatusBadRequest:
-		return transition{step: StepRelease, reason: code + ": " + err.(*kit.UpstreamError).Err.Message, detail: "reserve refused"}, nil
+		var ue *kit.UpstreamError
+		errors.As(err, &ue)
+		return transition{step: StepRelease, reason: code + ": " + ue.Err.Message, detail: "reserve refused"}, nil
 	default:
 		return transition{}, retry("reserve: %w", err)
 	}

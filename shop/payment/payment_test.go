@@ -24,7 +24,7 @@ func TestPaymentService(t *testing.T) {
 		if err := m.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		defer m.Close()
+		defer func() { _ = m.Close() }()
 		url := m.URL()
 		var mu sync.Mutex
 		events := map[string]int{}
@@ -42,7 +42,7 @@ func TestPaymentService(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer sub.Close()
+			defer func() { _ = sub.Close() }()
 		}
 		charge := func(tok, key string, body ChargeRequest) kittest.Response {
 			return kittest.Call(t, "POST", url+"/payments", tok, body, "Idempotency-Key", key)

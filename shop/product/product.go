@@ -443,7 +443,7 @@ func (m *Main) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	page.Items = []Product{}
 	for rows.Next() {
 		p, err := scan(rows)

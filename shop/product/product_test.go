@@ -29,7 +29,7 @@ func TestProductService(t *testing.T) {
 		if err := m.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		defer m.Close()
+		defer func() { _ = m.Close() }()
 		url := m.URL()
 
 		got := map[string][]bus.Message{}
@@ -42,7 +42,7 @@ func TestProductService(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer sub.Close()
+			defer func() { _ = sub.Close() }()
 		}
 
 		p := map[string]any{"sku": "MUG-1", "name": "Blue mug", "description": "Holds tea.", "category": "kitchen", "price": 1299, "currency": "EUR"}

@@ -68,7 +68,7 @@ func TestUserService(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer sub.Close()
+		defer func() { _ = sub.Close() }()
 
 		ada, adaTok := register(t, url, "Ada@Shop.test")
 		if ada.Email != "ada@shop.test" || ada.Role != kit.RoleCustomer {
@@ -225,7 +225,7 @@ func TestSigningKeySurvivesRestart(t *testing.T) {
 	if err := m2.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	defer m2.Close()
+	defer func() { _ = m2.Close() }()
 	if r := kittest.Call(t, "GET", m2.URL()+"/users/me", tok, nil); r.Status != 200 {
 		t.Errorf("token from before the restart: %d %s", r.Status, r.Body)
 	}

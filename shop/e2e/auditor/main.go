@@ -46,7 +46,7 @@ func run(ctx context.Context, busURL, stream, dsn string) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	if err := kit.MigrateKit(ctx, db); err != nil {
 		return err
 	}

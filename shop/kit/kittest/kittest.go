@@ -182,7 +182,7 @@ func Call(t testing.TB, method, url, token string, body any, headers ...string) 
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, _ := io.ReadAll(resp.Body)
 	return Response{Status: resp.StatusCode, Body: data, Header: resp.Header}
 }
