@@ -35,6 +35,7 @@
 //	m.SetSubset(ctx, "order-service", mesh.Subset{Name: "9c0d7e", Canary: true, Endpoints: eps2}) // weight 0
 //	m.SetWeights(ctx, "order-service", map[string]int{"3f2a1b": 0, "9c0d7e": 100})  // atomic switch
 //	m.RemoveSubset(ctx, "order-service", "3f2a1b") // returns once drained: stop its processes now
+//	m.AddEndpoint(ctx, "order-service", "9c0d7e", addr3) // scale out; RemoveEndpoint drains one
 //
 // and serve [Mesh.MetricsHandler] at /metrics. A [Gateway] is built over
 // the mesh with [NewGateway] from a [GatewayConfig] ([ParseGatewayConfig]).
