@@ -131,8 +131,14 @@ func (e *Encoder) Encode(ctx context.Context, v any) ([]byte, error) {
 	return append(AppendHeader(make([]byte, 0, 5+len(body)), id), body...), nil
 }
 
+// decodeAPI bounds what one message may make a consumer allocate: a poison
+// message claiming a billion-element array or a gigabyte string fails
+// instead of exhausting memory.
+var decodeAPI = avro.Config{TagKey: "avro", MaxByteSliceSize: 8 << 20, MaxSliceAllocSize: 1 << 20}.Freeze()
+
 // Decoder reads messages into values of its reader schema, whatever
-// registered schema wrote them.
+// registered schema wrote them. A string or bytes value over 8 MiB, or an
+// array or map over 2^20 items, is an error.
 type Decoder struct {
 	reg    Registry
 	reader *schema.Schema
@@ -157,7 +163,7 @@ func (d *Decoder) Decode(ctx context.Context, msg []byte, v any) error {
 	if err != nil {
 		return err
 	}
-	if err := avro.Unmarshal(sc, payload, v); err != nil {
+	if err := decodeAPI.Unmarshal(sc, payload, v); err != nil {
 		return fmt.Errorf("decode with writer schema %d: %w", id, err)
 	}
 	return nil

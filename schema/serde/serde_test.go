@@ -42,7 +42,7 @@ type OrderV2 struct {
 	Currency   string `avro:"currency"`
 }
 
-func startRegistry(t *testing.T) string {
+func startRegistry(t testing.TB) string {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, sqldbtest.SQLite(t))
@@ -356,4 +356,28 @@ func TestResolution(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzDecode feeds arbitrary payloads behind a real schema id: a decode
+// may fail, never panic or allocate without bound.
+func FuzzDecode(f *testing.F) {
+	ctx := context.Background()
+	cl := serde.NewClient(startRegistry(f), "", "")
+	writer := schema.MustParse(`{"type":"record","name":"R","fields":[
+		{"name":"id","type":"string"},{"name":"n","type":"long"},
+		{"name":"tags","type":{"type":"array","items":"string"}},
+		{"name":"attrs","type":{"type":"map","values":["null","bytes"]}}]}`)
+	enc := serde.NewEncoder(cl, "R-value", writer, true)
+	good, err := enc.Encode(ctx, map[string]any{"id": "x", "n": int64(3), "tags": []any{"a"}, "attrs": map[string]any{"k": nil}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	dec := serde.NewDecoder(cl, writer)
+	f.Add(good[5:])
+	f.Add([]byte{0x02, 'x', 0x06, 0xfe, 0xff, 0xff, 0xff, 0x0f}) // a claimed huge array
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		msg := append(append([]byte{}, good[:5]...), payload...)
+		var v map[string]any
+		_ = dec.Decode(ctx, msg, &v)
+	})
 }
