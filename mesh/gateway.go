@@ -175,16 +175,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set(RequestIDHeader, id)
 	client := clientIP(r)
+	path := r.URL.Path // serve rewrites it
 	sw := &statusWriter{ResponseWriter: w}
 	route, subject, reason := g.serve(sw, r, client)
 	status := sw.status
 	if status == 0 {
-		status = StatusClientClosed
+		status = http.StatusSwitchingProtocols // hijacked: an upgrade
 	}
 	attrs := []slog.Attr{
 		slog.String("request_id", id),
 		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
+		slog.String("path", path),
 		slog.Int("status", status),
 		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 		slog.String("client", client),

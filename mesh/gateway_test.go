@@ -245,6 +245,11 @@ func TestGatewayJWT(t *testing.T) {
 	if got.Header.Get(SubjectHeader) != "alice" || got.URL.Path != "/orders/3" || got.Header.Get(CallerHeader) != GatewayCaller {
 		t.Errorf("service saw subject %q path %q caller %q", got.Header.Get(SubjectHeader), got.URL.Path, got.Header.Get(CallerHeader))
 	}
+	// The access log has the client's path, not the rewritten one.
+	lines := f.logs.lines()
+	if last := lines[len(lines)-1]; last["path"] != "/api/orders/3" || last["subject"] != "alice" {
+		t.Errorf("access log path %v subject %v, want /api/orders/3 and alice", last["path"], last["subject"])
+	}
 }
 
 func TestGatewayRefetchIsRateLimited(t *testing.T) {
