@@ -207,6 +207,20 @@ func bodyTemplate(v any, ct string, headers map[string][]string, rules Rules, ge
 			return Body{Present: true, ContentType: ct, Content: []byte(x)}, nil
 		}
 	case Term:
+		if raw, ok := x.Example.([]byte); ok { // e.g. ContentType("image/png", pngBytes)
+			scalarTemplate(Term{Matchers: x.Matchers, Combine: x.Combine, Generator: x.Generator}, category, "$", rules, gens)
+			if ct == "" {
+				for _, m := range x.Matchers {
+					if m.Type() == "contentType" {
+						ct = m.str("value")
+					}
+				}
+			}
+			if ct == "" {
+				ct = "application/octet-stream"
+			}
+			return Body{Present: true, ContentType: ct, Content: raw}, nil
+		}
 		if s, ok := x.Example.(string); ok && ct != "" && !isJSONType(ct) {
 			scalarTemplate(x, category, "$", rules, gens) // text bodies keep their rules at $
 			return Body{Present: true, ContentType: ct, Content: []byte(s)}, nil

@@ -161,3 +161,36 @@ func TestStubStateSelection(t *testing.T) {
 		})
 	}
 }
+
+// TestBinaryBodyByContentType: a consumer expects any PNG; the provider
+// passes with another PNG and fails with a GIF.
+func TestBinaryBodyByContentType(t *testing.T) {
+	png := append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 24)...)
+	dir := t.TempDir()
+	p := NewConsumerPact(Config{Consumer: "web", Provider: "media", Dir: dir})
+	p.AddInteraction().UponReceiving("a thumbnail").WithRequest(Req{Path: "/thumbs/1"}).
+		WillRespondWith(Resp{Status: 200, Headers: map[string]any{"Content-Type": "image/png"}, Body: ContentType("image/png", png)})
+	p.Run(t, func(base string) error {
+		got, err := httpGet(base + "/thumbs/1")
+		if err == nil && got != string(png) {
+			err = errorf("got %q", got)
+		}
+		return err
+	})
+	image := append([]byte("\x89PNG\r\n\x1a\n"), []byte("another image, other bytes")...)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/png")
+		_, _ = w.Write(image)
+	}))
+	defer srv.Close()
+	v := Verifier{BaseURL: srv.URL, Sources: []Source{FileSource{Paths: []string{dir}}}}
+	rep, err := v.Run(context.Background())
+	if err != nil || !rep.OK() {
+		t.Fatalf("another PNG: %v %+v", err, rep)
+	}
+	image = []byte("GIF89a not a png at all")
+	rep, err = v.Run(context.Background())
+	if err != nil || rep.OK() {
+		t.Fatalf("a GIF passed: %v %+v", err, rep)
+	}
+}
