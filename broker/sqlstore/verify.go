@@ -27,61 +27,44 @@ const matchFrom = ` FROM broker_pact_publications pp `
 const matchWhere = ` WHERE pp.provider_id = $1 AND ($2 = 0 OR pp.consumer_id = $2) `
 
 // fill loads the consumer version numbers, consumer names and pact SHAs of
-// matches.
-func (s *Store) fill(ctx context.Context, ms []match) error {
+// matches (publications of the provider) in one query.
+func (s *Store) fill(ctx context.Context, provID int64, ms []match) error {
 	if len(ms) == 0 {
 		return nil
 	}
-	var cvs, pvs []int64
+	var cvs []int64
 	for _, m := range ms {
 		cvs = appendUnique(cvs, m.cvID)
-		pvs = appendUnique(pvs, m.pactVersion)
 	}
-	type vinfo struct{ number, consumer string }
-	versions := map[int64]vinfo{}
-	ph, args := in(1, cvs)
-	rows, err := s.db.QueryContext(ctx, `SELECT v.id, v.number, c.name FROM broker_versions v JOIN broker_pacticipants c ON c.id = v.pacticipant_id WHERE v.id IN (`+ph+`)`, args...)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		var (
-			id int64
-			vi vinfo
-		)
-		if err := rows.Scan(&id, &vi.number, &vi.consumer); err != nil {
-			_ = rows.Close()
-			return err
-		}
-		versions[id] = vi
-	}
-	_ = rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	shas := map[int64]string{}
-	ph, args = in(1, pvs)
-	rows, err = s.db.QueryContext(ctx, `SELECT id, sha FROM broker_pact_versions WHERE id IN (`+ph+`)`, args...)
+	type info struct{ number, consumer, sha string }
+	found := map[[2]int64]info{}
+	ph, args := in(2, cvs)
+	rows, err := s.db.QueryContext(ctx, `SELECT pp.consumer_version_id, pp.pact_version_id, v.number, c.name, pv.sha
+		FROM broker_pact_publications pp
+		JOIN broker_versions v ON v.id = pp.consumer_version_id
+		JOIN broker_pacticipants c ON c.id = v.pacticipant_id
+		JOIN broker_pact_versions pv ON pv.id = pp.pact_version_id
+		WHERE pp.provider_id = $1 AND pp.consumer_version_id IN (`+ph+`)`, append([]any{provID}, args...)...)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		var (
-			id  int64
-			sha string
+			cv, pv int64
+			in     info
 		)
-		if err := rows.Scan(&id, &sha); err != nil {
+		if err := rows.Scan(&cv, &pv, &in.number, &in.consumer, &in.sha); err != nil {
 			return err
 		}
-		shas[id] = sha
+		found[[2]int64{cv, pv}] = in
 	}
 	if err := rows.Err(); err != nil {
 		return err
 	}
 	for i := range ms {
-		vi := versions[ms[i].cvID]
-		ms[i].consumerVersion, ms[i].consumer, ms[i].sha = vi.number, vi.consumer, shas[ms[i].pactVersion]
+		in := found[[2]int64{ms[i].cvID, ms[i].pactVersion}]
+		ms[i].consumerVersion, ms[i].consumer, ms[i].sha = in.number, in.consumer, in.sha
 	}
 	return nil
 }
@@ -193,7 +176,7 @@ func (s *Store) selectVersions(ctx context.Context, provider int64, sel broker.C
 
 // ForVerification implements broker.Store. It makes a fixed number of
 // round trips whatever the data: one per selector, one for pending status,
-// two for WIP pacts, and two to fill in names and SHAs.
+// two for WIP pacts, and one to fill in names and SHAs.
 func (s *Store) ForVerification(ctx context.Context, provider string, q broker.ForVerificationQuery) ([]broker.VerifiablePact, error) {
 	provID, err := pacticipantID(ctx, s.db, provider)
 	if err != nil {
@@ -245,7 +228,7 @@ func (s *Store) ForVerification(ctx context.Context, provider string, q broker.F
 		ms = append(ms, p.m)
 	}
 	ms = append(ms, wip...)
-	if err := s.fill(ctx, ms); err != nil {
+	if err := s.fill(ctx, provID, ms); err != nil {
 		return nil, err
 	}
 	out := make([]broker.VerifiablePact, len(order))
@@ -284,12 +267,11 @@ func (s *Store) verifiedOn(ctx context.Context, provID int64, pactIDs []int64, q
 	ph, args := in(2, pactIDs)
 	args = append([]any{provID}, args...)
 	n := len(args)
-	query := `SELECT DISTINCT vr.pact_version_id FROM broker_verifications vr WHERE vr.pact_version_id IN (` + ph + `) AND vr.success = 1`
-	// The provider's versions on the branch (or with the tags) come from
-	// the (pacticipant, branch|name, version) indexes.
+	// EXISTS stops at the first successful verification of each pact.
+	var by string
 	switch {
 	case q.ProviderVersionBranch != "":
-		query += fmt.Sprintf(` AND vr.provider_version_id IN (SELECT version_id FROM broker_branch_versions WHERE pacticipant_id = $1 AND branch = $%d)`, n+1)
+		by = fmt.Sprintf(`JOIN broker_branch_versions bv ON bv.version_id = vr.provider_version_id AND bv.pacticipant_id = $1 AND bv.branch = $%d`, n+1)
 		args = append(args, q.ProviderVersionBranch)
 	case len(q.ProviderVersionTags) > 0:
 		var tp []string
@@ -297,11 +279,12 @@ func (s *Store) verifiedOn(ctx context.Context, provID int64, pactIDs []int64, q
 			tp = append(tp, fmt.Sprintf("$%d", n+1+i))
 			args = append(args, t)
 		}
-		query += ` AND vr.provider_version_id IN (SELECT version_id FROM broker_tags WHERE pacticipant_id = $1 AND name IN (` + strings.Join(tp, ",") + `))`
+		by = `JOIN broker_tags tg ON tg.version_id = vr.provider_version_id AND tg.pacticipant_id = $1 AND tg.name IN (` + strings.Join(tp, ",") + `)`
 	default:
-		query += ` AND vr.provider_version_id IN (SELECT id FROM broker_versions WHERE pacticipant_id = $1)`
+		by = `JOIN broker_versions v ON v.id = vr.provider_version_id AND v.pacticipant_id = $1`
 	}
-	got, err := int64s(ctx, s.db, query, args...)
+	got, err := int64s(ctx, s.db, `SELECT pv.id FROM broker_pact_versions pv WHERE pv.id IN (`+ph+`)
+		AND EXISTS (SELECT 1 FROM broker_verifications vr `+by+` WHERE vr.pact_version_id = pv.id AND vr.success = 1)`, args...)
 	if err != nil {
 		return nil, err
 	}
