@@ -152,3 +152,25 @@ func TestAppConsumeDeadLettersPoison(t *testing.T) {
 		}
 	})
 }
+
+// Readiness follows the database and the bus.
+func TestReadyFailsWhenTheBusIsGone(t *testing.T) {
+	env := kittest.SQLiteEnv(t)
+	app, err := kit.Start(context.Background(), env.Config(t, "ready-service"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = app.Close() }()
+	app.Serve()
+	if r := kittest.Call(t, "GET", app.URL()+"/ready", "", nil); r.Status != 200 {
+		t.Fatalf("ready: %d %s", r.Status, r.Body)
+	}
+	_ = app.Bus.Close()
+	r := kittest.Call(t, "GET", app.URL()+"/ready", "", nil)
+	if r.Status != 503 || r.ErrorCode() != "not_ready" || !strings.Contains(string(r.Body), "bus unreachable") {
+		t.Errorf("ready without a bus: %d %s", r.Status, r.Body)
+	}
+	if r := kittest.Call(t, "GET", app.URL()+"/health", "", nil); r.Status != 200 {
+		t.Errorf("health (liveness) without a bus: %d, want 200", r.Status)
+	}
+}
