@@ -2,6 +2,7 @@ package contract
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -382,4 +383,114 @@ func TestInteropRequestMatchingAgrees(t *testing.T) {
 	if accepted < 8 || refused < 8 {
 		t.Errorf("lopsided request set: %d accepted, %d refused", accepted, refused)
 	}
+}
+
+// messageCase is an expected message and what a producer actually sends.
+type messageCase struct {
+	name        string
+	content     string // expected JSON
+	metadata    map[string]any
+	rules       string // v4 message matchingRules
+	actual      string
+	actMetadata map[string]any
+}
+
+var messageCases = []messageCase{
+	{name: "same message", content: `{"id":1}`, actual: `{"id":1}`},
+	{name: "extra key allowed", content: `{"id":1}`, actual: `{"id":1,"x":2}`},
+	{name: "missing key", content: `{"id":1,"y":2}`, actual: `{"id":1}`},
+	{name: "value differs", content: `{"id":1}`, actual: `{"id":2}`},
+	{name: "integer rule", content: `{"id":1}`, rules: `{"content":{"$.id":{"matchers":[{"match":"integer"}]}}}`, actual: `{"id":77}`},
+	{name: "integer rule fails", content: `{"id":1}`, rules: `{"content":{"$.id":{"matchers":[{"match":"integer"}]}}}`, actual: `{"id":"77"}`},
+	{name: "array of like items", content: `{"items":[{"sku":"A"}]}`, rules: `{"content":{"$.items":{"matchers":[{"match":"type","min":1}]}}}`, actual: `{"items":[{"sku":"B"},{"sku":"C"}]}`},
+	{name: "array of like items fails", content: `{"items":[{"sku":"A"}]}`, rules: `{"content":{"$.items":{"matchers":[{"match":"type","min":1}]}}}`, actual: `{"items":[{"sku":1}]}`},
+	{name: "metadata equal", content: `{"id":1}`, metadata: map[string]any{"topic": "orders"}, actual: `{"id":1}`, actMetadata: map[string]any{"topic": "orders"}},
+	{name: "metadata differs", content: `{"id":1}`, metadata: map[string]any{"topic": "orders"}, actual: `{"id":1}`, actMetadata: map[string]any{"topic": "payments"}},
+	{name: "metadata missing", content: `{"id":1}`, metadata: map[string]any{"topic": "orders"}, actual: `{"id":1}`},
+	{name: "metadata regex", content: `{"id":1}`, metadata: map[string]any{"key": "o-1"}, rules: `{"metadata":{"key":{"matchers":[{"match":"regex","regex":"o-\\d+"}]}}}`, actual: `{"id":1}`, actMetadata: map[string]any{"key": "o-42"}},
+	{name: "metadata regex fails", content: `{"id":1}`, metadata: map[string]any{"key": "o-1"}, rules: `{"metadata":{"key":{"matchers":[{"match":"regex","regex":"o-\\d+"}]}}}`, actual: `{"id":1}`, actMetadata: map[string]any{"key": "x-42"}},
+	{name: "extra metadata allowed", content: `{"id":1}`, metadata: map[string]any{"topic": "orders"}, actual: `{"id":1}`, actMetadata: map[string]any{"topic": "orders", "trace": "t"}},
+}
+
+// TestInteropMessageMatchingAgrees: the pact verifier (asking the producer
+// over HTTP) and ours pass and fail the same message interactions.
+func TestInteropMessageMatchingAgrees(t *testing.T) {
+	bin := pactCLI(t)
+	var inters []string
+	for _, c := range messageCases {
+		in := map[string]any{"type": "Asynchronous/Messages", "description": c.name,
+			"contents": map[string]any{"contentType": "application/json", "encoded": false, "content": json.RawMessage(c.content)}}
+		if c.metadata != nil {
+			in["metadata"] = c.metadata
+		}
+		if c.rules != "" {
+			in["matchingRules"] = json.RawMessage(c.rules)
+		}
+		b, _ := json.Marshal(in)
+		inters = append(inters, string(b))
+	}
+	doc := `{"consumer":{"name":"mailer"},"provider":{"name":"producer"},"metadata":{"pactSpecification":{"version":"4.0"}},"interactions":[` + strings.Join(inters, ",") + `]}`
+	dir := t.TempDir()
+	file := filepath.Join(dir, "mailer-producer.json")
+	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Description string `json:"description"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		for _, c := range messageCases {
+			if c.name == req.Description {
+				if c.actMetadata != nil {
+					md, _ := json.Marshal(c.actMetadata)
+					w.Header().Set("Pact-Message-Metadata", base64.StdEncoding.EncodeToString(md))
+				}
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(c.actual))
+				return
+			}
+		}
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	host, port := hostPort(t, srv.URL)
+	report := filepath.Join(dir, "report.json")
+	out, _ := runPact(t, bin, "verifier", "-f", file, "--hostname", host, "--port", port, "--base-path", "/", "--no-colour", "--retries", "0", "-j", report)
+	raw, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatalf("pact verifier wrote no report: %v\n%s", err, out)
+	}
+	var rep struct {
+		InteractionResults []struct {
+			Description string `json:"description"`
+			Result      string `json:"result"`
+		} `json:"interactionResults"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	theirs := map[string]bool{}
+	for _, r := range rep.InteractionResults {
+		theirs[r.Description] = r.Result == "OK"
+	}
+	ours, err := (&Verifier{BaseURL: srv.URL, Sources: []Source{FileSource{Paths: []string{file}}}}).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	passed := 0
+	for _, in := range ours.Pacts[0].Interactions {
+		their, ok := theirs[in.Description]
+		if !ok {
+			t.Errorf("%s: not in pact verifier's report\n%s", in.Description, out)
+			continue
+		}
+		if their != in.OK() {
+			t.Errorf("%s: pact verifier ok=%v, ours ok=%v %v %s", in.Description, their, in.OK(), in.Mismatches, in.Error)
+		}
+		if in.OK() {
+			passed++
+		}
+	}
+	t.Logf("%d message cases: %d pass, %d fail in both verifiers", len(messageCases), passed, len(messageCases)-passed)
 }
