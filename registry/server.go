@@ -546,7 +546,8 @@ func (s *Server) schemaByID(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if b, ok := s.byID.Load(id); ok {
+	fetchMax := boolParam(r, "fetchMaxId")
+	if b, ok := s.byID.Load(id); ok && !fetchMax {
 		s.replyRaw(w, b.([]byte))
 		return
 	}
@@ -558,6 +559,15 @@ func (s *Server) schemaByID(w http.ResponseWriter, r *http.Request) {
 	body := map[string]any{"schema": text}
 	if len(refs) > 0 {
 		body["references"] = refs
+	}
+	if fetchMax {
+		// Clients use it to learn that newer ids exist (and refresh caches).
+		if body["maxId"], err = s.store.MaxID(r.Context()); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.reply(w, body)
+		return
 	}
 	b, err := json.Marshal(body)
 	if err != nil {

@@ -106,6 +106,7 @@ func TestAPI(t *testing.T) {
 			{"POST", "/subjects/shop.order.OrderCreated-value/versions", body(v2), 200, map[string]any{"id": num(2), "version": num(2)}},
 			{"POST", "/subjects/copy-value/versions", body(v2), 200, map[string]any{"id": num(2), "version": num(1)}},
 			{"GET", "/schemas/ids/2", "", 200, map[string]any{"schema": v2}},
+			{"GET", "/schemas/ids/1?fetchMaxId=true", "", 200, map[string]any{"schema": v1, "maxId": num(2)}},
 			{"GET", "/schemas/ids/2/schema", "", 200, mustJSON(v2)},
 			{"GET", "/schemas/ids/2/subjects", "", 200, []any{"copy-value", "shop.order.OrderCreated-value"}},
 			{"GET", "/schemas/ids/2/versions", "", 200, []any{

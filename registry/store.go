@@ -30,6 +30,8 @@ type Store interface {
 	// holds another schema, is ErrConflict; ids assigned later continue
 	// after the largest imported one.
 	Import(ctx context.Context, subject string, s *schema.Schema, refs []Reference, id, version int) (Registered, error)
+	// MaxID returns the largest schema id (0 when there is none).
+	MaxID(ctx context.Context) (int, error)
 	// SchemaByID returns the text and references of the schema with the id.
 	SchemaByID(ctx context.Context, id int) (string, []Reference, error)
 	// Usages lists the subject versions that hold the schema id, deleted

@@ -317,6 +317,15 @@ func (s *Store) SchemaByID(ctx context.Context, id int) (string, []registry.Refe
 	return text, rs, err
 }
 
+// MaxID implements registry.Store.
+func (s *Store) MaxID(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM registry_schemas`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("largest schema id: %w", err)
+	}
+	return n, nil
+}
+
 // Usages implements registry.Store.
 func (s *Store) Usages(ctx context.Context, id int, deleted bool) ([]registry.SubjectVersion, error) {
 	if _, _, err := s.SchemaByID(ctx, id); err != nil {
