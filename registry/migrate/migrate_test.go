@@ -97,7 +97,7 @@ func TestCopy(t *testing.T) {
 			}
 			var out []row
 			for _, s := range all {
-				out = append(out, row{s.Subject, s.Version, s.ID, s.Schema.Schema, len(s.Schema.References)})
+				out = append(out, row{s.Subject, s.Version, s.ID, s.Schema.Schema, len(s.References)})
 			}
 			return out
 		}
