@@ -62,7 +62,7 @@ func setup(t *testing.T, manifest string) (*controlplane.Client, *mesh.Mesh, cha
 	entered, release := make(chan struct{}, 10), make(chan struct{})
 	var once sync.Once
 	hold := deploy.GateFunc{GateName: "hold", Fn: func(ctx context.Context, req deploy.GateRequest) (deploy.GateResult, error) {
-		if req.Service == "bravo-service" && req.Environment == "hold" {
+		if req.Service == "bravo-service" && req.Environment == "local" {
 			entered <- struct{}{}
 			<-release
 		}
@@ -155,7 +155,7 @@ func TestDeployStatusHistoryRollbackOverHTTP(t *testing.T) {
 	}
 	done := make(chan res, 1)
 	go func() {
-		rep, err := cl.Deploy(ctx, deploy.Request{Services: []string{"bravo-service"}, Environment: "hold", Who: "bob"}, nil)
+		rep, err := cl.Deploy(ctx, deploy.Request{Services: []string{"bravo-service"}, Environment: "local", Who: "bob"}, nil)
 		done <- res{rep, err}
 	}()
 	select {

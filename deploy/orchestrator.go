@@ -42,6 +42,9 @@ type Config struct {
 	// dependencies (<DEP>_URL, through the Router) are added by the
 	// orchestrator. Nil means none.
 	Env func(service string) map[string]string
+	// Environment names the environment the target deploys to (default
+	// "local"); a request for another one is refused.
+	Environment string
 	// MaxParallel bounds the services of a wave deployed at once (4).
 	MaxParallel int
 	// SmokeTimeout bounds each smoke check (10s); DrainTimeout the wait
@@ -87,6 +90,9 @@ func New(cfg Config) (*Orchestrator, error) {
 	}
 	if cfg.MaxParallel <= 0 {
 		cfg.MaxParallel = 4
+	}
+	if cfg.Environment == "" {
+		cfg.Environment = "local"
 	}
 	if cfg.SmokeTimeout <= 0 {
 		cfg.SmokeTimeout = 10 * time.Second
@@ -144,6 +150,9 @@ func (o *Orchestrator) Running() *Running {
 // unchanged. An unknown service, a graph with problems or a bad git ref is
 // an error.
 func (o *Orchestrator) Plan(ctx context.Context, req Request) (*Plan, error) {
+	if req.Environment != "" && req.Environment != o.cfg.Environment {
+		return nil, fmt.Errorf("environment %s: this control plane deploys to %s; point the command at %s's control plane", req.Environment, o.cfg.Environment, req.Environment)
+	}
 	g, err := o.refresh()
 	if err != nil {
 		return nil, err
@@ -339,7 +348,11 @@ func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, eve
 		return nil, err
 	}
 	defer o.end()
-	r := &release{o: o, g: o.graph(), id: id, who: who, env: req.Environment, emitFn: events, outcomes: map[string]*Outcome{}}
+	env := req.Environment
+	if env == "" {
+		env = o.cfg.Environment
+	}
+	r := &release{o: o, g: o.graph(), id: id, who: who, env: env, emitFn: events, outcomes: map[string]*Outcome{}}
 	parallel := req.MaxParallel
 	if parallel <= 0 {
 		parallel = o.cfg.MaxParallel

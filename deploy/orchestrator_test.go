@@ -539,6 +539,7 @@ func TestBadInput(t *testing.T) {
 		{"two ways", deploy.Request{All: true, Services: []string{"alpha-service"}}, "not more than one"},
 		{"changed without base", deploy.Request{Changed: true}, "--changed needs --base"},
 		{"bad on-failure", deploy.Request{All: true, OnFailure: "pray"}, `on-failure "pray"`},
+		{"another environment", deploy.Request{All: true, Environment: "production"}, "environment production: this control plane deploys to local"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
