@@ -79,6 +79,10 @@ type Relay struct {
 	Log    *slog.Logger
 	Batch  int           // rows per publish; default 256
 	Poll   time.Duration // idle poll interval; default 200ms
+	// Coalesce is how long the relay waits after a wake-up so the rows of
+	// transactions committing together go out in one publish and one
+	// mark-sent; default 2ms.
+	Coalesce time.Duration
 
 	wake chan struct{}
 	once sync.Once
@@ -92,6 +96,9 @@ func (r *Relay) init() {
 		}
 		if r.Poll <= 0 {
 			r.Poll = 200 * time.Millisecond
+		}
+		if r.Coalesce <= 0 {
+			r.Coalesce = 2 * time.Millisecond
 		}
 		if r.Log == nil {
 			r.Log = slog.Default()
@@ -136,6 +143,10 @@ func (r *Relay) Run(ctx context.Context) {
 			cancel()
 			return
 		case <-r.wake:
+			select {
+			case <-time.After(r.Coalesce):
+			case <-ctx.Done():
+			}
 		case <-t.C:
 		}
 	}
