@@ -141,8 +141,10 @@ func (l *Local) closeDB() {
 }
 
 // Shutdown waits for a running release to finish, then stops every
-// service (drained: SIGTERM, then SIGKILL after the stop timeout) and
-// closes the history. The mesh is the caller's to close afterwards.
+// service (SIGTERM: each drains its in-flight requests; SIGKILL after the
+// stop timeout) and closes the history. For a clean stop, close the mesh
+// (and the gateway in front of it) first: it stops taking requests and
+// waits for those in flight, so no request reaches a stopping service.
 func (l *Local) Shutdown(ctx context.Context) error {
 	l.API.Wait()
 	err := l.Target.Shutdown(ctx)
