@@ -234,6 +234,9 @@ func (s *Store) ForVerification(ctx context.Context, provider string, q broker.F
 	out := make([]broker.VerifiablePact, len(order))
 	for i, p := range all {
 		m, sel := ms[i], p.sel
+		if m.sha == "" {
+			continue // its publication was overwritten meanwhile
+		}
 		vp := &out[selected[m.pactVersion]]
 		vp.Consumer, vp.Provider, vp.SHA, vp.Pending = m.consumer, provider, m.sha, pending[m.pactVersion]
 		by := broker.SelectedBy{Selector: sel, ConsumerVersion: m.consumerVersion}
@@ -247,8 +250,18 @@ func (s *Store) ForVerification(ctx context.Context, provider string, q broker.F
 		}
 		vp.SelectedBy = append(vp.SelectedBy, by)
 	}
+	kept := out[:0]
+	for _, vp := range out {
+		if vp.SHA != "" {
+			kept = append(kept, vp)
+		}
+	}
+	out = kept
 	wipIndex := map[int64]int{}
 	for _, m := range ms[len(all):] {
+		if m.sha == "" {
+			continue
+		}
 		i, ok := wipIndex[m.pactVersion]
 		if !ok {
 			i = len(out)
