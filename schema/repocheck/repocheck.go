@@ -280,7 +280,7 @@ func compareRegistry(ctx context.Context, reg Registry, f File, mode schema.Mode
 	}
 	prev := make([]schema.Version, 0, len(vs))
 	for _, v := range vs {
-		sc, err := schema.Parse(v.Schema)
+		sc, err := schema.ParseWithReferences(v.Schema, v.Refs)
 		if err != nil {
 			return c, fmt.Errorf("registry: version %d of %s: %w", v.Version, f.Subject(), err)
 		}

@@ -2,14 +2,20 @@ package repocheck_test
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/internal/sqldb"
+	"github.com/flotilla-ci/flotilla/registry"
+	"github.com/flotilla-ci/flotilla/registry/sqlstore"
 	"github.com/flotilla-ci/flotilla/schema/repocheck"
+	"github.com/flotilla-ci/flotilla/schema/serde"
 )
 
 func write(t *testing.T, path, content string) {
@@ -95,5 +101,63 @@ func TestNotes(t *testing.T) {
 	}
 	if rep.Failed() {
 		t.Error("notes failed the check")
+	}
+}
+
+// Registered versions that use schema references are read with them.
+func TestCheckAgainstRegisteredReferences(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	st, err := sqlstore.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := registry.New(st, registry.DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	src, err := sr.NewClient(sr.URLs(ts.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	money := `{"type":"record","name":"Money","namespace":"shop","fields":[{"name":"cents","type":"long"}]}`
+	if _, err := src.CreateSchema(ctx, "shop.Money-value", sr.Schema{Schema: money}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.CreateSchema(ctx, "OrderCreated-value", sr.Schema{
+		Schema:     `{"type":"record","name":"OrderCreated","namespace":"shop","fields":[{"name":"total","type":"shop.Money"}]}`,
+		References: []sr.SchemaReference{{Name: "shop.Money", Subject: "shop.Money-value", Version: 1}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "flotilla.yaml"), "services:\n  order-service:\n    paths: [shop/order]\n    publishes: [OrderCreated]\n")
+	// The repository's copy inlines Money, and narrows cents.
+	write(t, filepath.Join(dir, "shop/order/schemas/OrderCreated.avsc"),
+		`{"type":"record","name":"OrderCreated","namespace":"shop","fields":[{"name":"total","type":{"type":"record","name":"Money","fields":[{"name":"cents","type":"int"}]}}]}`)
+	m, _, err := graph.Load(filepath.Join(dir, "flotilla.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := repocheck.Check(ctx, m, repocheck.Options{Registry: serde.NewClient(ts.URL, "", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Results[0]
+	if res.Err != nil || len(res.Comparisons) != 1 {
+		t.Fatalf("result %+v", res)
+	}
+	var got []string
+	for _, p := range res.Comparisons[0].Problems {
+		got = append(got, string(p.Reason)+" "+p.Location)
+	}
+	if diff := cmp.Diff([]string{"TYPE_MISMATCH /fields/0/type/fields/0/type"}, got); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
 	}
 }

@@ -205,6 +205,9 @@ type Version struct {
 	Version int    `json:"version"`
 	ID      int    `json:"id"`
 	Schema  string `json:"schema"`
+	// Refs holds the texts of the schemas it references, each one's own
+	// references before it (for schema.ParseWithReferences).
+	Refs []string `json:"-"`
 }
 
 // Versions returns every live version of subject, oldest first; none (and
@@ -221,11 +224,17 @@ func (c *Client) Versions(ctx context.Context, subject string) ([]Version, error
 	}
 	out := make([]Version, 0, len(nums))
 	for _, n := range nums {
-		var v Version
+		var v struct {
+			Version
+			References []reference `json:"references"`
+		}
 		if err := c.do(ctx, http.MethodGet, subjectPath(subject)+"/versions/"+strconv.Itoa(n), nil, &v); err != nil {
 			return nil, err
 		}
-		out = append(out, v)
+		if err := c.resolve(ctx, v.References, map[reference]bool{}, &v.Refs, 0); err != nil {
+			return nil, fmt.Errorf("references of %s version %d: %w", subject, n, err)
+		}
+		out = append(out, v.Version)
 	}
 	return out, nil
 }
