@@ -15,8 +15,10 @@ import (
 
 // Config configures a Server.
 type Config struct {
-	// BaseURL is the absolute URL links are built on; empty means the
-	// scheme and host of each request (honouring X-Forwarded-Proto/Host).
+	// BaseURL is the absolute URL links are built on, with the path prefix
+	// when the Server is mounted under one (behind http.StripPrefix); empty
+	// means the scheme and host of each request, honouring
+	// X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-Prefix.
 	BaseURL string `yaml:"base_url" json:"base_url"`
 	// Tokens are bearer tokens; a token without Write may only read.
 	Tokens []Token `yaml:"tokens" json:"tokens"`
@@ -273,7 +275,11 @@ func (s *Server) base(r *http.Request) string {
 	if h := r.Header.Get("X-Forwarded-Host"); h != "" {
 		host = h
 	}
-	return scheme + "://" + host
+	prefix := strings.TrimSuffix(r.Header.Get("X-Forwarded-Prefix"), "/")
+	if prefix != "" && !strings.HasPrefix(prefix, "/") {
+		prefix = ""
+	}
+	return scheme + "://" + host + prefix
 }
 
 // link builds an absolute link from path segments, escaping each.

@@ -269,3 +269,51 @@ func TestConcurrentHTTPPublishes(t *testing.T) {
 		t.Errorf("%d publications (%v), want 1", n, err)
 	}
 }
+
+// Mounted under a prefix (as in the control plane), links carry it.
+func TestLinksUnderAPrefix(t *testing.T) {
+	store, err := sqlstore.Open(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = store.Close() }()
+	for _, tc := range []struct {
+		name   string
+		cfg    func(*broker.Config, string)
+		header string
+	}{
+		{"base url", func(c *broker.Config, u string) { c.BaseURL = u + "/broker" }, ""},
+		{"forwarded prefix", func(*broker.Config, string) {}, "/broker"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mux := http.NewServeMux()
+			hs := httptest.NewServer(mux)
+			defer hs.Close()
+			cfg := broker.DefaultConfig()
+			tc.cfg(&cfg, hs.URL)
+			srv, err := broker.New(cfg, store, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mux.Handle("/broker/", http.StripPrefix("/broker", srv))
+			req, _ := http.NewRequest("GET", hs.URL+"/broker/", nil)
+			if tc.header != "" {
+				req.Header.Set("X-Forwarded-Prefix", tc.header)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = resp.Body.Close() }()
+			var idx struct {
+				Links map[string]json.RawMessage `json:"_links"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&idx)
+			var l struct{ Href string }
+			_ = json.Unmarshal(idx.Links["pb:publish-contracts"], &l)
+			if l.Href != hs.URL+"/broker/contracts/publish" {
+				t.Errorf("pb:publish-contracts = %q, want it under /broker", l.Href)
+			}
+		})
+	}
+}
