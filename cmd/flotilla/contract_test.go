@@ -42,7 +42,7 @@ func contractGolden(t *testing.T, name, got string) {
 }
 
 // orderProvider is a real HTTP provider with a state-change endpoint.
-func orderProvider(t *testing.T, broken bool) (*httptest.Server, *[]string) {
+func contractOrderProvider(t *testing.T, broken bool) (*httptest.Server, *[]string) {
 	var mu sync.Mutex
 	var states []string
 	orders := map[string]bool{}
@@ -85,7 +85,7 @@ func orderProvider(t *testing.T, broken bool) (*httptest.Server, *[]string) {
 }
 
 func TestContractVerify(t *testing.T) {
-	good, states := orderProvider(t, false)
+	good, states := contractOrderProvider(t, false)
 	code, out, errOut := runCLI(t, "contract", "verify", "--pact", "testdata/contract/pacts", "--provider-name", "order",
 		"--provider-base-url", good.URL, "--state-change-url", good.URL+"/_pact/state")
 	if code != 0 {
@@ -104,7 +104,7 @@ func TestContractVerify(t *testing.T) {
 		t.Fatalf("--hostname/--port: exit %d %s", code, errOut)
 	}
 
-	bad, _ := orderProvider(t, true)
+	bad, _ := contractOrderProvider(t, true)
 	code, out, _ = runCLI(t, "contract", "verify", "--pact", "testdata/contract/pacts/web-order.json",
 		"--provider-base-url", bad.URL, "--state-change-url", bad.URL+"/_pact/state")
 	if code != 1 {
@@ -169,7 +169,7 @@ func TestContractVerifyBadInput(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) string {
+func contractFreePort(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func freePort(t *testing.T) string {
 }
 
 func TestContractStub(t *testing.T) {
-	port := freePort(t)
+	port := contractFreePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	go func() {
@@ -292,32 +292,32 @@ func TestContractCoverage(t *testing.T) {
 	}
 }
 
-// pendingHook is a verifyHook as the broker's is: a flag, a source of
+// contractPendingHook is a verifyHook as the broker's is: a flag, a source of
 // pending pacts with notices, and a publisher that records the results.
-type pendingHook struct {
+type contractPendingHook struct {
 	enabled   bool
 	published []contract.PactResult
 }
 
-func (h *pendingHook) AddFlags(fs *pflag.FlagSet) {
+func (h *contractPendingHook) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&h.enabled, "test-broker", false, "")
 }
 
-func (h *pendingHook) Prepare(ctx context.Context) ([]contract.Source, contract.ResultPublisher, error) {
+func (h *contractPendingHook) Prepare(ctx context.Context) ([]contract.Source, contract.ResultPublisher, error) {
 	if !h.enabled {
 		return nil, nil, nil
 	}
-	return []contract.Source{pendingSource{}}, h, nil
+	return []contract.Source{contractPendingSource{}}, h, nil
 }
 
-func (h *pendingHook) Publish(_ context.Context, _ contract.LoadedPact, r contract.PactResult) error {
+func (h *contractPendingHook) Publish(_ context.Context, _ contract.LoadedPact, r contract.PactResult) error {
 	h.published = append(h.published, r)
 	return nil
 }
 
-type pendingSource struct{}
+type contractPendingSource struct{}
 
-func (pendingSource) Pacts(ctx context.Context) ([]contract.LoadedPact, error) {
+func (contractPendingSource) Pacts(ctx context.Context) ([]contract.LoadedPact, error) {
 	lps, err := contract.FileSource{Paths: []string{"testdata/contract/pacts/web-order.json"}}.Pacts(ctx)
 	for i := range lps {
 		lps[i].Pending = true
@@ -329,8 +329,8 @@ func (pendingSource) Pacts(ctx context.Context) ([]contract.LoadedPact, error) {
 // TestContractVerifyHook: a hook adds flags, sources and a publisher; a
 // failing pending pact is reported and published but does not fail.
 func TestContractVerifyHook(t *testing.T) {
-	bad, _ := orderProvider(t, true)
-	h := &pendingHook{}
+	bad, _ := contractOrderProvider(t, true)
+	h := &contractPendingHook{}
 	var out, errb strings.Builder
 	a := &app{stdout: &out, stderr: &errb}
 	cmd := a.contractVerifyCmd(h)
