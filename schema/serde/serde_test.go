@@ -381,3 +381,37 @@ func FuzzDecode(f *testing.F) {
 		_ = dec.Decode(ctx, msg, &v)
 	})
 }
+
+// One decoder, writer versions interleaved: each message is resolved with
+// its own writer schema (resolutions that look alike must not share a
+// decoder underneath).
+func TestInterleavedWriterVersions(t *testing.T) {
+	ctx := context.Background()
+	cl := serde.NewClient(startRegistry(t), "", "")
+	w1 := schema.MustParse(`{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}`)
+	w2 := schema.MustParse(`{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"long","default":0}]}`)
+	reader := schema.MustParse(`{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"long","default":0},{"name":"c","type":"string","default":"x"}]}`)
+	m2, err := serde.NewEncoder(cl, "R-value", w2, true).Encode(ctx, map[string]any{"a": "two", "b": int64(42)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, err := serde.NewEncoder(cl, "R-value", w1, true).Encode(ctx, map[string]any{"a": "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := serde.NewDecoder(cl, reader)
+	want2 := map[string]any{"a": "two", "b": int64(42), "c": "x"}
+	want1 := map[string]any{"a": "one", "b": int64(0), "c": "x"}
+	for i, tc := range []struct {
+		msg  []byte
+		want map[string]any
+	}{{m2, want2}, {m1, want1}, {m2, want2}, {m1, want1}} {
+		got := map[string]any{}
+		if err := dec.Decode(ctx, tc.msg, &got); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("message %d (-want +got):\n%s", i, diff)
+		}
+	}
+}
