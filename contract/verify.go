@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -64,6 +65,8 @@ type Verifier struct {
 	// FilterDescription and FilterState are regexes selecting interactions.
 	FilterDescription string
 	FilterState       string
+	FilterNoState     bool        // only interactions without a provider state
+	FilterConsumers   []string    // only pacts of these consumers (empty: all)
 	Headers           http.Header // added to every request to the provider
 	Client            *http.Client
 	Publisher         ResultPublisher
@@ -151,9 +154,15 @@ func (v *Verifier) Run(ctx context.Context) (*Report, error) {
 		if v.Provider != "" && lp.Pact.Provider != v.Provider {
 			continue
 		}
+		if len(v.FilterConsumers) > 0 && !slices.Contains(v.FilterConsumers, lp.Pact.Consumer) {
+			continue
+		}
 		pr := PactResult{Consumer: lp.Pact.Consumer, Provider: lp.Pact.Provider, Origin: lp.Origin, Pending: lp.Pending, Notices: lp.Notices}
 		for _, in := range lp.Pact.Interactions {
 			if descRe != nil && !descRe.MatchString(in.Description) {
+				continue
+			}
+			if v.FilterNoState && len(in.States) > 0 {
 				continue
 			}
 			if stateRe != nil {

@@ -59,6 +59,8 @@ type verifyOptions struct {
 	stateChangeTeardown bool
 	filterDescription   string
 	filterState         string
+	filterNoState       bool
+	filterConsumers     []string
 	headers             []string
 	output              string
 	requestTimeout      time.Duration
@@ -75,6 +77,8 @@ func (o *verifyOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.stateChangeTeardown, "state-change-teardown", true, "also POST action teardown after each interaction")
 	fs.StringVar(&o.filterDescription, "filter-description", "", "only interactions whose description matches this regex")
 	fs.StringVar(&o.filterState, "filter-state", "", "only interactions with a provider state matching this regex")
+	fs.BoolVar(&o.filterNoState, "filter-no-state", false, "only interactions without a provider state")
+	fs.StringArrayVarP(&o.filterConsumers, "filter-consumer", "c", nil, "only pacts of this consumer (repeatable)")
 	fs.StringArrayVarP(&o.headers, "header", "H", nil, "add header K=V to every request to the provider (repeatable)")
 	fs.StringVarP(&o.output, "output", "o", "text", "report format: text, json or junit")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", 30*time.Second, "timeout of each request to the provider")
@@ -145,6 +149,8 @@ func (a *app) runVerify(ctx context.Context, o verifyOptions, hooks []verifyHook
 		StateChangeURL:    o.stateChangeURL,
 		FilterDescription: o.filterDescription,
 		FilterState:       o.filterState,
+		FilterNoState:     o.filterNoState,
+		FilterConsumers:   o.filterConsumers,
 		Timeout:           o.requestTimeout,
 		Headers:           http.Header{},
 	}

@@ -104,6 +104,16 @@ func TestContractVerify(t *testing.T) {
 		t.Fatalf("--hostname/--port: exit %d %s", code, errOut)
 	}
 
+	// filters as pact verifier's: no state, by consumer
+	code, out, _ = runCLI(t, "contract", "verify", "--pact", "testdata/contract/pacts", "--provider-base-url", good.URL, "--filter-no-state")
+	if code != 0 || !strings.Contains(out, "1 interactions, 0 failed") || !strings.Contains(out, "a request for a missing order ... OK") {
+		t.Fatalf("--filter-no-state: exit %d\n%s", code, out)
+	}
+	code, _, errOut = runCLI(t, "contract", "verify", "--pact", "testdata/contract/pacts", "--provider-base-url", good.URL, "-c", "mobile")
+	if code != 2 || !strings.Contains(errOut, "no pacts found") {
+		t.Fatalf("--filter-consumer mobile: exit %d %s", code, errOut)
+	}
+
 	bad, _ := contractOrderProvider(t, true)
 	code, out, _ = runCLI(t, "contract", "verify", "--pact", "testdata/contract/pacts/web-order.json",
 		"--provider-base-url", bad.URL, "--state-change-url", bad.URL+"/_pact/state")
