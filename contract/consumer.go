@@ -262,7 +262,7 @@ func (m *mockServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			matching = append(matching, i)
 			continue
 		}
-		if bestIdx < 0 || len(mm) < len(best) {
+		if bestIdx < 0 || distance(mm) < distance(best) {
 			bestIdx, best = i, mm
 		}
 	}

@@ -1179,3 +1179,18 @@ func textOK(exp, act any) bool {
 	_, ok := exp.(string)
 	return ok
 }
+
+// distance ranks how far a request is from an interaction, to name the
+// nearest one in a report: a different method or path counts for more
+// than differences in headers, query or body.
+func distance(mm []Mismatch) int {
+	d := 0
+	for _, m := range mm {
+		if m.Part == "method" || m.Part == "path" {
+			d += 100
+		} else {
+			d++
+		}
+	}
+	return d
+}

@@ -92,7 +92,7 @@ func (s *Stub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			matches = append(matches, in)
 			continue
 		}
-		if nearest == nil || len(mm) < len(nearestMM) {
+		if nearest == nil || distance(mm) < distance(nearestMM) {
 			nearest, nearestMM = in, mm
 		}
 	}

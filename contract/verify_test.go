@@ -194,3 +194,15 @@ func TestBinaryBodyByContentType(t *testing.T) {
 		t.Fatalf("a GIF passed: %v %+v", err, rep)
 	}
 }
+
+func TestNearestInteraction(t *testing.T) {
+	p := &Pact{Consumer: "web", Provider: "order", Interactions: []*Interaction{
+		{Kind: HTTP, Description: "create", Request: Request{Method: "POST", Path: "/orders", Body: JSONBody(map[string]any{"a": 1, "b": 2, "c": 3})}, Response: Response{Status: 201}},
+		{Kind: HTTP, Description: "list", Request: Request{Method: "GET", Path: "/orders"}, Response: Response{Status: 200}},
+	}}
+	w := httptest.NewRecorder()
+	NewStub([]*Pact{p}).ServeHTTP(w, httptest.NewRequest("POST", "/orders", strings.NewReader(`{"x":1,"y":2,"z":3}`)))
+	if w.Code != 404 || !strings.Contains(w.Body.String(), `"description":"create"`) {
+		t.Fatalf("nearest: %d %s", w.Code, w.Body)
+	}
+}
