@@ -23,6 +23,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
 		"pb:latest-version":                  templated(b+"/pacticipants/{pacticipant}/latest-version", "Latest pacticipant version"),
 		"pb:latest-provider-pacts":           templated(b+"/pacts/provider/{provider}/latest", "Latest pacts by provider"),
 		"pb:provider-pacts-for-verification": templated(b+"/pacts/provider/{provider}/for-verification", "Pact versions to be verified for the specified provider"),
+		"pb:latest-pact-versions":            hrefT(b+"/pacts/latest", "Latest pact versions"),
 		"pb:publish-pact":                    templated(b+"/pacts/provider/{provider}/consumer/{consumer}/version/{consumerApplicationVersion}", "Publish a pact"),
 		"pb:environments":                    hrefT(b+"/environments", "Environments"),
 		"pb:environment":                     templated(b+"/environments/{uuid}", "Environment"),
@@ -108,7 +109,7 @@ func nonNil(l []any) []any {
 func (s *Server) pacticipantBody(b string, p Pacticipant) map[string]any {
 	self := link(b, "pacticipants", p.Name)
 	return map[string]any{
-		"name": p.Name, "mainBranch": nilIfEmpty(p.MainBranch), "createdAt": ts(p.CreatedAt),
+		"name": p.Name, "displayName": p.Name, "mainBranch": nilIfEmpty(p.MainBranch), "createdAt": ts(p.CreatedAt),
 		"_links": map[string]any{
 			"self":                  href(self),
 			"pb:versions":           href(self + "/versions"),
@@ -138,7 +139,7 @@ func (s *Server) pacticipants(w http.ResponseWriter, r *http.Request) error {
 	for _, p := range ps {
 		list = append(list, s.pacticipantBody(b, p))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"_embedded": map[string]any{"pacticipants": list}, "_links": map[string]any{"self": href(b + "/pacticipants")}})
+	writeJSON(w, http.StatusOK, map[string]any{"pacticipants": list, "_embedded": map[string]any{"pacticipants": list}, "_links": map[string]any{"self": href(b + "/pacticipants")}})
 	return nil
 }
 
@@ -480,6 +481,32 @@ func (s *Server) latestProviderPacts(w http.ResponseWriter, r *http.Request) err
 		"pacts":       list,
 		"pb:provider": map[string]any{"href": link(b, "pacticipants", provider), "name": provider},
 	}})
+	return nil
+}
+
+// latestPactVersions lists the latest pact of every integration.
+func (s *Server) latestPactVersions(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.store.LatestPacts(r.Context(), "")
+	if err != nil {
+		return err
+	}
+	b := s.base(r)
+	list := []any{}
+	for _, p := range ps {
+		list = append(list, map[string]any{
+			"createdAt": ts(p.CreatedAt),
+			"_embedded": map[string]any{
+				"consumer": map[string]any{"name": p.Consumer, "_links": map[string]any{"self": href(link(b, "pacticipants", p.Consumer))},
+					"_embedded": map[string]any{"version": map[string]any{"number": p.ConsumerVersion}}},
+				"provider": map[string]any{"name": p.Provider, "_links": map[string]any{"self": href(link(b, "pacticipants", p.Provider))}},
+			},
+			"_links": map[string]any{"self": []any{
+				hrefT(link(b, "pacts", "provider", p.Provider, "consumer", p.Consumer, "latest"), "Latest pact"),
+				hrefT(link(b, "pacts", "provider", p.Provider, "consumer", p.Consumer, "version", p.ConsumerVersion), "Pact"),
+			}},
+		})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"pacts": list, "_links": map[string]any{"self": href(b + "/pacts/latest")}})
 	return nil
 }
 

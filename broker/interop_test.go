@@ -189,6 +189,11 @@ func TestPactCLIInterop(t *testing.T) {
 		t.Fatalf("can-i-deploy -o json: %s", out)
 	}
 
+	code, out = pactCLI(t, append([]string{"broker", "list-latest-pact-versions"}, auth...)...)
+	must("list-latest-pact-versions", code, out, 0, `"web"`, `"w2"`, `"api"`)
+	code, out = pactCLI(t, append([]string{"broker", "list-pacticipants"}, auth...)...)
+	must("list-pacticipants", code, out, 0, `"web"`, `"api"`)
+
 	// The rest of the environment commands.
 	code, out = pactCLI(t, append([]string{"broker", "record-undeployment", "--pacticipant", "api", "--environment", "staging"}, auth...)...)
 	must("record-undeployment", code, out, 0, "Undeployed api from staging")

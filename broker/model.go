@@ -241,7 +241,8 @@ type Store interface {
 	EnsureVersion(ctx context.Context, pacticipant, number, branch, tag, buildURL string) (Version, error)
 	Pact(ctx context.Context, provider, consumer, sha string) (Pact, error)
 	PactForConsumerVersion(ctx context.Context, provider, consumer, version string) (Pact, error)
-	// LatestPacts returns the latest pact of each consumer of the provider.
+	// LatestPacts returns the latest pact of each consumer of the provider,
+	// or of every integration when provider is empty.
 	LatestPacts(ctx context.Context, provider string) ([]Pact, error)
 	AddVerification(ctx context.Context, v Verification) (Verification, error)
 	Verification(ctx context.Context, id int64) (Verification, error)

@@ -127,6 +127,7 @@ func (s *Server) routes() {
 	h("GET /pacts/provider/{provider}/for-verification", s.forVerificationLink)
 	h("POST /pacts/provider/{provider}/for-verification", s.forVerification)
 	h("GET /pacts/provider/{provider}/latest", s.latestProviderPacts)
+	h("GET /pacts/latest", s.latestPactVersions)
 	h("GET "+pact, s.pactVersion)
 	h("GET "+pact+"/metadata/{metadata}", s.pactVersion)
 	h("POST "+pact+"/verification-results", s.publishVerification)

@@ -473,10 +473,10 @@ func (s *Store) LatestPacts(ctx context.Context, provider string) ([]broker.Pact
 		JOIN broker_versions v ON v.id = pp.consumer_version_id
 		JOIN broker_pacticipants c ON c.id = pv.consumer_id JOIN broker_pacticipants pr ON pr.id = pv.provider_id
 		WHERE pp.id IN (SELECT MAX(p2.id) FROM broker_pact_publications p2 JOIN broker_pacticipants pr2 ON pr2.id = p2.provider_id
-			WHERE pr2.name = $1 AND p2.consumer_version_id = (SELECT MAX(p3.consumer_version_id) FROM broker_pact_publications p3
+			WHERE ($1 = '' OR pr2.name = $1) AND p2.consumer_version_id = (SELECT MAX(p3.consumer_version_id) FROM broker_pact_publications p3
 				WHERE p3.provider_id = p2.provider_id AND p3.consumer_id = p2.consumer_id)
-			GROUP BY p2.consumer_id)
-		ORDER BY c.name`, provider)
+			GROUP BY p2.consumer_id, p2.provider_id)
+		ORDER BY c.name, pr.name`, provider)
 	if err != nil {
 		return nil, err
 	}
