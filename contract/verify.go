@@ -57,11 +57,14 @@ type Verifier struct {
 	// BaseURL is the provider's HTTP base URL, for HTTP interactions, and
 	// for message interactions when no MessageProducers are given (the
 	// verifier POSTs {description, providerStates} to it as pact's does).
-	BaseURL          string
-	Sources          []Source
-	StateHandlers    map[string]StateHandler
-	StateChangeURL   string // POST {state, params, action} when no handler is registered
-	MessageProducers map[string]MessageProducer
+	BaseURL        string
+	Sources        []Source
+	StateHandlers  map[string]StateHandler
+	StateChangeURL string // POST {state, params, action} when no handler is registered
+	// StateChangeAsQuery sends state, action and the params as query
+	// parameters of the POST instead of a JSON body.
+	StateChangeAsQuery bool
+	MessageProducers   map[string]MessageProducer
 	// FilterDescription and FilterState are regexes selecting interactions.
 	FilterDescription string
 	FilterState       string
@@ -287,12 +290,36 @@ func (v *Verifier) postState(ctx context.Context, s ProviderState, setup bool) (
 	if params == nil {
 		params = map[string]any{}
 	}
-	body, _ := json.Marshal(map[string]any{"state": s.Name, "params": params, "action": action(setup)})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, v.StateChangeURL, bytes.NewReader(body))
+	var req *http.Request
+	var err error
+	if v.StateChangeAsQuery {
+		u, perr := url.Parse(v.StateChangeURL)
+		if perr != nil {
+			return nil, fmt.Errorf("state change url: %w", perr)
+		}
+		q := u.Query()
+		q.Set("state", s.Name)
+		q.Set("action", action(setup))
+		for k, p := range params {
+			str, ok := scalarString(p)
+			if !ok {
+				b, _ := json.Marshal(p)
+				str = string(b)
+			}
+			q.Set(k, str)
+		}
+		u.RawQuery = q.Encode()
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	} else {
+		body, _ := json.Marshal(map[string]any{"state": s.Name, "params": params, "action": action(setup)})
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, v.StateChangeURL, bytes.NewReader(body))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("state change url: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/json")
 	resp, err := v.client().Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("provider state %q %s: %w", s.Name, action(setup), err)

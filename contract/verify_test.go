@@ -206,3 +206,23 @@ func TestNearestInteraction(t *testing.T) {
 		t.Fatalf("nearest: %d %s", w.Code, w.Body)
 	}
 }
+
+func TestStateChangeAsQuery(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/state" {
+			got = append(got, r.Method+" "+r.URL.Query().Get("action")+" "+r.URL.Query().Get("state")+" id="+r.URL.Query().Get("id"))
+			return
+		}
+	}))
+	defer srv.Close()
+	pact := &Pact{Consumer: "c", Provider: "p", Interactions: []*Interaction{{Kind: HTTP, Description: "d",
+		States: []ProviderState{{Name: "an order exists", Params: map[string]any{"id": json.Number("7")}}}, Request: Request{Method: "GET", Path: "/"}, Response: Response{Status: 200}}}}
+	rep, err := (&Verifier{BaseURL: srv.URL, StateChangeURL: srv.URL + "/state", StateChangeAsQuery: true, Sources: []Source{staticSource{pact}}}).Run(context.Background())
+	if err != nil || !rep.OK() {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	if diff := cmp.Diff([]string{"POST setup an order exists id=7", "POST teardown an order exists id=7"}, got); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+}

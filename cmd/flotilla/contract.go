@@ -57,6 +57,7 @@ type verifyOptions struct {
 	provider            string
 	stateChangeURL      string
 	stateChangeTeardown bool
+	stateChangeAsQuery  bool
 	filterDescription   string
 	filterState         string
 	filterNoState       bool
@@ -75,6 +76,7 @@ func (o *verifyOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.provider, "provider-name", "n", "", "verify only pacts with this provider")
 	fs.StringVarP(&o.stateChangeURL, "state-change-url", "s", "", "POST {state, params, action: setup|teardown} here before (and after) each interaction")
 	fs.BoolVar(&o.stateChangeTeardown, "state-change-teardown", true, "also POST action teardown after each interaction")
+	fs.BoolVar(&o.stateChangeAsQuery, "state-change-as-query", false, "send state, action and params as query parameters instead of a JSON body")
 	fs.StringVar(&o.filterDescription, "filter-description", "", "only interactions whose description matches this regex")
 	fs.StringVar(&o.filterState, "filter-state", "", "only interactions with a provider state matching this regex")
 	fs.BoolVar(&o.filterNoState, "filter-no-state", false, "only interactions without a provider state")
@@ -155,6 +157,7 @@ func (a *app) runVerify(ctx context.Context, o verifyOptions, hooks []verifyHook
 		Headers:           http.Header{},
 	}
 	v.NoStateTeardown = !o.stateChangeTeardown
+	v.StateChangeAsQuery = o.stateChangeAsQuery
 	for _, h := range o.headers {
 		k, val, ok := strings.Cut(h, "=")
 		if !ok || strings.TrimSpace(k) == "" {
