@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -62,8 +63,32 @@ type Server struct {
 	store  Store
 	log    *slog.Logger
 	mux    *http.ServeMux
-	byID   sync.Map // int -> []byte: the JSON answer to GET /schemas/ids/{id} (ids are immutable)
-	parsed sync.Map // int -> *schema.Schema
+	byID   boundedCache // int -> []byte: the JSON answer to GET /schemas/ids/{id} (ids are immutable)
+	parsed boundedCache // int -> *schema.Schema
+}
+
+// cacheEntries bounds each in-memory cache: past it the cache starts over
+// (answers are re-read from the store), so memory stays bounded however
+// many schemas the registry holds.
+const cacheEntries = 100_000
+
+// boundedCache is a sync.Map that is emptied when it grows past
+// cacheEntries.
+type boundedCache struct {
+	m sync.Map
+	n atomic.Int64
+}
+
+func (c *boundedCache) Load(k any) (any, bool) { return c.m.Load(k) }
+
+func (c *boundedCache) Store(k, v any) {
+	if _, loaded := c.m.Swap(k, v); loaded {
+		return
+	}
+	if c.n.Add(1) > cacheEntries {
+		c.m.Clear()
+		c.n.Store(0)
+	}
 }
 
 // New returns a server on store. A nil log discards.
