@@ -152,6 +152,32 @@ func (s *Server) pacticipant(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (s *Server) createPacticipant(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Name       string `json:"name"`
+		MainBranch string `json:"mainBranch"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		return err
+	}
+	errs := ValidationErrors{}
+	if strings.TrimSpace(body.Name) == "" {
+		errs.add("name", "is missing")
+	}
+	if strings.ContainsAny(body.Name+body.MainBranch, "\r\n") {
+		errs.add("name", "cannot contain multiple lines")
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	p, err := s.store.SetMainBranch(r.Context(), body.Name, body.MainBranch)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, s.pacticipantBody(s.base(r), p))
+	return nil
+}
+
 func (s *Server) updatePacticipant(w http.ResponseWriter, r *http.Request) error {
 	var body struct {
 		MainBranch *string `json:"mainBranch"`

@@ -189,6 +189,11 @@ func TestPactCLIInterop(t *testing.T) {
 		t.Fatalf("can-i-deploy -o json: %s", out)
 	}
 
+	code, out = pactCLI(t, append([]string{"broker", "create-or-update-pacticipant", "--name", "billing", "--main-branch", "trunk"}, auth...)...)
+	must("create-or-update-pacticipant", code, out, 0)
+	if p, err := store.Pacticipant(ctx, "billing"); err != nil || p.MainBranch != "trunk" {
+		t.Fatalf("billing after create-or-update-pacticipant: %+v %v", p, err)
+	}
 	code, out = pactCLI(t, append([]string{"broker", "list-latest-pact-versions"}, auth...)...)
 	must("list-latest-pact-versions", code, out, 0, `"web"`, `"w2"`, `"api"`)
 	code, out = pactCLI(t, append([]string{"broker", "list-pacticipants"}, auth...)...)

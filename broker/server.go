@@ -112,6 +112,7 @@ func (s *Server) routes() {
 	h("GET /{$}", s.index)
 	h("POST /contracts/publish", s.publish)
 	h("GET /pacticipants", s.pacticipants)
+	h("POST /pacticipants", s.createPacticipant)
 	h("GET /pacticipants/{pacticipant}", s.pacticipant)
 	h("PATCH /pacticipants/{pacticipant}", s.updatePacticipant)
 	h("PUT /pacticipants/{pacticipant}", s.updatePacticipant)
