@@ -34,7 +34,7 @@ package) write pact files to pacts/ at the repository root; providers are
 verified against them; the stub server stands in for a provider; coverage
 checks that every edge of the service graph has a contract.`,
 	}
-	cmd.AddCommand(a.contractVerifyCmd(), a.contractStubCmd(), a.contractCoverageCmd())
+	cmd.AddCommand(a.contractVerifyCmd(a.brokerVerifyHook()), a.contractStubCmd(), a.contractCoverageCmd())
 	cmd.AddCommand(a.contractBrokerCmds()...)
 	return cmd
 }
