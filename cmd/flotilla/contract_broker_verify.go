@@ -28,6 +28,7 @@ type brokerVerify struct {
 	providerBranch  string
 	providerTags    []string
 	selectors       []string
+	consumerTags    []string
 	enablePending   bool
 	wipSince        string
 	publish         bool
@@ -40,14 +41,16 @@ func (a *app) brokerVerifyHook() verifyHook { return &brokerVerify{} }
 
 func (h *brokerVerify) AddFlags(fs *pflag.FlagSet) {
 	h.fs = fs
-	fs.StringVar(&h.url, "broker-url", "", "verify the pacts a contract broker selects for --provider-name")
-	fs.StringVar(&h.token, "broker-token", "", "the broker's bearer token (env FLOTILLA_BROKER_TOKEN or PACT_BROKER_TOKEN)")
-	fs.StringVar(&h.user, "broker-username", "", "the broker's basic-auth user (env PACT_BROKER_USERNAME)")
-	fs.StringVar(&h.password, "broker-password", "", "the broker's basic-auth password (env PACT_BROKER_PASSWORD)")
+	fs.StringVarP(&h.url, "broker-url", "b", "", "verify the pacts a contract broker selects for --provider-name")
+	fs.StringVarP(&h.token, "token", "t", "", "the broker's bearer token (env FLOTILLA_BROKER_TOKEN or PACT_BROKER_TOKEN)")
+	fs.StringVar(&h.token, "broker-token", "", "the same as --token")
+	fs.StringVar(&h.user, "user", "", "the broker's basic-auth user (env PACT_BROKER_USERNAME)")
+	fs.StringVar(&h.password, "password", "", "the broker's basic-auth password (env PACT_BROKER_PASSWORD)")
 	fs.StringVar(&h.providerVersion, "provider-version", "", "the provider version the results are published for (see 'flotilla contract version')")
 	fs.StringVar(&h.providerBranch, "provider-branch", "", "the provider's git branch (pending and WIP pacts are per branch)")
 	fs.StringSliceVar(&h.providerTags, "provider-tags", nil, "tags for the provider version (comma-separated)")
 	fs.StringArrayVar(&h.selectors, "consumer-version-selectors", nil, `a consumer version selector as JSON, e.g. '{"mainBranch":true}' (repeatable)`)
+	fs.StringSliceVar(&h.consumerTags, "consumer-version-tags", nil, "verify the latest pact of each consumer with these tags (comma-separated; selectors are preferred)")
 	fs.BoolVar(&h.enablePending, "enable-pending", false, "failures of pending pacts do not fail the verification")
 	fs.StringVar(&h.wipSince, "include-wip-pacts-since", "", "also verify work-in-progress pacts published since this date (YYYY-MM-DD)")
 	fs.BoolVar(&h.publish, "publish", false, "publish the verification results to the broker")
@@ -58,7 +61,7 @@ func (h *brokerVerify) AddFlags(fs *pflag.FlagSet) {
 // --broker-url.
 func (h *brokerVerify) Prepare(ctx context.Context) ([]contract.Source, contract.ResultPublisher, error) {
 	if h.url == "" {
-		for _, f := range []string{"provider-version", "provider-branch", "consumer-version-selectors", "enable-pending", "include-wip-pacts-since", "publish"} {
+		for _, f := range []string{"provider-version", "provider-branch", "provider-tags", "consumer-version-selectors", "consumer-version-tags", "enable-pending", "include-wip-pacts-since", "publish"} {
 			if h.fs.Changed(f) {
 				return nil, nil, fmt.Errorf("--%s needs --broker-url", f)
 			}
@@ -80,6 +83,9 @@ func (h *brokerVerify) Prepare(ctx context.Context) ([]contract.Source, contract
 			return nil, nil, fmt.Errorf("--consumer-version-selectors #%d %s: not a JSON object: %w", i+1, s, err)
 		}
 		sels = append(sels, sel)
+	}
+	for _, tag := range h.consumerTags {
+		sels = append(sels, map[string]any{"tag": tag, "latest": true})
 	}
 	if len(sels) > 0 {
 		body["consumerVersionSelectors"] = sels
