@@ -124,6 +124,8 @@ func TestContractBrokerCommandsBadInput(t *testing.T) {
 		{[]string{"can-i-deploy", "--pacticipant", "a", "--version", "1", "--to-environment", "production", "-o", "yaml", "--broker-url", url}, 2, "want text or json"},
 		{[]string{"record-deployment", "--pacticipant", "order-service", "--version", "9", "--environment", "production", "--broker-url", url}, 1, "version 9 of order-service is not in the broker"},
 		{[]string{"version", "no/such/path"}, 2, `path "no/such/path" has no files`},
+		{[]string{"can-i-deploy", "--service", "nope-service", "--to-environment", "production", "--broker-url", url}, 2, "--service nope-service: no such service in"},
+		{[]string{"can-i-deploy", "--service", "order-service", "--pacticipant", "a", "--version", "1", "--to-environment", "production", "--broker-url", url}, 2, "use one of --release, --service, or --pacticipant/--version"},
 	}
 	for _, tc := range tests {
 		code, _, errOut := runContract(t, tc.args...)
@@ -131,11 +133,24 @@ func TestContractBrokerCommandsBadInput(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.code, tc.want)
 		}
 	}
+	// --service asks about the version the service's source has here.
+	code, v, errOut := runContract(t, "version", "--service", "order-service")
+	v = strings.TrimSpace(v)
+	if code != 0 || len(v) != 12 {
+		t.Fatalf("contract version --service order-service: %d %q %s", code, v, errOut)
+	}
+	if code, out, errOut := runContract(t, "publish", "testdata/broker/pacts", "--consumer-app-version", v, "--broker-url", url); code != 0 {
+		t.Fatalf("publish: %d %s %s", code, out, errOut)
+	}
+	code, out, _ := runContract(t, "can-i-deploy", "--service", "order-service", "--to-environment", "production", "--broker-url", url)
+	if code != 1 || !strings.Contains(out, "order-service  "+v) {
+		t.Errorf("can-i-deploy --service order-service: exit %d, want a row for version %s\n%s", code, v, out)
+	}
 	// Record a deployment to an environment that does not exist.
 	if code, out, errOut := runContract(t, "publish", "testdata/broker/pacts", "--consumer-app-version", "o1", "--broker-url", url); code != 0 {
 		t.Fatalf("publish: %d %s %s", code, out, errOut)
 	}
-	code, _, errOut := runContract(t, "record-deployment", "--pacticipant", "order-service", "--version", "o1", "--environment", "mars", "--broker-url", url)
+	code, _, errOut = runContract(t, "record-deployment", "--pacticipant", "order-service", "--version", "o1", "--environment", "mars", "--broker-url", url)
 	if code != 1 || !strings.Contains(errOut, "environment mars does not exist in the broker (it has: test, production)") {
 		t.Errorf("record-deployment to mars: exit %d, %s", code, errOut)
 	}

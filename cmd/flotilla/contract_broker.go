@@ -293,6 +293,7 @@ func (a *app) canIDeployCmd() *cobra.Command {
 		pacticipants  []string
 		versions      []string
 		release       string
+		services      []string
 		env, toTag    string
 		toMain        bool
 		ignore        []string
@@ -307,9 +308,10 @@ func (a *app) canIDeployCmd() *cobra.Command {
 		Long: `Ask the broker's matrix whether the given versions are compatible with
 everything in the target (--to-environment, or the latest versions with tag
 --to). Pair each --pacticipant with a --version, or name a --release file
-(services: {name: version}) to ask for a set of services shipped together:
-the set is checked against itself and against the environment in one
-question.
+(services: {name: version}) or --service NAME (repeatable: each at the
+version its source has in this checkout) to ask for a set of services
+shipped together: the set is checked against itself and against the
+environment in one question.
 
 Exit status: 0 only when deployable, 1 when not (or still unknown), also
 with -o json.`,
@@ -320,17 +322,40 @@ with -o json.`,
 				return usageErr(fmt.Errorf("%s: -o %q: want text or json", path, output))
 			}
 			var sels []broker.Selector
-			if release != "" {
-				if len(pacticipants) > 0 {
-					return usageErr(fmt.Errorf("%s: use either --release or --pacticipant/--version", path))
+			forms := 0
+			for _, used := range []bool{release != "", len(pacticipants) > 0, len(services) > 0} {
+				if used {
+					forms++
 				}
+			}
+			switch {
+			case forms > 1:
+				return usageErr(fmt.Errorf("%s: use one of --release, --service, or --pacticipant/--version", path))
+			case release != "":
 				var err error
 				if sels, err = readRelease(release); err != nil {
 					return usageErr(err)
 				}
-			} else {
+			case len(services) > 0:
+				// Each service at the version its source has here.
+				m, _, err := a.loadManifest()
+				if err != nil {
+					return err
+				}
+				for _, name := range services {
+					svc := m.Service(name)
+					if svc == nil {
+						return usageErr(fmt.Errorf("%s: --service %s: no such service in %s (it has: %s)", path, name, m.File, strings.Join(m.Names(), ", ")))
+					}
+					v, err := svcversion.Of(cmd.Context(), m.Root, append(append([]string{}, svc.Paths...), m.Shared...)...)
+					if err != nil {
+						return usageErr(fmt.Errorf("%s: --service %s: %w", path, name, err))
+					}
+					sels = append(sels, broker.Selector{Pacticipant: name, Version: v})
+				}
+			default:
 				if len(pacticipants) == 0 {
-					return usageErr(fmt.Errorf("%s: name at least one --pacticipant with its --version, or a --release file", path))
+					return usageErr(fmt.Errorf("%s: name at least one --pacticipant with its --version, a --service, or a --release file", path))
 				}
 				if len(versions) != len(pacticipants) {
 					return usageErr(fmt.Errorf("%s: give one --version for each --pacticipant (%d pacticipants, %d versions)", path, len(pacticipants), len(versions)))
@@ -397,6 +422,7 @@ with -o json.`,
 	f.StringArrayVar(&pacticipants, "pacticipant", nil, "a service to deploy (repeatable; pair each with a --version)")
 	f.StringArrayVarP(&versions, "version", "e", nil, "the version of the preceding --pacticipant")
 	f.StringVar(&release, "release", "", "a YAML file `services: {name: version}` of services shipped together")
+	f.StringArrayVar(&services, "service", nil, "a service of the manifest at the version of its source here (repeatable; see 'contract version')")
 	f.StringVar(&env, "to-environment", "", "the environment to deploy to")
 	f.StringVar(&toTag, "to", "", "check against the latest versions with this tag instead of an environment")
 	f.BoolVar(&toMain, "to-main-branch", false, "check against the head of every main branch (can-i-merge)")
