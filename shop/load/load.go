@@ -1,0 +1,600 @@
+// Package load is the shop's load generator (flotilla load): weighted user
+// flows (browse, search, add to cart, check out, track an order) against
+// the edge gateway or the services' own URLs, in a closed loop (N virtual
+// users, each starting its next flow when the last ended) or an open loop
+// (flows start at a fixed rate whatever the answers take, so a slow shop
+// shows as latency instead of hiding it: coordinated omission avoided),
+// for a duration and/or a request count, with a progress line and a
+// summary: requests, errors by status, p50/p90/p99/max latency, orders
+// placed.
+//
+// It is built on vegeta (github.com/tsenart/vegeta/v12): vegeta's
+// ConstantPacer schedules the open loop and vegeta's Metrics (t-digest
+// quantiles) summarises every request as a vegeta Result. vegeta's
+// Attacker is not used because it fires independent single requests,
+// while a shop flow is a sequence whose next request depends on the last
+// answer (the order id to track, the cart to check out). In the open loop
+// the first request of a flow is timed from the moment the pacer
+// scheduled it, not from when it could be sent, as vegeta's attacker does.
+package load
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// Summary is what a run did.
+type Summary struct {
+	Mode           string         `json:"mode"`
+	Elapsed        time.Duration  `json:"elapsed"`
+	Requests       uint64         `json:"requests"`
+	Rate           float64        `json:"rate"` // requests per second
+	Errors         int            `json:"errors"`
+	ErrorsByStatus map[string]int `json:"errorsByStatus"` // "0" is a transport failure or timeout
+	StatusCodes    map[string]int `json:"statusCodes"`
+	P50            time.Duration  `json:"p50"`
+	P90            time.Duration  `json:"p90"`
+	P99            time.Duration  `json:"p99"`
+	Max            time.Duration  `json:"max"`
+	Flows          map[string]int `json:"flows"` // flows started
+	OrdersPlaced   int            `json:"ordersPlaced"`
+	Confirmed      int            `json:"ordersConfirmed"`
+	Cancelled      int            `json:"ordersCancelled"`
+	Skipped        int            `json:"skipped"` // open loop: flows not started (max_in_flight or every account busy)
+	Samples        []string       `json:"errorSamples,omitempty"`
+}
+
+// Write prints the summary as a short report.
+func (s *Summary) Write(w io.Writer) {
+	fmt.Fprintf(w, "mode %s, %s: %d requests, %.1f/s, %d errors\n", s.Mode, s.Elapsed.Round(time.Millisecond), s.Requests, s.Rate, s.Errors)
+	fmt.Fprintf(w, "latency p50 %s  p90 %s  p99 %s  max %s\n", ms(s.P50), ms(s.P90), ms(s.P99), ms(s.Max))
+	fmt.Fprintf(w, "status %s\n", counts(s.StatusCodes))
+	if s.Errors > 0 {
+		fmt.Fprintf(w, "errors by status %s\n", counts(s.ErrorsByStatus))
+		for _, e := range s.Samples {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
+	fmt.Fprintf(w, "flows %s\n", counts(s.Flows))
+	fmt.Fprintf(w, "orders placed %d (confirmed %d, cancelled %d)\n", s.OrdersPlaced, s.Confirmed, s.Cancelled)
+	if s.Skipped > 0 {
+		fmt.Fprintf(w, "skipped %d flows: the open loop had max_in_flight flows running or every account busy\n", s.Skipped)
+	}
+}
+
+func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 2, 64) + "ms" }
+
+func counts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
+}
+
+// account is a customer the run registered.
+type account struct {
+	email, token string
+	orders       []string // confirmed orders, for the track flow
+}
+
+type product struct {
+	SKU  string `json:"sku"`
+	Name string `json:"name"`
+}
+
+// runner is one run.
+type runner struct {
+	cfg    Config
+	client *http.Client
+
+	catalog []product
+	words   []string
+
+	budget atomic.Int64 // requests left; math.MaxInt64 without a count
+	stop   context.CancelFunc
+
+	mu      sync.Mutex
+	metrics vegeta.Metrics
+	sum     Summary
+}
+
+// Run runs the load described by c, writing a progress line to progress
+// (nil for none) every second, and returns the summary. Setup failures
+// (the catalog cannot be read, accounts cannot be registered) are errors;
+// failed requests during the run are counted in the summary.
+func Run(ctx context.Context, c Config, progress io.Writer) (*Summary, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: c, client: &http.Client{Timeout: time.Duration(c.Timeout), Transport: &http.Transport{
+		MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second}}}
+	defer r.client.CloseIdleConnections()
+	r.sum = Summary{Mode: c.Mode, ErrorsByStatus: map[string]int{}, Flows: map[string]int{}}
+	if c.Requests > 0 {
+		r.budget.Store(int64(c.Requests))
+	} else {
+		r.budget.Store(1 << 62)
+	}
+	if err := r.loadCatalog(ctx); err != nil {
+		return nil, err
+	}
+	accounts, err := r.register(ctx)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	if c.Duration > 0 {
+		runCtx, cancel = context.WithTimeout(ctx, time.Duration(c.Duration))
+	}
+	defer cancel()
+	r.stop = cancel
+	start := time.Now()
+	done := make(chan struct{})
+	var pw sync.WaitGroup
+	if progress != nil {
+		pw.Add(1)
+		go func() {
+			defer pw.Done()
+			r.progress(progress, start, done)
+		}()
+	}
+	if c.Mode == Closed {
+		r.closed(runCtx, accounts)
+	} else {
+		r.open(runCtx, accounts)
+	}
+	close(done)
+	pw.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.metrics.Close()
+	s := r.sum
+	s.Elapsed = time.Since(start)
+	s.Requests = r.metrics.Requests
+	if secs := s.Elapsed.Seconds(); secs > 0 {
+		s.Rate = float64(s.Requests) / secs
+	}
+	s.StatusCodes = r.metrics.StatusCodes
+	s.P50, s.P90, s.P99, s.Max = r.metrics.Latencies.P50, r.metrics.Latencies.P90, r.metrics.Latencies.P99, r.metrics.Latencies.Max
+	return &s, nil
+}
+
+func (r *runner) progress(w io.Writer, start time.Time, done <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var last uint64
+	for {
+		select {
+		case <-done:
+			fmt.Fprintln(w)
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		n := r.metrics.Requests
+		p99 := r.metrics.Latencies.Quantile(0.99)
+		line := fmt.Sprintf("\r%6s  %8d requests  %7.1f/s  %5d errors  p99 %9s  %6d orders",
+			time.Since(start).Round(time.Second), n, float64(n-last), r.sum.Errors, ms(p99), r.sum.OrdersPlaced)
+		r.mu.Unlock()
+		last = n
+		fmt.Fprint(w, line)
+	}
+}
+
+// pick draws a flow by weight.
+func (r *runner) pick(rng *rand.Rand) string {
+	total := 0
+	for _, n := range FlowNames {
+		total += r.cfg.Flows[n]
+	}
+	x := rng.IntN(total)
+	for _, n := range FlowNames {
+		if x < r.cfg.Flows[n] {
+			return n
+		}
+		x -= r.cfg.Flows[n]
+	}
+	return Browse
+}
+
+func needsAccount(flow string) bool { return slices.Contains(needs[flow], "user") }
+
+func (r *runner) closed(ctx context.Context, accounts []*account) {
+	var wg sync.WaitGroup
+	for i := range r.cfg.Users {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(r.cfg.Seed, uint64(i)))
+			var acct *account
+			if len(accounts) > 0 {
+				acct = accounts[i%len(accounts)]
+			}
+			for ctx.Err() == nil && r.budget.Load() > 0 {
+				r.flow(ctx, rng, r.pick(rng), acct, time.Time{})
+				if r.cfg.Think > 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Duration(r.cfg.Think)):
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (r *runner) open(ctx context.Context, accounts []*account) {
+	per := time.Duration(float64(time.Second) / r.cfg.Rate)
+	pacer := vegeta.ConstantPacer{Freq: 1, Per: max(per, time.Nanosecond)}
+	idle := make(chan *account, len(accounts))
+	for _, a := range accounts {
+		idle <- a
+	}
+	rng := rand.New(rand.NewPCG(r.cfg.Seed, 1<<32))
+	var wg sync.WaitGroup
+	var inFlight atomic.Int64
+	began := time.Now()
+	var hits uint64
+	for ctx.Err() == nil && r.budget.Load() > 0 {
+		wait, stop := pacer.Pace(time.Since(began), hits)
+		if stop {
+			break
+		}
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+			continue
+		}
+		intended := began.Add(time.Duration(hits) * pacer.Per)
+		hits++
+		flow := r.pick(rng)
+		var acct *account
+		if needsAccount(flow) {
+			select {
+			case acct = <-idle:
+			default:
+			}
+		}
+		if (needsAccount(flow) && acct == nil) || inFlight.Load() >= int64(r.cfg.MaxInFlight) {
+			r.mu.Lock()
+			r.sum.Skipped++
+			r.mu.Unlock()
+			if acct != nil {
+				idle <- acct
+			}
+			continue
+		}
+		seed := rng.Uint64()
+		inFlight.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer inFlight.Add(-1)
+			r.flow(ctx, rand.New(rand.NewPCG(seed, 7)), flow, acct, intended)
+			if acct != nil {
+				idle <- acct
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// call is one request of a flow.
+type call struct {
+	method, url, route, token string
+	body                      any
+	headers                   map[string]string
+	ok                        []int // answers that are not errors
+}
+
+// errBudget ends a flow when the request count is reached.
+var errBudget = errors.New("request budget spent")
+
+// do sends c, timed from since when set (the open loop's scheduled start),
+// records it, and returns the status and body.
+func (r *runner) do(ctx context.Context, c call, since *time.Time) (int, []byte, error) {
+	if ctx.Err() != nil {
+		return 0, nil, ctx.Err() // the run is over: a flow's next step is not sent
+	}
+	if r.budget.Add(-1) < 0 {
+		r.stop()
+		return 0, nil, errBudget
+	}
+	var body io.Reader
+	if c.body != nil {
+		b, _ := json.Marshal(c.body)
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), c.method, c.url, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	if c.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for k, v := range c.headers {
+		req.Header.Set(k, v)
+	}
+	start := time.Now()
+	if since != nil && !since.IsZero() {
+		start, *since = *since, time.Time{}
+	}
+	res := vegeta.Result{Method: c.method, URL: c.route, Timestamp: start}
+	var data []byte
+	resp, err := r.client.Do(req)
+	if err == nil {
+		data, err = io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		_ = resp.Body.Close()
+		res.Code = uint16(resp.StatusCode)
+		res.BytesIn = uint64(len(data))
+	}
+	res.Latency = time.Since(start)
+	ok := err == nil && slices.Contains(c.ok, int(res.Code))
+	if err != nil {
+		res.Error = err.Error()
+	} else if !ok {
+		res.Error = fmt.Sprintf("%s %s: %d %s", c.method, c.route, res.Code, strings.TrimSpace(string(data[:min(len(data), 200)])))
+	}
+	r.mu.Lock()
+	r.metrics.Add(&res)
+	if !ok {
+		r.sum.Errors++
+		r.sum.ErrorsByStatus[strconv.Itoa(int(res.Code))]++
+		if len(r.sum.Samples) < 10 {
+			r.sum.Samples = append(r.sum.Samples, res.Error)
+		}
+	}
+	r.mu.Unlock()
+	if !ok {
+		return int(res.Code), data, fmt.Errorf("%s", res.Error)
+	}
+	return int(res.Code), data, nil
+}
+
+// flow runs one flow; its errors are already counted.
+func (r *runner) flow(ctx context.Context, rng *rand.Rand, name string, a *account, intended time.Time) {
+	r.mu.Lock()
+	r.sum.Flows[name]++
+	r.mu.Unlock()
+	since := &intended
+	product := r.cfg.Targets.URL("product")
+	pickSKU := func() string { return r.catalog[rng.IntN(len(r.catalog))].SKU }
+	switch name {
+	case Browse:
+		off := rng.IntN(max(len(r.catalog)-20, 1))
+		sorts := []string{"price", "-price", "name", "created"}
+		if _, _, err := r.do(ctx, call{method: "GET", url: fmt.Sprintf("%s/products?limit=20&offset=%d&sort=%s", product, off, sorts[rng.IntN(len(sorts))]),
+			route: "/products", ok: []int{200}}, since); err != nil {
+			return
+		}
+		_, _, _ = r.do(ctx, call{method: "GET", url: product + "/products/" + pickSKU(), route: "/products/{sku}", ok: []int{200}}, since)
+	case Search:
+		q := r.words[rng.IntN(len(r.words))]
+		_, _, _ = r.do(ctx, call{method: "GET", url: r.cfg.Targets.URL("search") + "/search?q=" + q + "&limit=20", route: "/search", ok: []int{200}}, since)
+	case AddToCart:
+		_, _, _ = r.do(ctx, call{method: "POST", url: r.cfg.Targets.URL("cart") + "/carts/me/items", route: "/carts/me/items", token: a.token,
+			body: map[string]any{"sku": pickSKU(), "quantity": 1}, ok: []int{200}}, since)
+	case Checkout:
+		r.checkout(ctx, rng, a, since, pickSKU)
+	case Track:
+		order := r.cfg.Targets.URL("order")
+		r.mu.Lock()
+		var id string
+		if len(a.orders) > 0 {
+			id = a.orders[rng.IntN(len(a.orders))]
+		}
+		r.mu.Unlock()
+		if id == "" {
+			_, _, _ = r.do(ctx, call{method: "GET", url: order + "/orders?limit=5", route: "/orders", token: a.token, ok: []int{200}}, since)
+			return
+		}
+		if _, _, err := r.do(ctx, call{method: "GET", url: order + "/orders/" + id, route: "/orders/{id}", token: a.token, ok: []int{200}}, since); err != nil {
+			return
+		}
+		if ship := r.cfg.Targets.URL("shipping"); ship != "" {
+			// 404: confirmed, but shipping has not created the shipment yet.
+			_, _, _ = r.do(ctx, call{method: "GET", url: ship + "/orders/" + id + "/shipment", route: "/orders/{id}/shipment", token: a.token, ok: []int{200, 404}}, since)
+		}
+	}
+}
+
+func (r *runner) checkout(ctx context.Context, rng *rand.Rand, a *account, since *time.Time, pickSKU func() string) {
+	cart := r.cfg.Targets.URL("cart")
+	for range 1 + rng.IntN(3) {
+		if _, _, err := r.do(ctx, call{method: "POST", url: cart + "/carts/me/items", route: "/carts/me/items", token: a.token,
+			body: map[string]any{"sku": pickSKU(), "quantity": 1}, ok: []int{200}}, since); err != nil {
+			return
+		}
+	}
+	_, data, err := r.do(ctx, call{method: "POST", url: r.cfg.Targets.URL("order") + "/orders", route: "/orders", token: a.token,
+		headers: map[string]string{"Idempotency-Key": fmt.Sprintf("load-%016x", rng.Uint64())}, ok: []int{201, 202}}, since)
+	if err != nil {
+		return
+	}
+	var o struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	_ = json.Unmarshal(data, &o)
+	r.mu.Lock()
+	r.sum.OrdersPlaced++
+	switch o.Status {
+	case "CONFIRMED":
+		r.sum.Confirmed++
+		a.orders = append(a.orders, o.ID)
+		if len(a.orders) > 50 {
+			a.orders = a.orders[1:]
+		}
+	case "CANCELLED":
+		r.sum.Cancelled++
+	}
+	r.mu.Unlock()
+	if o.Status == "CANCELLED" {
+		// A cancelled order leaves the cart as it was: empty it for the next checkout.
+		_, _, _ = r.do(ctx, call{method: "DELETE", url: cart + "/carts/me", route: "/carts/me", token: a.token, ok: []int{200, 204}}, since)
+	}
+}
+
+// loadCatalog reads the products the flows pick from.
+func (r *runner) loadCatalog(ctx context.Context) error {
+	base := r.cfg.Targets.URL("product")
+	if base == "" {
+		r.catalog, r.words = []product{{SKU: "none"}}, []string{"shop"}
+		return nil
+	}
+	for off := 0; off < 1000; off += 100 {
+		var page struct {
+			Items []product `json:"items"`
+		}
+		if err := r.get(ctx, fmt.Sprintf("%s/products?limit=100&offset=%d", base, off), &page); err != nil {
+			return fmt.Errorf("read the catalog: %w", err)
+		}
+		r.catalog = append(r.catalog, page.Items...)
+		if len(page.Items) < 100 {
+			break
+		}
+	}
+	if len(r.catalog) == 0 {
+		return fmt.Errorf("read the catalog: product-service at %s lists no products; seed it first", base)
+	}
+	seen := map[string]bool{}
+	for _, p := range r.catalog {
+		for _, w := range strings.Fields(strings.ToLower(p.Name)) {
+			w = strings.Trim(w, ".,;:!?()\"'")
+			if len(w) > 2 && !seen[w] && w == urlSafe(w) {
+				seen[w] = true
+				r.words = append(r.words, w)
+			}
+		}
+	}
+	if len(r.words) == 0 {
+		r.words = []string{"shop"}
+	}
+	return nil
+}
+
+func urlSafe(s string) string {
+	return strings.Map(func(c rune) rune {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' {
+			return c
+		}
+		return -1
+	}, s)
+}
+
+func (r *runner) get(ctx context.Context, url string, out any) error {
+	return r.send(ctx, "GET", url, "", nil, out)
+}
+
+func (r *runner) send(ctx context.Context, method, url, token string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, strings.TrimSpace(string(data)))
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// register creates the run's customer accounts (with a delivery address)
+// and logs them in, eight at a time.
+func (r *runner) register(ctx context.Context) ([]*account, error) {
+	need := false
+	for name, w := range r.cfg.Flows {
+		need = need || (w > 0 && needsAccount(name))
+	}
+	if !need {
+		return nil, nil
+	}
+	n := r.cfg.Users
+	if r.cfg.Mode == Open && n == 0 {
+		n = max(50, min(int(r.cfg.Rate*2), 1000))
+	}
+	users := r.cfg.Targets.URL("user")
+	run := fmt.Sprintf("%08x", rand.Uint32())
+	accounts := make([]*account, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			a := &account{email: fmt.Sprintf("load-%s-%d@load.test", run, i)}
+			const pw = "load-password"
+			if err := r.send(ctx, "POST", users+"/users", "", map[string]string{"email": a.email, "password": pw, "name": fmt.Sprintf("Load %d", i)}, nil); err != nil {
+				errs[i] = err
+				return
+			}
+			var login struct {
+				Token string `json:"token"`
+			}
+			if err := r.send(ctx, "POST", users+"/login", "", map[string]string{"email": a.email, "password": pw}, &login); err != nil {
+				errs[i] = err
+				return
+			}
+			a.token = login.Token
+			errs[i] = r.send(ctx, "POST", users+"/users/me/addresses", a.token, map[string]string{"line1": fmt.Sprintf("Teststr. %d", i+1), "city": "Berlin", "postalCode": "10115", "country": "DE"}, nil)
+			accounts[i] = a
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("register %d load accounts: %w", n, err)
+		}
+	}
+	return accounts, nil
+}
