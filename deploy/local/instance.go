@@ -268,12 +268,6 @@ func (in *instance) supervise() {
 // (ready, or unready when a ready instance starts failing its probe).
 // It returns when done is closed (the process exited or is stopping).
 func (in *instance) probe(done <-chan struct{}) {
-	health := in.v.spec.Health
-	if health == "" {
-		health = "/ready"
-	}
-	url := "http://" + in.addr() + health
-	client := &http.Client{Timeout: time.Second}
 	interval := in.t.cfg.ProbeInterval
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -283,35 +277,51 @@ func (in *instance) probe(done <-chan struct{}) {
 			return
 		case <-timer.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := client.Do(req)
-		note := ""
-		ok := false
-		if err != nil {
-			note = err.Error()
-		} else {
-			_ = resp.Body.Close()
-			note = resp.Status
-			ok = resp.StatusCode >= 200 && resp.StatusCode < 300
-		}
-		cancel()
-		in.mu.Lock()
-		in.probe1 = note
-		switch {
-		case ok && (in.state == deploy.StateStarting || in.state == deploy.StateUnready):
-			in.state = deploy.StateReady
-		case !ok && in.state == deploy.StateReady:
-			in.state = deploy.StateUnready
-		}
-		in.mu.Unlock()
-		if ok {
-			in.ready1.Do(func() { close(in.readyCh) })
+		if in.probeOnce() {
 			interval = in.t.cfg.HealthInterval
 		}
 		timer.Reset(interval)
 	}
 }
+
+// probeOnce asks the health path once and moves the state with the
+// answer; it reports whether the instance is ready.
+func (in *instance) probeOnce() bool {
+	health := in.v.spec.Health
+	if health == "" {
+		health = "/ready"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+in.addr()+health, nil)
+	resp, err := probeClient.Do(req)
+	note := ""
+	ok := false
+	if err != nil {
+		note = err.Error()
+	} else {
+		_ = resp.Body.Close()
+		note = resp.Status
+		ok = resp.StatusCode >= 200 && resp.StatusCode < 300
+	}
+	in.mu.Lock()
+	in.probe1 = note
+	switch {
+	case ok && (in.state == deploy.StateStarting || in.state == deploy.StateUnready):
+		in.state = deploy.StateReady
+	case !ok && in.state == deploy.StateReady:
+		in.state = deploy.StateUnready
+	}
+	in.mu.Unlock()
+	if ok {
+		in.ready1.Do(func() { close(in.readyCh) })
+	}
+	return ok
+}
+
+// probeClient makes the readiness probes (no keep-alive: an instance's
+// connections must not outlive it).
+var probeClient = &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
 // stop sends SIGTERM to the process group, waits up to timeout (or until
 // ctx is done), then sends SIGKILL.

@@ -100,6 +100,7 @@ func (t *Target) adopt(ctx context.Context) error {
 			in := newInstance(t, v, si.Index, si.Port, logPath)
 			if alive(si.PID) && runs(si.PID, sv.Bin) {
 				in.pid, in.started = si.PID, si.Started
+				in.probeOnce() // so Status is right from the start
 				adopted++
 			} else {
 				if _, err := os.Stat(sv.Bin); err != nil {
