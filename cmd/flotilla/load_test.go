@@ -1,0 +1,84 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+func TestLoadCommand(t *testing.T) {
+	// A catalog upstream: enough for the browse flow.
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/products" {
+			_, _ = w.Write([]byte(`{"items":[{"sku":"SKU-0001","name":"Blue Kettle"},{"sku":"SKU-0002","name":"Red Mug"}],"total":2}`))
+			return
+		}
+		if r.URL.Path == "/products/SKU-0002" {
+			http.Error(w, `{"error":{"code":"not_found","message":"gone"}}`, http.StatusNotFound)
+			return
+		}
+		_, _ = w.Write([]byte(`{"sku":"SKU-0001"}`))
+	}))
+	defer srv.Close()
+	cfg := filepath.Join(t.TempDir(), "load.yaml")
+	if err := os.WriteFile(cfg, []byte("targets: {product: "+srv.URL+"}\nflows: {browse: 1}\nusers: 2\nspeeed: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		code     int
+		stdout   []string
+		stderr   []string
+		requests int
+	}{
+		{"open loop needs a rate", []string{"load", "--product-url", srv.URL, "--flows", "browse=1", "--mode", "open"}, 2, nil, []string{"rate"}, 0},
+		{"flows need their targets", []string{"load", "--product-url", srv.URL, "--flows", "checkout=1"}, 2, nil, []string{"checkout needs targets.user"}, 0},
+		{"bad flows flag", []string{"load", "--product-url", srv.URL, "--flows", "browse"}, 2, nil, []string{"name=weight"}, 0},
+		{"config with an unknown key names the file", []string{"load", "--config", cfg}, 2, nil, []string{"load.yaml", "speeed"}, 0},
+		{"unreachable shop", []string{"load", "--gateway", "http://127.0.0.1:1", "--flows", "browse=1", "--requests", "5"}, 1, nil, []string{"read the catalog"}, 0},
+		{"a request count, errors counted", []string{"load", "--product-url", srv.URL, "--flows", "browse=1", "--users", "2", "--requests", "40", "--format", "json"}, 1,
+			[]string{`"requests": 40`, `"errorsByStatus"`, `"404"`}, nil, 40},
+		{"errors allowed", []string{"load", "--product-url", srv.URL, "--flows", "browse=1", "--users", "1", "--requests", "10", "--allow-errors"}, 0,
+			[]string{"10 requests", "latency p50", "errors by status 404="}, nil, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := hits.Load()
+			code, out, errOut := runCLI(t, tc.args...)
+			if code != tc.code {
+				t.Fatalf("code %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, out, errOut)
+			}
+			for _, w := range tc.stdout {
+				if !strings.Contains(out, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tc.stderr {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+			if tc.requests > 0 {
+				// The catalog read at setup is not a load request.
+				if got := hits.Load() - before - 1; got != int64(tc.requests) {
+					t.Errorf("upstream saw %d load requests, want %d", got, tc.requests)
+				}
+			}
+			if strings.Contains(strings.Join(tc.args, " "), "json") {
+				var s map[string]any
+				if err := json.Unmarshal([]byte(out), &s); err != nil {
+					t.Errorf("json summary: %v", err)
+				}
+			}
+		})
+	}
+}
