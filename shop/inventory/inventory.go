@@ -15,6 +15,7 @@
 //	GET  /reservations/{id}          and GET /reservations?orderId=
 //	POST /reservations/{id}/commit   the reserved units are sold
 //	POST /reservations/{id}/release  the reserved units go back to available
+//	POST /reservations/{id}/return   committed (sold) units come back to available: the order could not be shipped
 package inventory
 
 import (
@@ -53,6 +54,7 @@ const (
 	Committed = "COMMITTED"
 	Released  = "RELEASED"
 	Expired   = "EXPIRED"
+	Returned  = "RETURNED"
 )
 
 // Config is inventory-service's configuration.
@@ -130,6 +132,7 @@ func (m *Main) Start(ctx context.Context) error {
 	mux.Handle("GET /reservations/{id}", kit.Handle(v.Auth(m.getReservation)))
 	mux.Handle("POST /reservations/{id}/commit", kit.Handle(v.Auth(m.commit)))
 	mux.Handle("POST /reservations/{id}/release", kit.Handle(v.Auth(m.release)))
+	mux.Handle("POST /reservations/{id}/return", kit.Handle(v.Auth(m.returnStock)))
 	app.Go(m.sweepLoop)
 	app.Serve()
 	return nil
@@ -499,6 +502,43 @@ func (m *Main) release(w http.ResponseWriter, r *http.Request) error {
 			return kit.Conflict("reservation_committed", "reservation %s is committed (sold); it cannot be released", res.ID)
 		}
 		return m.releaseTx(ctx, tx, &res, Released, "released")
+	})
+	if err != nil {
+		return err
+	}
+	kit.WriteJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// returnStock undoes a commit: the order was cancelled after its stock was
+// sold (shipping failed), so its units are available again.
+func (m *Main) returnStock(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	var res Reservation
+	err := m.app.Tx(ctx, func(tx *sqldb.Tx) error {
+		var err error
+		if res, err = owned(ctx, tx, "id", r.PathValue("id")); err != nil {
+			return err
+		}
+		switch res.Status {
+		case Returned:
+			return nil
+		case Reserved:
+			return kit.Conflict("reservation_open", "reservation %s is not committed; release it instead", res.ID)
+		case Released, Expired:
+			return kit.Conflict("reservation_"+lower(res.Status), "reservation %s is %s: nothing was sold", res.ID, lower(res.Status))
+		}
+		for _, l := range res.Items {
+			if _, err := tx.ExecContext(ctx, `UPDATE stock SET committed = committed - $1, available = available + $1 WHERE sku = $2`, l.Quantity, l.SKU); err != nil {
+				return err
+			}
+		}
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		res.Status, res.Reason = Returned, "returned"
+		if _, err := tx.ExecContext(ctx, `UPDATE reservations SET status = $1, reason = $2, updated_ms = $3 WHERE id = $4`, Returned, "returned", now.UnixMilli(), res.ID); err != nil {
+			return err
+		}
+		return m.app.Emit(ctx, tx, "StockReleased", res.OrderID, releasedEvent{ReservationID: res.ID, OrderID: res.OrderID, Items: res.Items, Reason: "returned", Timestamp: now, Version: 1})
 	})
 	if err != nil {
 		return err

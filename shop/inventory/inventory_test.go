@@ -154,6 +154,30 @@ func TestInventoryService(t *testing.T) {
 			}
 		})
 
+		t.Run("return sold stock after a failed shipment", func(t *testing.T) {
+			before := stock(t, m, "SKU-0002")
+			var res Reservation
+			kittest.Call(t, "POST", url+"/reservations", custTok, ReserveRequest{OrderID: "o-3", Items: []Line{{"SKU-0002", 2}}}).JSON(t, &res)
+			if r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/return", custTok, nil); r.Status != 409 || r.ErrorCode() != "reservation_open" {
+				t.Errorf("return before commit: %d %s", r.Status, r.Body)
+			}
+			kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/commit", custTok, nil)
+			if r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/return", otherTok, nil); r.Status != 403 {
+				t.Errorf("another user's return: %d", r.Status)
+			}
+			for i := 0; i < 2; i++ {
+				r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/return", custTok, nil)
+				var got Reservation
+				r.JSON(t, &got)
+				if r.Status != 200 || got.Status != Returned {
+					t.Errorf("return #%d: %d %s", i+1, r.Status, r.Body)
+				}
+			}
+			if s := stock(t, m, "SKU-0002"); s != before {
+				t.Errorf("after return %+v, want %+v again", s, before)
+			}
+		})
+
 		t.Run("sweeper releases expired reservations", func(t *testing.T) {
 			before := stock(t, m, "SKU-0001")
 			n, err := m.Sweep(context.Background(), time.Now().Add(time.Hour))

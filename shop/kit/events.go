@@ -103,6 +103,22 @@ func (c *Codec) Add(ctx context.Context, event, avsc string) error {
 	return nil
 }
 
+// AddReader adds the reader schema of an event this service consumes
+// (another service's, copied into ours): used to decode, never registered.
+func (c *Codec) AddReader(event, avsc string) error {
+	s, err := schema.Parse(avsc)
+	if err != nil {
+		return fmt.Errorf("parse reader schema of %s: %w", event, err)
+	}
+	if rec, ok := s.Avro().(*avro.RecordSchema); !ok || rec.Name() != event {
+		return fmt.Errorf("reader schema of %s: want a record named %s", event, event)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.local[event] = s
+	return nil
+}
+
 // Encode frames v, encoded with event's schema.
 func (c *Codec) Encode(ctx context.Context, event string, v any) ([]byte, error) {
 	c.mu.RLock()

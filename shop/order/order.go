@@ -2,8 +2,14 @@
 // orchestrates the order saga across inventory and payment:
 //
 //	PENDING/RESERVE ─► CHARGE ─► CONFIRM ─► CONFIRMED  (OrderConfirmed)
-//	       │              │          │
-//	       └──────────────┴──────────┴─► RELEASE ─► REFUND ─► CANCELLED  (OrderCancelled, with the reason)
+//	       │              │          │            │ ShipmentFailed (from shipping-service)
+//	       │              │          │            ▼
+//	       │              │          │          RETURN (sold stock back) ─┐
+//	       └──────────────┴──────────┴─► RELEASE ─► REFUND ◄────────────┘─► CANCELLED  (OrderCancelled, with the reason)
+//
+// A confirmed order whose shipment fails for good goes back in flight
+// (PENDING, step RETURN) until its stock is returned and its capture
+// refunded.
 //
 // Every step's outcome is persisted in the same transaction as the events
 // it produces (the outbox), so after a crash an in-flight saga resumes from
@@ -41,6 +47,11 @@ var migrationFS embed.FS
 //go:embed schemas/*.avsc
 var schemaFS embed.FS
 
+// The reader schemas of the events order-service consumes.
+//
+//go:embed readers/ShipmentFailed.avsc
+var shipmentFailedSchema string
+
 // Schemas are the event schemas order-service publishes.
 func Schemas() fs.FS { s, _ := fs.Sub(schemaFS, "schemas"); return s }
 
@@ -64,6 +75,7 @@ const (
 	StepConfirm = "CONFIRM"
 	StepRelease = "RELEASE"
 	StepRefund  = "REFUND"
+	StepReturn  = "RETURN"
 	StepDone    = "DONE"
 )
 
@@ -130,6 +142,14 @@ func (m *Main) Start(ctx context.Context) error {
 	app.Mux.Handle("POST /orders", kit.Handle(v.Auth(m.place)))
 	app.Mux.Handle("GET /orders", kit.Handle(v.Auth(m.list)))
 	app.Mux.Handle("GET /orders/{id}", kit.Handle(v.Auth(m.get)))
+	if err := app.Codec.AddReader("ShipmentFailed", shipmentFailedSchema); err != nil {
+		_ = app.Close()
+		return err
+	}
+	if err := app.Consume(ctx, "ShipmentFailed", m.shipmentFailed); err != nil {
+		_ = app.Close()
+		return err
+	}
 	app.Go(m.resumeLoop)
 	app.Serve()
 	return nil

@@ -3,6 +3,7 @@ package order_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -146,6 +147,61 @@ func TestOrderSaga(t *testing.T) {
 			}
 			if r := kittest.Call(t, "GET", url+"/orders/nope", ada, nil); r.Status != 404 {
 				t.Errorf("unknown order: %d", r.Status)
+			}
+		})
+
+		t.Run("a failed shipment returns the stock and refunds", func(t *testing.T) {
+			var o order.Order
+			for i := 0; i < 20; i++ {
+				s.Fill(t, bob, map[string]int{"SKU-0004": 3})
+				o = place(bob, fmt.Sprintf("ship-%d", i))
+				if o.Status == order.Confirmed {
+					break
+				}
+				kittest.Call(t, "DELETE", s.Cart.URL()+"/carts/me", bob, nil)
+			}
+			if o.Status != order.Confirmed {
+				t.Fatal("no confirmed order to fail the shipment of")
+			}
+			before := getStock(t, s, "SKU-0004")
+			avsc, err := os.ReadFile("readers/ShipmentFailed.avsc")
+			if err != nil {
+				t.Fatal(err)
+			}
+			codec, _ := kit.NewCodec("")
+			if err := codec.Add(context.Background(), "ShipmentFailed", string(avsc)); err != nil {
+				t.Fatal(err)
+			}
+			msg, err := codec.Message(context.Background(), "ShipmentFailed", o.ID, map[string]any{
+				"shipmentId": "s-1", "orderId": o.ID, "userId": o.UserID, "reason": "no_address", "detail": "", "timestamp": time.Now(), "version": 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Order.App().Bus.Publish(context.Background(), msg); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for time.Now().Before(deadline) {
+				kittest.Call(t, "GET", url+"/orders/"+o.ID, bob, nil).JSON(t, &o)
+				if o.Status == order.Cancelled {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if o.Status != order.Cancelled || o.Reason != "shipment_failed: no_address" {
+				t.Fatalf("after ShipmentFailed: %s %q", o.Status, o.Reason)
+			}
+			var pay struct {
+				Status   string
+				Refunded int64
+			}
+			kittest.Call(t, "GET", s.Payment.URL()+"/payments?orderId="+o.ID, bob, nil).JSON(t, &pay)
+			if pay.Status != "REFUNDED" || pay.Refunded != o.Total {
+				t.Errorf("payment after a failed shipment: %+v, want REFUNDED %d", pay, o.Total)
+			}
+			after := getStock(t, s, "SKU-0004")
+			if after.Committed != before.Committed-3 || after.Available != before.Available+3 {
+				t.Errorf("stock %+v after the return, was %+v", after, before)
 			}
 		})
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flotilla-ci/flotilla/bus"
 	"github.com/flotilla-ci/flotilla/internal/sqldb"
 	"github.com/flotilla-ci/flotilla/shop/kit"
 )
@@ -111,6 +112,8 @@ func (m *Main) step(ctx context.Context, o Order) (transition, error) {
 		return m.release(ctx, o)
 	case StepRefund:
 		return m.refund(ctx, o)
+	case StepReturn:
+		return m.returnStock(ctx, o)
 	}
 	return transition{}, fmt.Errorf("order %s: unknown saga step %q", o.ID, o.Step)
 }
@@ -239,6 +242,46 @@ func (m *Main) release(ctx context.Context, o Order) (transition, error) {
 		return transition{}, retry("release reservation %s: %w", res.ID, err)
 	}
 	return transition{step: StepRefund, reservationID: res.ID, detail: "released " + res.ID}, nil
+}
+
+// returnStock brings a cancelled order's sold stock back.
+func (m *Main) returnStock(ctx context.Context, o Order) (transition, error) {
+	err := m.inventory.Do(ctx, "POST", "/reservations/"+o.ReservationID+"/return", o.token, nil, nil, nil)
+	switch st, code := status(err); {
+	case err == nil:
+		return transition{step: StepRefund, detail: "stock returned"}, nil
+	case st == http.StatusConflict:
+		return transition{step: StepRefund, detail: "nothing to return: " + code}, nil
+	default:
+		return transition{}, retry("return stock: %w", err)
+	}
+}
+
+type shipmentFailed struct {
+	OrderID string `avro:"orderId"`
+	Reason  string `avro:"reason"`
+	Detail  string `avro:"detail"`
+}
+
+// shipmentFailed puts a confirmed order whose shipment failed for good back
+// in flight towards CANCELLED (the resumer drives it): in the consumer's
+// transaction, so a redelivered event changes nothing.
+func (m *Main) shipmentFailed(ctx context.Context, tx *sqldb.Tx, msg bus.Message) error {
+	var e shipmentFailed
+	if err := m.app.Codec.Decode(ctx, msg.Topic, msg.Payload, &e); err != nil {
+		return err
+	}
+	now := time.Now().UnixMilli()
+	res, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1, step = $2, reason = $3, attempts = 0, next_ms = $4, lease_until_ms = 0, updated_ms = $4
+		WHERE id = $5 AND status = $6`, Pending, StepReturn, "shipment_failed: "+e.Reason, now, e.OrderID, Confirmed)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		m.app.Log.WarnContext(ctx, "ShipmentFailed for an order that is not confirmed; ignored", "order_id", e.OrderID, "reason", e.Reason)
+		return nil
+	}
+	return logStep(ctx, tx, e.OrderID, StepReturn, "shipment failed: "+e.Reason+" "+e.Detail)
 }
 
 // chargeGrace is how long after the last charge attempt a missing payment
