@@ -236,6 +236,18 @@ func TestMatrix(t *testing.T) {
 				[]string{"order@o1>payment@p2:false", "order@o1>stock@s1:true"}},
 			{"to a tag", broker.MatrixQuery{Selectors: sel("stock", "s1"), Target: broker.Target{Tag: "prod"}}, "true", []string{"order@o2>stock@s1:true"}},
 			{"every version", broker.MatrixQuery{Selectors: sel("payment", "p2"), LatestBy: "cvpv"}, "false", []string{"order@o1>payment@p2:false"}},
+			{"latest on a branch", broker.MatrixQuery{Selectors: []broker.Selector{{Pacticipant: "order", Branch: "main"}}, Target: env}, "unknown",
+				[]string{"order@o2>payment@p1:?", "order@o2>stock@s1:true"}},
+			{"head of the main branch", broker.MatrixQuery{Selectors: []broker.Selector{{Pacticipant: "order", MainBranch: true}}, Target: env}, "unknown",
+				[]string{"order@o2>payment@p1:?", "order@o2>stock@s1:true"}},
+			{"what runs in an environment", broker.MatrixQuery{Selectors: []broker.Selector{{Pacticipant: "order", Environment: "production"}}, Target: env}, "true",
+				[]string{"order@o1>payment@p1:true", "order@o1>stock@s1:true"}},
+			{"latest with a tag", broker.MatrixQuery{Selectors: []broker.Selector{{Pacticipant: "order", Latest: true, Tag: "prod"}}, Target: env}, "unknown",
+				[]string{"order@o2>payment@p1:?", "order@o2>stock@s1:true"}},
+			{"to the latest versions", broker.MatrixQuery{Selectors: sel("order", "o1"), Target: broker.Target{Latest: true}, LatestBy: "cvp"}, "false",
+				[]string{"order@o1>payment@p2:false", "order@o1>stock@s1:true"}},
+			{"to the main branch heads", broker.MatrixQuery{Selectors: sel("order", "o1"), Target: broker.Target{MainBranch: true}, LatestBy: "cvp"}, "false",
+				[]string{"order@o1>payment@p2:false", "order@o1>stock@s1:true"}},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
