@@ -317,3 +317,44 @@ func TestLinksUnderAPrefix(t *testing.T) {
 		})
 	}
 }
+
+// The shape the pact verifier depends on (ref: pact.md 2.3 B and 2.5).
+func TestPactsForVerificationShape(t *testing.T) {
+	url, _ := newBroker(t, broker.DefaultConfig())
+	if r := call(t, "POST", url+"/contracts/publish", "", publishBody("web", "1", b64(helloPact))); r.status != 200 {
+		t.Fatal(r.raw)
+	}
+	link := call(t, "GET", url+"/pacts/provider/api/for-verification", "", nil)
+	self := link.body["_links"].(map[string]any)["self"].(map[string]any)["href"].(string)
+	for _, pending := range []bool{false, true} {
+		r := call(t, "POST", self, "", map[string]any{"consumerVersionSelectors": []any{map[string]any{"mainBranch": true}},
+			"providerVersionBranch": "main", "includePendingStatus": pending})
+		pacts := r.body["_embedded"].(map[string]any)["pacts"].([]any)
+		if r.status != 200 || len(pacts) != 1 {
+			t.Fatalf("for-verification: %d %s", r.status, r.raw)
+		}
+		p := pacts[0].(map[string]any)
+		props := p["verificationProperties"].(map[string]any)
+		if _, ok := props["notices"].([]any); !ok {
+			t.Errorf("verificationProperties without a notices list breaks the Rust verifier: %s", r.raw)
+		}
+		if _, ok := props["pending"]; ok != pending {
+			t.Errorf("includePendingStatus=%v: pending present = %v", pending, ok)
+		}
+		if p["shortDescription"] != "latest from main branch" {
+			t.Errorf("shortDescription = %v", p["shortDescription"])
+		}
+		pactURL := p["_links"].(map[string]any)["self"].(map[string]any)["href"].(string)
+		if !strings.Contains(pactURL, "/metadata/") {
+			t.Errorf("pact URL %s carries no metadata", pactURL)
+		}
+		doc := call(t, "GET", pactURL, "", nil)
+		results := doc.body["_links"].(map[string]any)["pb:publish-verification-results"].(map[string]any)["href"].(string)
+		if results != pactURL+"/verification-results" {
+			t.Errorf("results link %s does not carry the metadata back", results)
+		}
+		if r := call(t, "POST", results, "", map[string]any{"providerApplicationVersion": "a1", "success": true}); r.status != 201 {
+			t.Errorf("publishing results: %d %s", r.status, r.raw)
+		}
+	}
+}
