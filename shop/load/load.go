@@ -272,8 +272,10 @@ func (r *runner) open(ctx context.Context, accounts []*account) {
 			}
 			continue
 		}
-		intended := began.Add(time.Duration(hits) * pacer.Per)
+		// ConstantPacer schedules hit n (from 0) at (n+1)·Per; a flow
+		// started late is timed from its slot, not from when it got out.
 		hits++
+		intended := began.Add(time.Duration(hits) * pacer.Per)
 		flow := r.pick(rng)
 		var acct *account
 		if needsAccount(flow) {
