@@ -407,3 +407,35 @@ func TestReopenAdoptsOrRestarts(t *testing.T) {
 		t.Errorf("adopted pid %d survived Remove", a[0].PID)
 	}
 }
+
+func TestReplicas(t *testing.T) {
+	ctx := context.Background()
+	tg := newTarget(t, t.TempDir(), nil)
+	s := spec("juliet-service", "j1", "")
+	s.Replicas = 3
+	insts, err := tg.Apply(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := map[string]bool{}
+	for i, in := range insts {
+		if in.Index != i || in.State != deploy.StateReady {
+			t.Errorf("instance %d = %+v, want ready with index %d", i, in, i)
+		}
+		addrs[in.Addr] = true
+		if code, body := get(t, in.Addr, "/"); code != 200 || body["version"] != "j1" {
+			t.Errorf("instance %d answers %d %v", i, code, body)
+		}
+	}
+	if len(addrs) != 3 || len(deploy.Endpoints(insts)) != 3 {
+		t.Errorf("3 replicas on %d addresses, want 3", len(addrs))
+	}
+	if err := tg.Remove(ctx, "juliet-service", "j1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range insts {
+		if alive(in.PID) {
+			t.Errorf("replica %d (pid %d) survived Remove", in.Index, in.PID)
+		}
+	}
+}
