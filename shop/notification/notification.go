@@ -49,10 +49,6 @@ import (
 	"github.com/flotilla-ci/flotilla/bus"
 	"github.com/flotilla-ci/flotilla/internal/sqldb"
 	"github.com/flotilla-ci/flotilla/shop/kit"
-	"github.com/flotilla-ci/flotilla/shop/order"
-	"github.com/flotilla-ci/flotilla/shop/payment"
-	"github.com/flotilla-ci/flotilla/shop/shipping"
-	"github.com/flotilla-ci/flotilla/shop/user"
 )
 
 //go:embed migrations/*.sql
@@ -60,6 +56,12 @@ var migrationFS embed.FS
 
 //go:embed templates/*.tmpl
 var templateFS embed.FS
+
+// readerFS holds the schemas of the events notification-service consumes,
+// copied from their producers: used to decode, never registered.
+//
+//go:embed readers/*.avsc
+var readerFS embed.FS
 
 // DefaultTemplates are the shop's message templates.
 func DefaultTemplates() fs.FS { s, _ := fs.Sub(templateFS, "templates"); return s }
@@ -170,8 +172,12 @@ func (m *Main) Start(ctx context.Context) error {
 		_ = app.Close()
 		return fmt.Errorf("start %s: %w", Service, err)
 	}
-	for _, s := range []fs.FS{user.Schemas(), order.Schemas(), shipping.Schemas(), payment.Schemas()} {
-		if err := app.Codec.Load(ctx, s); err != nil {
+	for _, ev := range Events {
+		src, err := readerFS.ReadFile("readers/" + ev + ".avsc")
+		if err != nil {
+			return fail(err)
+		}
+		if err := app.Codec.AddReader(ev, string(src)); err != nil {
 			return fail(err)
 		}
 	}

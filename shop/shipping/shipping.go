@@ -34,6 +34,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/flotilla-ci/flotilla/bus"
@@ -47,6 +48,12 @@ var migrationFS embed.FS
 
 //go:embed schemas/*.avsc
 var schemaFS embed.FS
+
+// readerFS holds the schemas of the events shipping-service consumes,
+// copied from their producers: used to decode, never registered.
+//
+//go:embed readers/*.avsc
+var readerFS embed.FS
 
 // Schemas are the event schemas shipping-service publishes.
 func Schemas() fs.FS { s, _ := fs.Sub(schemaFS, "schemas"); return s }
@@ -150,7 +157,7 @@ func (m *Main) Start(ctx context.Context) error {
 	}
 	m.app = app
 	m.wake = make(chan struct{}, 1)
-	if err := app.Codec.Load(ctx, order.Schemas()); err != nil {
+	if err := addReaders(app.Codec, readerFS); err != nil {
 		_ = app.Close()
 		return fmt.Errorf("start %s: %w", Service, err)
 	}
@@ -599,5 +606,23 @@ func (m *Main) answer(w http.ResponseWriter, r *http.Request, col, v, what strin
 		return kit.Forbidden("the shipment of %s %s belongs to another user", what, v)
 	}
 	kit.WriteJSON(w, http.StatusOK, s)
+	return nil
+}
+
+// addReaders adds every readers/<Event>.avsc of fsys to codec.
+func addReaders(codec *kit.Codec, fsys embed.FS) error {
+	entries, err := fsys.ReadDir("readers")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		src, err := fsys.ReadFile("readers/" + e.Name())
+		if err != nil {
+			return err
+		}
+		if err := codec.AddReader(strings.TrimSuffix(e.Name(), ".avsc"), string(src)); err != nil {
+			return err
+		}
+	}
 	return nil
 }
