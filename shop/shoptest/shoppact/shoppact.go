@@ -8,13 +8,22 @@
 package shoppact
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -180,4 +189,68 @@ func Delivered(ctx context.Context, codec *kit.Codec, avsc, event string, msg co
 		bus.HeaderEventID: kit.NewID(), bus.HeaderEventType: event, bus.HeaderContentType: kit.ContentTypeAvro,
 		bus.HeaderOccurredAt: time.Now().UTC().Format(time.RFC3339Nano),
 	}}, nil
+}
+
+// Dir is the pacts directory at the module root.
+func Dir(t testing.TB) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return filepath.Join(d, contract.DefaultDir)
+		}
+		if filepath.Dir(d) == d {
+			t.Fatal("no go.mod above the test's directory")
+		}
+	}
+}
+
+// Verifier is the verification of every pact in Dir naming provider,
+// against the provider at base, with auth as the request filter.
+func Verifier(t testing.TB, provider, base string, auth *Auth, states map[string]contract.StateHandler) contract.Verifier {
+	return contract.Verifier{
+		Provider:        provider,
+		BaseURL:         base,
+		Sources:         []contract.Source{contract.FileSource{Paths: []string{Dir(t)}}},
+		StateHandlers:   states,
+		Client:          auth.Client(),
+		NoStateTeardown: true,
+	}
+}
+
+// Tamper serves base's answers through fn, which may change a decoded
+// JSON answer to path: a provider broken on purpose, for the check that a
+// verification can fail.
+func Tamper(t testing.TB, base, path string, fn func(body map[string]any)) string {
+	t.Helper()
+	target, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(r *http.Response) error {
+		if r.Request.URL.Path != path {
+			return nil
+		}
+		data, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		_ = r.Body.Close()
+		var m map[string]any
+		if json.Unmarshal(data, &m) == nil {
+			fn(m)
+			data, _ = json.Marshal(m)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(data))
+		r.ContentLength = int64(len(data))
+		r.Header.Set("Content-Length", strconv.Itoa(len(data)))
+		return nil
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

@@ -1,0 +1,59 @@
+package user_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/flotilla-ci/flotilla/contract"
+	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
+	"github.com/flotilla-ci/flotilla/shop/shoptest/shoppact"
+	"github.com/flotilla-ci/flotilla/shop/user"
+	"github.com/flotilla-ci/flotilla/shop/user/usertest"
+)
+
+// TestContractProvider verifies every consumer's pact with user-service
+// against the real service on SQLite; state handlers register the caller
+// and the request filter sends the token user-service issued to it.
+func TestContractProvider(t *testing.T) {
+	env := kittest.SQLiteEnv(t)
+	m := &user.Main{Config: user.Config{Kit: env.Config(t, user.Service), Admins: []string{"admin@shop.test"}}}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	auth := &shoppact.Auth{}
+	states := map[string]contract.StateHandler{
+		"the caller is a registered admin": func(_ context.Context, setup bool, _ map[string]any) (map[string]any, error) {
+			auth.Set(usertest.Token(t, m.URL(), "admin@shop.test"))
+			return nil, nil
+		},
+		"the caller is a registered customer": func(_ context.Context, setup bool, _ map[string]any) (map[string]any, error) {
+			auth.Set(usertest.Token(t, m.URL(), "customer@shop.test"))
+			return nil, nil
+		},
+	}
+	contract.Verify(t, shoppact.Verifier(t, user.Service, m.URL(), auth, states))
+
+	// The same pacts fail against a user-service that renamed a field.
+	t.Run("broken provider fails", func(t *testing.T) {
+		broken := shoppact.Tamper(t, m.URL(), "/users/me", func(b map[string]any) { b["userId"] = b["id"]; delete(b, "id") })
+		v := shoppact.Verifier(t, user.Service, broken, auth, states)
+		rep, err := v.Run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var failed []string
+		for _, p := range rep.Pacts {
+			for _, in := range p.Interactions {
+				if !in.OK() {
+					failed = append(failed, p.Consumer+": "+contract.FormatInteraction(p, in))
+				}
+			}
+		}
+		if rep.OK() || len(failed) == 0 || !strings.Contains(strings.Join(failed, "\n"), "$.id") {
+			t.Fatalf("verification against a provider without $.id passed or did not name it:\n%s", strings.Join(failed, "\n"))
+		}
+		t.Logf("as expected:\n%s", strings.Join(failed, "\n"))
+	})
+}
