@@ -262,6 +262,16 @@ type Store interface {
 	CurrentDeployments(ctx context.Context, envUUID, pacticipant string) ([]Deployment, error)
 	Matrix(ctx context.Context, q MatrixQuery) (MatrixResult, error)
 	ForVerification(ctx context.Context, provider string, q ForVerificationQuery) ([]VerifiablePact, error)
+	// Webhooks: the store queues a delivery for every enabled webhook an
+	// event matches in the same transaction as the publication or
+	// verification that causes it.
+	CreateWebhook(ctx context.Context, w Webhook) (Webhook, error)
+	Webhooks(ctx context.Context) ([]Webhook, error)
+	Webhook(ctx context.Context, uuid string) (Webhook, error)
+	DeleteWebhook(ctx context.Context, uuid string) error
+	// Deliveries lists a webhook's deliveries, newest first.
+	Deliveries(ctx context.Context, webhookUUID string) ([]WebhookDelivery, error)
+	DeliveryQueue
 }
 
 // Errors a Store returns, for callers to branch on with errors.Is.

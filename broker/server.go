@@ -34,6 +34,23 @@ type Config struct {
 	AllowContractModification bool `yaml:"allow_contract_modification" json:"allow_contract_modification"`
 	// MaxBodyBytes bounds request bodies.
 	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes"`
+	// WebhookHosts, when not empty, are the only hosts webhooks may call
+	// (the Pact Broker's webhook_host_whitelist): a host name, or
+	// "*.example.com" for its subdomains.
+	WebhookHosts []string `yaml:"webhook_hosts" json:"webhook_hosts"`
+}
+
+// webhookHostAllowed reports whether a webhook may call host.
+func (c Config) webhookHostAllowed(host string) bool {
+	if len(c.WebhookHosts) == 0 {
+		return true
+	}
+	for _, h := range c.WebhookHosts {
+		if h == host || (strings.HasPrefix(h, "*.") && strings.HasSuffix(host, h[1:])) {
+			return true
+		}
+	}
+	return false
 }
 
 // Token is a bearer token.
@@ -146,6 +163,12 @@ func (s *Server) routes() {
 	h("PATCH /deployed-versions/{uuid}", s.patchDeployment)
 	h("GET /released-versions/{uuid}", s.deployment)
 	h("PATCH /released-versions/{uuid}", s.patchDeployment)
+	h("GET /webhooks", s.webhooks)
+	h("POST /webhooks", s.createWebhook)
+	h("GET /webhooks/{uuid}", s.webhook)
+	h("PUT /webhooks/{uuid}", s.createWebhook)
+	h("DELETE /webhooks/{uuid}", s.deleteWebhook)
+	h("GET /webhooks/{uuid}/deliveries", s.webhookDeliveries)
 	h("GET /matrix", s.matrix)
 	h("GET /can-i-deploy", s.canIDeploy)
 }

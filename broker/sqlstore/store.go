@@ -194,6 +194,20 @@ func (s *Store) Publish(ctx context.Context, p broker.Publication, allowModifica
 				return err
 			}
 			res.Contracts = append(res.Contracts, pc)
+			vars := map[string]string{"consumerName": c.Consumer, "providerName": c.Provider, "consumerVersionNumber": p.Version,
+				"consumerVersionBranch": p.Branch, "pactPath": pactPath(c.Consumer, c.Provider, pc.SHA)}
+			events := []string{broker.EventContractPublished}
+			if pc.NewContent || pc.Changed {
+				events = append(events, broker.EventContractContentChanged)
+			}
+			if pc.NewContent {
+				events = append(events, broker.EventContractRequiringVerificationPublished)
+			}
+			for _, e := range events {
+				if err := enqueue(ctx, tx, e, c.Consumer, c.Provider, vars); err != nil {
+					return err
+				}
+			}
 		}
 		res.Version, err = loadVersion(ctx, tx, vid)
 		return err
@@ -516,8 +530,23 @@ func (s *Store) AddVerification(ctx context.Context, v broker.Verification) (bro
 		}
 		now := nowMS()
 		v.VerifiedAt = fromMS(now)
-		return tx.QueryRowContext(ctx, `INSERT INTO broker_verifications (pact_version_id, provider_version_id, success, build_url, test_results, verified_by, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`, pvID, vid, b2i(v.Success), v.BuildURL, string(v.TestResults), string(v.VerifiedBy), now).Scan(&v.ID)
+		if err := tx.QueryRowContext(ctx, `INSERT INTO broker_verifications (pact_version_id, provider_version_id, success, build_url, test_results, verified_by, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`, pvID, vid, b2i(v.Success), v.BuildURL, string(v.TestResults), string(v.VerifiedBy), now).Scan(&v.ID); err != nil {
+			return err
+		}
+		path := pactPath(v.Consumer, v.Provider, v.PactSHA)
+		vars := map[string]string{"consumerName": v.Consumer, "providerName": v.Provider, "providerVersionNumber": v.ProviderVersion,
+			"pactPath": path, "verificationResultPath": fmt.Sprintf("%s/verification-results/%d", path, v.ID)}
+		outcome := broker.EventProviderVerificationFailed
+		if v.Success {
+			outcome = broker.EventProviderVerificationSucceeded
+		}
+		for _, e := range []string{broker.EventProviderVerificationPublished, outcome} {
+			if err := enqueue(ctx, tx, e, v.Consumer, v.Provider, vars); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return v, err
 }

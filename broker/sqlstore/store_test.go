@@ -388,3 +388,61 @@ func TestForVerification(t *testing.T) {
 		}
 	})
 }
+
+func TestWebhookQueue(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, dsn string) {
+		f := open(t, dsn)
+		for _, w := range []broker.Webhook{
+			{Provider: "api", Events: []string{broker.EventContractPublished, broker.EventProviderVerificationFailed}, Method: "POST", URL: "http://ci/a", Enabled: true},
+			{Consumer: "other", Events: []string{broker.EventContractPublished}, Method: "POST", URL: "http://ci/b", Enabled: true},
+			{Events: []string{broker.EventContractPublished}, Method: "POST", URL: "http://ci/c", Enabled: false},
+		} {
+			if _, err := f.s.CreateWebhook(f.bg, w); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pcs := f.publish("web", "1", "", nil, map[string][]string{"api": {"a"}})
+		f.verify("web", "api", pcs[0].SHA, "a1", "", false)
+		// A refused publication queues nothing.
+		other := pactDoc("web", "api", "b")
+		osha, _ := broker.ContentSHA(other)
+		if _, err := f.s.Publish(f.bg, broker.Publication{Pacticipant: "web", Version: "1", Contracts: []broker.Contract{{Consumer: "web", Provider: "api", SHA: osha, Content: other}}}, false); err == nil {
+			t.Fatal("conflicting publication accepted")
+		}
+		// Two claimers at once never take the same delivery.
+		var mu sync.Mutex
+		seen := map[int64]int{}
+		var wg sync.WaitGroup
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ds, err := f.s.ClaimDeliveries(f.bg, time.Now(), time.Minute, 10)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, d := range ds {
+					seen[d.ID]++
+				}
+			}()
+		}
+		wg.Wait()
+		if len(seen) != 2 {
+			t.Fatalf("claimed %d deliveries, want 2 (contract_published and provider_verification_failed to webhook a)", len(seen))
+		}
+		for id, n := range seen {
+			if n != 1 {
+				t.Errorf("delivery %d claimed %d times", id, n)
+			}
+			if err := f.s.FinishDelivery(f.bg, id, true, 200, "", time.Now(), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ds, _ := f.s.ClaimDeliveries(f.bg, time.Now().Add(2*time.Minute), time.Minute, 10); len(ds) != 0 {
+			t.Errorf("delivered deliveries were claimed again: %+v", ds)
+		}
+	})
+}

@@ -37,6 +37,7 @@ type brokerServe struct {
 	noAnonRead    bool
 	baseURL       string
 	allowModify   bool
+	webhookHosts  []string
 	ready         func(addr string) // tests learn the bound address here
 	stdout, stder interface{ Write([]byte) (int, error) }
 }
@@ -73,12 +74,13 @@ FLOTILLA_BROKER_TOKEN adds a read-write token.`,
 	f.BoolVar(&bs.noAnonRead, "no-anonymous-read", false, "require credentials for reads too")
 	f.StringVar(&bs.baseURL, "base-url", "", "absolute URL for links (default: from each request)")
 	f.BoolVar(&bs.allowModify, "allow-contract-modification", false, "let a consumer version republish different pact content")
+	f.StringArrayVar(&bs.webhookHosts, "webhook-host", nil, "a host webhooks may call, or *.domain (repeatable; default: any)")
 	return cmd
 }
 
 func (bs *brokerServe) config() (broker.Config, error) {
 	cfg := broker.DefaultConfig()
-	cfg.BaseURL, cfg.AnonymousRead, cfg.AllowContractModification = bs.baseURL, !bs.noAnonRead, bs.allowModify
+	cfg.BaseURL, cfg.AnonymousRead, cfg.AllowContractModification, cfg.WebhookHosts = bs.baseURL, !bs.noAnonRead, bs.allowModify, bs.webhookHosts
 	for _, t := range bs.tokens {
 		cfg.Tokens = append(cfg.Tokens, broker.Token{Value: t, Write: true})
 	}
@@ -127,6 +129,15 @@ func (bs *brokerServe) run(ctx context.Context) error {
 	if bs.ready != nil {
 		bs.ready(ln.Addr().String())
 	}
+	// Webhook deliveries: queued by the store with the events, sent from
+	// here with retries until delivered or given up on.
+	base := cfg.BaseURL
+	if base == "" {
+		base = "http://" + ln.Addr().String()
+	}
+	dctx, stopDeliveries := context.WithCancel(ctx)
+	defer stopDeliveries()
+	go func() { _ = (&broker.Deliverer{Queue: store, BaseURL: base, Log: log}).Run(dctx) }()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flotilla-ci/flotilla/broker"
+	"github.com/flotilla-ci/flotilla/broker/client"
 )
 
 func freeAddr(t *testing.T) string {
@@ -50,6 +54,21 @@ func TestBrokerServe(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	url := "http://" + addr
+	// A webhook, delivered by the serving process.
+	hooked := make(chan string, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hooked <- string(b)
+	}))
+	defer hook.Close()
+	c, err := client.New(url, client.WithToken("rw-secret-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send(context.Background(), "POST", "/webhooks", map[string]any{"events": []any{map[string]any{"name": "contract_published"}},
+		"request": map[string]any{"method": "POST", "url": hook.URL, "body": "${pactbroker.consumerName} ${pactbroker.consumerVersionNumber} ${pactbroker.pactUrl}"}}, nil); err != nil {
+		t.Fatal(err)
+	}
 	publish := []string{"publish", "testdata/broker/pacts", "--consumer-app-version", "o1", "--broker-url", url}
 	code, _, errOut := runContract(t, publish...)
 	if code != 1 || !strings.Contains(errOut, "401") {
@@ -62,6 +81,14 @@ func TestBrokerServe(t *testing.T) {
 	code, stdout, errOut := runContract(t, append(publish, "--broker-token", "rw-secret-1")...)
 	if code != 0 || !strings.Contains(stdout, "Pact published for order-service version o1") {
 		t.Errorf("publish with the token: exit %d\n%s%s", code, stdout, errOut)
+	}
+	select {
+	case got := <-hooked:
+		if !strings.HasPrefix(got, "order-service o1 "+url+"/pacts/provider/payment-service/consumer/order-service/pact-version/") {
+			t.Errorf("webhook body %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the webhook was not delivered")
 	}
 	code, stdout, _ = runContract(t, "can-i-deploy", "--pacticipant", "order-service", "--version", "o1", "--to-environment", "production", "--broker-url", url)
 	if code != 1 || !strings.Contains(stdout, "deployable: no") || !strings.Contains(stdout, "a version of payment-service currently in production (no such version exists)") {

@@ -1,0 +1,188 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// The events a webhook can subscribe to, as the Pact Broker names them.
+const (
+	EventContractPublished                      = "contract_published"
+	EventContractContentChanged                 = "contract_content_changed"
+	EventContractRequiringVerificationPublished = "contract_requiring_verification_published"
+	EventProviderVerificationPublished          = "provider_verification_published"
+	EventProviderVerificationSucceeded          = "provider_verification_succeeded"
+	EventProviderVerificationFailed             = "provider_verification_failed"
+)
+
+var webhookEvents = []string{EventContractPublished, EventContractContentChanged, EventContractRequiringVerificationPublished,
+	EventProviderVerificationPublished, EventProviderVerificationSucceeded, EventProviderVerificationFailed}
+
+// Webhook is a request the broker sends when an event happens to pacts of
+// a consumer and provider (empty: any). URL, header values and body may
+// use the Pact Broker's ${pactbroker.*} variables.
+type Webhook struct {
+	UUID        string
+	Description string
+	Consumer    string
+	Provider    string
+	Events      []string
+	Method      string
+	URL         string
+	Headers     map[string]string
+	Body        string
+	Enabled     bool
+	CreatedAt   time.Time
+}
+
+// WebhookDelivery is one event to deliver to one webhook. The store keeps
+// it from the transaction that caused the event until it is delivered or
+// given up on, so no event is lost to a crash or a receiver that is down.
+type WebhookDelivery struct {
+	ID      int64
+	Webhook Webhook
+	Event   string
+	// Context holds the variables of the event: consumerName,
+	// providerName, consumerVersionNumber, consumerVersionBranch,
+	// providerVersionNumber, and the paths pactPath and
+	// verificationResultPath (made absolute on delivery).
+	Context    map[string]string
+	Attempts   int
+	Status     string // pending, succeeded or failed
+	LastStatus int
+	LastError  string
+	CreatedAt  time.Time
+}
+
+// DeliveryQueue is what a Deliverer needs from the store.
+type DeliveryQueue interface {
+	// ClaimDeliveries leases up to limit due deliveries until now+lease.
+	ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]WebhookDelivery, error)
+	// FinishDelivery records an attempt: delivered, or retried at retryAt,
+	// or (giveUp) failed for good.
+	FinishDelivery(ctx context.Context, id int64, delivered bool, status int, errText string, retryAt time.Time, giveUp bool) error
+}
+
+// Deliverer sends webhook deliveries with retries.
+type Deliverer struct {
+	Queue DeliveryQueue
+	// BaseURL makes pactUrl and verificationResultUrl absolute.
+	BaseURL string
+	Client  *http.Client
+	Log     *slog.Logger
+	// Poll is how often due deliveries are looked for (default 500ms);
+	// MaxAttempts bounds retries (default 10), which back off from
+	// 1s doubling to at most 5 minutes.
+	Poll        time.Duration
+	MaxAttempts int
+}
+
+// Run delivers until ctx ends.
+func (d *Deliverer) Run(ctx context.Context) error {
+	poll := d.Poll
+	if poll <= 0 {
+		poll = 500 * time.Millisecond
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		if err := d.DeliverDue(ctx); err != nil && ctx.Err() == nil {
+			d.log().ErrorContext(ctx, "webhook deliveries", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (d *Deliverer) log() *slog.Logger {
+	if d.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return d.Log
+}
+
+// DeliverDue sends every delivery that is due now.
+func (d *Deliverer) DeliverDue(ctx context.Context) error {
+	maxAttempts := d.MaxAttempts
+	if maxAttempts <= 0 {
+		maxAttempts = 10
+	}
+	for {
+		ds, err := d.Queue.ClaimDeliveries(ctx, time.Now(), time.Minute, 20)
+		if err != nil || len(ds) == 0 {
+			return err
+		}
+		for _, del := range ds {
+			status, err := d.send(ctx, del)
+			attempt := del.Attempts + 1
+			backoff := min(time.Duration(1<<min(attempt-1, 9))*time.Second, 5*time.Minute)
+			msg := ""
+			if err != nil {
+				msg = err.Error()
+				d.log().WarnContext(ctx, "webhook delivery failed", "webhook", del.Webhook.UUID, "event", del.Event, "attempt", attempt, "error", msg)
+			}
+			if ferr := d.Queue.FinishDelivery(ctx, del.ID, err == nil, status, msg, time.Now().Add(backoff), err != nil && attempt >= maxAttempts); ferr != nil {
+				return ferr
+			}
+		}
+	}
+}
+
+func (d *Deliverer) send(ctx context.Context, del WebhookDelivery) (int, error) {
+	vars := map[string]string{"eventName": del.Event}
+	for k, v := range del.Context {
+		vars[k] = v
+	}
+	base := strings.TrimSuffix(d.BaseURL, "/")
+	if p := del.Context["pactPath"]; p != "" {
+		vars["pactUrl"] = base + p
+	}
+	if p := del.Context["verificationResultPath"]; p != "" {
+		vars["verificationResultUrl"] = base + p
+	}
+	render := func(s string, escape bool) string {
+		for k, v := range vars {
+			if escape {
+				v = url.QueryEscape(v)
+			}
+			s = strings.ReplaceAll(s, "${pactbroker."+k+"}", v)
+		}
+		return s
+	}
+	w := del.Webhook
+	var body io.Reader
+	if w.Body != "" {
+		body = bytes.NewReader([]byte(render(w.Body, false)))
+	}
+	req, err := http.NewRequestWithContext(ctx, w.Method, render(w.URL, true), body)
+	if err != nil {
+		return 0, fmt.Errorf("webhook %s: %w", w.UUID, err)
+	}
+	for k, v := range w.Headers {
+		req.Header.Set(k, render(v, false))
+	}
+	c := d.Client
+	if c == nil {
+		c = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	_ = resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return resp.StatusCode, fmt.Errorf("%s %s: status %d", w.Method, w.URL, resp.StatusCode)
+	}
+	return resp.StatusCode, nil
+}
