@@ -1,0 +1,79 @@
+package inventory_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/flotilla-ci/flotilla/contract"
+	"github.com/flotilla-ci/flotilla/shop/inventory"
+	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
+	"github.com/flotilla-ci/flotilla/shop/product/producttest"
+	"github.com/flotilla-ci/flotilla/shop/shoptest/shoppact"
+	"github.com/flotilla-ci/flotilla/shop/user/usertest"
+)
+
+// TestContractProvider verifies every consumer's pact with
+// inventory-service against the real service, with the real user-service
+// and product-service (SKU-0001..3) behind it; state handlers receive
+// stock and reserve it through the API, and return the reservation's id
+// for the pacts' provider-state paths.
+func TestContractProvider(t *testing.T) {
+	env := kittest.SQLiteEnv(t)
+	users, customer, admin := usertest.StartForTest(t, env)
+	products := producttest.Start(t, env, users.URL(), 3)
+	cfg := env.Config(t, inventory.Service)
+	cfg.Deps["user"], cfg.Deps["product"] = users.URL(), products.URL()
+	m := &inventory.Main{Config: inventory.Config{Kit: cfg, Users: users.URL()}}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	auth := &shoppact.Auth{}
+	auth.Set(customer)
+
+	stock := func(sku string) error {
+		if r := kittest.Call(t, "POST", m.URL()+"/stock/"+sku, admin, map[string]int{"add": 100}); r.Status != 200 {
+			return fmt.Errorf("receive %s: %d %s", sku, r.Status, r.Body)
+		}
+		return nil
+	}
+	reserve := func(p map[string]any) (string, error) {
+		if err := stock("SKU-0001"); err != nil {
+			return "", err
+		}
+		r := kittest.Call(t, "POST", m.URL()+"/reservations", customer, map[string]any{
+			"orderId": p["orderId"], "items": []map[string]any{{"sku": "SKU-0001", "quantity": 1}}, "ttlSeconds": 300})
+		var res inventory.Reservation
+		if r.Status != 201 && r.Status != 200 {
+			return "", fmt.Errorf("reserve for %v: %d %s", p["orderId"], r.Status, r.Body)
+		}
+		r.JSON(t, &res)
+		return res.ID, nil
+	}
+	none := func(context.Context, bool, map[string]any) (map[string]any, error) { return nil, nil }
+	reserved := func(_ context.Context, _ bool, p map[string]any) (map[string]any, error) {
+		id, err := reserve(p)
+		return map[string]any{"reservationId": id}, err
+	}
+	states := map[string]contract.StateHandler{
+		"SKU-0001 is in stock": func(_ context.Context, _ bool, p map[string]any) (map[string]any, error) {
+			return nil, stock(fmt.Sprint(p["sku"]))
+		},
+		"SKU-0003 is out of stock":              none,
+		"no stock is reserved for order o-none": none,
+		"stock is reserved for order o-commit":  reserved,
+		"stock is reserved for order o-release": reserved,
+		"the stock of order o-return is sold": func(ctx context.Context, setup bool, p map[string]any) (map[string]any, error) {
+			id, err := reserve(p)
+			if err != nil {
+				return nil, err
+			}
+			if r := kittest.Call(t, "POST", m.URL()+"/reservations/"+id+"/commit", customer, nil); r.Status != 200 && r.Status != 409 {
+				return nil, fmt.Errorf("commit %s: %d %s", id, r.Status, r.Body)
+			}
+			return map[string]any{"reservationId": id}, nil
+		},
+	}
+	contract.Verify(t, shoppact.Verifier(t, inventory.Service, m.URL(), auth, states))
+}
