@@ -1,0 +1,46 @@
+package payment_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/flotilla-ci/flotilla/contract"
+	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
+	"github.com/flotilla-ci/flotilla/shop/payment"
+	"github.com/flotilla-ci/flotilla/shop/shoptest/shoppact"
+	"github.com/flotilla-ci/flotilla/shop/user/usertest"
+)
+
+// TestContractProvider verifies every consumer's pact with payment-service
+// against the real service and user-service; state handlers charge through
+// its API and hand the payment's id to the pacts' provider-state paths.
+func TestContractProvider(t *testing.T) {
+	env := kittest.SQLiteEnv(t)
+	users, customer, _ := usertest.StartForTest(t, env)
+	cfg := env.Config(t, payment.Service)
+	cfg.Deps["user"] = users.URL()
+	m := &payment.Main{Config: payment.Config{Kit: cfg}}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	auth := &shoppact.Auth{}
+	auth.Set(customer)
+	none := func(context.Context, bool, map[string]any) (map[string]any, error) { return nil, nil }
+	states := map[string]contract.StateHandler{
+		"the payment processor accepts charges": none,
+		"order o-unpaid was never charged":      none,
+		"order o-paid was charged": func(_ context.Context, _ bool, p map[string]any) (map[string]any, error) {
+			order := fmt.Sprint(p["orderId"])
+			r := kittest.Call(t, "POST", m.URL()+"/payments", customer, map[string]any{"orderId": order, "amount": 2474, "currency": "EUR"}, "Idempotency-Key", "order-"+order)
+			if r.Status != 201 && r.Status != 200 {
+				return nil, fmt.Errorf("charge %s: %d %s", order, r.Status, r.Body)
+			}
+			var got payment.Payment
+			r.JSON(t, &got)
+			return map[string]any{"paymentId": got.ID}, nil
+		},
+	}
+	contract.Verify(t, shoppact.Verifier(t, payment.Service, m.URL(), auth, states))
+}
