@@ -1,6 +1,7 @@
 package local
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,6 +28,10 @@ import (
 var artifacts string
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("FLOTILLA_LOCAL_HELPER_DIR"); dir != "" {
+		controlPlaneHelper(dir)
+		return
+	}
 	dir, err := os.MkdirTemp("", "flotilla-local-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -437,5 +443,75 @@ func TestReplicas(t *testing.T) {
 		if alive(in.PID) {
 			t.Errorf("replica %d (pid %d) survived Remove", in.Index, in.PID)
 		}
+	}
+}
+
+// controlPlaneHelper is a control plane in a process of its own: it opens
+// a target on dir, deploys one service, says so, and waits to be killed.
+func controlPlaneHelper(dir string) {
+	cfg := DefaultConfig(dir, os.Getenv("FLOTILLA_LOCAL_HELPER_ROOT"))
+	cfg.ArtifactDir = os.Getenv("FLOTILLA_LOCAL_HELPER_ARTIFACTS")
+	cfg.ProbeInterval, cfg.Logger = 20*time.Millisecond, quiet
+	tg, err := Open(context.Background(), cfg)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	insts, err := tg.Apply(context.Background(), spec("kilo-service", "k1", ""))
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready", insts[0].PID, insts[0].Addr)
+	select {}
+}
+
+// A control plane killed with SIGKILL leaves its services running, and
+// the next one adopts them (the lock died with it) and can stop them.
+func TestKilledControlPlane(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "FLOTILLA_LOCAL_HELPER_DIR="+dir, "FLOTILLA_LOCAL_HELPER_ROOT="+testRoot(t), "FLOTILLA_LOCAL_HELPER_ARTIFACTS="+artifacts)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ready ") {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("the helper control plane said %q, %v", line, err)
+	}
+	var pid int
+	var addr string
+	if _, err := fmt.Sscan(strings.TrimPrefix(line, "ready "), &pid, &addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if !alive(pid) {
+		t.Fatalf("the service (pid %d) died with its control plane", pid)
+	}
+	if code, _ := get(t, addr, "/"); code != 200 {
+		t.Errorf("the orphaned service answers %d", code)
+	}
+	tg := newTarget(t, dir, nil)
+	in := waitFor(t, tg, "kilo-service", func(in deploy.Instance) bool { return in.State == deploy.StateReady })
+	if in.PID != pid {
+		t.Errorf("after the kill: pid %d, want the adopted %d", in.PID, pid)
+	}
+	if err := tg.Remove(context.Background(), "kilo-service", "k1"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); alive(pid) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if alive(pid) {
+		t.Errorf("the adopted service (pid %d) survived Remove", pid)
 	}
 }
