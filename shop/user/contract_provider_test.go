@@ -2,6 +2,7 @@ package user_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -17,12 +18,24 @@ import (
 // and the request filter sends the token user-service issued to it.
 func TestContractProvider(t *testing.T) {
 	env := kittest.SQLiteEnv(t)
-	m := &user.Main{Config: user.Config{Kit: env.Config(t, user.Service), Admins: []string{"admin@shop.test"}}}
+	m := &user.Main{Config: user.Config{Kit: env.Config(t, user.Service), Admins: []string{"admin@shop.test", "shipping@shop.internal"}}}
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Close() })
 	auth := &shoppact.Auth{}
+	register := func(email, password string) error {
+		r := kittest.Call(t, "POST", m.URL()+"/users", "", map[string]string{"email": email, "password": password, "name": email})
+		if r.Status != 201 && r.Status != 409 {
+			return fmt.Errorf("register %s: %d %s", email, r.Status, r.Body)
+		}
+		return nil
+	}
+	login := func(email, password string) string {
+		var l struct{ Token string }
+		kittest.Call(t, "POST", m.URL()+"/login", "", map[string]string{"email": email, "password": password}).JSON(t, &l)
+		return l.Token
+	}
 	states := map[string]contract.StateHandler{
 		"the caller is a registered admin": func(_ context.Context, setup bool, _ map[string]any) (map[string]any, error) {
 			auth.Set(usertest.Token(t, m.URL(), "admin@shop.test"))
@@ -31,6 +44,23 @@ func TestContractProvider(t *testing.T) {
 		"the caller is a registered customer": func(_ context.Context, setup bool, _ map[string]any) (map[string]any, error) {
 			auth.Set(usertest.Token(t, m.URL(), "customer@shop.test"))
 			return nil, nil
+		},
+		"the shipping service account is registered as an admin": func(context.Context, bool, map[string]any) (map[string]any, error) {
+			return nil, register("shipping@shop.internal", "shipping-service-account")
+		},
+		"user u-42 has a delivery address in DE": func(context.Context, bool, map[string]any) (map[string]any, error) {
+			tok := usertest.Token(t, m.URL(), "addressee@shop.test")
+			r := kittest.Call(t, "POST", m.URL()+"/users/me/addresses", tok, map[string]string{"line1": "Hauptstr. 1", "city": "Berlin", "postalCode": "10115", "country": "DE"})
+			if r.Status != 201 {
+				return nil, fmt.Errorf("add an address: %d %s", r.Status, r.Body)
+			}
+			var me user.User
+			kittest.Call(t, "GET", m.URL()+"/users/me", tok, nil).JSON(t, &me)
+			if err := register("shipping@shop.internal", "shipping-service-account"); err != nil {
+				return nil, err
+			}
+			auth.Set(login("shipping@shop.internal", "shipping-service-account"))
+			return map[string]any{"userId": me.ID}, nil
 		},
 	}
 	contract.Verify(t, shoppact.Verifier(t, user.Service, m.URL(), auth, states))
