@@ -1,0 +1,50 @@
+package order_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/flotilla-ci/flotilla/contract"
+	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
+	"github.com/flotilla-ci/flotilla/shop/order"
+	"github.com/flotilla-ci/flotilla/shop/shoptest"
+	"github.com/flotilla-ci/flotilla/shop/shoptest/shoppact"
+)
+
+// TestContractProvider verifies every consumer's pact with order-service
+// against the real service, with the five services it calls running for
+// real; state handlers place orders through the API and wait for the saga.
+func TestContractProvider(t *testing.T) {
+	env := kittest.SQLiteEnv(t)
+	s := shoptest.Start(t, env, shoptest.Options{Products: 3})
+	s.Stock(t, 3, 100)
+	customer := s.Customer(t, "buyer@shop.test")
+	auth := &shoppact.Auth{}
+	auth.Set(s.AdminToken)
+
+	place := func(want string) (order.Order, error) {
+		s.Fill(t, customer, map[string]int{"SKU-0001": 2})
+		r := kittest.Call(t, "POST", s.Order.URL()+"/orders", customer, nil)
+		var o order.Order
+		if r.Status != 201 && r.Status != 202 {
+			return o, fmt.Errorf("place an order: %d %s", r.Status, r.Body)
+		}
+		r.JSON(t, &o)
+		for deadline := time.Now().Add(10 * time.Second); o.Status != want && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			kittest.Call(t, "GET", s.Order.URL()+"/orders/"+o.ID, customer, nil).JSON(t, &o)
+		}
+		if o.Status != want {
+			return o, fmt.Errorf("order %s is %s, want %s", o.ID, o.Status, want)
+		}
+		return o, nil
+	}
+	states := map[string]contract.StateHandler{
+		"order o-1 is confirmed": func(context.Context, bool, map[string]any) (map[string]any, error) {
+			o, err := place(order.Confirmed)
+			return map[string]any{"orderId": o.ID}, err
+		},
+	}
+	contract.Verify(t, shoppact.Verifier(t, order.Service, s.Order.URL(), auth, states))
+}
