@@ -145,8 +145,9 @@ type Target struct {
 
 	mu       sync.Mutex
 	versions map[key]*version
-	closed   bool // no new Apply
-	gone     bool // detached or shut down: state.json is no longer ours
+	starting map[key]chan struct{} // versions being started
+	closed   bool                  // no new Apply
+	gone     bool                  // detached or shut down: state.json is no longer ours
 }
 
 type key struct{ service, version string }
@@ -186,7 +187,7 @@ func Open(ctx context.Context, cfg Config) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Target{cfg: cfg, log: cfg.Logger, lock: lock, building: map[string]*sync.Mutex{}, versions: map[key]*version{}}
+	t := &Target{cfg: cfg, log: cfg.Logger, lock: lock, building: map[string]*sync.Mutex{}, versions: map[key]*version{}, starting: map[key]chan struct{}{}}
 	if err := t.adopt(ctx); err != nil {
 		_ = lock.Close()
 		return nil, err
@@ -209,6 +210,18 @@ func (t *Target) Apply(ctx context.Context, spec deploy.Spec) ([]deploy.Instance
 	}
 	k := key{spec.Service, spec.Version}
 	t.mu.Lock()
+	// One start of a version at a time: a second Apply waits for the
+	// first, then finds its instances.
+	for t.starting[k] != nil {
+		ch := t.starting[k]
+		t.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s@%s: %w", spec.Service, spec.Version, ctx.Err())
+		}
+		t.mu.Lock()
+	}
 	if t.closed {
 		t.mu.Unlock()
 		return nil, errors.New("local target is closed")
@@ -217,7 +230,15 @@ func (t *Target) Apply(ctx context.Context, spec deploy.Spec) ([]deploy.Instance
 		t.mu.Unlock()
 		return t.waitReady(ctx, v)
 	}
+	ch := make(chan struct{})
+	t.starting[k] = ch
 	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		delete(t.starting, k)
+		t.mu.Unlock()
+		close(ch)
+	}()
 	if err := t.Build(ctx, spec); err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -513,5 +514,33 @@ func TestKilledControlPlane(t *testing.T) {
 	}
 	if alive(pid) {
 		t.Errorf("the adopted service (pid %d) survived Remove", pid)
+	}
+}
+
+func TestConcurrentApplyStartsOnce(t *testing.T) {
+	ctx := context.Background()
+	tg := newTarget(t, t.TempDir(), nil)
+	var wg sync.WaitGroup
+	pids := make([]int, 3)
+	errs := make([]error, 3)
+	for i := range pids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			insts, err := tg.Apply(ctx, spec("lima-service", "l1", ""))
+			errs[i] = err
+			if err == nil {
+				pids[i] = insts[0].PID
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range pids {
+		if errs[i] != nil || pids[i] != pids[0] {
+			t.Errorf("Apply %d = pid %d, %v; want the one instance, pid %d", i, pids[i], errs[i], pids[0])
+		}
+	}
+	if st, _ := tg.Status(ctx, "lima-service"); len(st) != 1 {
+		t.Errorf("%d instances after three concurrent Applies of one version, want 1", len(st))
 	}
 }
