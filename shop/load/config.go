@@ -36,7 +36,7 @@ const (
 // Config is a load run. In YAML (flotilla load --config):
 //
 //	targets:
-//	  gateway: http://127.0.0.1:8080        # every path through the edge gateway, or per service:
+//	  gateway: http://127.0.0.1:8080        # every service through the edge gateway (/api/<service>/...), or per service:
 //	  # user: ..., product: ..., cart: ..., order: ..., shipping: ..., search: ...
 //	mode: open                               # or closed
 //	rate: 100                                # flows per second (open)
@@ -75,13 +75,18 @@ type Targets struct {
 	Search   string `yaml:"search" json:"search,omitempty"`
 }
 
-// URL is the base URL of service ("user", "product", ...), or "".
+// URL is the base URL of service ("user", "product", ...), or "". Through
+// the gateway a service is under /api/<service> (flotilla up's gateway:
+// /api/product/products reaches product-service's /products).
 func (t Targets) URL(service string) string {
 	own := map[string]string{"user": t.User, "product": t.Product, "cart": t.Cart, "order": t.Order, "shipping": t.Shipping, "search": t.Search}[service]
 	if own != "" {
 		return strings.TrimRight(own, "/")
 	}
-	return strings.TrimRight(t.Gateway, "/")
+	if t.Gateway == "" {
+		return ""
+	}
+	return strings.TrimRight(t.Gateway, "/") + "/api/" + service
 }
 
 // Duration is a time.Duration written as "30s" in YAML.

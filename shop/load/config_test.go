@@ -27,8 +27,11 @@ flows: {browse: 5, search: 2, add_to_cart: 2, checkout: 1, track: 1}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
-	if got := c.Targets.URL("order"); got != "http://127.0.0.1:8080" {
-		t.Errorf("order URL = %q, want the gateway", got)
+	if got := c.Targets.URL("order"); got != "http://127.0.0.1:8080/api/order" {
+		t.Errorf("order URL = %q, want its prefix on the gateway", got)
+	}
+	if got := c.Targets.URL("search"); got != "http://127.0.0.1:9000" {
+		t.Errorf("search URL = %q, want its own", got)
 	}
 
 	for _, tc := range []struct {

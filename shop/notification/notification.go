@@ -80,7 +80,8 @@ const (
 // Config is notification-service's configuration.
 type Config struct {
 	Kit kit.Config
-	// Users is user-service's base URL, for the JWKS only (USER_URL).
+	// Users is user-service's base URL, for the JWKS only (USER_URL);
+	// without it the API answers 503 and notifications are still sent.
 	Users string
 	// DataDir holds the default sinks: mail/<id>.eml and sms/<id>.sms.
 	DataDir string
@@ -186,10 +187,19 @@ func (m *Main) Start(ctx context.Context) error {
 			return fail(err)
 		}
 	}
-	v := kit.NewVerifier(c.Users)
-	app.Mux.Handle("GET /notifications", kit.Handle(v.Auth(m.list)))
-	app.Mux.Handle("GET /preferences", kit.Handle(v.Auth(m.getPrefs)))
-	app.Mux.Handle("PUT /preferences", kit.Handle(v.Auth(m.putPrefs)))
+	auth := func(h kit.HandlerFunc) kit.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) error {
+			return kit.Errorf(http.StatusServiceUnavailable, "auth_unavailable", "USER_URL is not set: %s cannot verify tokens (notifications are still sent)", Service)
+		}
+	}
+	if c.Users != "" {
+		auth = func(h kit.HandlerFunc) kit.HandlerFunc { return kit.NewVerifier(c.Users).Auth(h) }
+	} else {
+		app.Log.Warn("USER_URL is not set: the API answers 503; notifications are still sent")
+	}
+	app.Mux.Handle("GET /notifications", kit.Handle(auth(m.list)))
+	app.Mux.Handle("GET /preferences", kit.Handle(auth(m.getPrefs)))
+	app.Mux.Handle("PUT /preferences", kit.Handle(auth(m.putPrefs)))
 	app.Go(m.sender)
 	app.Serve()
 	return nil

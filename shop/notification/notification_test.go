@@ -383,3 +383,16 @@ func TestParseTemplates(t *testing.T) {
 		t.Errorf("default templates: %v", err)
 	}
 }
+
+func TestWithoutUserService(t *testing.T) {
+	env := kittest.SQLiteEnv(t)
+	nm := &notification.Main{Config: notification.Config{Kit: env.Config(t, notification.Service), DataDir: t.TempDir()}}
+	if err := nm.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nm.Close() })
+	r := kittest.Call(t, "GET", nm.URL()+"/notifications", "x", nil)
+	if r.Status != 503 || !strings.Contains(string(r.Body), "USER_URL") {
+		t.Errorf("GET /notifications without USER_URL: %d %s; want 503 naming USER_URL", r.Status, r.Body)
+	}
+}
