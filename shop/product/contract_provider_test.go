@@ -44,5 +44,41 @@ func TestContractProvider(t *testing.T) {
 		return nil, nil
 	}
 	states["product SKU-9999 does not exist"] = func(context.Context, bool, map[string]any) (map[string]any, error) { return nil, nil }
-	contract.Verify(t, shoppact.Verifier(t, product.Service, m.URL(), &shoppact.Auth{}, states))
+	v := shoppact.Verifier(t, product.Service, m.URL(), &shoppact.Auth{}, states)
+	// Messages come from the real handlers: each producer acts through the
+	// admin API and hands over what that wrote to the outbox.
+	event := func(name string, act func() error) contract.MessageProducer {
+		return func(ctx context.Context, _ []contract.ProviderState) (contract.Message, error) {
+			if err := act(); err != nil {
+				return contract.Message{}, err
+			}
+			avsc, err := shoppact.Schema(product.Schemas(), name)
+			if err != nil {
+				return contract.Message{}, err
+			}
+			return shoppact.Outboxed(ctx, m.App(), avsc, name)
+		}
+	}
+	call := func(method, path string, body any) error {
+		if r := kittest.Call(t, method, m.URL()+path, admin, body); r.Status != 200 {
+			return fmt.Errorf("%s %s: %d %s", method, path, r.Status, r.Body)
+		}
+		return nil
+	}
+	v.MessageProducers = map[string]contract.MessageProducer{
+		"a ProductCreated event": event("ProductCreated", func() error { return create("SKU-0500") }),
+		"a ProductUpdated event": event("ProductUpdated", func() error {
+			if err := create("SKU-0500"); err != nil {
+				return err
+			}
+			return call("PUT", "/products/SKU-0500", map[string]any{"name": "Teapot", "description": "Holds tea.", "category": "kitchen"})
+		}),
+		"a PriceChanged event": event("PriceChanged", func() error {
+			if err := create("SKU-0500"); err != nil {
+				return err
+			}
+			return call("PUT", "/products/SKU-0500/price", map[string]any{"price": 1999, "currency": "EUR"})
+		}),
+	}
+	contract.Verify(t, v)
 }
