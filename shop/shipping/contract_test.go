@@ -3,10 +3,14 @@ package shipping
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"testing"
+	"time"
 
 	"github.com/flotilla-ci/flotilla/contract"
+	"github.com/flotilla-ci/flotilla/internal/sqldb"
 	"github.com/flotilla-ci/flotilla/shop/kit"
+	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
 	"github.com/flotilla-ci/flotilla/shop/shoptest/shoppact"
 )
 
@@ -59,4 +63,54 @@ func TestContractUserAndOrder(t *testing.T) {
 		})
 		return err
 	})
+}
+
+// TestContractOrderConfirmed records shipping-service's message pact with
+// order-service: an OrderConfirmed, in its Avro JSON shape, encoded with
+// shipping's reader schema and handed to the real consumer, which records
+// a pending shipment.
+func TestContractOrderConfirmed(t *testing.T) {
+	cfg := kittest.SQLiteEnv(t).Config(t, Service)
+	cfg.Deps["order"], cfg.Deps["user"] = "http://127.0.0.1:1", "http://127.0.0.1:1"
+	m := &Main{Config: Config{Kit: cfg, Tick: time.Hour}}
+	ctx := context.Background()
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	avsc, err := shoppact.Schema(mustSub(t, readerFS, "readers"), "OrderConfirmed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	orders := contract.NewConsumerPact(contract.Config{Consumer: Service, Provider: "order-service"})
+	orders.ExpectsToReceive("an OrderConfirmed event").
+		WithMetadata(shoppact.Metadata("OrderConfirmed")).
+		WithContent(map[string]any{
+			"orderId": contract.Like("o-1"), "userId": contract.Like("u-42"), "total": contract.Integer(2474),
+			"currency": contract.Regex("EUR", `^[A-Z]{3}$`), "paymentId": contract.Like("p-1"), "reservationId": contract.Like("r-1"),
+			"timestamp": contract.Integer(1767225600000), "version": contract.Integer(1),
+		}).
+		Verify(t, func(msg contract.Message) error {
+			bm, err := shoppact.Delivered(ctx, m.app.Codec, avsc, "OrderConfirmed", msg)
+			if err != nil {
+				return err
+			}
+			if err := m.app.DB.InTx(ctx, func(tx *sqldb.Tx) error { return m.onConfirmed(ctx, tx, bm) }); err != nil {
+				return err
+			}
+			var user, status string
+			if err := m.app.DB.QueryRowContext(ctx, `SELECT user_id, status FROM shipments WHERE order_id = $1`, "o-1").Scan(&user, &status); err != nil || user != "u-42" || status != Pending {
+				return fmt.Errorf("shipment of order o-1: user %q status %q, %v", user, status, err)
+			}
+			return nil
+		})
+}
+
+func mustSub(t *testing.T, fsys fs.FS, dir string) fs.FS {
+	t.Helper()
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sub
 }
