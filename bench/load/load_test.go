@@ -4,6 +4,7 @@
 // against the real services (the six order-path services plus shipping and
 // notification, in this process on loopback), checking afterwards that
 // every confirmed order got a shipment and exactly one confirmation mail.
+// Search runs too (the search flow queries words of product names).
 //
 //	go test -run '^$' -bench . -benchtime 1x ./bench/load
 //	go test -run '^$' -bench . -benchtime 1x ./bench/load -rate 3000 -shop-rate 40 -duration 10s
@@ -25,6 +26,8 @@ import (
 	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
 	"github.com/flotilla-ci/flotilla/shop/load"
 	"github.com/flotilla-ci/flotilla/shop/notification"
+	"github.com/flotilla-ci/flotilla/shop/search"
+	"github.com/flotilla-ci/flotilla/shop/search/bleveindex"
 	"github.com/flotilla-ci/flotilla/shop/shipping"
 	"github.com/flotilla-ci/flotilla/shop/shoptest"
 )
@@ -86,6 +89,14 @@ func BenchmarkShop(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer sm.Close()
+	sc := env.Config(b, search.Service)
+	sc.Deps["product"] = shop.Product.URL()
+	dir := filepath.Join(b.TempDir(), "index")
+	se := &search.Main{Config: search.Config{Kit: sc, Open: func() (search.Index, error) { return bleveindex.Open(dir) }, Reset: func() error { return bleveindex.Reset(dir) }}}
+	if err := se.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer se.Close()
 	mail := b.TempDir()
 	nm := &notification.Main{Config: notification.Config{Kit: env.Config(b, notification.Service), Users: shop.User.URL(), DataDir: mail}}
 	if err := nm.Start(context.Background()); err != nil {
@@ -94,14 +105,14 @@ func BenchmarkShop(b *testing.B) {
 	defer nm.Close()
 	for i := 0; i < b.N; i++ {
 		c := load.DefaultConfig()
-		c.Targets = load.Targets{User: shop.User.URL(), Product: shop.Product.URL(), Cart: shop.Cart.URL(), Order: shop.Order.URL(), Shipping: sm.URL()}
+		c.Targets = load.Targets{User: shop.User.URL(), Product: shop.Product.URL(), Cart: shop.Cart.URL(), Order: shop.Order.URL(), Shipping: sm.URL(), Search: se.URL()}
 		c.Mode, c.Rate, c.Users, c.Duration = load.Open, *shopRate, 40, load.Duration(*duration)
-		c.Flows = map[string]int{load.Browse: 5, load.AddToCart: 2, load.Checkout: 1, load.Track: 1}
+		c.Flows = map[string]int{load.Browse: 5, load.Search: 2, load.AddToCart: 2, load.Checkout: 1, load.Track: 1}
 		s, err := load.Run(context.Background(), c, os.Stderr)
 		if err != nil {
 			b.Fatal(err)
 		}
-		fmt.Printf("shop flows at %.0f flows/s for %s (sqlite, embedded NATS, 8 services in one process):\n", *shopRate, *duration)
+		fmt.Printf("shop flows at %.0f flows/s for %s (sqlite, embedded NATS, 9 services in one process):\n", *shopRate, *duration)
 		s.Write(os.Stdout)
 		// Every confirmed order gets a shipment and one confirmation mail.
 		ctx := context.Background()
