@@ -21,8 +21,8 @@ func TestContractShipmentFailed(t *testing.T) {
 		WithMetadata(shoppact.Metadata("ShipmentFailed")).
 		WithContent(map[string]any{
 			"shipmentId": contract.Like("s-1"), "orderId": contract.Like("o-1"), "userId": contract.Like("u-42"),
-			"reason": contract.Regex("no_address", `^(no_address|undeliverable|carrier_rejected|order_not_found)$`),
-			"detail": contract.Like("user u-42 has no delivery address"),
+			"reason":    contract.Regex("no_address", `^(no_address|undeliverable|carrier_rejected|order_not_found)$`),
+			"detail":    contract.Like("user u-42 has no delivery address"),
 			"timestamp": contract.Integer(1767225600000), "version": contract.Integer(1),
 		}).
 		Verify(t, func(msg contract.Message) error {

@@ -46,5 +46,22 @@ func TestContractProvider(t *testing.T) {
 			return map[string]any{"orderId": o.ID}, err
 		},
 	}
-	contract.Verify(t, shoppact.Verifier(t, order.Service, s.Order.URL(), auth, states))
+	v := shoppact.Verifier(t, order.Service, s.Order.URL(), auth, states)
+	// Messages are what the saga wrote to the outbox for a real order.
+	event := func(name, status string) contract.MessageProducer {
+		return func(ctx context.Context, _ []contract.ProviderState) (contract.Message, error) {
+			if _, err := place(status); err != nil {
+				return contract.Message{}, err
+			}
+			avsc, err := shoppact.Schema(order.Schemas(), name)
+			if err != nil {
+				return contract.Message{}, err
+			}
+			return shoppact.Outboxed(ctx, s.Order.App(), avsc, name)
+		}
+	}
+	v.MessageProducers = map[string]contract.MessageProducer{
+		"an OrderConfirmed event": event("OrderConfirmed", order.Confirmed),
+	}
+	contract.Verify(t, v)
 }
