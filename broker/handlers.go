@@ -24,6 +24,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
 		"pb:latest-provider-pacts":           templated(b+"/pacts/provider/{provider}/latest", "Latest pacts by provider"),
 		"pb:provider-pacts-for-verification": templated(b+"/pacts/provider/{provider}/for-verification", "Pact versions to be verified for the specified provider"),
 		"pb:webhooks":                        hrefT(b+"/webhooks", "Webhooks"),
+		"pb:webhook":                         templated(b+"/webhooks/{uuid}", "Webhook"),
 		"pb:latest-pact-versions":            hrefT(b+"/pacts/latest", "Latest pact versions"),
 		"pb:publish-pact":                    templated(b+"/pacts/provider/{provider}/consumer/{consumer}/version/{consumerApplicationVersion}", "Publish a pact"),
 		"pb:environments":                    hrefT(b+"/environments", "Environments"),

@@ -225,4 +225,21 @@ func TestPactCLIInterop(t *testing.T) {
 	if v, err := store.Version(ctx, "web", "w9"); err != nil || len(v.Branches) != 1 || v.Branches[0] != "feat-x" {
 		t.Fatalf("web w9 after create-or-update-version: %+v %v", v, err)
 	}
+
+	// Webhooks made by the Pact CLI are delivered.
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	code, out = pactCLI(t, append([]string{"broker", "create-webhook", hook.URL + "/build", "--request", "POST", "--header", "X-Event: ${pactbroker.eventName}",
+		"--data", `{"pact":"${pactbroker.pactUrl}","version":"${pactbroker.consumerVersionNumber}"}`, "--consumer", "web", "--provider", "api",
+		"--contract-published", "--description", "build api"}, auth...)...)
+	must("create-webhook", code, out, 0, "build api")
+	code, out = pactCLI(t, append([]string{"broker", "publish", writePact(t, "v10", helloPact), "-a", "w10", "--branch", "main"}, auth...)...)
+	must("publish w10", code, out, 0)
+	if err := (&broker.Deliverer{Queue: store, BaseURL: url}).DeliverDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rc.got(); len(got) != 1 || !strings.Contains(got[0], `"version":"w10"`) || !strings.HasPrefix(got[0], "contract_published ") {
+		t.Fatalf("webhook deliveries: %v", got)
+	}
 }

@@ -122,6 +122,13 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request) error {
 	if u, _ := url.Parse(templateVar.ReplaceAllString(wh.URL, "x")); !s.cfg.webhookHostAllowed(u.Hostname()) {
 		return ValidationErrors{"request.url": {fmt.Sprintf("host %s is not one of the hosts webhooks may call (%s)", u.Hostname(), strings.Join(s.cfg.WebhookHosts, ", "))}}
 	}
+	// The legacy creation paths name the consumer and provider.
+	if c := r.PathValue("consumer"); c != "" {
+		wh.Consumer = c
+	}
+	if p := r.PathValue("provider"); p != "" {
+		wh.Provider = p
+	}
 	if id := r.PathValue("uuid"); id != "" {
 		wh.UUID = id
 		if _, err := s.store.Webhook(r.Context(), id); err == nil {
