@@ -20,6 +20,10 @@
 //     branch)? The summary says deployable true, false or unknown (null),
 //     with the reason and the counts.
 //
+// Webhooks fire on the Pact Broker's events; the store queues each
+// delivery in the transaction that causes it, and a Deliverer sends them
+// with retries.
+//
 // The Server is an http.Handler over a Store; broker/sqlstore implements
 // the Store on SQLite or PostgreSQL, and broker/client is the client
 // flotilla's commands use.
