@@ -1,0 +1,143 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flotilla-ci/flotilla/controlplane"
+	"github.com/flotilla-ci/flotilla/mesh"
+)
+
+func (a *app) upCmd() *cobra.Command {
+	var (
+		cfg    controlplane.PlatformConfig
+		only   []string
+		noDemo bool
+		authz  string
+	)
+	d := controlplane.DefaultPlatformConfig("")
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run the whole platform and the manifest's services on this machine",
+		Long: `Run the local platform in this process: an embedded NATS JetStream server,
+the schema registry, the contract broker, the mesh and its edge gateway, the
+local deploy target and the control-plane API; then build and deploy every
+service of the manifest in wave order, wait until all are ready, load demo
+data, and print where everything is. Ctrl-C stops the services (drained
+first), then the platform.
+
+State lives in the data directory (default .flotilla beside the manifest):
+the next 'flotilla up' comes back with the same data, and a service whose
+version is unchanged is not rebuilt. The default addresses are in the
+7400-7499 block; a port in use is reported with the flag that moves it
+(port 0 picks a free one).`,
+		Example: `  flotilla up
+  flotilla up --only order-service          # order-service and what it depends on
+  flotilla up --data /tmp/shop --gateway-addr 127.0.0.1:0`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, warns, err := a.loadManifest()
+			if err != nil {
+				return err
+			}
+			for _, w := range warns {
+				fmt.Fprintf(a.stderr, "warning: %s\n", w)
+			}
+			cfg.Manifest = m.File
+			if cfg.Data == "" {
+				cfg.Data = filepath.Join(m.Root, ".flotilla")
+			}
+			cfg.Services = only
+			cfg.Demo = !noDemo
+			cfg.Authz = mesh.AuthzMode(authz)
+			if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+				return usageErr(fmt.Errorf("up --data: %w", err))
+			}
+			// The platform's own log (access logs, the mesh, the
+			// orchestrator) goes to a file; the terminal gets progress.
+			logPath := filepath.Join(cfg.Data, "flotilla.log")
+			logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+			if err != nil {
+				return usageErr(fmt.Errorf("up: %w", err))
+			}
+			defer func() { _ = logf.Close() }()
+			cfg.Logger = slog.New(slog.NewTextHandler(logf, nil))
+			r := newRenderer(a.stdout, isTerminal(a.stdout))
+			cfg.Events = r.event
+			cfg.Ready = func(info controlplane.PlatformInfo) {
+				if info.Report != nil {
+					r.report(info.Report)
+				}
+				printUp(a.stdout, info, logPath)
+			}
+			p, err := controlplane.NewPlatform(cfg)
+			if err != nil {
+				return usageErr(err)
+			}
+			fmt.Fprintf(a.stdout, "flotilla up: %s, data in %s (platform log: %s)\n", m.File, cfg.Data, logPath)
+			if err := p.Run(cmd.Context()); err != nil {
+				if errors.Is(err, cmd.Context().Err()) {
+					fmt.Fprintln(a.stdout, "stopped before everything was up")
+					return nil
+				}
+				return &exitError{code: 1, err: err}
+			}
+			fmt.Fprintln(a.stdout, "stopped: services drained, platform closed; 'flotilla up' brings it all back")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Data, "data", "", "the data directory (default: .flotilla beside the manifest)")
+	f.StringSliceVar(&only, "only", nil, "run only these services (comma-separated) and what they depend on")
+	f.StringVar(&cfg.APIAddr, "api-addr", d.APIAddr, "the control-plane API's address ('flotilla status --api' talks to it)")
+	f.StringVar(&cfg.GatewayAddr, "gateway-addr", d.GatewayAddr, "the edge gateway's address")
+	f.StringVar(&cfg.RegistryAddr, "registry-addr", d.RegistryAddr, "the schema registry's address")
+	f.StringVar(&cfg.BrokerAddr, "broker-addr", d.BrokerAddr, "the contract broker's address")
+	f.StringVar(&cfg.NATSAddr, "nats-addr", d.NATSAddr, "the embedded NATS server's address")
+	f.StringVar(&authz, "authz", string(d.Authz), "the mesh's authorization from the graph: off, warn or enforce")
+	f.BoolVar(&noDemo, "no-demo", false, "do not load the demo data")
+	return cmd
+}
+
+// printUp says where everything is and what to try first.
+func printUp(w io.Writer, info controlplane.PlatformInfo, logPath string) {
+	fmt.Fprintf(w, "\nflotilla is up: %d service(s) ready in %v\n\n", len(info.Services), info.Took.Round(100*time.Millisecond))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  gateway\t%s\tthe shop's public API: /api/<service>/... (e.g. /api/product/products)\n", info.Gateway)
+	fmt.Fprintf(tw, "  api\t%s\tthe control plane: flotilla status, deploy, history, rollback; /metrics\n", info.API)
+	fmt.Fprintf(tw, "  registry\t%s\tschema registry (Confluent REST API)\n", info.Registry)
+	fmt.Fprintf(tw, "  broker\t%s\tcontract broker (Pact Broker API)\n", info.Broker)
+	fmt.Fprintf(tw, "  nats\t%s\tthe event bus (JetStream)\n", info.NATS)
+	fmt.Fprintf(tw, "  logs\t%s\tflotilla logs SERVICE\n", info.Logs)
+	fmt.Fprintf(tw, "  data\t%s\t\n", info.Data)
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, s := range info.Services {
+		fmt.Fprintf(tw, "  %s\t%s\tmesh %s\tgateway %s\n", s.Name, short(s.Version), s.Mesh, s.Gateway)
+	}
+	_ = tw.Flush()
+	if d := info.Demo; d != nil {
+		fmt.Fprintf(w, "\ndemo data: %d product(s), %d with stock; user %s, password %s\n", d.Products, d.Stocked, d.User, d.Password)
+	}
+	api := ""
+	if strings.TrimPrefix(info.API, "http://") != controlplane.DefaultAddr {
+		api = " --api " + strings.TrimPrefix(info.API, "http://")
+	}
+	fmt.Fprintf(w, "\ntry:\n  flotilla status%s\n", api)
+	if info.Demo != nil && info.Demo.Products > 0 {
+		fmt.Fprintf(w, "  curl %s/api/product/products\n", info.Gateway)
+	} else if len(info.Services) > 0 {
+		fmt.Fprintf(w, "  curl %s%sready\n", info.Gateway, info.Services[0].Gateway)
+	}
+	fmt.Fprintf(w, "\nCtrl-C stops everything (platform log: %s)\n", logPath)
+}

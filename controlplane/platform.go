@@ -1,0 +1,600 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/flotilla-ci/flotilla/broker"
+	brokerclient "github.com/flotilla-ci/flotilla/broker/client"
+	brokerstore "github.com/flotilla-ci/flotilla/broker/sqlstore"
+	busnats "github.com/flotilla-ci/flotilla/bus/nats"
+	"github.com/flotilla-ci/flotilla/deploy"
+	"github.com/flotilla-ci/flotilla/deploy/local"
+	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/internal/sqldb"
+	"github.com/flotilla-ci/flotilla/mesh"
+	"github.com/flotilla-ci/flotilla/registry"
+	registrystore "github.com/flotilla-ci/flotilla/registry/sqlstore"
+	"github.com/flotilla-ci/flotilla/schema/serde"
+)
+
+// The default addresses of `flotilla up`: one block, 7400–7499, clear of
+// PostgreSQL (5432), Redis (6379), NATS (4222, 8222), the Confluent
+// registry (8081) and the Pact Broker (9292), so a platform runs beside
+// all of them. Services' stable mesh addresses are free ports, remembered
+// in the data directory.
+const (
+	DefaultGatewayAddr  = "127.0.0.1:7400"
+	DefaultNATSAddr     = "127.0.0.1:7422"
+	DefaultRegistryAddr = "127.0.0.1:7481"
+	DefaultBrokerAddr   = "127.0.0.1:7482"
+	// DefaultAddr (7480) is the API's.
+)
+
+// PlatformConfig configures a [Platform]: what `flotilla up` runs.
+type PlatformConfig struct {
+	// Manifest is the path of flotilla.yaml. Required.
+	Manifest string
+	// Data is the data directory: the control plane's database, the
+	// event store, the services' artifacts, data and logs. Default:
+	// .flotilla beside the manifest.
+	Data string
+	// Services limits the platform to these services and what they
+	// depend on (directly or not); empty means every service.
+	Services []string
+	// The listen addresses (host:port; port 0 picks a free one).
+	APIAddr, GatewayAddr, RegistryAddr, BrokerAddr, NATSAddr string
+	// Demo loads the demo data once everything is ready (products with
+	// stock, a demo user), through the gateway.
+	Demo bool
+	// Authz is the mesh's authorization mode (default warn).
+	Authz mesh.AuthzMode
+	// BuildFlags are the services' `go build` flags (part of their
+	// versions).
+	BuildFlags []string
+	// Target tunes the local target (Dir and Root are set from Data and
+	// the manifest).
+	Target local.Config
+	// StopTimeout bounds the whole shutdown (default 60s).
+	StopTimeout time.Duration
+	// Events receives the release's progress (may be nil).
+	Events func(deploy.Event)
+	// Ready is called once every service is ready and the demo data is
+	// loaded, with where everything is (may be nil).
+	Ready  func(PlatformInfo)
+	Logger *slog.Logger
+}
+
+// DefaultPlatformConfig returns the defaults for a manifest.
+func DefaultPlatformConfig(manifest string) PlatformConfig {
+	return PlatformConfig{
+		Manifest: manifest, Data: filepath.Join(filepath.Dir(manifest), ".flotilla"),
+		APIAddr: DefaultAddr, GatewayAddr: DefaultGatewayAddr, RegistryAddr: DefaultRegistryAddr,
+		BrokerAddr: DefaultBrokerAddr, NATSAddr: DefaultNATSAddr,
+		Demo: true, Authz: mesh.AuthzWarn, StopTimeout: time.Minute,
+	}
+}
+
+// Validate reports every invalid field at once.
+func (c PlatformConfig) Validate() error {
+	var errs []error
+	if c.Manifest == "" {
+		errs = append(errs, errors.New("platform: no manifest"))
+	}
+	if c.Data == "" {
+		errs = append(errs, errors.New("platform: no data directory"))
+	}
+	for _, a := range []struct{ name, addr string }{
+		{"api", c.APIAddr}, {"gateway", c.GatewayAddr}, {"registry", c.RegistryAddr}, {"broker", c.BrokerAddr}, {"nats", c.NATSAddr},
+	} {
+		if _, port, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("platform: %s address %q: want host:port (port 0 picks a free one)", a.name, a.addr))
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			errs = append(errs, fmt.Errorf("platform: %s address %q: want a port from 0 to 65535", a.name, a.addr))
+		}
+	}
+	switch c.Authz {
+	case "", mesh.AuthzOff, mesh.AuthzWarn, mesh.AuthzEnforce:
+	default:
+		errs = append(errs, fmt.Errorf("platform: authz %q: want off, warn or enforce", c.Authz))
+	}
+	if c.StopTimeout < 0 {
+		errs = append(errs, errors.New("platform: stop timeout must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// PlatformInfo is where a running platform's parts are.
+type PlatformInfo struct {
+	Gateway  string `json:"gateway"`  // http://host:port
+	API      string `json:"api"`      // http://host:port
+	Registry string `json:"registry"` // http://host:port
+	Broker   string `json:"broker"`   // http://host:port
+	NATS     string `json:"nats"`     // nats://host:port
+	Data     string `json:"data"`
+	Logs     string `json:"logs"`
+	// Services are the services deployed, in wave order, with their
+	// mesh addresses and gateway prefixes.
+	Services []PlatformService `json:"services"`
+	// Report is the release that brought them up.
+	Report *deploy.Report `json:"report"`
+	// Demo says what demo data there is ("" when none was loaded).
+	Demo *DemoData `json:"demo,omitempty"`
+	// Took is the time from start to ready.
+	Took time.Duration `json:"took"`
+}
+
+// PlatformService is one service of a running platform.
+type PlatformService struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Mesh    string `json:"mesh"`    // its stable address, host:port
+	Gateway string `json:"gateway"` // its public prefix on the gateway
+}
+
+// Platform is the whole local platform in one process: the embedded NATS
+// JetStream server, the schema registry, the contract broker, the mesh
+// and its edge gateway, the local deploy target and the control plane's
+// HTTP API, and the manifest's services deployed through the
+// orchestrator. Run brings it up and keeps it up until its context ends;
+// everything it starts is stopped again (services first), and the data
+// directory keeps the state for the next run.
+type Platform struct {
+	cfg PlatformConfig
+	log *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+	mu        sync.Mutex
+	closers   []closer // in the order they run
+}
+
+type closer struct {
+	name string
+	fn   func(ctx context.Context) error
+}
+
+// NewPlatform checks the configuration.
+func NewPlatform(cfg PlatformConfig) (*Platform, error) {
+	d := DefaultPlatformConfig(cfg.Manifest)
+	if cfg.Data == "" {
+		cfg.Data = d.Data
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = d.StopTimeout
+	}
+	if cfg.Authz == "" {
+		cfg.Authz = d.Authz
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Platform{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// onClose registers what Close runs, in registration order.
+func (p *Platform) onClose(name string, fn func(ctx context.Context) error) {
+	p.mu.Lock()
+	p.closers = append(p.closers, closer{name, fn})
+	p.mu.Unlock()
+}
+
+// Run starts the platform, deploys the services, loads the demo data,
+// calls Config.Ready, and waits for ctx to end; then it stops everything
+// (Close). An error before ready (a manifest problem, a port in use, a
+// service that does not build or get ready) stops what had started and is
+// returned.
+func (p *Platform) Run(ctx context.Context) error {
+	started := time.Now()
+	info, err := p.start(ctx)
+	if err != nil {
+		return errors.Join(err, p.Close())
+	}
+	info.Took = time.Since(started)
+	if p.cfg.Ready != nil {
+		p.cfg.Ready(*info)
+	}
+	<-ctx.Done()
+	p.log.InfoContext(ctx, "stopping the platform")
+	return p.Close()
+}
+
+// Close stops what Run started: the API, the gateway and the mesh stop
+// taking requests, the services are drained and stopped, then the
+// registry, the broker, the event store and the database close. It is
+// safe to call more than once.
+func (p *Platform) Close() error {
+	p.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StopTimeout)
+		defer cancel()
+		p.mu.Lock()
+		cs := p.closers
+		p.closers = nil
+		p.mu.Unlock()
+		var errs []error
+		for _, c := range cs {
+			if err := c.fn(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stop %s: %w", c.name, err))
+			}
+		}
+		p.closeErr = errors.Join(errs...)
+	})
+	return p.closeErr
+}
+
+// listeners are the platform's own addresses, taken before anything
+// starts so a port in use is reported before a process is spawned.
+type listeners struct {
+	api, gateway, registry, broker net.Listener
+	natsPort                       int
+}
+
+func (p *Platform) listen(ctx context.Context) (*listeners, error) {
+	l := &listeners{}
+	var errs []error
+	take := func(name, addr, flag string) net.Listener {
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			errs = append(errs, portError(name, addr, flag, err))
+			return nil
+		}
+		return ln
+	}
+	l.api = take("the control-plane API", p.cfg.APIAddr, "--api-addr")
+	l.gateway = take("the gateway", p.cfg.GatewayAddr, "--gateway-addr")
+	l.registry = take("the schema registry", p.cfg.RegistryAddr, "--registry-addr")
+	l.broker = take("the contract broker", p.cfg.BrokerAddr, "--broker-addr")
+	// The NATS server listens itself: check its port is free, and pick
+	// one now when asked for port 0.
+	if n := take("the NATS server", p.cfg.NATSAddr, "--nats-addr"); n != nil {
+		l.natsPort = n.Addr().(*net.TCPAddr).Port
+		_ = n.Close()
+	}
+	if err := errors.Join(errs...); err != nil {
+		for _, ln := range []net.Listener{l.api, l.gateway, l.registry, l.broker} {
+			if ln != nil {
+				_ = ln.Close()
+			}
+		}
+		return nil, err
+	}
+	return l, nil
+}
+
+// portError says which address is taken and what to do.
+func portError(name, addr, flag string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s cannot listen on %s: the port is in use (another 'flotilla up'?); stop what listens there, or pass %s 127.0.0.1:0 to pick a free port", name, addr, flag)
+	}
+	return fmt.Errorf("%s cannot listen on %s: %w", name, addr, err)
+}
+
+func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
+	m, _, err := graph.Load(p.cfg.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	g := graph.New(m)
+	if probs := g.Validate(); len(probs) > 0 {
+		var errs []error
+		for _, pr := range probs {
+			errs = append(errs, errors.New(pr.String()))
+		}
+		return nil, fmt.Errorf("the manifest has problems (run 'flotilla graph check'):\n%w", errors.Join(errs...))
+	}
+	names, err := selectServices(g, p.cfg.Services)
+	if err != nil {
+		return nil, err
+	}
+	data, err := filepath.Abs(p.cfg.Data)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	ls, err := p.listen(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Until each is served (and its closer registered), a failure must
+	// close the listeners.
+	pending := []net.Listener{ls.api, ls.gateway, ls.registry, ls.broker}
+	defer func() {
+		for _, ln := range pending {
+			if ln != nil {
+				_ = ln.Close()
+			}
+		}
+	}()
+	served := func(ln net.Listener) {
+		for i, x := range pending {
+			if x == ln {
+				pending[i] = nil
+			}
+		}
+	}
+	secrets, err := loadSecrets(filepath.Join(data, "secrets.json"))
+	if err != nil {
+		return nil, err
+	}
+
+	// The one database of the control plane: the registry, the broker
+	// and the deploy history, each under its own migrations.
+	db, err := sqldb.Open(ctx, filepath.Join(data, "flotilla.db"))
+	if err != nil {
+		return nil, fmt.Errorf("control-plane database: %w", err)
+	}
+
+	host := func(ln net.Listener) string { return ln.Addr().String() }
+	info := &PlatformInfo{
+		Gateway: "http://" + host(ls.gateway), API: "http://" + host(ls.api),
+		Registry: "http://" + host(ls.registry), Broker: "http://" + host(ls.broker),
+		Data: data, Logs: filepath.Join(local.DirIn(data), "logs"),
+	}
+
+	// The event store.
+	natsHost, _, _ := net.SplitHostPort(p.cfg.NATSAddr)
+	ns, err := busnats.Embedded(busnats.ServerConfig{Dir: filepath.Join(data, "nats"), Host: natsHost, Port: ls.natsPort})
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	info.NATS = ns.URL()
+
+	// Registered now, they run in this order at Close: the API and the
+	// gateway stop taking requests, the mesh drains, the services stop,
+	// then what they used.
+	var (
+		lc      *Local
+		ms      *mesh.Mesh
+		gwSrv   *http.Server
+		apiSrv  *http.Server
+		regSrv  *http.Server
+		brkSrv  *http.Server
+		closeMu sync.Mutex
+	)
+	shutdown := func(s **http.Server) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			closeMu.Lock()
+			srv := *s
+			closeMu.Unlock()
+			if srv == nil {
+				return nil
+			}
+			return srv.Shutdown(ctx)
+		}
+	}
+	p.onClose("api", shutdown(&apiSrv))
+	p.onClose("gateway", shutdown(&gwSrv))
+	p.onClose("mesh", func(ctx context.Context) error {
+		if ms == nil {
+			return nil
+		}
+		return ms.Close(ctx)
+	})
+	p.onClose("services", func(ctx context.Context) error {
+		if lc == nil {
+			return nil
+		}
+		return lc.Shutdown(ctx)
+	})
+	p.onClose("registry", shutdown(&regSrv))
+	p.onClose("broker", shutdown(&brkSrv))
+	p.onClose("nats", func(context.Context) error { return ns.Close() })
+	p.onClose("database", func(context.Context) error { return db.Close() })
+	newServer := func(ln net.Listener, h http.Handler, name string, dst **http.Server) {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)}
+		closeMu.Lock()
+		*dst = srv
+		closeMu.Unlock()
+		served(ln)
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				p.log.Error("server stopped", "server", name, "err", err)
+			}
+		}()
+	}
+
+	// The schema registry and the contract broker.
+	rstore, err := registrystore.New(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("schema registry: %w", err)
+	}
+	reg, err := registry.New(rstore, registry.DefaultConfig(), p.log.With("component", "registry"))
+	if err != nil {
+		return nil, err
+	}
+	newServer(ls.registry, reg, "registry", &regSrv)
+	bstore, err := brokerstore.New(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("contract broker: %w", err)
+	}
+	if _, err := bstore.Environment(ctx, "local"); err != nil {
+		if _, err := bstore.CreateEnvironment(ctx, broker.Environment{Name: "local", DisplayName: "Local"}); err != nil {
+			return nil, fmt.Errorf("contract broker: environment local: %w", err)
+		}
+	}
+	brk, err := broker.New(broker.DefaultConfig(), bstore, p.log.With("component", "broker"))
+	if err != nil {
+		return nil, err
+	}
+	newServer(ls.broker, brk, "broker", &brkSrv)
+	bc, err := brokerclient.New(info.Broker)
+	if err != nil {
+		return nil, fmt.Errorf("contract broker client: %w", err)
+	}
+
+	// The mesh, authorizing calls from the graph.
+	ms, err = mesh.New(mesh.Config{Logger: p.log.With("component", "mesh"),
+		Authz: mesh.AuthzConfig{Mode: p.cfg.Authz, Policy: mesh.PolicyFromManifest(m)}})
+	if err != nil {
+		return nil, err
+	}
+
+	// The deploy side: the local target (adopting what a previous run
+	// left running), the history, the orchestrator, the gates.
+	env := p.serviceEnv(info, secrets)
+	lc, err = OpenLocal(ctx, LocalConfig{
+		Graph: g, Data: data, Mesh: ms, DB: db, Env: env,
+		Gates: []deploy.Gate{
+			SchemasCompatible{Registry: serde.NewClient(info.Registry, "", ""), Manifest: func() (*graph.Manifest, error) {
+				m, _, err := graph.Load(m.File)
+				return m, err
+			}},
+			CanIDeploy{Broker: bc},
+		},
+		Recorders:  []deploy.Recorder{RecordDeployments{Broker: bc, Environment: "local"}},
+		BuildFlags: p.cfg.BuildFlags, Target: p.cfg.Target, Logger: p.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// Every service's stable address, then the gateway's routes to them.
+	gwc := mesh.DefaultGatewayConfig()
+	for _, n := range names {
+		addr, err := lc.Router.Declare(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		prefix := GatewayPrefix(n)
+		gwc.Routes = append(gwc.Routes, mesh.RouteEntry{Path: prefix + "/**", Service: n, Rewrite: "/", Public: true})
+		info.Services = append(info.Services, PlatformService{Name: n, Mesh: addr, Gateway: prefix + "/"})
+	}
+	gw, err := mesh.NewGateway(gwc, ms, mesh.GatewayOptions{Logger: p.log.With("component", "gateway")})
+	if err != nil {
+		return nil, err
+	}
+	newServer(ls.gateway, gw, "gateway", &gwSrv)
+
+	// The API, with the mesh's metrics and where everything is.
+	mux := http.NewServeMux()
+	mux.Handle("/api/", lc.API.Handler())
+	mux.Handle("GET /metrics", ms.MetricsHandler())
+	mux.HandleFunc("GET /api/platform", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, info)
+	})
+	newServer(ls.api, mux, "api", &apiSrv)
+
+	// The release that brings every service up, in waves.
+	p.log.InfoContext(ctx, "deploying", "services", names, "data", data)
+	rep, err := lc.Orchestrator.Deploy(ctx, deploy.Request{Services: names, Who: "flotilla up"}, p.cfg.Events)
+	info.Report = rep
+	if err != nil {
+		return nil, upError(rep, err)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	for i, s := range info.Services {
+		for _, oc := range rep.Outcomes {
+			if oc.Service == s.Name {
+				info.Services[i].Version = oc.Version
+			}
+		}
+	}
+	sort.SliceStable(info.Services, func(i, j int) bool {
+		return indexOf(rep.Plan.Services(), info.Services[i].Name) < indexOf(rep.Plan.Services(), info.Services[j].Name)
+	})
+	if p.cfg.Demo {
+		demo, err := LoadDemo(ctx, info.Gateway, names, secrets)
+		if err != nil {
+			return nil, fmt.Errorf("demo data: %w", err)
+		}
+		info.Demo = demo
+	}
+	return info, nil
+}
+
+// upError is the error of a release that did not bring every service up:
+// each failed service with its reason (a build's compiler output, a
+// readiness timeout with the log's tail).
+func upError(rep *deploy.Report, err error) error {
+	if rep == nil {
+		return err
+	}
+	var errs []error
+	for _, oc := range rep.Outcomes {
+		switch oc.Result {
+		case deploy.Failed:
+			errs = append(errs, fmt.Errorf("%s failed: %s", oc.Service, oc.Reason))
+		case deploy.Skipped:
+			errs = append(errs, fmt.Errorf("%s skipped: %s", oc.Service, oc.Reason))
+		}
+	}
+	if len(errs) == 0 {
+		return err
+	}
+	return fmt.Errorf("not every service came up:\n%w", errors.Join(errs...))
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return len(s)
+}
+
+// GatewayPrefix is a service's public prefix on the platform's gateway:
+// product-service → /api/product (its paths below it: /api/product/products).
+func GatewayPrefix(service string) string {
+	return "/api/" + strings.TrimSuffix(service, "-service")
+}
+
+// selectServices returns the services to run: the named ones and what
+// they depend on, or all.
+func selectServices(g *graph.Graph, only []string) ([]string, error) {
+	m := g.Manifest()
+	if len(only) == 0 {
+		return m.Names(), nil
+	}
+	var unknown []string
+	want := map[string]bool{}
+	var visit func(string)
+	visit = func(n string) {
+		if want[n] {
+			return
+		}
+		want[n] = true
+		for _, d := range g.DependsOn(n) {
+			visit(d)
+		}
+	}
+	for _, n := range only {
+		if m.Service(n) == nil {
+			unknown = append(unknown, n)
+			continue
+		}
+		visit(n)
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("unknown service(s) %s (the manifest has: %s)", strings.Join(unknown, ", "), strings.Join(m.Names(), ", "))
+	}
+	var out []string
+	for _, n := range m.Names() {
+		if want[n] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}

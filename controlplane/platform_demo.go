@@ -1,0 +1,211 @@
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+)
+
+// The demo accounts `flotilla up` creates at user-service. The demo user's
+// password is printed; the admin's and the shipping account's are random,
+// kept in the data directory's secrets.json.
+const (
+	DemoUserEmail    = "demo@shop.local"
+	DemoUserPassword = "flotilla-demo"
+	demoAdminEmail   = "admin@shop.local"
+	shippingEmail    = "shipping@shop.local"
+)
+
+// secrets are the platform's generated credentials, stable across runs
+// (the services' databases remember the accounts).
+type secrets struct {
+	AdminPassword    string `json:"admin_password"`
+	ShippingPassword string `json:"shipping_password"`
+}
+
+func loadSecrets(path string) (*secrets, error) {
+	var s secrets
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(data, &s); err != nil {
+			return nil, fmt.Errorf("%s: %w (delete it together with the data directory to start over)", path, err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("secrets: %w", err)
+	}
+	changed := false
+	for _, f := range []*string{&s.AdminPassword, &s.ShippingPassword} {
+		if *f == "" {
+			b := make([]byte, 12)
+			_, _ = rand.Read(b)
+			*f, changed = hex.EncodeToString(b), true
+		}
+	}
+	if changed {
+		data, _ := json.MarshalIndent(s, "", "  ")
+		if err := os.WriteFile(path, append(data, '\n'), 0o600); err != nil {
+			return nil, fmt.Errorf("secrets: %w", err)
+		}
+	}
+	return &s, nil
+}
+
+// serviceEnv is the platform's environment for each service's instances
+// (the orchestrator adds <DEP>_URL for its dependencies, the local target
+// PORT, ADDR and DATABASE_URL under the data directory): the bus, the
+// registry, and the reference system's accounts.
+func (p *Platform) serviceEnv(info *PlatformInfo, s *secrets) func(string) map[string]string {
+	return func(service string) map[string]string {
+		env := map[string]string{
+			"BUS_URL":      info.NATS,
+			"REGISTRY_URL": info.Registry,
+		}
+		switch service {
+		case "user-service":
+			env["ADMIN_EMAILS"] = demoAdminEmail + "," + shippingEmail
+		case "shipping-service":
+			env["SHIPPING_ACCOUNT"] = shippingEmail
+			env["SHIPPING_PASSWORD"] = s.ShippingPassword
+		}
+		return env
+	}
+}
+
+// DemoData is what LoadDemo put in the shop.
+type DemoData struct {
+	Products int    `json:"products"` // in the catalog
+	Stocked  int    `json:"stocked"`  // of them with stock at inventory-service
+	User     string `json:"user"`     // the demo user's email
+	Password string `json:"password"` // and password
+}
+
+// demoProducts is the demo catalog.
+var demoProducts = []struct {
+	SKU, Name, Category string
+	Price               int64
+}{
+	{"DEMO-MUG", "Enamel camping mug", "kitchen", 1290},
+	{"DEMO-KETTLE", "Stovetop kettle", "kitchen", 3490},
+	{"DEMO-LAMP", "Clamp desk lamp", "home", 2990},
+	{"DEMO-BLANKET", "Wool throw blanket", "home", 6900},
+	{"DEMO-TENT", "Two-person tent", "outdoor", 18900},
+	{"DEMO-LANTERN", "Rechargeable lantern", "outdoor", 2490},
+	{"DEMO-NOTEBOOK", "Dot-grid notebook", "office", 990},
+	{"DEMO-PEN", "Fountain pen", "office", 4500},
+}
+
+// LoadDemo loads the shop's demo data through the gateway at base, for
+// the services that run (names): the demo user and the admin at
+// user-service, the demo catalog at product-service, and 100 of each
+// product in stock at inventory-service. What is there already is left
+// alone, so a second run changes nothing.
+func LoadDemo(ctx context.Context, base string, names []string, s *secrets) (*DemoData, error) {
+	has := map[string]bool{}
+	for _, n := range names {
+		has[n] = true
+	}
+	if !has["user-service"] {
+		return nil, nil
+	}
+	c := &demoClient{base: base, http: &http.Client{Timeout: 30 * time.Second}}
+	demo := &DemoData{User: DemoUserEmail, Password: DemoUserPassword}
+	for _, acct := range []struct{ email, password, name string }{
+		{DemoUserEmail, DemoUserPassword, "Demo User"}, {demoAdminEmail, s.AdminPassword, "Shop Admin"},
+	} {
+		st, body, err := c.call(ctx, "POST", "/api/user/users", "", map[string]string{"email": acct.email, "password": acct.password, "name": acct.name})
+		if err != nil {
+			return nil, err
+		}
+		if st != http.StatusCreated && st != http.StatusOK && st != http.StatusConflict {
+			return nil, fmt.Errorf("register %s at user-service: %d %s", acct.email, st, body)
+		}
+	}
+	if !has["product-service"] {
+		return demo, nil
+	}
+	st, body, err := c.call(ctx, "POST", "/api/user/login", "", map[string]string{"email": demoAdminEmail, "password": s.AdminPassword})
+	if err != nil {
+		return nil, err
+	}
+	var login struct{ Token string }
+	if st != http.StatusOK || json.Unmarshal(body, &login) != nil || login.Token == "" {
+		return nil, fmt.Errorf("log in %s at user-service: %d %s", demoAdminEmail, st, body)
+	}
+	for _, p := range demoProducts {
+		st, body, err := c.call(ctx, "GET", "/api/product/products/"+p.SKU, "", nil)
+		if err != nil {
+			return nil, err
+		}
+		if st == http.StatusNotFound {
+			in := map[string]any{"sku": p.SKU, "name": p.Name, "category": p.Category, "price": p.Price, "currency": "EUR",
+				"description": "Part of flotilla's demo catalog."}
+			if st, body, err = c.call(ctx, "POST", "/api/product/products", login.Token, in); err != nil {
+				return nil, err
+			}
+		}
+		if st != http.StatusOK && st != http.StatusCreated {
+			return nil, fmt.Errorf("product %s at product-service: %d %s", p.SKU, st, body)
+		}
+		demo.Products++
+		if !has["inventory-service"] {
+			continue
+		}
+		path := "/api/inventory/stock/" + p.SKU
+		st, body, err = c.call(ctx, "GET", path, login.Token, nil)
+		if err != nil {
+			return nil, err
+		}
+		if st == http.StatusNotFound {
+			if st, body, err = c.call(ctx, "POST", path, login.Token, map[string]int64{"add": 100}); err != nil {
+				return nil, err
+			}
+		}
+		if st != http.StatusOK {
+			return nil, fmt.Errorf("stock of %s at inventory-service: %d %s", p.SKU, st, body)
+		}
+		demo.Stocked++
+	}
+	return demo, nil
+}
+
+type demoClient struct {
+	base string
+	http *http.Client
+}
+
+func (c *demoClient) call(ctx context.Context, method, path, token string, in any) (int, []byte, error) {
+	var rd io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, bytes.TrimSpace(body), err
+}
