@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/flotilla-ci/flotilla/contract"
 )
 
 // ToJSON renders a decoded Avro value (as hamba/avro decodes into any) in
@@ -273,4 +275,89 @@ func unionName(s avro.Schema) string {
 		return n.FullName()
 	}
 	return string(s.Type())
+}
+
+// Content is a message pact's content for an event read with schema avsc:
+// every field the reader schema has, matched by type (strings by type,
+// longs and ints as integers, timestamps as epoch milliseconds, arrays
+// with at least one element). examples gives a field's example, or a
+// Term to match it more closely, by field name.
+func Content(avsc string, examples map[string]any) (map[string]any, error) {
+	s, err := avro.Parse(avsc)
+	if err != nil {
+		return nil, err
+	}
+	rec, ok := s.(*avro.RecordSchema)
+	if !ok {
+		return nil, fmt.Errorf("content: %s is not a record", s.Type())
+	}
+	c, err := content(rec, examples)
+	if err != nil {
+		return nil, err
+	}
+	return c.(map[string]any), nil
+}
+
+func content(s avro.Schema, examples map[string]any) (any, error) {
+	switch s := s.(type) {
+	case *avro.RefSchema:
+		return content(s.Schema(), examples)
+	case *avro.RecordSchema:
+		out := map[string]any{}
+		for _, f := range s.Fields() {
+			if ex, ok := examples[f.Name()]; ok {
+				if t, isTerm := ex.(contract.Term); isTerm {
+					out[f.Name()] = t
+					continue
+				}
+				out[f.Name()] = likeOf(f.Type(), ex)
+				continue
+			}
+			c, err := content(f.Type(), examples)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", f.Name(), err)
+			}
+			out[f.Name()] = c
+		}
+		return out, nil
+	case *avro.ArraySchema:
+		c, err := content(s.Items(), examples)
+		if err != nil {
+			return nil, err
+		}
+		return contract.EachLike(c, 1, 0), nil
+	case *avro.PrimitiveSchema:
+		return likeOf(s, nil), nil
+	}
+	return nil, fmt.Errorf("no example for %s", s.Type())
+}
+
+func likeOf(s avro.Schema, ex any) any {
+	p, ok := s.(*avro.PrimitiveSchema)
+	if !ok {
+		return contract.Like(ex)
+	}
+	switch p.Type() {
+	case avro.String:
+		if ex == nil {
+			ex = "text"
+		}
+		return contract.Like(ex)
+	case avro.Int, avro.Long:
+		n, _ := ex.(int)
+		if ex == nil {
+			n = 1
+			if l := p.Logical(); l != nil && l.Type() == avro.TimestampMillis {
+				n = 1767225600000
+			}
+		}
+		return contract.Integer(int64(n))
+	case avro.Double, avro.Float:
+		f, _ := ex.(float64)
+		return contract.Decimal(f + 0.5)
+	case avro.Boolean:
+		b, _ := ex.(bool)
+		return contract.Boolean(b)
+	}
+	return contract.Like(ex)
 }
