@@ -42,5 +42,24 @@ func TestContractProvider(t *testing.T) {
 			return map[string]any{"paymentId": got.ID}, nil
 		},
 	}
-	contract.Verify(t, shoppact.Verifier(t, payment.Service, m.URL(), auth, states))
+	v := shoppact.Verifier(t, payment.Service, m.URL(), auth, states)
+	// Messages are what charging and refunding through the API wrote to
+	// the outbox.
+	v.MessageProducers = map[string]contract.MessageProducer{
+		"a PaymentRefunded event": func(ctx context.Context, _ []contract.ProviderState) (contract.Message, error) {
+			st, err := states["order o-paid was charged"](ctx, true, map[string]any{"orderId": "o-refunded"})
+			if err != nil {
+				return contract.Message{}, err
+			}
+			if r := kittest.Call(t, "POST", m.URL()+"/payments/"+fmt.Sprint(st["paymentId"])+"/refund", customer, nil); r.Status != 200 {
+				return contract.Message{}, fmt.Errorf("refund: %d %s", r.Status, r.Body)
+			}
+			avsc, err := shoppact.Schema(payment.Schemas(), "PaymentRefunded")
+			if err != nil {
+				return contract.Message{}, err
+			}
+			return shoppact.Outboxed(ctx, m.App(), avsc, "PaymentRefunded")
+		},
+	}
+	contract.Verify(t, v)
 }

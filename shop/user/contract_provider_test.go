@@ -63,13 +63,30 @@ func TestContractProvider(t *testing.T) {
 			return map[string]any{"userId": me.ID}, nil
 		},
 	}
-	contract.Verify(t, shoppact.Verifier(t, user.Service, m.URL(), auth, states))
+	v := shoppact.Verifier(t, user.Service, m.URL(), auth, states)
+	// Messages are what registering through the API wrote to the outbox.
+	registered := 0
+	v.MessageProducers = map[string]contract.MessageProducer{
+		"a UserRegistered event": func(ctx context.Context, _ []contract.ProviderState) (contract.Message, error) {
+			registered++
+			if err := register(fmt.Sprintf("new-%d@shop.test", registered), "correct horse"); err != nil {
+				return contract.Message{}, err
+			}
+			avsc, err := shoppact.Schema(user.Schemas(), "UserRegistered")
+			if err != nil {
+				return contract.Message{}, err
+			}
+			return shoppact.Outboxed(ctx, m.App(), avsc, "UserRegistered")
+		},
+	}
+	contract.Verify(t, v)
 
 	// The same pacts fail against a user-service that renamed a field.
 	t.Run("broken provider fails", func(t *testing.T) {
 		broken := shoppact.Tamper(t, m.URL(), "/users/me", func(b map[string]any) { b["userId"] = b["id"]; delete(b, "id") })
-		v := shoppact.Verifier(t, user.Service, broken, auth, states)
-		rep, err := v.Run(context.Background())
+		bv := shoppact.Verifier(t, user.Service, broken, auth, states)
+		bv.MessageProducers = v.MessageProducers
+		rep, err := bv.Run(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
