@@ -58,6 +58,8 @@ Exit status 1 when any request failed (unless --allow-errors), 2 for bad input.`
 			}
 			if f.Changed("users") {
 				c.Users = users
+			} else if cfgPath == "" && c.Mode == load.Open {
+				c.Users = 0 // accounts from the rate
 			}
 			if f.Changed("rate") {
 				c.Rate = rate
@@ -117,7 +119,7 @@ Exit status 1 when any request failed (unless --allow-errors), 2 for bad input.`
 	f.StringVar(&t.Shipping, "shipping-url", "", "shipping-service's URL (track also reads shipments)")
 	f.StringVar(&t.Search, "search-url", "", "search-service's URL")
 	f.StringVar(&mode, "mode", load.Closed, "closed (N virtual users) or open (a fixed rate of flows)")
-	f.IntVar(&users, "users", 10, "virtual users (closed); customer accounts (open, default from the rate)")
+	f.IntVar(&users, "users", 10, "virtual users (closed); customer accounts (open; default 50, or two seconds of flows if more)")
 	f.Float64Var(&rate, "rate", 0, "flows started per second (open)")
 	f.DurationVar(&duration, "duration", 30*time.Second, "how long to run")
 	f.IntVar(&requests, "requests", 0, "stop after this many requests")

@@ -40,7 +40,7 @@ const (
 //	  # user: ..., product: ..., cart: ..., order: ..., shipping: ..., search: ...
 //	mode: open                               # or closed
 //	rate: 100                                # flows per second (open)
-//	users: 20                                # virtual users (closed); accounts in both modes
+//	users: 20                                # virtual users (closed, default 10); accounts (open, default from the rate)
 //	duration: 5m                             # and/or
 //	requests: 30000
 //	flows: {browse: 5, search: 2, add_to_cart: 2, checkout: 1, track: 1}
@@ -122,6 +122,7 @@ func ParseConfig(data []byte) (Config, error) {
 	c := DefaultConfig()
 	flows := c.Flows
 	c.Flows = nil // flows given replace the defaults instead of merging with them
+	c.Users = -1  // unset: 10 virtual users in a closed loop, accounts from the rate in an open one
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	// An empty document (io.EOF) is all defaults.
@@ -130,6 +131,12 @@ func ParseConfig(data []byte) (Config, error) {
 	}
 	if c.Flows == nil {
 		c.Flows = flows
+	}
+	if c.Users == -1 {
+		c.Users = 10
+		if c.Mode == Open {
+			c.Users = 0
+		}
 	}
 	return c, c.Validate()
 }

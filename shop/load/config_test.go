@@ -22,7 +22,7 @@ flows: {browse: 5, search: 2, add_to_cart: 2, checkout: 1, track: 1}
 	}
 	want := DefaultConfig()
 	want.Targets = Targets{Gateway: "http://127.0.0.1:8080", Search: "http://127.0.0.1:9000"}
-	want.Mode, want.Rate, want.Duration = Open, 100, Duration(5*time.Minute)
+	want.Mode, want.Rate, want.Duration, want.Users = Open, 100, Duration(5*time.Minute), 0 // accounts from the rate
 	want.Flows = map[string]int{Browse: 5, Search: 2, AddToCart: 2, Checkout: 1, Track: 1}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)

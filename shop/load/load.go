@@ -561,6 +561,8 @@ func (r *runner) register(ctx context.Context) ([]*account, error) {
 	}
 	n := r.cfg.Users
 	if r.cfg.Mode == Open && n == 0 {
+		// Each running flow holds an account: enough for two seconds of
+		// flows, at least 50, at most 1000.
 		n = max(50, min(int(r.cfg.Rate*2), 1000))
 	}
 	users := r.cfg.Targets.URL("user")
