@@ -230,30 +230,6 @@ func TestIncident(t *testing.T) {
 	}
 }
 
-// runVerifyFromBroker runs `flotilla contract verify` with the broker hook.
-func runVerifyFromBroker(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	a := &app{stdin: strings.NewReader(""), stdout: &out, stderr: &errb}
-	root := a.rootCmd()
-	parent := &cobra.Command{Use: "contract-under-test"}
-	parent.AddCommand(a.contractVerifyCmd(a.brokerVerifyHook()))
-	root.AddCommand(parent)
-	root.SetArgs(append([]string{"contract-under-test", "verify"}, args...))
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	code := 0
-	if err := root.ExecuteContext(context.Background()); err != nil {
-		var ex *exitError
-		code = 2
-		if errors.As(err, &ex) {
-			code = ex.code
-		}
-		fmt.Fprintln(&errb, "flotilla:", err)
-	}
-	return code, out.String(), errb.String()
-}
-
 // TestContractVerifyFromBroker verifies payment-service with flotilla's own
 // verifier from the broker's pacts for verification and publishes the
 // results, which can-i-deploy then reads, interaction ids included.
@@ -266,7 +242,7 @@ func TestContractVerifyFromBroker(t *testing.T) {
 	verify := func(version int, providerVersion string) (int, string, string) {
 		host, port := paymentProvider(t, version)
 		base := "http://" + host + ":" + port
-		return runVerifyFromBroker(t, "--broker-url", url, "--provider-name", "payment-service", "--provider-base-url", base,
+		return runContract(t, "verify", "--broker-url", url, "--provider-name", "payment-service", "--provider-base-url", base,
 			"--state-change-url", base+"/_pact/state", "--consumer-version-selectors", `{"mainBranch":true}`,
 			"--consumer-version-selectors", `{"deployedOrReleased":true}`, "--enable-pending", "--include-wip-pacts-since", "2020-01-01",
 			"--provider-version", providerVersion, "--provider-branch", "main", "--publish")
@@ -315,10 +291,10 @@ func TestContractVerifyFromBroker(t *testing.T) {
 		t.Errorf("undeploying twice: exit %d %s", code, errOut)
 	}
 	// Misuse is bad input.
-	if code, _, errOut := runVerifyFromBroker(t, "--broker-url", url, "--provider-base-url", "http://127.0.0.1:1", "--publish"); code != 2 || !strings.Contains(errOut, "--provider-name") {
+	if code, _, errOut := runContract(t, "verify", "--broker-url", url, "--provider-base-url", "http://127.0.0.1:1", "--publish"); code != 2 || !strings.Contains(errOut, "--provider-name") {
 		t.Errorf("verify --broker-url without a provider: exit %d %s", code, errOut)
 	}
-	if code, _, errOut := runVerifyFromBroker(t, "--pact", "testdata/broker/pacts", "--provider-base-url", "http://127.0.0.1:1", "--publish"); code != 2 || !strings.Contains(errOut, "--publish needs --broker-url") {
+	if code, _, errOut := runContract(t, "verify", "--pact", "testdata/broker/pacts", "--provider-base-url", "http://127.0.0.1:1", "--publish"); code != 2 || !strings.Contains(errOut, "--publish needs --broker-url") {
 		t.Errorf("verify --publish without a broker: exit %d %s", code, errOut)
 	}
 }
