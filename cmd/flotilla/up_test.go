@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// flotilla up on the shop's manifest for user-service: the progress, where
+// everything is, a request through the printed gateway, and Ctrl-C (a
+// cancelled context) stopping it cleanly.
+func TestUpRunsAndStops(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the shop's user-service")
+	}
+	data := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"up", "-f", "../../flotilla.yaml", "--data", data, "--only", "user-service",
+			"--api-addr", "127.0.0.1:0", "--gateway-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0",
+			"--broker-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0"}, strings.NewReader(""), &out, &errb)
+	}()
+	// Wait for the summary (or for up to give up).
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(out.String(), "Ctrl-C stops everything") {
+		select {
+		case c := <-code:
+			t.Fatalf("up exited %d before it was up:\n%s\nstderr:\n%s", c, out.String(), errb.String())
+		case <-tick.C:
+		}
+	}
+	got := out.String()
+	for _, want := range []string{
+		"wave 1\n  user-service", "release 1: 1 succeeded", "flotilla is up: 1 service(s) ready",
+		"registry", "broker", "nats://127.0.0.1:", filepath.Join(data, "local", "logs"),
+		"demo data: 0 product(s), 0 with stock; user demo@shop.local", "flotilla status --api 127.0.0.1:",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("up's output lacks %q:\n%s", want, got)
+		}
+	}
+	gw := regexp.MustCompile(`gateway\s+(http://127\.0\.0\.1:\d+)`).FindStringSubmatch(got)
+	if gw == nil {
+		t.Fatalf("no gateway address in:\n%s", got)
+	}
+	resp, err := http.Get(gw[1] + "/api/user/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /api/user/ready through the gateway: %d, want 200", resp.StatusCode)
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Fatalf("up exited %d after Ctrl-C; stderr:\n%s", c, errb.String())
+	}
+	if !strings.Contains(out.String(), "stopped: services drained") {
+		t.Errorf("no stop message:\n%s", out.String())
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err == nil && strings.HasPrefix(exe, data+"/") {
+			t.Errorf("process %s (%s) still runs after up stopped", e.Name(), exe)
+		}
+	}
+}
+
+// A taken port: exit 1 with the address and the flag that moves it.
+func TestUpPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	code, _, stderr := runCLI(t, "up", "-f", "../../flotilla.yaml", "--data", t.TempDir(), "--api-addr", ln.Addr().String(),
+		"--gateway-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0", "--broker-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(stderr, ln.Addr().String()+": the port is in use") || !strings.Contains(stderr, "--api-addr 127.0.0.1:0") {
+		t.Fatalf("up with the API's port taken: exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = runCLI(t, "up", "-f", "../../flotilla.yaml", "--data", t.TempDir(), "--authz", "strict")
+	if code != 2 || !strings.Contains(stderr, `authz "strict"`) {
+		t.Fatalf("up --authz strict: exit %d, stderr %q", code, stderr)
+	}
+}
