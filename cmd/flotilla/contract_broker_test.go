@@ -21,6 +21,7 @@ import (
 	"github.com/flotilla-ci/flotilla/broker"
 	"github.com/flotilla-ci/flotilla/broker/client"
 	"github.com/flotilla-ci/flotilla/broker/sqlstore"
+	"github.com/flotilla-ci/flotilla/internal/sqldb/sqldbtest"
 	"github.com/flotilla-ci/flotilla/internal/testenv"
 )
 
@@ -56,7 +57,13 @@ func runContract(t *testing.T, args ...string) (code int, stdout, stderr string)
 // startBroker serves a broker on a loopback port over a fresh SQLite file.
 func startBroker(t *testing.T, cfg broker.Config) string {
 	t.Helper()
-	store, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "broker.db"))
+	return startBrokerOn(t, cfg, filepath.Join(t.TempDir(), "broker.db"))
+}
+
+// startBrokerOn serves a broker over the database named by dsn.
+func startBrokerOn(t *testing.T, cfg broker.Config, dsn string) string {
+	t.Helper()
+	store, err := sqlstore.Open(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +148,10 @@ func TestIncident(t *testing.T) {
 		t.Skip("end-to-end: runs the real pact verifier")
 	}
 	testenv.Binary(t, testenv.Pact)
-	url := startBroker(t, broker.DefaultConfig())
+	sqldbtest.Each(t, func(t *testing.T, dsn string) { incident(t, startBrokerOn(t, broker.DefaultConfig(), dsn)) })
+}
+
+func incident(t *testing.T, url string) {
 	b := []string{"--broker-url", url}
 
 	code, out, errOut := runContract(t, append([]string{"publish", "testdata/broker/pacts", "--consumer-app-version", "order-1", "--branch", "main"}, b...)...)
