@@ -252,6 +252,38 @@ func TestNotification(t *testing.T) {
 			}
 		})
 
+		t.Run("a poison event is dead-lettered with the reason and the consumer goes on", func(t *testing.T) {
+			dead := make(chan bus.Message, 1)
+			sub, err := pub.bus.Subscribe(context.Background(), bus.Subscription{Topic: bus.DeadLetterTopic("OrderConfirmed", notification.Service), Group: "test-deadletters",
+				Handler: func(ctx context.Context, m bus.Message) error {
+					select {
+					case dead <- m:
+					default:
+					}
+					return nil
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			poison := bus.Message{Topic: "OrderConfirmed", Key: "poison", Payload: []byte("\x00\x00\x00\x00\x00\xff\xff\xff"),
+				Headers: map[string]string{bus.HeaderEventID: kit.NewID(), bus.HeaderEventType: "OrderConfirmed"}}
+			if err := pub.bus.Publish(context.Background(), poison); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case m := <-dead:
+				if m.ID() != poison.ID() || !strings.Contains(m.Headers[bus.HeaderDeadLetterReason], "undecodable") {
+					t.Errorf("dead letter %s with reason %q", m.ID(), m.Headers[bus.HeaderDeadLetterReason])
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the poison event was not dead-lettered")
+			}
+			if got := settled(t, pub.publish(t, "OrderConfirmed", confirmed("order-after-poison"), 1), 1); got[0].Status != notification.Sent {
+				t.Errorf("next event's notification = %+v; want SENT", got[0])
+			}
+		})
+
 		t.Run("sms where the user asked for it", func(t *testing.T) {
 			for _, tc := range []struct {
 				name string
