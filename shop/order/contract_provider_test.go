@@ -24,8 +24,11 @@ func TestContractProvider(t *testing.T) {
 	auth := &shoppact.Auth{}
 	auth.Set(s.AdminToken)
 
-	place := func(want string) (order.Order, error) {
-		s.Fill(t, customer, map[string]int{"SKU-0001": 2})
+	// place orders qty of SKU-0001 (stocked with 100) and waits for the
+	// saga to end in want.
+	place := func(qty int, want string) (order.Order, error) {
+		kittest.Call(t, "DELETE", s.Cart.URL()+"/carts/me", customer, nil)
+		s.Fill(t, customer, map[string]int{"SKU-0001": qty})
 		r := kittest.Call(t, "POST", s.Order.URL()+"/orders", customer, nil)
 		var o order.Order
 		if r.Status != 201 && r.Status != 202 {
@@ -42,15 +45,15 @@ func TestContractProvider(t *testing.T) {
 	}
 	states := map[string]contract.StateHandler{
 		"order o-1 is confirmed": func(context.Context, bool, map[string]any) (map[string]any, error) {
-			o, err := place(order.Confirmed)
+			o, err := place(2, order.Confirmed)
 			return map[string]any{"orderId": o.ID}, err
 		},
 	}
 	v := shoppact.Verifier(t, order.Service, s.Order.URL(), auth, states)
 	// Messages are what the saga wrote to the outbox for a real order.
-	event := func(name, status string) contract.MessageProducer {
+	event := func(name string, qty int, status string) contract.MessageProducer {
 		return func(ctx context.Context, _ []contract.ProviderState) (contract.Message, error) {
-			if _, err := place(status); err != nil {
+			if _, err := place(qty, status); err != nil {
 				return contract.Message{}, err
 			}
 			avsc, err := shoppact.Schema(order.Schemas(), name)
@@ -61,7 +64,9 @@ func TestContractProvider(t *testing.T) {
 		}
 	}
 	v.MessageProducers = map[string]contract.MessageProducer{
-		"an OrderConfirmed event": event("OrderConfirmed", order.Confirmed),
+		"an OrderConfirmed event": event("OrderConfirmed", 2, order.Confirmed),
+		// More than is in stock: inventory refuses, the saga cancels.
+		"an OrderCancelled event": event("OrderCancelled", 500, order.Cancelled),
 	}
 	contract.Verify(t, v)
 }
