@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flotilla-ci/flotilla/broker"
+	"github.com/flotilla-ci/flotilla/internal/sqldb/sqldbtest"
 	"github.com/flotilla-ci/flotilla/internal/testenv"
 )
 
@@ -74,9 +75,13 @@ func TestPactCLIInterop(t *testing.T) {
 		t.Skip("interop: runs the real pact CLI")
 	}
 	testenv.Binary(t, testenv.Pact)
+	sqldbtest.Each(t, pactCLIInterop)
+}
+
+func pactCLIInterop(t *testing.T, dsn string) {
 	cfg := broker.DefaultConfig()
 	cfg.Tokens = []broker.Token{{Value: "ci-write-token", Write: true}}
-	url, store := newBroker(t, cfg)
+	url, store := newBrokerOn(t, cfg, dsn)
 	ctx := context.Background()
 	auth := []string{"-b", url, "-k", "ci-write-token"}
 	must := func(what string, code int, out string, wantCode int, wants ...string) {

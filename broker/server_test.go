@@ -18,7 +18,12 @@ import (
 
 func newBroker(t *testing.T, cfg broker.Config) (string, *sqlstore.Store) {
 	t.Helper()
-	store, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "broker.db"))
+	return newBrokerOn(t, cfg, filepath.Join(t.TempDir(), "broker.db"))
+}
+
+func newBrokerOn(t *testing.T, cfg broker.Config, dsn string) (string, *sqlstore.Store) {
+	t.Helper()
+	store, err := sqlstore.Open(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
