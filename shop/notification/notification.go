@@ -22,9 +22,10 @@
 // (at least once, never lost). The resend carries the same Message-ID, so
 // mail clients and servers that collapse duplicates do; the file sink
 // rewrites the same file; an SMS provider gets the same idempotency key.
-// A template that fails to render is DEAD at once with the error; a user
-// the service has not heard of yet (UserRegistered not consumed) makes the
-// event redeliver with the bus's backoff.
+// A template that fails to render is DEAD at once with the error. An event
+// for a user the service has not heard of yet (after a backlog, topics are
+// consumed in parallel, so OrderConfirmed can overtake UserRegistered) is
+// held in the same transaction and handled when UserRegistered arrives.
 //
 // API (bearer token):
 //
@@ -254,57 +255,10 @@ type Notification struct {
 	SentAt    *time.Time `json:"sentAt,omitempty"`
 }
 
-var errUnknownUser = errors.New("user not known yet (UserRegistered not consumed)")
-
 func (m *Main) consumer(event string) kit.ConsumeFunc {
 	return func(ctx context.Context, tx *sqldb.Tx, msg bus.Message) error {
-		e := map[string]any{}
-		if err := m.app.Codec.Decode(ctx, event, msg.Payload, &e); err != nil {
+		if err := m.handle(ctx, tx, event, msg.ID(), msg.Payload); err != nil {
 			return err
-		}
-		userID, _ := e["userId"].(string)
-		if userID == "" {
-			return fmt.Errorf("%s %s: %w: no userId", event, msg.ID(), kit.ErrPoison)
-		}
-		if event == "UserRegistered" {
-			email, _ := e["email"].(string)
-			name, _ := e["name"].(string)
-			if _, err := tx.ExecContext(ctx, `INSERT INTO recipients (user_id, email, name, phone, sms) VALUES ($1, $2, $3, '', FALSE)
-				ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, name = excluded.name`, userID, email, name); err != nil {
-				return fmt.Errorf("record recipient %s: %w", userID, err)
-			}
-		}
-		var r Recipient
-		err := tx.QueryRowContext(ctx, `SELECT user_id, email, name, phone, sms FROM recipients WHERE user_id = $1`, userID).Scan(&r.UserID, &r.Email, &r.Name, &r.Phone, &r.SMS)
-		if sqldb.IsNoRows(err) {
-			return fmt.Errorf("%s for user %s: %w", event, userID, errUnknownUser)
-		}
-		if err != nil {
-			return err
-		}
-		now := m.Config.Now().UnixMilli()
-		for _, ch := range []string{Email, SMS} {
-			to := r.Email
-			if ch == SMS {
-				to = r.Phone
-				if !r.SMS {
-					to = ""
-				}
-			}
-			if to == "" || !m.tmpl.Has(event, ch) {
-				continue
-			}
-			status, lastErr := Pending, ""
-			out, err := m.tmpl.Render(event, ch, Data{Event: event, User: r, E: e})
-			if err != nil {
-				status, lastErr = Dead, err.Error()
-				m.app.Log.ErrorContext(ctx, "notification dead", "event", event, "event_id", msg.ID(), "channel", ch, "err", err)
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO notifications (id, event_id, event, channel, user_id, recipient, subject, body, status, attempts, next_ms, last_error, created_ms, sent_ms)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $10, 0) ON CONFLICT (event_id, channel) DO NOTHING`,
-				kit.NewID(), msg.ID(), event, ch, userID, to, out.Subject, out.Body, status, now, lastErr); err != nil {
-				return fmt.Errorf("record notification: %w", err)
-			}
 		}
 		select {
 		case m.wake <- struct{}{}:
@@ -312,6 +266,94 @@ func (m *Main) consumer(event string) kit.ConsumeFunc {
 		}
 		return nil
 	}
+}
+
+// handle records the notifications of one event inside tx. An event for a
+// user the service has not heard of yet (its UserRegistered still on the
+// way) is held, and handled when UserRegistered arrives.
+func (m *Main) handle(ctx context.Context, tx *sqldb.Tx, event, eventID string, payload []byte) error {
+	e := map[string]any{}
+	if err := m.app.Codec.Decode(ctx, event, payload, &e); err != nil {
+		return err
+	}
+	userID, _ := e["userId"].(string)
+	if userID == "" {
+		return fmt.Errorf("%s %s: %w: no userId", event, eventID, kit.ErrPoison)
+	}
+	if event == "UserRegistered" {
+		email, _ := e["email"].(string)
+		name, _ := e["name"].(string)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO recipients (user_id, email, name, phone, sms) VALUES ($1, $2, $3, '', FALSE)
+			ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, name = excluded.name`, userID, email, name); err != nil {
+			return fmt.Errorf("record recipient %s: %w", userID, err)
+		}
+	}
+	var r Recipient
+	err := tx.QueryRowContext(ctx, `SELECT user_id, email, name, phone, sms FROM recipients WHERE user_id = $1`, userID).Scan(&r.UserID, &r.Email, &r.Name, &r.Phone, &r.SMS)
+	if sqldb.IsNoRows(err) {
+		m.app.Log.InfoContext(ctx, "event held until its user is known", "event", event, "event_id", eventID, "user_id", userID)
+		_, err := tx.ExecContext(ctx, `INSERT INTO held_events (event_id, event, user_id, payload, held_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING`,
+			eventID, event, userID, payload, m.Config.Now().UnixMilli())
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	now := m.Config.Now().UnixMilli()
+	for _, ch := range []string{Email, SMS} {
+		to := r.Email
+		if ch == SMS {
+			to = r.Phone
+			if !r.SMS {
+				to = ""
+			}
+		}
+		if to == "" || !m.tmpl.Has(event, ch) {
+			continue
+		}
+		status, lastErr := Pending, ""
+		out, err := m.tmpl.Render(event, ch, Data{Event: event, User: r, E: e})
+		if err != nil {
+			status, lastErr = Dead, err.Error()
+			m.app.Log.ErrorContext(ctx, "notification dead", "event", event, "event_id", eventID, "channel", ch, "err", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO notifications (id, event_id, event, channel, user_id, recipient, subject, body, status, attempts, next_ms, last_error, created_ms, sent_ms)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $10, 0) ON CONFLICT (event_id, channel) DO NOTHING`,
+			kit.NewID(), eventID, event, ch, userID, to, out.Subject, out.Body, status, now, lastErr); err != nil {
+			return fmt.Errorf("record notification: %w", err)
+		}
+	}
+	if event != "UserRegistered" {
+		return nil
+	}
+	// Release what waited for this user.
+	rs, err := tx.QueryContext(ctx, `SELECT event_id, event, payload FROM held_events WHERE user_id = $1 ORDER BY held_ms, event_id`, userID)
+	if err != nil {
+		return err
+	}
+	type held struct {
+		id, event string
+		payload   []byte
+	}
+	var list []held
+	for rs.Next() {
+		var h held
+		if err := rs.Scan(&h.id, &h.event, &h.payload); err != nil {
+			_ = rs.Close()
+			return err
+		}
+		list = append(list, h)
+	}
+	_ = rs.Close()
+	for _, h := range list {
+		if err := m.handle(ctx, tx, h.event, h.id, h.payload); err != nil {
+			return fmt.Errorf("release held %s %s: %w", h.event, h.id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM held_events WHERE event_id = $1`, h.id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sender sends due notifications until ctx ends.

@@ -24,6 +24,7 @@ import (
 	"github.com/flotilla-ci/flotilla/shop/order"
 	"github.com/flotilla-ci/flotilla/shop/payment"
 	"github.com/flotilla-ci/flotilla/shop/shipping"
+	"github.com/flotilla-ci/flotilla/shop/user"
 	"github.com/flotilla-ci/flotilla/shop/user/usertest"
 )
 
@@ -62,7 +63,7 @@ func newPublisher(t *testing.T, env kittest.Env) *publisher {
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	codec, _ := kit.NewCodec("")
-	for _, s := range []fs.FS{order.Schemas(), shipping.Schemas(), payment.Schemas()} {
+	for _, s := range []fs.FS{user.Schemas(), order.Schemas(), shipping.Schemas(), payment.Schemas()} {
 		if err := codec.Load(ctx, s); err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +74,11 @@ func newPublisher(t *testing.T, env kittest.Env) *publisher {
 // publish sends event v copies times with one event id, and returns the id.
 func (p *publisher) publish(t *testing.T, event string, v map[string]any, copies int) string {
 	t.Helper()
-	m, err := p.codec.Message(context.Background(), event, v["orderId"].(string), v)
+	key, _ := v["orderId"].(string)
+	if key == "" {
+		key, _ = v["userId"].(string)
+	}
+	m, err := p.codec.Message(context.Background(), event, key, v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,6 +286,31 @@ func TestNotification(t *testing.T) {
 			}
 			if got := settled(t, pub.publish(t, "OrderConfirmed", confirmed("order-after-poison"), 1), 1); got[0].Status != notification.Sent {
 				t.Errorf("next event's notification = %+v; want SENT", got[0])
+			}
+		})
+
+		t.Run("an event that overtakes UserRegistered is held, then notified", func(t *testing.T) {
+			late := "u-late-" + kit.NewID()[:8]
+			ev := confirmed("order-late-001")
+			ev["userId"] = late
+			id := pub.publish(t, "OrderConfirmed", ev, 2)
+			var held int
+			waitUntil(t, "the event held", func() bool {
+				_ = nm.App().DB.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM held_events WHERE event_id = $1`, id).Scan(&held)
+				return held == 1
+			})
+			if got := byEvent(t, id); len(got) != 0 {
+				t.Fatalf("notified before the user was known: %+v", got)
+			}
+			pub.publish(t, "UserRegistered", map[string]any{"userId": late, "email": "late@shop.test", "name": "Late", "role": "customer",
+				"timestamp": time.Now().UTC().Truncate(time.Millisecond), "version": 1}, 1)
+			if got := settled(t, id, 1); got[0].Status != notification.Sent || got[0].Recipient != "late@shop.test" {
+				t.Errorf("held event's notification = %+v; want SENT to late@shop.test", got[0])
+			}
+			waitUntil(t, "both mails", func() bool { return len(smtpd.Mails("late@shop.test")) == 2 })
+			_ = nm.App().DB.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM held_events`).Scan(&held)
+			if held != 0 {
+				t.Errorf("%d events still held", held)
 			}
 		})
 
