@@ -17,6 +17,9 @@
 // -child), on a SQLite file, so its memory is its own.
 //
 //	go run ./bench/schema [-only compat|handler|byid|subjects] [-rate 5000] [-duration 10s]
+//
+// On a machine shared with other work, `chrt -r 1` (as root) keeps that
+// work from setting the tails.
 package main
 
 import (
