@@ -75,5 +75,53 @@ func TestContractProvider(t *testing.T) {
 			return map[string]any{"reservationId": id}, nil
 		},
 	}
-	contract.Verify(t, shoppact.Verifier(t, inventory.Service, m.URL(), auth, states))
+	v := shoppact.Verifier(t, inventory.Service, m.URL(), auth, states)
+	// Messages are what reserving, releasing and selling out through the
+	// API wrote to the outbox.
+	orders := 0
+	event := func(name string, act func() error) contract.MessageProducer {
+		return func(ctx context.Context, _ []contract.ProviderState) (contract.Message, error) {
+			if err := act(); err != nil {
+				return contract.Message{}, err
+			}
+			avsc, err := shoppact.Schema(inventory.Schemas(), name)
+			if err != nil {
+				return contract.Message{}, err
+			}
+			return shoppact.Outboxed(ctx, m.App(), avsc, name)
+		}
+	}
+	reserveNew := func() (string, error) {
+		orders++
+		return reserve(map[string]any{"orderId": fmt.Sprintf("o-event-%d", orders)})
+	}
+	v.MessageProducers = map[string]contract.MessageProducer{
+		"a StockReserved event": event("StockReserved", func() error { _, err := reserveNew(); return err }),
+		"a StockReleased event": event("StockReleased", func() error {
+			id, err := reserveNew()
+			if err != nil {
+				return err
+			}
+			if r := kittest.Call(t, "POST", m.URL()+"/reservations/"+id+"/release", customer, nil); r.Status != 200 {
+				return fmt.Errorf("release %s: %d %s", id, r.Status, r.Body)
+			}
+			return nil
+		}),
+		"a StockDepleted event": event("StockDepleted", func() error {
+			// Sell out SKU-0002: reserve every unit available.
+			if r := kittest.Call(t, "POST", m.URL()+"/stock/SKU-0002", admin, map[string]int{"add": 3}); r.Status != 200 {
+				return fmt.Errorf("receive SKU-0002: %d %s", r.Status, r.Body)
+			}
+			var st inventory.Stock
+			kittest.Call(t, "GET", m.URL()+"/stock/SKU-0002", customer, nil).JSON(t, &st)
+			orders++
+			r := kittest.Call(t, "POST", m.URL()+"/reservations", customer, map[string]any{
+				"orderId": fmt.Sprintf("o-event-%d", orders), "items": []map[string]any{{"sku": "SKU-0002", "quantity": st.Available}}, "ttlSeconds": 300})
+			if r.Status != 201 {
+				return fmt.Errorf("reserve all of SKU-0002: %d %s", r.Status, r.Body)
+			}
+			return nil
+		}),
+	}
+	contract.Verify(t, v)
 }

@@ -64,6 +64,7 @@ func TestContractProvider(t *testing.T) {
 		}
 	}
 	v.MessageProducers = map[string]contract.MessageProducer{
+		"an OrderCreated event":   event("OrderCreated", 2, order.Confirmed),
 		"an OrderConfirmed event": event("OrderConfirmed", 2, order.Confirmed),
 		// More than is in stock: inventory refuses, the saga cancels.
 		"an OrderCancelled event": event("OrderCancelled", 500, order.Cancelled),

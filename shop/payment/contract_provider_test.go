@@ -45,7 +45,36 @@ func TestContractProvider(t *testing.T) {
 	v := shoppact.Verifier(t, payment.Service, m.URL(), auth, states)
 	// Messages are what charging and refunding through the API wrote to
 	// the outbox.
+	// A second payment-service whose processor declines every charge.
+	dcfg := env.Config(t, payment.Service)
+	dcfg.Deps["user"] = users.URL()
+	dcfg.Faults.PaymentFailureRate = 1
+	declining := &payment.Main{Config: payment.Config{Kit: dcfg}}
+	if err := declining.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = declining.Close() })
+	charged := 0
+	charge := func(ctx context.Context, svc *payment.Main, event string) (contract.Message, error) {
+		charged++
+		order := fmt.Sprintf("o-event-%d", charged)
+		r := kittest.Call(t, "POST", svc.URL()+"/payments", customer, map[string]any{"orderId": order, "amount": 2474, "currency": "EUR"}, "Idempotency-Key", "order-"+order)
+		if r.Status != 201 {
+			return contract.Message{}, fmt.Errorf("charge %s: %d %s", order, r.Status, r.Body)
+		}
+		avsc, err := shoppact.Schema(payment.Schemas(), event)
+		if err != nil {
+			return contract.Message{}, err
+		}
+		return shoppact.Outboxed(ctx, svc.App(), avsc, event)
+	}
 	v.MessageProducers = map[string]contract.MessageProducer{
+		"a PaymentCompleted event": func(ctx context.Context, _ []contract.ProviderState) (contract.Message, error) {
+			return charge(ctx, m, "PaymentCompleted")
+		},
+		"a PaymentFailed event": func(ctx context.Context, _ []contract.ProviderState) (contract.Message, error) {
+			return charge(ctx, declining, "PaymentFailed")
+		},
 		"a PaymentRefunded event": func(ctx context.Context, _ []contract.ProviderState) (contract.Message, error) {
 			st, err := states["order o-paid was charged"](ctx, true, map[string]any{"orderId": "o-refunded"})
 			if err != nil {
