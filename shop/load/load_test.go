@@ -3,10 +3,14 @@ package load_test
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/flotilla-ci/flotilla/mesh"
 	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
 	"github.com/flotilla-ci/flotilla/shop/load"
 	"github.com/flotilla-ci/flotilla/shop/shipping"
@@ -89,6 +93,45 @@ func TestRunAgainstTheShop(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("through the mesh's edge gateway", func(t *testing.T) {
+		// As flotilla up serves it: /api/<service>/... to each service.
+		ms, err := mesh.New(mesh.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gwc := mesh.DefaultGatewayConfig()
+		for name, u := range map[string]string{"user-service": shop.User.URL(), "product-service": shop.Product.URL(), "cart-service": shop.Cart.URL(),
+			"order-service": shop.Order.URL(), "shipping-service": sm.URL()} {
+			if _, err := ms.AddService(context.Background(), mesh.ServiceConfig{Name: name}); err != nil {
+				t.Fatal(err)
+			}
+			if err := ms.SetSubset(context.Background(), name, mesh.Subset{Name: "v1", Endpoints: []string{strings.TrimPrefix(u, "http://")}}); err != nil {
+				t.Fatal(err)
+			}
+			gwc.Routes = append(gwc.Routes, mesh.RouteEntry{Path: "/api/" + strings.TrimSuffix(name, "-service") + "/**", Service: name, Rewrite: "/", Public: true})
+		}
+		gw, err := mesh.NewGateway(gwc, ms, mesh.GatewayOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(gw)
+		defer srv.Close()
+		defer func() { _ = ms.Close(context.Background()) }()
+		c := load.DefaultConfig()
+		c.Targets, c.Flows, c.Seed = load.Targets{Gateway: srv.URL}, flows, 7
+		c.Users, c.Duration, c.Requests = 2, 0, 40
+		s, err := load.Run(context.Background(), c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Errors != 0 || s.Requests != 40 || s.OrdersPlaced == 0 {
+			var report bytes.Buffer
+			s.Write(&report)
+			t.Errorf("through the gateway:\n%s", report.String())
+		}
+		placed += s.OrdersPlaced
+	})
 
 	t.Run("setup failures are one clear error", func(t *testing.T) {
 		c := load.DefaultConfig()
