@@ -83,7 +83,7 @@ version is unchanged is not rebuilt. The default addresses are in the
 			if err != nil {
 				return usageErr(err)
 			}
-			fmt.Fprintf(a.stdout, "flotilla up: %s, data in %s (platform log: %s)\n", m.File, cfg.Data, logPath)
+			fmt.Fprintf(a.stdout, "flotilla up: %s, data in %s (platform log: %s)\n", m.File, relPath(cfg.Data), relPath(logPath))
 			if err := p.Run(cmd.Context()); err != nil {
 				if errors.Is(err, cmd.Context().Err()) {
 					fmt.Fprintln(a.stdout, "stopped before everything was up")
@@ -117,8 +117,8 @@ func printUp(w io.Writer, info controlplane.PlatformInfo, logPath string) {
 	fmt.Fprintf(tw, "  registry\t%s\tschema registry (Confluent REST API)\n", info.Registry)
 	fmt.Fprintf(tw, "  broker\t%s\tcontract broker (Pact Broker API)\n", info.Broker)
 	fmt.Fprintf(tw, "  nats\t%s\tthe event bus (JetStream)\n", info.NATS)
-	fmt.Fprintf(tw, "  logs\t%s\tflotilla logs SERVICE\n", info.Logs)
-	fmt.Fprintf(tw, "  data\t%s\t\n", info.Data)
+	fmt.Fprintf(tw, "  logs\t%s\tflotilla logs SERVICE\n", relPath(info.Logs))
+	fmt.Fprintf(tw, "  data\t%s\tdelete it to start from scratch\n", relPath(info.Data))
 	_ = tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -139,5 +139,22 @@ func printUp(w io.Writer, info controlplane.PlatformInfo, logPath string) {
 	} else if len(info.Services) > 0 {
 		fmt.Fprintf(w, "  curl %s%sready\n", info.Gateway, info.Services[0].Gateway)
 	}
-	fmt.Fprintf(w, "\nCtrl-C stops everything (platform log: %s)\n", logPath)
+	fmt.Fprintf(w, "\nCtrl-C stops everything (platform log: %s)\n", relPath(logPath))
+}
+
+// relPath names a path as the user would: relative to where they stand
+// when it is below it.
+func relPath(p string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return p
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	if rel, err := filepath.Rel(wd, abs); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return p
 }
