@@ -486,6 +486,9 @@ func (m *Main) search(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	res, err := m.idx.Search(r.Context(), q)
+	if err != nil && r.Context().Err() != nil {
+		return nil // the client is gone: no one to answer
+	}
 	if errors.Is(err, ErrBadQuery) {
 		return kit.Errorf(http.StatusBadRequest, "bad_query", "%v", err)
 	}

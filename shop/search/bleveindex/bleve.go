@@ -96,10 +96,17 @@ func Mapping() mapping.IndexMapping {
 	doc.AddFieldMappingsAt("sku", kw)
 	doc.AddFieldMappingsAt("name", name)
 	doc.AddFieldMappingsAt("description", desc)
+	doc.AddFieldMappingsAt("text", desc) // name, description and category: what free text must all match
 	doc.AddFieldMappingsAt("category", kw)
 	doc.AddFieldMappingsAt("price", num)
 	doc.AddFieldMappingsAt("currency", stored)
 	doc.AddFieldMappingsAt("popularity", num)
+	// One-term keyword copies for sorting and the price facet: Bleve
+	// visits every matching document's doc values for those, and a
+	// numeric field has one term per precision step, a keyword one.
+	doc.AddFieldMappingsAt("price_key", hidden())
+	doc.AddFieldMappingsAt("popularity_key", hidden())
+	doc.AddFieldMappingsAt("price_band", hidden())
 
 	m := bleve.NewIndexMapping()
 	m.DefaultMapping = doc
@@ -110,9 +117,37 @@ func Mapping() mapping.IndexMapping {
 	return m
 }
 
+func hidden() *mapping.FieldMapping {
+	f := bleve.NewKeywordFieldMapping()
+	f.Store = false
+	f.IncludeInAll = false
+	f.IncludeTermVectors = false
+	return f
+}
+
+// key renders a non-negative integer so that keys sort as the numbers do.
+func key(v int64) string {
+	if v < 0 {
+		v = 0
+	}
+	return fmt.Sprintf("%019d", v)
+}
+
+// band is the name of the price band p falls in.
+func band(p int64) string {
+	for _, b := range search.PriceBands {
+		if (b.Min == nil || p >= *b.Min) && (b.Max == nil || p < *b.Max) {
+			return b.Name
+		}
+	}
+	return ""
+}
+
 func fields(d search.Doc) map[string]any {
 	return map[string]any{"sku": d.SKU, "name": d.Name, "description": d.Description, "category": d.Category,
-		"price": float64(d.Price), "currency": d.Currency, "popularity": float64(d.Popularity)}
+		"price": float64(d.Price), "currency": d.Currency, "popularity": float64(d.Popularity),
+		"text":      d.Name + "\n" + d.Description + "\n" + d.Category,
+		"price_key": key(d.Price), "popularity_key": key(d.Popularity), "price_band": band(d.Price)}
 }
 
 // Put implements search.Index.
@@ -162,21 +197,17 @@ func (x *Index) Search(ctx context.Context, q search.Query) (search.Result, erro
 	req.Fields = []string{"name", "category", "price", "currency", "popularity"}
 	switch q.Sort {
 	case search.SortPrice:
-		req.SortBy([]string{"price", "sku"})
+		req.SortBy([]string{"price_key", "_id"})
 	case search.SortPriceDesc:
-		req.SortBy([]string{"-price", "sku"})
+		req.SortBy([]string{"-price_key", "_id"})
 	case search.SortPopularity:
-		req.SortBy([]string{"-popularity", "sku"})
+		req.SortBy([]string{"-popularity_key", "_id"})
 	default:
-		req.SortBy([]string{"-_score", "-popularity", "sku"})
+		req.SortBy([]string{"-_score", "_id"})
 	}
 	if q.Facets {
 		req.AddFacet("category", bleve.NewFacetRequest("category", 50))
-		pf := bleve.NewFacetRequest("price", len(search.PriceBands))
-		for _, b := range search.PriceBands {
-			pf.AddNumericRange(b.Name, f64(b.Min), f64(b.Max))
-		}
-		req.AddFacet("price", pf)
+		req.AddFacet("price", bleve.NewFacetRequest("price_band", len(search.PriceBands)))
 	}
 	res, err := x.idx.SearchInContext(ctx, req)
 	if err != nil {
@@ -209,8 +240,8 @@ func (x *Index) Search(ctx context.Context, q search.Query) (search.Result, erro
 		}
 		counts := map[string]int{}
 		if pf := res.Facets["price"]; pf != nil {
-			for _, r := range pf.NumericRanges {
-				counts[r.Name] = r.Count
+			for _, t := range pf.Terms.Terms() {
+				counts[t.Term] = t.Count
 			}
 		}
 		for _, b := range search.PriceBands {
@@ -236,19 +267,23 @@ func f64(v *int64) *float64 {
 	return &f
 }
 
-// build turns q into a Bleve query: the text over name (boosted),
-// description and category, AND the filters.
+// build turns q into a Bleve query: every word of the text somewhere in
+// the name, description or category (a name holding them all scores
+// higher), AND the filters.
 func build(q search.Query) query.Query {
 	var must []query.Query
 	if q.Text != "" {
+		all := bleve.NewMatchQuery(q.Text)
+		all.SetField("text")
+		all.SetOperator(query.MatchQueryOperatorAnd)
 		name := bleve.NewMatchQuery(q.Text)
 		name.SetField("name")
+		name.SetOperator(query.MatchQueryOperatorAnd)
 		name.SetBoost(3)
-		desc := bleve.NewMatchQuery(q.Text)
-		desc.SetField("description")
-		cat := bleve.NewTermQuery(q.Text)
-		cat.SetField("category")
-		must = append(must, bleve.NewDisjunctionQuery(name, desc, cat))
+		b := bleve.NewBooleanQuery()
+		b.AddMust(all)
+		b.AddShould(name)
+		must = append(must, b)
 	}
 	if len(q.Categories) > 0 {
 		var any []query.Query

@@ -53,7 +53,7 @@ func TestSearch(t *testing.T) {
 		want []string
 	}{
 		{"text ranks name matches first", search.Query{Text: "hose", Sort: search.SortRelevance, Limit: 10}, []string{"SKU-5", "SKU-1"}},
-		{"stemmed text", search.Query{Text: "gardens", Sort: search.SortPrice, Limit: 10}, []string{"SKU-2", "SKU-4", "SKU-1", "SKU-3"}},
+		{"stemmed text, category included", search.Query{Text: "gardens", Sort: search.SortPrice, Limit: 10}, []string{"SKU-2", "SKU-4", "SKU-1", "SKU-3", "SKU-5"}},
 		{"category filter", search.Query{Categories: []string{"garden"}, Sort: search.SortPrice, Limit: 10}, []string{"SKU-2", "SKU-1", "SKU-5"}},
 		{"two categories", search.Query{Categories: []string{"books", "kitchen"}, Sort: search.SortPriceDesc, Limit: 10}, []string{"SKU-3", "SKU-4"}},
 		{"price range inclusive", search.Query{MinPrice: i64(899), MaxPrice: i64(2499), Sort: search.SortPrice, Limit: 10}, []string{"SKU-2", "SKU-4", "SKU-1"}},
@@ -160,5 +160,32 @@ func TestCorruptIndex(t *testing.T) {
 	defer x.Close()
 	if n, _ := x.Count(context.Background()); n != 0 {
 		t.Errorf("count after reset = %d, want 0", n)
+	}
+}
+
+func TestEveryWordMustMatch(t *testing.T) {
+	ctx := context.Background()
+	x := open(t, filepath.Join(t.TempDir(), "idx"))
+	defer x.Close()
+	if err := x.Put(ctx, catalog...); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		text string
+		want []string
+	}{
+		{"garden hose", []string{"SKU-1", "SKU-5"}}, // SKU-5's "garden" is its category
+		{"leather gloves", []string{"SKU-2"}},
+		{"leather hose", []string{}},
+	} {
+		t.Run(tt.text, func(t *testing.T) {
+			r, err := x.Search(ctx, search.Query{Text: tt.text, Limit: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, skus(r)); diff != "" {
+				t.Errorf("hits (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
