@@ -3,6 +3,7 @@ package product_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/flotilla-ci/flotilla/contract"
@@ -81,4 +82,42 @@ func TestContractProvider(t *testing.T) {
 		}),
 	}
 	contract.Verify(t, v)
+
+	// The same message pacts fail against a producer that renamed a field.
+	t.Run("broken producer fails", func(t *testing.T) {
+		bv := v
+		bv.FilterDescription = "^a ProductCreated event$"
+		created := v.MessageProducers["a ProductCreated event"]
+		bv.MessageProducers = map[string]contract.MessageProducer{
+			"a ProductCreated event": func(ctx context.Context, states []contract.ProviderState) (contract.Message, error) {
+				msg, err := created(ctx, states)
+				if err != nil {
+					return msg, err
+				}
+				var body map[string]any
+				if err := msg.JSON(&body); err != nil {
+					return msg, err
+				}
+				body["priceMinor"] = body["price"]
+				delete(body, "price")
+				return contract.JSONMessage(body, msg.Metadata)
+			},
+		}
+		rep, err := bv.Run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var failed []string
+		for _, p := range rep.Pacts {
+			for _, in := range p.Interactions {
+				if !in.OK() {
+					failed = append(failed, contract.FormatInteraction(p, in))
+				}
+			}
+		}
+		if rep.OK() || !strings.Contains(strings.Join(failed, "\n"), "$.price") {
+			t.Fatalf("verification against a producer without $.price passed or did not name it:\n%s", strings.Join(failed, "\n"))
+		}
+		t.Logf("as expected:\n%s", strings.Join(failed, "\n"))
+	})
 }
