@@ -498,11 +498,12 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	p.log.InfoContext(ctx, "deploying", "services", names, "data", data)
 	rep, err := lc.Orchestrator.Deploy(ctx, deploy.Request{Services: names, Who: "flotilla up"}, p.cfg.Events)
 	info.Report = rep
+	if ctx.Err() != nil {
+		// Interrupted (Ctrl-C): what did start is stopped by Close.
+		return nil, fmt.Errorf("interrupted before every service was up: %w", ctx.Err())
+	}
 	if err != nil {
 		return nil, upError(rep, err)
-	}
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
 	}
 	for i, s := range info.Services {
 		for _, oc := range rep.Outcomes {

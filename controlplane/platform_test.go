@@ -380,3 +380,34 @@ func TestPlatformServiceThatDoesNotBuild(t *testing.T) {
 		t.Fatalf("processes left running: %v", left)
 	}
 }
+
+// Ctrl-C while the services are being built stops what had started and
+// says it was interrupted.
+func TestPlatformInterruptedWhileDeploying(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the shop's user-service")
+	}
+	manifest, _ := filepath.Abs("../flotilla.yaml")
+	data := t.TempDir()
+	cfg := platformConfig(manifest, data)
+	cfg.Services = []string{"user-service"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg.Events = func(e deploy.Event) {
+		if e.Step == deploy.StepBuild {
+			cancel()
+		}
+	}
+	cfg.Ready = func(controlplane.PlatformInfo) { t.Error("ready although interrupted while building") }
+	p, err := controlplane.NewPlatform(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Run(ctx)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("Run interrupted while building: %v; want it to say so", err)
+	}
+	if left := processesUnder(t, data); len(left) > 0 {
+		t.Fatalf("processes left running: %v", left)
+	}
+}

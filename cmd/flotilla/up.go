@@ -85,8 +85,8 @@ version is unchanged is not rebuilt. The default addresses are in the
 			}
 			fmt.Fprintf(a.stdout, "flotilla up: %s, data in %s (platform log: %s)\n", m.File, relPath(cfg.Data), relPath(logPath))
 			if err := p.Run(cmd.Context()); err != nil {
-				if errors.Is(err, cmd.Context().Err()) {
-					fmt.Fprintln(a.stdout, "stopped before everything was up")
+				if ctxErr := cmd.Context().Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+					fmt.Fprintln(a.stdout, "interrupted before every service was up: stopped what had started")
 					return nil
 				}
 				return &exitError{code: 1, err: err}
