@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -71,6 +72,9 @@ version is unchanged is not rebuilt. The default addresses are in the
 			}
 			defer func() { _ = logf.Close() }()
 			cfg.Logger = slog.New(slog.NewTextHandler(logf, nil))
+			// The mesh forwards every request of the shop in this
+			// process: collect less often than the default (mesh/doc.go).
+			debug.SetGCPercent(400)
 			r := newRenderer(a.stdout, isTerminal(a.stdout))
 			cfg.Events = r.event
 			cfg.Ready = func(info controlplane.PlatformInfo) {
