@@ -15,12 +15,9 @@ func jsonHeaders() map[string]any { return map[string]any{"Content-Type": shoppa
 
 func authHeaders() map[string]any { return map[string]any{"Authorization": shoppact.Bearer()} }
 
-// TestContractInventory records order-service's pact with
-// inventory-service: every call the saga's steps make (reserve, confirm,
-// release, return), driven through the steps themselves.
-func TestContractInventory(t *testing.T) {
-	p := contract.NewConsumerPact(contract.Config{Consumer: Service, Provider: "inventory-service"})
-	reservation := map[string]any{"id": contract.Like("r-1"), "status": "RESERVED"}
+// addReserve adds the saga's reservation of SKU-0001 (the answer's id is
+// r-1).
+func addReserve(p *contract.ConsumerPact) {
 	p.AddInteraction().
 		Given("SKU-0001 is in stock", contract.Params{"sku": "SKU-0001"}).
 		UponReceiving("a request to reserve stock for an order").
@@ -29,7 +26,24 @@ func TestContractInventory(t *testing.T) {
 			"items":      contract.EachLike(map[string]any{"sku": contract.Equality("SKU-0001"), "quantity": contract.Integer(2)}, 1, 0),
 			"ttlSeconds": contract.Integer(300),
 		}}).
-		WillRespondWith(contract.Resp{Status: 201, Headers: jsonHeaders(), Body: reservation})
+		WillRespondWith(contract.Resp{Status: 201, Headers: jsonHeaders(), Body: map[string]any{"id": contract.Like("r-1"), "status": "RESERVED"}})
+}
+
+// addCommit adds the saga's commit of reservation r-1.
+func addCommit(p *contract.ConsumerPact) {
+	p.AddInteraction().
+		Given("stock is reserved for order o-commit", contract.Params{"orderId": "o-commit"}).
+		UponReceiving("a request to commit a reservation").
+		WithRequest(contract.Req{Method: "POST", Path: contract.FromProviderState("/reservations/${reservationId}/commit", "/reservations/r-1/commit"), Headers: authHeaders()}).
+		WillRespondWith(contract.Resp{Status: 200})
+}
+
+// TestContractInventory records order-service's pact with
+// inventory-service: every call the saga's steps make (reserve, confirm,
+// release, return), driven through the steps themselves.
+func TestContractInventory(t *testing.T) {
+	p := contract.NewConsumerPact(contract.Config{Consumer: Service, Provider: "inventory-service"})
+	addReserve(p)
 	p.AddInteraction().
 		Given("SKU-0003 is out of stock", contract.Params{"sku": "SKU-0003"}).
 		UponReceiving("a request to reserve stock that is not there").
@@ -39,11 +53,7 @@ func TestContractInventory(t *testing.T) {
 			"ttlSeconds": contract.Integer(300),
 		}}).
 		WillRespondWith(contract.Resp{Status: 409, Body: map[string]any{"error": map[string]any{"code": "out_of_stock", "message": contract.Like("SKU-0003: 0 available")}}})
-	p.AddInteraction().
-		Given("stock is reserved for order o-commit", contract.Params{"orderId": "o-commit"}).
-		UponReceiving("a request to commit a reservation").
-		WithRequest(contract.Req{Method: "POST", Path: contract.FromProviderState("/reservations/${reservationId}/commit", "/reservations/r-1/commit"), Headers: authHeaders()}).
-		WillRespondWith(contract.Resp{Status: 200})
+	addCommit(p)
 	p.AddInteraction().
 		Given("stock is reserved for order o-release", contract.Params{"orderId": "o-release"}).
 		UponReceiving("a request for an order's reservation").

@@ -10,14 +10,8 @@ import (
 	"github.com/flotilla-ci/flotilla/shop/shoptest/shoppact"
 )
 
-// TestContractPayment records order-service's pact with payment-service:
-// the charge, the status query a lost answer falls back to, and the
-// refund, driven through the saga's charge and refund steps.
-func TestContractPayment(t *testing.T) {
-	p := contract.NewConsumerPact(contract.Config{Consumer: Service, Provider: "payment-service"})
-	captured := func(id any) map[string]any {
-		return map[string]any{"id": id, "status": "CAPTURED", "amount": contract.Integer(2474)}
-	}
+// addCharge adds the saga's charge (captured as p-1).
+func addCharge(p *contract.ConsumerPact) {
 	p.AddInteraction().
 		Given("the payment processor accepts charges").
 		UponReceiving("a request to charge an order").
@@ -26,6 +20,17 @@ func TestContractPayment(t *testing.T) {
 			"Idempotency-Key": contract.Regex("order-o-charge", `^order-.+$`),
 		}, Body: map[string]any{"orderId": contract.Like("o-charge"), "amount": contract.Integer(2474), "currency": contract.Regex("EUR", `^[A-Z]{3}$`)}}).
 		WillRespondWith(contract.Resp{Status: 201, Headers: jsonHeaders(), Body: map[string]any{"id": contract.Like("p-1"), "status": "CAPTURED", "amount": contract.Integer(2474)}})
+}
+
+// TestContractPayment records order-service's pact with payment-service:
+// the charge, the status query a lost answer falls back to, and the
+// refund, driven through the saga's charge and refund steps.
+func TestContractPayment(t *testing.T) {
+	p := contract.NewConsumerPact(contract.Config{Consumer: Service, Provider: "payment-service"})
+	captured := func(id any) map[string]any {
+		return map[string]any{"id": id, "status": "CAPTURED", "amount": contract.Integer(2474)}
+	}
+	addCharge(p)
 	p.AddInteraction().
 		Given("order o-paid was charged", contract.Params{"orderId": "o-paid"}).
 		UponReceiving("a request for an order's payment").
