@@ -18,7 +18,7 @@ type ServiceAccount struct {
 	Users    *Client // user-service
 	Email    string
 	Password string
-	Name     string // shown as the account's name when registered
+	Name     string // shown as the account's name when registered; default Email
 
 	mu    sync.Mutex
 	token string
@@ -35,7 +35,11 @@ func (s *ServiceAccount) Token(ctx context.Context) (string, error) {
 	tok, exp, err := s.login(ctx)
 	var ue *UpstreamError
 	if errors.As(err, &ue) && ue.Status == http.StatusUnauthorized {
-		err = s.Users.Do(ctx, "POST", "/users", "", nil, map[string]string{"email": s.Email, "password": s.Password, "name": s.Name}, nil)
+		name := s.Name
+		if name == "" {
+			name = s.Email
+		}
+		err = s.Users.Do(ctx, "POST", "/users", "", nil, map[string]string{"email": s.Email, "password": s.Password, "name": name}, nil)
 		if errors.As(err, &ue) && ue.Status == http.StatusConflict {
 			return "", fmt.Errorf("service account %s: registered with another password", s.Email)
 		}
