@@ -203,6 +203,22 @@ func TestPlatformUpStopAndUpAgain(t *testing.T) {
 	if len(pids) != 2 {
 		t.Fatalf("instances %v in the status, want one per service", pids)
 	}
+	// The release is in the history; the broker and the registry answer.
+	var hist struct{ Records []deploy.Record }
+	if st := get(t, info.API+"/api/history", &hist); st != http.StatusOK || len(hist.Records) != 2 {
+		t.Errorf("GET /api/history: %d, %d records; want the 2 deployments", st, len(hist.Records))
+	}
+	for _, r := range hist.Records {
+		if r.Result != deploy.Succeeded || r.Who != "flotilla up" {
+			t.Errorf("history record %+v, want succeeded by flotilla up", r)
+		}
+	}
+	if st := get(t, info.Broker+"/environments", nil); st != http.StatusOK {
+		t.Errorf("GET %s/environments: %d, want 200", info.Broker, st)
+	}
+	if st := get(t, info.Registry+"/subjects", nil); st != http.StatusOK {
+		t.Errorf("GET %s/subjects: %d, want 200", info.Registry, st)
+	}
 	built := artifacts(t, data)
 	if len(built) != 2 {
 		t.Fatalf("artifacts %v, want one per service", built)
