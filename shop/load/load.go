@@ -57,6 +57,17 @@ type Summary struct {
 	Cancelled      int            `json:"ordersCancelled"`
 	Skipped        int            `json:"skipped"` // open loop: flows not started (max_in_flight or every account busy)
 	Samples        []string       `json:"errorSamples,omitempty"`
+	Routes         []RouteSummary `json:"routes"` // by method and route, busiest first
+}
+
+// RouteSummary is one route's share of a run: where the slow hop is.
+type RouteSummary struct {
+	Route    string        `json:"route"` // "POST /orders"
+	Requests uint64        `json:"requests"`
+	Errors   int           `json:"errors"`
+	P50      time.Duration `json:"p50"`
+	P99      time.Duration `json:"p99"`
+	Max      time.Duration `json:"max"`
 }
 
 // Write prints the summary as a short report.
@@ -71,6 +82,9 @@ func (s *Summary) Write(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "flows %s\n", counts(s.Flows))
+	for _, r := range s.Routes {
+		fmt.Fprintf(w, "  %-30s %7d requests %5d errors  p50 %9s  p99 %9s  max %9s\n", r.Route, r.Requests, r.Errors, ms(r.P50), ms(r.P99), ms(r.Max))
+	}
 	fmt.Fprintf(w, "orders placed %d (confirmed %d, cancelled %d)\n", s.OrdersPlaced, s.Confirmed, s.Cancelled)
 	if s.Skipped > 0 {
 		fmt.Fprintf(w, "skipped %d flows: the open loop had max_in_flight flows running or every account busy\n", s.Skipped)
@@ -119,7 +133,13 @@ type runner struct {
 
 	mu      sync.Mutex
 	metrics vegeta.Metrics
+	routes  map[string]*routeStats
 	sum     Summary
+}
+
+type routeStats struct {
+	m      vegeta.Metrics
+	errors int
 }
 
 // Run runs the load described by c, writing a progress line to progress
@@ -134,6 +154,7 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Summary, error) {
 		MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second}}}
 	defer r.client.CloseIdleConnections()
 	r.sum = Summary{Mode: c.Mode, ErrorsByStatus: map[string]int{}, Flows: map[string]int{}}
+	r.routes = map[string]*routeStats{}
 	if c.Requests > 0 {
 		r.budget.Store(int64(c.Requests))
 	} else {
@@ -180,6 +201,15 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Summary, error) {
 	}
 	s.StatusCodes = r.metrics.StatusCodes
 	s.P50, s.P90, s.P99, s.Max = r.metrics.Latencies.P50, r.metrics.Latencies.P90, r.metrics.Latencies.P99, r.metrics.Latencies.Max
+	for name, rs := range r.routes {
+		rs.m.Close()
+		s.Routes = append(s.Routes, RouteSummary{Route: name, Requests: rs.m.Requests, Errors: rs.errors,
+			P50: rs.m.Latencies.P50, P99: rs.m.Latencies.P99, Max: rs.m.Latencies.Max})
+	}
+	sort.Slice(s.Routes, func(i, j int) bool {
+		a, b := s.Routes[i], s.Routes[j]
+		return a.Requests > b.Requests || a.Requests == b.Requests && a.Route < b.Route
+	})
 	return &s, nil
 }
 
@@ -369,7 +399,15 @@ func (r *runner) do(ctx context.Context, c call, since *time.Time) (int, []byte,
 	}
 	r.mu.Lock()
 	r.metrics.Add(&res)
+	key := c.method + " " + c.route
+	rs := r.routes[key]
+	if rs == nil {
+		rs = &routeStats{}
+		r.routes[key] = rs
+	}
+	rs.m.Add(&res)
 	if !ok {
+		rs.errors++
 		r.sum.Errors++
 		r.sum.ErrorsByStatus[strconv.Itoa(int(res.Code))]++
 		if len(r.sum.Samples) < 10 {

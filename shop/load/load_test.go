@@ -86,6 +86,13 @@ func TestRunAgainstTheShop(t *testing.T) {
 			if c.Duration >= load.Duration(time.Second) && !strings.Contains(progress.String(), "requests") {
 				t.Errorf("no progress line in %q", progress.String())
 			}
+			var routed uint64
+			for _, r := range s.Routes {
+				routed += r.Requests
+			}
+			if routed != s.Requests || len(s.Routes) < 4 {
+				t.Errorf("routes %+v account for %d of %d requests", s.Routes, routed, s.Requests)
+			}
 			for _, f := range []string{load.Browse, load.Checkout} {
 				if s.Flows[f] == 0 {
 					t.Errorf("flow %s never ran: %v", f, s.Flows)
