@@ -9,12 +9,14 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/flotilla-ci/flotilla/controlplane"
+	"github.com/flotilla-ci/flotilla/graph"
 	"github.com/flotilla-ci/flotilla/mesh"
 )
 
@@ -77,19 +79,36 @@ version is unchanged is not rebuilt. The default addresses are in the
 			debug.SetGCPercent(400)
 			r := newRenderer(a.stdout, isTerminal(a.stdout))
 			cfg.Events = r.event
+			// Once up, say at once that Ctrl-C was heard: draining takes
+			// a few seconds.
+			ctx := cmd.Context()
+			var wg sync.WaitGroup
+			runDone := make(chan struct{})
 			cfg.Ready = func(info controlplane.PlatformInfo) {
 				if info.Report != nil {
 					r.report(info.Report)
 				}
 				printUp(a.stdout, info, logPath)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					select {
+					case <-ctx.Done():
+						fmt.Fprintln(a.stdout, "stopping: draining the services, then the platform")
+					case <-runDone:
+					}
+				}()
 			}
 			p, err := controlplane.NewPlatform(cfg)
 			if err != nil {
 				return usageErr(err)
 			}
 			fmt.Fprintf(a.stdout, "flotilla up: %s, data in %s (platform log: %s)\n", m.File, relPath(cfg.Data), relPath(logPath))
-			if err := p.Run(cmd.Context()); err != nil {
-				if ctxErr := cmd.Context().Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+			err = p.Run(ctx)
+			close(runDone)
+			wg.Wait()
+			if err != nil {
+				if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
 					fmt.Fprintln(a.stdout, "interrupted before every service was up: stopped what had started")
 					return nil
 				}
@@ -121,7 +140,7 @@ func printUp(w io.Writer, info controlplane.PlatformInfo, logPath string) {
 	fmt.Fprintf(tw, "  registry\t%s\tschema registry (Confluent REST API)\n", info.Registry)
 	fmt.Fprintf(tw, "  broker\t%s\tcontract broker (Pact Broker API)\n", info.Broker)
 	fmt.Fprintf(tw, "  nats\t%s\tthe event bus (JetStream)\n", info.NATS)
-	fmt.Fprintf(tw, "  logs\t%s\tflotilla logs SERVICE\n", relPath(info.Logs))
+	fmt.Fprintf(tw, "  logs\t%s\tflotilla logs%s SERVICE\n", relPath(info.Logs), dataFlag(info.Data))
 	fmt.Fprintf(tw, "  data\t%s\tdelete it to start from scratch\n", relPath(info.Data))
 	_ = tw.Flush()
 	fmt.Fprintln(w)
@@ -161,4 +180,17 @@ func relPath(p string) string {
 		return rel
 	}
 	return p
+}
+
+// dataFlag is the --data flag other commands need to find a data
+// directory that is not the default one ("" when it is).
+func dataFlag(data string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return " --data " + data
+	}
+	if m, err := graph.Find(wd); err == nil && filepath.Join(filepath.Dir(m), ".flotilla") == data {
+		return ""
+	}
+	return " --data " + relPath(data)
 }

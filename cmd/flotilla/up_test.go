@@ -42,7 +42,7 @@ func TestUpRunsAndStops(t *testing.T) {
 	got := out.String()
 	for _, want := range []string{
 		"wave 1\n  user-service", "release 1: 1 succeeded", "flotilla is up: 1 service(s) ready",
-		"registry", "broker", "nats://127.0.0.1:", filepath.Join(data, "local", "logs"),
+		"registry", "broker", "nats://127.0.0.1:", filepath.Join(data, "local", "logs"), "flotilla logs --data " + data + " SERVICE",
 		"demo data: 0 product(s), 0 with stock; user demo@shop.local", "flotilla status --api 127.0.0.1:",
 	} {
 		if !strings.Contains(got, want) {
@@ -65,7 +65,7 @@ func TestUpRunsAndStops(t *testing.T) {
 	if c := <-code; c != 0 {
 		t.Fatalf("up exited %d after Ctrl-C; stderr:\n%s", c, errb.String())
 	}
-	if !strings.Contains(out.String(), "stopped: services drained") {
+	if !strings.Contains(out.String(), "stopping: draining the services, then the platform\nstopped: services drained") {
 		t.Errorf("no stop message:\n%s", out.String())
 	}
 	ents, _ := os.ReadDir("/proc")
