@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -116,7 +117,8 @@ func (c PlatformConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// PlatformInfo is where a running platform's parts are.
+// PlatformInfo is where a running platform's parts are; GET /api/platform
+// answers with it once the platform is ready.
 type PlatformInfo struct {
 	Gateway  string `json:"gateway"`  // http://host:port
 	API      string `json:"api"`      // http://host:port
@@ -154,6 +156,8 @@ type PlatformService struct {
 type Platform struct {
 	cfg PlatformConfig
 	log *slog.Logger
+
+	info atomic.Pointer[PlatformInfo] // once ready (GET /api/platform)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -206,6 +210,7 @@ func (p *Platform) Run(ctx context.Context) error {
 		return errors.Join(err, p.Close())
 	}
 	info.Took = time.Since(started)
+	p.info.Store(info)
 	if p.cfg.Ready != nil {
 		p.cfg.Ready(*info)
 	}
@@ -490,7 +495,11 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	mux.Handle("/api/", lc.API.Handler())
 	mux.Handle("GET /metrics", ms.MetricsHandler())
 	mux.HandleFunc("GET /api/platform", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, info)
+		if i := p.info.Load(); i != nil {
+			writeJSON(w, http.StatusOK, i)
+			return
+		}
+		writeError(w, http.StatusServiceUnavailable, errors.New("the platform is starting: its services are being deployed"))
 	})
 	newServer(ls.api, mux, "api", &apiSrv)
 

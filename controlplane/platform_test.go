@@ -203,6 +203,10 @@ func TestPlatformUpStopAndUpAgain(t *testing.T) {
 	if len(pids) != 2 {
 		t.Fatalf("instances %v in the status, want one per service", pids)
 	}
+	var pinfo controlplane.PlatformInfo
+	if st := get(t, info.API+"/api/platform", &pinfo); st != http.StatusOK || pinfo.Gateway != info.Gateway || len(pinfo.Services) != 2 {
+		t.Errorf("GET /api/platform: %d %+v; want where everything is", st, pinfo)
+	}
 	// The release is in the history; the broker and the registry answer.
 	var hist struct{ Records []deploy.Record }
 	if st := get(t, info.API+"/api/history", &hist); st != http.StatusOK || len(hist.Records) != 2 {
