@@ -5,21 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
-	"strings"
-	"sync"
 
 	"github.com/spf13/pflag"
 
-	"github.com/flotilla-ci/flotilla/broker"
 	"github.com/flotilla-ci/flotilla/broker/client"
 	"github.com/flotilla-ci/flotilla/contract"
 )
 
 // brokerVerify extends `flotilla contract verify` with pacts from a broker
 // (pacts for verification: selectors, pending, WIP) and the publication of
-// the results, with the pact verifier's flags.
+// the results, with the pact verifier's flags: a flag layer over
+// client.VerificationSource and client.ResultPublisher.
 type brokerVerify struct {
 	fs              *pflag.FlagSet
 	url, token      string
@@ -75,171 +71,44 @@ func (h *brokerVerify) Prepare(ctx context.Context) ([]contract.Source, contract
 	if h.publish && h.providerVersion == "" {
 		return nil, nil, errors.New("--publish needs --provider-version")
 	}
-	body := map[string]any{"includePendingStatus": h.enablePending}
-	var sels []any
+	opts := client.VerificationOptions{
+		Provider:             provider,
+		ConsumerVersionTags:  h.consumerTags,
+		EnablePending:        h.enablePending,
+		IncludeWIPPactsSince: h.wipSince,
+		ProviderVersion:      h.providerVersion,
+		ProviderBranch:       h.providerBranch,
+		ProviderTags:         h.providerTags,
+		BuildURL:             h.buildURL,
+		VerifierVersion:      version,
+	}
 	for i, s := range h.selectors {
 		var sel map[string]any
 		if err := json.Unmarshal([]byte(s), &sel); err != nil {
 			return nil, nil, fmt.Errorf("--consumer-version-selectors #%d %s: not a JSON object: %w", i+1, s, err)
 		}
-		sels = append(sels, sel)
+		opts.ConsumerVersionSelectors = append(opts.ConsumerVersionSelectors, sel)
 	}
-	for _, tag := range h.consumerTags {
-		sels = append(sels, map[string]any{"tag": tag, "latest": true})
-	}
-	if len(sels) > 0 {
-		body["consumerVersionSelectors"] = sels
-	}
-	if h.providerBranch != "" {
-		body["providerVersionBranch"] = h.providerBranch
-	}
-	if len(h.providerTags) > 0 {
-		body["providerVersionTags"] = h.providerTags
-	}
-	if h.wipSince != "" {
-		body["includeWipPactsSince"] = h.wipSince
-	}
-	raw, _ := json.Marshal(body)
-	if _, err := broker.ParseForVerification(raw); err != nil {
-		return nil, nil, fmt.Errorf("broker selection: %w", err)
-	}
-	var opts []client.Option
+	var copts []client.Option
 	if t := firstEnv(h.token, "FLOTILLA_BROKER_TOKEN", "PACT_BROKER_TOKEN"); t != "" {
-		opts = append(opts, client.WithToken(t))
+		copts = append(copts, client.WithToken(t))
 	} else if u := firstEnv(h.user, "PACT_BROKER_USERNAME"); u != "" {
-		opts = append(opts, client.WithBasicAuth(u, firstEnv(h.password, "PACT_BROKER_PASSWORD")))
+		copts = append(copts, client.WithBasicAuth(u, firstEnv(h.password, "PACT_BROKER_PASSWORD")))
 	}
-	c, err := client.New(h.url, opts...)
+	c, err := client.New(h.url, copts...)
 	if err != nil {
 		return nil, nil, err
 	}
-	src := &brokerSource{c: c, provider: provider, body: body}
+	src, err := c.VerificationSource(opts)
+	if err != nil {
+		return nil, nil, err
+	}
 	if !h.publish {
 		return []contract.Source{src}, nil, nil
 	}
-	return []contract.Source{src}, &brokerPublisher{c: c, provider: provider,
-		version: h.providerVersion, branch: h.providerBranch, tags: h.providerTags, buildURL: h.buildURL}, nil
-}
-
-// brokerSource is the broker's pacts for verification.
-type brokerSource struct {
-	c        *client.Client
-	provider string
-	body     map[string]any
-}
-
-func (s *brokerSource) Pacts(ctx context.Context) ([]contract.LoadedPact, error) {
-	var index struct {
-		Links map[string]json.RawMessage `json:"_links"`
+	pub, err := c.ResultPublisher(opts)
+	if err != nil {
+		return nil, nil, err
 	}
-	if err := s.c.Get(ctx, "/", &index); err != nil {
-		return nil, err
-	}
-	var l client.Link
-	if err := json.Unmarshal(index.Links["pb:provider-pacts-for-verification"], &l); err != nil || l.Href == "" {
-		return nil, errors.New("the broker's index has no pb:provider-pacts-for-verification relation")
-	}
-	href := strings.ReplaceAll(l.Href, "{provider}", url.PathEscape(s.provider))
-	var res struct {
-		Embedded struct {
-			Pacts []struct {
-				ShortDescription       string `json:"shortDescription"`
-				VerificationProperties struct {
-					Pending bool `json:"pending"`
-					WIP     bool `json:"wip"`
-					Notices []struct {
-						When string `json:"when"`
-						Text string `json:"text"`
-					} `json:"notices"`
-				} `json:"verificationProperties"`
-				Links struct {
-					Self client.Link `json:"self"`
-				} `json:"_links"`
-			} `json:"pacts"`
-		} `json:"_embedded"`
-	}
-	if err := s.c.Send(ctx, http.MethodPost, href, s.body, &res); err != nil {
-		if client.IsNotFound(err) {
-			return nil, fmt.Errorf("the broker has no pacts for provider %s", s.provider)
-		}
-		return nil, err
-	}
-	var out []contract.LoadedPact
-	for _, p := range res.Embedded.Pacts {
-		var raw json.RawMessage
-		if err := s.c.Get(ctx, p.Links.Self.Href, &raw); err != nil {
-			return nil, err
-		}
-		pact, err := contract.Parse(raw)
-		if err != nil {
-			return nil, fmt.Errorf("pact %s: %w", p.Links.Self.Href, err)
-		}
-		var links struct {
-			Links struct {
-				Publish client.Link `json:"pb:publish-verification-results"`
-			} `json:"_links"`
-		}
-		_ = json.Unmarshal(raw, &links)
-		lp := contract.LoadedPact{Pact: pact, Origin: p.Links.Self.Href, ResultsURL: links.Links.Publish.Href,
-			Pending: p.VerificationProperties.Pending}
-		for _, n := range p.VerificationProperties.Notices {
-			if n.When == "before_verification" {
-				lp.Notices = append(lp.Notices, n.Text)
-			}
-		}
-		out = append(out, lp)
-	}
-	return out, nil
-}
-
-// brokerPublisher publishes each pact's result, first putting the provider
-// version on its branch and tags as the pact verifier does.
-type brokerPublisher struct {
-	c                 *client.Client
-	provider, version string
-	branch            string
-	tags              []string
-	buildURL          string
-	once              sync.Once
-	onceErr           error
-}
-
-func (p *brokerPublisher) Publish(ctx context.Context, lp contract.LoadedPact, result contract.PactResult) error {
-	p.once.Do(func() {
-		pv := "/pacticipants/" + url.PathEscape(p.provider)
-		if p.branch != "" {
-			p.onceErr = p.c.Send(ctx, http.MethodPut, pv+"/branches/"+url.PathEscape(p.branch)+"/versions/"+url.PathEscape(p.version), map[string]any{}, nil)
-		}
-		for _, t := range p.tags {
-			if p.onceErr == nil {
-				p.onceErr = p.c.Send(ctx, http.MethodPut, pv+"/versions/"+url.PathEscape(p.version)+"/tags/"+url.PathEscape(t), map[string]any{}, nil)
-			}
-		}
-	})
-	if p.onceErr != nil {
-		return fmt.Errorf("record provider version %s: %w", p.version, p.onceErr)
-	}
-	if lp.ResultsURL == "" {
-		return fmt.Errorf("pact %s has no pb:publish-verification-results link", lp.Origin)
-	}
-	tests := []map[string]any{}
-	for _, in := range result.Interactions {
-		mm := []map[string]any{}
-		for _, m := range in.Mismatches {
-			mm = append(mm, map[string]any{"attribute": m.Part, "identifier": m.Path, "description": fmt.Sprintf("expected %s, got %s", m.Expected, m.Actual)})
-		}
-		t := map[string]any{"interactionId": in.ID, "interactionDescription": in.Description, "success": in.OK(), "mismatches": mm}
-		if in.Error != "" {
-			t["exceptions"] = []map[string]any{{"message": in.Error}}
-		}
-		tests = append(tests, t)
-	}
-	body := map[string]any{
-		"providerApplicationVersion": p.version, "success": result.OK(), "testResults": tests,
-		"verifiedBy": map[string]any{"implementation": "flotilla", "version": version},
-	}
-	if p.buildURL != "" {
-		body["buildUrl"] = p.buildURL
-	}
-	return p.c.Send(ctx, http.MethodPost, lp.ResultsURL, body, nil)
+	return []contract.Source{src}, pub, nil
 }
