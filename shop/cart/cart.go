@@ -23,6 +23,7 @@ import (
 
 	"github.com/flotilla-ci/flotilla/internal/sqldb"
 	"github.com/flotilla-ci/flotilla/shop/kit"
+	"github.com/flotilla-ci/flotilla/shop/kit/cache"
 )
 
 //go:embed migrations/*.sql
@@ -40,6 +41,10 @@ const MaxQuantity = 1000
 // Config is cart-service's configuration.
 type Config struct {
 	Kit kit.Config
+	// Cache holds carts (nil: an in-process LRU; cmd/cart uses Redis when
+	// REDIS_URL is set); CacheTTL defaults to DefaultCacheTTL.
+	Cache    cache.Cache
+	CacheTTL time.Duration
 }
 
 // Main runs cart-service.
@@ -47,6 +52,7 @@ type Main struct {
 	Config   Config
 	app      *kit.App
 	products *kit.Client
+	cache    *cache.Through
 }
 
 // Line is one cart line.
@@ -74,6 +80,7 @@ func (m *Main) Start(ctx context.Context) error {
 		return err
 	}
 	m.app = app
+	m.initCache()
 	m.products = kit.NewClient("product-service", m.Config.Kit.Deps["product"])
 	v := kit.NewVerifier(m.Config.Kit.Deps["user"])
 	mux := app.Mux
@@ -176,8 +183,9 @@ func (m *Main) get(w http.ResponseWriter, r *http.Request) error {
 				}
 			}
 		}
+		m.invalidate(ctx, user)
 	}
-	c, err := m.load(ctx, user)
+	c, err := m.loadCached(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -256,6 +264,7 @@ func (m *Main) put(w http.ResponseWriter, r *http.Request, sku string, q int64, 
 		}
 		return err
 	})
+	m.invalidate(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -271,6 +280,7 @@ func (m *Main) remove(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	user := kit.ClaimsFrom(ctx).UserID()
 	res, err := m.app.DB.ExecContext(ctx, `DELETE FROM cart_items WHERE user_id = $1 AND sku = $2`, user, r.PathValue("sku"))
+	m.invalidate(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -288,7 +298,9 @@ func (m *Main) remove(w http.ResponseWriter, r *http.Request) error {
 func (m *Main) clear(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	user := kit.ClaimsFrom(ctx).UserID()
-	if _, err := m.app.DB.ExecContext(ctx, `DELETE FROM cart_items WHERE user_id = $1`, user); err != nil {
+	_, err := m.app.DB.ExecContext(ctx, `DELETE FROM cart_items WHERE user_id = $1`, user)
+	m.invalidate(ctx, user)
+	if err != nil {
 		return err
 	}
 	kit.WriteJSON(w, http.StatusOK, Cart{UserID: user, Items: []Line{}})

@@ -29,6 +29,7 @@ import (
 
 	"github.com/flotilla-ci/flotilla/internal/sqldb"
 	"github.com/flotilla-ci/flotilla/shop/kit"
+	"github.com/flotilla-ci/flotilla/shop/kit/cache"
 )
 
 //go:embed migrations/*.sql
@@ -50,6 +51,10 @@ var Deps = []string{"user"}
 type Config struct {
 	Kit  kit.Config
 	Seed int // SEED_PRODUCTS: create this many demo products (SKU-0001...) if the catalog is empty
+	// Cache holds product reads (nil: an in-process LRU; cmd/product uses
+	// Redis when REDIS_URL is set); CacheTTL defaults to DefaultCacheTTL.
+	Cache    cache.Cache
+	CacheTTL time.Duration
 }
 
 // Main runs product-service.
@@ -57,6 +62,7 @@ type Main struct {
 	Config Config
 	app    *kit.App
 	users  *kit.Client
+	cache  *cache.Through
 }
 
 // Product is a catalog entry.
@@ -82,11 +88,12 @@ func (m *Main) Start(ctx context.Context) error {
 		return err
 	}
 	m.app = app
+	m.initCache()
 	m.users = kit.NewClient("user-service", m.Config.Kit.Deps["user"])
 	v := kit.NewVerifier(m.Config.Kit.Deps["user"])
 	mux := app.Mux
 	mux.Handle("GET /products", kit.Handle(m.list))
-	mux.Handle("GET /products/{sku}", kit.Handle(m.get))
+	mux.Handle("GET /products/{sku}", kit.Handle(m.getCached))
 	mux.Handle("POST /products", kit.Handle(v.Auth(m.create, kit.RoleAdmin)))
 	mux.Handle("PUT /products/{sku}", kit.Handle(v.Auth(m.update, kit.RoleAdmin)))
 	mux.Handle("PUT /products/{sku}/price", kit.Handle(v.Auth(m.reprice, kit.RoleAdmin)))
@@ -259,15 +266,6 @@ func load(ctx context.Context, q interface {
 	return p, err
 }
 
-func (m *Main) get(w http.ResponseWriter, r *http.Request) error {
-	p, err := load(r.Context(), m.app.DB, r.PathValue("sku"), false)
-	if err != nil {
-		return err
-	}
-	kit.WriteJSON(w, http.StatusOK, p)
-	return nil
-}
-
 func (m *Main) update(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
 		Name        string `json:"name"`
@@ -359,6 +357,7 @@ func (m *Main) change(w http.ResponseWriter, r *http.Request, fn func(ctx contex
 	if err != nil {
 		return err
 	}
+	m.invalidate(ctx, out.SKU)
 	kit.WriteJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -1,6 +1,7 @@
 // Command product runs product-service. Configuration: see kit.Load, plus
 // USER_URL and SEED_PRODUCTS (create that many demo products when the
-// catalog is empty).
+// catalog is empty); REDIS_URL puts product reads in Redis (default: an
+// in-process cache), PRODUCT_CACHE_TTL bounds how long (default 5m).
 package main
 
 import (
@@ -10,8 +11,11 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/flotilla-ci/flotilla/shop/kit"
+	"github.com/flotilla-ci/flotilla/shop/kit/cache"
+	"github.com/flotilla-ci/flotilla/shop/kit/cache/rediscache"
 	"github.com/flotilla-ci/flotilla/shop/product"
 )
 
@@ -30,9 +34,29 @@ func main() {
 			os.Exit(2)
 		}
 	}
+	if cfg.Cache, cfg.CacheTTL, err = cacheFromEnv(product.Service, "PRODUCT_CACHE_TTL"); err != nil {
+		fmt.Fprintln(os.Stderr, "product-service:", err)
+		os.Exit(2)
+	}
+	defer cfg.Cache.Close()
 	m := &product.Main{Config: cfg}
 	if err := m.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "product-service:", err)
 		os.Exit(1)
 	}
+}
+
+// cacheFromEnv reads REDIS_URL and the TTL variable ttlVar.
+func cacheFromEnv(service, ttlVar string) (cache.Cache, time.Duration, error) {
+	c, err := rediscache.OrMemory(os.Getenv("REDIS_URL"), "flotilla:"+service+":", 10_000)
+	if err != nil {
+		return nil, 0, err
+	}
+	var ttl time.Duration
+	if v := os.Getenv(ttlVar); v != "" {
+		if ttl, err = time.ParseDuration(v); err != nil || ttl <= 0 {
+			return nil, 0, fmt.Errorf("%s %q: want a positive duration such as 5m", ttlVar, v)
+		}
+	}
+	return c, ttl, nil
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -105,3 +106,18 @@ func (c *Cache) Clear(ctx context.Context) error {
 
 // Close implements cache.Cache.
 func (c *Cache) Close() error { return c.c.Close() }
+
+// OrMemory is the one switch the shop's mains use: the Redis cache at url
+// (REDIS_URL) when it is set, an in-process LRU of size entries when it is
+// empty; any other scheme is an error naming the ones supported.
+func OrMemory(url, prefix string, size int) (cache.Cache, error) {
+	scheme, _, _ := strings.Cut(url, "://")
+	switch {
+	case url == "":
+		return cache.NewMemory(size), nil
+	case scheme == "redis" || scheme == "rediss":
+		return Open(url, prefix)
+	default:
+		return nil, fmt.Errorf("REDIS_URL %q: unsupported scheme %q; want redis://host:port/db or rediss://", url, scheme)
+	}
+}
