@@ -86,6 +86,7 @@ func TestContractProvider(t *testing.T) {
 	// The same message pacts fail against a producer that renamed a field.
 	t.Run("broken producer fails", func(t *testing.T) {
 		bv := v
+		bv.Sources, bv.Publisher = shoppact.Files(t), nil // broken on purpose: pacts/, nothing published
 		bv.FilterDescription = "^a ProductCreated event$"
 		created := v.MessageProducers["a ProductCreated event"]
 		bv.MessageProducers = map[string]contract.MessageProducer{

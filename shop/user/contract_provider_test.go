@@ -85,6 +85,7 @@ func TestContractProvider(t *testing.T) {
 	t.Run("broken provider fails", func(t *testing.T) {
 		broken := shoppact.Tamper(t, m.URL(), "/users/me", func(b map[string]any) { b["userId"] = b["id"]; delete(b, "id") })
 		bv := shoppact.Verifier(t, user.Service, broken, auth, states)
+		bv.Sources, bv.Publisher = shoppact.Files(t), nil // broken on purpose: pacts/, nothing published
 		bv.MessageProducers = v.MessageProducers
 		rep, err := bv.Run(context.Background())
 		if err != nil {

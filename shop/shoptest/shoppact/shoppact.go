@@ -4,7 +4,9 @@
 // request filter that swaps a recorded bearer token for one the real
 // user-service issued (as Pact users do with a request filter), and the
 // conversion between an event's Avro encoding and its Avro JSON shape, the
-// content of the shop's message pacts.
+// content of the shop's message pacts; and where provider verifications
+// read pacts and publish results (pacts/ by default, a contract broker
+// when FLOTILLA_BROKER_URL is set: see Sources and Publisher).
 package shoppact
 
 import (
@@ -208,13 +210,18 @@ func Dir(t testing.TB) string {
 	}
 }
 
-// Verifier is the verification of every pact in Dir naming provider,
-// against the provider at base, with auth as the request filter.
+// Verifier is the verification of provider's pacts (Sources: pacts/, or
+// a broker's pacts for verification), against the provider at base, with
+// auth as the request filter, publishing its results when Publisher says
+// so. A check against a provider broken on purpose sets Sources to Files
+// and Publisher to nil: it must never publish.
 func Verifier(t testing.TB, provider, base string, auth *Auth, states map[string]contract.StateHandler) contract.Verifier {
+	t.Helper()
 	return contract.Verifier{
 		Provider:        provider,
 		BaseURL:         base,
-		Sources:         []contract.Source{contract.FileSource{Paths: []string{Dir(t)}}},
+		Sources:         Sources(t, provider),
+		Publisher:       Publisher(t, provider),
 		StateHandlers:   states,
 		Client:          auth.Client(),
 		NoStateTeardown: true,
