@@ -3,6 +3,19 @@
 // deployments, asks the matrix whether versions can be deployed, and reads
 // verification results. It follows HAL links where the Pact CLI does, so it
 // works against any broker the Pact CLI works against.
+//
+// For provider verification, VerificationSource is a contract.Source of
+// the broker's pacts for verification (consumer version selectors,
+// pending and WIP pacts) and ResultPublisher a contract.ResultPublisher
+// of the results, so a provider's Go test verifies what the broker
+// selects with contract.Verify:
+//
+//	c, _ := client.New(brokerURL, client.WithToken(token))
+//	opts := client.VerificationOptions{Provider: "payment-service", ProviderVersion: v, ProviderBranch: "main",
+//		ConsumerVersionSelectors: []map[string]any{{"mainBranch": true}, {"deployedOrReleased": true}}, EnablePending: true}
+//	src, _ := c.VerificationSource(opts)
+//	pub, _ := c.ResultPublisher(opts)
+//	contract.Verify(t, contract.Verifier{BaseURL: base, Sources: []contract.Source{src}, Publisher: pub, StateHandlers: states})
 package client
 
 import (
