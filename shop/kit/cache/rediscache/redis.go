@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,8 +40,20 @@ func Open(url, prefix string) (*Cache, error) {
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = Timeout, Timeout, Timeout, Timeout
 	opt.MaxRetries = -1 // fail fast: the caller falls back to the source
 	opt.ContextTimeoutEnabled = true
+	quietOnce.Do(func() { redis.SetLogger(debugLog{}) })
 	return &Cache{c: redis.NewClient(opt), prefix: prefix}, nil
 }
+
+// debugLog sends go-redis's own log lines (a dial failure per pooled
+// connection while Redis is away) to slog at debug level: the caller
+// reports an unavailable cache once, as a warning.
+type debugLog struct{}
+
+func (debugLog) Printf(ctx context.Context, format string, v ...any) {
+	slog.DebugContext(ctx, "redis client", "msg", fmt.Sprintf(format, v...))
+}
+
+var quietOnce sync.Once
 
 // Get implements cache.Cache.
 func (c *Cache) Get(ctx context.Context, key string) ([]byte, error) {
