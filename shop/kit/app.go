@@ -179,6 +179,7 @@ func (a *App) Consume(ctx context.Context, topic string, fn ConsumeFunc) error {
 		return err
 	}, a.Crash)
 	sub, err := a.Bus.Subscribe(ctx, bus.Subscription{Topic: topic, Group: a.Config.Service, Handler: func(ctx context.Context, m bus.Message) error {
+		ctx = WithService(ctx, a.Config.Service)
 		err := h(ctx, m)
 		if err != nil && !bus.IsPermanent(err) {
 			a.Log.WarnContext(ctx, "consume", "topic", topic, "event_id", m.ID(), "delivery", m.Delivery, "err", err)
@@ -208,7 +209,7 @@ func (a *App) Go(fn func(ctx context.Context)) {
 
 // Serve starts the relay and the HTTP server, and returns immediately.
 func (a *App) Serve() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(WithService(context.Background(), a.Config.Service))
 	a.cancel = cancel
 	a.bgCtx = ctx
 	for _, fn := range a.bgFns {
@@ -221,6 +222,7 @@ func (a *App) Serve() {
 	}()
 	a.srv = &http.Server{
 		Handler:           logRequests(a.Log, traceContext(a.Mux)),
+		BaseContext:       func(net.Listener) context.Context { return WithService(context.Background(), a.Config.Service) },
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

@@ -93,6 +93,9 @@ func (v *Verifier) key(ctx context.Context, kid string) (ed25519.PublicKey, erro
 	if err != nil {
 		return nil, err
 	}
+	if s := ServiceFrom(ctx); s != "" {
+		req.Header.Set(CallerHeader, s)
+	}
 	resp, err := v.Client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("fetch jwks: %w", err)

@@ -61,6 +61,9 @@ func (c *Client) Do(ctx context.Context, method, path, token string, headers map
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	req.Header.Set("traceparent", Traceparent(ctx))
+	if s := ServiceFrom(ctx); s != "" {
+		req.Header.Set(CallerHeader, s)
+	}
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
