@@ -4,8 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -186,5 +192,36 @@ func TestSearchService(t *testing.T) {
 				return r.Hits[0].SKU == "SKU-0002" && r.Hits[0].Popularity == 2, fmt.Sprintf("%+v", r.Hits[0])
 			})
 		}
+	})
+}
+
+// product-service unavailable when search-service starts with an empty
+// index: the rebuild fails, says why, and is retried until it succeeds.
+func TestRebuildRetriesUntilProductServiceAnswers(t *testing.T) {
+	env := kittest.SQLiteEnv(t)
+	users, _, _ := usertest.StartForTest(t, env)
+	products := producttest.Start(t, env, users.URL(), 4)
+	var up atomic.Bool
+	target, _ := url.Parse(products.URL())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, `{"error":{"code":"not_ready","message":"starting"}}`, http.StatusServiceUnavailable)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer gate.Close()
+	kc := env.Config(t, search.Service)
+	kc.Deps["product"] = gate.URL
+	m := start(t, kc, filepath.Join(t.TempDir(), "index"))
+	eventually(t, "the failed rebuild reported", func() (bool, string) {
+		st := m.Status()
+		return st.Error != "" && strings.Contains(st.Error, "503"), fmt.Sprintf("%+v", st)
+	})
+	up.Store(true)
+	eventually(t, "the rebuild retried and done", func() (bool, string) {
+		r := query(t, m, "limit=1")
+		return r.Total == 4, fmt.Sprintf("total %d, status %+v", r.Total, m.Status())
 	})
 }
