@@ -86,7 +86,7 @@ func TestAffectedWorkingTree(t *testing.T) {
 	for _, want := range []string{
 		`changed=["analytics-service","cart-service","inventory-service","notification-service","order-service","payment-service","product-service","search-service","shipping-service","user-service"]`,
 		"wave_count=5\n",
-		`wave_1=["analytics-service","notification-service","user-service"]`,
+		`wave_1=["analytics-service","user-service"]`,
 		`wave_5=["shipping-service"]`,
 		"any=true\n",
 	} {
