@@ -122,3 +122,30 @@ func TestThrough(t *testing.T) {
 		t.Errorf("load error = %v, want it returned", err)
 	}
 }
+
+// A read that loaded before a change committed, and finishes after the
+// change invalidated the key, must not store its older value.
+func TestThroughDoesNotStoreAValueOlderThanAnInvalidation(t *testing.T) {
+	ctx := context.Background()
+	th := &cache.Through{Cache: cache.NewMemory(10), TTL: time.Minute}
+	loaded, release := make(chan struct{}), make(chan struct{})
+	done := make(chan []byte)
+	go func() {
+		v, _ := th.Get(ctx, "k", func(context.Context) ([]byte, error) {
+			close(loaded)
+			<-release
+			return []byte("old"), nil
+		})
+		done <- v
+	}()
+	<-loaded
+	th.Invalidate(ctx, "k") // the change commits and invalidates
+	close(release)
+	if v := <-done; string(v) != "old" {
+		t.Fatalf("the racing read got %q", v)
+	}
+	v, err := th.Get(ctx, "k", func(context.Context) ([]byte, error) { return []byte("new"), nil })
+	if err != nil || string(v) != "new" {
+		t.Fatalf("read after the change = %q, %v; want new (the racing read's old value must not be cached)", v, err)
+	}
+}

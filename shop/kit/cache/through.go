@@ -15,7 +15,9 @@ import (
 // bypassed for Cooldown so requests do not each wait for a dead server;
 // invalidations that fail meanwhile are kept and replayed before the cache
 // is used again, so it never serves what was invalidated while it was
-// away.
+// away. A value loaded while an invalidation ran is returned but not
+// stored: it may predate the change (in this process; other processes
+// sharing Redis are bounded by the TTL).
 type Through struct {
 	Cache    Cache
 	TTL      time.Duration
@@ -23,6 +25,7 @@ type Through struct {
 	Log      *slog.Logger
 
 	hits, misses, errs, bypassed atomic.Int64
+	gen                          atomic.Int64 // invalidations so far
 
 	mu        sync.Mutex
 	downUntil time.Time
@@ -116,9 +119,13 @@ func (t *Through) Get(ctx context.Context, key string, load func(context.Context
 		return load(ctx)
 	}
 	t.misses.Add(1)
+	g := t.gen.Load()
 	v, err = load(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if t.gen.Load() != g {
+		return v, nil // an invalidation ran meanwhile: v may be older than it
 	}
 	if err := t.Cache.Set(ctx, key, v, t.TTL); err != nil {
 		t.fail(ctx, "set", err)
@@ -132,6 +139,7 @@ func (t *Through) Invalidate(ctx context.Context, keys ...string) {
 	if len(keys) == 0 {
 		return
 	}
+	t.gen.Add(1)
 	err := errors.New("cache unavailable")
 	if t.usable(ctx) {
 		err = t.Cache.Delete(ctx, keys...)
