@@ -19,6 +19,7 @@ import (
 	"github.com/flotilla-ci/flotilla/shop/kit"
 	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
 	"github.com/flotilla-ci/flotilla/shop/order"
+	"github.com/flotilla-ci/flotilla/shop/product"
 	"github.com/flotilla-ci/flotilla/shop/product/producttest"
 	"github.com/flotilla-ci/flotilla/shop/search"
 	"github.com/flotilla-ci/flotilla/shop/search/bleveindex"
@@ -224,4 +225,55 @@ func TestRebuildRetriesUntilProductServiceAnswers(t *testing.T) {
 		r := query(t, m, "limit=1")
 		return r.Total == 4, fmt.Sprintf("total %d, status %+v", r.Total, m.Status())
 	})
+}
+
+// Events applied out of order keep the newest version of each group of
+// fields: a price change that overtook its product's creation keeps its
+// price, and an update older than what is indexed is ignored.
+func TestOutOfOrderProductEvents(t *testing.T) {
+	ctx := context.Background()
+	env := kittest.SQLiteEnv(t)
+	kc := env.Config(t, search.Service)
+	kc.Deps["product"] = "http://127.0.0.1:9" // the index is made non-empty below, so no rebuild runs
+	dir := filepath.Join(t.TempDir(), "index")
+	idx, err := bleveindex.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idx.Put(ctx, search.Doc{SKU: "SEED-1", Name: "seed", Category: "toys", Price: 1, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	_ = idx.Close()
+	m := start(t, kc, dir)
+	b, codec := publisher(t, env)
+	if err := codec.Load(ctx, product.Schemas()); err != nil {
+		t.Fatal(err)
+	}
+	pub := func(event string, v any) {
+		msg, err := codec.Message(ctx, event, "LAMP-1", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Publish(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now().UTC().Truncate(time.Millisecond)
+	pub("PriceChanged", map[string]any{"sku": "LAMP-1", "oldPrice": int64(1000), "newPrice": int64(1500), "currency": "EUR", "timestamp": t0.Add(2 * time.Second), "version": 1})
+	pub("ProductUpdated", map[string]any{"sku": "LAMP-1", "name": "Brass lamp", "description": "", "category": "home", "active": true, "timestamp": t0.Add(3 * time.Second), "version": 1})
+	pub("ProductCreated", map[string]any{"sku": "LAMP-1", "name": "Desk lamp", "description": "", "category": "home", "price": int64(1000), "currency": "EUR", "sellerId": "s", "timestamp": t0, "version": 1})
+	pub("ProductUpdated", map[string]any{"sku": "LAMP-1", "name": "Old lamp", "description": "", "category": "home", "active": true, "timestamp": t0.Add(time.Second), "version": 1})
+	eventually(t, "the newest name and price indexed", func() (bool, string) {
+		r := query(t, m, "q=lamp&facets=false")
+		if r.Total != 1 {
+			return false, fmt.Sprintf("total %d", r.Total)
+		}
+		h := r.Hits[0]
+		return h.Name == "Brass lamp" && h.Price == 1500, fmt.Sprintf("%+v", h)
+	})
+	// Give the stale update time to arrive, then check again.
+	time.Sleep(300 * time.Millisecond)
+	if h := query(t, m, "q=lamp&facets=false").Hits[0]; h.Name != "Brass lamp" || h.Price != 1500 {
+		t.Fatalf("after every event: %+v, want Brass lamp at 1500", h)
+	}
 }
