@@ -47,8 +47,8 @@ func TestShopManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := [][]string{
-		{"analytics-service", "notification-service", "user-service"},
-		{"payment-service", "product-service"},
+		{"analytics-service", "user-service"},
+		{"notification-service", "payment-service", "product-service"},
 		{"cart-service", "inventory-service", "search-service"},
 		{"order-service"},
 		{"shipping-service"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,6 +135,23 @@ func TestContractEvents(t *testing.T) {
 		Verify(t, handle("PriceChanged", product.Schemas(), indexed("SKU-0500", 1999, false)))
 
 	orders := contract.NewConsumerPact(contract.Config{Consumer: search.Service, Provider: "order-service"})
+	orders.ExpectsToReceive("an OrderCreated event").
+		WithMetadata(shoppact.Metadata("OrderCreated")).
+		WithContent(map[string]any{
+			"orderId": contract.Like("o-1"), "userId": contract.Like("u-42"),
+			"items": contract.EachLike("SKU-0500", 1, 0), "total": contract.Decimal(24.74),
+			"lines": contract.EachLike(map[string]any{
+				"sku": contract.Like("SKU-0500"), "quantity": contract.Integer(2), "unitPrice": contract.Integer(1237),
+			}, 1, 0),
+			"timestamp": ts, "version": contract.Like("1"),
+		}).
+		Verify(t, handle("OrderCreated", order.Schemas(), func() error {
+			var lines string
+			if err := m.App().DB.QueryRowContext(ctx, `SELECT lines FROM search_orders WHERE order_id = $1`, "o-1").Scan(&lines); err != nil || !strings.Contains(lines, "SKU-0500") {
+				return fmt.Errorf("order o-1's lines not recorded for popularity: %q, %v", lines, err)
+			}
+			return nil
+		}))
 	orders.ExpectsToReceive("an OrderConfirmed event").
 		WithMetadata(shoppact.Metadata("OrderConfirmed")).
 		WithContent(map[string]any{
