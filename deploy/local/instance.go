@@ -126,9 +126,11 @@ func (in *instance) launch() error {
 		return fmt.Errorf("open log: %w", err)
 	}
 	defer func() { _ = logf.Close() }()
-	// Each service runs in a folder of its own under the data directory,
-	// so relative paths it writes to stay out of the repository.
-	wd := filepath.Join(in.t.cfg.Dir, "run", in.v.spec.Service)
+	// Each version of a service runs in a folder of its own under the
+	// data directory, so relative paths it writes to stay out of the
+	// repository, and a file one version holds locked (search-service's
+	// Bleve index) does not keep the next from starting beside it.
+	wd := filepath.Join(in.t.cfg.Dir, "run", in.v.spec.Service, in.v.spec.Version)
 	if err := os.MkdirAll(wd, 0o755); err != nil {
 		return fmt.Errorf("working directory: %w", err)
 	}

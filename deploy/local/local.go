@@ -10,7 +10,7 @@
 //	bin/<service>/<digest>/<service>    the artifacts (never rebuilt while present;
 //	                                    Config.ArtifactDir moves them)
 //	logs/<service>/<version>.log        every instance's stdout and stderr
-//	run/<service>/                      an instance's working directory
+//	run/<service>/<version>/            its instances' working directory
 //	data/<service>.db                   its DATABASE_URL, unless the spec sets one
 //	state.json                          the instances, so a restarted control plane adopts them
 //

@@ -143,7 +143,7 @@ func TestApplyStatusRemove(t *testing.T) {
 	}
 	code, body := get(t, insts[0].Addr, "/")
 	want := map[string]any{"service": "alpha-service", "version": "v1", "dep": "http://127.0.0.1:1",
-		"db": filepath.Join(dir, "data", "alpha-service.db"), "wd": filepath.Join(dir, "run", "alpha-service")}
+		"db": filepath.Join(dir, "data", "alpha-service.db"), "wd": filepath.Join(dir, "run", "alpha-service", "v1")}
 	if code != 200 || !cmp.Equal(body, want) {
 		t.Errorf("GET / = %d %v, want 200 %v", code, body, want)
 	}
