@@ -1,0 +1,318 @@
+package controlplane_test
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/flotilla-ci/flotilla/controlplane"
+	"github.com/flotilla-ci/flotilla/deploy"
+	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/shop/load"
+)
+
+var e2eRate = flag.Float64("e2e.rate", 50, "flows per second of the end-to-end test's constant load (50 flows/s of its mix is about 100 requests/s)")
+
+// withDeployEnv returns the manifest src with key=value added to every
+// service's deploy.env: a deploy-time config change, which the version
+// scheme turns into a new version of every service (the same binary,
+// started with a new environment).
+func withDeployEnv(t *testing.T, src []byte, key, value string) []byte {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		t.Fatal(err)
+	}
+	child := func(m *yaml.Node, key string) *yaml.Node {
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			if m.Content[i].Value == key {
+				return m.Content[i+1]
+			}
+		}
+		v := &yaml.Node{Kind: yaml.MappingNode}
+		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, v)
+		return v
+	}
+	services := child(doc.Content[0], "services")
+	for i := 1; i < len(services.Content); i += 2 {
+		env := child(child(services.Content[i], "deploy"), "env")
+		v := child(env, key)
+		v.Kind, v.Tag, v.Value = yaml.ScalarNode, "!!str", value
+	}
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// The issue's end-to-end test: the platform up from a clean data
+// directory with all ten services of the shop's real manifest, orders
+// placed through the gateway, then every service redeployed with a new
+// version, in waves, while a constant load of reads and checkouts goes
+// through the gateway: not one request fails, every service serves its
+// new version, and the history has the release's ten deployments from
+// old to new. No process is left behind.
+//
+// The new versions come from a real change: LOG_LEVEL added to every
+// service's deploy env in the manifest, which the version scheme makes a
+// new version (the source version with a config-hash suffix) that reuses
+// the built binary. The platform runs on a copy of flotilla.yaml beside
+// it (the services' paths are relative to the manifest's directory), and
+// the copy is edited as a user edits flotilla.yaml before `flotilla
+// deploy --all`.
+//
+// It builds the ten services: about a minute with a warm Go build cache,
+// a few minutes on two cores with a cold one.
+func TestPlatformRedeployAllUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the shop's ten services")
+	}
+	real, err := filepath.Abs("../flotilla.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(real), "flotilla.e2e-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := f.Name()
+	t.Cleanup(func() { _ = os.Remove(manifest) })
+	if _, err := f.Write(src); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := graph.Load(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := m.Names()
+	if len(all) != 10 {
+		t.Fatalf("the manifest has %d services (%v), want the shop's ten", len(all), all)
+	}
+
+	data := t.TempDir()
+	cfg := platformConfig(manifest, data)
+	started := time.Now()
+	info, stop := runPlatform(t, cfg)
+	t.Logf("up: %d services in %v", len(info.Services), time.Since(started).Round(time.Millisecond))
+	if len(info.Services) != 10 {
+		t.Fatalf("the platform runs %d services, want 10", len(info.Services))
+	}
+	old := map[string]string{}
+	for _, s := range info.Services {
+		if s.Version == "" {
+			t.Fatalf("%s has no version after up", s.Name)
+		}
+		old[s.Name] = s.Version
+	}
+	if info.Demo == nil || info.Demo.Stocked == 0 {
+		t.Fatalf("demo data %+v, want stocked products to order", info.Demo)
+	}
+
+	// Orders through the gateway.
+	ctx := context.Background()
+	orders := load.DefaultConfig()
+	orders.Targets = load.Targets{Gateway: info.Gateway}
+	orders.Mode, orders.Users, orders.Requests = load.Closed, 4, 60
+	orders.Flows = map[string]int{load.Checkout: 1}
+	sum, err := load.Run(ctx, orders, nil)
+	if err != nil {
+		t.Fatalf("orders through the gateway: %v", err)
+	}
+	if sum.Errors > 0 || sum.OrdersPlaced == 0 || sum.Confirmed == 0 {
+		t.Fatalf("orders through the gateway: %d placed, %d confirmed, %d errors %v %v; want orders placed and confirmed, no errors",
+			sum.OrdersPlaced, sum.Confirmed, sum.Errors, sum.ErrorsByStatus, sum.Samples)
+	}
+	t.Logf("orders through the gateway: %d placed, %d confirmed", sum.OrdersPlaced, sum.Confirmed)
+
+	// The constant load, open loop: flows start at the rate whatever the
+	// answers take, so a request held up by the redeploy shows.
+	lc := load.DefaultConfig()
+	lc.Targets = load.Targets{Gateway: info.Gateway}
+	lc.Mode, lc.Rate, lc.Users = load.Open, *e2eRate, 40
+	lc.Flows = map[string]int{load.Browse: 3, load.Search: 1, load.Checkout: 1, load.Track: 1}
+	lc.Timeout = load.Duration(30 * time.Second)
+	lc.Duration = load.Duration(30 * time.Minute) // stopped once the redeploy is done
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	var (
+		wg      sync.WaitGroup
+		under   *load.Summary
+		loadErr error
+	)
+	ticks, loadDone := make(chan struct{}, 1), make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(loadDone)
+		under, loadErr = load.Run(loadCtx, lc, ticker(ticks))
+	}()
+	// The run registers its accounts first; its progress ticks once a
+	// second once flows run. Deploy after two of them.
+	for range 2 {
+		select {
+		case <-ticks:
+		case <-loadDone:
+			t.Fatalf("the load ended before the redeploy: %v", loadErr)
+		}
+	}
+
+	// The change: LOG_LEVEL in every service's deploy env.
+	if err := os.WriteFile(manifest, withDeployEnv(t, src, "LOG_LEVEL", "warn"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client := controlplane.NewClient(info.API)
+	var waves [][]string
+	deployStarted := time.Now()
+	rep, err := client.Deploy(ctx, deploy.Request{All: true, Who: "e2e"}, func(e deploy.Event) {
+		if e.Step == deploy.StepDone && e.Service != "" {
+			for len(waves) < e.Wave {
+				waves = append(waves, nil)
+			}
+			waves[e.Wave-1] = append(waves[e.Wave-1], e.Service)
+		}
+	})
+	deployTook := time.Since(deployStarted)
+	for range 2 { // the load goes on after the last drain
+		select {
+		case <-ticks:
+		case <-loadDone:
+		}
+	}
+	stopLoad()
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("redeploy: %v\n%v", err, upOutcomes(rep))
+	}
+	if loadErr != nil {
+		t.Fatalf("load: %v", loadErr)
+	}
+	t.Logf("redeploy of %d services in %d waves %v: %v", len(rep.Outcomes), len(waves), waves, deployTook.Round(time.Millisecond))
+	t.Logf("load during the redeploy: %d requests in %v (%.0f/s), %d flows %v, %d orders placed, %d skipped, p99 %v",
+		under.Requests, under.Elapsed.Round(time.Millisecond), under.Rate, len(under.Flows), under.Flows, under.OrdersPlaced, under.Skipped, under.P99)
+
+	// Not one request failed, and the load really ran through it all.
+	if under.Errors > 0 {
+		t.Errorf("%d of %d requests failed during the redeploy, by status %v: %v", under.Errors, under.Requests, under.ErrorsByStatus, under.Samples)
+	}
+	if under.Flows[load.Checkout] == 0 || under.OrdersPlaced == 0 || under.Flows[load.Browse] == 0 {
+		t.Errorf("the load ran flows %v and placed %d orders; want reads and checkouts throughout", under.Flows, under.OrdersPlaced)
+	}
+	if least := deployTook.Seconds() * *e2eRate / 2; float64(under.Requests) < least {
+		t.Errorf("the load sent %d requests while the redeploy took %v; want at least %.0f", under.Requests, deployTook, least)
+	}
+
+	// Every service deployed in dependency order, from its old version to a new one.
+	if len(rep.Outcomes) != 10 {
+		t.Fatalf("the release has %d outcomes, want 10: %v", len(rep.Outcomes), upOutcomes(rep))
+	}
+	wave := map[string]int{}
+	next := map[string]string{}
+	for _, oc := range rep.Outcomes {
+		wave[oc.Service] = oc.Wave
+		next[oc.Service] = oc.Version
+		if oc.Result != deploy.Succeeded || oc.Previous != old[oc.Service] || oc.Version == old[oc.Service] {
+			t.Errorf("%s: %s %s → %s (%s), want succeeded from %s to a new version", oc.Service, oc.Result, oc.Previous, oc.Version, oc.Reason, old[oc.Service])
+		}
+		if !strings.Contains(oc.Version, "-") {
+			t.Errorf("%s's new version %s has no config suffix", oc.Service, oc.Version)
+		}
+	}
+	g := graph.New(m)
+	for _, s := range all {
+		for _, d := range g.DependsOn(s) {
+			if wave[d] >= wave[s] {
+				t.Errorf("%s (wave %d) was deployed no earlier than %s (wave %d), which depends on it", d, wave[d], s, wave[s])
+			}
+		}
+	}
+	if len(waves) < 2 {
+		t.Errorf("the release ran in %d wave(s), want the graph's waves", len(waves))
+	}
+
+	// The status API: every service on its new version alone.
+	st, err := client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Services) != 10 {
+		t.Fatalf("status has %d services, want 10", len(st.Services))
+	}
+	for _, s := range st.Services {
+		if s.Stable != next[s.Service] || len(s.Canary) > 0 || s.Health != "ready" || s.Weights[next[s.Service]] != 100 {
+			t.Errorf("status of %s: stable %s, canary %v, weights %v, %s; want %s alone, ready, with all the traffic", s.Service, s.Stable, s.Canary, s.Weights, s.Health, next[s.Service])
+		}
+		for _, in := range s.Instances {
+			if in.Version != next[s.Service] {
+				t.Errorf("%s still runs an instance of %s (pid %d)", s.Service, in.Version, in.PID)
+			}
+		}
+	}
+
+	// The history: the release's ten records, old → new.
+	hist, err := client.History(ctx, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]deploy.Record{}
+	for _, r := range hist {
+		if r.Release == rep.Release {
+			got[r.Service] = r
+		}
+	}
+	if len(got) != 10 {
+		t.Errorf("the history has %d records of release %d, want 10", len(got), rep.Release)
+	}
+	for _, s := range all {
+		r := got[s]
+		if r.Action != deploy.RecordDeploy || r.Result != deploy.Succeeded || r.Previous != old[s] || r.Version != next[s] || r.Who != "e2e" {
+			t.Errorf("history of %s in release %d: %+v; want a succeeded deploy by e2e from %s to %s", s, rep.Release, r, old[s], next[s])
+		}
+	}
+
+	// A clean stop leaves nothing running.
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if left := processesUnder(t, data); len(left) > 0 {
+		t.Fatalf("processes left running after the platform stopped: %v", left)
+	}
+}
+
+// ticker is a progress writer for load.Run that signals each line on c
+// (dropping a signal nobody waits for).
+type ticker chan<- struct{}
+
+func (t ticker) Write(p []byte) (int, error) {
+	select {
+	case t <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+// upOutcomes lists a report's outcomes, one a line.
+func upOutcomes(rep *deploy.Report) string {
+	if rep == nil {
+		return "(no report)"
+	}
+	var b strings.Builder
+	for _, oc := range rep.Outcomes {
+		b.WriteString(oc.Service + " " + string(oc.Result) + " " + oc.Previous + " → " + oc.Version + " " + oc.Reason + "\n")
+	}
+	return b.String()
+}
