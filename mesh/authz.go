@@ -133,7 +133,7 @@ func (m *Mesh) authorize(r *http.Request, dst string) (string, bool) {
 		return m.metrics.sourceLabel(caller), true
 	}
 	src := caller
-	allowed := true
+	var allowed bool
 	if !p.Known(caller) {
 		src = UnknownCaller
 		allowed = m.cfg.Authz.Unknown == UnknownAllow

@@ -17,9 +17,9 @@ import (
 // version drained.
 func Example() {
 	ctx := context.Background()
-	v1 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "v1") }))
+	v1 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "v1") }))
 	defer v1.Close()
-	v2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "v2") }))
+	v2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "v2") }))
 	defer v2.Close()
 
 	m, err := mesh.New(mesh.Config{
@@ -29,7 +29,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	defer m.Close(ctx)
+	defer func() { _ = m.Close(ctx) }()
 	addr, _ := m.AddService(ctx, mesh.ServiceConfig{Name: "order-service"})
 	_ = m.SetSubset(ctx, "order-service", mesh.Subset{Name: "v1", Endpoints: []string{strings.TrimPrefix(v1.URL, "http://")}})
 	_ = m.SetSubset(ctx, "order-service", mesh.Subset{Name: "v2", Canary: true, Endpoints: []string{strings.TrimPrefix(v2.URL, "http://")}})
@@ -45,7 +45,7 @@ func Example() {
 		if err != nil {
 			return err.Error()
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		b, _ := io.ReadAll(resp.Body)
 		return fmt.Sprintf("%d %s", resp.StatusCode, b)
 	}

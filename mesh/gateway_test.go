@@ -199,7 +199,7 @@ func TestGatewayJWT(t *testing.T) {
 		{"forged (another key, same kid)", "/api/orders/1", sign(t, jwt.SigningMethodRS256, "rsa-1", r2, "mallory", exp), 401, "invalid signature"},
 		{"forged EdDSA", "/api/orders/1", sign(t, jwt.SigningMethodEdDSA, "ed-1", otherEd, "mallory", exp), 401, "invalid signature"},
 		{"unknown kid", "/api/orders/1", sign(t, jwt.SigningMethodRS256, "rsa-9", r2, "mallory", exp), 401, "unknown signing key"},
-		{"HS256 with the public key as secret", "/api/orders/1", sign(t, jwt.SigningMethodHS256, "rsa-1", r1.PublicKey.N.Bytes(), "mallory", exp), 401, "invalid"},
+		{"HS256 with the public key as secret", "/api/orders/1", sign(t, jwt.SigningMethodHS256, "rsa-1", r1.N.Bytes(), "mallory", exp), 401, "invalid"},
 		{"garbage", "/api/orders/1", "not.a.token", 401, "malformed"},
 		{"public route without a token", "/api/products/9", "", 200, ""},
 		{"dot-dot cannot dodge the token check", "/api/products/../orders/1", "", 401, "bearer token is required"},

@@ -140,7 +140,7 @@ func doErr(method, url string, hdr map[string]string, body string) (result, erro
 	if err != nil {
 		return result{}, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return result{}, err

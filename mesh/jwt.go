@@ -88,7 +88,7 @@ func (k *jwks) fetch(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fetch jwks: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("fetch jwks %s: status %d", k.url, resp.StatusCode)
 	}

@@ -225,7 +225,7 @@ func (b *leanBody) Close() error {
 	}
 	// Drain a little so the connection can be kept.
 	_, err := io.CopyN(io.Discard, b.rc, 4<<10)
-	b.finish(err == io.EOF)
+	b.finish(errors.Is(err, io.EOF))
 	return nil
 }
 

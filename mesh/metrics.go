@@ -299,6 +299,9 @@ func quantile(q float64, buckets []uint64) time.Duration {
 func (m *Mesh) MetricsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		// A bufio.Writer keeps its first error and Flush returns it, so the
+		// writers below ignore theirs; a failed write here means the scraper
+		// has gone and there is no one left to tell.
 		bw := bufio.NewWriterSize(w, 32<<10)
 		m.metrics.write(bw)
 		_ = bw.Flush()
@@ -336,10 +339,10 @@ func (m *Mesh) writeState(w *bufio.Writer) {
 	}
 	buf := make([]byte, 0, 256)
 	gauge := func(name, help string, rows []row) {
-		w.WriteString("# HELP " + name + " " + help + "\n# TYPE " + name + " gauge\n")
+		_, _ = w.WriteString("# HELP " + name + " " + help + "\n# TYPE " + name + " gauge\n")
 		for _, r := range rows {
 			buf = appendSample(buf[:0], name, r.labels, "", "", r.v)
-			w.Write(buf)
+			_, _ = w.Write(buf)
 		}
 	}
 	gauge("flotilla_mesh_subset_weight", "The weight of each subset (version) of a service.", weights)
@@ -390,7 +393,7 @@ func (r *registry) write(w *bufio.Writer) {
 	labels := func(s series, class int) []string {
 		return []string{"destination", s.v.service, "version", s.v.version, "source", s.ss.source, "status_class", classNames[class]}
 	}
-	w.WriteString("# HELP flotilla_mesh_requests_total Requests the mesh proxied, by destination service, version (subset), source service and status class.\n# TYPE flotilla_mesh_requests_total counter\n")
+	_, _ = w.WriteString("# HELP flotilla_mesh_requests_total Requests the mesh proxied, by destination service, version (subset), source service and status class.\n# TYPE flotilla_mesh_requests_total counter\n")
 	for _, s := range all {
 		for c := range s.ss.classes {
 			n := s.ss.classes[c].count.Load()
@@ -398,10 +401,10 @@ func (r *registry) write(w *bufio.Writer) {
 				continue
 			}
 			buf = appendSample(buf[:0], "flotilla_mesh_requests_total", labels(s, c), "", "", float64(n))
-			w.Write(buf)
+			_, _ = w.Write(buf)
 		}
 	}
-	w.WriteString("# HELP flotilla_mesh_request_duration_seconds Time from the mesh receiving a request to the end of its response.\n# TYPE flotilla_mesh_request_duration_seconds histogram\n")
+	_, _ = w.WriteString("# HELP flotilla_mesh_request_duration_seconds Time from the mesh receiving a request to the end of its response.\n# TYPE flotilla_mesh_request_duration_seconds histogram\n")
 	for _, s := range all {
 		for c := range s.ss.classes {
 			h := &s.ss.classes[c]
@@ -418,13 +421,13 @@ func (r *registry) write(w *bufio.Writer) {
 					le = strconv.FormatFloat(bucketBounds[i], 'g', -1, 64)
 				}
 				buf = appendSample(buf[:0], "flotilla_mesh_request_duration_seconds_bucket", ls, "le", le, float64(cum))
-				w.Write(buf)
+				_, _ = w.Write(buf)
 			}
 			buf = appendSample(buf[:0], "flotilla_mesh_request_duration_seconds_sum", ls, "", "", float64(h.sum.Load())/1e9)
-			w.Write(buf)
+			_, _ = w.Write(buf)
 			// The count is the +Inf bucket, so the two always agree.
 			buf = appendSample(buf[:0], "flotilla_mesh_request_duration_seconds_count", ls, "", "", float64(cum))
-			w.Write(buf)
+			_, _ = w.Write(buf)
 		}
 	}
 	writeCounters(w, "flotilla_mesh_retries_total", "Retries the mesh made (another endpoint, after a connection failure or a retriable response).", retry)
@@ -453,11 +456,11 @@ func sortedCounters[K comparable](m map[K]*counter, lbl func(K) []string) []labe
 }
 
 func writeCounters(w *bufio.Writer, name, help string, cs []labeledCounter) {
-	w.WriteString("# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n")
+	_, _ = w.WriteString("# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n")
 	buf := make([]byte, 0, 256)
 	for _, c := range cs {
 		buf = appendSample(buf[:0], name, c.labels, "", "", float64(c.c.n.Load()))
-		w.Write(buf)
+		_, _ = w.Write(buf)
 	}
 }
 

@@ -146,8 +146,7 @@ func errString(err error) string {
 // hangup is an upstream that reads the request and closes the connection
 // without answering: the request reached it.
 func hangup(t *testing.T) *upstream {
-	var u *upstream
-	u = newUpstream(t, "hangup", func(w http.ResponseWriter, r *http.Request) {
+	u := newUpstream(t, "hangup", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		c, _, err := http.NewResponseController(w).Hijack()
 		if err != nil {

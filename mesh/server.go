@@ -36,7 +36,6 @@ type connServer struct {
 	conns   map[*srvConn]struct{}
 	ln      net.Listener
 	closing atomic.Bool
-	done    chan struct{} // closed when every connection is gone after closing
 }
 
 type srvConn struct {
@@ -158,7 +157,7 @@ func (s *connServer) serveConn(sc *srvConn) {
 				_, _ = io.WriteString(c, "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 36\r\n\r\n431 request header fields too large\n")
 				return
 			}
-			if !errors.Is(err, io.EOF) && !(errors.As(err, &ne) && ne.Timeout()) && !errors.Is(err, net.ErrClosed) {
+			if !errors.Is(err, io.EOF) && (!errors.As(err, &ne) || !ne.Timeout()) && !errors.Is(err, net.ErrClosed) {
 				_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\r\n400 bad request\n")
 			}
 			return
@@ -221,7 +220,7 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 func (s *connServer) run(w *connWriter, req *http.Request) {
 	defer func() {
 		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler {
+			if err, ok := p.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 				w.closeAfter = true
 				return
 			}

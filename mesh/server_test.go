@@ -35,6 +35,7 @@ func TestConnServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer func() { _ = resp.Body.Close() }()
 		if resp.StatusCode != 400 {
 			t.Errorf("status %d", resp.StatusCode)
 		}
@@ -54,6 +55,7 @@ func TestConnServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer func() { _ = resp.Body.Close() }()
 		if resp.StatusCode != 431 {
 			t.Errorf("status %d", resp.StatusCode)
 		}
@@ -67,6 +69,7 @@ func TestConnServer(t *testing.T) {
 				t.Fatalf("response %d: %v", i, err)
 			}
 			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
 			if resp.StatusCode != 200 || string(b) != "u" {
 				t.Errorf("response %d: %d %q", i, resp.StatusCode, b)
 			}
@@ -80,6 +83,7 @@ func TestConnServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
 		if string(b) != "u" {
 			t.Errorf("body %q", b)
 		}
@@ -95,6 +99,7 @@ func TestConnServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, _ = io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
 		if !resp.Close {
 			t.Error("response does not say Connection: close")
 		}
@@ -115,6 +120,7 @@ func TestConnServer(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("final response: %v %v", resp, err)
 		}
+		_ = resp.Body.Close()
 	})
 }
 
@@ -175,7 +181,7 @@ func TestUpgradeThroughTheMesh(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				defer c.Close()
+				defer func() { _ = c.Close() }()
 				_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
 				_ = brw.Flush()
 				buf := make([]byte, 4)
@@ -190,6 +196,7 @@ func TestUpgradeThroughTheMesh(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			_ = resp.Body.Close() // a 101 has no body: the connection is now the echo stream
 			if resp.StatusCode != 101 {
 				t.Fatalf("status %d", resp.StatusCode)
 			}

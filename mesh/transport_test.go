@@ -31,7 +31,10 @@ func TestForwarding(t *testing.T) {
 					w.Header().Set("Trailer", "X-Done")
 					for i := range 5 {
 						fmt.Fprintf(w, "chunk %d\n", i)
-						http.NewResponseController(w).Flush()
+						if err := http.NewResponseController(w).Flush(); err != nil {
+							t.Error(err)
+							return
+						}
 					}
 					w.Header().Set("X-Done", "yes")
 				case "/close":
@@ -67,7 +70,7 @@ func TestForwarding(t *testing.T) {
 			for sc.Scan() {
 				lines++
 			}
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if lines != 5 || resp.Trailer.Get("X-Done") != "yes" {
 				t.Errorf("stream: %d lines, trailer %q", lines, resp.Trailer.Get("X-Done"))
 			}
@@ -76,7 +79,7 @@ func TestForwarding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			hr.Body.Close()
+			_ = hr.Body.Close()
 			if hr.StatusCode != 200 || hr.Header.Get("X-Method") != "HEAD" {
 				t.Errorf("HEAD: %d %v", hr.StatusCode, hr.Header)
 			}
@@ -113,11 +116,11 @@ func BenchmarkProxy(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer m.Close(b.Context())
+			defer func() { _ = m.Close(b.Context()) }()
 			up := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "hello") })}
 			ln := listen(b)
-			go up.Serve(ln)
-			defer up.Close()
+			go func() { _ = up.Serve(ln) }() // ErrServerClosed once the benchmark is done
+			defer func() { _ = up.Close() }()
 			addr, err := m.AddService(b.Context(), ServiceConfig{Name: "product-service"})
 			if err != nil {
 				b.Fatal(err)
@@ -134,7 +137,7 @@ func BenchmarkProxy(b *testing.B) {
 					b.Fatal(err)
 				}
 				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				_ = resp.Body.Close()
 			}
 		})
 	}
