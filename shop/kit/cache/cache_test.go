@@ -97,7 +97,8 @@ func TestThrough(t *testing.T) {
 		}
 		return string(v)
 	}
-	if get() != "v1" || get() != "v1" || loads != 1 {
+	first, second := get(), get()
+	if first != "v1" || second != "v1" || loads != 1 {
 		t.Fatalf("loads = %d after a miss and a hit, want 1", loads)
 	}
 	// The cache goes away: reads come from the source; an invalidation

@@ -140,9 +140,8 @@ func (t *Through) Invalidate(ctx context.Context, keys ...string) {
 		return
 	}
 	t.gen.Add(1)
-	err := errors.New("cache unavailable")
 	if t.usable(ctx) {
-		err = t.Cache.Delete(ctx, keys...)
+		err := t.Cache.Delete(ctx, keys...)
 		if err == nil {
 			return
 		}
