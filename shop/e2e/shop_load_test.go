@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -32,12 +33,12 @@ import (
 
 var (
 	e2eRate     = flag.Float64("e2e.rate", 50, "requests/s the all-services test offers, open loop (converted to flows/s by the mix's requests per flow)")
-	e2eDuration = flag.Duration("e2e.duration", 15*time.Second, "how long the all-services test's load runs (the soak: 5m)")
+	e2eDuration = flag.Duration("e2e.duration", 10*time.Second, "how long the all-services test's load runs (the soak: 5m)")
 	e2eSettle   = flag.Duration("e2e.settle", 90*time.Second, "how long the all-services test waits for every event to be handled")
 )
 
 // shopMix is the all-services test's flows: every one of flotilla load's,
-// with checkouts frequent enough to give each check hundreds of orders.
+// with checkouts a sixth of the flows, so every check sees many orders.
 var shopMix = map[string]int{load.Browse: 4, load.Search: 3, load.AddToCart: 1, load.Checkout: 2, load.Track: 1}
 
 // flowRequests is about how many requests each flow sends (checkout: one
@@ -221,12 +222,12 @@ func readLoadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// startRegistry serves the schema registry (SQLite in memory) as flotilla
+// startRegistry serves the schema registry (on a SQLite file) as flotilla
 // up's control plane does, and returns its URL.
 func startRegistry(t *testing.T) string {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "")
+	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "registry.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +236,7 @@ func startRegistry(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := registry.New(st, registry.DefaultConfig(), nil)
+	srv, err := registry.New(st, registry.DefaultConfig(), slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)
 	}
