@@ -44,6 +44,7 @@ func TestCheckShop(t *testing.T) {
 		{"missing shipment", func(s *shopSnapshot) { delete(s.shipments, "o2") }, "confirmed order o2 has no shipment"},
 		{"two shipments", func(s *shopSnapshot) { s.shipments["o1"] = append(s.shipments["o1"], "LABEL_CREATED") }, "confirmed order o1 has 2 shipments"},
 		{"failed shipment", func(s *shopSnapshot) { s.shipments["o2"] = []string{"FAILED"} }, "confirmed order o2: shipment FAILED"},
+		{"cancelled shipment", func(s *shopSnapshot) { s.shipments["o1"] = []string{"CANCELLED"} }, "confirmed order o1: shipment CANCELLED"},
 		{"shipment of a cancelled order", func(s *shopSnapshot) { s.shipments["o3"] = []string{"LABEL_CREATED"} }, "CANCELLED order o3 has 1 shipments"},
 		{"double notification", func(s *shopSnapshot) {
 			s.confirmations = append(s.confirmations, confirmation{id: "n3", orderID: "o1", status: "SENT"})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http/httptest"
 	"net/url"
@@ -125,11 +126,11 @@ func TestAllServices(t *testing.T) {
 	c.Rate = *e2eRate / requestsPerFlow(shopMix)
 	c.Duration = load.Duration(*e2eDuration)
 	t.Logf("all services: offering %.0f requests/s (%.1f flows/s) for %s", *e2eRate, c.Rate, *e2eDuration)
-	var progress *os.File
+	var progress io.Writer // a line a second, for the soak run with -v
 	if testing.Verbose() && *e2eDuration >= time.Minute {
 		progress = os.Stderr
 	}
-	sum, err := runLoad(ctx, c, progress)
+	sum, err := load.Run(ctx, c, progress)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,13 +202,6 @@ func requestsPerFlow(mix map[string]int) float64 {
 		r += float64(n) * flowRequests[f]
 	}
 	return r / w
-}
-
-func runLoad(ctx context.Context, c load.Config, progress *os.File) (*load.Summary, error) {
-	if progress == nil {
-		return load.Run(ctx, c, nil)
-	}
-	return load.Run(ctx, c, progress)
 }
 
 func readLoadAvg() string {
@@ -334,14 +328,14 @@ func checkShop(s shopSnapshot) (shopCounts, []string) {
 			bad("confirmed order %s has no shipment", o.id)
 		case len(sh) > 1:
 			bad("confirmed order %s has %d shipments", o.id, len(sh))
-		case sh[0] == "PENDING" || sh[0] == "FAILED":
+		case sh[0] != shipping.LabelCreated && sh[0] != shipping.InTransit && sh[0] != shipping.Delivered:
 			bad("confirmed order %s: shipment %s", o.id, sh[0])
 		}
 	}
 	for id, sh := range s.shipments {
 		c.shipments += len(sh)
 		for _, st := range sh {
-			if st == "DELIVERED" {
+			if st == shipping.Delivered {
 				c.delivered++
 			}
 		}
