@@ -46,11 +46,11 @@ func Open(dir string) (*Index, error) {
 	}
 	idx, err := openSafe(dir)
 	if err != nil {
-		return nil, fmt.Errorf("open index %s: %w: %v", dir, search.ErrCorrupt, err)
+		return nil, fmt.Errorf("open index %s: %w: %w", dir, search.ErrCorrupt, err)
 	}
 	if _, err := idx.DocCount(); err != nil {
 		_ = idx.Close()
-		return nil, fmt.Errorf("open index %s: %w: %v", dir, search.ErrCorrupt, err)
+		return nil, fmt.Errorf("open index %s: %w: %w", dir, search.ErrCorrupt, err)
 	}
 	return &Index{idx: idx}, nil
 }

@@ -43,7 +43,7 @@ func i64(v int64) *int64 { return &v }
 func TestSearch(t *testing.T) {
 	ctx := context.Background()
 	x := open(t, filepath.Join(t.TempDir(), "idx"))
-	defer x.Close()
+	defer func() { _ = x.Close() }()
 	if err := x.Put(ctx, catalog...); err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestPutReplacesDeleteRemovesAndReopenKeeps(t *testing.T) {
 		t.Fatal(err)
 	}
 	x = open(t, dir)
-	defer x.Close()
+	defer func() { _ = x.Close() }()
 	if n, err := x.Count(ctx); err != nil || n != 4 {
 		t.Fatalf("count after reopen = %d, %v; want 4", n, err)
 	}
@@ -157,7 +157,7 @@ func TestCorruptIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	x = open(t, dir)
-	defer x.Close()
+	defer func() { _ = x.Close() }()
 	if n, _ := x.Count(context.Background()); n != 0 {
 		t.Errorf("count after reset = %d, want 0", n)
 	}
@@ -166,7 +166,7 @@ func TestCorruptIndex(t *testing.T) {
 func TestEveryWordMustMatch(t *testing.T) {
 	ctx := context.Background()
 	x := open(t, filepath.Join(t.TempDir(), "idx"))
-	defer x.Close()
+	defer func() { _ = x.Close() }()
 	if err := x.Put(ctx, catalog...); err != nil {
 		t.Fatal(err)
 	}
