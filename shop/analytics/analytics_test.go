@@ -181,7 +181,7 @@ func TestAggregates(t *testing.T) {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		for _, line := range []string{
 			`analytics_orders_confirmed_total 3`,
 			`analytics_gmv_minor_total{currency="EUR"} 5900`,
@@ -218,7 +218,7 @@ func TestUnknownVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	store, err := sqlstore.New(ctx, db)
 	if err != nil {
 		t.Fatal(err)

@@ -95,7 +95,7 @@ func TestContractEvents(t *testing.T) {
 				var decoded bool
 				err = m.app.DB.QueryRowContext(ctx, `SELECT decoded FROM analytics_events WHERE event_id = $1`, bm.ID()).Scan(&decoded)
 				if err != nil || !decoded {
-					return fmt.Errorf("%s stored decoded=%v (%v)", event, decoded, err)
+					return fmt.Errorf("%s stored decoded=%v (%v)", event, decoded, err) //nolint:errorlint // err may be nil here: %w would print %!w(<nil>)
 				}
 				return nil
 			})

@@ -71,7 +71,7 @@ var errUndecodable = errors.New("undecodable")
 func (d *decoder) decode(ctx context.Context, event string, data []byte) (map[string]any, int, error) {
 	id, payload, err := serde.SplitHeader(data)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %v", errUndecodable, err)
+		return nil, 0, fmt.Errorf("%w: %w", errUndecodable, err)
 	}
 	sc, err := d.writer(ctx, event, id)
 	if err != nil {
@@ -79,7 +79,7 @@ func (d *decoder) decode(ctx context.Context, event string, data []byte) (map[st
 	}
 	var v any
 	if err := limits.Unmarshal(sc, payload, &v); err != nil {
-		return nil, id, fmt.Errorf("%w: schema id %d: %v", errUndecodable, id, err)
+		return nil, id, fmt.Errorf("%w: schema id %d: %w", errUndecodable, id, err)
 	}
 	rec, ok := v.(map[string]any)
 	if !ok {

@@ -75,7 +75,7 @@ func (s Stats) OrdersPerHour(ctx context.Context, from, to time.Time) ([]Hour, e
 	if err != nil {
 		return nil, fmt.Errorf("orders per hour: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := []Hour{}
 	for rows.Next() {
 		var h Hour
@@ -96,7 +96,7 @@ func (s Stats) Totals(ctx context.Context) (Totals, error) {
 	if err != nil {
 		return t, fmt.Errorf("totals: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		var cur string
 		var n, gmv int64
@@ -132,7 +132,7 @@ func (s Stats) TopProducts(ctx context.Context, n int) ([]ProductSales, error) {
 	if err != nil {
 		return nil, fmt.Errorf("top products: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := []ProductSales{}
 	for rows.Next() {
 		var p ProductSales
@@ -167,7 +167,7 @@ func (s Stats) Cancellations(ctx context.Context) ([]Reason, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cancellations: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := []Reason{}
 	for rows.Next() {
 		var r Reason
@@ -185,7 +185,7 @@ func (s Stats) Events(ctx context.Context) ([]EventCount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("event counts: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := []EventCount{}
 	for rows.Next() {
 		var e EventCount
