@@ -100,7 +100,7 @@ func TestContractOrderConfirmed(t *testing.T) {
 			}
 			var user, status string
 			if err := m.app.DB.QueryRowContext(ctx, `SELECT user_id, status FROM shipments WHERE order_id = $1`, "o-1").Scan(&user, &status); err != nil || user != "u-42" || status != Pending {
-				return fmt.Errorf("shipment of order o-1: user %q status %q, %v", user, status, err)
+				return fmt.Errorf("shipment of order o-1: user %q status %q, %v", user, status, err) //nolint:errorlint // err may be nil here: %w would print %!w(<nil>)
 			}
 			return nil
 		})

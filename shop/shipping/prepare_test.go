@@ -20,7 +20,7 @@ func TestPrepare(t *testing.T) {
 	orders := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := strings.TrimPrefix(r.URL.Path, "/orders/")
 		if r.Header.Get("Authorization") != "Bearer svc-token" {
-			http.Error(w, `{"error":{"code":"unauthorized","message":"no"}}`, 401)
+			http.Error(w, `{"error":{"code":"unauthorized","message":"no"}}`, http.StatusUnauthorized)
 			return
 		}
 		switch id {
@@ -68,7 +68,7 @@ func TestPrepare(t *testing.T) {
 			if err := m.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			defer m.Close()
+			defer func() { _ = m.Close() }()
 			db := m.App().DB
 			ctx := context.Background()
 			if _, err := db.ExecContext(ctx, `INSERT INTO shipments (id, order_id, user_id, status, reason, carrier, service, tracking_number, rate, currency, weight_g, address, attempts, next_ms, created_ms, updated_ms)

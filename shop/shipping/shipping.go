@@ -360,7 +360,7 @@ func (m *Main) due(ctx context.Context, where string, args ...any) ([]string, er
 	if err != nil {
 		return nil, fmt.Errorf("due shipments: %w", err)
 	}
-	defer rs.Close()
+	defer func() { _ = rs.Close() }()
 	var ids []string
 	for rs.Next() {
 		var id string
@@ -572,7 +572,7 @@ func (m *Main) loadBy(ctx context.Context, col, v string) (Shipment, error) {
 	if err != nil {
 		return s, err
 	}
-	defer rs.Close()
+	defer func() { _ = rs.Close() }()
 	s.History = []Step{}
 	for rs.Next() {
 		var st Step

@@ -124,7 +124,7 @@ func TestShipping(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer rs.Close()
+			defer func() { _ = rs.Close() }()
 			out := []string{}
 			for rs.Next() {
 				var topic string
