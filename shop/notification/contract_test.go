@@ -63,7 +63,7 @@ func TestContractEvents(t *testing.T) {
 				var status, text string
 				err = m.app.DB.QueryRowContext(ctx, `SELECT status, body FROM notifications WHERE event_id = $1 AND channel = $2`, bm.ID(), Email).Scan(&status, &text)
 				if err != nil || status == Dead || text == "" {
-					return fmt.Errorf("%s: the email is %q (%v): %s", event, status, err, text)
+					return fmt.Errorf("%s: the email is %q (%v): %s", event, status, err, text) //nolint:errorlint // err may be nil here: %w would print %!w(<nil>)
 				}
 				return nil
 			})

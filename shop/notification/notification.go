@@ -525,7 +525,7 @@ func (m *Main) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	defer rs.Close()
+	defer func() { _ = rs.Close() }()
 	out := []Notification{}
 	for rs.Next() {
 		n, err := scan(rs)

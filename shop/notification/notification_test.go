@@ -270,7 +270,7 @@ func TestNotification(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer sub.Close()
+			defer func() { _ = sub.Close() }()
 			poison := bus.Message{Topic: "OrderConfirmed", Key: "poison", Payload: []byte("\x00\x00\x00\x00\x00\xff\xff\xff"),
 				Headers: map[string]string{bus.HeaderEventID: kit.NewID(), bus.HeaderEventType: "OrderConfirmed"}}
 			if err := pub.bus.Publish(context.Background(), poison); err != nil {

@@ -113,7 +113,7 @@ func (s *SMTP) Send(ctx context.Context, m Mail) error {
 		_ = conn.Close()
 		return classify(s.Addr, "greeting", err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	hello := s.Hello
 	if hello == "" {
 		hello = "localhost"

@@ -79,7 +79,7 @@ func addr(arg string) string {
 
 func (s *smtpServer) serve(c net.Conn) {
 	tp := textproto.NewConn(c)
-	defer tp.Close()
+	defer func() { _ = tp.Close() }()
 	_ = tp.PrintfLine("220 test.local ESMTP")
 	var from string
 	var to []string
