@@ -57,7 +57,7 @@ func TestContractProduct(t *testing.T) {
 			_, err := m.product(ctx, sku)
 			var ke *kit.Error
 			if !errors.As(err, &ke) || ke.Code != code {
-				return fmt.Errorf("product %s: want a %s error, got %v", sku, code, err)
+				return fmt.Errorf("product %s: want a %s error, got %v", sku, code, err) //nolint:errorlint // err may be nil here: %w would print %!w(<nil>)
 			}
 		}
 		return nil

@@ -47,7 +47,7 @@ func TestContractProduct(t *testing.T) {
 			err := m.checkSKU(ctx, sku)
 			var ke *kit.Error
 			if !errors.As(err, &ke) || ke.Code != code {
-				return fmt.Errorf("sku %s: want a %s error, got %v", sku, code, err)
+				return fmt.Errorf("sku %s: want a %s error, got %v", sku, code, err) //nolint:errorlint // err may be nil here: %w would print %!w(<nil>)
 			}
 		}
 		return nil

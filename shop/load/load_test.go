@@ -80,7 +80,7 @@ func TestRunAgainstTheShop(t *testing.T) {
 			if got := orders(); got != placed {
 				t.Errorf("order-service has %d orders; the runs placed %d", got, placed)
 			}
-			if !(s.P50 > 0 && s.P50 <= s.P90 && s.P90 <= s.P99 && s.P99 <= s.Max) {
+			if s.P50 <= 0 || s.P50 > s.P90 || s.P90 > s.P99 || s.P99 > s.Max {
 				t.Errorf("latencies out of order: p50 %v p90 %v p99 %v max %v", s.P50, s.P90, s.P99, s.Max)
 			}
 			if c.Duration >= load.Duration(time.Second) && !strings.Contains(progress.String(), "requests") {

@@ -32,7 +32,7 @@ func TestContractShipmentFailed(t *testing.T) {
 			}
 			var e shipmentFailed
 			if err := m.app.Codec.Decode(ctx, bm.Topic, bm.Payload, &e); err != nil || e.OrderID != "o-1" || e.Reason != "no_address" {
-				return fmt.Errorf("decoded %+v, %v", e, err)
+				return fmt.Errorf("decoded %+v, %v", e, err) //nolint:errorlint // err may be nil here: %w would print %!w(<nil>)
 			}
 			return m.app.DB.InTx(ctx, func(tx *sqldb.Tx) error { return m.shipmentFailed(ctx, tx, bm) })
 		})

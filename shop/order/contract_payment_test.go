@@ -53,15 +53,15 @@ func TestContractPayment(t *testing.T) {
 		tok := shoppact.Token(t, "u-42", kit.RoleCustomer)
 		tr, err := m.charge(ctx, Order{ID: "o-charge", token: tok, Total: 2474, Currency: "EUR"})
 		if err != nil || tr.step != StepConfirm || tr.paymentID != "p-1" {
-			return fmt.Errorf("charge: %+v, %v", tr, err)
+			return fmt.Errorf("charge: %+v, %v", tr, err) //nolint:errorlint // err may be nil here: %w would print %!w(<nil>)
 		}
 		tr, err = m.refund(ctx, Order{ID: "o-paid", token: tok, Total: 2474, Currency: "EUR", Reason: "shipment_failed: no_address"})
 		if err != nil || tr.status != Cancelled || tr.paymentID != "p-2" {
-			return fmt.Errorf("refund: %+v, %v", tr, err)
+			return fmt.Errorf("refund: %+v, %v", tr, err) //nolint:errorlint // err may be nil here: %w would print %!w(<nil>)
 		}
 		tr, err = m.refund(ctx, Order{ID: "o-unpaid", token: tok, Reason: "out_of_stock: SKU-0003"})
 		if err != nil || tr.status != Cancelled || tr.detail != "nothing charged" {
-			return fmt.Errorf("refund of an order never charged: %+v, %v", tr, err)
+			return fmt.Errorf("refund of an order never charged: %+v, %v", tr, err) //nolint:errorlint // err may be nil here: %w would print %!w(<nil>)
 		}
 		return nil
 	})

@@ -67,7 +67,7 @@ func TestContractProduct(t *testing.T) {
 			}
 		}
 		if n, err := m.Index().Count(context.Background()); err != nil || n != 1 {
-			return fmt.Errorf("index holds %d documents (%v), want 1", n, err)
+			return fmt.Errorf("index holds %d documents (%v), want 1", n, err) //nolint:errorlint // err may be nil here: %w would print %!w(<nil>)
 		}
 		return m.Close()
 	})
@@ -105,7 +105,7 @@ func TestContractEvents(t *testing.T) {
 			var a bool
 			err := m.App().DB.QueryRowContext(ctx, `SELECT price, active FROM search_products WHERE sku = $1`, sku).Scan(&p, &a)
 			if err != nil || (price > 0 && p != price) || a != active {
-				return fmt.Errorf("search_products %s: price %d active %v, %v", sku, p, a, err)
+				return fmt.Errorf("search_products %s: price %d active %v, %v", sku, p, a, err) //nolint:errorlint // err may be nil here: %w would print %!w(<nil>)
 			}
 			return nil
 		}
@@ -148,7 +148,7 @@ func TestContractEvents(t *testing.T) {
 		Verify(t, handle("OrderCreated", order.Schemas(), func() error {
 			var lines string
 			if err := m.App().DB.QueryRowContext(ctx, `SELECT lines FROM search_orders WHERE order_id = $1`, "o-1").Scan(&lines); err != nil || !strings.Contains(lines, "SKU-0500") {
-				return fmt.Errorf("order o-1's lines not recorded for popularity: %q, %v", lines, err)
+				return fmt.Errorf("order o-1's lines not recorded for popularity: %q, %v", lines, err) //nolint:errorlint // err may be nil here: %w would print %!w(<nil>)
 			}
 			return nil
 		}))
@@ -162,7 +162,7 @@ func TestContractEvents(t *testing.T) {
 		Verify(t, handle("OrderConfirmed", order.Schemas(), func() error {
 			var confirmed bool
 			if err := m.App().DB.QueryRowContext(ctx, `SELECT confirmed FROM search_orders WHERE order_id = $1`, "o-1").Scan(&confirmed); err != nil || !confirmed {
-				return fmt.Errorf("order o-1 not recorded as confirmed: %v", err)
+				return fmt.Errorf("order o-1 not recorded as confirmed: %v", err) //nolint:errorlint // err may be nil here: %w would print %!w(<nil>)
 			}
 			return nil
 		}))

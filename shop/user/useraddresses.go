@@ -22,7 +22,7 @@ func (m *Main) userAddresses(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := []Address{}
 	for rows.Next() {
 		var a Address

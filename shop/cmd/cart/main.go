@@ -30,7 +30,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "cart-service:", err)
 		os.Exit(2)
 	}
-	defer cfg.Cache.Close()
+	defer func() { _ = cfg.Cache.Close() }()
 	m := &cart.Main{Config: cfg}
 	if err := m.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "cart-service:", err)

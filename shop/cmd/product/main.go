@@ -38,7 +38,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "product-service:", err)
 		os.Exit(2)
 	}
-	defer cfg.Cache.Close()
+	defer func() { _ = cfg.Cache.Close() }()
 	m := &product.Main{Config: cfg}
 	if err := m.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "product-service:", err)
