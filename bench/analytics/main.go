@@ -40,14 +40,14 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	busURL := *natsURL
 	if busURL == "" {
 		nats, err := busnats.Embedded(busnats.ServerConfig{Dir: filepath.Join(dir, "nats")})
 		if err != nil {
 			log.Fatal(err)
 		}
-		defer nats.Close()
+		defer func() { _ = nats.Close() }()
 		busURL = nats.URL()
 	}
 	stream := fmt.Sprintf("BENCH_ANALYTICS_%d", time.Now().UnixNano())
@@ -62,7 +62,7 @@ func main() {
 	if err := m.Start(ctx); err != nil {
 		log.Fatal(err)
 	}
-	defer m.Close()
+	defer func() { _ = m.Close() }()
 	if _, err := m.App().DB.ExecContext(ctx, `DELETE FROM analytics_events`); err != nil { // a reused PostgreSQL
 		log.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer b.Close()
+	defer func() { _ = b.Close() }()
 	codec, _ := kit.NewCodec("")
 	if err := codec.Load(ctx, order.Schemas()); err != nil {
 		log.Fatal(err)

@@ -40,12 +40,12 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	nats, err := busnats.Embedded(busnats.ServerConfig{Dir: filepath.Join(dir, "nats")})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer nats.Close()
+	defer func() { _ = nats.Close() }()
 
 	// One read sequence for every run: Zipf over the catalog.
 	z := rand.NewZipf(rand.New(rand.NewPCG(5, 6)), 1.1, 1, uint64(*products-1))

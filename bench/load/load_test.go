@@ -88,7 +88,7 @@ func BenchmarkShop(b *testing.B) {
 	if err := sm.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	defer sm.Close()
+	defer func() { _ = sm.Close() }()
 	sc := env.Config(b, search.Service)
 	sc.Deps["product"] = shop.Product.URL()
 	dir := filepath.Join(b.TempDir(), "index")
@@ -96,13 +96,13 @@ func BenchmarkShop(b *testing.B) {
 	if err := se.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	defer se.Close()
+	defer func() { _ = se.Close() }()
 	mail := b.TempDir()
 	nm := &notification.Main{Config: notification.Config{Kit: env.Config(b, notification.Service), Users: shop.User.URL(), DataDir: mail}}
 	if err := nm.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	defer nm.Close()
+	defer func() { _ = nm.Close() }()
 	for i := 0; i < b.N; i++ {
 		c := load.DefaultConfig()
 		c.Targets = load.Targets{User: shop.User.URL(), Product: shop.Product.URL(), Cart: shop.Cart.URL(), Order: shop.Order.URL(), Shipping: sm.URL(), Search: se.URL()}

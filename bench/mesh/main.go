@@ -99,14 +99,20 @@ func runUpstream(ctx context.Context) error {
 	return nil
 }
 
-func runMesh(ctx context.Context, upstream string, gogc int, std bool, cpuprofile string) error {
+func runMesh(ctx context.Context, upstream string, gogc int, std bool, cpuprofile string) (retErr error) {
 	debug.SetGCPercent(gogc)
 	if cpuprofile != "" {
 		f, err := os.Create(cpuprofile)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer func() {
+			// The profile is written as it is stopped: a failed close is a
+			// lost profile.
+			if err := f.Close(); err != nil && retErr == nil {
+				retErr = fmt.Errorf("cpu profile: %w", err)
+			}
+		}()
 		if err := pprof.StartCPUProfile(f); err != nil {
 			return err
 		}
@@ -415,7 +421,7 @@ func startChild(ctx context.Context, exe string, env []string, args ...string) (
 	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "ADDR ")
 	if err != nil || !ok {
 		stopChild(cmd)
-		return nil, "", fmt.Errorf("%v: no address printed (%q, %v)", args, line, err)
+		return nil, "", fmt.Errorf("%v: no address printed (%q, %v)", args, line, err) //nolint:errorlint // err may be nil here: %w would print %!w(<nil>)
 	}
 	return cmd, addr, nil
 }
@@ -576,6 +582,6 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -139,7 +139,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer nats.Close()
+	defer func() { _ = nats.Close() }()
 	kc := kit.DefaultConfig(search.Service)
 	kc.DatabaseURL = filepath.Join(*dir, "search.db")
 	kc.BusURL = nats.URL()
@@ -153,7 +153,7 @@ func main() {
 	if err := m.Start(ctx); err != nil {
 		log.Fatal(err)
 	}
-	defer m.Close()
+	defer func() { _ = m.Close() }()
 	for _, run := range []struct {
 		facets string
 		rate   int
