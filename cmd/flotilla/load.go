@@ -32,7 +32,7 @@ requests, errors by status, p50/p90/p99/max latency, orders placed.
 
 A --config YAML file holds the same settings (see shop/load.Config); flags win.
 Exit status 1 when any request failed (unless --allow-errors), 2 for bad input.`,
-		Example: `  flotilla load --gateway http://127.0.0.1:8080 --mode open --rate 100 --duration 5m
+		Example: `  flotilla load --gateway http://127.0.0.1:7400 --mode open --rate 100 --duration 5m
   flotilla load --config load.yaml --requests 10000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -36,7 +36,7 @@ const (
 // Config is a load run. In YAML (flotilla load --config):
 //
 //	targets:
-//	  gateway: http://127.0.0.1:8080        # every service through the edge gateway (/api/<service>/...), or per service:
+//	  gateway: http://127.0.0.1:7400        # every service through the edge gateway (/api/<service>/...), or per service:
 //	  # user: ..., product: ..., cart: ..., order: ..., shipping: ..., search: ...
 //	mode: open                               # or closed
 //	rate: 100                                # flows per second (open)
