@@ -60,7 +60,18 @@ type PlatformConfig struct {
 	// Demo loads the demo data once everything is ready (products with
 	// stock, a demo user), through the gateway.
 	Demo bool
-	// Authz is the mesh's authorization mode (default warn).
+	// Authz is the mesh's authorization from the graph (default
+	// enforce): a call from one service to another it does not
+	// depends_on is refused with 403 and counted
+	// (flotilla_mesh_authz_denied_total); warn lets it through and counts
+	// it. Callers are named by X-Flotilla-Caller, which shop/kit sends
+	// on every call made under a service's context. A call without the
+	// header, or naming no service of the graph, is let through
+	// (mesh.UnknownAllow): the orchestrator's readiness probes and smoke
+	// tests, the gateway's JWKS fetch and the few start-up calls a
+	// service makes outside a service context send none. Without mTLS
+	// the header is a claim, not a proof: enforce catches calls the
+	// graph does not declare, not a hostile process on the machine.
 	Authz mesh.AuthzMode
 	// BuildFlags are the services' `go build` flags (part of their
 	// versions).
@@ -84,7 +95,7 @@ func DefaultPlatformConfig(manifest string) PlatformConfig {
 		Manifest: manifest, Data: filepath.Join(filepath.Dir(manifest), ".flotilla"),
 		APIAddr: DefaultAddr, GatewayAddr: DefaultGatewayAddr, RegistryAddr: DefaultRegistryAddr,
 		BrokerAddr: DefaultBrokerAddr, NATSAddr: DefaultNATSAddr,
-		Demo: true, Authz: mesh.AuthzWarn, StopTimeout: time.Minute,
+		Demo: true, Authz: mesh.AuthzEnforce, StopTimeout: time.Minute,
 	}
 }
 
@@ -449,7 +460,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 
 	// The mesh, authorizing calls from the graph.
 	ms, err = mesh.New(mesh.Config{Logger: p.log.With("component", "mesh"),
-		Authz: mesh.AuthzConfig{Mode: p.cfg.Authz, Policy: mesh.PolicyFromManifest(m)}})
+		Authz: mesh.AuthzConfig{Mode: p.cfg.Authz, Unknown: mesh.UnknownAllow, Policy: mesh.PolicyFromManifest(m)}})
 	if err != nil {
 		return nil, err
 	}
@@ -474,17 +485,17 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	}
 
 	// Every service's stable address, then the gateway's routes to them.
-	gwc := mesh.DefaultGatewayConfig()
+	addrs := map[string]string{}
 	for _, n := range names {
 		addr, err := lc.Router.Declare(ctx, n)
 		if err != nil {
 			return nil, err
 		}
-		prefix := GatewayPrefix(n)
-		gwc.Routes = append(gwc.Routes, mesh.RouteEntry{Path: prefix + "/**", Service: n, Rewrite: "/", Public: true})
-		info.Services = append(info.Services, PlatformService{Name: n, Mesh: addr, Gateway: prefix + "/"})
+		addrs[n] = addr
+		info.Services = append(info.Services, PlatformService{Name: n, Mesh: addr, Gateway: GatewayPrefix(n) + "/"})
 	}
-	gw, err := mesh.NewGateway(gwc, ms, mesh.GatewayOptions{Logger: p.log.With("component", "gateway")})
+	gw, err := mesh.NewGateway(GatewayConfig(names, addrs), ms, mesh.GatewayOptions{Logger: p.log.With("component", "gateway"),
+		HTTPClient: &http.Client{Timeout: 5 * time.Second, Transport: asGateway{http.DefaultTransport}}})
 	if err != nil {
 		return nil, err
 	}

@@ -59,7 +59,9 @@ func withDeployEnv(t *testing.T, src []byte, key, value string) []byte {
 // version, in waves, while a constant load of reads and checkouts goes
 // through the gateway: not one request fails, every service serves its
 // new version, and the history has the release's ten deployments from
-// old to new. No process is left behind.
+// old to new. No process is left behind. All along the gateway checks
+// tokens (checkEdge) and the mesh enforces the graph: it refuses no call
+// of the shop's, and refuses an undeclared one (checkAuthz).
 //
 // The new versions come from a real change: LOG_LEVEL added to every
 // service's deploy env in the manifest, which the version scheme makes a
@@ -122,6 +124,9 @@ func TestPlatformRedeployAllUnderLoad(t *testing.T) {
 	if info.Demo == nil || info.Demo.Stocked == 0 {
 		t.Fatalf("demo data %+v, want stocked products to order", info.Demo)
 	}
+
+	// The edge: tokens checked where a signed-in user is needed.
+	checkEdge(t, info.Gateway)
 
 	// Orders through the gateway.
 	ctx := context.Background()
@@ -283,6 +288,14 @@ func TestPlatformRedeployAllUnderLoad(t *testing.T) {
 			t.Errorf("history of %s in release %d: %+v; want a succeeded deploy by e2e from %s to %s", s, rep.Release, r, old[s], next[s])
 		}
 	}
+
+	// The mesh enforced the graph all along and refused nothing: an
+	// undeclared call in the shop would be a bug in the graph. Then an
+	// undeclared call is refused.
+	if d := deniedCalls(t, info.API); d != 0 {
+		t.Errorf("the mesh refused %v call(s) the graph does not declare (flotilla_mesh_authz_denied_total); want none", d)
+	}
+	checkAuthz(t, info)
 
 	// A clean stop leaves nothing running.
 	if err := stop(); err != nil {

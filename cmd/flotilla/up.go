@@ -126,7 +126,7 @@ version is unchanged is not rebuilt. The default addresses are in the
 	f.StringVar(&cfg.RegistryAddr, "registry-addr", d.RegistryAddr, "the schema registry's address")
 	f.StringVar(&cfg.BrokerAddr, "broker-addr", d.BrokerAddr, "the contract broker's address")
 	f.StringVar(&cfg.NATSAddr, "nats-addr", d.NATSAddr, "the embedded NATS server's address")
-	f.StringVar(&authz, "authz", string(d.Authz), "the mesh's authorization from the graph: off, warn or enforce")
+	f.StringVar(&authz, "authz", string(d.Authz), "the mesh's authorization from the graph: enforce (refuse a call to a service the caller does not depends_on with 403), warn (count it) or off")
 	f.BoolVar(&noDemo, "no-demo", false, "do not load the demo data")
 	return cmd
 }

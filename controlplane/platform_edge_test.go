@@ -1,0 +1,197 @@
+package controlplane_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/flotilla-ci/flotilla/controlplane"
+	"github.com/flotilla-ci/flotilla/mesh"
+	"github.com/flotilla-ci/flotilla/shop/kit"
+)
+
+// The gateway checks tokens on what needs a signed-in user and leaves
+// what anonymous shoppers do public; its JWKS is user-service's, through
+// the mesh.
+func TestGatewayConfig(t *testing.T) {
+	names := []string{"user-service", "product-service", "inventory-service", "cart-service", "order-service", "payment-service",
+		"shipping-service", "notification-service", "search-service", "analytics-service"}
+	addrs := map[string]string{}
+	for i, n := range names {
+		addrs[n] = "127.0.0.1:" + strconv.Itoa(7500+i)
+	}
+	gwc := controlplane.GatewayConfig(names, addrs)
+	if err := gwc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if want := "http://127.0.0.1:7500" + kit.JWKSPath; gwc.JWT.JWKSURL != want || gwc.JWT.Issuer != kit.TokenIssuer || gwc.JWT.Audience != kit.TokenAudience {
+		t.Errorf("jwt %+v, want %s, issuer %s, audience %s", gwc.JWT, want, kit.TokenIssuer, kit.TokenAudience)
+	}
+	public := map[string]bool{}
+	for _, r := range gwc.Routes {
+		public[r.Path] = r.Public
+	}
+	for path, want := range map[string]bool{
+		"/api/user/users/**": true, "/api/user/login": true, "/api/user" + kit.JWKSPath: true,
+		"/api/product/**": true, "/api/search/**": true, "/api/order/ready": true, "/api/cart/health": true,
+		"/api/user/**": false, "/api/cart/**": false, "/api/order/**": false, "/api/payment/**": false, "/api/shipping/**": false,
+		"/api/notification/**": false, "/api/inventory/**": false, "/api/analytics/**": false,
+	} {
+		got, ok := public[path]
+		if !ok || got != want {
+			t.Errorf("route %s: public %v (declared %v), want public %v", path, got, ok, want)
+		}
+	}
+
+	// Without user-service there are no keys: every route is public.
+	gwc = controlplane.GatewayConfig([]string{"analytics-service"}, map[string]string{"analytics-service": "127.0.0.1:7509"})
+	if err := gwc.Validate(); err != nil || gwc.JWT.JWKSURL != "" {
+		t.Errorf("without user-service: %v, jwks %q; want a valid config with every route public", err, gwc.JWT.JWKSURL)
+	}
+}
+
+// call sends a request and returns its status, WWW-Authenticate and body.
+func call(t *testing.T, method, url, token string, header http.Header) (int, string, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate"), strings.TrimSpace(string(body))
+}
+
+// checkEdge checks the platform's gateway: anonymous and forged requests
+// to a route that needs a signed-in user get the gateway's 401, the demo
+// user's token passes, and browsing needs no token.
+func checkEdge(t *testing.T, gateway string) {
+	t.Helper()
+	body := `{"email":"` + controlplane.DemoUserEmail + `","password":"` + controlplane.DemoUserPassword + `"}`
+	resp, err := http.Post(gateway+"/api/user/login", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var login struct{ Token string }
+	err = json.NewDecoder(resp.Body).Decode(&login)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil || login.Token == "" {
+		t.Fatalf("demo login through the gateway: %d %v", resp.StatusCode, err)
+	}
+
+	// A token of the right shape, signed by another key under the real
+	// key's id, and one under an unknown key id.
+	parsed, _, err := jwt.NewParser().ParseUnverified(login.Token, &jwt.RegisteredClaims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	forge := func(kid string) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.RegisteredClaims{Issuer: kit.TokenIssuer, Audience: jwt.ClaimStrings{kit.TokenAudience},
+			Subject: "someone-else", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))})
+		tok.Header["kid"] = kid
+		s, err := tok.SignedString(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	kid, _ := parsed.Header["kid"].(string)
+
+	orders := gateway + "/api/order/orders"
+	for _, c := range []struct {
+		name, token string
+		want        int
+		fromGateway bool
+	}{
+		{"anonymous", "", http.StatusUnauthorized, true},
+		{"forged signature", forge(kid), http.StatusUnauthorized, true},
+		{"unknown key", forge("forged-kid"), http.StatusUnauthorized, true},
+		{"garbage", "not-a-jwt", http.StatusUnauthorized, true},
+		{"the demo user", login.Token, http.StatusOK, false},
+	} {
+		st, auth, body := call(t, "GET", orders, c.token, nil)
+		// The gateway's 401 says Bearer realm="flotilla"; a service's would not.
+		if st != c.want || strings.Contains(auth, `realm="flotilla"`) != c.fromGateway {
+			t.Errorf("GET /api/order/orders, %s: %d (WWW-Authenticate %q) %s; want %d from the gateway: %v", c.name, st, auth, body, c.want, c.fromGateway)
+		}
+	}
+	for _, path := range []string{"/api/cart/carts/me", "/api/payment/payments", "/api/shipping/shipments/x", "/api/notification/notifications",
+		"/api/inventory/stock/DEMO-MUG", "/api/analytics/stats", "/api/user/ready/../users/me/../../../cart/carts/me"} {
+		if st, auth, _ := call(t, "GET", gateway+path, "", nil); st != http.StatusUnauthorized || !strings.Contains(auth, `realm="flotilla"`) {
+			t.Errorf("anonymous GET %s: %d (WWW-Authenticate %q); want the gateway's 401", path, st, auth)
+		}
+	}
+	if st, _, body := call(t, "GET", gateway+"/api/analytics/stats", login.Token, nil); st != http.StatusOK {
+		t.Errorf("GET /api/analytics/stats with the demo user's token: %d %s; want 200", st, body)
+	}
+	for _, path := range []string{"/api/product/products?limit=5", "/api/product/products/DEMO-MUG", "/api/search/search?q=mug",
+		"/api/user" + kit.JWKSPath, "/api/order/ready", "/api/cart/health"} {
+		if st, _, body := call(t, "GET", gateway+path, "", nil); st != http.StatusOK {
+			t.Errorf("anonymous GET %s: %d %s; want 200 (public)", path, st, body)
+		}
+	}
+}
+
+// deniedCalls sums the mesh's refused-call counter at the API's /metrics.
+func deniedCalls(t *testing.T, api string) float64 {
+	t.Helper()
+	st, _, body := call(t, "GET", api+"/metrics", "", nil)
+	if st != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", st)
+	}
+	var n float64
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "flotilla_mesh_authz_denied_total{") {
+			v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			if err != nil {
+				t.Fatalf("metrics line %q: %v", line, err)
+			}
+			n += v
+		}
+	}
+	return n
+}
+
+// checkAuthz checks the platform's mesh enforces the graph: a call
+// payment-service does not declare (to cart-service) is refused with 403
+// and counted, a declared one (order-service's) goes through to the
+// service.
+func checkAuthz(t *testing.T, info controlplane.PlatformInfo) {
+	t.Helper()
+	addr := map[string]string{}
+	for _, s := range info.Services {
+		addr[s.Name] = s.Mesh
+	}
+	before := deniedCalls(t, info.API)
+	cart := "http://" + addr["cart-service"] + "/carts/me"
+	as := func(caller string) http.Header { return http.Header{mesh.CallerHeader: {caller}} }
+	if st, _, body := call(t, "GET", cart, "", as("payment-service")); st != http.StatusForbidden {
+		t.Errorf("payment-service calling cart-service (undeclared): %d %s; want 403 from the mesh", st, body)
+	}
+	// Declared: cart-service answers itself (no token: 401).
+	if st, _, body := call(t, "GET", cart, "", as("order-service")); st != http.StatusUnauthorized {
+		t.Errorf("order-service calling cart-service (declared): %d %s; want cart-service's own 401", st, body)
+	}
+	if d := deniedCalls(t, info.API) - before; d != 1 {
+		t.Errorf("the refused-call counter went up by %v, want 1", d)
+	}
+}

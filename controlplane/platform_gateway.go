@@ -1,0 +1,75 @@
+package controlplane
+
+import (
+	"net/http"
+
+	"github.com/flotilla-ci/flotilla/mesh"
+)
+
+// The shop's token facts the gateway checks against (shop/kit's
+// TokenIssuer, TokenAudience and JWKSPath; a test keeps them the same).
+const (
+	userService   = "user-service"
+	tokenIssuer   = "user-service"
+	tokenAudience = "shop"
+	jwksPath      = "/.well-known/jwks.json"
+)
+
+// publicServices are the services whose whole prefix is public at the
+// gateway: anonymous shoppers browse the catalog and search it. The
+// gateway matches routes by path prefix, so their writes are public at the
+// edge too; the services check those tokens themselves (product-service
+// an admin JWT, search-service's /admin/reindex its ADMIN_TOKEN, which is
+// no JWT the gateway could check).
+var publicServices = map[string]bool{"product-service": true, "search-service": true}
+
+// GatewayConfig is the platform's edge gateway for the services names,
+// reached at their mesh addresses (addrs): one route per service under
+// its GatewayPrefix, and bearer tokens checked against user-service's
+// JWKS (fetched through its mesh address) on every route that needs a
+// signed-in user: cart, order, payment, shipping, notification,
+// inventory, analytics, and user-service's own prefix.
+//
+// Public, for what anonymous shoppers and probes do: registering
+// (/api/user/users), logging in (/api/user/login), the JWKS, product and
+// search, and every service's /health and /ready. /api/user/users covers
+// /users/me and the addresses too (a prefix): user-service checks those
+// tokens itself. Without user-service among names there are no keys to
+// check against, and every route is public.
+func GatewayConfig(names []string, addrs map[string]string) mesh.GatewayConfig {
+	gwc := mesh.DefaultGatewayConfig()
+	jwt := addrs[userService] != ""
+	for _, n := range names {
+		if jwt && n == userService {
+			gwc.JWT.JWKSURL = "http://" + addrs[n] + jwksPath
+			gwc.JWT.Issuer, gwc.JWT.Audience = tokenIssuer, tokenAudience
+		}
+	}
+	public := func(prefix, service, rewrite string, methods ...string) mesh.RouteEntry {
+		return mesh.RouteEntry{Path: prefix, Service: service, Rewrite: rewrite, Public: true, Methods: methods}
+	}
+	for _, n := range names {
+		prefix := GatewayPrefix(n)
+		gwc.Routes = append(gwc.Routes,
+			mesh.RouteEntry{Path: prefix + "/**", Service: n, Rewrite: "/", Public: !jwt || publicServices[n]},
+			public(prefix+"/health", n, "/health", "GET", "HEAD"),
+			public(prefix+"/ready", n, "/ready", "GET", "HEAD"))
+		if jwt && n == userService {
+			gwc.Routes = append(gwc.Routes,
+				public(prefix+"/users/**", n, "/users"),
+				public(prefix+"/login", n, "/login", "POST"),
+				public(prefix+jwksPath, n, jwksPath, "GET", "HEAD"))
+		}
+	}
+	return gwc
+}
+
+// asGateway names the gateway as the caller of what it fetches itself
+// (the JWKS), so the mesh labels and authorizes it as the gateway.
+type asGateway struct{ next http.RoundTripper }
+
+func (t asGateway) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(mesh.CallerHeader, mesh.GatewayCaller)
+	return t.next.RoundTrip(r)
+}
