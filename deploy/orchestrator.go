@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -47,6 +48,10 @@ type Config struct {
 	Environment string
 	// MaxParallel bounds the services of a wave deployed at once (4).
 	MaxParallel int
+	// BuildParallel bounds the artifacts of a release built at once
+	// (default GOMAXPROCS). A release builds all of its artifacts when it
+	// starts, not wave by wave: builds do not depend on the deploy order.
+	BuildParallel int
 	// SmokeTimeout bounds each smoke check (10s); DrainTimeout the wait
 	// for an old version's in-flight requests (30s).
 	SmokeTimeout time.Duration
@@ -90,6 +95,9 @@ func New(cfg Config) (*Orchestrator, error) {
 	}
 	if cfg.MaxParallel <= 0 {
 		cfg.MaxParallel = 4
+	}
+	if cfg.BuildParallel <= 0 {
+		cfg.BuildParallel = runtime.GOMAXPROCS(0)
 	}
 	if cfg.Environment == "" {
 		cfg.Environment = "local"
@@ -353,6 +361,13 @@ func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, eve
 		env = o.cfg.Environment
 	}
 	r := &release{o: o, g: o.graph(), id: id, who: who, env: env, emitFn: events, outcomes: map[string]*Outcome{}}
+	// Every artifact of the release is built now, while the first wave
+	// deploys; a service waits only for its own. Returning (or a
+	// cancelled ctx) stops the builds still running, and waits for them.
+	bctx, stopBuilds := context.WithCancel(ctx)
+	var builders sync.WaitGroup
+	defer func() { stopBuilds(); builders.Wait() }()
+	r.builds = o.buildAll(bctx, plan, &builders)
 	parallel := req.MaxParallel
 	if parallel <= 0 {
 		parallel = o.cfg.MaxParallel
@@ -365,6 +380,7 @@ func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, eve
 			stopped = "the release was interrupted: " + ctx.Err().Error()
 		}
 		if stopped != "" {
+			stopBuilds()
 			for _, it := range wave {
 				r.finish(ctx, wi+1, it, Outcome{Result: Skipped, Reason: stopped}, time.Now())
 			}
@@ -440,6 +456,55 @@ type release struct {
 	mu       sync.Mutex
 	outcomes map[string]*Outcome
 	order    []PlanItem // succeeded deploys, in the order they finished
+
+	// builds are the release's artifacts being built (nil when the
+	// target does not build).
+	builds map[string]*build
+}
+
+// build is one artifact of a release: done is closed once err is set.
+type build struct {
+	done chan struct{}
+	err  error
+}
+
+// buildAll starts the builds of every service plan deploys, in plan order
+// (the first wave's first), BuildParallel at a time, and returns them by
+// service; wg is done when the builders are. It returns at once; nil when
+// the target does not build.
+func (o *Orchestrator) buildAll(ctx context.Context, plan *Plan, wg *sync.WaitGroup) map[string]*build {
+	b, ok := o.cfg.Target.(Builder)
+	if !ok {
+		return nil
+	}
+	var items []PlanItem
+	out := map[string]*build{}
+	for _, w := range plan.Waves {
+		for _, it := range w {
+			if it.Action == ActionUnchanged {
+				continue
+			}
+			items = append(items, it)
+			out[it.Service] = &build{done: make(chan struct{})}
+		}
+	}
+	queue := make(chan PlanItem, len(items))
+	for _, it := range items {
+		queue <- it
+	}
+	close(queue)
+	for range min(o.cfg.BuildParallel, len(items)) {
+		wg.Go(func() {
+			for it := range queue {
+				bd := out[it.Service]
+				if bd.err = ctx.Err(); bd.err == nil {
+					bd.err = b.Build(ctx, it.Spec)
+				}
+				close(bd.done)
+			}
+		})
+	}
+	return out
 }
 
 func (r *release) emit(e Event) {
@@ -559,10 +624,17 @@ func (r *release) service(ctx context.Context, wave int, it PlanItem) {
 			return
 		}
 	}
-	if b, ok := o.cfg.Target.(Builder); ok {
+	if bd := r.builds[it.Service]; bd != nil {
+		// Started with the release; most often done by now.
 		ev(StepBuild, it.Spec.Build.Package)
-		if err := b.Build(ctx, it.Spec); err != nil {
-			fail("%v", err)
+		select {
+		case <-bd.done:
+		case <-ctx.Done():
+			fail("build %s@%s: %v", it.Service, it.Version, ctx.Err())
+			return
+		}
+		if bd.err != nil {
+			fail("%v", bd.err)
 			return
 		}
 	}

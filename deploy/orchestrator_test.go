@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -1016,5 +1017,84 @@ func TestManifestReloadedForEveryPlan(t *testing.T) {
 	}
 	if st, err := o.Status(ctx); err != nil || len(st) != 4 {
 		t.Errorf("Status with a broken manifest = %d services, %v; want the last good manifest's 4", len(st), err)
+	}
+}
+
+// observedBuilds is the local target with its builds watched: the first
+// wave's Apply waits until the last wave's build has returned, which
+// happens only when a release builds its artifacts up front, and one
+// service's build can be made to fail with a compiler's output.
+type observedBuilds struct {
+	*local.Target
+	waitFor string        // the service whose build Apply waits for
+	built   chan struct{} // closed when waitFor's build returned
+	fail    string        // the service whose build fails
+}
+
+func (o *observedBuilds) Build(ctx context.Context, spec deploy.Spec) error {
+	if spec.Service == o.waitFor {
+		defer close(o.built)
+	}
+	if spec.Service == o.fail {
+		return &deploy.BuildError{Service: spec.Service, Version: spec.Version, Package: spec.Build.Package,
+			Output: "cmd/svc/main.go:3:1: syntax error: non-declaration statement outside function body", Err: errors.New("exit status 1")}
+	}
+	return o.Target.Build(ctx, spec)
+}
+
+func (o *observedBuilds) Apply(ctx context.Context, spec deploy.Spec) ([]deploy.Instance, error) {
+	select {
+	case <-o.built:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(time.Minute): // a safety net, not a timing
+		return nil, fmt.Errorf("%s's build did not run while %s deployed", o.waitFor, spec.Service)
+	}
+	return o.Target.Apply(ctx, spec)
+}
+
+func TestReleaseBuildsEveryArtifactUpFront(t *testing.T) {
+	f := newFixture(t)
+	f.load(nil)
+	m, _, err := graph.Load(filepath.Join(f.root, graph.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &observedBuilds{Target: f.target, waitFor: "charlie-service", built: make(chan struct{}), fail: "charlie-service"}
+	o, err := deploy.New(deploy.Config{Graph: graph.New(m), Target: tg, Router: f.router, Store: f.store,
+		Env: func(service string) map[string]string {
+			return map[string]string{"DATABASE_URL": "test-" + service + ".db"}
+		},
+		Logger: quiet, DrainTimeout: 10 * time.Second, BuildParallel: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := o.Deploy(context.Background(), deploy.Request{All: true, Who: "tester"}, f.record)
+	if !errors.Is(err, deploy.ErrReleaseFailed) || !strings.Contains(err.Error(), "syntax error") {
+		t.Fatalf("Deploy = %v, want a failed release naming charlie's compile error", err)
+	}
+	// Every Apply waited for charlie's build (wave 3), one build at a
+	// time: the first wave could deploy only because the release built
+	// ahead of its waves.
+	want := map[string]string{"alpha-service": "succeeded", "bravo-service": "succeeded", "charlie-service": "failed", "delta-service": "succeeded"}
+	if got := results(rep); !maps.Equal(got, want) {
+		t.Errorf("results = %v, want %v", got, want)
+	}
+	oc := outcome(rep, "charlie-service")
+	if oc.Wave != 3 || !strings.Contains(oc.Reason, "cmd/svc/main.go:3:1: syntax error") {
+		t.Errorf("charlie = wave %d, %q; want wave 3 with the compiler's output", oc.Wave, oc.Reason)
+	}
+	vs := versions(rep)
+	for _, s := range []string{"alpha-service", "bravo-service", "delta-service"} {
+		if got := f.serving(s); got != vs[s] {
+			t.Errorf("%s serves %q, want %q", s, got, vs[s])
+		}
+	}
+	f.evMu.Lock()
+	defer f.evMu.Unlock()
+	for _, e := range f.events {
+		if e.Step == deploy.StepRolledBack || (e.Step == deploy.StepFailed && e.Service != "charlie-service") {
+			t.Errorf("event %+v: nothing but charlie may fail or roll back", e)
+		}
 	}
 }
