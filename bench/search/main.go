@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -60,7 +61,7 @@ func build(dir string, docs int) (*bleveindex.Index, error) {
 	ctx := context.Background()
 	if n, _ := idx.Count(ctx); n == docs {
 		log.Printf("reusing the index of %d documents in %s", n, dir)
-		return idx, nil
+		return idx, compact(ctx, idx)
 	}
 	_ = idx.Close()
 	_ = bleveindex.Reset(dir)
@@ -80,7 +81,7 @@ func build(dir string, docs int) (*bleveindex.Index, error) {
 		}
 	}
 	log.Printf("indexed %d documents in %s (%.0f docs/s)", docs, time.Since(start).Round(time.Millisecond), float64(docs)/time.Since(start).Seconds())
-	return idx, nil
+	return idx, compact(ctx, idx)
 }
 
 // queries are one- and two-word text queries, as a shop's search box sends.
@@ -105,6 +106,7 @@ func main() {
 	facetRate := flag.Int("facet-rate", 100, "queries per second with facets")
 	duration := flag.Duration("duration", 10*time.Second, "how long to send")
 	dir := flag.String("dir", filepath.Join(os.TempDir(), "flotilla-bench-search"), "where the index is built and kept")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the in-process queries to this file, and stop after them")
 	flag.Parse()
 	ctx := context.Background()
 
@@ -115,7 +117,16 @@ func main() {
 	qs := queries(rand.New(rand.NewPCG(3, 4)), 1000)
 
 	// The index's own cost, one query at a time.
-	for _, facets := range []string{"false", "true"} {
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+	}
+	for _, facets := range facetRuns() {
 		var own []time.Duration
 		total := 0
 		for i := 0; i < 2000; i++ {
@@ -133,6 +144,10 @@ func main() {
 			facets, total/2000, pct(own, 50), pct(own, 99), own[len(own)-1].Round(10*time.Microsecond))
 	}
 	_ = idx.Close()
+	if *cpuprofile != "" {
+		pprof.StopCPUProfile()
+		return
+	}
 
 	// The service, over HTTP.
 	nats, err := busnats.Embedded(busnats.ServerConfig{Dir: filepath.Join(*dir, "nats")})
@@ -177,4 +192,24 @@ func main() {
 
 func pct(d []time.Duration, p int) time.Duration {
 	return d[(len(d)-1)*p/100].Round(10 * time.Microsecond)
+}
+
+// facetRuns is which in-process runs to make: both, or one when
+// BENCH_SEARCH_FACETS names it (to profile one alone).
+func facetRuns() []string {
+	if f := os.Getenv("BENCH_SEARCH_FACETS"); f != "" {
+		return []string{f}
+	}
+	return []string{"false", "true"}
+}
+
+// compact merges the index into one segment, as search-service does
+// after a rebuild.
+func compact(ctx context.Context, idx *bleveindex.Index) error {
+	start := time.Now()
+	if err := idx.Compact(ctx); err != nil {
+		return err
+	}
+	log.Printf("compacted the index in %s", time.Since(start).Round(time.Millisecond))
+	return nil
 }

@@ -94,6 +94,13 @@ func (m *Main) rebuild(ctx context.Context) (err error) {
 		}
 		after = last
 	}
+	// A bulk load leaves many segments; merging them makes every later
+	// query cheaper. Engines without segments need not implement it.
+	if c, ok := m.idx.(interface{ Compact(context.Context) error }); ok {
+		if err := c.Compact(ctx); err != nil {
+			log.WarnContext(ctx, "search index compaction failed; queries stay correct, a little slower", "err", err)
+		}
+	}
 	log.InfoContext(ctx, "search index rebuilt", "listed", n, "indexed", indexed, "duration_ms", time.Since(start).Milliseconds())
 	return nil
 }

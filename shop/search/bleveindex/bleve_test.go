@@ -189,3 +189,34 @@ func TestEveryWordMustMatch(t *testing.T) {
 		})
 	}
 }
+
+// Compact merges while the documents stay searchable, and queries answer
+// the same afterwards.
+func TestCompact(t *testing.T) {
+	ctx := context.Background()
+	x := open(t, filepath.Join(t.TempDir(), "idx"))
+	defer func() { _ = x.Close() }()
+	for _, d := range catalog { // one batch, one segment each
+		if err := x.Put(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := search.Query{Text: "garden", Sort: search.SortPrice, Limit: 10}
+	before, err := x.Search(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, err := x.Search(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(skus(before), skus(after)); diff != "" || len(skus(after)) != 5 {
+		t.Errorf("hits after compaction (-before +after):\n%s (%d hits)", diff, len(skus(after)))
+	}
+	if n, _ := x.Count(ctx); n != len(catalog) {
+		t.Errorf("count after compaction = %d, want %d", n, len(catalog))
+	}
+}
