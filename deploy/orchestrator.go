@@ -36,7 +36,7 @@ type Config struct {
 	// passed (nil: all at once). Rollbacks always shift at once.
 	Shifter Shifter
 	// BuildFlags are the `go build` flags of every service (part of its
-	// version).
+	// version). Nil means DefaultBuildFlags; an empty slice means none.
 	BuildFlags []string
 	// Env returns the platform's environment for a service's instances:
 	// DATABASE_URL, BUS_URL, REGISTRY_URL, OTEL_*. The addresses of its
@@ -75,7 +75,15 @@ type Orchestrator struct {
 	g       *graph.Graph // the manifest as last loaded
 }
 
-// New returns an orchestrator.
+// DefaultBuildFlags leave the symbol table and DWARF out of the
+// services' binaries: with a warm build cache a service's build is only
+// its link, and without DWARF the linker does a quarter less work (ten
+// links are most of a cold `flotilla up`). Stack traces and profiles keep
+// their function names and lines (the runtime's own tables); debuggers
+// need a build without them (Config.BuildFlags).
+var DefaultBuildFlags = []string{"-ldflags=-s -w"}
+
+// New checks cfg and returns an orchestrator.
 func New(cfg Config) (*Orchestrator, error) {
 	var errs []error
 	if cfg.Graph == nil {
@@ -98,6 +106,9 @@ func New(cfg Config) (*Orchestrator, error) {
 	}
 	if cfg.BuildParallel <= 0 {
 		cfg.BuildParallel = runtime.GOMAXPROCS(0)
+	}
+	if cfg.BuildFlags == nil {
+		cfg.BuildFlags = DefaultBuildFlags
 	}
 	if cfg.Environment == "" {
 		cfg.Environment = "local"
