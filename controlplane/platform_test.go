@@ -295,6 +295,23 @@ func TestPlatformUpStopAndUpAgain(t *testing.T) {
 	if len(built2)-len(built) != len(info2.Services)-same {
 		t.Errorf("the second run built %d artifact(s), want one per changed service (%d)", len(built2)-len(built), len(info2.Services)-same)
 	}
+	// The history tells a start after a stop from a first deploy: the
+	// second run's records say "start", with what served before the stop.
+	var hist2 struct{ Records []deploy.Record }
+	if st := get(t, info2.API+"/api/history", &hist2); st != http.StatusOK || len(hist2.Records) != 4 {
+		t.Fatalf("GET /api/history after the restart: %d, %d records; want the 2 deployments and the 2 starts", st, len(hist2.Records))
+	}
+	for _, r := range hist2.Records[:2] {
+		if r.Action != deploy.RecordStart || r.Previous != versions1[r.Service] || r.Result != deploy.Succeeded {
+			t.Errorf("history after the restart: %s %s action %q previous %q result %s; want a succeeded start after %s",
+				r.Service, r.Version, r.Action, r.Previous, r.Result, versions1[r.Service])
+		}
+	}
+	for _, e := range events {
+		if e.Step == deploy.StepDone && e.Service != "" && !strings.Contains(e.Msg, "after a stop") && !strings.Contains(e.Msg, "before the stop") {
+			t.Errorf("%s's progress line after the restart %q, want it to say the service was started after a stop", e.Service, e.Msg)
+		}
+	}
 	if err := stop2(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}

@@ -43,6 +43,10 @@ func (f RecorderFunc) Record(ctx context.Context, r Record) error { return f(ctx
 const (
 	RecordDeploy   = "deploy"
 	RecordRollback = "rollback"
+	// RecordStart is a version started where nothing served because the
+	// platform had been stopped: Previous is what served before the
+	// stop (often the same version), not a version it replaced.
+	RecordStart = "start"
 )
 
 // Record is one deployment of one service, as the history keeps it.
@@ -52,7 +56,7 @@ type Record struct {
 	Service  string        `json:"service"`
 	Version  string        `json:"version"`
 	Previous string        `json:"previous,omitempty"`
-	Action   string        `json:"action"` // deploy or rollback
+	Action   string        `json:"action"` // deploy, rollback or start
 	Result   Result        `json:"result"`
 	Reason   string        `json:"reason,omitempty"`
 	Who      string        `json:"who"`

@@ -552,18 +552,32 @@ func (r *release) finish(ctx context.Context, wave int, it PlanItem, oc Outcome,
 	r.mu.Unlock()
 	step := map[Result]Step{Succeeded: StepDone, Failed: StepFailed, Skipped: StepSkipped, Unchanged: StepUnchanged, RolledBack: StepRolledBack}[oc.Result]
 	msg := oc.Reason
+	action, previous := RecordDeploy, it.Current
 	if oc.Result == Succeeded {
-		was := it.Current
-		if was == "" {
-			was = "not deployed"
+		// Nothing served, but the history says something did: the
+		// platform was stopped and this starts the service again.
+		if it.Current == "" {
+			if last, err := r.o.cfg.Store.Current(context.WithoutCancel(ctx), it.Service); err == nil && last.Version != "" {
+				action, previous = RecordStart, last.Version
+			}
 		}
-		msg = fmt.Sprintf("serving %s (was %s) in %v", it.Version, was, oc.Duration.Round(time.Millisecond))
+		d := oc.Duration.Round(time.Millisecond)
+		switch {
+		case action == RecordStart && previous == it.Version:
+			msg = fmt.Sprintf("serving %s again (started after a stop) in %v", it.Version, d)
+		case action == RecordStart:
+			msg = fmt.Sprintf("serving %s (%s served before the stop) in %v", it.Version, previous, d)
+		case previous == "":
+			msg = fmt.Sprintf("serving %s (was not deployed) in %v", it.Version, d)
+		default:
+			msg = fmt.Sprintf("serving %s (was %s) in %v", it.Version, previous, d)
+		}
 	}
 	r.emit(Event{Wave: wave, Service: it.Service, Version: it.Version, Step: step, Msg: msg})
 	if oc.Result == Unchanged {
 		return // nothing happened: no history
 	}
-	rec := Record{Release: r.id, Service: it.Service, Version: it.Version, Previous: it.Current, Action: RecordDeploy,
+	rec := Record{Release: r.id, Service: it.Service, Version: it.Version, Previous: previous, Action: action,
 		Result: oc.Result, Reason: oc.Reason, Who: r.who, Started: started, Duration: oc.Duration, Spec: it.Spec}
 	r.o.record(ctx, rec)
 }
