@@ -56,6 +56,7 @@ func (a *app) deployCmd() *cobra.Command {
 		dryRun          bool
 		onFailure, addr string
 		output          string
+		wait            time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy [SERVICE...]",
@@ -75,6 +76,10 @@ Choose the services by name, with --all, or with --changed --base REF (what
 changed in the working tree since REF). A service whose version (a hash of
 its files, the shared files and its deploy config) already serves is left
 alone.
+
+One release runs at a time. Another deploy is refused with the release
+that runs, who started it and when; with --wait it waits for that release
+(and any that start before its turn) up to the duration, then deploys.
 
 Exit status: 0 deployed (or planned), 1 a service failed or the control
 plane refused, 2 bad input.`,
@@ -121,7 +126,7 @@ plane refused, 2 bad input.`,
 				return writePlan(a.stdout, output, plan)
 			}
 			r := newRenderer(a.stdout, isTerminal(a.stdout))
-			rep, err := cl.Deploy(ctx, req, r.event)
+			rep, err := deployWaiting(ctx, a.stderr, wait, func() (*deploy.Report, error) { return cl.Deploy(ctx, req, r.event) })
 			if output == "json" && rep != nil {
 				_ = json.NewEncoder(a.stdout).Encode(rep)
 			} else if rep != nil {
@@ -145,8 +150,35 @@ plane refused, 2 bad input.`,
 	f.StringVar(&onFailure, "on-failure", string(deploy.SkipDependents), "skip-dependents, or rollback-release")
 	f.BoolVar(&dryRun, "dry-run", false, "print the plan and stop")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
+	f.DurationVar(&wait, "wait", 0, "when another deploy runs, wait for it up to this long (e.g. 10m) instead of refusing")
 	apiFlag(cmd, &addr)
 	return cmd
+}
+
+// deployWaiting runs try, and while the control plane refuses it because
+// another release runs, tries again every second until wait has passed.
+// It says once what it waits for.
+func deployWaiting(ctx context.Context, stderr io.Writer, wait time.Duration, try func() (*deploy.Report, error)) (*deploy.Report, error) {
+	deadline := time.Now().Add(wait)
+	told := false
+	for {
+		rep, err := try()
+		if wait <= 0 || !errors.Is(err, deploy.ErrBusy) {
+			return rep, err
+		}
+		if !time.Now().Before(deadline) {
+			return rep, fmt.Errorf("%w (waited %v: --wait)", err, wait)
+		}
+		if !told {
+			fmt.Fprintf(stderr, "%v; waiting up to %v for it (--wait)\n", err, wait)
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // checkEnvironment refuses an environment the manifest does not declare
