@@ -71,7 +71,8 @@
 //
 // # Gateway
 //
-// A [Gateway] is the public edge: path-prefix routes to services, JWT
+// A [Gateway] is the public edge: path-prefix routes to services, which
+// may be split by method (reads public, writes behind a token), JWT
 // validation against a JWKS URL (RS256 and EdDSA, keys cached and refetched
 // on an unknown kid), public routes, token-bucket rate limits per client
 // and route (429 with Retry-After), X-Request-Id, traceparent passed

@@ -37,17 +37,25 @@ type Gateway struct {
 	mesh     *Mesh
 	log      *slog.Logger
 	now      func() time.Time
-	routes   *routeTable[*gwRoute]
+	routes   *routeTable[*gwPath]
+	all      []*gwRoute // in the config's order
 	verifier *verifier
 
 	srv *http.Server
 	ln  net.Listener
 }
 
+// gwPath is every route on one path: those that list methods, by method,
+// and the one that lists none.
+type gwPath struct {
+	byMethod [len(routeMethods)]*gwRoute
+	any      *gwRoute
+	methods  uint8 // what byMethod holds, a mask over routeMethods
+}
+
 type gwRoute struct {
 	entry   RouteEntry
-	index   string // label
-	methods map[string]bool
+	index   string // label: the path, after the methods if it lists any
 	limiter *limiter
 	timeout time.Duration
 
@@ -96,43 +104,63 @@ func NewGateway(cfg GatewayConfig, m *Mesh, opts GatewayOptions) (*Gateway, erro
 	if cfg.JWT.JWKSURL != "" {
 		g.verifier = newVerifier(cfg.JWT, opts.HTTPClient, opts.Now)
 	}
-	prefixes := make([]string, 0, len(cfg.Routes))
-	routes := make([]*gwRoute, 0, len(cfg.Routes))
 	var errs []error
 	for _, e := range cfg.Routes {
 		if _, err := m.Handler(e.Service); err != nil {
 			errs = append(errs, fmt.Errorf("route %s: %w", e.Path, err))
-			continue
 		}
-		p, _ := routePrefix(e.Path)
-		r := &gwRoute{entry: e, index: e.Path, timeout: time.Duration(cfg.Timeout)}
-		if e.Timeout > 0 {
-			r.timeout = time.Duration(e.Timeout)
-		}
-		if len(e.Methods) > 0 {
-			r.methods = map[string]bool{}
-			for _, mt := range e.Methods {
-				r.methods[mt] = true
-			}
-		}
-		rl := cfg.RateLimit
-		if e.RateLimit != nil {
-			rl = *e.RateLimit
-		}
-		if rl.RequestsPerSecond > 0 {
-			r.limiter = newLimiter(rl, opts.Now)
-		}
-		prefixes = append(prefixes, p)
-		routes = append(routes, r)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	g.routes = newRouteTable(prefixes, routes)
+	g.buildRoutes(opts.Now)
 	m.metrics.mu.Lock()
 	m.metrics.extra = append(m.metrics.extra, g.writeMetrics)
 	m.metrics.mu.Unlock()
 	return g, nil
+}
+
+// buildRoutes builds the route table from a validated config: every path
+// and method has one route.
+func (g *Gateway) buildRoutes(now func() time.Time) {
+	var prefixes []string
+	var paths []*gwPath
+	byPrefix := map[string]*gwPath{}
+	for _, e := range g.cfg.Routes {
+		p, _ := routePrefix(e.Path)
+		gp := byPrefix[p]
+		if gp == nil {
+			gp = &gwPath{}
+			byPrefix[p] = gp
+			prefixes, paths = append(prefixes, p), append(paths, gp)
+		}
+		r := &gwRoute{entry: e, index: e.Path, timeout: time.Duration(g.cfg.Timeout)}
+		if e.Timeout > 0 {
+			r.timeout = time.Duration(e.Timeout)
+		}
+		if len(e.Methods) == 0 {
+			gp.any = r
+		}
+		var mask uint8
+		for _, mt := range e.Methods {
+			i := methodIndex(mt)
+			gp.byMethod[i] = r
+			mask |= 1 << i
+		}
+		if mask != 0 {
+			gp.methods |= mask
+			r.index = methodList(mask, ",") + " " + e.Path
+		}
+		rl := g.cfg.RateLimit
+		if e.RateLimit != nil {
+			rl = *e.RateLimit
+		}
+		if rl.RequestsPerSecond > 0 {
+			r.limiter = newLimiter(rl, now)
+		}
+		g.all = append(g.all, r)
+	}
+	g.routes = newRouteTable(prefixes, paths)
 }
 
 // Listen starts serving on cfg.Listen (or addr when not empty) and
@@ -218,15 +246,20 @@ func classIndex(status int) int {
 // for a refusal, why.
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, client string) (*gwRoute, string, string) {
 	clean := cleanPath(r.URL.Path)
-	route, prefix, ok := g.routes.match(clean)
-	if !ok {
+	route, prefix, allow := g.match(clean, r.Method)
+	switch {
+	case route == nil && allow == 0:
 		jsonError(w, http.StatusNotFound, "no route for "+clean)
 		return nil, "", "no route"
-	}
-	if route.methods != nil && !route.methods[r.Method] {
-		w.Header().Set("Allow", strings.Join(route.entry.Methods, ", "))
-		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+route.entry.Path)
-		return route, "", "method"
+	case route == nil:
+		// Routes take the path, none the method. Kong answers 404 (no
+		// route matched); 405 with Allow says the resource is there and
+		// how to reach it (RFC 9110), and is what this gateway has
+		// always answered. Neither forwards the request.
+		methods := methodList(allow, ", ")
+		w.Header().Set("Allow", methods)
+		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+clean+": use "+methods)
+		return nil, "", "method not allowed"
 	}
 	r.Header.Del(SubjectHeader)
 	subject := ""
@@ -306,6 +339,26 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, client string) (
 	return route, subject, ""
 }
 
+// match picks the route for a request to path (cleaned) with method:
+// walking the routes whose path matches, longest first, the first that
+// lists the method, else the first that lists none. Without one, allow is
+// the methods the routes matching the path take (0 when none matches the
+// path).
+func (g *Gateway) match(path, method string) (route *gwRoute, prefix string, allow uint8) {
+	mi := methodIndex(method)
+	for i := g.routes.matchFrom(path, 0); i >= 0; i = g.routes.matchFrom(path, i+1) {
+		p := g.routes.values[i]
+		if mi >= 0 && p.byMethod[mi] != nil {
+			return p.byMethod[mi], g.routes.prefixes[i], 0
+		}
+		if p.any != nil {
+			return p.any, g.routes.prefixes[i], 0
+		}
+		allow |= p.methods
+	}
+	return nil, "", allow
+}
+
 // cleanPath resolves . and .. (so /api/public/../orders cannot dodge a
 // route's token check) and keeps a trailing slash.
 func cleanPath(p string) string {
@@ -361,7 +414,7 @@ func clientIP(r *http.Request) string {
 
 func (g *Gateway) writeMetrics(w *bufio.Writer) {
 	var req, limited, auth []labeledCounter
-	for _, r := range g.routes.values {
+	for _, r := range g.all {
 		for c := range r.requests {
 			if r.requests[c].n.Load() > 0 {
 				req = append(req, labeledCounter{[]string{"route", r.index, "service", r.entry.Service, "status_class", classNames[c]}, &r.requests[c]})

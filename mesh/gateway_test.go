@@ -385,6 +385,102 @@ func TestGatewayHeaders(t *testing.T) {
 	}
 }
 
+// Routes split by method: reads public, writes need a token, as Kong's
+// `methods` and Istio's method matches declare it.
+func TestGatewayMethodRoutes(t *testing.T) {
+	f := newGateway(t, func(c *GatewayConfig) {
+		c.Routes = []RouteEntry{
+			{Path: "/api/products/**", Service: "product-service", Public: true, Methods: []string{"GET", "HEAD"},
+				RateLimit: &RateLimit{RequestsPerSecond: 1, Burst: 2}},
+			{Path: "/api/products/**", Service: "product-service"},
+			{Path: "/api/orders/**", Service: "order-service", Rewrite: "/orders"},
+			{Path: "/api/orders/health", Service: "order-service", Public: true, Methods: []string{"GET"}},
+			{Path: "/api/search/**", Service: "product-service", Public: true, Methods: []string{"GET"}},
+			{Path: "/api/search/suggest/**", Service: "product-service", Public: true, Methods: []string{"POST"}},
+			{Path: "/api/reviews/**", Service: "product-service", Public: true, Methods: []string{"GET"}},
+			{Path: "/api/reviews/**", Service: "product-service", Methods: []string{"POST", "DELETE"}},
+		}
+	})
+	r1, _ := rsaKeys(t)
+	f.keys.add("rsa-1", &r1.PublicKey)
+	alice := sign(t, jwt.SigningMethodRS256, "rsa-1", r1, "alice", f.clock.Now().Add(time.Hour))
+
+	tests := []struct {
+		method, path, token string
+		status              int
+		route               string // the access log's route; "" for none
+		allow               string
+	}{
+		{"GET", "/api/products/1", "", 200, "GET,HEAD /api/products/**", ""},
+		{"HEAD", "/api/products/1", "", 200, "GET,HEAD /api/products/**", ""},
+		{"POST", "/api/products", "", 401, "/api/products/**", ""},
+		{"PUT", "/api/products/1", "", 401, "/api/products/**", ""},
+		{"DELETE", "/api/products/1", "", 401, "/api/products/**", ""},
+		{"PROPFIND", "/api/products/1", "", 401, "/api/products/**", ""}, // no route may list it: the route without methods
+		{"POST", "/api/products", alice, 200, "/api/products/**", ""},
+		// A method the more specific path does not take falls through to
+		// a shorter path's route.
+		{"GET", "/api/orders/health", "", 200, "GET /api/orders/health", ""},
+		{"POST", "/api/orders/health", "", 401, "/api/orders/**", ""},
+		// Routes take the path, none the method: 405 naming what they take.
+		{"POST", "/api/search/x", "", 405, "", "GET"},
+		{"HEAD", "/api/search/x", "", 405, "", "GET"},
+		{"PUT", "/api/search/suggest/x", "", 405, "", "GET, POST"},
+		{"POST", "/api/search/suggest/x", "", 200, "POST /api/search/suggest/**", ""},
+		{"GET", "/api/search/suggest/x", "", 200, "GET /api/search/**", ""},
+		{"PUT", "/api/reviews/1", alice, 405, "", "GET, POST, DELETE"},
+		{"DELETE", "/api/reviews/1", "", 401, "POST,DELETE /api/reviews/**", ""},
+		{"DELETE", "/api/reviews/1", alice, 200, "POST,DELETE /api/reviews/**", ""},
+		{"GET", "/api/nothing", "", 404, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			f.clock.Add(2 * time.Second) // refill the read route's bucket
+			rec := f.do(tc.method, tc.path, tc.token, nil)
+			if rec.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, rec.Body.String())
+			}
+			if got := rec.Header().Get("Allow"); got != tc.allow {
+				t.Errorf("Allow %q, want %q", got, tc.allow)
+			}
+			if tc.status == 401 && !strings.Contains(rec.Header().Get("WWW-Authenticate"), `realm="flotilla"`) {
+				t.Errorf("401 not from the gateway: %v", rec.Header())
+			}
+			lines := f.logs.lines()
+			last := lines[len(lines)-1]
+			if route, _ := last["route"].(string); route != tc.route || last["method"] != tc.method {
+				t.Errorf("access log route %q method %v, want %q %s", route, last["method"], tc.route, tc.method)
+			}
+		})
+	}
+
+	// Rate limits are per route: the reads' bucket runs dry, the writes'
+	// route has none.
+	codes := []int{}
+	for range 3 {
+		codes = append(codes, f.do("GET", "/api/products/1", "", nil).Code)
+	}
+	codes = append(codes, f.do("POST", "/api/products", alice, nil).Code)
+	if diff := cmp.Diff([]int{200, 200, 429, 200}, codes); diff != "" {
+		t.Errorf("reads limited, writes not (-want +got):\n%s", diff)
+	}
+	// Each route has its own series.
+	fams := scrape(t, f.m)
+	routes := map[string]bool{}
+	for _, mt := range fams["flotilla_gateway_requests_total"].GetMetric() {
+		for _, l := range mt.GetLabel() {
+			if l.GetName() == "route" {
+				routes[l.GetValue()] = true
+			}
+		}
+	}
+	for _, want := range []string{"GET,HEAD /api/products/**", "/api/products/**", "POST,DELETE /api/reviews/**"} {
+		if !routes[want] {
+			t.Errorf("no flotilla_gateway_requests_total series for route %q (have %v)", want, routes)
+		}
+	}
+}
+
 func TestGatewayOverTheNetwork(t *testing.T) {
 	f := newGateway(t, nil)
 	addr, err := f.gw.Listen(context.Background(), "127.0.0.1:0")
@@ -419,7 +515,25 @@ routes:
 		{"inner wildcard", "routes: [{path: /api/*/x, service: x, public: true}]\n", "trailing /**"},
 		{"dot-dot", "routes: [{path: /api/../x, service: x, public: true}]\n", ". or .."},
 		{"duplicate", "routes: [{path: /api/x/**, service: x, public: true}, {path: /api/x, service: y, public: true}]\n", "same path as routes[0]"},
-		{"bad method", "routes: [{path: /x, service: x, public: true, methods: [FETCH]}]\n", `method "FETCH"`},
+		{"bad method", "routes: [{path: /x, service: x, public: true, methods: [FETCH]}]\n", `routes[0] (/x): method "FETCH": want one of GET, HEAD`},
+		{"lower-case method", "routes: [{path: /x, service: x, public: true, methods: [get]}]\n", `routes[0] (/x): method "get": write methods in upper case (GET)`},
+		{"method twice", "routes: [{path: /x, service: x, public: true, methods: [GET, GET]}]\n", "routes[0] (/x): method GET listed twice"},
+		{"read and write split", `
+jwt: {jwks_url: "http://127.0.0.1:8101/.well-known/jwks.json"}
+routes:
+  - {path: /api/product/**, service: product-service, public: true, methods: [GET, HEAD]}
+  - {path: /api/product/**, service: product-service}
+  - {path: /api/search/**, service: search-service, public: true, methods: [GET]}
+  - {path: /api/search, service: search-service, methods: [POST, DELETE]}
+`, ""},
+		{"duplicate path and method", `
+jwt: {jwks_url: "http://127.0.0.1:8101/.well-known/jwks.json"}
+routes:
+  - {path: /api/product/**, service: product-service, public: true, methods: [GET, HEAD]}
+  - {path: /api/product, service: product-service, methods: [POST, HEAD]}
+`, "routes[1] (/api/product): method HEAD: same path as routes[0], which lists HEAD too"},
+		{"two routes without methods", "routes: [{path: /x, service: x, public: true, methods: [GET]}, {path: /x, service: x, public: true}, {path: /x/**, service: y, public: true}]\n",
+			"routes[2] (/x/**): same path as routes[1], and neither lists methods"},
 		{"negative rate", "rate_limit: {requests_per_second: -1}\n", "requests_per_second"},
 		{"no service", "routes: [{path: /x, public: true}]\n", "service name is empty"},
 		{"bad jwks url", "jwt: {jwks_url: ftp://x}\n", "want an http(s) URL"},
@@ -478,6 +592,8 @@ func FuzzGatewayConfig(f *testing.F) {
 	f.Add([]byte("listen: 127.0.0.1:8480\nroutes:\n  - {path: /api/orders/**, service: order-service, public: true, rate_limit: {requests_per_second: 5}}\n"))
 	f.Add([]byte("jwt: {jwks_url: http://x/j, leeway: 1s}\ntimeout: 1m\n"))
 	f.Add([]byte("{}"))
+	f.Add([]byte("routes:\n  - {path: /api/p/**, service: p, public: true, methods: [GET, HEAD]}\n  - {path: /api/p, service: p, public: true, methods: [POST]}\n  - {path: /api/p/, service: p, public: true}\n"))
+	f.Add([]byte("routes: [{path: /x, service: x, public: true, methods: [GET]}, {path: /x/**, service: x, public: true, methods: [get, GET]}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseGatewayConfig("fuzz.yaml", data)
 		if err != nil {
@@ -486,9 +602,97 @@ func FuzzGatewayConfig(f *testing.F) {
 		if err := cfg.Validate(); err != nil {
 			t.Fatalf("parsed config fails Validate: %v", err)
 		}
-		for _, r := range cfg.Routes {
-			if _, err := routePrefix(r.Path); err != nil {
+		// Every path and method has one route.
+		taken := map[string]int{}
+		for i, r := range cfg.Routes {
+			p, err := routePrefix(r.Path)
+			if err != nil {
 				t.Fatalf("accepted route path %q: %v", r.Path, err)
+			}
+			methods := r.Methods
+			if len(methods) == 0 {
+				methods = []string{"*"}
+			}
+			for _, m := range methods {
+				if m != "*" && methodIndex(m) < 0 {
+					t.Fatalf("accepted method %q", m)
+				}
+				if j, dup := taken[m+" "+p]; dup {
+					t.Fatalf("routes[%d] and routes[%d] both take %s %q", j, i, m, p)
+				}
+				taken[m+" "+p] = i
+			}
+		}
+		// The table built from it answers every path and method.
+		g := &Gateway{cfg: cfg}
+		g.buildRoutes(time.Now)
+		if len(g.all) != len(cfg.Routes) {
+			t.Fatalf("%d routes built from %d", len(g.all), len(cfg.Routes))
+		}
+		for _, m := range append(routeMethods[:], "TRACE") {
+			g.match("/api/p/1", m)
+		}
+	})
+}
+
+// FuzzRouteMethodMatch checks the gateway's choice of route against the
+// rule written out: of the routes whose path matches and that take the
+// method (listed, or no methods at all), the longest path wins, then the
+// one that lists methods; with none, 405 names the methods the routes on
+// the path take, 404 when no route's path matches.
+func FuzzRouteMethodMatch(f *testing.F) {
+	f.Add("/api/p/**", uint8(3), "/api/p", uint8(0), "/api/p/x", "POST", uint8(4))
+	f.Add("/api/p/**", uint8(1), "/api/p/**", uint8(0), "/api/p/x", "GET", uint8(0))
+	f.Add("/a/b", uint8(1), "/a", uint8(2), "/a/b", "PUT", uint8(0))
+	f.Add("/", uint8(0), "/a", uint8(5), "/a/c", "TRACE", uint8(0))
+	f.Fuzz(func(t *testing.T, p1 string, m1 uint8, p2 string, m2 uint8, reqPath, method string, m3 uint8) {
+		all := uint8(1)<<len(routeMethods) - 1
+		entry := func(p string, mask uint8) RouteEntry {
+			e := RouteEntry{Path: p, Service: "s", Public: true}
+			for i, m := range routeMethods {
+				if mask&all&(1<<i) != 0 {
+					e.Methods = append(e.Methods, m)
+				}
+			}
+			return e
+		}
+		// A third route on p1's path, so a path can have several.
+		cfg := GatewayConfig{Routes: []RouteEntry{entry(p1, m1), entry(p2, m2), entry(p1, m3)}}
+		if cfg.Validate() != nil {
+			return
+		}
+		g := &Gateway{cfg: cfg}
+		g.buildRoutes(time.Now)
+		clean := cleanPath(reqPath)
+		got, prefix, allow := g.match(clean, method)
+
+		var best *gwRoute
+		bestLen, bestListed := -1, false
+		var wantAllow uint8
+		for _, r := range g.all {
+			p, _ := routePrefix(r.entry.Path)
+			if !(clean == p || p == "" || strings.HasPrefix(clean, p+"/")) {
+				continue
+			}
+			listed := len(r.entry.Methods) > 0
+			takes := !listed
+			for _, m := range r.entry.Methods {
+				takes = takes || m == method
+				wantAllow |= 1 << methodIndex(m)
+			}
+			if takes && (len(p) > bestLen || len(p) == bestLen && listed && !bestListed) {
+				best, bestLen, bestListed = r, len(p), listed
+			}
+		}
+		if best != nil {
+			wantAllow = 0
+		}
+		if got != best || allow != wantAllow {
+			t.Fatalf("%s %q over %+v: route %+v (allow %s), want %+v (allow %s)", method, clean, cfg.Routes, got, methodList(allow, ","), best, methodList(wantAllow, ","))
+		}
+		if best != nil {
+			if p, _ := routePrefix(best.entry.Path); p != prefix {
+				t.Fatalf("%s %q: prefix %q, want %q", method, clean, prefix, p)
 			}
 		}
 	})

@@ -27,11 +27,21 @@ import (
 //	  - path: /api/orders/**
 //	    service: order-service
 //	    rewrite: /orders               # optional: replaces the matched prefix
-//	  - path: /api/products/**
+//	  - path: /api/products/**         # reads: anyone
 //	    service: product-service
+//	    methods: [GET, HEAD]
 //	    public: true                   # no token needed
-//	    methods: [GET]
 //	    rate_limit: {requests_per_second: 200, burst: 400}
+//	  - path: /api/products/**         # every other method: a token
+//	    service: product-service
+//
+// A request goes to the most specific route that matches both its path
+// and its method: the longest path first, then, on the same path, a route
+// that lists the method over one that lists none (as Kong's `methods` and
+// Istio's VirtualService method matches). A route whose methods do not
+// include the request's is no match at all, so the request falls through
+// to a shorter path's route. When routes match the path but none takes the
+// method, the answer is 405 with Allow naming the methods they take.
 type GatewayConfig struct {
 	// Listen is the gateway's address (used by Gateway.Listen).
 	Listen string `yaml:"listen"`
@@ -82,7 +92,10 @@ type RouteEntry struct {
 	Rewrite string `yaml:"rewrite"`
 	// Public routes need no token.
 	Public bool `yaml:"public"`
-	// Methods limits the methods (default all).
+	// Methods limits the route to these methods, upper case, out of GET,
+	// HEAD, POST, PUT, PATCH, DELETE and OPTIONS (empty: every method).
+	// Routes on the same path may each list methods as long as no method
+	// is listed twice; one of them may list none and takes the rest.
 	Methods   []string   `yaml:"methods"`
 	RateLimit *RateLimit `yaml:"rate_limit"`
 	Timeout   Duration   `yaml:"timeout"`
@@ -143,7 +156,45 @@ func ParseGatewayConfig(name string, data []byte) (GatewayConfig, error) {
 	return cfg, nil
 }
 
-var knownMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
+// routeMethods are the methods a route may list, in the order Allow
+// names them; a route's methods are a bit mask over this list.
+var routeMethods = [...]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+// methodIndex is m's place in routeMethods (its bit in a mask), -1 for a
+// method no route may list (so only a route without methods takes it).
+func methodIndex(m string) int {
+	switch m {
+	case "GET":
+		return 0
+	case "HEAD":
+		return 1
+	case "POST":
+		return 2
+	case "PUT":
+		return 3
+	case "PATCH":
+		return 4
+	case "DELETE":
+		return 5
+	case "OPTIONS":
+		return 6
+	}
+	return -1
+}
+
+// methodList names the methods of a mask, in routeMethods' order.
+func methodList(mask uint8, sep string) string {
+	var b strings.Builder
+	for i, m := range routeMethods {
+		if mask&(1<<i) != 0 {
+			if b.Len() > 0 {
+				b.WriteString(sep)
+			}
+			b.WriteString(m)
+		}
+	}
+	return b.String()
+}
 
 // Validate reports every problem at once, naming the route.
 func (c GatewayConfig) Validate() error {
@@ -160,16 +211,40 @@ func (c GatewayConfig) Validate() error {
 		}
 	}
 	errs = append(errs, c.RateLimit.validate("rate_limit"))
-	seen := map[string]int{}
+	// Which route takes each path and method; "" stands for a route
+	// without methods.
+	type pathMethod struct{ prefix, method string }
+	seen := map[pathMethod]int{}
 	for i, r := range c.Routes {
 		where := fmt.Sprintf("routes[%d] (%s)", i, r.Path)
 		p, err := routePrefix(r.Path)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
-		} else if j, dup := seen[p]; dup {
-			errs = append(errs, fmt.Errorf("%s: same path as routes[%d]", where, j))
-		} else {
-			seen[p] = i
+		}
+		if len(r.Methods) == 0 && err == nil {
+			if j, dup := seen[pathMethod{p, ""}]; dup {
+				errs = append(errs, fmt.Errorf("%s: same path as routes[%d], and neither lists methods (give one of them methods, or merge them)", where, j))
+			} else {
+				seen[pathMethod{p, ""}] = i
+			}
+		}
+		listed := map[string]bool{}
+		for _, m := range r.Methods {
+			switch {
+			case methodIndex(m) < 0 && methodIndex(strings.ToUpper(m)) >= 0:
+				errs = append(errs, fmt.Errorf("%s: method %q: write methods in upper case (%s)", where, m, strings.ToUpper(m)))
+			case methodIndex(m) < 0:
+				errs = append(errs, fmt.Errorf("%s: method %q: want one of %s", where, m, strings.Join(routeMethods[:], ", ")))
+			case listed[m]:
+				errs = append(errs, fmt.Errorf("%s: method %s listed twice", where, m))
+			case err == nil:
+				if j, dup := seen[pathMethod{p, m}]; dup {
+					errs = append(errs, fmt.Errorf("%s: method %s: same path as routes[%d], which lists %s too (a path and method go to one route)", where, m, j, m))
+				} else {
+					seen[pathMethod{p, m}] = i
+				}
+			}
+			listed[m] = true
 		}
 		if err := checkName("service", r.Service); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
@@ -181,11 +256,6 @@ func (c GatewayConfig) Validate() error {
 		}
 		if !r.Public && c.JWT.JWKSURL == "" {
 			errs = append(errs, fmt.Errorf("%s: needs a token but jwt.jwks_url is not set (set it, or mark the route public: true)", where))
-		}
-		for _, m := range r.Methods {
-			if !knownMethods[m] {
-				errs = append(errs, fmt.Errorf("%s: method %q: want one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", where, m))
-			}
 		}
 		if r.RateLimit != nil {
 			errs = append(errs, r.RateLimit.validate(where+": rate_limit"))
@@ -251,11 +321,22 @@ func newRouteTable[T any](prefixes []string, values []T) *routeTable[T] {
 
 // match returns the value and prefix of the longest matching route.
 func (t *routeTable[T]) match(path string) (T, string, bool) {
-	for i, p := range t.prefixes {
-		if matchPrefix(path, p) {
-			return t.values[i], p, true
-		}
+	if i := t.matchFrom(path, 0); i >= 0 {
+		return t.values[i], t.prefixes[i], true
 	}
 	var zero T
 	return zero, "", false
+}
+
+// matchFrom returns the index of the longest route prefix path matches
+// among those from index i on (shorter than the ones before it), or -1.
+// Calling it again from the result plus one walks every matching route,
+// longest first.
+func (t *routeTable[T]) matchFrom(path string, i int) int {
+	for ; i < len(t.prefixes); i++ {
+		if matchPrefix(path, t.prefixes[i]) {
+			return i
+		}
+	}
+	return -1
 }
