@@ -10,6 +10,7 @@
 //	bin/<service>/<digest>/<service>    the artifacts (never rebuilt while present;
 //	                                    Config.ArtifactDir moves them)
 //	logs/<service>/<version>.log        every instance's stdout and stderr
+//	logs/<service>/<version>.log.N      the same, rotated (1 the newest; see LogMaxSize)
 //	run/<service>/<version>/            its instances' working directory
 //	data/<service>.db                   its DATABASE_URL, unless the spec sets one
 //	state.json                          the instances, so a restarted control plane adopts them
@@ -17,6 +18,35 @@
 // Instances outlive the control plane: [Target.Close] detaches from them,
 // and [Open] adopts the ones still running (and restarts the ones that
 // died) from state.json. [Target.Shutdown] stops them all.
+//
+// # Logs
+//
+// An instance's stdout and stderr are its version's log file itself,
+// opened O_APPEND: the process writes straight to disk with nothing of the
+// control plane in between, so it neither blocks nor dies when the
+// control plane is killed, and what it writes meanwhile is kept. A pipe
+// copied by the control plane would rotate at line boundaries, but a
+// killed control plane would take its services with it (a Go program
+// writing to a pipe without reader dies of SIGPIPE) or, were the read end
+// kept open elsewhere, stall them once the pipe buffer filled; and the
+// next control plane could not reattach to it. Services that keep running
+// when the control plane is killed matter more.
+//
+// So logs are rotated from the side, like logrotate's copytruncate, with
+// Docker json-file's max-size and max-file ([Config.LogMaxSize],
+// [Config.LogMaxFiles]): a file past the size has its front copied to
+// name.log.1 (the older files shifting to .2 and on, the oldest dropped)
+// and then cut out of the live file in place. On ext4 and XFS the cut is
+// FALLOC_FL_COLLAPSE_RANGE over whole blocks, which the kernel orders with
+// the process's appends: nothing is lost or written twice, at the price
+// of a line that may begin in name.log.1 and end in name.log (readers
+// join the files, so `flotilla logs` shows it whole). Elsewhere the rest
+// is copied and the file truncated: a few lines written between the last
+// copy and the truncation can be lost. Rotation runs every
+// [Config.LogCheckInterval], so a file passes the size by up to one
+// interval's output, and it pauses while no control plane runs.
+// [OpenLog] reads a log with its rotated files as one stream, and follows
+// it across rotations.
 package local
 
 import (
@@ -67,7 +97,19 @@ type Config struct {
 	// ready (100ms); HealthInterval its period afterwards (2s).
 	ProbeInterval  time.Duration
 	HealthInterval time.Duration
-	Logger         *slog.Logger
+	// LogMaxSize is the size in bytes past which a version's log file is
+	// rotated (10 MiB; negative: never rotated); LogMaxFiles how many
+	// files it keeps with the live one (3: name.log, name.log.1,
+	// name.log.2), the oldest dropped, as Docker's json-file driver's
+	// max-size and max-file. The size is checked every LogCheckInterval
+	// (1s), so a file may pass LogMaxSize by what is written in one
+	// interval. Rotation loses nothing on ext4 and XFS; elsewhere it
+	// truncates, and may lose the few lines written while it does (see
+	// the package doc).
+	LogMaxSize       int64
+	LogMaxFiles      int
+	LogCheckInterval time.Duration
+	Logger           *slog.Logger
 }
 
 // DefaultConfig returns the defaults for a data directory and module root.
@@ -77,6 +119,7 @@ func DefaultConfig(dir, root string) Config {
 		ReadyTimeout: 60 * time.Second, StopTimeout: 15 * time.Second,
 		MaxRestarts: 3, Backoff: 200 * time.Millisecond, MaxBackoff: 30 * time.Second,
 		ProbeInterval: 100 * time.Millisecond, HealthInterval: 2 * time.Second,
+		LogMaxSize: 10 << 20, LogMaxFiles: 3, LogCheckInterval: time.Second,
 	}
 }
 
@@ -109,6 +152,15 @@ func (c *Config) applyDefaults() {
 	if c.HealthInterval == 0 {
 		c.HealthInterval = d.HealthInterval
 	}
+	if c.LogMaxSize == 0 {
+		c.LogMaxSize = d.LogMaxSize
+	}
+	if c.LogMaxFiles == 0 {
+		c.LogMaxFiles = d.LogMaxFiles
+	}
+	if c.LogCheckInterval == 0 {
+		c.LogCheckInterval = d.LogCheckInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -123,11 +175,14 @@ func (c Config) Validate() error {
 	if c.Root == "" {
 		errs = append(errs, errors.New("local target: module root is empty"))
 	}
-	if c.ReadyTimeout < 0 || c.StopTimeout < 0 || c.Backoff < 0 || c.MaxBackoff < 0 || c.ProbeInterval < 0 || c.HealthInterval < 0 {
+	if c.ReadyTimeout < 0 || c.StopTimeout < 0 || c.Backoff < 0 || c.MaxBackoff < 0 || c.ProbeInterval < 0 || c.HealthInterval < 0 || c.LogCheckInterval < 0 {
 		errs = append(errs, errors.New("local target: durations must not be negative"))
 	}
 	if c.MaxRestarts < 0 {
 		errs = append(errs, fmt.Errorf("local target: max restarts %d must not be negative", c.MaxRestarts))
+	}
+	if c.LogMaxFiles < 0 || c.LogMaxFiles == 1 {
+		errs = append(errs, fmt.Errorf("local target: log max files %d: must be at least 2 (the live file and one rotated), or 0 for the default", c.LogMaxFiles))
 	}
 	return errors.Join(errs...)
 }
@@ -157,6 +212,7 @@ type version struct {
 	spec  deploy.Spec
 	bin   string
 	insts []*instance
+	rot   *rotator // rotates its log; nil when rotation is off
 }
 
 // Open prepares the data directory and adopts the instances state.json
@@ -294,6 +350,7 @@ func (t *Target) start(ctx context.Context, spec deploy.Spec) (*version, error) 
 		v.insts = append(v.insts, in)
 		go in.supervise()
 	}
+	t.rotateLogs(v)
 	t.mu.Lock()
 	t.versions[key{spec.Service, spec.Version}] = v
 	t.mu.Unlock()
@@ -391,6 +448,7 @@ func (t *Target) Remove(ctx context.Context, service, version string) error {
 		return fmt.Errorf("remove %s@%s: %w", service, version, deploy.ErrNotFound)
 	}
 	t.stopAll(ctx, v.insts)
+	v.stopRotation()
 	t.saveState()
 	t.log.InfoContext(ctx, "instances stopped", "service", service, "version", version)
 	return nil
@@ -418,12 +476,17 @@ func (t *Target) Shutdown(ctx context.Context) error {
 	}
 	t.closed = true
 	var all []*instance
+	var vs []*version
 	for k, v := range t.versions {
 		all = append(all, v.insts...)
+		vs = append(vs, v)
 		delete(t.versions, k)
 	}
 	t.mu.Unlock()
 	t.stopAll(ctx, all)
+	for _, v := range vs {
+		v.stopRotation()
+	}
 	t.saveState()
 	t.release()
 	return nil
@@ -440,13 +503,19 @@ func (t *Target) Close() error {
 	}
 	t.closed = true
 	var all []*instance
+	var vs []*version
 	for _, v := range t.versions {
 		all = append(all, v.insts...)
+		vs = append(vs, v)
 	}
 	t.mu.Unlock()
 	t.saveState()
 	for _, in := range all {
 		in.detach()
+	}
+	// The next control plane rotates the logs again.
+	for _, v := range vs {
+		v.stopRotation()
 	}
 	t.release()
 	return nil

@@ -1,7 +1,6 @@
 package local
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -458,7 +456,7 @@ func controlPlaneHelper(dir string) {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	insts, err := tg.Apply(context.Background(), spec("kilo-service", "k1", ""))
+	insts, err := tg.Apply(context.Background(), spec("kilo-service", "k1", os.Getenv("FLOTILLA_LOCAL_HELPER_MODE")))
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -471,26 +469,7 @@ func controlPlaneHelper(dir string) {
 // the next one adopts them (the lock died with it) and can stop them.
 func TestKilledControlPlane(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "FLOTILLA_LOCAL_HELPER_DIR="+dir, "FLOTILLA_LOCAL_HELPER_ROOT="+testRoot(t), "FLOTILLA_LOCAL_HELPER_ARTIFACTS="+artifacts)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "ready ") {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		t.Fatalf("the helper control plane said %q, %v", line, err)
-	}
-	var pid int
-	var addr string
-	if _, err := fmt.Sscan(strings.TrimPrefix(line, "ready "), &pid, &addr); err != nil {
-		t.Fatal(err)
-	}
+	cmd, pid, addr := startControlPlaneProcess(t, dir, "")
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}

@@ -124,6 +124,7 @@ func (t *Target) adopt(ctx context.Context) error {
 			go in.supervise()
 		}
 		if len(v.insts) > 0 {
+			t.rotateLogs(v)
 			t.versions[key{sv.Spec.Service, sv.Spec.Version}] = v
 		}
 	}

@@ -6,6 +6,8 @@
 //	crash         exits 3 at once
 //	smoke-fail    ready, but /smoke answers 500 {"status":"broken"}
 //	ignore-term   good, but ignores SIGTERM (only SIGKILL stops it)
+//	chatty        good, and writes numbered lines to stdout without pause
+//	              ("line 00000001 …"); on SIGTERM it stops and says how many
 //
 // POST /toggle-ready makes /ready fail (or pass again).
 // It listens on ADDR and answers every request with its FLOTILLA_VERSION.
@@ -73,9 +75,26 @@ func main() {
 		_ = srv.Shutdown(sctx)
 	}()
 	fmt.Printf("svc %s listening on %s (mode %q)\n", version, srv.Addr, mode)
+	chatted := make(chan int, 1)
+	if mode == "chatty" {
+		go func() {
+			n := 0
+			for ctx.Err() == nil {
+				n++
+				fmt.Printf("line %08d ................................................................\n", n)
+				if n%10 == 0 {
+					time.Sleep(100 * time.Microsecond)
+				}
+			}
+			chatted <- n
+		}()
+	}
 	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
 		fmt.Fprintln(os.Stderr, "svc:", err)
 		os.Exit(1)
+	}
+	if mode == "chatty" {
+		fmt.Printf("svc: wrote %d lines\n", <-chatted)
 	}
 	fmt.Println("svc: drained, bye")
 }
