@@ -30,7 +30,7 @@ var FlowNames = []string{Browse, Search, AddToCart, Checkout, Track}
 // Modes.
 const (
 	Closed = "closed" // N virtual users, each starting its next flow when the last ended
-	Open   = "open"   // flows start at a fixed rate whatever the answers take
+	Open   = "open"   // flows start on a schedule whatever the answers take: a fixed request rate (or flow rate)
 )
 
 // Config is a load run. In YAML (flotilla load --config):
@@ -39,7 +39,8 @@ const (
 //	  gateway: http://127.0.0.1:7400        # every service through the edge gateway (/api/<service>/...), or per service:
 //	  # user: ..., product: ..., cart: ..., order: ..., shipping: ..., search: ...
 //	mode: open                               # or closed
-//	rate: 100                                # flows per second (open)
+//	rate: 100                                # requests per second offered (open), or:
+//	# flow_rate: 50                          # flows started per second (open)
 //	users: 20                                # virtual users (closed, default 10); accounts (open, default from the rate)
 //	duration: 5m                             # and/or
 //	requests: 30000
@@ -49,10 +50,19 @@ const (
 //	max_in_flight: 1000                      # open: flows running at once before new ones are skipped (and counted)
 //
 // Unknown keys are errors; Validate reports every problem at once.
+//
+// An open loop takes one of two rates. RequestRate (rate: in YAML,
+// --rate) is requests per second, as vegeta's -rate and wrk2's -R are:
+// flows start at RequestRate divided by the mix's requests per flow
+// (RequestsPerFlow to begin with, then what the finished flows actually
+// sent), so the requests offered stay at RequestRate. Rate (flow_rate:,
+// --flow-rate) starts that many flows per second instead, whatever they
+// send.
 type Config struct {
 	Targets     Targets        `yaml:"targets" json:"targets"`
 	Mode        string         `yaml:"mode" json:"mode"`
-	Rate        float64        `yaml:"rate" json:"rate"`
+	RequestRate float64        `yaml:"rate" json:"rate"`          // open: requests per second offered
+	Rate        float64        `yaml:"flow_rate" json:"flowRate"` // open: flows started per second, instead of RequestRate
 	Users       int            `yaml:"users" json:"users"`
 	Duration    Duration       `yaml:"duration" json:"duration"`
 	Requests    int            `yaml:"requests" json:"requests"`
@@ -159,6 +169,65 @@ func ParseFlows(s string) (map[string]int, error) {
 	return out, nil
 }
 
+// The rates an open loop takes, requests or flows per second.
+const minRate, maxRate = 0.01, 100000
+
+// cartItems is the most products a checkout puts in the cart (one to
+// cartItems, evenly) before it places the order.
+const cartItems = 3
+
+// flowRequests is how many requests flow sends on average when every
+// answer is a success: browse lists a page and reads a product; search
+// and add_to_cart send one; checkout adds one to cartItems products and
+// places the order (and empties the cart when the order is cancelled,
+// which is not counted); track lists the account's orders until it has a
+// confirmed one, then reads it and, with a shipping target, its shipment.
+// Accounts are registered afresh by each run, so without checkout in the
+// mix there is never an order to track.
+func (c Config) flowRequests(flow string) float64 {
+	switch flow {
+	case Browse:
+		return 2
+	case Checkout:
+		return float64(1+cartItems)/2 + 1
+	case Track:
+		if c.Flows[Checkout] > 0 && c.Targets.URL("shipping") != "" {
+			return 2
+		}
+		return 1
+	default: // search, add_to_cart
+		return 1
+	}
+}
+
+// RequestsPerFlow is the requests a flow of c's mix sends on average,
+// from the flows' weights and what each sends (1 when no flow has a
+// weight). An open loop at RequestRate starts flows at RequestRate
+// divided by this until its own flows have finished and shown their
+// count.
+func (c Config) RequestsPerFlow() float64 {
+	var weights, requests float64
+	for _, name := range FlowNames {
+		if w := c.Flows[name]; w > 0 {
+			weights += float64(w)
+			requests += float64(w) * c.flowRequests(name)
+		}
+	}
+	if weights == 0 {
+		return 1
+	}
+	return requests / weights
+}
+
+// FlowRate is the flows an open loop starts per second to begin with:
+// Rate, or RequestRate divided by RequestsPerFlow.
+func (c Config) FlowRate() float64 {
+	if c.Rate > 0 {
+		return c.Rate
+	}
+	return c.RequestRate / c.RequestsPerFlow()
+}
+
 // needs are the services each flow calls.
 var needs = map[string][]string{
 	Browse:    {"product"},
@@ -177,9 +246,19 @@ func (c Config) Validate() error {
 		if c.Users < 1 || c.Users > 10000 {
 			bad("users: %d; a closed loop needs 1 to 10000 virtual users", c.Users)
 		}
+		if c.RequestRate != 0 || c.Rate != 0 {
+			bad("rate/flow_rate: a closed loop has no rate (its users start a flow when the last ended); set mode: open for a fixed rate")
+		}
 	case Open:
-		if !(c.Rate > 0 && c.Rate <= 100000) {
-			bad("rate: %v; an open loop needs a rate of flows per second above 0 (at most 100000)", c.Rate)
+		switch {
+		case c.RequestRate != 0 && c.Rate != 0:
+			bad("rate %v and flow_rate %v: set one; rate is requests per second, flow_rate flows per second", c.RequestRate, c.Rate)
+		case c.Rate != 0:
+			if !(c.Rate >= minRate && c.Rate <= maxRate) {
+				bad("flow_rate: %v; want flows per second from %v to %v", c.Rate, minRate, maxRate)
+			}
+		case !(c.RequestRate >= minRate && c.RequestRate <= maxRate):
+			bad("rate: %v; an open loop needs rate, requests per second from %v to %v, or flow_rate, flows per second", c.RequestRate, minRate, maxRate)
 		}
 		if c.Users < 0 || c.Users > 10000 {
 			bad("users: %d; want 0 (default accounts) to 10000", c.Users)

@@ -2,20 +2,24 @@
 // flows (browse, search, add to cart, check out, track an order) against
 // the edge gateway or the services' own URLs, in a closed loop (N virtual
 // users, each starting its next flow when the last ended) or an open loop
-// (flows start at a fixed rate whatever the answers take, so a slow shop
-// shows as latency instead of hiding it: coordinated omission avoided),
-// for a duration and/or a request count, with a progress line and a
-// summary: requests, errors by status, p50/p90/p99/max latency, orders
-// placed.
+// (a fixed rate of requests per second whatever the answers take, so a
+// slow shop shows as latency instead of hiding it: coordinated omission
+// avoided), for a duration and/or a request count, with a progress line
+// and a summary: requests offered and achieved per second, errors by
+// status, p50/p90/p99/max latency, orders placed.
 //
-// It is built on vegeta (github.com/tsenart/vegeta/v12): vegeta's
-// ConstantPacer schedules the open loop and vegeta's Metrics (t-digest
-// quantiles) summarises every request as a vegeta Result. vegeta's
-// Attacker is not used because it fires independent single requests,
-// while a shop flow is a sequence whose next request depends on the last
-// answer (the order id to track, the cart to check out). In the open loop
-// the first request of a flow is timed from the moment the pacer
-// scheduled it, not from when it could be sent, as vegeta's attacker does.
+// It is built on vegeta (github.com/tsenart/vegeta/v12): vegeta's Metrics
+// (t-digest quantiles) summarises every request as a vegeta Result.
+// vegeta's Attacker is not used because it fires independent single
+// requests, while a shop flow is a sequence whose next request depends on
+// the last answer (the order id to track, the cart to check out); nor is
+// its ConstantPacer, because how many requests a flow sends is only known
+// once it ran. The open loop's schedule is a request budget instead: the
+// next flow is due when the requests of the flows already started (what
+// the finished ones sent, the mix's average for the rest) are all paid
+// for at the request rate. It never waits for an answer; the first
+// request of a flow is timed from the moment the schedule meant it to
+// start, not from when it could be sent, as vegeta's attacker does.
 package load
 
 import (
@@ -43,7 +47,10 @@ type Summary struct {
 	Mode           string         `json:"mode"`
 	Elapsed        time.Duration  `json:"elapsed"`
 	Requests       uint64         `json:"requests"`
-	Rate           float64        `json:"rate"` // requests per second
+	Rate           float64        `json:"rate"`              // requests per second achieved
+	Offered        float64        `json:"offered,omitempty"` // open loop: requests per second offered (the request rate, or the flow rate times RequestsPerFlow)
+	FlowRate       float64        `json:"flowRate"`          // flows started per second
+	PerFlow        float64        `json:"requestsPerFlow"`   // requests a flow sent on average (flows that finished before the end)
 	Errors         int            `json:"errors"`
 	ErrorsByStatus map[string]int `json:"errorsByStatus"` // "0" is a transport failure or timeout
 	StatusCodes    map[string]int `json:"statusCodes"`
@@ -72,7 +79,11 @@ type RouteSummary struct {
 
 // Write prints the summary as a short report.
 func (s *Summary) Write(w io.Writer) {
-	fmt.Fprintf(w, "mode %s, %s: %d requests, %.1f/s, %d errors\n", s.Mode, s.Elapsed.Round(time.Millisecond), s.Requests, s.Rate, s.Errors)
+	offered := ""
+	if s.Offered > 0 {
+		offered = fmt.Sprintf(" (offered %.1f/s)", s.Offered)
+	}
+	fmt.Fprintf(w, "mode %s, %s: %d requests, %.1f/s%s, %d errors\n", s.Mode, s.Elapsed.Round(time.Millisecond), s.Requests, s.Rate, offered, s.Errors)
 	fmt.Fprintf(w, "latency p50 %s  p90 %s  p99 %s  max %s\n", ms(s.P50), ms(s.P90), ms(s.P99), ms(s.Max))
 	fmt.Fprintf(w, "status %s\n", counts(s.StatusCodes))
 	if s.Errors > 0 {
@@ -81,7 +92,7 @@ func (s *Summary) Write(w io.Writer) {
 			fmt.Fprintf(w, "  %s\n", e)
 		}
 	}
-	fmt.Fprintf(w, "flows %s\n", counts(s.Flows))
+	fmt.Fprintf(w, "flows %s (%.1f/s, %.2f requests each)\n", counts(s.Flows), s.FlowRate, s.PerFlow)
 	for _, r := range s.Routes {
 		fmt.Fprintf(w, "  %-30s %7d requests %5d errors  p50 %9s  p99 %9s  max %9s\n", r.Route, r.Requests, r.Errors, ms(r.P50), ms(r.P99), ms(r.Max))
 	}
@@ -131,10 +142,12 @@ type runner struct {
 	budget atomic.Int64 // requests left; math.MaxInt64 without a count
 	stop   context.CancelFunc
 
-	mu      sync.Mutex
-	metrics vegeta.Metrics
-	routes  map[string]*routeStats
-	sum     Summary
+	mu       sync.Mutex
+	metrics  vegeta.Metrics
+	routes   map[string]*routeStats
+	sum      Summary
+	finished int // flows that ended before the run did
+	sent     int // the requests they sent
 }
 
 type routeStats struct {
@@ -199,6 +212,17 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Summary, error) {
 	if secs := s.Elapsed.Seconds(); secs > 0 {
 		s.Rate = float64(s.Requests) / secs
 	}
+	flows := 0
+	for _, n := range s.Flows {
+		flows += n
+	}
+	if secs := s.Elapsed.Seconds(); secs > 0 {
+		s.FlowRate = float64(flows) / secs
+	}
+	s.PerFlow = r.perFlow(false)
+	if c.Mode == Open {
+		s.Offered = r.offered()
+	}
 	s.StatusCodes = r.metrics.StatusCodes
 	s.P50, s.P90, s.P99, s.Max = r.metrics.Latencies.P50, r.metrics.Latencies.P90, r.metrics.Latencies.P99, r.metrics.Latencies.Max
 	for name, rs := range r.routes {
@@ -227,12 +251,74 @@ func (r *runner) progress(w io.Writer, start time.Time, done <-chan struct{}) {
 		r.mu.Lock()
 		n := r.metrics.Requests
 		p99 := r.metrics.Latencies.Quantile(0.99)
-		line := fmt.Sprintf("\r%6s  %8d requests  %7.1f/s  %5d errors  p99 %9s  %6d orders",
-			time.Since(start).Round(time.Second), n, float64(n-last), r.sum.Errors, ms(p99), r.sum.OrdersPlaced)
+		offered := ""
+		if r.cfg.Mode == Open {
+			offered = fmt.Sprintf(" of %.1f/s offered", r.offered())
+		}
+		line := fmt.Sprintf("\r%6s  %8d requests  %7.1f/s%s  %5d errors  p99 %9s  %6d orders",
+			time.Since(start).Round(time.Second), n, float64(n-last), offered, r.sum.Errors, ms(p99), r.sum.OrdersPlaced)
 		r.mu.Unlock()
 		last = n
 		fmt.Fprint(w, line)
 	}
+}
+
+// perFlow is the requests a flow sends on average: what the flows that
+// finished sent, or the mix's expectation before any has (prior: the
+// expectation weighs as much as a few finished flows, so the first ones
+// do not swing the schedule). Callers hold r.mu.
+func (r *runner) perFlow(prior bool) float64 {
+	const weight = 20
+	switch {
+	case prior:
+		return max(1, (float64(r.sent)+weight*r.cfg.RequestsPerFlow())/float64(r.finished+weight))
+	case r.finished == 0:
+		return r.cfg.RequestsPerFlow()
+	default:
+		return float64(r.sent) / float64(r.finished)
+	}
+}
+
+// offered is the open loop's request rate: the one asked for, or the
+// flow rate times the requests a flow sends. Callers hold r.mu.
+func (r *runner) offered() float64 {
+	if r.cfg.Rate > 0 {
+		return r.cfg.Rate * r.perFlow(false)
+	}
+	return r.cfg.RequestRate
+}
+
+// ended records a flow that sent n requests, unless the run was over
+// before it ended (it may have been cut short).
+func (r *runner) ended(ctx context.Context, n int) {
+	if ctx.Err() != nil {
+		return
+	}
+	r.mu.Lock()
+	r.finished++
+	r.sent += n
+	r.mu.Unlock()
+}
+
+// due is when, from the open loop's start, the flow after the first
+// scheduled flows (skipped ones included) is due; prev is when the last
+// one was. At a flow rate that is slot n of a constant pace. At a request
+// rate every scheduled flow costs requests, what it sent once it finished
+// and the average so far until then (a skipped flow is offered load that
+// was not sent), and the next flow is due when they are all paid for at
+// the rate: never before prev, so a start is never timed from a moment
+// already past when it was scheduled.
+func (r *runner) due(scheduled int, prev time.Duration) time.Duration {
+	var secs float64
+	if r.cfg.Rate > 0 {
+		secs = float64(scheduled) / r.cfg.Rate
+	} else {
+		r.mu.Lock()
+		paid := float64(r.sent) + float64(scheduled-r.finished)*r.perFlow(true)
+		r.mu.Unlock()
+		secs = paid / r.cfg.RequestRate
+	}
+	return max(prev, time.Duration(min(secs, float64(1<<62)/float64(time.Second))*float64(time.Second)))
 }
 
 // pick draws a flow by weight.
@@ -279,8 +365,6 @@ func (r *runner) closed(ctx context.Context, accounts []*account) {
 }
 
 func (r *runner) open(ctx context.Context, accounts []*account) {
-	per := time.Duration(float64(time.Second) / r.cfg.Rate)
-	pacer := vegeta.ConstantPacer{Freq: 1, Per: max(per, time.Nanosecond)}
 	idle := make(chan *account, len(accounts))
 	for _, a := range accounts {
 		idle <- a
@@ -289,23 +373,21 @@ func (r *runner) open(ctx context.Context, accounts []*account) {
 	var wg sync.WaitGroup
 	var inFlight atomic.Int64
 	began := time.Now()
-	var hits uint64
+	var at time.Duration // when the next flow is due
+	scheduled := 0
 	for ctx.Err() == nil && r.budget.Load() > 0 {
-		wait, stop := pacer.Pace(time.Since(began), hits)
-		if stop {
-			break
-		}
-		if wait > 0 {
+		if wait := at - time.Since(began); wait > 0 {
 			select {
 			case <-ctx.Done():
 			case <-time.After(wait):
 			}
 			continue
 		}
-		// ConstantPacer schedules hit n (from 0) at (n+1)·Per; a flow
-		// started late is timed from its slot, not from when it got out.
-		hits++
-		intended := began.Add(time.Duration(hits) * pacer.Per)
+		// A flow started late is timed from its slot, not from when it
+		// got out.
+		intended := began.Add(at)
+		scheduled++
+		at = r.due(scheduled, at)
 		flow := r.pick(rng)
 		var acct *account
 		if needsAccount(flow) {
@@ -349,9 +431,16 @@ type call struct {
 // errBudget ends a flow when the request count is reached.
 var errBudget = errors.New("request budget spent")
 
-// do sends c, timed from since when set (the open loop's scheduled start),
-// records it, and returns the status and body.
-func (r *runner) do(ctx context.Context, c call, since *time.Time) (int, []byte, error) {
+// flowRun is one flow as it runs: when it was meant to start (the open
+// loop's schedule; zero in the closed loop) and the requests it sent.
+type flowRun struct {
+	intended time.Time
+	requests int
+}
+
+// do sends c as part of fr, timed from fr's intended start when it is the
+// flow's first request, records it, and returns the status and body.
+func (r *runner) do(ctx context.Context, c call, fr *flowRun) (int, []byte, error) {
 	if ctx.Err() != nil {
 		return 0, nil, ctx.Err() // the run is over: a flow's next step is not sent
 	}
@@ -359,6 +448,7 @@ func (r *runner) do(ctx context.Context, c call, since *time.Time) (int, []byte,
 		r.stop()
 		return 0, nil, errBudget
 	}
+	fr.requests++
 	var body io.Reader
 	if c.body != nil {
 		b, _ := json.Marshal(c.body)
@@ -378,8 +468,8 @@ func (r *runner) do(ctx context.Context, c call, since *time.Time) (int, []byte,
 		req.Header.Set(k, v)
 	}
 	start := time.Now()
-	if since != nil && !since.IsZero() {
-		start, *since = *since, time.Time{}
+	if !fr.intended.IsZero() {
+		start, fr.intended = fr.intended, time.Time{}
 	}
 	res := vegeta.Result{Method: c.method, URL: c.route, Timestamp: start}
 	var data []byte
@@ -421,12 +511,14 @@ func (r *runner) do(ctx context.Context, c call, since *time.Time) (int, []byte,
 	return int(res.Code), data, nil
 }
 
-// flow runs one flow; its errors are already counted.
+// flow runs one flow; its errors are already counted, and the requests it
+// sent too.
 func (r *runner) flow(ctx context.Context, rng *rand.Rand, name string, a *account, intended time.Time) {
 	r.mu.Lock()
 	r.sum.Flows[name]++
 	r.mu.Unlock()
-	since := &intended
+	fr := &flowRun{intended: intended}
+	defer func() { r.ended(ctx, fr.requests) }()
 	product := r.cfg.Targets.URL("product")
 	pickSKU := func() string { return r.catalog[rng.IntN(len(r.catalog))].SKU }
 	switch name {
@@ -434,18 +526,18 @@ func (r *runner) flow(ctx context.Context, rng *rand.Rand, name string, a *accou
 		off := rng.IntN(max(len(r.catalog)-20, 1))
 		sorts := []string{"price", "-price", "name", "created"}
 		if _, _, err := r.do(ctx, call{method: "GET", url: fmt.Sprintf("%s/products?limit=20&offset=%d&sort=%s", product, off, sorts[rng.IntN(len(sorts))]),
-			route: "/products", ok: []int{200}}, since); err != nil {
+			route: "/products", ok: []int{200}}, fr); err != nil {
 			return
 		}
-		_, _, _ = r.do(ctx, call{method: "GET", url: product + "/products/" + pickSKU(), route: "/products/{sku}", ok: []int{200}}, since)
+		_, _, _ = r.do(ctx, call{method: "GET", url: product + "/products/" + pickSKU(), route: "/products/{sku}", ok: []int{200}}, fr)
 	case Search:
 		q := r.words[rng.IntN(len(r.words))]
-		_, _, _ = r.do(ctx, call{method: "GET", url: r.cfg.Targets.URL("search") + "/search?q=" + q + "&limit=20", route: "/search", ok: []int{200}}, since)
+		_, _, _ = r.do(ctx, call{method: "GET", url: r.cfg.Targets.URL("search") + "/search?q=" + q + "&limit=20", route: "/search", ok: []int{200}}, fr)
 	case AddToCart:
 		_, _, _ = r.do(ctx, call{method: "POST", url: r.cfg.Targets.URL("cart") + "/carts/me/items", route: "/carts/me/items", token: a.token,
-			body: map[string]any{"sku": pickSKU(), "quantity": 1}, ok: []int{200}}, since)
+			body: map[string]any{"sku": pickSKU(), "quantity": 1}, ok: []int{200}}, fr)
 	case Checkout:
-		r.checkout(ctx, rng, a, since, pickSKU)
+		r.checkout(ctx, rng, a, fr, pickSKU)
 	case Track:
 		order := r.cfg.Targets.URL("order")
 		r.mu.Lock()
@@ -455,29 +547,29 @@ func (r *runner) flow(ctx context.Context, rng *rand.Rand, name string, a *accou
 		}
 		r.mu.Unlock()
 		if id == "" {
-			_, _, _ = r.do(ctx, call{method: "GET", url: order + "/orders?limit=5", route: "/orders", token: a.token, ok: []int{200}}, since)
+			_, _, _ = r.do(ctx, call{method: "GET", url: order + "/orders?limit=5", route: "/orders", token: a.token, ok: []int{200}}, fr)
 			return
 		}
-		if _, _, err := r.do(ctx, call{method: "GET", url: order + "/orders/" + id, route: "/orders/{id}", token: a.token, ok: []int{200}}, since); err != nil {
+		if _, _, err := r.do(ctx, call{method: "GET", url: order + "/orders/" + id, route: "/orders/{id}", token: a.token, ok: []int{200}}, fr); err != nil {
 			return
 		}
 		if ship := r.cfg.Targets.URL("shipping"); ship != "" {
 			// 404: confirmed, but shipping has not created the shipment yet.
-			_, _, _ = r.do(ctx, call{method: "GET", url: ship + "/orders/" + id + "/shipment", route: "/orders/{id}/shipment", token: a.token, ok: []int{200, 404}}, since)
+			_, _, _ = r.do(ctx, call{method: "GET", url: ship + "/orders/" + id + "/shipment", route: "/orders/{id}/shipment", token: a.token, ok: []int{200, 404}}, fr)
 		}
 	}
 }
 
-func (r *runner) checkout(ctx context.Context, rng *rand.Rand, a *account, since *time.Time, pickSKU func() string) {
+func (r *runner) checkout(ctx context.Context, rng *rand.Rand, a *account, fr *flowRun, pickSKU func() string) {
 	cart := r.cfg.Targets.URL("cart")
-	for range 1 + rng.IntN(3) {
+	for range 1 + rng.IntN(cartItems) {
 		if _, _, err := r.do(ctx, call{method: "POST", url: cart + "/carts/me/items", route: "/carts/me/items", token: a.token,
-			body: map[string]any{"sku": pickSKU(), "quantity": 1}, ok: []int{200}}, since); err != nil {
+			body: map[string]any{"sku": pickSKU(), "quantity": 1}, ok: []int{200}}, fr); err != nil {
 			return
 		}
 	}
 	_, data, err := r.do(ctx, call{method: "POST", url: r.cfg.Targets.URL("order") + "/orders", route: "/orders", token: a.token,
-		headers: map[string]string{"Idempotency-Key": fmt.Sprintf("load-%016x", rng.Uint64())}, ok: []int{201, 202}}, since)
+		headers: map[string]string{"Idempotency-Key": fmt.Sprintf("load-%016x", rng.Uint64())}, ok: []int{201, 202}}, fr)
 	if err != nil {
 		return
 	}
@@ -501,7 +593,7 @@ func (r *runner) checkout(ctx context.Context, rng *rand.Rand, a *account, since
 	r.mu.Unlock()
 	if o.Status == "CANCELLED" {
 		// A cancelled order leaves the cart as it was: empty it for the next checkout.
-		_, _, _ = r.do(ctx, call{method: "DELETE", url: cart + "/carts/me", route: "/carts/me", token: a.token, ok: []int{200, 204}}, since)
+		_, _, _ = r.do(ctx, call{method: "DELETE", url: cart + "/carts/me", route: "/carts/me", token: a.token, ok: []int{200, 204}}, fr)
 	}
 }
 
@@ -601,7 +693,7 @@ func (r *runner) register(ctx context.Context) ([]*account, error) {
 	if r.cfg.Mode == Open && n == 0 {
 		// Each running flow holds an account: enough for two seconds of
 		// flows, at least 50, at most 1000.
-		n = max(50, min(int(r.cfg.Rate*2), 1000))
+		n = max(50, min(int(r.cfg.FlowRate()*2), 1000))
 	}
 	users := r.cfg.Targets.URL("user")
 	run := fmt.Sprintf("%08x", rand.Uint32())

@@ -51,7 +51,10 @@ func TestRunAgainstTheShop(t *testing.T) {
 	}{
 		{"closed loop for a duration", func(c *load.Config) { c.Mode, c.Users, c.Duration = load.Closed, 3, load.Duration(2*time.Second) }},
 		{"closed loop for a request count", func(c *load.Config) { c.Mode, c.Users, c.Duration, c.Requests = load.Closed, 2, 0, 60 }},
-		{"open loop at a rate", func(c *load.Config) {
+		{"open loop at a request rate", func(c *load.Config) {
+			c.Mode, c.RequestRate, c.Users, c.Duration = load.Open, 30, 8, load.Duration(2*time.Second)
+		}},
+		{"open loop at a flow rate", func(c *load.Config) {
 			c.Mode, c.Rate, c.Users, c.Duration = load.Open, 15, 8, load.Duration(2*time.Second)
 		}},
 	} {
