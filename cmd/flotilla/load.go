@@ -16,7 +16,7 @@ func (a *app) loadCmd() *cobra.Command {
 		cfgPath, mode, flows, format string
 		t                            load.Targets
 		users, requests              int
-		rate                         float64
+		rate, flowRate               float64
 		duration, think, timeout     time.Duration
 		allowErrors                  bool
 	)
@@ -25,10 +25,14 @@ func (a *app) loadCmd() *cobra.Command {
 		Short: "Put the shop under load: weighted user flows, closed or open loop, with a latency summary",
 		Long: `load runs user flows against the shop (browse, search, add_to_cart, checkout, track),
 through the edge gateway or each service's URL: a closed loop of --users virtual
-users, or an open loop starting --rate flows per second whatever the answers take
-(so a slow shop shows as latency, not as fewer requests). It stops after
+users, or an open loop offering --rate requests per second whatever the answers
+take (so a slow shop shows as latency, not as fewer requests). A flow sends one
+to five requests; the open loop starts flows at the rate divided by the mix's
+requests per flow, corrected as it runs by what the flows actually sent.
+--flow-rate starts a fixed number of flows per second instead. It stops after
 --duration and/or --requests, prints a progress line on stderr, and a summary:
-requests, errors by status, p50/p90/p99/max latency, orders placed.
+requests offered and achieved per second, errors by status, p50/p90/p99/max
+latency, orders placed.
 
 A --config YAML file holds the same settings (see shop/load.Config); flags win.
 Exit status 1 when any request failed (unless --allow-errors), 2 for bad input.`,
@@ -61,8 +65,19 @@ Exit status 1 when any request failed (unless --allow-errors), 2 for bad input.`
 			} else if cfgPath == "" && c.Mode == load.Open {
 				c.Users = 0 // accounts from the rate
 			}
+			// A rate flag replaces either rate of the config file; both
+			// flags together are an error Validate names.
 			if f.Changed("rate") {
-				c.Rate = rate
+				c.RequestRate = rate
+				if !f.Changed("flow-rate") {
+					c.Rate = 0
+				}
+			}
+			if f.Changed("flow-rate") {
+				c.Rate = flowRate
+				if !f.Changed("rate") {
+					c.RequestRate = 0
+				}
 			}
 			if f.Changed("requests") {
 				c.Requests = requests
@@ -118,9 +133,10 @@ Exit status 1 when any request failed (unless --allow-errors), 2 for bad input.`
 	f.StringVar(&t.Order, "order-url", "", "order-service's URL")
 	f.StringVar(&t.Shipping, "shipping-url", "", "shipping-service's URL (track also reads shipments)")
 	f.StringVar(&t.Search, "search-url", "", "search-service's URL")
-	f.StringVar(&mode, "mode", load.Closed, "closed (N virtual users) or open (a fixed rate of flows)")
+	f.StringVar(&mode, "mode", load.Closed, "closed (N virtual users) or open (a fixed request rate)")
 	f.IntVar(&users, "users", 10, "virtual users (closed); customer accounts (open; default 50, or two seconds of flows if more)")
-	f.Float64Var(&rate, "rate", 0, "flows started per second (open)")
+	f.Float64Var(&rate, "rate", 0, "requests per second offered (open)")
+	f.Float64Var(&flowRate, "flow-rate", 0, "flows started per second (open), instead of --rate")
 	f.DurationVar(&duration, "duration", 30*time.Second, "how long to run")
 	f.IntVar(&requests, "requests", 0, "stop after this many requests")
 	f.StringVar(&flows, "flows", "", "flow weights, e.g. browse=5,search=2,add_to_cart=2,checkout=1,track=1")

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -32,6 +33,11 @@ func TestLoadCommand(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("targets: {product: "+srv.URL+"}\nflows: {browse: 1}\nusers: 2\nspeeed: 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	flowCfg := filepath.Join(t.TempDir(), "flows.yaml")
+	if err := os.WriteFile(flowCfg, []byte("targets: {product: "+srv.URL+"}\nflows: {browse: 1}\nmode: open\nflow_rate: 5\nduration: 1s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	open := []string{"load", "--product-url", srv.URL, "--flows", "browse=1", "--mode", "open", "--duration", "1s", "--format", "json", "--allow-errors"}
 
 	for _, tc := range []struct {
 		name     string
@@ -41,7 +47,13 @@ func TestLoadCommand(t *testing.T) {
 		stderr   []string
 		requests int
 	}{
-		{"open loop needs a rate", []string{"load", "--product-url", srv.URL, "--flows", "browse=1", "--mode", "open"}, 2, nil, []string{"rate"}, 0},
+		{"open loop needs a rate", []string{"load", "--product-url", srv.URL, "--flows", "browse=1", "--mode", "open"}, 2, nil, []string{"rate: 0", "requests per second"}, 0},
+		{"one rate at a time", slices.Concat(open, []string{"--rate", "10", "--flow-rate", "5"}), 2, nil, []string{"rate 10 and flow_rate 5: set one"}, 0},
+		{"a rate needs the open loop", []string{"load", "--product-url", srv.URL, "--flows", "browse=1", "--rate", "10"}, 2, nil, []string{"closed loop has no rate", "mode: open"}, 0},
+		{"open loop at a request rate", slices.Concat(open, []string{"--rate", "40"}), 0, []string{`"offered": 40`, `"requestsPerFlow": 2`}, nil, 0},
+		// browse sends two requests: 10 flows/s offer 20 requests/s.
+		{"open loop at a flow rate", slices.Concat(open, []string{"--flow-rate", "10"}), 0, []string{`"offered": 20`, `"requestsPerFlow": 2`}, nil, 0},
+		{"--rate replaces the config's flow_rate", []string{"load", "--config", flowCfg, "--rate", "30", "--format", "json", "--allow-errors"}, 0, []string{`"offered": 30`}, nil, 0},
 		{"flows need their targets", []string{"load", "--product-url", srv.URL, "--flows", "checkout=1"}, 2, nil, []string{"checkout needs targets.user"}, 0},
 		{"bad flows flag", []string{"load", "--product-url", srv.URL, "--flows", "browse"}, 2, nil, []string{"name=weight"}, 0},
 		{"config with an unknown key names the file", []string{"load", "--config", cfg}, 2, nil, []string{"load.yaml", "speeed"}, 0},
@@ -73,7 +85,7 @@ func TestLoadCommand(t *testing.T) {
 					t.Errorf("upstream saw %d load requests, want %d", got, tc.requests)
 				}
 			}
-			if strings.Contains(strings.Join(tc.args, " "), "json") {
+			if tc.code != 2 && strings.Contains(strings.Join(tc.args, " "), "json") {
 				var s map[string]any
 				if err := json.Unmarshal([]byte(out), &s); err != nil {
 					t.Errorf("json summary: %v", err)
