@@ -33,7 +33,7 @@ import (
 )
 
 var (
-	e2eRate     = flag.Float64("e2e.rate", 50, "requests/s the all-services test offers, open loop (converted to flows/s by the mix's requests per flow)")
+	e2eRate     = flag.Float64("e2e.rate", 50, "requests/s the all-services test offers, open loop")
 	e2eDuration = flag.Duration("e2e.duration", 10*time.Second, "how long the all-services test's load runs (the soak: 5m)")
 	e2eSettle   = flag.Duration("e2e.settle", 90*time.Second, "how long the all-services test waits for every event to be handled")
 )
@@ -41,12 +41,6 @@ var (
 // shopMix is the all-services test's flows: every one of flotilla load's,
 // with checkouts a sixth of the flows, so every check sees many orders.
 var shopMix = map[string]int{load.Browse: 4, load.Search: 3, load.AddToCart: 1, load.Checkout: 2, load.Track: 1}
-
-// flowRequests is about how many requests each flow sends (checkout: one
-// to three items and the order; track: the order and its shipment, or
-// the list of orders before there is one), to
-// turn -e2e.rate into flows per second. The report gives the measured rate.
-var flowRequests = map[string]float64{load.Browse: 2, load.Search: 1, load.AddToCart: 1, load.Checkout: 3, load.Track: 2}
 
 // namedProducts are created through product-service's API (so search
 // learns them from ProductCreated), beside the seeded demo catalog.
@@ -123,9 +117,9 @@ func TestAllServices(t *testing.T) {
 	c := load.DefaultConfig()
 	c.Targets = load.Targets{User: shop.User.URL(), Product: shop.Product.URL(), Cart: shop.Cart.URL(), Order: shop.Order.URL(), Shipping: ship.URL(), Search: srch.URL()}
 	c.Mode, c.Users, c.Flows, c.Seed = load.Open, 0, shopMix, 20261126
-	c.Rate = *e2eRate / requestsPerFlow(shopMix)
+	c.RequestRate = *e2eRate
 	c.Duration = load.Duration(*e2eDuration)
-	t.Logf("all services: offering %.0f requests/s (%.1f flows/s) for %s", *e2eRate, c.Rate, *e2eDuration)
+	t.Logf("all services: offering %.0f requests/s (about %.1f flows/s at %.2f requests a flow) for %s", *e2eRate, c.FlowRate(), c.RequestsPerFlow(), *e2eDuration)
 	var progress io.Writer // a line a second, for the soak run with -v
 	if testing.Verbose() && *e2eDuration >= time.Minute {
 		progress = os.Stderr
@@ -193,15 +187,6 @@ func TestAllServices(t *testing.T) {
 			_ = f.Close()
 		}
 	}
-}
-
-func requestsPerFlow(mix map[string]int) float64 {
-	var w, r float64
-	for f, n := range mix {
-		w += float64(n)
-		r += float64(n) * flowRequests[f]
-	}
-	return r / w
 }
 
 func readLoadAvg() string {
