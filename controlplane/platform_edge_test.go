@@ -35,26 +35,34 @@ func TestGatewayConfig(t *testing.T) {
 	if want := "http://127.0.0.1:7500" + kit.JWKSPath; gwc.JWT.JWKSURL != want || gwc.JWT.Issuer != kit.TokenIssuer || gwc.JWT.Audience != kit.TokenAudience {
 		t.Errorf("jwt %+v, want %s, issuer %s, audience %s", gwc.JWT, want, kit.TokenIssuer, kit.TokenAudience)
 	}
+	// By route: its methods (none: every method) and path.
 	public := map[string]bool{}
 	for _, r := range gwc.Routes {
-		public[r.Path] = r.Public
+		public[strings.TrimSpace(strings.Join(r.Methods, ",")+" "+r.Path)] = r.Public
 	}
-	for path, want := range map[string]bool{
-		"/api/user/users/**": true, "/api/user/login": true, "/api/user" + kit.JWKSPath: true,
-		"/api/product/**": true, "/api/search/**": true, "/api/order/ready": true, "/api/cart/health": true,
+	for route, want := range map[string]bool{
+		"/api/user/users/**": true, "POST /api/user/login": true, "GET,HEAD /api/user" + kit.JWKSPath: true,
+		"GET,HEAD /api/product/**": true, "GET,HEAD /api/search/**": true, "GET,HEAD /api/order/ready": true, "GET,HEAD /api/cart/health": true,
+		"/api/product/**": false, "/api/search/**": false,
 		"/api/user/**": false, "/api/cart/**": false, "/api/order/**": false, "/api/payment/**": false, "/api/shipping/**": false,
 		"/api/notification/**": false, "/api/inventory/**": false, "/api/analytics/**": false,
 	} {
-		got, ok := public[path]
+		got, ok := public[route]
 		if !ok || got != want {
-			t.Errorf("route %s: public %v (declared %v), want public %v", path, got, ok, want)
+			t.Errorf("route %s: public %v (declared %v), want public %v", route, got, ok, want)
 		}
 	}
 
 	// Without user-service there are no keys: every route is public.
-	gwc = controlplane.GatewayConfig([]string{"analytics-service"}, map[string]string{"analytics-service": "127.0.0.1:7509"})
+	gwc = controlplane.GatewayConfig([]string{"analytics-service", "product-service"},
+		map[string]string{"analytics-service": "127.0.0.1:7509", "product-service": "127.0.0.1:7501"})
 	if err := gwc.Validate(); err != nil || gwc.JWT.JWKSURL != "" {
 		t.Errorf("without user-service: %v, jwks %q; want a valid config with every route public", err, gwc.JWT.JWKSURL)
+	}
+	for _, r := range gwc.Routes {
+		if !r.Public {
+			t.Errorf("without user-service: route %s %s needs a token", r.Methods, r.Path)
+		}
 	}
 }
 
@@ -82,7 +90,8 @@ func call(t *testing.T, method, url, token string, header http.Header) (int, str
 
 // checkEdge checks the platform's gateway: anonymous and forged requests
 // to a route that needs a signed-in user get the gateway's 401, the demo
-// user's token passes, and browsing needs no token.
+// user's token passes, and browsing needs no token, while writing to the
+// catalog or search does.
 func checkEdge(t *testing.T, gateway string) {
 	t.Helper()
 	body := `{"email":"` + controlplane.DemoUserEmail + `","password":"` + controlplane.DemoUserPassword + `"}`
@@ -148,6 +157,24 @@ func checkEdge(t *testing.T, gateway string) {
 		if st, _, body := call(t, "GET", gateway+path, "", nil); st != http.StatusOK {
 			t.Errorf("anonymous GET %s: %d %s; want 200 (public)", path, st, body)
 		}
+	}
+	if st, _, body := call(t, "HEAD", gateway+"/api/product/products/DEMO-MUG", "", nil); st != http.StatusOK {
+		t.Errorf("anonymous HEAD /api/product/products/DEMO-MUG: %d %s; want 200 (public)", st, body)
+	}
+	// Reads of the catalog and search are public, their writes are not:
+	// the gateway refuses them before the services see them.
+	for _, c := range []struct{ method, path string }{
+		{"POST", "/api/product/products"}, {"PUT", "/api/product/products/DEMO-MUG"}, {"PUT", "/api/product/products/DEMO-MUG/price"},
+		{"DELETE", "/api/product/products/DEMO-MUG"}, {"POST", "/api/search/admin/reindex"},
+	} {
+		if st, auth, body := call(t, c.method, gateway+c.path, "", nil); st != http.StatusUnauthorized || !strings.Contains(auth, `realm="flotilla"`) {
+			t.Errorf("anonymous %s %s: %d (WWW-Authenticate %q) %s; want the gateway's 401", c.method, c.path, st, auth, body)
+		}
+	}
+	// A signed-in user's write passes the gateway: product-service answers
+	// itself (the demo user is no admin: 403).
+	if st, auth, body := call(t, "POST", gateway+"/api/product/products", login.Token, nil); st != http.StatusForbidden || strings.Contains(auth, `realm="flotilla"`) {
+		t.Errorf("POST /api/product/products with the demo user's token: %d (WWW-Authenticate %q) %s; want product-service's 403", st, auth, body)
 	}
 }
 

@@ -15,13 +15,14 @@ const (
 	jwksPath      = "/.well-known/jwks.json"
 )
 
-// publicServices are the services whose whole prefix is public at the
-// gateway: anonymous shoppers browse the catalog and search it. The
-// gateway matches routes by path prefix, so their writes are public at the
-// edge too; the services check those tokens themselves (product-service
-// an admin JWT, search-service's /admin/reindex its ADMIN_TOKEN, which is
-// no JWT the gateway could check).
-var publicServices = map[string]bool{"product-service": true, "search-service": true}
+// publicReads are the services whose reads (GET, HEAD) are public at the
+// gateway: anonymous shoppers browse the catalog and search it. Their
+// other methods need a signed-in user's token like every other route;
+// the services check what more they need themselves (product-service an
+// admin's token). search-service's POST /admin/reindex takes its
+// ADMIN_TOKEN in the Authorization header, which is no JWT, so it is
+// reached at the service's mesh address, not through the gateway.
+var publicReads = map[string]bool{"product-service": true, "search-service": true}
 
 // GatewayConfig is the platform's edge gateway for the services names,
 // reached at their mesh addresses (addrs): one route per service under
@@ -31,8 +32,9 @@ var publicServices = map[string]bool{"product-service": true, "search-service": 
 // inventory, analytics, and user-service's own prefix.
 //
 // Public, for what anonymous shoppers and probes do: registering
-// (/api/user/users), logging in (/api/user/login), the JWKS, product and
-// search, and every service's /health and /ready. /api/user/users covers
+// (/api/user/users), logging in (/api/user/login), the JWKS, reading
+// product and search (GET and HEAD; their writes need a token), and every
+// service's /health and /ready. /api/user/users covers
 // /users/me and the addresses too (a prefix): user-service checks those
 // tokens itself. Without user-service among names there are no keys to
 // check against, and every route is public.
@@ -51,9 +53,12 @@ func GatewayConfig(names []string, addrs map[string]string) mesh.GatewayConfig {
 	for _, n := range names {
 		prefix := GatewayPrefix(n)
 		gwc.Routes = append(gwc.Routes,
-			mesh.RouteEntry{Path: prefix + "/**", Service: n, Rewrite: "/", Public: !jwt || publicServices[n]},
+			mesh.RouteEntry{Path: prefix + "/**", Service: n, Rewrite: "/", Public: !jwt},
 			public(prefix+"/health", n, "/health", "GET", "HEAD"),
 			public(prefix+"/ready", n, "/ready", "GET", "HEAD"))
+		if jwt && publicReads[n] {
+			gwc.Routes = append(gwc.Routes, public(prefix+"/**", n, "/", "GET", "HEAD"))
+		}
 		if jwt && n == userService {
 			gwc.Routes = append(gwc.Routes,
 				public(prefix+"/users/**", n, "/users"),
