@@ -16,7 +16,7 @@ func collapsible(st os.FileInfo) int64 {
 	if !ok || sys.Blksize <= 0 {
 		return 0
 	}
-	bs, size := int64(sys.Blksize), st.Size()
+	bs, size := int64(sys.Blksize), st.Size() //nolint:unconvert // int32 on some architectures
 	n := size / bs * bs
 	if n >= size {
 		n -= bs
