@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -27,7 +24,11 @@ func (a *app) logsCmd() *cobra.Command {
 		Long: `logs prints what a locally deployed service wrote: by default the log of the
 version written to most recently, its last --lines lines; --version picks
 another version, --follow (-F) keeps printing what is appended until interrupted.
-Restarts and crash loops are noted in the log by flotilla.`,
+Restarts and crash loops are noted in the log by flotilla.
+
+A log past its size limit (10 MiB by default) is rotated (VERSION.log.1, .2; the oldest dropped): logs
+reads the rotated files and the live one in order, and --follow goes on
+across a rotation.`,
 		Example: `  flotilla logs order-service
   flotilla logs order-service --follow
   flotilla logs order-service --version 3f2a1b9c0d1e -n 500`,
@@ -68,16 +69,18 @@ Restarts and crash loops are noted in the log by flotilla.`,
 				}
 				return &exitError{code: 1, err: fmt.Errorf("no logs of %s under %s: it has not run here ('flotilla up' or 'flotilla deploy %s' runs it)", service, dir, service)}
 			}
-			f, err := os.Open(file.Path)
+			r, err := local.OpenLog(file.Path)
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
-			defer func() { _ = f.Close() }()
-			if err := printTail(a.stdout, f, lines); err != nil {
+			defer func() { _ = r.Close() }()
+			if err := r.Tail(a.stdout, lines); err != nil {
 				return &exitError{code: 1, err: err}
 			}
 			if follow {
-				return followFile(cmd.Context(), a.stdout, f)
+				if err := r.Follow(cmd.Context(), a.stdout, 200*time.Millisecond); err != nil {
+					return &exitError{code: 1, err: err}
+				}
 			}
 			return nil
 		},
@@ -89,38 +92,4 @@ Restarts and crash loops are noted in the log by flotilla.`,
 	f.BoolVarP(&follow, "follow", "F", false, "keep printing what is appended")
 	f.IntVarP(&lines, "lines", "n", 100, "print the last N lines (0: all)")
 	return cmd
-}
-
-// printTail prints the last n lines of f (all when n is 0) and leaves f at
-// its end.
-func printTail(w io.Writer, f *os.File, n int) error {
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		s := strings.TrimSuffix(string(data), "\n")
-		parts := strings.Split(s, "\n")
-		if len(parts) > n {
-			data = []byte(strings.Join(parts[len(parts)-n:], "\n") + "\n")
-		}
-	}
-	_, err = w.Write(data)
-	return err
-}
-
-// followFile copies what is appended to f until ctx is done.
-func followFile(ctx context.Context, w io.Writer, f *os.File) error {
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if _, err := io.Copy(w, f); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
 }

@@ -7,11 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flotilla-ci/flotilla/deploy/local"
+	"github.com/flotilla-ci/flotilla/graph"
 )
 
-// syncBuffer is a bytes.Buffer safe to read while followFile writes.
+// syncBuffer is a bytes.Buffer safe to read while logs --follow writes.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -29,59 +33,117 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func TestLogsTailAndFollow(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "v1.log")
-	if err := os.WriteFile(path, []byte("one\ntwo\nthree\n"), 0o644); err != nil {
+// rotatedLogs lays out a version's log rotated twice, as the local target
+// leaves it, and returns the data directory and the live file.
+func rotatedLogs(t *testing.T) (data, live string) {
+	t.Helper()
+	data = t.TempDir()
+	dir := filepath.Join(local.DirIn(data), "logs", "alpha-service")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		n    int
-		want string
-	}{
-		{2, "two\nthree\n"},
-		{0, "one\ntwo\nthree\n"},
-		{10, "one\ntwo\nthree\n"},
-	}
-	for _, tt := range tests {
-		f, err := os.Open(path)
-		if err != nil {
+	live = filepath.Join(dir, "v1.log")
+	for name, text := range map[string]string{"v1.log.2": "one\ntwo\n", "v1.log.1": "three\nfo", "v1.log": "ur\nfive\nsix\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		var b bytes.Buffer
-		if err := printTail(&b, f, tt.n); err != nil || b.String() != tt.want {
-			t.Errorf("printTail(%d) = %q, %v; want %q", tt.n, b.String(), err, tt.want)
-		}
-		_ = f.Close()
 	}
+	return data, live
+}
 
-	f, err := os.Open(path)
+func TestLogsReadsRotatedFilesInOrder(t *testing.T) {
+	data, _ := rotatedLogs(t)
+	manifest := filepath.Join(testShop, graph.FileName)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-n", "0"}, "one\ntwo\nthree\nfour\nfive\nsix\n"},
+		{nil, "one\ntwo\nthree\nfour\nfive\nsix\n"},
+		{[]string{"-n", "3"}, "four\nfive\nsix\n"},
+		{[]string{"-n", "1"}, "six\n"},
+		{[]string{"--version", "v"}, "one\ntwo\nthree\nfour\nfive\nsix\n"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errOut := runCLI(t, append([]string{"-f", manifest, "logs", "alpha-service", "--data", data}, tt.args...)...)
+			if code != 0 || out != tt.want {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %q", code, out, errOut, tt.want)
+			}
+		})
+	}
+}
+
+// appendTo appends to a file, as a service writing its output does.
+func appendTo(t *testing.T, path, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = f.Close() }()
-	if _, err := f.Seek(0, 2); err != nil {
+	if _, err := f.WriteString(s); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+}
+
+func waitOutput(t *testing.T, out *syncBuffer, s string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), s); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("--follow never printed %q; printed %q", s, out.String())
+		}
+	}
+}
+
+func TestLogsFollowAcrossRotation(t *testing.T) {
+	data, live := rotatedLogs(t)
+	manifest := filepath.Join(testShop, graph.FileName)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- followFile(ctx, &out, f) }()
-	w, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"-f", manifest, "logs", "alpha-service", "--data", data, "-F", "-n", "2"}, strings.NewReader(""), &out, &errOut)
+	}()
+	waitOutput(t, &out, "six\n")
+	appendTo(t, live, "seven\n")
+	waitOutput(t, &out, "seven\n")
+
+	// Rotate as the local target does, holding the live file's lock: a
+	// line written since the last read ("eight") leaves with the rotated
+	// part, and the follower must find it there.
+	f, err := os.OpenFile(live, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.WriteString("four\n"); err != nil {
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	_ = w.Close()
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "four") && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
+	appendTo(t, live, "eight\n")
+	b, err := os.ReadFile(live)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := os.Rename(live+".1", live+".2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(live+".1", b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	appendTo(t, live, "nine\n")
+	waitOutput(t, &out, "nine\n")
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	if code := <-done; code != 0 {
+		t.Fatalf("logs -F: exit %d, stderr %q", code, errOut.String())
 	}
-	if out.String() != "four\n" {
-		t.Errorf("followed %q, want the appended line", out.String())
+	if want := "five\nsix\nseven\neight\nnine\n"; out.String() != want {
+		t.Errorf("logs -F printed %q, want %q (every line once, across the rotation)", out.String(), want)
 	}
 }
