@@ -973,7 +973,11 @@ func (o *Orchestrator) Rollback(ctx context.Context, req RollbackRequest, events
 	if err != nil {
 		oc.Result, oc.Reason = Failed, err.Error()
 	}
-	r.emit(Event{Wave: 1, Service: req.Service, Version: to, Step: map[Result]Step{Succeeded: StepDone, Failed: StepFailed}[oc.Result], Msg: oc.Reason})
+	msg := oc.Reason
+	if err == nil {
+		msg = fmt.Sprintf("serving %s again (rolled back from %s) in %v", to, cur, oc.Duration.Round(time.Millisecond))
+	}
+	r.emit(Event{Wave: 1, Service: req.Service, Version: to, Step: map[Result]Step{Succeeded: StepDone, Failed: StepFailed}[oc.Result], Msg: msg})
 	rspec := rec.Spec
 	o.record(ctx, Record{Release: id, Service: req.Service, Version: to, Previous: cur,
 		Action: RecordRollback, Result: oc.Result, Reason: oc.Reason, Who: who, Started: started, Duration: oc.Duration, Spec: rspec})

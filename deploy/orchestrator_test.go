@@ -685,6 +685,12 @@ func TestRollbackReleaseAndRollback(t *testing.T) {
 	if got := f.serving("alpha-service"); got != v1["alpha-service"] {
 		t.Errorf("alpha serves %s after rollback, want %s", got, v1["alpha-service"])
 	}
+	f.evMu.Lock()
+	last := f.events[len(f.events)-1]
+	f.evMu.Unlock()
+	if want := "serving " + v1["alpha-service"] + " again (rolled back from " + v2 + ") in "; last.Step != deploy.StepDone || !strings.HasPrefix(last.Msg, want) {
+		t.Errorf("the rollback's last event %+v, want done with %q", last, want)
+	}
 	cur, err := f.store.Current(ctx, "alpha-service")
 	if err != nil || cur.Version != v1["alpha-service"] || cur.Action != deploy.RecordRollback || cur.Who != "carol" {
 		t.Errorf("current record = %+v, %v; want carol's rollback to %s", cur, err, v1["alpha-service"])
