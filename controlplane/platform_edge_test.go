@@ -41,7 +41,7 @@ func TestGatewayConfig(t *testing.T) {
 		public[strings.TrimSpace(strings.Join(r.Methods, ",")+" "+r.Path)] = r.Public
 	}
 	for route, want := range map[string]bool{
-		"/api/user/users/**": true, "POST /api/user/login": true, "GET,HEAD /api/user" + kit.JWKSPath: true,
+		"POST /api/user/users": true, "POST /api/user/login": true, "GET,HEAD /api/user" + kit.JWKSPath: true,
 		"GET,HEAD /api/product/**": true, "GET,HEAD /api/search/**": true, "GET,HEAD /api/order/ready": true, "GET,HEAD /api/cart/health": true,
 		"/api/product/**": false, "/api/search/**": false,
 		"/api/user/**": false, "/api/cart/**": false, "/api/order/**": false, "/api/payment/**": false, "/api/shipping/**": false,
@@ -144,7 +144,8 @@ func checkEdge(t *testing.T, gateway string) {
 		}
 	}
 	for _, path := range []string{"/api/cart/carts/me", "/api/payment/payments", "/api/shipping/shipments/x", "/api/notification/notifications",
-		"/api/inventory/stock/DEMO-MUG", "/api/analytics/stats", "/api/user/ready/../users/me/../../../cart/carts/me"} {
+		"/api/inventory/stock/DEMO-MUG", "/api/analytics/stats", "/api/user/ready/../users/me/../../../cart/carts/me",
+		"/api/user/users/me", "/api/user/users/me/addresses"} {
 		if st, auth, _ := call(t, "GET", gateway+path, "", nil); st != http.StatusUnauthorized || !strings.Contains(auth, `realm="flotilla"`) {
 			t.Errorf("anonymous GET %s: %d (WWW-Authenticate %q); want the gateway's 401", path, st, auth)
 		}

@@ -32,12 +32,12 @@ var publicReads = map[string]bool{"product-service": true, "search-service": tru
 // inventory, analytics, and user-service's own prefix.
 //
 // Public, for what anonymous shoppers and probes do: registering
-// (/api/user/users), logging in (/api/user/login), the JWKS, reading
-// product and search (GET and HEAD; their writes need a token), and every
-// service's /health and /ready. /api/user/users covers
-// /users/me and the addresses too (a prefix): user-service checks those
-// tokens itself. Without user-service among names there are no keys to
-// check against, and every route is public.
+// (POST /api/user/users), logging in (POST /api/user/login), the JWKS,
+// reading product and search (GET and HEAD; their writes need a token),
+// and every service's /health and /ready. A user's own data
+// (/api/user/users/me, the addresses) needs a token at the edge too.
+// Without user-service among names there are no keys to check against,
+// and every route is public.
 func GatewayConfig(names []string, addrs map[string]string) mesh.GatewayConfig {
 	gwc := mesh.DefaultGatewayConfig()
 	jwt := addrs[userService] != ""
@@ -61,7 +61,7 @@ func GatewayConfig(names []string, addrs map[string]string) mesh.GatewayConfig {
 		}
 		if jwt && n == userService {
 			gwc.Routes = append(gwc.Routes,
-				public(prefix+"/users/**", n, "/users"),
+				public(prefix+"/users", n, "/users", "POST"),
 				public(prefix+"/login", n, "/login", "POST"),
 				public(prefix+jwksPath, n, jwksPath, "GET", "HEAD"))
 		}
