@@ -19,9 +19,9 @@ const (
 // gateway: anonymous shoppers browse the catalog and search it. Their
 // other methods need a signed-in user's token like every other route;
 // the services check what more they need themselves (product-service an
-// admin's token). search-service's POST /admin/reindex takes its
-// ADMIN_TOKEN in the Authorization header, which is no JWT, so it is
-// reached at the service's mesh address, not through the gateway.
+// admin's token). search-service's POST /admin/reindex passes the
+// gateway with a signed-in user's token and wants its ADMIN_TOKEN in
+// X-Admin-Token besides.
 var publicReads = map[string]bool{"product-service": true, "search-service": true}
 
 // GatewayConfig is the platform's edge gateway for the services names,

@@ -16,7 +16,7 @@
 // API:
 //
 //	GET  /search?q=&category=&minPrice=&maxPrice=&sort=relevance|price|-price|popularity&limit=&offset=&facets=
-//	POST /admin/reindex     Authorization: Bearer $ADMIN_TOKEN → 202, the rebuild's status
+//	POST /admin/reindex     X-Admin-Token (or Authorization: Bearer) $ADMIN_TOKEN → 202, the rebuild's status
 //	GET  /admin/reindex     the last rebuild's status
 package search
 
@@ -499,13 +499,22 @@ func (m *Main) search(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// AdminTokenHeader carries ADMIN_TOKEN to POST /admin/reindex, so the
+// request can pass the edge gateway with a user's JWT in Authorization.
+const AdminTokenHeader = "X-Admin-Token"
+
 func (m *Main) reindex(w http.ResponseWriter, r *http.Request) error {
 	if m.Config.AdminToken == "" {
 		return kit.Forbidden("reindexing is disabled: start search-service with ADMIN_TOKEN set")
 	}
-	got := kit.BearerToken(r)
+	// X-Admin-Token first: behind the edge gateway, Authorization carries
+	// the signed-in user's JWT the gateway checked.
+	got := r.Header.Get(AdminTokenHeader)
+	if got == "" {
+		got = kit.BearerToken(r)
+	}
 	if subtle.ConstantTimeCompare([]byte(got), []byte(m.Config.AdminToken)) != 1 {
-		return kit.Unauthorized("send Authorization: Bearer <ADMIN_TOKEN>")
+		return kit.Unauthorized("send " + AdminTokenHeader + ": <ADMIN_TOKEN> (or Authorization: Bearer <ADMIN_TOKEN>)")
 	}
 	if !m.setRunning("requested by an admin") {
 		return kit.Conflict("rebuild_running", "a rebuild is already running; GET /admin/reindex for its progress")

@@ -168,6 +168,29 @@ func TestSearchService(t *testing.T) {
 			st := m.Status()
 			return !st.Running && st.FinishedAt != nil && st.Error == "" && st.Listed == 10 && st.Indexed == 10, fmt.Sprintf("%+v", st)
 		})
+		// Through the gateway: a user's JWT in Authorization, the admin
+		// token in its own header; a wrong one there is refused.
+		adminReq := func(token string) int {
+			req, _ := http.NewRequest("POST", m.URL()+"/admin/reindex", nil)
+			req.Header.Set("Authorization", "Bearer some.user.jwt")
+			req.Header.Set(search.AdminTokenHeader, token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			return resp.StatusCode
+		}
+		if st := adminReq("wrong"); st != 401 {
+			t.Errorf("reindex with a wrong %s: %d, want 401", search.AdminTokenHeader, st)
+		}
+		if st := adminReq(adminToken); st != 202 {
+			t.Fatalf("reindex with %s beside a user's Authorization: %d, want 202", search.AdminTokenHeader, st)
+		}
+		eventually(t, "the second admin rebuild finished", func() (bool, string) {
+			st := m.Status()
+			return !st.Running && st.FinishedAt != nil && st.Error == "" && st.Indexed == 10, fmt.Sprintf("%+v", st)
+		})
 
 		// A lost index, then a corrupt one, are rebuilt at start, popularity kept.
 		for _, damage := range []string{"lost", "corrupt"} {
