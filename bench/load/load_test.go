@@ -39,7 +39,7 @@ var (
 )
 
 // BenchmarkGenerator: the same GET at the same rate, flotilla load's
-// browse flow (two requests a flow, so half the flow rate) versus vegeta's
+// browse flow (two requests a flow, paced by request rate) versus vegeta's
 // attacker; the upstream answers at once, so the latencies are the
 // generators' own plus loopback.
 func BenchmarkGenerator(b *testing.B) {
@@ -55,7 +55,7 @@ func BenchmarkGenerator(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		c := load.DefaultConfig()
 		c.Targets.Product = srv.URL
-		c.Mode, c.Rate, c.Duration, c.Flows = load.Open, *rate/2, load.Duration(*duration), map[string]int{load.Browse: 1}
+		c.Mode, c.RequestRate, c.Duration, c.Flows = load.Open, *rate, load.Duration(*duration), map[string]int{load.Browse: 1}
 		s, err := load.Run(context.Background(), c, nil)
 		if err != nil {
 			b.Fatal(err)
