@@ -63,6 +63,16 @@ type Builder interface {
 	Build(ctx context.Context, spec Spec) error
 }
 
+// BatchBuilder is implemented by a Builder that builds several artifacts
+// faster together than one at a time (one `go build` of many packages
+// shares the loading and hashing of their dependencies). BuildMany
+// returns one error per spec, in order; a spec's error is what Build
+// would have returned for it.
+type BatchBuilder interface {
+	Builder
+	BuildMany(ctx context.Context, specs []Spec) []error
+}
+
 // Spec is one version of one service as a target runs it.
 type Spec struct {
 	Service string `json:"service"`

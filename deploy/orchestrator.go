@@ -51,6 +51,7 @@ type Config struct {
 	// BuildParallel bounds the artifacts of a release built at once
 	// (default GOMAXPROCS). A release builds all of its artifacts when it
 	// starts, not wave by wave: builds do not depend on the deploy order.
+	// A target that is a BatchBuilder builds them in one batch instead.
 	BuildParallel int
 	// SmokeTimeout bounds each smoke check (10s); DrainTimeout the wait
 	// for an old version's in-flight requests (30s).
@@ -498,6 +499,33 @@ func (o *Orchestrator) buildAll(ctx context.Context, plan *Plan, wg *sync.WaitGr
 			items = append(items, it)
 			out[it.Service] = &build{done: make(chan struct{})}
 		}
+	}
+	if bb, ok := b.(BatchBuilder); ok && len(items) > 1 {
+		// All at once: every service waits for the batch, which takes
+		// less than the same builds BuildParallel at a time.
+		wg.Go(func() {
+			specs := make([]Spec, len(items))
+			for i, it := range items {
+				specs[i] = it.Spec
+			}
+			var errs []error
+			if err := ctx.Err(); err == nil {
+				errs = bb.BuildMany(ctx, specs)
+			}
+			for i, it := range items {
+				bd := out[it.Service]
+				switch {
+				case i < len(errs):
+					bd.err = errs[i]
+				case ctx.Err() != nil:
+					bd.err = ctx.Err()
+				default:
+					bd.err = fmt.Errorf("build %s: no result from the batch", it.Service)
+				}
+				close(bd.done)
+			}
+		})
+		return out
 	}
 	queue := make(chan PlanItem, len(items))
 	for _, it := range items {

@@ -1030,8 +1030,15 @@ func TestManifestReloadedForEveryPlan(t *testing.T) {
 // wave's Apply waits until the last wave's build has returned, which
 // happens only when a release builds its artifacts up front, and one
 // service's build can be made to fail with a compiler's output.
+// targetBuilder is a Target that builds one artifact at a time (no
+// BuildMany), so the release's own build queue is what is tested.
+type targetBuilder interface {
+	deploy.Target
+	deploy.Builder
+}
+
 type observedBuilds struct {
-	*local.Target
+	targetBuilder
 	waitFor string        // the service whose build Apply waits for
 	built   chan struct{} // closed when waitFor's build returned
 	fail    string        // the service whose build fails
@@ -1045,7 +1052,7 @@ func (o *observedBuilds) Build(ctx context.Context, spec deploy.Spec) error {
 		return &deploy.BuildError{Service: spec.Service, Version: spec.Version, Package: spec.Build.Package,
 			Output: "cmd/svc/main.go:3:1: syntax error: non-declaration statement outside function body", Err: errors.New("exit status 1")}
 	}
-	return o.Target.Build(ctx, spec)
+	return o.targetBuilder.Build(ctx, spec)
 }
 
 func (o *observedBuilds) Apply(ctx context.Context, spec deploy.Spec) ([]deploy.Instance, error) {
@@ -1056,7 +1063,7 @@ func (o *observedBuilds) Apply(ctx context.Context, spec deploy.Spec) ([]deploy.
 	case <-time.After(time.Minute): // a safety net, not a timing
 		return nil, fmt.Errorf("%s's build did not run while %s deployed", o.waitFor, spec.Service)
 	}
-	return o.Target.Apply(ctx, spec)
+	return o.targetBuilder.Apply(ctx, spec)
 }
 
 func TestReleaseBuildsEveryArtifactUpFront(t *testing.T) {
@@ -1066,7 +1073,7 @@ func TestReleaseBuildsEveryArtifactUpFront(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg := &observedBuilds{Target: f.target, waitFor: "charlie-service", built: make(chan struct{}), fail: "charlie-service"}
+	tg := &observedBuilds{targetBuilder: f.target, waitFor: "charlie-service", built: make(chan struct{}), fail: "charlie-service"}
 	o, err := deploy.New(deploy.Config{Graph: graph.New(m), Target: tg, Router: f.router, Store: f.store,
 		Env: func(service string) map[string]string {
 			return map[string]string{"DATABASE_URL": "test-" + service + ".db"}

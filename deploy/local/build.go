@@ -2,13 +2,17 @@ package local
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,6 +70,162 @@ func (t *Target) Build(ctx context.Context, spec deploy.Spec) error {
 	}
 	t.log.InfoContext(ctx, "artifact built", "service", spec.Service, "version", spec.Version, "artifact", bin)
 	return nil
+}
+
+// BuildMany implements deploy.BatchBuilder: the specs whose artifacts are
+// not cached yet, built by one `go build -o DIR pkg…` per set of build
+// flags. With a warm build cache a build is its link, and one go command
+// linking ten binaries takes about three quarters of the time of ten
+// commands two at a time (the packages are loaded and hashed once). A
+// batch that fails, or packages whose binaries would have the same name,
+// are built one by one, so each error is the spec's own.
+func (t *Target) BuildMany(ctx context.Context, specs []deploy.Spec) []error {
+	errs := make([]error, len(specs))
+	type group struct {
+		flags []string
+		pkgs  map[string][]int // package → the specs built from it
+	}
+	var groups []*group
+	var alone []int
+	for i, spec := range specs {
+		if err := spec.Validate(); err != nil {
+			errs[i] = err
+			continue
+		}
+		if t.Built(spec) {
+			continue
+		}
+		var g *group
+		for _, x := range groups {
+			if slices.Equal(x.flags, spec.Build.Flags) {
+				g = x
+			}
+		}
+		if g == nil {
+			g = &group{flags: spec.Build.Flags, pkgs: map[string][]int{}}
+			groups = append(groups, g)
+		}
+		g.pkgs[spec.Build.Package] = append(g.pkgs[spec.Build.Package], i)
+	}
+	for _, g := range groups {
+		// go build -o DIR names each binary after its package's last
+		// element: packages that share one are built alone.
+		byName := map[string][]string{}
+		for pkg := range g.pkgs {
+			byName[path.Base(filepath.ToSlash(pkg))] = append(byName[path.Base(filepath.ToSlash(pkg))], pkg)
+		}
+		var batch []string
+		for name, pkgs := range byName {
+			if len(pkgs) > 1 || name == "." || name == "/" {
+				for _, pkg := range pkgs {
+					alone = append(alone, g.pkgs[pkg]...)
+				}
+				continue
+			}
+			batch = append(batch, pkgs[0])
+		}
+		slices.Sort(batch)
+		if len(batch) == 1 {
+			alone = append(alone, g.pkgs[batch[0]]...)
+			continue
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		if err := t.buildBatch(ctx, g.flags, batch, g.pkgs, specs); err != nil {
+			t.log.InfoContext(ctx, "batch build failed; building one by one for each service's own error", "packages", len(batch), "err", err)
+			for _, pkg := range batch {
+				alone = append(alone, g.pkgs[pkg]...)
+			}
+		}
+	}
+	for _, i := range alone {
+		errs[i] = t.Build(ctx, specs[i])
+	}
+	return errs
+}
+
+// buildBatch builds pkgs in one go command and puts each binary where the
+// specs built from it keep their artifact.
+func (t *Target) buildBatch(ctx context.Context, flags, pkgs []string, users map[string][]int, specs []deploy.Spec) error {
+	if err := os.MkdirAll(t.cfg.ArtifactDir, 0o755); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(t.cfg.ArtifactDir, ".batch-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	args := append([]string{"build"}, flags...)
+	args = append(args, "-o", dir+string(filepath.Separator))
+	args = append(args, pkgs...)
+	cmd := exec.CommandContext(ctx, t.cfg.Go, args...)
+	cmd.Dir = t.cfg.Root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%w: %s", err, bytes.TrimSpace(out))
+	}
+	for _, pkg := range pkgs {
+		built := filepath.Join(dir, path.Base(filepath.ToSlash(pkg)))
+		for _, i := range users[pkg] {
+			if err := t.place(built, specs[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// place copies a freshly built binary to spec's artifact path, unless a
+// concurrent Build put one there first.
+func (t *Target) place(built string, spec deploy.Spec) error {
+	bin := t.artifact(spec)
+	t.buildMu.Lock()
+	mu := t.building[bin]
+	if mu == nil {
+		mu = &sync.Mutex{}
+		t.building[bin] = mu
+	}
+	t.buildMu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	if _, err := os.Stat(bin); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return err
+	}
+	tmp := bin + ".tmp" + strconv.Itoa(os.Getpid())
+	if err := copyFile(built, tmp); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	t.log.Info("artifact built", "service", spec.Service, "version", spec.Version, "artifact", bin, "batch", true)
+	return nil
+}
+
+// copyFile copies an executable (a hard link when the file system allows).
+func copyFile(from, to string) error {
+	if err := os.Link(from, to); err == nil {
+		return nil
+	}
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = in.Close() }()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // Built reports whether spec's artifact is in the cache.
