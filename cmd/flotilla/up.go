@@ -5,27 +5,32 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/flotilla-ci/flotilla/controlplane"
+	"github.com/flotilla-ci/flotilla/deploy/local"
 	"github.com/flotilla-ci/flotilla/graph"
 	"github.com/flotilla-ci/flotilla/mesh"
 )
 
 func (a *app) upCmd() *cobra.Command {
 	var (
-		cfg    controlplane.PlatformConfig
-		only   []string
-		noDemo bool
-		authz  string
+		cfg        controlplane.PlatformConfig
+		only       []string
+		noDemo     bool
+		logMaxSize string
+		authz      string
 	)
 	d := controlplane.DefaultPlatformConfig("")
 	cmd := &cobra.Command{
@@ -99,6 +104,12 @@ version is unchanged is not rebuilt. The default addresses are in the
 					}
 				}()
 			}
+			if cfg.Target.LogMaxSize, err = parseLogSize(logMaxSize); err != nil {
+				return usageErr(err)
+			}
+			if cfg.Target.LogMaxFiles < 2 {
+				return usageErr(fmt.Errorf("--log-max-files %d: want at least 2 (the live file and one rotated)", cfg.Target.LogMaxFiles))
+			}
 			p, err := controlplane.NewPlatform(cfg)
 			if err != nil {
 				return usageErr(err)
@@ -128,6 +139,8 @@ version is unchanged is not rebuilt. The default addresses are in the
 	f.StringVar(&cfg.NATSAddr, "nats-addr", d.NATSAddr, "the embedded NATS server's address")
 	f.StringVar(&authz, "authz", string(d.Authz), "the mesh's authorization from the graph: enforce (refuse a call to a service the caller does not depends_on with 403), warn (count it) or off")
 	f.BoolVar(&noDemo, "no-demo", false, "do not load the demo data")
+	f.StringVar(&logMaxSize, "log-max-size", "10MiB", "rotate a service's log file past this size (e.g. 50MB, 1GiB; 0 or -1: never)")
+	f.IntVar(&cfg.Target.LogMaxFiles, "log-max-files", local.DefaultConfig("", "").LogMaxFiles, "log files kept per service version, the live one included (at least 2)")
 	return cmd
 }
 
@@ -193,4 +206,17 @@ func dataFlag(data string) string {
 		return ""
 	}
 	return " --data " + relPath(data)
+}
+
+// parseLogSize reads --log-max-size: a size with an optional unit (KB,
+// MiB, …); 0 or a negative number means never rotate.
+func parseLogSize(v string) (int64, error) {
+	if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n <= 0 {
+		return -1, nil
+	}
+	n, err := humanize.ParseBytes(v)
+	if err != nil || n == 0 || n > math.MaxInt64 {
+		return 0, fmt.Errorf("--log-max-size %q: want a size such as 10MiB, 500KB or 1GiB (or 0: never rotate)", v)
+	}
+	return int64(n), nil
 }

@@ -92,4 +92,25 @@ func TestUpPortInUse(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, `authz "strict"`) {
 		t.Fatalf("up --authz strict: exit %d, stderr %q", code, stderr)
 	}
+	code, _, stderr = runCLI(t, "up", "-f", "../../flotilla.yaml", "--data", t.TempDir(), "--log-max-size", "ten megs")
+	if code != 2 || !strings.Contains(stderr, `--log-max-size "ten megs": want a size such as 10MiB`) {
+		t.Fatalf("up --log-max-size 'ten megs': exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = runCLI(t, "up", "-f", "../../flotilla.yaml", "--data", t.TempDir(), "--log-max-files", "1")
+	if code != 2 || !strings.Contains(stderr, "--log-max-files 1: want at least 2") {
+		t.Fatalf("up --log-max-files 1: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestParseLogSize(t *testing.T) {
+	for in, want := range map[string]int64{"10MiB": 10 << 20, "500KB": 500_000, "1GiB": 1 << 30, "4096": 4096, "0": -1, "-1": -1} {
+		if got, err := parseLogSize(in); err != nil || got != want {
+			t.Errorf("parseLogSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "10 parsecs", "99999999999999999999GiB"} {
+		if _, err := parseLogSize(in); err == nil {
+			t.Errorf("parseLogSize(%q) accepted", in)
+		}
+	}
 }
