@@ -100,66 +100,8 @@ func TestDeployCommandsAgainstControlPlane(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: builds and runs services")
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	root := t.TempDir()
-	if err := os.CopyFS(root, os.DirFS(testShop)); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(root, graph.FileName)
-	_ = os.Chmod(file, 0o644)
-	data := filepath.Join(root, ".flotilla")
-	ctx := context.Background()
-	c := local.DefaultConfig(local.DirIn(data), root)
-	c.Logger, c.ProbeInterval, c.StopTimeout = quiet, 20*time.Millisecond, 5*time.Second
-	tg, err := local.Open(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms, err := mesh.New(mesh.Config{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := sqlstore.Open(ctx, filepath.Join(data, "flotilla.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var api *controlplane.API
-	var srv *httptest.Server
-	load := func() {
-		m, _, err := graph.Load(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		orch, err := deploy.New(deploy.Config{Graph: graph.New(m), Target: tg, Router: &local.MeshRouter{Mesh: ms}, Store: store, Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if srv != nil {
-			srv.Close()
-		}
-		api = controlplane.NewAPI(orch, quiet)
-		srv = httptest.NewServer(api.Handler())
-	}
-	load()
-	t.Cleanup(func() {
-		srv.Close()
-		api.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		insts, _ := tg.Status(ctx, "")
-		_ = tg.Shutdown(ctx)
-		_ = ms.Close(ctx)
-		_ = store.Close()
-		for _, in := range insts {
-			if syscall.Kill(in.PID, 0) == nil {
-				t.Errorf("%s pid %d still runs", in.Service, in.PID)
-			}
-		}
-	})
-	cli := func(args ...string) (int, string, string) {
-		t.Helper()
-		return runCLI(t, append([]string{"-f", file}, append(args, "--api", srv.URL)...)...)
-	}
+	cp := newTestControlPlane(t, nil)
+	file, load, cli := cp.file, cp.load, cp.cli
 
 	code, out, errOut := cli("deploy", "alpha-service", "delta-service")
 	if code != 0 {
@@ -220,6 +162,89 @@ func TestDeployCommandsAgainstControlPlane(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "no logs of charlie-service") {
 		t.Errorf("logs of a service never run: exit %d, stderr %q", code, errOut)
 	}
+}
+
+// testControlPlane is a control plane (local target, mesh, history, API
+// over HTTP) on a copy of the deploy tests' shop in a temporary root.
+type testControlPlane struct {
+	t    *testing.T
+	file string // the copy's manifest: edit it, then load
+	srv  *httptest.Server
+	// load reads the manifest again into a new orchestrator and API.
+	load func()
+}
+
+// newTestControlPlane starts one; edit, when not nil, rewrites the
+// manifest first.
+func newTestControlPlane(t *testing.T, edit func(manifest string) string) *testControlPlane {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS(testShop)); err != nil {
+		t.Fatal(err)
+	}
+	cp := &testControlPlane{t: t, file: filepath.Join(root, graph.FileName)}
+	_ = os.Chmod(cp.file, 0o644)
+	if edit != nil {
+		if err := os.WriteFile(cp.file, []byte(edit(mustRead(t, cp.file))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := filepath.Join(root, ".flotilla")
+	ctx := context.Background()
+	c := local.DefaultConfig(local.DirIn(data), root)
+	c.Logger, c.ProbeInterval, c.StopTimeout = quiet, 20*time.Millisecond, 5*time.Second
+	tg, err := local.Open(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := mesh.New(mesh.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := sqlstore.Open(ctx, filepath.Join(data, "flotilla.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var api *controlplane.API
+	cp.load = func() {
+		m, _, err := graph.Load(cp.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orch, err := deploy.New(deploy.Config{Graph: graph.New(m), Target: tg, Router: &local.MeshRouter{Mesh: ms}, Store: store, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp.srv != nil {
+			cp.srv.Close()
+		}
+		api = controlplane.NewAPI(orch, quiet)
+		cp.srv = httptest.NewServer(api.Handler())
+	}
+	cp.load()
+	t.Cleanup(func() {
+		cp.srv.Close()
+		api.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		insts, _ := tg.Status(ctx, "")
+		_ = tg.Shutdown(ctx)
+		_ = ms.Close(ctx)
+		_ = store.Close()
+		for _, in := range insts {
+			if syscall.Kill(in.PID, 0) == nil {
+				t.Errorf("%s pid %d still runs", in.Service, in.PID)
+			}
+		}
+	})
+	return cp
+}
+
+// cli runs flotilla with the copy's manifest against the control plane.
+func (cp *testControlPlane) cli(args ...string) (int, string, string) {
+	cp.t.Helper()
+	return runCLI(cp.t, append([]string{"-f", cp.file}, append(args, "--api", cp.srv.URL)...)...)
 }
 
 func mustRead(t *testing.T, file string) string {

@@ -2,22 +2,12 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flotilla-ci/flotilla/controlplane"
-	"github.com/flotilla-ci/flotilla/deploy"
-	"github.com/flotilla-ci/flotilla/deploy/local"
-	"github.com/flotilla-ci/flotilla/deploy/sqlstore"
-	"github.com/flotilla-ci/flotilla/graph"
-	"github.com/flotilla-ci/flotilla/mesh"
 )
 
 // A deploy while another runs is refused and names the running release;
@@ -26,59 +16,13 @@ func TestDeployWaitsForTheRunningRelease(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: builds and runs services")
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	root := t.TempDir()
-	if err := os.CopyFS(root, os.DirFS(testShop)); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(root, graph.FileName)
-	_ = os.Chmod(file, 0o644)
 	// bravo never becomes ready: its deploy holds the release for the
 	// readiness timeout, then fails.
-	slow := strings.Replace(mustRead(t, file), "    depends_on: [alpha-service]\n    deploy: {package: ./cmd/svc}",
-		"    depends_on: [alpha-service]\n    deploy: {package: ./cmd/svc, timeout: 4s, env: {MODE: never-ready}}", 1)
-	if err := os.WriteFile(file, []byte(slow), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	data := filepath.Join(root, ".flotilla")
-	ctx := context.Background()
-	c := local.DefaultConfig(local.DirIn(data), root)
-	c.Logger, c.ProbeInterval, c.StopTimeout = quiet, 20*time.Millisecond, 5*time.Second
-	tg, err := local.Open(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms, err := mesh.New(mesh.Config{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := sqlstore.Open(ctx, filepath.Join(data, "flotilla.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _, err := graph.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	orch, err := deploy.New(deploy.Config{Graph: graph.New(m), Target: tg, Router: &local.MeshRouter{Mesh: ms}, Store: store, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := controlplane.NewAPI(orch, quiet)
-	srv := httptest.NewServer(api.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		api.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = tg.Shutdown(ctx)
-		_ = ms.Close(ctx)
-		_ = store.Close()
+	cp := newTestControlPlane(t, func(m string) string {
+		return strings.Replace(m, "    depends_on: [alpha-service]\n    deploy: {package: ./cmd/svc}",
+			"    depends_on: [alpha-service]\n    deploy: {package: ./cmd/svc, timeout: 4s, env: {MODE: never-ready}}", 1)
 	})
-	cli := func(args ...string) (int, string, string) {
-		t.Helper()
-		return runCLI(t, append([]string{"-f", file}, append(args, "--api", srv.URL)...)...)
-	}
+	cli, ctx := cp.cli, context.Background()
 	if code, out, errOut := cli("deploy", "alpha-service"); code != 0 {
 		t.Fatalf("deploy alpha: exit %d\n%s%s", code, out, errOut)
 	}
@@ -91,7 +35,7 @@ func TestDeployWaitsForTheRunningRelease(t *testing.T) {
 	// Wait until the slow release runs.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		st, err := controlplane.NewClient(srv.URL).Status(ctx)
+		st, err := controlplane.NewClient(cp.srv.URL).Status(ctx)
 		if err == nil && st.Running != nil {
 			break
 		}
@@ -121,7 +65,7 @@ func TestDeployWaitsForTheRunningRelease(t *testing.T) {
 		slowDone <- code
 	}()
 	for {
-		if st, err := controlplane.NewClient(srv.URL).Status(ctx); err == nil && st.Running != nil {
+		if st, err := controlplane.NewClient(cp.srv.URL).Status(ctx); err == nil && st.Running != nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

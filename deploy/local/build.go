@@ -25,13 +25,9 @@ func (t *Target) artifact(spec deploy.Spec) string {
 	return filepath.Join(t.cfg.ArtifactDir, spec.Service, spec.Key(), spec.Service)
 }
 
-// Build implements deploy.Builder: `go build` into the cache, unless the
-// artifact is there already. Concurrent builds of one artifact run once.
-func (t *Target) Build(ctx context.Context, spec deploy.Spec) error {
-	if err := spec.Validate(); err != nil {
-		return err
-	}
-	bin := t.artifact(spec)
+// lockArtifact locks the artifact path bin against other builds of it and
+// returns the unlock: concurrent builds of one artifact run once.
+func (t *Target) lockArtifact(bin string) func() {
 	t.buildMu.Lock()
 	mu := t.building[bin]
 	if mu == nil {
@@ -40,7 +36,17 @@ func (t *Target) Build(ctx context.Context, spec deploy.Spec) error {
 	}
 	t.buildMu.Unlock()
 	mu.Lock()
-	defer mu.Unlock()
+	return mu.Unlock
+}
+
+// Build implements deploy.Builder: `go build` into the cache, unless the
+// artifact is there already. Concurrent builds of one artifact run once.
+func (t *Target) Build(ctx context.Context, spec deploy.Spec) error {
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	bin := t.artifact(spec)
+	defer t.lockArtifact(bin)()
 	if _, err := os.Stat(bin); err == nil {
 		return nil
 	}
@@ -179,15 +185,7 @@ func (t *Target) buildBatch(ctx context.Context, flags, pkgs []string, users map
 // concurrent Build put one there first.
 func (t *Target) place(built string, spec deploy.Spec) error {
 	bin := t.artifact(spec)
-	t.buildMu.Lock()
-	mu := t.building[bin]
-	if mu == nil {
-		mu = &sync.Mutex{}
-		t.building[bin] = mu
-	}
-	t.buildMu.Unlock()
-	mu.Lock()
-	defer mu.Unlock()
+	defer t.lockArtifact(bin)()
 	if _, err := os.Stat(bin); err == nil {
 		return nil
 	}
