@@ -38,7 +38,7 @@ func fakeTests(t *testing.T, packages ...[]consumer) func(context.Context, strin
 				for _, c := range pkg {
 					p := contract.NewConsumerPact(contract.Config{Consumer: "web", Provider: c.provider})
 					for _, path := range c.paths {
-						p.AddInteraction().Given(path+" exists").UponReceiving("a request for "+path).
+						p.AddInteraction().Given(path + " exists").UponReceiving("a request for " + path).
 							WithRequest(contract.Req{Method: "GET", Path: "/" + path}).
 							WillRespondWith(contract.Resp{Status: 200})
 					}
