@@ -3,7 +3,7 @@ GO       ?= go
 FUZZTIME ?= 4s
 LINT      = $(GO) tool -modfile=tools/go.mod golangci-lint
 
-.PHONY: test check fmt-check vet unit fuzz lint build env-report
+.PHONY: test check fmt-check vet unit fuzz lint build env-report pacts pacts-check
 
 ## test: gofmt check, go vet, the race-enabled test suite, and a short fuzz of every parser
 test: env-report fmt-check vet unit fuzz
@@ -30,6 +30,14 @@ fuzz:
 
 lint:
 	$(LINT) run ./...
+
+## pacts: regenerate pacts/ from one complete run of the shop's consumer contract tests
+pacts:
+	$(GO) run ./scripts/pacts
+
+## pacts-check: fail when pacts/ differs from what the consumer tests write (CI runs it)
+pacts-check:
+	$(GO) run ./scripts/pacts -check
 
 # One visible line for each external-server suite that will be skipped.
 env-report:

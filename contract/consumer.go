@@ -2,7 +2,6 @@ package contract
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,12 +18,24 @@ import (
 type Config struct {
 	Consumer string
 	Provider string
-	// Dir is where pact files are written; default: pacts/ at the root of
-	// the module the test runs in (the directory holding go.mod).
+	// Dir is where the pact file is written. When it is empty, the pact
+	// goes to the directory EnvPactDir names, and without that variable
+	// to a temporary directory of the test, removed when the test ends:
+	// a plain `go test` changes no file of the repository.
 	Dir string
 	// Spec is the specification written: V4 (default) or V3.
 	Spec Spec
 }
+
+// EnvPactDir is the variable naming the directory a consumer run writes
+// its pacts into when Config.Dir is empty: an absolute path (tests run in
+// their package's directory), empty when the run starts, so that a pact
+// holds exactly the interactions the run's tests declared. The tests of a
+// run, in one package or in several running in parallel, merge their
+// interactions into the same consumer-provider file there; a command then
+// replaces the committed pacts with that directory (make pacts, in
+// flotilla's repository).
+const EnvPactDir = "FLOTILLA_PACT_DIR"
 
 // ConsumerPact collects a consumer's expectations of one provider, runs
 // them against a mock server (HTTP) or the consumer's handler (messages),
@@ -318,7 +329,8 @@ func writeResponse(w http.ResponseWriter, resp Response) {
 // since the last Run, and calls test with its base URL; test exercises the
 // consumer's real client code. A request matching no interaction, an
 // interaction never exercised, or an error from test fails t with a report;
-// otherwise the interactions are merged into the pact file.
+// otherwise the interactions are merged into the pact file (see
+// Config.Dir for where it is).
 func (p *ConsumerPact) Run(t testing.TB, test func(baseURL string) error) {
 	t.Helper()
 	p.mu.Lock()
@@ -364,42 +376,44 @@ func (p *ConsumerPact) Run(t testing.TB, test func(baseURL string) error) {
 		t.Errorf("pact %s -> %s failed; the pact file is not written:\n  %s", p.cfg.Consumer, p.cfg.Provider, strings.Join(problems, "\n  "))
 		return
 	}
-	if err := p.write(inters); err != nil {
+	if err := p.write(t, inters); err != nil {
 		t.Errorf("write pact: %v", err)
 	}
 }
 
-func (p *ConsumerPact) write(inters []*Interaction) error {
-	dir := p.cfg.Dir
-	if dir == "" {
-		d, err := defaultPactDir()
-		if err != nil {
-			return err
-		}
-		dir = d
-	}
-	_, err := WriteMerged(dir, &Pact{Consumer: p.cfg.Consumer, Provider: p.cfg.Provider, Interactions: inters, Metadata: map[string]any{}}, p.cfg.Spec)
-	return err
-}
-
-// DefaultDir is the directory pacts are written to and read from by
-// default: pacts/ at the module root.
-const DefaultDir = "pacts"
-
-func defaultPactDir() (string, error) {
-	wd, err := os.Getwd()
+func (p *ConsumerPact) write(t testing.TB, inters []*Interaction) error {
+	t.Helper()
+	dir, err := p.dir(t)
 	if err != nil {
-		return "", err
+		return err
 	}
-	for d := wd; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return filepath.Join(d, DefaultDir), nil
-		}
-		if filepath.Dir(d) == d {
-			return "", errors.New("no go.mod above the test's directory: set Config.Dir")
-		}
+	path, err := WriteMerged(dir, &Pact{Consumer: p.cfg.Consumer, Provider: p.cfg.Provider, Interactions: inters, Metadata: map[string]any{}}, p.cfg.Spec)
+	if err != nil {
+		return err
 	}
+	t.Logf("pact %s -> %s: %d interaction(s) merged into %s", p.cfg.Consumer, p.cfg.Provider, len(inters), path)
+	return nil
 }
+
+// dir is where the pact is written: Config.Dir, else EnvPactDir, else a
+// temporary directory of t.
+func (p *ConsumerPact) dir(t testing.TB) (string, error) {
+	if p.cfg.Dir != "" {
+		return p.cfg.Dir, nil
+	}
+	if d := os.Getenv(EnvPactDir); d != "" {
+		if !filepath.IsAbs(d) {
+			return "", fmt.Errorf("%s=%s is a relative path, and each test runs in its own package's directory: give an absolute path", EnvPactDir, d)
+		}
+		return d, nil
+	}
+	return t.TempDir(), nil
+}
+
+// DefaultDir is where a repository keeps its committed pacts, at the
+// module root: what flotilla's contract commands read by default. Tests
+// never write there unless EnvPactDir or Config.Dir says so.
+const DefaultDir = "pacts"
 
 // --- message pacts -------------------------------------------------------------
 
@@ -472,7 +486,7 @@ func (b *MessageBuilder) WithContent(content any, contentType ...string) *Messag
 
 // Verify hands a generated example of the message to the consumer's real
 // handler; if it returns nil, the message interaction is merged into the
-// pact file, otherwise t fails.
+// pact file (see Config.Dir), otherwise t fails.
 func (b *MessageBuilder) Verify(t testing.TB, handler func(Message) error) {
 	t.Helper()
 	if b.err != nil {
@@ -487,7 +501,7 @@ func (b *MessageBuilder) Verify(t testing.TB, handler func(Message) error) {
 		t.Errorf("message %q: the consumer's handler failed: %v; the pact file is not written", b.in.Description, err)
 		return
 	}
-	if err := b.p.write([]*Interaction{b.in}); err != nil {
+	if err := b.p.write(t, []*Interaction{b.in}); err != nil {
 		t.Errorf("write pact: %v", err)
 	}
 }

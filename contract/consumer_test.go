@@ -204,13 +204,17 @@ func TestConsumerWritesPactThatProviderVerifies(t *testing.T) {
 	}
 }
 
-// recTB records failures instead of failing the test.
+// recTB records failures and logs instead of failing the test.
 type recTB struct {
 	testing.TB
 	errs []string
+	logs []string
 }
 
 func (r *recTB) Helper() {}
+func (r *recTB) Logf(format string, args ...any) {
+	r.logs = append(r.logs, fmt.Sprintf(format, args...))
+}
 func (r *recTB) Errorf(format string, args ...any) {
 	r.errs = append(r.errs, fmt.Sprintf(format, args...))
 }
@@ -492,5 +496,122 @@ func TestJSONMessage(t *testing.T) {
 	}
 	if _, err := JSONMessage(func() {}, nil); err == nil {
 		t.Fatal("a func is not JSON")
+	}
+}
+
+// --- where pacts are written --------------------------------------------------
+
+// moduleRoot is the directory holding go.mod above the test.
+func moduleRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			t.Fatal("no go.mod above the test")
+		}
+	}
+}
+
+// snapshot is every file of dir with its content.
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	entries, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[e.Name()] = string(b)
+	}
+	return files
+}
+
+func consumeOrder(base string) error {
+	if _, err := getOrder(base, 7); err != nil {
+		return err
+	}
+	if _, err := getOrder(base, 404); !errors.Is(err, errNotFound) {
+		return fmt.Errorf("missing order: %w", err)
+	}
+	return nil
+}
+
+// A plain `go test` writes the pact into a temporary directory of the
+// test: the repository's pacts/ is left as it was.
+func TestRunWithoutDirLeavesTheCommittedPactsAlone(t *testing.T) {
+	t.Setenv(EnvPactDir, "")
+	committed := filepath.Join(moduleRoot(t), DefaultDir)
+	before := snapshot(t, committed)
+	if _, ok := before["web-order.json"]; !ok {
+		t.Cleanup(func() { _ = os.Remove(filepath.Join(committed, "web-order.json")) })
+	}
+	rec := &recTB{TB: t}
+	orderPact("").Run(rec, consumeOrder)
+	if len(rec.errs) > 0 {
+		t.Fatalf("consumer test failed: %q", rec.errs)
+	}
+	if diff := cmp.Diff(before, snapshot(t, committed)); diff != "" {
+		t.Errorf("a consumer test run changed %s (-before +after):\n%s", committed, diff)
+	}
+	if len(rec.logs) != 1 || !strings.Contains(rec.logs[0], "merged into ") {
+		t.Fatalf("want one log line naming the pact file, got %q", rec.logs)
+	}
+	path := rec.logs[0][strings.LastIndex(rec.logs[0], " ")+1:]
+	if !strings.HasPrefix(path, os.TempDir()) {
+		t.Errorf("pact written to %s, want a temporary directory", path)
+	}
+	if p, err := ReadFile(path); err != nil || len(p.Interactions) != 2 {
+		t.Errorf("pact at %s: %v", path, err)
+	}
+}
+
+// With FLOTILLA_PACT_DIR set, the tests of a run merge their interactions,
+// HTTP and messages, into one consumer-provider file there.
+func TestEnvPactDirCollectsTheTestsOfARun(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	t.Setenv(EnvPactDir, dir)
+	rec := &recTB{TB: t}
+	orderPact("").Run(rec, consumeOrder)
+	NewConsumerPact(Config{Consumer: "web", Provider: "order"}).
+		ExpectsToReceive("an order-cancelled event").
+		WithContent(map[string]any{"orderId": Integer(7)}).
+		Verify(rec, func(Message) error { return nil })
+	if len(rec.errs) > 0 {
+		t.Fatalf("consumer tests failed: %q", rec.errs)
+	}
+	p, err := ReadFile(filepath.Join(dir, "web-order.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, in := range p.Interactions {
+		got = append(got, in.Description)
+	}
+	want := []string{"an order-cancelled event", "a request for a missing order", "a request for an order"} // by kind, then description
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("interactions (-want +got):\n%s", diff)
+	}
+}
+
+func TestEnvPactDirMustBeAbsolute(t *testing.T) {
+	t.Chdir(t.TempDir())
+	t.Setenv(EnvPactDir, "pacts")
+	rec := &recTB{TB: t}
+	orderPact("").Run(rec, consumeOrder)
+	if len(rec.errs) != 1 || !strings.Contains(rec.errs[0], "FLOTILLA_PACT_DIR=pacts is a relative path") {
+		t.Fatalf("want one error about the relative path, got %q", rec.errs)
+	}
+	if _, err := os.Stat("pacts"); err == nil {
+		t.Error("a relative FLOTILLA_PACT_DIR was written to")
 	}
 }

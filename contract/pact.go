@@ -986,23 +986,67 @@ func (in *Interaction) identity() string {
 	return b.String()
 }
 
-// Merge adds the interactions of other to p: an interaction with the same
-// kind, description and provider states replaces the old one. The result
-// is sorted by description and states, so merging is order-independent.
-func (p *Pact) Merge(other *Pact) {
-	idx := map[string]int{}
-	for i, in := range p.Interactions {
-		idx[in.identity()] = i
+// Merge adds the interactions of other to p, as Pact's "merge" write
+// mode does: an interaction of other with the kind, description and
+// provider states of one already in p must be that same interaction (the
+// tests of a run may declare it more than once); with other content it is
+// a conflict, since which of the two a pact kept would depend on the order
+// the tests ran in. Conflicts are returned together, each naming the
+// interaction, and leave p unchanged. The result is sorted by kind,
+// description and states, so merging is order-independent.
+//
+// Merge never removes an interaction: a pact that must hold only what one
+// run declared is written by that run into an empty directory (see
+// EnvPactDir), not merged into an earlier run's file.
+func (p *Pact) Merge(other *Pact) error {
+	idx := map[string]*Interaction{}
+	for _, in := range p.Interactions {
+		idx[in.identity()] = in
 	}
+	var added []*Interaction
+	var errs []error
 	for _, in := range other.Interactions {
-		if i, ok := idx[in.identity()]; ok {
-			p.Interactions[i] = in
+		id := in.identity()
+		prev, ok := idx[id]
+		if !ok {
+			idx[id] = in
+			added = append(added, in)
 			continue
 		}
-		idx[in.identity()] = len(p.Interactions)
-		p.Interactions = append(p.Interactions, in)
+		if !sameContent(prev, in) {
+			errs = append(errs, fmt.Errorf("interaction %q%s is declared twice with different content: give one of them its own description or provider state", in.Description, statesText(in.States)))
+		}
 	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	p.Interactions = append(p.Interactions, added...)
 	p.sort()
+	return nil
+}
+
+// sameContent reports whether a and b render the same, leaving out the
+// key and the broker's _id, which are derived from the content.
+func sameContent(a, b *Interaction) bool {
+	render := func(in *Interaction) []byte {
+		m := in.v4()
+		delete(m, "key")
+		delete(m, "_id")
+		out, _ := json.Marshal(m)
+		return out
+	}
+	return bytes.Equal(render(a), render(b))
+}
+
+func statesText(states []ProviderState) string {
+	if len(states) == 0 {
+		return ""
+	}
+	names := make([]string, len(states))
+	for i, s := range states {
+		names[i] = strconv.Quote(s.Name)
+	}
+	return " (given " + strings.Join(names, ", ") + ")"
 }
 
 func (p *Pact) sort() {
@@ -1026,8 +1070,12 @@ func sanitize(s string) string {
 }
 
 // WriteMerged merges p into the pact file for its consumer and provider in
-// dir (creating it), and writes it as spec. Callers serialise concurrent
-// writers of the same file; WriteMerged holds a lock file while it works.
+// dir (creating both), and writes it as spec; it returns the file's path.
+// It is how the tests of one run, in one process or several, build a
+// consumer-provider pact together, so dir should start the run empty: an
+// interaction already in the file is kept, and the same interaction with
+// other content is an error (see Merge). WriteMerged holds a lock file
+// while it works, so concurrent writers of the same file lose nothing.
 func WriteMerged(dir string, p *Pact, spec Spec) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("write pact: %w", err)
@@ -1046,7 +1094,9 @@ func WriteMerged(dir string, p *Pact, spec Spec) (string, error) {
 		}
 		merged = old
 	}
-	merged.Merge(p)
+	if err := merged.Merge(p); err != nil {
+		return "", fmt.Errorf("pact %s: %w", path, err)
+	}
 	data, err := merged.Marshal(spec)
 	if err != nil {
 		return "", err

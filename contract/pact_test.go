@@ -184,13 +184,14 @@ func TestMergeIsDeterministic(t *testing.T) {
 		return &Interaction{Kind: HTTP, Description: desc, Request: Request{Method: "GET", Path: "/" + desc}, Response: Response{Status: status}}
 	}
 	dir1, dir2 := t.TempDir(), t.TempDir()
-	a := &Pact{Consumer: "web", Provider: "order", Interactions: []*Interaction{mk("b", 200)}}
+	a := &Pact{Consumer: "web", Provider: "order", Interactions: []*Interaction{mk("b", 404)}}
 	b := &Pact{Consumer: "web", Provider: "order", Interactions: []*Interaction{mk("a", 200), mk("c", 200)}}
+	// Another test of the run declares "b" again, as it is.
 	b2 := &Pact{Consumer: "web", Provider: "order", Interactions: []*Interaction{mk("b", 404)}}
 	for _, order := range []struct {
 		dir   string
 		pacts []*Pact
-	}{{dir1, []*Pact{a, b, b2}}, {dir2, []*Pact{b, a, b2}}} {
+	}{{dir1, []*Pact{a, b, b2}}, {dir2, []*Pact{b2, b, a}}} {
 		for _, p := range order.pacts {
 			if _, err := WriteMerged(order.dir, p, V4); err != nil {
 				t.Fatal(err)
@@ -212,6 +213,43 @@ func TestMergeIsDeterministic(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"a:2", "b:4", "c:2"}, got); diff != "" {
 		t.Fatalf("merged (-want +got):\n%s", diff)
+	}
+}
+
+// Two tests declaring one interaction differently would leave whichever
+// wrote last in the pact: the merge refuses, names it, and keeps the file.
+func TestMergeRefusesAConflictingInteraction(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(status int) *Pact {
+		return &Pact{Consumer: "web", Provider: "order", Interactions: []*Interaction{{
+			Kind: HTTP, Description: "a request for an order", States: []ProviderState{{Name: "an order exists"}},
+			Request: Request{Method: "GET", Path: "/orders/7"}, Response: Response{Status: status},
+		}}}
+	}
+	path, err := WriteMerged(dir, mk(200), V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	_, err = WriteMerged(dir, mk(404), V4)
+	if err == nil {
+		t.Fatal("merging a changed interaction: want an error")
+	}
+	for _, want := range []string{path, `"a request for an order" (given "an order exists")`, "different content"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(before, after) {
+		t.Errorf("a refused merge changed the file:\n%s", after)
+	}
+	// The same interaction again is no conflict, and changes nothing.
+	if _, err := WriteMerged(dir, mk(200), V4); err != nil {
+		t.Fatalf("merging the same interaction again: %v", err)
+	}
+	if again, _ := os.ReadFile(path); !bytes.Equal(before, again) {
+		t.Errorf("merging the same interaction changed the file:\n%s", again)
 	}
 }
 
