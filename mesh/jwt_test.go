@@ -160,7 +160,7 @@ func TestGatewayJWKSUnavailable(t *testing.T) {
 		{"garbage", func(f *gwFixture) { f.keys.answer(http.StatusOK, "<html>not a key set</html>") }},
 		{"no usable key", func(f *gwFixture) { f.keys.answer(http.StatusOK, `{"keys":[{"kty":"EC","kid":"x"}]}`) }},
 		{"empty set", func(f *gwFixture) { f.keys.answer(http.StatusOK, `{"keys":[]}`) }},
-		{"unreachable", func(f *gwFixture) { f.keys.srv.CloseClientConnections(); f.keys.srv.Listener.Close() }},
+		{"unreachable", func(f *gwFixture) { f.keys.srv.CloseClientConnections(); _ = f.keys.srv.Listener.Close() }},
 	} {
 		t.Run(down.name, func(t *testing.T) {
 			t.Run("at start", func(t *testing.T) {
