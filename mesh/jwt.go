@@ -156,8 +156,8 @@ func parseJWKS(data []byte) (map[string]crypto.PublicKey, error) {
 				continue
 			}
 			pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
-			if pub.N.BitLen() < 2048 || pub.E < 3 || pub.E%2 == 0 {
-				errs = append(errs, fmt.Errorf("keys[%d] (kid %q): bad RSA key: %d-bit n, e %d (want 2048 bits at least and an odd e of 3 or more)", i, k.Kid, pub.N.BitLen(), pub.E))
+			if pub.N.BitLen() < 2048 || pub.E < 3 || pub.E%2 == 0 || pub.E > 1<<31-1 {
+				errs = append(errs, fmt.Errorf("keys[%d] (kid %q): bad RSA key: %d-bit n, e %d (want 2048 bits at least and an odd e from 3 to 2³¹-1)", i, k.Kid, pub.N.BitLen(), pub.E))
 				continue
 			}
 			out[k.Kid] = pub

@@ -249,6 +249,7 @@ func TestParseJWKS(t *testing.T) {
 		{"modulus padded with zeros", `{"keys":[{"kty":"RSA","kid":"a","n":"` + b64(append(make([]byte, 200), bytes.Repeat([]byte{0xff}, 57)...)) + `","e":"AQAB"}]}`, "bad RSA"},
 		{"exponent 1", `{"keys":[{"kty":"RSA","kid":"a","n":"` + n + `","e":"AQ"}]}`, "bad RSA"},
 		{"exponent 0", `{"keys":[{"kty":"RSA","kid":"a","n":"` + n + `","e":"AA"}]}`, "bad RSA"},
+		{"exponent over 2³¹", `{"keys":[{"kty":"RSA","kid":"a","n":"` + n + `","e":"_____w"}]}`, "bad RSA"},
 		{"even exponent", `{"keys":[{"kty":"RSA","kid":"a","n":"` + n + `","e":"BA"}]}`, "bad RSA"},
 		{"short Ed25519 key", `{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"a","x":"AAAA"}]}`, "bad Ed25519"},
 	}
@@ -292,7 +293,7 @@ func FuzzParseJWKS(f *testing.F) {
 		for kid, k := range keys {
 			switch k := k.(type) {
 			case *rsa.PublicKey:
-				if k.N.BitLen() < 2048 || k.E < 3 || k.E%2 == 0 {
+				if k.N.BitLen() < 2048 || k.E < 3 || k.E%2 == 0 || k.E > 1<<31-1 {
 					t.Errorf("kid %q: weak RSA key (%d bits, e=%d)", kid, k.N.BitLen(), k.E)
 				}
 			case ed25519.PublicKey:
