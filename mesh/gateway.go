@@ -274,6 +274,14 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, client string) (
 		sub, err := g.verifier.verify(r.Context(), strings.TrimSpace(raw))
 		if err != nil {
 			route.authFail.inc()
+			var te *tokenError
+			if errors.As(err, &te) && te.status == http.StatusServiceUnavailable {
+				// The keys cannot be had: not the client's fault, and
+				// never a pass.
+				w.Header().Set("Retry-After", "1")
+				jsonError(w, http.StatusServiceUnavailable, err.Error()+": try again")
+				return route, "", err.Error()
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="flotilla", error="invalid_token", error_description="`+strings.ReplaceAll(err.Error(), `"`, "'")+`"`)
 			jsonError(w, http.StatusUnauthorized, err.Error())
 			return route, "", err.Error()

@@ -29,6 +29,10 @@ type keyServer struct {
 	mu      sync.Mutex
 	keys    []map[string]string
 	fetches atomic.Int64
+	// status and body, when set, are answered instead of the keys (a
+	// key server that fails or serves garbage).
+	status int
+	body   string
 }
 
 func newKeyServer(t *testing.T) *keyServer {
@@ -37,10 +41,25 @@ func newKeyServer(t *testing.T) *keyServer {
 		k.fetches.Add(1)
 		k.mu.Lock()
 		defer k.mu.Unlock()
+		if k.status != 0 || k.body != "" {
+			if k.status != 0 {
+				w.WriteHeader(k.status)
+			}
+			_, _ = w.Write([]byte(k.body))
+			return
+		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"keys": k.keys})
 	}))
 	t.Cleanup(k.srv.Close)
 	return k
+}
+
+// answer makes the key server answer status and body (0 and "": the
+// keys again).
+func (k *keyServer) answer(status int, body string) {
+	k.mu.Lock()
+	k.status, k.body = status, body
+	k.mu.Unlock()
 }
 
 func (k *keyServer) add(kid string, pub crypto.PublicKey) {
@@ -199,7 +218,7 @@ func TestGatewayJWT(t *testing.T) {
 		{"forged (another key, same kid)", "/api/orders/1", sign(t, jwt.SigningMethodRS256, "rsa-1", r2, "mallory", exp), 401, "invalid signature"},
 		{"forged EdDSA", "/api/orders/1", sign(t, jwt.SigningMethodEdDSA, "ed-1", otherEd, "mallory", exp), 401, "invalid signature"},
 		{"unknown kid", "/api/orders/1", sign(t, jwt.SigningMethodRS256, "rsa-9", r2, "mallory", exp), 401, "unknown signing key"},
-		{"HS256 with the public key as secret", "/api/orders/1", sign(t, jwt.SigningMethodHS256, "rsa-1", r1.N.Bytes(), "mallory", exp), 401, "invalid"},
+		{"HS256 with the public key as secret", "/api/orders/1", sign(t, jwt.SigningMethodHS256, "rsa-1", r1.N.Bytes(), "mallory", exp), 401, "signing method HS256 not accepted"},
 		{"garbage", "/api/orders/1", "not.a.token", 401, "malformed"},
 		{"public route without a token", "/api/products/9", "", 200, ""},
 		{"dot-dot cannot dodge the token check", "/api/products/../orders/1", "", 401, "bearer token is required"},

@@ -22,10 +22,17 @@ import (
 // have, even after a refetch.
 var ErrUnknownKey = errors.New("unknown key id")
 
+// ErrKeysUnavailable is returned when a token names a key id the gateway
+// does not hold and the key set cannot be fetched (the server is down,
+// answers an error or a document without a usable key). The gateway
+// answers 503: it cannot tell a good token from a forged one.
+var ErrKeysUnavailable = errors.New("signing keys unavailable")
+
 // jwks fetches and caches a JSON Web Key Set. Keys are kept for ttl; an
 // unknown kid triggers a refetch, at most one per minInterval (so forged
 // kids cannot make the gateway hammer the key server). When a fetch fails
-// the keys already held stay in use.
+// the keys already held stay in use, and a kid they do not have is
+// ErrKeysUnavailable until a fetch succeeds.
 type jwks struct {
 	url         string
 	client      *http.Client
@@ -37,6 +44,7 @@ type jwks struct {
 	keys        map[string]crypto.PublicKey
 	fetched     time.Time
 	lastAttempt time.Time
+	lastErr     error      // of the last fetch
 	fetchMu     sync.Mutex // one fetch at a time
 }
 
@@ -54,14 +62,23 @@ func (k *jwks) key(ctx context.Context, kid string) (crypto.PublicKey, error) {
 	key, ok = k.keys[kid]
 	fresh = k.now().Sub(k.fetched) < k.ttl
 	recent := k.now().Sub(k.lastAttempt) < k.minInterval && !k.lastAttempt.IsZero()
+	lastErr := k.lastErr
 	k.mu.RUnlock()
 	if ok && (fresh || recent) {
 		return key, nil
 	}
 	if recent {
+		if lastErr != nil {
+			return nil, fmt.Errorf("kid %q: %w: %w", kid, ErrKeysUnavailable, lastErr)
+		}
 		return nil, fmt.Errorf("kid %q: %w", kid, ErrUnknownKey)
 	}
-	err := k.fetch(ctx)
+	// The fetch outlives the request that triggered it: a client that
+	// hangs up must not make the key set look unavailable to the others.
+	err := k.fetch(context.WithoutCancel(ctx))
+	k.mu.Lock()
+	k.lastErr = err
+	k.mu.Unlock()
 	k.mu.RLock()
 	key, ok = k.keys[kid]
 	k.mu.RUnlock()
@@ -69,7 +86,7 @@ func (k *jwks) key(ctx context.Context, kid string) (crypto.PublicKey, error) {
 		return key, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("kid %q: %w", kid, err)
+		return nil, fmt.Errorf("kid %q: %w: %w", kid, ErrKeysUnavailable, err)
 	}
 	return nil, fmt.Errorf("kid %q: %w", kid, ErrUnknownKey)
 }
@@ -134,11 +151,16 @@ func parseJWKS(data []byte) (map[string]crypto.PublicKey, error) {
 		case k.Kty == "RSA":
 			n, err1 := b64.DecodeString(k.N)
 			e, err2 := b64.DecodeString(k.E)
-			if err1 != nil || err2 != nil || len(n) < 256 || len(e) == 0 || len(e) > 4 {
-				errs = append(errs, fmt.Errorf("keys[%d] (kid %q): bad RSA n/e (2048 bits at least)", i, k.Kid))
+			if err1 != nil || err2 != nil || len(e) == 0 || len(e) > 4 {
+				errs = append(errs, fmt.Errorf("keys[%d] (kid %q): bad RSA n/e (base64url, e of 1 to 4 bytes)", i, k.Kid))
 				continue
 			}
-			out[k.Kid] = &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+			pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+			if pub.N.BitLen() < 2048 || pub.E < 3 || pub.E%2 == 0 || pub.E > 1<<31-1 {
+				errs = append(errs, fmt.Errorf("keys[%d] (kid %q): bad RSA key: %d-bit n, e %d (want 2048 bits at least and an odd e from 3 to 2³¹-1)", i, k.Kid, pub.N.BitLen(), pub.E))
+				continue
+			}
+			out[k.Kid] = pub
 		case k.Kty == "OKP" && k.Crv == "Ed25519":
 			x, err := b64.DecodeString(k.X)
 			if err != nil || len(x) != ed25519.PublicKeySize {
@@ -156,8 +178,12 @@ func parseJWKS(data []byte) (map[string]crypto.PublicKey, error) {
 }
 
 // tokenError is why a bearer token was refused, for the 401's
-// WWW-Authenticate and the access log.
-type tokenError struct{ reason string }
+// WWW-Authenticate and the access log. status is 401, or 503 when the
+// keys to check it cannot be had.
+type tokenError struct {
+	status int
+	reason string
+}
 
 func (e *tokenError) Error() string { return e.reason }
 
@@ -189,7 +215,7 @@ func newVerifier(c JWTConfig, client *http.Client, now func() time.Time) *verifi
 // verify returns the token's subject, or a *tokenError.
 func (v *verifier) verify(ctx context.Context, raw string) (string, error) {
 	var claims jwt.RegisteredClaims
-	_, err := v.parser.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+	tok, err := v.parser.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		key, err := v.keys.key(ctx, kid)
 		if err != nil {
@@ -207,23 +233,38 @@ func (v *verifier) verify(ctx context.Context, raw string) (string, error) {
 		}
 		return key, nil
 	})
-	switch {
-	case err == nil:
+	if err == nil {
 		return claims.Subject, nil
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return "", &tokenError{"token expired"}
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return "", &tokenError{"token not valid yet"}
-	case errors.Is(err, ErrUnknownKey):
-		return "", &tokenError{"unknown signing key"}
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return "", &tokenError{"invalid signature"}
-	case errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return "", &tokenError{"wrong issuer or audience"}
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		return "", &tokenError{"malformed token"}
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return "", &tokenError{"token has no exp"}
 	}
-	return "", &tokenError{"invalid token: " + err.Error()}
+	refuse := func(reason string) (string, error) {
+		return "", &tokenError{status: http.StatusUnauthorized, reason: reason}
+	}
+	switch {
+	case errors.Is(err, ErrKeysUnavailable):
+		return "", &tokenError{status: http.StatusServiceUnavailable, reason: "signing keys unavailable"}
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return refuse("malformed token")
+	case tok != nil && tok.Method != nil && tok.Method.Alg() != "RS256" && tok.Method.Alg() != "EdDSA":
+		return refuse("signing method " + tok.Method.Alg() + " not accepted (RS256 or EdDSA)")
+	case errors.Is(err, ErrUnknownKey):
+		return refuse("unknown signing key")
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return refuse("invalid signature")
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return refuse("token expired")
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return refuse("token not valid yet")
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return refuse("wrong issuer or audience")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		switch {
+		case claims.ExpiresAt == nil:
+			return refuse("token has no exp")
+		case claims.Issuer == "":
+			return refuse("token has no iss")
+		default:
+			return refuse("token has no aud")
+		}
+	}
+	return refuse("invalid token: " + err.Error())
 }

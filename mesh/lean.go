@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -31,11 +33,22 @@ type leanTransport struct {
 }
 
 type leanConn struct {
-	t  *leanTransport
-	c  net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	t    *leanTransport
+	c    net.Conn
+	rc   syscall.RawConn // for the peek; nil when c has none
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	idle time.Time // since when it is in the pool
 }
+
+// peekAfter is how long a pooled connection may sit idle before it is
+// peeked at for a close before reuse even by a request that could be sent
+// again (one without a body). Servers close idle connections after
+// seconds (net/http's IdleTimeout, nginx's keepalive_timeout 75s, Node's
+// 5s); a request without a body that meets a connection closed sooner is
+// retried on a fresh one (errStale), so the peek, a system call, is kept
+// for what cannot be retried.
+const peekAfter = time.Second
 
 var (
 	bufReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
@@ -51,7 +64,8 @@ func newLeanTransport(addr string, maxIdle int, std *http.Transport) *leanTransp
 	}
 }
 
-func (t *leanTransport) get(ctx context.Context) (*leanConn, bool, error) {
+func (t *leanTransport) get(ctx context.Context, replayable bool) (*leanConn, bool, error) {
+	var now time.Time
 	for {
 		t.mu.Lock()
 		n := len(t.idle)
@@ -65,7 +79,10 @@ func (t *leanTransport) get(ctx context.Context) (*leanConn, bool, error) {
 		t.mu.Unlock()
 		// The server may have closed it while it was idle (its idle
 		// timeout, a restart): a peek without waiting tells.
-		if closedByPeer(pc.c) {
+		if !replayable || now.IsZero() {
+			now = time.Now()
+		}
+		if (!replayable || now.Sub(pc.idle) >= peekAfter) && closedByPeer(pc.rc) {
 			pc.close()
 			continue
 		}
@@ -79,10 +96,15 @@ func (t *leanTransport) get(ctx context.Context) (*leanConn, bool, error) {
 	br.Reset(c)
 	bw := bufWriters.Get().(*bufio.Writer)
 	bw.Reset(c)
-	return &leanConn{t: t, c: c, br: br, bw: bw}, false, nil
+	pc := &leanConn{t: t, c: c, br: br, bw: bw}
+	if sc, ok := c.(syscall.Conn); ok {
+		pc.rc, _ = sc.SyscallConn()
+	}
+	return pc, false, nil
 }
 
 func (t *leanTransport) put(pc *leanConn) {
+	pc.idle = time.Now()
 	t.mu.Lock()
 	if len(t.idle) < t.maxIdle {
 		t.idle = append(t.idle, pc)
@@ -122,8 +144,9 @@ func (t *leanTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.std.RoundTrip(req)
 	}
 	ctx := req.Context()
+	replayable := req.Body == nil || req.Body == http.NoBody
 	for {
-		pc, reused, err := t.get(ctx)
+		pc, reused, err := t.get(ctx, replayable)
 		if err != nil {
 			return nil, err
 		}
@@ -134,10 +157,18 @@ func (t *leanTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The connection's deadline is the request's: it may
+			// fire a moment before the context's timer.
+			return nil, fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		}
 		// A pooled connection the server closed while idle fails before
 		// any byte of a response: try a fresh one, as net/http does, when
 		// the request can be sent again.
 		if reused && errors.Is(err, errStale) && (req.Body == nil || req.Body == http.NoBody || untouched(req.Body)) {
+			// The others in the pool may be stale too (a restart):
+			// peek at them from now on.
+			replayable = false
 			continue
 		}
 		return nil, err
@@ -152,7 +183,19 @@ func untouched(b io.ReadCloser) bool {
 func (pc *leanConn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	// Cancellation (a timeout, the caller gone) unblocks I/O through the
 	// connection's deadline.
-	stop := context.AfterFunc(ctx, func() { _ = pc.c.SetDeadline(time.Unix(1, 0)) })
+	//
+	// A request the mesh's own server took ends only by its deadline
+	// (nothing cancels its parent context): the deadline goes on the
+	// connection as it is, without a watcher on the context.
+	var stop func() bool
+	deadline, ok := ctx.Deadline()
+	if st, _ := ctx.Value(stateKey{}).(*reqState); ok && st != nil && st.deadlineOnly {
+		_ = pc.c.SetDeadline(deadline)
+		stop = func() bool { return true } // never called: see leanBody.finish
+	} else {
+		deadline = time.Time{}
+		stop = context.AfterFunc(ctx, func() { _ = pc.c.SetDeadline(time.Unix(1, 0)) })
+	}
 	if err := req.Write(pc.bw); err != nil {
 		stop()
 		pc.close()
@@ -178,7 +221,7 @@ func (pc *leanConn) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 		}
 		break
 	}
-	resp.Body = &leanBody{rc: resp.Body, pc: pc, stop: stop, reuse: !resp.Close && !req.Close}
+	resp.Body = &leanBody{rc: resp.Body, pc: pc, stop: stop, deadline: deadline, reuse: !resp.Close && !req.Close}
 	return resp, nil
 }
 
@@ -199,11 +242,14 @@ func isReset(err error) bool {
 // leanBody returns the connection to the pool once the body is read to
 // the end; a body closed early closes the connection.
 type leanBody struct {
-	rc    io.ReadCloser
-	pc    *leanConn
-	stop  func() bool
-	reuse bool
-	done  bool
+	rc   io.ReadCloser
+	pc   *leanConn
+	stop func() bool
+	// deadline, when set, is on the connection in place of stop's
+	// watcher.
+	deadline time.Time
+	reuse    bool
+	done     bool
 }
 
 func (b *leanBody) Read(p []byte) (int, error) {
@@ -234,7 +280,15 @@ func (b *leanBody) finish(clean bool) {
 		return
 	}
 	b.done = true
-	fired := !b.stop()
+	var fired bool
+	if !b.deadline.IsZero() {
+		fired = !time.Now().Before(b.deadline)
+		if !fired {
+			_ = b.pc.c.SetDeadline(time.Time{})
+		}
+	} else {
+		fired = !b.stop()
+	}
 	_ = b.rc.Close()
 	if clean && b.reuse && !fired && b.pc.br.Buffered() == 0 {
 		b.pc.t.put(b.pc)

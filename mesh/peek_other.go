@@ -2,8 +2,8 @@
 
 package mesh
 
-import "net"
+import "syscall"
 
 // closedByPeer cannot peek here; a stale connection is found (and a
 // replayable request retried) on first use instead.
-func closedByPeer(net.Conn) bool { return false }
+func closedByPeer(syscall.RawConn) bool { return false }

@@ -2,26 +2,18 @@
 
 package mesh
 
-import (
-	"net"
-	"syscall"
-)
+import "syscall"
 
 // closedByPeer reports whether an idle connection has been closed (or
 // reset) by the other side, with one non-blocking peek. Unread data on an
 // idle HTTP/1.1 connection is a protocol error too, so it counts.
-func closedByPeer(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
+func closedByPeer(rc syscall.RawConn) bool {
+	if rc == nil {
 		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true
 	}
 	closed := false
 	var buf [1]byte
-	err = rc.Read(func(fd uintptr) bool {
+	err := rc.Read(func(fd uintptr) bool {
 		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
 		case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:

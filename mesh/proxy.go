@@ -89,6 +89,10 @@ type reqState struct {
 	ep         *endpoint // held: counted in ep.inflight
 	maxRetries int
 	status     int
+	// deadlineOnly: the request's context ends only by its deadline (its
+	// parent is never cancelled), so the connection's deadline can stand
+	// in for a watcher on the context.
+	deadlineOnly bool
 }
 
 type stateKey struct{}
@@ -164,6 +168,7 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st := states.Get().(*reqState)
 	st.sub, st.maxRetries = sub, retries
+	st.deadlineOnly = r.Context().Done() == nil
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	ctx = context.WithValue(ctx, stateKey{}, st)
 	sw := writers.Get().(*statusWriter)

@@ -146,8 +146,16 @@ func (s *connServer) serveConn(sc *srvConn) {
 		bufWriters.Put(bw)
 	}()
 	remote := c.RemoteAddr().String()
+	// The idle timeout is a read deadline, re-armed only when a second has
+	// passed since it was last set (each setting takes the runtime's timer
+	// lock), and cleared only for a request that reads from the connection
+	// (a body, an upgrade): the handler of any other does not read it.
+	var armed time.Time
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(s.idleTimeout))
+		if now := time.Now(); now.Sub(armed) >= time.Second {
+			_ = c.SetReadDeadline(now.Add(s.idleTimeout))
+			armed = now
+		}
 		lr.n = maxHeaderBytes
 		req, err := http.ReadRequest(br)
 		lr.n = math.MaxInt64
@@ -163,7 +171,10 @@ func (s *connServer) serveConn(sc *srvConn) {
 			return
 		}
 		sc.active.Store(true)
-		_ = c.SetReadDeadline(time.Time{})
+		if (req.Body != nil && req.Body != http.NoBody) || len(req.Header["Upgrade"]) > 0 {
+			_ = c.SetReadDeadline(time.Time{})
+			armed = time.Time{}
+		}
 		req.RemoteAddr = remote
 		if v := req.Header["Expect"]; len(v) > 0 && strings.EqualFold(v[0], "100-continue") && req.ProtoAtLeast(1, 1) {
 			_, _ = bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
