@@ -5,8 +5,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestDefaultPort(t *testing.T) {
@@ -155,5 +160,92 @@ func TestHelpersInAChildProcess(t *testing.T) {
 					tt.mode, tt.env, verdict, tt.verdict, tt.want, out)
 			}
 		})
+	}
+}
+
+// The announced list (All, what `make` and the README name) is exactly the
+// variables some package reads.
+func TestAllIsWhatTheCodeReads(t *testing.T) {
+	root, err := ModuleRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readers, err := Readers(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range All {
+		if len(readers[v]) == 0 {
+			t.Errorf("%s is in testenv.All but no package reads it: take it out until a suite does", v)
+		}
+	}
+	for v, dirs := range readers {
+		if !slices.Contains(All, v) {
+			t.Errorf("%s is read by %s but is not in testenv.All: add it, so make and the README announce it", v, strings.Join(dirs, ", "))
+		}
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := map[string]bool{}
+	for _, v := range regexp.MustCompile(`FLOTILLA_TEST_[A-Z0-9_]+`).FindAllString(string(readme), -1) {
+		named[v] = true
+		if !slices.Contains(All, v) {
+			t.Errorf("README.md names %s, which no suite reads", v)
+		}
+	}
+	for _, v := range All {
+		if !named[v] {
+			t.Errorf("README.md does not name %s, which suites read", v)
+		}
+	}
+}
+
+func TestReadersFindsConstantsAndLiterals(t *testing.T) {
+	root := t.TempDir()
+	write := func(name, src string) {
+		t.Helper()
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, err := os.ReadFile("testenv.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("go.mod", "module github.com/flotilla-ci/flotilla\n")
+	write("internal/testenv/testenv.go", string(src))
+	write("a/a_test.go", `package a
+import te "github.com/flotilla-ci/flotilla/internal/testenv"
+var _ = te.Redis
+var _ = te.All
+`)
+	write("b/b.go", `package b
+import "os"
+var _ = os.Getenv("FLOTILLA_TEST_POSTGRES") + "FLOTILLA_TEST_POSTGRES is not set"
+`)
+	write("c/c_test.go", `package c
+import "github.com/flotilla-ci/flotilla/internal/testenv"
+var _, _ = testenv.Redis, testenv.NATS
+`)
+	write("d/testdata/x.go", `package x
+var _ = "FLOTILLA_TEST_JAEGER"
+`)
+	write("tools/go.mod", "module tools\n")
+	write("tools/t.go", `package t
+var _ = "FLOTILLA_TEST_PROMETHEUS"
+`)
+	got, err := Readers(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{Redis: {"a", "c"}, Postgres: {"b"}, NATS: {"c"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Readers (-want +got):\n%s", diff)
 	}
 }
