@@ -111,6 +111,9 @@ func decode(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("request body: %w", err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("request body: want one JSON object, and nothing after it")
+	}
 	return nil
 }
 

@@ -200,11 +200,23 @@ func testGroups(t *testing.T, b bus.Bus) {
 			t.Errorf("group %s saw %d distinct messages, want 20", name, len(seen))
 		}
 	}
-	// Another topic's messages never reach them.
+	// Another topic's messages never reach them: a message on Other, then
+	// a sentinel on T. Once the Other message reached a group of its own
+	// (also named a: a group is per topic) and the sentinel reached a, a
+	// stray delivery of Other to a would have come with it.
+	other := newCollector()
+	subscribe(t, b, bus.Subscription{Topic: "Other", Group: "a", Handler: other.handle})
 	publish(t, b, msg("Other", "x", 1))
-	time.Sleep(200 * time.Millisecond)
-	if a.count() != 20 {
-		t.Errorf("group a got %d messages after a publish to another topic, want 20", a.count())
+	other.waitFor(t, 1)
+	publish(t, b, msg("T", "sentinel", 20))
+	got := a.waitFor(t, 21)
+	for _, m := range got {
+		if !strings.HasPrefix(m.ID(), "T-") {
+			t.Errorf("group a of T got %s (%s), a message of another topic", m.ID(), m.Topic)
+		}
+	}
+	if len(got) != 21 {
+		t.Errorf("group a got %d messages, want the 20 and the sentinel", len(got))
 	}
 }
 
@@ -217,18 +229,39 @@ func testSharedGroup(t *testing.T, b bus.Bus) {
 		msgs = append(msgs, msg("T", strconv.Itoa(i), i))
 	}
 	publish(t, b, msgs...)
-	deadline := time.Now().Add(wait)
-	for one.count()+two.count() < 100 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	// Then a sentinel on every key: a key's messages are delivered in
+	// order, so once the group has seen every sentinel, a duplicate of the
+	// message before it would have been handled already.
+	sentinels := make([]bus.Message, 0, 100)
+	for i := 0; i < 100; i++ {
+		sentinels = append(sentinels, msg("T", strconv.Itoa(i), 100+i))
 	}
-	time.Sleep(100 * time.Millisecond)
+	publish(t, b, sentinels...)
 	seen := map[string]int{}
-	for _, c := range []*collector{one, two} {
-		c.mu.Lock()
-		for _, m := range c.msgs {
-			seen[m.ID()]++
+	deadline := time.After(wait)
+	for {
+		clear(seen)
+		sentinelsSeen := 0
+		for _, c := range []*collector{one, two} {
+			c.mu.Lock()
+			for _, m := range c.msgs {
+				if n, _ := strconv.Atoi(string(m.Payload)); n >= 100 {
+					sentinelsSeen++
+					continue
+				}
+				seen[m.ID()]++
+			}
+			c.mu.Unlock()
 		}
-		c.mu.Unlock()
+		if sentinelsSeen >= 100 {
+			break
+		}
+		select {
+		case <-one.ch:
+		case <-two.ch:
+		case <-deadline:
+			t.Fatalf("the group handled %d of 100 sentinels within %s", sentinelsSeen, wait)
+		}
 	}
 	if len(seen) != 100 {
 		t.Fatalf("the group saw %d distinct messages, want 100", len(seen))
@@ -369,15 +402,16 @@ func testDurable(t *testing.T, b bus.Bus) {
 	}
 	c2 := newCollector()
 	subscribe(t, b, bus.Subscription{Topic: "T", Group: "g", Handler: c2.handle})
-	got := c2.waitFor(t, 5)
-	time.Sleep(200 * time.Millisecond)
-	got = append(got[:0:0], c2.msgs...)
+	// A sentinel on the same key after them: delivered in order, it comes
+	// after any redelivery of 0-9 the resumed group would make.
+	publish(t, b, msg("T", "k", 10))
+	got := c2.waitFor(t, 6)
 	var payloads []string
 	for _, m := range got {
 		payloads = append(payloads, string(m.Payload))
 	}
-	if diff := cmp.Diff([]string{"5", "6", "7", "8", "9"}, payloads); diff != "" {
-		t.Errorf("after resubscribing (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]string{"5", "6", "7", "8", "9", "10"}, payloads); diff != "" {
+		t.Errorf("after resubscribing, then a sentinel (-want +got):\n%s", diff)
 	}
 	if c.count() != 5 {
 		t.Errorf("closed subscription got %d messages, want 5", c.count())
