@@ -162,7 +162,8 @@ func (a *app) schemaCompareCmd() *cobra.Command {
 		Short: "Check whether a new version of a schema is compatible with an old one",
 		Long: `Compare checks NEW against OLD under a compatibility level (default FULL)
 and prints every incompatibility with its location and reason. Exit status 1
-when they are incompatible.`,
+when they are incompatible or either is not a valid schema, 2 when a file
+cannot be read.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := schema.ParseMode(mode)
@@ -176,7 +177,9 @@ when they are incompatible.`,
 					return usageErr(err)
 				}
 				if parsed[i], err = schema.Parse(string(b)); err != nil {
-					return usageErr(fmt.Errorf("%s: %w", file, err))
+					// The schemas are what compare examines: an invalid one is
+					// a "no" (1), as in schema check; a missing file is usage.
+					return problem(fmt.Errorf("%s: %w", file, err))
 				}
 			}
 			problems := m.Check(parsed[1], []schema.Version{{Version: 1, Schema: parsed[0]}})
