@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -26,7 +28,9 @@ import (
 	"github.com/flotilla-ci/flotilla/schema/serde"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version may be set at build time with -ldflags "-X main.version=...";
+// otherwise flotilla version reads the module version and VCS stamp Go
+// records in the binary.
 var version = "dev"
 
 func main() {
@@ -152,11 +156,65 @@ func (a *app) versionCmd() *cobra.Command {
 		Use:   "version",
 		Short: "Print flotilla's version",
 		Args:  cobra.NoArgs,
+		Long: `version prints the module version flotilla was built as (a tag when
+installed with 'go install ...@v1.2.3', "(devel)" when built in a checkout),
+the VCS commit, whether the tree had uncommitted changes, the commit time, and
+the Go version and platform.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(a.stdout, "flotilla %s\n", version)
+			info, _ := debug.ReadBuildInfo()
+			fmt.Fprintln(a.stdout, versionLine(version, info))
 			return nil
 		},
 	}
+}
+
+// versionLine describes the build: "flotilla v1.2.3 (commit 3f2a1b9c0d1e,
+// dirty, 2026-12-07T10:00:00Z) go1.25.0 linux/amd64". set is -X main.version
+// ("dev" when not set); info is nil when the binary has no build info.
+func versionLine(set string, info *debug.BuildInfo) string {
+	v := set
+	if info == nil {
+		return "flotilla " + v + " (no build information)"
+	}
+	if v == "dev" && info.Main.Version != "" {
+		v = info.Main.Version
+	}
+	var rev, when, goos, goarch string
+	dirty := false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		case "GOOS":
+			goos = s.Value
+		case "GOARCH":
+			goarch = s.Value
+		}
+	}
+	var parts []string
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		parts = append(parts, "commit "+rev)
+		if dirty {
+			parts = append(parts, "dirty")
+		}
+		if when != "" {
+			parts = append(parts, when)
+		}
+	} else {
+		parts = append(parts, "no VCS information")
+	}
+	line := fmt.Sprintf("flotilla %s (%s) %s", v, strings.Join(parts, ", "), info.GoVersion)
+	if goos != "" {
+		line += " " + goos + "/" + goarch
+	}
+	return line
 }
 
 // exitError carries a process exit code with the error to print (nil when

@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -19,8 +21,8 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 
 func TestVersionAndUsage(t *testing.T) {
 	code, out, _ := runCLI(t, "version")
-	if code != 0 || !strings.HasPrefix(out, "flotilla ") {
-		t.Fatalf("version: code %d, out %q", code, out)
+	if code != 0 || !strings.HasPrefix(out, "flotilla ") || strings.HasPrefix(out, "flotilla dev ") || !strings.Contains(out, runtime.Version()) {
+		t.Fatalf("version: code %d, out %q; want the module version and %s", code, out, runtime.Version())
 	}
 	code, _, errOut := runCLI(t, "no-such-command")
 	if code != 2 || !strings.Contains(errOut, "unknown command") {
@@ -124,5 +126,41 @@ func TestHelpDocumentsExitCodes(t *testing.T) {
 		if !strings.Contains(out, code) {
 			t.Errorf("flotilla --help does not explain exit code %q:\n%s", code, out)
 		}
+	}
+}
+
+func TestVersionLine(t *testing.T) {
+	settings := func(kv ...string) []debug.BuildSetting {
+		var out []debug.BuildSetting
+		for i := 0; i < len(kv); i += 2 {
+			out = append(out, debug.BuildSetting{Key: kv[i], Value: kv[i+1]})
+		}
+		return out
+	}
+	const rev = "3f2a1b9c0d1e5a6b7c8d9e0f1a2b3c4d5e6f7a8b"
+	tests := []struct {
+		name string
+		set  string
+		info *debug.BuildInfo
+		want string
+	}{
+		{"installed at a tag", "dev", &debug.BuildInfo{GoVersion: "go1.25.1", Main: debug.Module{Version: "v1.4.0"},
+			Settings: settings("vcs.revision", rev, "vcs.time", "2026-12-07T10:00:00Z", "vcs.modified", "false", "GOOS", "linux", "GOARCH", "amd64")},
+			"flotilla v1.4.0 (commit 3f2a1b9c0d1e, 2026-12-07T10:00:00Z) go1.25.1 linux/amd64"},
+		{"a dirty checkout", "dev", &debug.BuildInfo{GoVersion: "go1.25.1", Main: debug.Module{Version: "(devel)"},
+			Settings: settings("vcs.revision", rev, "vcs.time", "2026-12-07T10:00:00Z", "vcs.modified", "true", "GOOS", "linux", "GOARCH", "arm64")},
+			"flotilla (devel) (commit 3f2a1b9c0d1e, dirty, 2026-12-07T10:00:00Z) go1.25.1 linux/arm64"},
+		{"no VCS stamp", "dev", &debug.BuildInfo{GoVersion: "go1.25.1", Main: debug.Module{Version: "(devel)"}},
+			"flotilla (devel) (no VCS information) go1.25.1"},
+		{"-X main.version wins", "v2.0.0-rc1", &debug.BuildInfo{GoVersion: "go1.25.1", Main: debug.Module{Version: "(devel)"}, Settings: settings("vcs.revision", "abc")},
+			"flotilla v2.0.0-rc1 (commit abc) go1.25.1"},
+		{"no build information", "dev", nil, "flotilla dev (no build information)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := versionLine(tt.set, tt.info); got != tt.want {
+				t.Errorf("versionLine = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
