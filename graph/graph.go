@@ -239,6 +239,10 @@ const (
 // It is Johnson's algorithm (1975) within each strongly connected group:
 // O((V+E)·(C+1)) for C cycles.
 func (g *Graph) Cycles() (paths [][]string, complete bool) {
+	comps := g.sccs()
+	if len(comps) == 0 {
+		return nil, true // the usual case: no cycle, nothing to allocate
+	}
 	var out [][]int
 	work := 0
 	stop := false
@@ -292,7 +296,6 @@ func (g *Graph) Cycles() (paths [][]string, complete bool) {
 		path = path[:len(path)-1]
 		return found
 	}
-	comps := g.sccs()
 	for _, c := range comps {
 		slices.Sort(c)
 	}
