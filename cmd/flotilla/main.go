@@ -54,6 +54,8 @@ const (
 	exitNo       = 1 // the answer is no: a check found a problem, an action failed
 	exitUsage    = 2 // bad flags, arguments or input files: nothing was checked or changed
 	exitNoAnswer = 3 // a server, git or the disk failed: the answer is unknown
+	// exitInterrupted is a shell's code for a process stopped by SIGINT.
+	exitInterrupted = 130
 )
 
 const exitCodesHelp = `Exit status, for every command:
@@ -66,7 +68,8 @@ const exitCodesHelp = `Exit status, for every command:
      input that is missing, unreadable, unparsable or invalid (the manifest for
      every command but graph check, a pact, a config); nothing was done
   3  no answer: a server flotilla talks to (control plane, broker, registry) is
-     unreachable, busy or failing, or git or the disk failed; retry`
+     unreachable, busy or failing, or git or the disk failed; retry
+  130  interrupted (Ctrl-C or SIGTERM) before the command finished`
 
 // run executes the CLI and returns the process exit code (exitCodesHelp).
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -79,6 +82,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		fmt.Fprintln(stderr, "flotilla: interrupted")
+		return exitInterrupted
 	}
 	var ex *exitError
 	if errors.As(err, &ex) {

@@ -120,6 +120,19 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// TestExitCodeInterrupted: a command stopped by a signal (its context
+// cancelled) exits 130, not as a failure to get an answer.
+func TestExitCodeInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb strings.Builder
+	// can-i-deploy's request fails on the cancelled context.
+	code := run(ctx, []string{"contract", "can-i-deploy", "--broker-url", "http://127.0.0.1:1", "--pacticipant", "a", "--version", "1", "--to-environment", "production"}, strings.NewReader(""), &out, &errb)
+	if code != exitInterrupted || !strings.Contains(errb.String(), "interrupted") {
+		t.Errorf("exit %d, stderr %q; want %d and interrupted", code, errb.String(), exitInterrupted)
+	}
+}
+
 func TestHelpDocumentsExitCodes(t *testing.T) {
 	_, out, _ := runCLI(t, "--help")
 	for _, code := range []string{"0  done", "1  the answer is no", "2  usage or input error", "3  no answer"} {
