@@ -50,6 +50,12 @@ func TestExitCodes(t *testing.T) {
 	cycle := file("cycle.yaml", "services:\n  a:\n    path: a\n    depends_on: [b]\n  b:\n    path: b\n    depends_on: [a]\n")
 	syntax := file("syntax.yaml", "services:\n  a:\n    path: a\n    depends_on: [b\n")
 	missing := filepath.Join(dir, "missing.yaml")
+	// A service that owns one event schema, for schema check.
+	if err := os.MkdirAll(filepath.Join(dir, "ev", "schemas"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file(filepath.Join("ev", "schemas", "Happened.avsc"), `{"type":"record","name":"Happened","fields":[{"name":"id","type":"string"}]}`)
+	events := file("events.yaml", "services:\n  ev:\n    path: ev\n    publishes: [Happened]\n")
 	oldAvsc := file("old.avsc", `{"type":"record","name":"E","fields":[{"name":"id","type":"string"}]}`)
 	compatAvsc := file("compat.avsc", `{"type":"record","name":"E","fields":[{"name":"id","type":"string"},{"name":"n","type":"int","default":0}]}`)
 	breakAvsc := file("break.avsc", `{"type":"record","name":"E","fields":[{"name":"id","type":"int"}]}`)
@@ -90,6 +96,8 @@ func TestExitCodes(t *testing.T) {
 		{"compare an invalid schema", []string{"schema", "compare", oldAvsc, badAvsc}, exitNo},
 		{"compare a missing file", []string{"schema", "compare", oldAvsc, filepath.Join(dir, "none.avsc")}, exitUsage},
 		{"compare a bad mode", []string{"schema", "compare", "--mode", "SIDEWAYS", oldAvsc, compatAvsc}, exitUsage},
+		{"schema check, registry down", []string{"schema", "check", "-f", events, "--base", "", "--registry", down}, exitNoAnswer},
+		{"schema check, no registry", []string{"schema", "check", "-f", events, "--base", ""}, exitOK},
 		{"register without a registry", []string{"schema", "register", "-f", valid, "--registry", ""}, exitUsage},
 
 		{"can-i-deploy without a broker", []string{"contract", "can-i-deploy", "--broker-url", "", "--pacticipant", "a", "--version", "1", "--to-environment", "production"}, exitUsage},
