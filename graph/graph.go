@@ -129,7 +129,8 @@ type Problem struct {
 func (p Problem) String() string { return locate(p.File, p.Line) + p.Msg }
 
 // Validate reports every problem at once: unknown dependencies,
-// self-dependencies, each cycle as a full path, and subscriptions to events
+// self-dependencies, every elementary cycle as a full path (ShownCycles of
+// them, then how many more), and subscriptions to events
 // nobody publishes. An empty result means the graph is valid.
 func (g *Graph) Validate() []Problem {
 	m := g.m

@@ -94,7 +94,8 @@ func (a *app) graphCheckCmd() *cobra.Command {
 		Use:   "check",
 		Short: "Validate the graph and report every problem at once",
 		Long: `check reports every problem at once: unknown dependencies, self-dependencies,
-each dependency cycle as a full path, subscriptions to events nobody publishes,
+every dependency cycle as a full path (overlapping ones each; the first 20
+named, the rest counted), subscriptions to events nobody publishes,
 and (for a scenario .json) consumer lists that disagree with the dependencies.
 
 Exit status: 0 valid (warnings allowed); 1 problems found, a syntax error in
