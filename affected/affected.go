@@ -102,8 +102,11 @@ func Diff(ctx context.Context, dir string, opts Options) ([]Change, error) {
 	return changes, nil
 }
 
-// parseNameStatus reads `git diff --name-status -z`: a status field then
-// one path, or two for renames and copies, each NUL-terminated.
+// parseNameStatus reads `git diff --name-status -z`: a status field (a
+// letter, with a similarity score for renames and copies: R087) then one
+// path, or two for renames and copies, each NUL-terminated. Anything else
+// (an unknown status, an empty path, a record cut short) is an error naming
+// the record: a misread record would misplace every path after it.
 func parseNameStatus(out []byte) ([]Change, error) {
 	out = bytes.TrimSuffix(out, []byte{0})
 	if len(out) == 0 {
@@ -113,27 +116,47 @@ func parseNameStatus(out []byte) ([]Change, error) {
 	var changes []Change
 	for i := 0; i < len(fields); {
 		st := string(fields[i])
-		if st == "" {
-			i++
-			continue
+		if !validStatus(st) {
+			return nil, fmt.Errorf("git diff: record %d: unknown status %q", len(changes)+1, st)
 		}
 		letter := st[:1]
-		switch letter {
-		case "R", "C":
-			if i+2 >= len(fields) {
-				return nil, fmt.Errorf("git diff: truncated output after %q", st)
-			}
-			changes = append(changes, Change{Status: letter, OldPath: string(fields[i+1]), Path: string(fields[i+2])})
-			i += 3
-		default:
-			if i+1 >= len(fields) {
-				return nil, fmt.Errorf("git diff: truncated output after %q", st)
-			}
-			changes = append(changes, Change{Status: letter, Path: string(fields[i+1])})
-			i += 2
+		paths := 1
+		if letter == "R" || letter == "C" {
+			paths = 2
 		}
+		if i+paths >= len(fields) {
+			return nil, fmt.Errorf("git diff: record %d: truncated output after %q", len(changes)+1, st)
+		}
+		for _, f := range fields[i+1 : i+1+paths] {
+			if len(f) == 0 {
+				return nil, fmt.Errorf("git diff: record %d: empty path after %q", len(changes)+1, st)
+			}
+		}
+		c := Change{Status: letter, Path: string(fields[i+paths])}
+		if paths == 2 {
+			c.OldPath = string(fields[i+1])
+		}
+		changes = append(changes, c)
+		i += 1 + paths
 	}
 	return changes, nil
+}
+
+// validStatus: one of git's status letters (A C D M R T U X B), digits
+// (a similarity score) only after R, C or M (a rewrite's dissimilarity).
+func validStatus(st string) bool {
+	if st == "" || !strings.Contains("ACDMRTUXB", st[:1]) {
+		return false
+	}
+	if len(st) > 1 && !strings.Contains("RCM", st[:1]) {
+		return false
+	}
+	for _, r := range st[1:] {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return len(st) <= 4
 }
 
 func git(ctx context.Context, dir string, args ...string) ([]byte, error) {

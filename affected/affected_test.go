@@ -361,6 +361,72 @@ func TestParseNameStatus(t *testing.T) {
 	}
 }
 
+func TestParseNameStatusRefuses(t *testing.T) {
+	for _, in := range []string{
+		"R100\x00old\x00",          // a rename cut short
+		"M\x00",                    // no path
+		"M\x00\x00",                // an empty path
+		"M\x00a\x00\x00M\x00b\x00", // an empty status field would shift every path after it
+		"Q\x00a\x00",               // not a status
+		"a.go\x00M\x00",            // a path where the status belongs
+		"A100\x00a\x00",            // a score on an addition
+		"R1x\x00a\x00b\x00",        // not a score
+	} {
+		if got, err := parseNameStatus([]byte(in)); err == nil {
+			t.Errorf("parseNameStatus(%q) = %v, want an error", in, got)
+		}
+	}
+}
+
+// FuzzParseNameStatus: whatever git prints, parsing never panics, and what
+// it accepts is well formed and reads the same when written back the way
+// git writes it.
+func FuzzParseNameStatus(f *testing.F) {
+	for _, seed := range []string{
+		"M\x00a b.go\x00R087\x00old\x00new\x00D\x00gone\x00C100\x00x\x00y\x00",
+		"A\x00svc/users/new.go\x00T\x00link\x00M092\x00rewritten\x00",
+		"R100\x00old\x00",
+		"M\x00caf\xc3\xa9/\xe2\x80\x8b.go\x00",
+		"",
+		"\x00",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		changes, err := parseNameStatus(data)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "git diff: record ") {
+				t.Fatalf("error %q does not name the record", err)
+			}
+			return
+		}
+		var out []byte
+		for _, c := range changes {
+			if !validStatus(c.Status) || len(c.Status) != 1 || c.Path == "" || strings.ContainsRune(c.Path, 0) {
+				t.Fatalf("accepted a malformed change %+v from %q", c, data)
+			}
+			if (c.Status == "R" || c.Status == "C") != (c.OldPath != "") {
+				t.Fatalf("change %+v: an old path belongs to renames and copies only", c)
+			}
+			out = append(out, c.Status...)
+			out = append(out, 0)
+			if c.OldPath != "" {
+				out = append(out, c.OldPath...)
+				out = append(out, 0)
+			}
+			out = append(out, c.Path...)
+			out = append(out, 0)
+		}
+		again, err := parseNameStatus(out)
+		if err != nil {
+			t.Fatalf("written back as %q, it does not parse: %v", out, err)
+		}
+		if d := cmp.Diff(changes, again); d != "" {
+			t.Fatalf("written back, it reads differently (-first +again):\n%s", d)
+		}
+	})
+}
+
 // TestManifestEdits: a service whose manifest entry is added or edited is
 // changed (its settings are part of what is deployed); a removed one is
 // reported; the manifest itself is not an unowned file.

@@ -129,7 +129,8 @@ type Problem struct {
 func (p Problem) String() string { return locate(p.File, p.Line) + p.Msg }
 
 // Validate reports every problem at once: unknown dependencies,
-// self-dependencies, each cycle as a full path, and subscriptions to events
+// self-dependencies, every elementary cycle as a full path (ShownCycles of
+// them, then how many more), and subscriptions to events
 // nobody publishes. An empty result means the graph is valid.
 func (g *Graph) Validate() []Problem {
 	m := g.m
@@ -144,10 +145,16 @@ func (g *Graph) Validate() []Problem {
 				fmt.Sprintf("%s depends on %s, which is not a service in this manifest%s", s.Name, b.dep, suggest(b.dep, g.names))})
 		}
 	}
-	for _, c := range g.Cycles() {
+	cycles, more := cyclesSummary(g.Cycles())
+	for _, c := range cycles {
 		s := m.Service(c[0])
 		out = append(out, Problem{m.File, s.RefLine("depends_on", c[1]), s.Name,
 			"dependency cycle: " + strings.Join(c, " → ") + "; break it (an event instead of a call, or merge the services)"})
+	}
+	if more != "" {
+		last := cycles[len(cycles)-1]
+		s := m.Service(last[0])
+		out = append(out, Problem{m.File, s.RefLine("depends_on", last[1]), s.Name, more})
 	}
 	published := map[string]bool{}
 	for _, s := range m.Services {
@@ -208,58 +215,138 @@ func editDistance(a, b string, limit int) int {
 	return prev[len(b)]
 }
 
-// Cycles returns one cycle per strongly connected group of services, as a
-// full path that starts and ends with the group's first service by name
+// Bounds on cycle enumeration: a graph can hold exponentially many
+// elementary cycles.
+const (
+	// MaxCycles is how many cycles Cycles returns at most.
+	MaxCycles = 1000
+	// ShownCycles is how many Validate and the ordering errors name before
+	// saying how many more there are.
+	ShownCycles = 20
+	// cycleWork bounds the edges Cycles walks; past it the answer is
+	// incomplete.
+	cycleWork = 20_000_000
+)
+
+// Cycles returns every elementary dependency cycle (no service twice),
+// each as a full path that starts and ends with its first service by name
 // and follows depends_on (order-service → payment-service →
-// order-service), the shortest such path. Self-dependencies are not
-// cycles here (Validate reports them on their own). Sorted by first name.
-func (g *Graph) Cycles() [][]string {
-	var out [][]string
-	for _, comp := range g.sccs() {
-		in := make(map[int]bool, len(comp))
-		start := comp[0]
-		for _, v := range comp {
-			in[v] = true
-			if v < start {
-				start = v
-			}
-		}
-		// BFS from start along deps inside the component, back to start.
-		prev := map[int]int{}
-		queue := []int{start}
-		found := -1
-	bfs:
-		for len(queue) > 0 {
-			v := queue[0]
-			queue = queue[1:]
-			for _, w := range g.deps[v] {
-				if !in[w] {
-					continue
-				}
-				if w == start {
-					found = v
-					break bfs
-				}
-				if _, seen := prev[w]; !seen {
-					prev[w] = v
-					queue = append(queue, w)
-				}
-			}
-		}
-		path := []string{g.names[start]}
-		for v := found; v != start; v = prev[v] {
-			path = append(path, g.names[v])
-		}
-		path = append(path, g.names[start])
-		// path is start, then the chain walked backwards: reverse the middle.
-		mid := path[1 : len(path)-1]
-		for i, j := 0, len(mid)-1; i < j; i, j = i+1, j-1 {
-			mid[i], mid[j] = mid[j], mid[i]
-		}
-		out = append(out, path)
+// order-service), sorted by that path. Overlapping cycles are each there:
+// a → b → a and a → b → c → a. Self-dependencies are not cycles here
+// (Validate reports them on their own). complete is false when there were
+// more than MaxCycles, or too many to finish looking: the paths are then
+// the first found.
+//
+// It is Johnson's algorithm (1975) within each strongly connected group:
+// O((V+E)·(C+1)) for C cycles.
+func (g *Graph) Cycles() (paths [][]string, complete bool) {
+	comps := g.sccs()
+	if len(comps) == 0 {
+		return nil, true // the usual case: no cycle, nothing to allocate
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
-	return out
+	var out [][]int
+	work := 0
+	stop := false
+	blocked := make([]bool, len(g.names))
+	blockedBy := make([][]int, len(g.names))
+	allowed := make([]bool, len(g.names))
+	var path []int
+	var unblock func(v int)
+	unblock = func(v int) {
+		blocked[v] = false
+		for _, w := range blockedBy[v] {
+			if blocked[w] {
+				unblock(w)
+			}
+		}
+		blockedBy[v] = blockedBy[v][:0]
+	}
+	var circuit func(s, v int) bool
+	circuit = func(s, v int) bool {
+		found := false
+		path = append(path, v)
+		blocked[v] = true
+		for _, w := range g.deps[v] {
+			if stop {
+				break
+			}
+			if !allowed[w] {
+				continue
+			}
+			if work++; work > cycleWork {
+				stop = true
+				break
+			}
+			if w == s {
+				out = append(out, append(slices.Clone(path), s))
+				found = true
+				stop = len(out) >= MaxCycles
+			} else if !blocked[w] && circuit(s, w) {
+				found = true
+			}
+		}
+		if found {
+			unblock(v)
+		} else {
+			for _, w := range g.deps[v] {
+				if allowed[w] && !slices.Contains(blockedBy[w], v) {
+					blockedBy[w] = append(blockedBy[w], v)
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		return found
+	}
+	for _, c := range comps {
+		slices.Sort(c)
+	}
+	sort.Slice(comps, func(i, j int) bool { return comps[i][0] < comps[j][0] })
+	for _, comp := range comps {
+		for _, v := range comp {
+			allowed[v] = true
+		}
+		// Cycles through comp[i] among comp[i:], then drop comp[i].
+		for _, s := range comp {
+			if stop {
+				break
+			}
+			for _, v := range comp {
+				blocked[v] = false
+				blockedBy[v] = blockedBy[v][:0]
+			}
+			circuit(s, s)
+			allowed[s] = false
+		}
+		for _, v := range comp {
+			allowed[v] = false
+		}
+		if stop {
+			break
+		}
+	}
+	paths = make([][]string, len(out))
+	for i, c := range out {
+		paths[i] = make([]string, len(c))
+		for k, v := range c {
+			paths[i][k] = g.names[v]
+		}
+	}
+	sort.Slice(paths, func(i, j int) bool { return slices.Compare(paths[i], paths[j]) < 0 })
+	return paths, !stop
+}
+
+// cyclesSummary names at most ShownCycles cycles and says how many more
+// there are.
+func cyclesSummary(paths [][]string, complete bool) (shown [][]string, more string) {
+	if len(paths) <= ShownCycles && complete {
+		return paths, ""
+	}
+	shown = paths[:min(len(paths), ShownCycles)]
+	k := len(paths) - len(shown)
+	if complete {
+		return shown, fmt.Sprintf("and %d more dependency cycle(s)", k)
+	}
+	return shown, fmt.Sprintf("and more than %d more dependency cycles (too many to count)", k)
 }
 
 // sccs is Tarjan's algorithm, iterative so deep graphs cannot exhaust the
@@ -373,8 +460,12 @@ func (g *Graph) Waves(only []string) ([][]string, error) {
 	}
 	if len(topo) != n {
 		var paths []string
-		for _, c := range g.Cycles() {
+		cycles, more := cyclesSummary(g.Cycles())
+		for _, c := range cycles {
 			paths = append(paths, strings.Join(c, " → "))
+		}
+		if more != "" {
+			paths = append(paths, more)
 		}
 		return nil, fmt.Errorf("%w: %s", ErrCycle, strings.Join(paths, "; "))
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,7 +104,9 @@ func TestScenarioGraph(t *testing.T) {
 		t.Errorf("warnings (-want +got):\n%s", d)
 	}
 	g := New(m)
-	if d := cmp.Diff([][]string{{"order-service", "payment-service", "order-service"}}, g.Cycles()); d != "" {
+	if cycles, complete := g.Cycles(); !complete {
+		t.Errorf("cycles incomplete")
+	} else if d := cmp.Diff([][]string{{"order-service", "payment-service", "order-service"}}, cycles); d != "" {
 		t.Errorf("cycles (-want +got):\n%s", d)
 	}
 	if _, err := g.Waves(nil); !errors.Is(err, ErrCycle) || !strings.Contains(err.Error(), "order-service → payment-service → order-service") {
@@ -292,9 +295,86 @@ func TestCyclesSeveral(t *testing.T) {
   q: {path: q, depends_on: [r]}
   r: {path: r, depends_on: [p, q]}
 `)
-	want := [][]string{{"p", "q", "r", "p"}, {"x", "y", "x"}}
-	if d := cmp.Diff(want, g.Cycles()); d != "" {
-		t.Errorf("cycles (-want +got):\n%s", d)
+	want := [][]string{{"p", "q", "r", "p"}, {"q", "r", "q"}, {"x", "y", "x"}}
+	got, complete := g.Cycles()
+	if d := cmp.Diff(want, got); d != "" || !complete {
+		t.Errorf("cycles (-want +got), complete %v:\n%s", complete, d)
+	}
+}
+
+// TestCyclesOverlapping: cycles that share services are each reported at
+// once, not one after the other is fixed.
+func TestCyclesOverlapping(t *testing.T) {
+	g := mustGraph(t, `services:
+  a: {path: a, depends_on: [b, d]}
+  b: {path: b, depends_on: [a, c]}
+  c: {path: c, depends_on: [a, b]}
+  d: {path: d, depends_on: [c]}
+`)
+	want := [][]string{
+		{"a", "b", "a"},
+		{"a", "b", "c", "a"},
+		{"a", "d", "c", "a"},
+		{"a", "d", "c", "b", "a"},
+		{"b", "c", "b"},
+	}
+	got, complete := g.Cycles()
+	if d := cmp.Diff(want, got); d != "" || !complete {
+		t.Errorf("cycles (-want +got), complete %v:\n%s", complete, d)
+	}
+	var msgs []string
+	for _, p := range g.Validate() {
+		msgs = append(msgs, p.Msg)
+	}
+	for _, c := range want {
+		if !slices.Contains(msgs, "dependency cycle: "+strings.Join(c, " → ")+"; break it (an event instead of a call, or merge the services)") {
+			t.Errorf("Validate does not report %v: %q", c, msgs)
+		}
+	}
+	_, err := g.Waves(nil)
+	if !errors.Is(err, ErrCycle) || !strings.Contains(err.Error(), "a → b → a; a → b → c → a; ") {
+		t.Errorf("Waves error = %v", err)
+	}
+}
+
+// TestCyclesBounded: a complete graph on 9 services holds 125,673 elementary
+// cycles; Cycles stops at MaxCycles, and Validate names ShownCycles of them
+// and says there are more.
+func TestCyclesBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("services:\n")
+	names := "abcdefghi"
+	for _, s := range names {
+		var deps []string
+		for _, d := range names {
+			if d != s {
+				deps = append(deps, string(d))
+			}
+		}
+		fmt.Fprintf(&b, "  %c: {path: %c, depends_on: [%s]}\n", s, s, strings.Join(deps, ", "))
+	}
+	g := mustGraph(t, b.String())
+	got, complete := g.Cycles()
+	if complete || len(got) != MaxCycles {
+		t.Fatalf("Cycles: %d cycles, complete %v; want %d, incomplete", len(got), complete, MaxCycles)
+	}
+	probs := g.Validate()
+	if len(probs) != ShownCycles+1 {
+		t.Fatalf("Validate: %d problems, want %d cycles and a count", len(probs), ShownCycles)
+	}
+	if last := probs[len(probs)-1].Msg; last != fmt.Sprintf("and more than %d more dependency cycles (too many to count)", MaxCycles-ShownCycles) {
+		t.Errorf("last problem %q", last)
+	}
+	// A countable excess is counted: a triangle with every edge both ways
+	// holds 5 cycles.
+	small := mustGraph(t, "services:\n  a: {path: a, depends_on: [b, c]}\n  b: {path: b, depends_on: [a, c]}\n  c: {path: c, depends_on: [a, b]}\n")
+	cycles, more := cyclesSummary(small.Cycles())
+	if len(cycles) != 5 || more != "" {
+		t.Errorf("triangle: %v %q", cycles, more)
+	}
+	shown, more := cyclesSummary(got[:ShownCycles+3], true)
+	if len(shown) != ShownCycles || more != "and 3 more dependency cycle(s)" {
+		t.Errorf("summary: %d shown, %q", len(shown), more)
 	}
 }
 

@@ -1,9 +1,11 @@
 package graph
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,6 +19,16 @@ func TestLoadBadInput(t *testing.T) {
 		want             string // the whole error text, with FILE for the path
 	}{
 		{"malformed yaml", FileName, "services:\n  a: [\n", "FILE:2: invalid YAML: did not find expected node content"},
+		// yaml.v3 names the line the enclosing block starts on; the
+		// problem's own line is reported.
+		{"indentation", FileName, "services:\n  a:\n    path: a\n   depends_on: [b]\n  b:\n    path: b\n", "FILE:4: invalid YAML: did not find expected key"},
+		{"indentation in a list", FileName, "services:\n  a:\n    path: a\n    depends_on:\n      - b\n     - c\n", "FILE:6: invalid YAML: did not find expected key"},
+		{"unclosed bracket", FileName, "services:\n  a:\n    path: a\n  b:\n    path: b\n    depends_on: [a\n  c:\n    path: c\n", "FILE:6: invalid YAML: did not find expected ',' or ']'"},
+		{"tab", FileName, "services:\n  a:\n    path: a\n\tdepends_on: [b]\n  b:\n    path: b\n", "FILE:4: invalid YAML: found a tab character that violates indentation"},
+		{"unclosed quote", FileName, "services:\n  a:\n    path: a\n    health: \"/ready\n  b:\n    path: b\n", "FILE:4: invalid YAML: found unexpected end of stream"},
+		{"second document", FileName, "services:\n  a:\n    path: a\n---\nservices:\n  b:\n    path: b\n",
+			"FILE:4: a second YAML document starts here; a manifest is one document: merge it into the first or remove the '---'"},
+		{"bad second document", FileName, "services:\n  a:\n    path: a\n---\nfoo: [\n", "FILE:5: invalid YAML: did not find expected node content"},
 		{"not a mapping", FileName, "- a\n- b\n", "FILE:1: the manifest must be a mapping, got a list"},
 		{"empty", FileName, "", "FILE: is empty; it needs at least a services: mapping"},
 		{"no services", FileName, "shared: [go.mod]\n", "FILE:1: has no services: mapping"},
@@ -97,6 +109,20 @@ func TestLoadBadInput(t *testing.T) {
 	})
 }
 
+// TestLoadDocumentMarkers: a leading '---' and a trailing one with nothing
+// after it hold one document, and load.
+func TestLoadDocumentMarkers(t *testing.T) {
+	for _, body := range []string{
+		"---\nservices:\n  a: {path: a}\n",
+		"services:\n  a: {path: a}\n---\n",
+		"---\nservices:\n  a: {path: a}\n...\n",
+	} {
+		if _, _, err := Load(write(t, FileName, body)); err != nil {
+			t.Errorf("%q: %v", body, err)
+		}
+	}
+}
+
 func TestLoadSettings(t *testing.T) {
 	m, _, err := Load(write(t, FileName, `shared: ["kit/**"]
 services:
@@ -173,6 +199,14 @@ func FuzzParseManifest(f *testing.F) {
 			for _, s := range m.Services {
 				if d := cmp.Diff(ref.Services[s.Name].Dependencies, s.DependsOn, cmpopts.EquateEmpty()); d != "" {
 					t.Fatalf("service %s (-encoding/json +scanner):\n%s", s.Name, d)
+				}
+			}
+		}
+		// A YAML error names a line of the file.
+		if _, err := ParseYAML("f.yaml", "/repo", data); err != nil {
+			if rest, ok := strings.CutPrefix(err.Error(), "f.yaml:"); ok {
+				if n, err := strconv.Atoi(rest[:max(strings.IndexByte(rest, ':'), 0)]); err == nil && (n < 1 || n > bytes.Count(data, []byte("\n"))+1) {
+					t.Fatalf("error on line %d of a %d-line file: %q", n, bytes.Count(data, []byte("\n"))+1, rest)
 				}
 			}
 		}

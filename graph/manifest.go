@@ -33,6 +33,10 @@ const FileName = "flotilla.yaml"
 // directory or any of its parents.
 var ErrNotFound = errors.New("no " + FileName + " here or in any parent directory (pass -f FILE)")
 
+// ErrRead is wrapped by Load's errors that are about reaching the file
+// (missing, unreadable, a directory, too large) rather than its content.
+var ErrRead = errors.New("read manifest")
+
 // Manifest is a loaded service manifest.
 type Manifest struct {
 	File string // the path it was read from
@@ -376,24 +380,27 @@ const maxManifestSize = 64 << 20
 // path outside the repository, two services owning one path) is an error
 // naming the file and line. Graph-level problems (unknown dependencies,
 // cycles) are found by Graph.Validate, not here.
+//
+// An error reading the file (missing, a directory, too large) wraps ErrRead;
+// every other error is about its content.
 func Load(file string) (*Manifest, []Warning, error) {
 	st, err := os.Stat(file)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read manifest: %w", err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrRead, err)
 	}
 	if st.IsDir() {
-		return nil, nil, fmt.Errorf("read manifest: %s is a directory, not a %s or .json file", file, FileName)
+		return nil, nil, fmt.Errorf("%w: %s is a directory, not a %s or .json file", ErrRead, file, FileName)
 	}
 	if st.Size() > maxManifestSize {
-		return nil, nil, fmt.Errorf("read manifest: %s is %d bytes, larger than the %d a manifest may be", file, st.Size(), maxManifestSize)
+		return nil, nil, fmt.Errorf("%w: %s is %d bytes, larger than the %d a manifest may be", ErrRead, file, st.Size(), maxManifestSize)
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read manifest: %w", err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrRead, err)
 	}
 	root, err := filepath.Abs(filepath.Dir(file))
 	if err != nil {
-		return nil, nil, fmt.Errorf("read manifest: %w", err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrRead, err)
 	}
 	if strings.EqualFold(filepath.Ext(file), ".json") {
 		return ParseScenarioJSON(file, root, data)

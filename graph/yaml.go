@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -38,8 +39,19 @@ func ParseYAML(file, root string, data []byte) (*Manifest, error) {
 		return nil, d.errf(0, "", "is not a text file (binary or not UTF-8); a manifest is YAML")
 	}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, d.yamlErr(err)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return nil, d.yamlErr(data, err)
+	}
+	// A second document would be silently ignored: refuse it (a trailing
+	// '---' with nothing after it holds nothing to ignore).
+	var more yaml.Node
+	switch err := dec.Decode(&more); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, d.yamlErr(data, err)
+	case !emptyDoc(&more):
+		return nil, d.errf(secondDocLine(data, &more), "", "a second YAML document starts here; a manifest is one document: merge it into the first or remove the '---'")
 	}
 	m := &Manifest{File: file, Root: root}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
@@ -118,22 +130,115 @@ func (d *decoder) errf(line int, field, format string, args ...any) error {
 	return errors.New(locate(d.file, line) + msg)
 }
 
-func (d *decoder) yamlErr(err error) error {
-	// yaml.v3 says "yaml: line 3: did not find expected key"; turn it into
-	// file:3: ...
+// yamlErr turns a yaml.v3 error into file:line: invalid YAML: .... yaml.v3
+// names the line where the enclosing block starts (0-based for parser
+// errors), not where the problem is: an indentation error on line 4 of a
+// mapping that starts on line 2 says "line 1". So the line is found again:
+// the problem is on the first line whose prefix of the file fails with the
+// same message (the lines before it parse), searched from the line yaml.v3
+// names, where the problem cannot be before.
+func (d *decoder) yamlErr(data []byte, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	var te *yaml.TypeError
 	if errors.As(err, &te) && len(te.Errors) > 0 {
 		msg = te.Errors[0]
 	}
+	line := 0
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if i := strings.Index(rest, ":"); i > 0 {
 			if n, err := strconv.Atoi(rest[:i]); err == nil {
-				return d.errf(n, "", "invalid YAML: %s", strings.TrimSpace(rest[i+1:]))
+				line, msg = n, strings.TrimSpace(rest[i+1:])
 			}
 		}
 	}
-	return d.errf(0, "", "invalid YAML: %s", msg)
+	// Bisection parses the file about log2(lines) times: bounded to
+	// manifests of a size people write by hand.
+	if te == nil && len(data) <= 4<<20 {
+		if l := problemLine(data, msg, max(line, 1)); l > 0 {
+			line = l
+		}
+	}
+	return d.errf(line, "", "invalid YAML: %s", msg)
+}
+
+// problemLine returns the smallest k >= from such that the first k lines of
+// data fail to parse with msg, or 0. A prefix that ends before the problem
+// parses (or fails otherwise); one that holds it fails the same way, so the
+// answer is found by bisection.
+func problemLine(data []byte, msg string, from int) int {
+	ends := lineEnds(data)
+	fails := func(k int) bool {
+		var n yaml.Node
+		dec := yaml.NewDecoder(bytes.NewReader(data[:ends[k-1]]))
+		for {
+			err := dec.Decode(&n)
+			if errors.Is(err, io.EOF) {
+				return false
+			}
+			if err != nil {
+				m := strings.TrimPrefix(err.Error(), "yaml: ")
+				if rest, ok := strings.CutPrefix(m, "line "); ok {
+					if i := strings.Index(rest, ":"); i > 0 {
+						m = strings.TrimSpace(rest[i+1:])
+					}
+				}
+				return m == msg
+			}
+		}
+	}
+	lo, hi := from, len(ends)
+	if lo > hi || !fails(hi) {
+		return 0
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// lineEnds returns, for each line, the offset just past it.
+func lineEnds(data []byte) []int {
+	var ends []int
+	for i, b := range data {
+		if b == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		ends = append(ends, len(data))
+	}
+	return ends
+}
+
+// emptyDoc reports whether a document holds nothing (a lone '---').
+func emptyDoc(doc *yaml.Node) bool {
+	if len(doc.Content) == 0 {
+		return true
+	}
+	c := doc.Content[0]
+	return c.Kind == yaml.ScalarNode && c.Tag == "!!null" && c.Value == ""
+}
+
+// secondDocLine is the line of the '---' that starts the second document
+// (its content's line when the marker cannot be found).
+func secondDocLine(data []byte, doc *yaml.Node) int {
+	line := doc.Line
+	if len(doc.Content) > 0 {
+		line = doc.Content[0].Line
+	}
+	ends := lineEnds(data)
+	for l := min(line, len(ends)); l >= 2; l-- {
+		start := ends[l-2]
+		if bytes.HasPrefix(data[start:ends[l-1]], []byte("---")) {
+			return l
+		}
+	}
+	return line
 }
 
 func noAliases(d *decoder, n *yaml.Node) error {

@@ -62,14 +62,19 @@ func ParseWithReferences(text string, refs []string) (s *Schema, err error) {
 		return nil, &ParseError{Msg: "empty schema"}
 	}
 	var raw any
-	dec := json.NewDecoder(strings.NewReader(trimmed))
+	// Decode the text as given, so positions count the lines and spaces
+	// before the schema.
+	dec := json.NewDecoder(strings.NewReader(text))
 	dec.UseNumber()
 	if err := dec.Decode(&raw); err != nil {
-		return nil, jsonError(trimmed, err)
+		return nil, jsonError(text, err)
 	}
 	if dec.More() {
 		off := int(dec.InputOffset())
-		line, col := position(trimmed, off)
+		for off < len(text) && strings.IndexByte(" \t\r\n", text[off]) >= 0 {
+			off++
+		}
+		line, col := position(text, off)
 		return nil, &ParseError{Line: line, Column: col, Msg: "unexpected text after the schema"}
 	}
 	if err := precheck(raw, ""); err != nil {
@@ -163,7 +168,8 @@ func (s *Schema) Name() string {
 func jsonError(text string, err error) error {
 	var syn *json.SyntaxError
 	if errors.As(err, &syn) {
-		line, col := position(text, int(syn.Offset))
+		// Offset counts the bytes read, the offending one included.
+		line, col := position(text, int(syn.Offset)-1)
 		return &ParseError{Line: line, Column: col, Msg: "invalid JSON: " + syn.Error()}
 	}
 	var typ *json.UnmarshalTypeError
@@ -178,13 +184,14 @@ func jsonError(text string, err error) error {
 	return &ParseError{Msg: "invalid JSON: " + err.Error()}
 }
 
+// position returns the 1-based line and column of the byte at offset off
+// (len(text): just past the end).
 func position(text string, off int) (line, col int) {
-	if off > len(text) {
-		off = len(text)
-	}
+	off = max(0, min(off, len(text)))
 	before := text[:off]
 	line = strings.Count(before, "\n") + 1
-	col = off - strings.LastIndexByte(before, '\n')
+	// Columns count characters, as editors do.
+	col = utf8.RuneCountInString(before[strings.LastIndexByte(before, '\n')+1:]) + 1
 	return line, col
 }
 

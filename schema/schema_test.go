@@ -2,12 +2,43 @@ package schema
 
 import (
 	"encoding/binary"
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hamba/avro/v2"
 )
+
+// TestParseErrorPositions: a JSON error points at the offending character
+// (1-based line and column, in characters, counting what precedes the schema).
+func TestParseErrorPositions(t *testing.T) {
+	tests := []struct {
+		name, schema string
+		line, col    int
+	}{
+		{"bad value", "{\n  \"type\": \"record\",\n  \"name\": x\n}", 3, 11},
+		{"first character", "x", 1, 1},
+		{"missing comma", `{"type":"int" "name":"a"}`, 1, 15},
+		{"missing colon", "{\n\t\"type\" \"int\"}", 2, 9},
+		{"after leading blank lines", "\n\n  {\"type\": ]}", 3, 12},
+		{"after a multi-byte character", `{"doc":"héllo", x}`, 1, 17},
+		{"trailing text", "\"int\"\n  \"long\"", 2, 3},
+		{"unexpected end", "{\"type\":", 1, 9},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(tt.schema)
+			var pe *ParseError
+			if !errors.As(err, &pe) {
+				t.Fatalf("Parse(%q) = %v, want a ParseError", tt.schema, err)
+			}
+			if pe.Line != tt.line || pe.Column != tt.col {
+				t.Errorf("Parse(%q): line %d, column %d, want line %d, column %d (%v)", tt.schema, pe.Line, pe.Column, tt.line, tt.col, pe)
+			}
+		})
+	}
+}
 
 func TestParseErrors(t *testing.T) {
 	tests := []struct {

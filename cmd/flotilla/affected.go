@@ -38,8 +38,8 @@ Output: text (default); json (everything, with each file's owner); github:
 key=value lines for $GITHUB_OUTPUT (changed, deploy, waves, verify, unowned
 as JSON arrays; wave_count and wave_1..wave_N, one array per wave; any=true|false).
 
-Exit status: 0 answered (even when nothing is affected), 1 invalid graph,
-2 unreadable manifest or a ref that doesn't exist.`,
+Exit status: 0 answered (even when nothing is affected); 2 a manifest that
+is unreadable or invalid, or a ref that doesn't exist.`,
 		Example: `  flotilla affected --base origin/main
   flotilla affected --base v1.4.0 --head HEAD -o json
   flotilla affected --base origin/main --head HEAD --merge-base -o github >> "$GITHUB_OUTPUT"`,
@@ -58,7 +58,7 @@ Exit status: 0 answered (even when nothing is affected), 1 invalid graph,
 			}
 			res, err := affected.Run(cmd.Context(), g, opts)
 			if errors.Is(err, graph.ErrCycle) {
-				return &exitError{code: 1, err: err}
+				return usageErr(err)
 			}
 			if err != nil {
 				return usageErr(fmt.Errorf("affected: %w", err))

@@ -71,11 +71,11 @@ func TestBrokerServe(t *testing.T) {
 	}
 	publish := []string{"publish", "testdata/broker/pacts", "--consumer-app-version", "o1", "--broker-url", url}
 	code, _, errOut := runContract(t, publish...)
-	if code != 1 || !strings.Contains(errOut, "401") {
+	if code != 2 || !strings.Contains(errOut, "401") {
 		t.Errorf("publish without a token: exit %d, %s", code, errOut)
 	}
 	code, _, errOut = runContract(t, append(publish, "--broker-token", "ro-secret-1")...)
-	if code != 1 || !strings.Contains(errOut, "403") {
+	if code != 2 || !strings.Contains(errOut, "403") {
 		t.Errorf("publish with a read-only token: exit %d, %s", code, errOut)
 	}
 	code, stdout, errOut := runContract(t, append(publish, "--broker-token", "rw-secret-1")...)
@@ -147,9 +147,9 @@ func TestContractBrokerCommandsBadInput(t *testing.T) {
 		{[]string{"can-i-deploy", "--pacticipant", "a", "--to-environment", "production", "--broker-url", url}, 2, "give one --version for each --pacticipant"},
 		{[]string{"can-i-deploy", "--pacticipant", "a", "--version", "1", "--broker-url", url}, 2, "--to-environment"},
 		{[]string{"can-i-deploy", "--release", badRelease, "--to-environment", "production", "--broker-url", url}, 2, "field servces not found"},
-		{[]string{"can-i-deploy", "--pacticipant", "ghost", "--version", "1", "--to-environment", "production", "--broker-url", url}, 1, "Pacticipant ghost not found"},
+		{[]string{"can-i-deploy", "--pacticipant", "ghost", "--version", "1", "--to-environment", "production", "--broker-url", url}, 2, "Pacticipant ghost not found"},
 		{[]string{"can-i-deploy", "--pacticipant", "a", "--version", "1", "--to-environment", "production", "-o", "yaml", "--broker-url", url}, 2, "want text or json"},
-		{[]string{"record-deployment", "--pacticipant", "order-service", "--version", "9", "--environment", "production", "--broker-url", url}, 1, "version 9 of order-service is not in the broker"},
+		{[]string{"record-deployment", "--pacticipant", "order-service", "--version", "9", "--environment", "production", "--broker-url", url}, 2, "version 9 of order-service is not in the broker"},
 		{[]string{"version", "no/such/path"}, 2, `path "no/such/path" has no files`},
 		{[]string{"can-i-deploy", "--service", "nope-service", "--to-environment", "production", "--broker-url", url}, 2, "--service nope-service: no such service in"},
 		{[]string{"can-i-deploy", "--service", "order-service", "--pacticipant", "a", "--version", "1", "--to-environment", "production", "--broker-url", url}, 2, "use one of --release, --service, or --pacticipant/--version"},
@@ -178,7 +178,7 @@ func TestContractBrokerCommandsBadInput(t *testing.T) {
 		t.Fatalf("publish: %d %s %s", code, out, errOut)
 	}
 	code, _, errOut = runContract(t, "record-deployment", "--pacticipant", "order-service", "--version", "o1", "--environment", "mars", "--broker-url", url)
-	if code != 1 || !strings.Contains(errOut, "environment mars does not exist in the broker (it has: test, production)") {
+	if code != 2 || !strings.Contains(errOut, "environment mars does not exist in the broker (it has: test, production)") {
 		t.Errorf("record-deployment to mars: exit %d, %s", code, errOut)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -120,7 +121,8 @@ func (a *app) contractVerifyCmd(hooks ...verifyHook) *cobra.Command {
 		Long: `Replays every interaction of the pacts against a running provider and
 checks its responses with the pacts' matching rules; message interactions
 are fetched by POSTing {description, providerStates} to the base URL.
-Exit status: 0 all passed, 1 a mismatch, 2 bad input.`,
+Exit status: 0 all passed, 1 a mismatch, 2 bad input (flags, unparsable
+pacts), 3 the broker could not be reached to fetch pacts or publish results.`,
 		Example: `  flotilla contract verify --pact pacts/ --provider-name order-service \
       --provider-base-url http://127.0.0.1:8083 --state-change-url http://127.0.0.1:8083/_pact/state`,
 		Args: cobra.NoArgs,
@@ -194,10 +196,11 @@ func (a *app) runVerify(ctx context.Context, o verifyOptions, hooks []verifyHook
 	rep, err := v.Run(ctx)
 	if err != nil {
 		var pe *contract.ParseError
-		if errors.As(err, &pe) || rep == nil {
+		if errors.As(err, &pe) || errors.Is(err, fs.ErrNotExist) {
 			return usageErr(fmt.Errorf("contract verify: %w", err))
 		}
-		return &exitError{code: 1, err: fmt.Errorf("contract verify: %w", err)}
+		// Fetching pacts from, or publishing results to, the broker failed.
+		return remoteErr(fmt.Errorf("contract verify: %w", err))
 	}
 	if len(rep.Pacts) == 0 {
 		return usageErr(fmt.Errorf("contract verify: no pacts found for provider %q", o.provider))

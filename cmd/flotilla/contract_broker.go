@@ -171,7 +171,7 @@ the git branch.`,
 				}
 				res, err := c.Publish(cmd.Context(), req)
 				if err != nil {
-					return &exitError{code: 1, err: fmt.Errorf("publish pacts of %s %s: %w", consumer, version, err)}
+					return remoteErr(fmt.Errorf("publish pacts of %s %s: %w", consumer, version, err))
 				}
 				for _, n := range res.Notices {
 					fmt.Fprintln(a.stdout, n.Text)
@@ -314,7 +314,7 @@ shipped together: the set is checked against itself and against the
 environment in one question.
 
 Exit status: 0 only when deployable, 1 when not (or still unknown), also
-with -o json.`,
+with -o json; 3 when the broker could not be asked (unreachable, failing).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path := cmd.CommandPath()
@@ -388,7 +388,7 @@ with -o json.`,
 			for attempt := 0; ; attempt++ {
 				m, err = c.Matrix(cmd.Context(), q)
 				if err != nil {
-					return &exitError{code: 1, err: fmt.Errorf("can-i-deploy: %w", err)}
+					return remoteErr(fmt.Errorf("can-i-deploy: %w", err))
 				}
 				if m.Summary.Deployable != nil || attempt >= retries {
 					break
@@ -548,7 +548,7 @@ func (a *app) recordUndeploymentCmd() *cobra.Command {
 			}
 			versions, err := c.RecordUndeployment(cmd.Context(), pacticipant, env, ai)
 			if err != nil {
-				return &exitError{code: 1, err: fmt.Errorf("record-undeployment: %w", err)}
+				return remoteErr(fmt.Errorf("record-undeployment: %w", err))
 			}
 			fmt.Fprintf(a.stdout, "recorded undeployment of %s %s from %s\n", pacticipant, strings.Join(versions, ", "), env)
 			return nil
@@ -585,7 +585,7 @@ func (a *app) recordDeploymentCmd(release bool) *cobra.Command {
 				return err
 			}
 			if err := c.RecordDeployment(cmd.Context(), pacticipant, version, env, ai, release); err != nil {
-				return &exitError{code: 1, err: fmt.Errorf("%s: %w", use, err)}
+				return remoteErr(fmt.Errorf("%s: %w", use, err))
 			}
 			fmt.Fprintf(a.stdout, "recorded %s of %s %s to %s\n", verb, pacticipant, version, env)
 			return nil

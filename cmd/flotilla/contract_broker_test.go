@@ -297,7 +297,7 @@ func TestContractVerifyFromBroker(t *testing.T) {
 	if code, out, _ := runContract(t, append([]string{"can-i-deploy", "--pacticipant", "order-service", "--version", "order-1", "--to-environment", "production"}, b...)...); code != 1 || !strings.Contains(out, "deployable: no") {
 		t.Errorf("can-i-deploy order after payment's undeployment: exit %d\n%s", code, out)
 	}
-	if code, _, errOut := runContract(t, append([]string{"record-undeployment", "--pacticipant", "payment-service", "--environment", "production"}, b...)...); code != 1 || !strings.Contains(errOut, "not currently deployed") {
+	if code, _, errOut := runContract(t, append([]string{"record-undeployment", "--pacticipant", "payment-service", "--environment", "production"}, b...)...); code != 2 || !strings.Contains(errOut, "not currently deployed") {
 		t.Errorf("undeploying twice: exit %d %s", code, errOut)
 	}
 	// Misuse is bad input.

@@ -40,15 +40,10 @@ func who() string {
 	return "unknown"
 }
 
-// apiErr turns a client error into the CLI's exit codes: bad input is 2,
-// everything else (busy, unreachable, a failed release) is 1.
-func apiErr(err error) error {
-	var ae *controlplane.APIError
-	if errors.As(err, &ae) && ae.Status == 400 {
-		return usageErr(err)
-	}
-	return &exitError{code: 1, err: err}
-}
+// apiErr turns a control plane client error into the CLI's exit codes: a
+// request it refused is 2, busy or unreachable is 3 (remoteErr); callers
+// check for a failed release (1) first.
+func apiErr(err error) error { return remoteErr(err) }
 
 func (a *app) deployCmd() *cobra.Command {
 	var (
@@ -81,8 +76,9 @@ One release runs at a time. Another deploy is refused with the release
 that runs, who started it and when; with --wait it waits for that release
 (and any that start before its turn) up to the duration, then deploys.
 
-Exit status: 0 deployed (or planned), 1 a service failed or the control
-plane refused, 2 bad input.`,
+Exit status: 0 deployed (or planned), 1 a service failed (the report says
+which and what was rolled back), 2 bad input or a request the control plane
+refused, 3 the control plane is unreachable or busy with another release.`,
 		Example: `  flotilla deploy --all --dry-run
   flotilla deploy order-service cart-service
   flotilla deploy --changed --base origin/main --on-failure=rollback-release`,

@@ -88,7 +88,7 @@ func TestDeployBadInput(t *testing.T) {
 		})
 	}
 	code, _, errOut := runCLI(t, "-f", manifest, "deploy", "--all", "--api", "127.0.0.1:1")
-	if code != 1 || !strings.Contains(errOut, "no control plane answers at http://127.0.0.1:1 (start one with 'flotilla up')") {
+	if code != 3 || !strings.Contains(errOut, "no control plane answers at http://127.0.0.1:1 (start one with 'flotilla up')") {
 		t.Errorf("deploy without a control plane: exit %d, stderr %q", code, errOut)
 	}
 }

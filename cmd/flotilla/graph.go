@@ -55,7 +55,8 @@ func (a *app) loadManifest() (*graph.Manifest, []graph.Warning, error) {
 }
 
 // loadValidGraph loads the manifest and refuses a graph with problems
-// (exit 1, every problem on stderr); warnings go to stderr too.
+// (exit 2 like any unusable input, every problem on stderr); warnings go to
+// stderr too.
 func (a *app) loadValidGraph() (*graph.Graph, error) {
 	m, warns, err := a.loadManifest()
 	if err != nil {
@@ -69,7 +70,7 @@ func (a *app) loadValidGraph() (*graph.Graph, error) {
 		for _, p := range probs {
 			fmt.Fprintln(a.stderr, p)
 		}
-		return nil, &exitError{code: 1, err: fmt.Errorf("%s has %d problem(s); run 'flotilla graph check' after fixing them", m.File, len(probs))}
+		return nil, usageErr(fmt.Errorf("%s has %d problem(s); run 'flotilla graph check' after fixing them", m.File, len(probs)))
 	}
 	return g, nil
 }
@@ -93,14 +94,29 @@ func (a *app) graphCheckCmd() *cobra.Command {
 		Use:   "check",
 		Short: "Validate the graph and report every problem at once",
 		Long: `check reports every problem at once: unknown dependencies, self-dependencies,
-each dependency cycle as a full path, subscriptions to events nobody publishes,
+every dependency cycle as a full path (overlapping ones each; the first 20
+named, the rest counted), subscriptions to events nobody publishes,
 and (for a scenario .json) consumer lists that disagree with the dependencies.
 
-Exit status: 0 valid (warnings allowed), 1 problems found, 2 unreadable manifest.`,
+Exit status: 0 valid (warnings allowed); 1 problems found, a syntax error in
+the manifest included (the manifest is what check examines); 2 no manifest to
+check (missing or unreadable) or a bad flag.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			defer shortLived()()
 			m, warns, err := a.loadManifest()
+			if err != nil && !errors.Is(err, graph.ErrRead) && !errors.Is(err, graph.ErrNotFound) {
+				var ex *exitError
+				if errors.As(err, &ex) && ex.err != nil {
+					err = ex.err
+				}
+				lines := strings.Split(err.Error(), "\n")
+				for _, l := range lines {
+					fmt.Fprintf(a.stdout, "error: %s\n", l)
+				}
+				fmt.Fprintf(a.stdout, "%d problem(s) reading the manifest; fix them, then check again\n", len(lines))
+				return failed()
+			}
 			if err != nil {
 				return err
 			}
@@ -172,7 +188,7 @@ one line, the order as a JSON array for a GitHub Actions matrix.`,
 				waves, err = g.Waves(names)
 			}
 			if errors.Is(err, graph.ErrCycle) {
-				return &exitError{code: 1, err: err}
+				return usageErr(err)
 			}
 			if err != nil {
 				return usageErr(fmt.Errorf("--only: %w", err))
@@ -424,7 +440,7 @@ Output: text (default) or json.`,
 			ordered := all
 			if len(all) > 0 {
 				if ordered, err = g.Order(all); err != nil {
-					return &exitError{code: 1, err: err}
+					return usageErr(err)
 				}
 			}
 			direct := g.Dependents(name)

@@ -35,7 +35,8 @@ requests offered and achieved per second, errors by status, p50/p90/p99/max
 latency, orders placed.
 
 A --config YAML file holds the same settings (see shop/load.Config); flags win.
-Exit status 1 when any request failed (unless --allow-errors), 2 for bad input.`,
+Exit status 1 when any request failed (unless --allow-errors), 2 for bad input,
+3 when the shop could not be reached to set the run up.`,
 		Example: `  flotilla load --gateway http://127.0.0.1:7400 --mode open --rate 100 --duration 5m
   flotilla load --config load.yaml --requests 10000`,
 		Args: cobra.NoArgs,
@@ -109,7 +110,7 @@ Exit status 1 when any request failed (unless --allow-errors), 2 for bad input.`
 			}
 			s, err := load.Run(cmd.Context(), c, a.stderr)
 			if err != nil {
-				return &exitError{code: 1, err: err}
+				return noAnswer(err)
 			}
 			if format == "json" {
 				enc := json.NewEncoder(a.stdout)

@@ -50,7 +50,7 @@ across a rotation.`,
 			dir := local.DirIn(data)
 			files, err := local.Logs(dir, service)
 			if err != nil {
-				return &exitError{code: 1, err: err}
+				return noAnswer(err)
 			}
 			var file *local.LogFile
 			for i := range files {
@@ -65,21 +65,21 @@ across a rotation.`,
 					for _, f := range files {
 						vs = append(vs, f.Version)
 					}
-					return &exitError{code: 1, err: fmt.Errorf("no log of %s version %s (it has: %s)", service, version, strings.Join(vs, ", "))}
+					return problem(fmt.Errorf("no log of %s version %s (it has: %s)", service, version, strings.Join(vs, ", ")))
 				}
-				return &exitError{code: 1, err: fmt.Errorf("no logs of %s under %s: it has not run here ('flotilla up' or 'flotilla deploy %s' runs it)", service, dir, service)}
+				return problem(fmt.Errorf("no logs of %s under %s: it has not run here ('flotilla up' or 'flotilla deploy %s' runs it)", service, dir, service))
 			}
 			r, err := local.OpenLog(file.Path)
 			if err != nil {
-				return &exitError{code: 1, err: err}
+				return noAnswer(err)
 			}
 			defer func() { _ = r.Close() }()
 			if err := r.Tail(a.stdout, lines); err != nil {
-				return &exitError{code: 1, err: err}
+				return noAnswer(err)
 			}
 			if follow {
 				if err := r.Follow(cmd.Context(), a.stdout, 200*time.Millisecond); err != nil {
-					return &exitError{code: 1, err: err}
+					return noAnswer(err)
 				}
 			}
 			return nil

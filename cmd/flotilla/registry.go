@@ -160,7 +160,7 @@ The target is put in IMPORT mode for the copy and back to READWRITE after.`,
 			rep, err := migrate.Copy(cmd.Context(), src, dst, migrate.Options{SubjectPrefix: prefix})
 			if err != nil {
 				fmt.Fprintf(a.stdout, "imported %d versions of %d schemas before stopping\n", rep.Versions, rep.Schemas)
-				return &exitError{code: 1, err: err}
+				return remoteErr(err)
 			}
 			fmt.Fprintf(a.stdout, "imported %d subjects: %d versions of %d schemas, same ids; %d compatibility levels\n",
 				rep.Subjects, rep.Versions, rep.Schemas, rep.Levels)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -64,7 +65,8 @@ against its version at --base (default HEAD) and, with --registry, against
 every version registered for its subject under the subject's level. Each
 incompatibility is printed with the file, the location in the schema, the
 reason (Confluent's names) and the subscribing services that would break.
-Exit status 1 when any schema is invalid or incompatible.`,
+Exit status 1 when any schema is invalid or incompatible; 3 when that is not
+known because the registry could not be asked.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m, err := a.schemaManifest()
@@ -87,16 +89,13 @@ Exit status 1 when any schema is invalid or incompatible.`,
 			}
 			rep, err := repocheck.Check(cmd.Context(), m, opts)
 			if err != nil {
-				return usageErr(err)
+				return remoteErr(err) // a registry that cannot be reached is 3, anything else 2
 			}
 			if output == "github" {
 				rep.WriteGitHub(a.stdout)
 			}
 			rep.Write(a.stdout)
-			if rep.Failed() {
-				return failed()
-			}
-			return nil
+			return schemaCheckExit(rep)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text, or github (also error annotations on the schema files for GitHub Actions)")
@@ -132,7 +131,7 @@ func (a *app) schemaRegisterCmd() *cobra.Command {
 			}
 			res, err := repocheck.Register(cmd.Context(), m, cl, lvl)
 			if err != nil {
-				return usageErr(err)
+				return remoteErr(err)
 			}
 			bad := 0
 			for _, r := range res {
@@ -162,7 +161,8 @@ func (a *app) schemaCompareCmd() *cobra.Command {
 		Short: "Check whether a new version of a schema is compatible with an old one",
 		Long: `Compare checks NEW against OLD under a compatibility level (default FULL)
 and prints every incompatibility with its location and reason. Exit status 1
-when they are incompatible.`,
+when they are incompatible or either is not a valid schema, 2 when a file
+cannot be read.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := schema.ParseMode(mode)
@@ -176,7 +176,9 @@ when they are incompatible.`,
 					return usageErr(err)
 				}
 				if parsed[i], err = schema.Parse(string(b)); err != nil {
-					return usageErr(fmt.Errorf("%s: %w", file, err))
+					// The schemas are what compare examines: an invalid one is
+					// a "no" (1), as in schema check; a missing file is usage.
+					return problem(fmt.Errorf("%s: %w", file, err))
 				}
 			}
 			problems := m.Check(parsed[1], []schema.Version{{Version: 1, Schema: parsed[0]}})
@@ -193,4 +195,35 @@ when they are incompatible.`,
 	}
 	cmd.Flags().StringVar(&mode, "mode", string(schema.Full), "compatibility level")
 	return cmd
+}
+
+// schemaCheckExit: 1 when a schema is invalid, incompatible or removed
+// while subscribed (the report says which); when the only failures are
+// checks that could not run (a registry unreachable, git failing), the
+// code of that error (3 for an unreachable registry); else 0.
+func schemaCheckExit(rep *repocheck.Report) error {
+	var checkErr error
+	for _, r := range rep.Results {
+		if !r.Failed() {
+			continue
+		}
+		finding := r.File.Err != nil || (r.Removed && len(r.Consumers) > 0)
+		for _, c := range r.Comparisons {
+			finding = finding || len(c.Problems) > 0
+		}
+		if finding {
+			return failed()
+		}
+		if r.Err != nil && checkErr == nil {
+			checkErr = r.Err
+		}
+	}
+	if checkErr == nil {
+		return nil
+	}
+	var ex *exitError
+	if errors.As(remoteErr(checkErr), &ex) {
+		return &exitError{code: ex.code} // the report printed the error
+	}
+	return failed()
 }

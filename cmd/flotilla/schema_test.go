@@ -411,7 +411,7 @@ func TestRegistryImport(t *testing.T) {
 		t.Fatalf("register: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut := runCLI(t, "registry", "import", "--from", src, "--to", dst)
-	if code != 1 || !strings.Contains(errOut, "Unauthorized") {
+	if code != 2 || !strings.Contains(errOut, "Unauthorized") {
 		t.Errorf("import without credentials: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runCLI(t, "registry", "import", "--from", src, "--to", dst, "--user", "admin:pw")

@@ -123,7 +123,7 @@ version is unchanged is not rebuilt. The default addresses are in the
 					fmt.Fprintln(a.stdout, "interrupted before every service was up: stopped what had started")
 					return nil
 				}
-				return &exitError{code: 1, err: err}
+				return problem(err)
 			}
 			fmt.Fprintln(a.stdout, "stopped: services drained, platform closed; 'flotilla up' brings it all back")
 			return nil
