@@ -102,6 +102,14 @@ func TestCanIDeployAndRecordDeployments(t *testing.T) {
 	if m.Summary.Deployable == nil || !*m.Summary.Deployable || len(m.Rows) != 1 || m.Rows[0].Provider.VersionNumber() != "a1" {
 		t.Errorf("bravo b1 against production after recording alpha a1: %+v", m.Summary)
 	}
+	// A release rollback that stopped alpha (nothing served before it)
+	// records the undeployment: nothing of alpha is left to undeploy.
+	if err := rec.Record(ctx, deploy.Record{Service: "alpha-service", Version: "a1-c0ffee", Action: deploy.RecordRollback, Result: deploy.RolledBack, Spec: deploy.Spec{Source: "a1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := c.RecordUndeployment(ctx, "alpha-service", "production", ""); err == nil || !strings.Contains(err.Error(), "not currently deployed") {
+		t.Errorf("alpha still deployed after its rollback was recorded: %v, %v", left, err)
+	}
 	err = controlplane.RecordDeployments{Broker: c, Environment: "moon"}.Record(ctx, deploy.Record{Service: "alpha-service", Result: deploy.Succeeded, Spec: deploy.Spec{Source: "a1"}})
 	if err == nil || !strings.Contains(err.Error(), "environment moon does not exist in the broker") {
 		t.Errorf("recording to an unknown environment = %v, want the broker's answer", err)
