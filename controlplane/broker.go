@@ -61,58 +61,107 @@ func (g *CanIDeploy) Check(ctx context.Context, req deploy.GateRequest) (deploy.
 	if err != nil {
 		return deploy.GateResult{}, fmt.Errorf("can-i-deploy %s %s to %s: %w", req.Service, version, env, err)
 	}
-	reason := strings.ReplaceAll(strings.TrimSpace(m.Summary.Reason), "\n", "; ")
-	switch d := m.Summary.Deployable; {
-	case d != nil && *d:
-		return deploy.GateResult{Pass: true, Reason: reason}, nil
-	case d == nil:
-		reason = "not known yet (a verification is missing or pending): " + reason
-	}
-	if more := g.explain(ctx, m); more != "" {
-		reason += "; " + more
-	}
-	return deploy.GateResult{Reason: reason}, nil
-}
-
-// explain names what keeps a matrix from being deployable: each failed
-// verification's consumer, versions and failed interactions (from the
-// published test results), and why a verification that is missing was
-// not published.
-func (g *CanIDeploy) explain(ctx context.Context, m client.Matrix) string {
-	var out []string
+	var failed, unknown, notes []string
 	for _, r := range m.Rows {
-		vr := r.VerificationResult
+		if r.Ignored {
+			continue
+		}
+		vr, consumer, provider := r.VerificationResult, r.Consumer.Name, r.Provider.Name
+		cv, pv := r.Consumer.VersionNumber(), r.Provider.VersionNumber()
 		switch {
-		case vr == nil:
-			if p := g.state.of(r.Provider.Name); p != "" {
-				out = append(out, fmt.Sprintf("%s has not verified the pact of %s %s: %s", r.Provider.Name, r.Consumer.Name, r.Consumer.VersionNumber(), p))
-			}
-		case !vr.Success:
-			what := fmt.Sprintf("%s %s fails the pact of %s %s", r.Provider.Name, r.Provider.VersionNumber(), r.Consumer.Name, r.Consumer.VersionNumber())
-			res, err := g.Broker.Verification(ctx, vr.Links.Self.Href)
-			if err != nil {
-				out = append(out, what+" (its test results could not be read: "+err.Error()+")")
+		case vr != nil && vr.Success:
+		case vr != nil:
+			failed = append(failed, g.failure(ctx, r))
+		case pv == "":
+			// No version of the provider runs in the environment. The
+			// release may bring one: the pact is then checked against
+			// that version. Otherwise nothing can break yet (a consumer
+			// that calls a provider depends_on it, and the orchestrator
+			// refuses it without its dependency); the provider's own
+			// gate checks this pact when it is deployed.
+			rel := g.state.released(provider)
+			if rel == "" {
+				notes = append(notes, fmt.Sprintf("%s is not deployed in %s: its pact with %s is checked when it is", provider, env, consumer))
 				continue
 			}
-			var failed []string
-			for _, t := range res.TestResults {
-				if t.Success {
+			pm, err := g.Broker.Matrix(ctx, broker.MatrixQuery{LatestBy: "cvpv",
+				Selectors: []broker.Selector{{Pacticipant: consumer, Version: cv}, {Pacticipant: provider, Version: rel}}})
+			if err != nil {
+				return deploy.GateResult{}, fmt.Errorf("can-i-deploy %s %s with %s %s of this release: %w", consumer, cv, provider, rel, err)
+			}
+			found := false
+			for _, pr := range pm.Rows {
+				if pr.Consumer.Name != consumer || pr.Provider.Name != provider || pr.Provider.VersionNumber() != rel {
 					continue
 				}
-				f := fmt.Sprintf("%q", t.InteractionDescription)
-				if len(t.Mismatches) > 0 {
-					mm := t.Mismatches[0]
-					f += fmt.Sprintf(" (%s %s: %s)", mm.Attribute, mm.Identifier, mm.Description)
+				found = true
+				switch v := pr.VerificationResult; {
+				case v != nil && v.Success:
+				case v != nil:
+					failed = append(failed, g.failure(ctx, pr))
+				default:
+					unknown = append(unknown, g.unverified(consumer, cv, provider, rel))
 				}
-				failed = append(failed, f)
 			}
-			if len(failed) > 0 {
-				what += ": interaction " + strings.Join(failed, ", interaction ")
+			if !found {
+				unknown = append(unknown, g.unverified(consumer, cv, provider, rel))
 			}
-			out = append(out, what)
+		default:
+			unknown = append(unknown, g.unverified(consumer, cv, provider, pv))
 		}
 	}
-	return strings.Join(out, "; ")
+	if len(failed) > 0 || len(unknown) > 0 {
+		reason := strings.Join(failed, "; ")
+		if len(unknown) > 0 {
+			if reason != "" {
+				reason += "; "
+			}
+			reason += "not known yet (a verification is missing or pending): " + strings.Join(unknown, "; ")
+		}
+		return deploy.GateResult{Reason: reason}, nil
+	}
+	reason := strings.ReplaceAll(strings.TrimSpace(m.Summary.Reason), "\n", "; ")
+	if len(notes) > 0 {
+		reason = "the pacts with what runs in " + env + " are verified; " + strings.Join(notes, "; ")
+	}
+	return deploy.GateResult{Pass: true, Reason: reason}, nil
+}
+
+// unverified says a pact has no verification by a provider version, and
+// why, when the release's verification of it did not publish.
+func (g *CanIDeploy) unverified(consumer, cv, provider, pv string) string {
+	s := fmt.Sprintf("%s %s has not verified the pact of %s %s", provider, pv, consumer, cv)
+	if p := g.state.of(provider); p != "" {
+		s += ": " + p
+	}
+	return s
+}
+
+// failure names a failed verification's provider, consumer, versions and
+// failed interactions with their first mismatch, from the published test
+// results.
+func (g *CanIDeploy) failure(ctx context.Context, r client.MatrixRow) string {
+	what := fmt.Sprintf("%s %s fails the pact of %s %s", r.Provider.Name, r.Provider.VersionNumber(), r.Consumer.Name, r.Consumer.VersionNumber())
+	res, err := g.Broker.Verification(ctx, r.VerificationResult.Links.Self.Href)
+	if err != nil {
+		return what + " (its test results could not be read: " + err.Error() + ")"
+	}
+	var failed []string
+	for _, t := range res.TestResults {
+		if t.Success {
+			continue
+		}
+		f := fmt.Sprintf("%q", t.InteractionDescription)
+		if len(t.Mismatches) > 0 {
+			mm := t.Mismatches[0]
+			f += fmt.Sprintf(" (%s %s: %s)", mm.Attribute, mm.Identifier, mm.Description)
+		}
+		failed = append(failed, f)
+	}
+	if len(failed) > 0 {
+		what += ": interaction " + strings.Join(failed, ", interaction ")
+	}
+	return what
 }
 
 // RecordDeployments tells the broker which version of a service now runs in

@@ -77,7 +77,7 @@ func TestCanIDeployAndRecordDeployments(t *testing.T) {
 		reason          string
 	}{
 		{"alpha-service", "a1", true, "All required verification results are published and successful"},
-		{"alpha-service", "a2", false, "The verification for the pact between version b1 of bravo-service and version a2 of alpha-service failed"},
+		{"alpha-service", "a2", false, "alpha-service a2 fails the pact of bravo-service b1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.source, func(t *testing.T) {
@@ -190,6 +190,12 @@ func TestContractsPrepareThenGate(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "bravo-service-alpha-service.json"), []byte(pact), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// echo-service consumes what foxtrot-service provides, and does not
+	// depend on it (an event consumer): it may deploy first.
+	echo := strings.NewReplacer("bravo-service", "echo-service", "alpha-service", "foxtrot-service").Replace(pact)
+	if err := os.WriteFile(filepath.Join(dir, "echo-service-foxtrot-service.json"), []byte(echo), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var broken atomic.Bool
 	alpha := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -275,5 +281,22 @@ func TestContractsPrepareThenGate(t *testing.T) {
 		if res.Pass || !strings.Contains(res.Reason, want) {
 			t.Errorf("alpha a2 = %+v, want closed with %q", res, want)
 		}
+	}
+
+	// A consumer whose provider is neither deployed nor released goes
+	// (its provider's gate checks the pact when it comes); one whose
+	// provider comes later in the same release is checked against that
+	// provider's version: refused when it breaks the pact.
+	if res := release([]deploy.PlanItem{item("echo-service", "e0")})["echo-service"]; !res.Pass || !strings.Contains(res.Reason, "foxtrot-service is not deployed in production") {
+		t.Errorf("echo e0 without foxtrot anywhere = %+v, want open with a note", res)
+	}
+	got = release([]deploy.PlanItem{item("echo-service", "e1")}, []deploy.PlanItem{item("foxtrot-service", "f1")})
+	if res := got["echo-service"]; res.Pass || !strings.Contains(res.Reason, "foxtrot-service f1 fails the pact of echo-service e1") {
+		t.Errorf("echo e1 with a breaking foxtrot f1 in the same release = %+v, want closed", res)
+	}
+	broken.Store(false)
+	got = release([]deploy.PlanItem{item("echo-service", "e1")}, []deploy.PlanItem{item("foxtrot-service", "f2")})
+	if res := got["echo-service"]; !res.Pass {
+		t.Errorf("echo e1 with foxtrot f2 in the same release = %+v, want deployable", res)
 	}
 }

@@ -162,8 +162,12 @@ func readPacts(dir string) ([]pactFile, error) {
 		var p struct {
 			Consumer, Provider struct{ Name string }
 		}
-		if err := json.Unmarshal(b, &p); err != nil || p.Consumer.Name == "" || p.Provider.Name == "" {
-			errs = append(errs, fmt.Errorf("%s: not a pact (want consumer.name and provider.name): %v", f, err))
+		if err := json.Unmarshal(b, &p); err != nil {
+			errs = append(errs, fmt.Errorf("%s: not a pact: %w", f, err))
+			continue
+		}
+		if p.Consumer.Name == "" || p.Provider.Name == "" {
+			errs = append(errs, fmt.Errorf("%s: not a pact: it names no consumer.name or provider.name", f))
 			continue
 		}
 		out = append(out, pactFile{path: f, consumer: p.Consumer.Name, provider: p.Provider.Name, content: b})
@@ -175,6 +179,13 @@ func readPacts(dir string) ([]pactFile, error) {
 type prepared struct {
 	mu       sync.Mutex
 	problems map[string]string // provider → why its verification has no results
+	release  map[string]string // service → source version, of the release's services
+}
+
+func (p *prepared) released(service string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.release[service]
 }
 
 func (p *prepared) set(provider, problem string) {
@@ -200,7 +211,7 @@ func (g *CanIDeploy) Prepare(ctx context.Context, req deploy.PrepareRequest) err
 		return nil
 	}
 	g.state.mu.Lock()
-	g.state.problems = nil
+	g.state.problems, g.state.release = nil, nil
 	g.state.mu.Unlock()
 	env := g.Environment
 	if env == "" {
@@ -228,6 +239,13 @@ func (g *CanIDeploy) Prepare(ctx context.Context, req deploy.PrepareRequest) err
 			}
 		}
 	}
+	release := map[string]string{}
+	for s := range deploying {
+		release[s] = source[s]
+	}
+	g.state.mu.Lock()
+	g.state.release = release
+	g.state.mu.Unlock()
 	versionOf := func(service string) (string, error) {
 		if v := source[service]; v != "" {
 			return v, nil
