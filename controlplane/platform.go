@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -475,7 +476,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 				m, _, err := graph.Load(m.File)
 				return m, err
 			}},
-			CanIDeploy{Broker: bc},
+			&CanIDeploy{Broker: bc, Contracts: p.contracts(m, info.Broker)},
 		},
 		Recorders:  []deploy.Recorder{RecordDeployments{Broker: bc, Environment: "local"}},
 		BuildFlags: p.cfg.BuildFlags, Target: p.cfg.Target, Logger: p.log,
@@ -618,4 +619,47 @@ func selectServices(g *graph.Graph, only []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// contracts is the contract gate's release step for the manifest's
+// repository: its pacts/ published, its providers verified by their own
+// Go tests (TestContractProvider) against the platform's broker.
+func (p *Platform) contracts(m *graph.Manifest, brokerURL string) *Contracts {
+	root := m.Root
+	load := func() (*graph.Manifest, error) {
+		m, _, err := graph.Load(m.File)
+		return m, err
+	}
+	return &Contracts{
+		Pacts: filepath.Join(root, "pacts"), BrokerURL: brokerURL, Branch: gitBranch(root),
+		Source: func(ctx context.Context, service string) (string, error) {
+			m, err := load()
+			if err != nil {
+				return "", err
+			}
+			fp, err := deploy.NewVersioner(m, nil).Of(ctx, service)
+			return fp.Source, err
+		},
+		Verify: GoTestVerifier(root, func(provider string) (string, error) {
+			m, err := load()
+			if err != nil {
+				return "", err
+			}
+			s := m.Service(provider)
+			if s == nil || len(s.Paths) == 0 {
+				return "", fmt.Errorf("%s is not a service of %s with paths: its pacts cannot be verified", provider, m.File)
+			}
+			return s.Paths[0], nil
+		}),
+	}
+}
+
+// gitBranch is the repository's git branch, or "local" outside git (or
+// on a detached head).
+func gitBranch(root string) string {
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--abbrev-ref", "HEAD").Output()
+	if b := strings.TrimSpace(string(out)); err == nil && b != "" && b != "HEAD" {
+		return b
+	}
+	return "local"
 }

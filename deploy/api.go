@@ -286,6 +286,10 @@ type Outcome struct {
 	Result   Result        `json:"result"`
 	Reason   string        `json:"reason,omitempty"`
 	Duration time.Duration `json:"duration"`
+	// Warnings are side effects of the outcome that failed (a recorder
+	// such as the broker's record-deployment, the history): the service
+	// is deployed, and the output and the history say what was not done.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Report is a finished release.

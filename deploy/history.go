@@ -25,10 +25,12 @@ type Store interface {
 	Current(ctx context.Context, service string) (Record, error)
 }
 
-// Recorder is told of every deployment the history records: the contract
-// broker's record-deployment (so can-i-deploy knows what runs where), a
-// notification. Its errors are logged; they never fail a release that
-// already happened.
+// Recorder is told of every deployment the history records, just before
+// the history records it: the contract broker's record-deployment (so
+// can-i-deploy knows what runs where), a notification. Its errors never
+// fail a release that already happened, and are never silent: the
+// record's reason, the outcome's warnings and the progress line name
+// them. Record.ID is not set yet.
 type Recorder interface {
 	Record(ctx context.Context, r Record) error
 }

@@ -380,6 +380,7 @@ func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, eve
 	var builders sync.WaitGroup
 	defer func() { stopBuilds(); builders.Wait() }()
 	r.builds = o.buildAll(bctx, plan, &builders)
+	r.prepared = o.prepare(ctx, r, plan)
 	parallel := req.MaxParallel
 	if parallel <= 0 {
 		parallel = o.cfg.MaxParallel
@@ -472,6 +473,53 @@ type release struct {
 	// builds are the release's artifacts being built (nil when the
 	// target does not build).
 	builds map[string]*build
+	// prepared holds the error of each gate whose Prepare failed.
+	prepared map[string]error
+}
+
+// Preparer is a Gate that needs the whole release before it answers for
+// any of its services: the contract gate publishes the pacts of the
+// services the release deploys and verifies their providers, so the
+// broker has data to answer can-i-deploy. Prepare runs once per release,
+// while the artifacts build, before the first gate is asked. An error
+// closes the gate for every service of the release (it could not answer).
+type Preparer interface {
+	Gate
+	Prepare(ctx context.Context, req PrepareRequest) error
+}
+
+// PrepareRequest is what a Preparer is given.
+type PrepareRequest struct {
+	Plan        *Plan
+	Environment string
+	// Progress reports a step of the preparation on a service's line.
+	Progress func(service, msg string)
+}
+
+// prepare runs every Preparer gate for the release and returns the
+// errors by gate name.
+func (o *Orchestrator) prepare(ctx context.Context, r *release, plan *Plan) map[string]error {
+	out := map[string]error{}
+	wave := map[string]int{}
+	for wi, w := range plan.Waves {
+		for _, it := range w {
+			wave[it.Service] = wi + 1
+		}
+	}
+	for _, g := range o.cfg.Gates {
+		p, ok := g.(Preparer)
+		if !ok {
+			continue
+		}
+		err := p.Prepare(ctx, PrepareRequest{Plan: plan, Environment: r.env, Progress: func(service, msg string) {
+			r.emit(Event{Wave: wave[service], Service: service, Step: StepGate, Msg: g.Name() + ": " + msg})
+		}})
+		if err != nil {
+			o.log.WarnContext(ctx, "gate could not prepare", "gate", g.Name(), "release", r.id, "err", err)
+			out[g.Name()] = err
+		}
+	}
+	return out
 }
 
 // build is one artifact of a release: done is closed once err is set.
@@ -601,29 +649,49 @@ func (r *release) finish(ctx context.Context, wave int, it PlanItem, oc Outcome,
 			msg = fmt.Sprintf("serving %s (was %s) in %v", it.Version, previous, d)
 		}
 	}
-	r.emit(Event{Wave: wave, Service: it.Service, Version: it.Version, Step: step, Msg: msg})
-	if oc.Result == Unchanged {
-		return // nothing happened: no history
+	if oc.Result != Unchanged { // nothing happened: no history
+		rec := Record{Release: r.id, Service: it.Service, Version: it.Version, Previous: previous, Action: action,
+			Result: oc.Result, Reason: oc.Reason, Who: r.who, Started: started, Duration: oc.Duration, Spec: it.Spec}
+		if warn := r.o.record(ctx, rec); len(warn) > 0 {
+			r.mu.Lock()
+			r.outcomes[it.Service].Warnings = warn
+			r.mu.Unlock()
+			msg = withWarnings(msg, warn)
+		}
 	}
-	rec := Record{Release: r.id, Service: it.Service, Version: it.Version, Previous: previous, Action: action,
-		Result: oc.Result, Reason: oc.Reason, Who: r.who, Started: started, Duration: oc.Duration, Spec: it.Spec}
-	r.o.record(ctx, rec)
+	r.emit(Event{Wave: wave, Service: it.Service, Version: it.Version, Step: step, Msg: msg})
 }
 
-// record writes a record to the history and tells the recorders. Neither
-// can fail a release that already happened: their errors are logged.
-func (o *Orchestrator) record(ctx context.Context, rec Record) {
-	ctx = context.WithoutCancel(ctx)
-	id, err := o.cfg.Store.Add(ctx, rec)
-	if err != nil {
-		o.log.ErrorContext(ctx, "record deployment", "service", rec.Service, "version", rec.Version, "err", err)
+// withWarnings appends a record's failed side effects to a message.
+func withWarnings(msg string, warn []string) string {
+	if msg != "" {
+		msg += "; "
 	}
-	rec.ID = id
+	return msg + strings.Join(warn, "; ")
+}
+
+// record tells the recorders of a record, then writes it to the history.
+// Neither can fail a release that already happened, and neither is
+// silent: a recorder that fails is named in the record's reason and in
+// what record returns (the outcome's warnings, the progress line); a
+// history that cannot be written is logged as an error.
+func (o *Orchestrator) record(ctx context.Context, rec Record) []string {
+	ctx = context.WithoutCancel(ctx)
+	var warn []string
 	for _, rc := range o.cfg.Recorders {
 		if err := rc.Record(ctx, rec); err != nil {
 			o.log.WarnContext(ctx, "recorder failed", "service", rec.Service, "version", rec.Version, "result", string(rec.Result), "err", err)
+			warn = append(warn, "recording it failed: "+err.Error())
 		}
 	}
+	if len(warn) > 0 {
+		rec.Reason = withWarnings(rec.Reason, warn)
+	}
+	if _, err := o.cfg.Store.Add(ctx, rec); err != nil {
+		o.log.ErrorContext(ctx, "record deployment", "service", rec.Service, "version", rec.Version, "err", err)
+		warn = append(warn, "the history could not record it: "+err.Error())
+	}
+	return warn
 }
 
 // service deploys one service of a wave.
@@ -667,6 +735,10 @@ func (r *release) service(ctx context.Context, wave int, it PlanItem) {
 	}
 	for _, g := range o.cfg.Gates {
 		ev(StepGate, g.Name())
+		if err := r.prepared[g.Name()]; err != nil {
+			fail("gate %s could not answer: %v", g.Name(), err)
+			return
+		}
 		res, err := g.Check(ctx, GateRequest{Service: it.Service, Version: it.Version, Source: it.Spec.Source, Environment: r.env})
 		if err != nil {
 			fail("gate %s could not answer: %v", g.Name(), err)
@@ -862,26 +934,36 @@ func (r *release) rollbackRelease(ctx context.Context, plan *Plan) {
 		err := r.o.restore(ctx, it.Service, it.Version, it.Current, func(step Step, msg string) {
 			r.emit(Event{Wave: wave, Service: it.Service, Version: it.Current, Step: step, Msg: msg})
 		})
-		reason := "the release was rolled back"
-		if err != nil {
-			reason += "; putting " + it.Current + " back failed: " + err.Error()
-		}
-		r.mu.Lock()
-		r.outcomes[it.Service].Result, r.outcomes[it.Service].Reason = RolledBack, reason
-		r.mu.Unlock()
-		r.emit(Event{Wave: wave, Service: it.Service, Version: it.Version, Step: StepRolledBack, Msg: reason})
+		reason, result, step := "the release was rolled back", RolledBack, StepRolledBack
 		rec := Record{Release: r.id, Service: it.Service, Version: it.Current, Previous: it.Version, Action: RecordRollback,
-			Result: Succeeded, Reason: reason, Who: r.who, Started: started, Duration: time.Since(started)}
-		if err != nil {
-			rec.Result = Failed
-		}
+			Result: Succeeded, Who: r.who, Started: started, Duration: time.Since(started)}
 		if prev, perr := r.o.recordOf(ctx, it.Service, it.Current); perr == nil {
 			rec.Spec = prev.Spec
 		}
 		if it.Current == "" {
 			rec.Version, rec.Result = it.Version, RolledBack // nothing served before: the version is gone
 		}
-		r.o.record(ctx, rec)
+		if err != nil {
+			// Nothing may claim the rollback happened: the service
+			// failed, and what serves now is whatever the error left.
+			what := "putting " + it.Current + " back"
+			if it.Current == "" {
+				what = "stopping " + it.Version + " (nothing served before)"
+			}
+			reason = "the release was rolled back, but " + what + " failed: " + err.Error()
+			result, step, rec.Result = Failed, StepFailed, Failed
+		}
+		rec.Reason = reason
+		warn := r.o.record(ctx, rec)
+		r.mu.Lock()
+		oc := r.outcomes[it.Service]
+		oc.Result, oc.Reason, oc.Warnings = result, reason, append(oc.Warnings, warn...)
+		r.mu.Unlock()
+		msg := reason
+		if len(warn) > 0 {
+			msg = withWarnings(msg, warn)
+		}
+		r.emit(Event{Wave: wave, Service: it.Service, Version: it.Version, Step: step, Msg: msg})
 	}
 }
 
@@ -1005,10 +1087,12 @@ func (o *Orchestrator) Rollback(ctx context.Context, req RollbackRequest, events
 	if err == nil {
 		msg = fmt.Sprintf("serving %s again (rolled back from %s) in %v", to, cur, oc.Duration.Round(time.Millisecond))
 	}
-	r.emit(Event{Wave: 1, Service: req.Service, Version: to, Step: map[Result]Step{Succeeded: StepDone, Failed: StepFailed}[oc.Result], Msg: msg})
 	rspec := rec.Spec
-	o.record(ctx, Record{Release: id, Service: req.Service, Version: to, Previous: cur,
-		Action: RecordRollback, Result: oc.Result, Reason: oc.Reason, Who: who, Started: started, Duration: oc.Duration, Spec: rspec})
+	if warn := o.record(ctx, Record{Release: id, Service: req.Service, Version: to, Previous: cur,
+		Action: RecordRollback, Result: oc.Result, Reason: oc.Reason, Who: who, Started: started, Duration: oc.Duration, Spec: rspec}); len(warn) > 0 {
+		oc.Warnings, msg = warn, withWarnings(msg, warn)
+	}
+	r.emit(Event{Wave: 1, Service: req.Service, Version: to, Step: map[Result]Step{Succeeded: StepDone, Failed: StepFailed}[oc.Result], Msg: msg})
 	plan := &Plan{Waves: [][]PlanItem{{{Service: req.Service, Version: to, Current: cur, Action: ActionDeploy, Spec: rspec}}}, Why: "rollback"}
 	rep := &Report{Release: id, Plan: plan, Outcomes: []Outcome{oc}, Duration: oc.Duration}
 	if err != nil {

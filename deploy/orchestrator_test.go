@@ -115,6 +115,8 @@ type fixture struct {
 	evMu   sync.Mutex
 	// recorded is what the orchestrator told its recorder.
 	recorded []deploy.Record
+	// wrap, when set, wraps the target the orchestrator deploys to.
+	wrap func(deploy.Target) deploy.Target
 }
 
 // newFixture copies the test shop into a temp dir and runs a local target,
@@ -186,13 +188,17 @@ func (f *fixture) load(over map[string]cfg, gates ...deploy.Gate) *deploy.Orches
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	var tg deploy.Target = f.target
+	if f.wrap != nil {
+		tg = f.wrap(tg)
+	}
 	o, err := deploy.New(deploy.Config{
-		Graph: graph.New(m), Target: f.target, Router: f.router, Store: f.store, Gates: gates,
+		Graph: graph.New(m), Target: tg, Router: f.router, Store: f.store, Gates: gates,
 		Recorders: []deploy.Recorder{deploy.RecorderFunc(func(ctx context.Context, r deploy.Record) error {
 			f.evMu.Lock()
 			defer f.evMu.Unlock()
 			f.recorded = append(f.recorded, r)
-			return errors.New("the broker is down") // logged, never fails the release
+			return errors.New("the broker is down") // visible, never fails the release
 		})},
 		Env: func(service string) map[string]string {
 			return map[string]string{"DATABASE_URL": "test-" + service + ".db"}
@@ -626,13 +632,113 @@ func TestGatesAndBusy(t *testing.T) {
 	var recs []string
 	for _, r := range f.recorded {
 		recs = append(recs, r.Service+" "+string(r.Result)+" "+r.Who)
-		if r.ID == 0 || r.Version == "" {
-			t.Errorf("recorded %+v: want its history id and version", r)
+		if r.Version == "" {
+			t.Errorf("recorded %+v: want its version", r)
 		}
 	}
 	sort.Strings(recs)
 	if d := cmp.Diff([]string{"alpha-service failed alice", "delta-service succeeded alice"}, recs); d != "" {
 		t.Errorf("recorder saw (-want +got):\n%s", d)
+	}
+	// The recorder failed (the broker is down): delta is deployed, and
+	// its outcome, the history and the report say what was not recorded.
+	const warn = "recording it failed: the broker is down"
+	if oc := outcome(r.rep, "delta-service"); len(oc.Warnings) != 1 || oc.Warnings[0] != warn {
+		t.Errorf("delta's outcome %+v, want the warning %q", oc, warn)
+	}
+	cur, err := f.store.Current(ctx, "delta-service")
+	if err != nil || !strings.Contains(cur.Reason, warn) {
+		t.Errorf("delta's history record %+v, %v; want its reason to say %q", cur, err, warn)
+	}
+}
+
+// A gate that cannot answer (a broker that is down) is closed: the
+// service is not deployed and the reason says why.
+func TestGateErrorFailsClosed(t *testing.T) {
+	f := newFixture(t)
+	broken := deploy.GateFunc{GateName: "can-i-deploy", Fn: func(ctx context.Context, req deploy.GateRequest) (deploy.GateResult, error) {
+		return deploy.GateResult{Pass: true, Reason: "ignored with an error"}, errors.New("dial tcp 127.0.0.1:9: connection refused")
+	}}
+	f.load(nil, broken)
+	var events []deploy.Event
+	rep, err := f.orch.Deploy(context.Background(), deploy.Request{Services: []string{"delta-service"}, Who: "tester"}, func(e deploy.Event) { events = append(events, e) })
+	if !errors.Is(err, deploy.ErrReleaseFailed) || !strings.Contains(err.Error(), "gate can-i-deploy could not answer: dial tcp 127.0.0.1:9: connection refused") {
+		t.Fatalf("Deploy = %v, want the release failed with the gate's error", err)
+	}
+	if oc := outcome(rep, "delta-service"); oc.Result != deploy.Failed {
+		t.Errorf("delta's outcome %+v, want failed", oc)
+	}
+	for _, e := range events {
+		if e.Service != "" && (e.Step == deploy.StepStart || e.Step == deploy.StepBuild || e.Step == deploy.StepDone) {
+			t.Errorf("event %+v after a gate that could not answer; want nothing started", e)
+		}
+	}
+	if st, _ := f.target.Status(context.Background(), "delta-service"); len(st) != 0 {
+		t.Errorf("delta runs %+v behind a gate that could not answer", st)
+	}
+}
+
+// failStart fails to start one version of one service (its artifact
+// gone), and starts every other.
+type failStart struct {
+	deploy.Target
+	service, version string
+}
+
+func (f failStart) Apply(ctx context.Context, spec deploy.Spec) ([]deploy.Instance, error) {
+	if spec.Service == f.service && spec.Version == f.version {
+		return nil, fmt.Errorf("start %s@%s: %w", spec.Service, spec.Version, deploy.ErrNoArtifact)
+	}
+	return f.Target.Apply(ctx, spec)
+}
+
+// A release rollback that itself fails says so: the service it could not
+// put back is failed (not rolled back) in the report, the progress and
+// the history, and the release's error names it.
+func TestRollbackReleaseThatFails(t *testing.T) {
+	f := newFixture(t)
+	f.load(nil)
+	ctx := context.Background()
+	rep, err := f.deploy(deploy.Request{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := versions(rep)
+	f.wrap = func(tg deploy.Target) deploy.Target {
+		return failStart{Target: tg, service: "alpha-service", version: v1["alpha-service"]}
+	}
+	f.load(map[string]cfg{"alpha-service": {env: "REV: '2'"}, "bravo-service": {env: "MODE: smoke-fail"}})
+	f.evMu.Lock()
+	f.events = nil
+	f.evMu.Unlock()
+	rep, err = f.deploy(deploy.Request{All: true, OnFailure: deploy.RollbackRelease})
+	if !errors.Is(err, deploy.ErrReleaseFailed) || !strings.Contains(err.Error(), "alpha-service@") || !strings.Contains(err.Error(), "putting "+v1["alpha-service"]+" back failed") {
+		t.Fatalf("Deploy = %v, want the release failed naming alpha's failed rollback", err)
+	}
+	v2 := outcome(rep, "alpha-service").Version
+	want := map[string]string{"alpha-service": "failed", "bravo-service": "failed", "charlie-service": "skipped", "delta-service": "unchanged"}
+	if d := cmp.Diff(want, results(rep)); d != "" {
+		t.Errorf("outcomes (-want +got):\n%s", d)
+	}
+	if got := f.serving("alpha-service"); got != v2 {
+		t.Errorf("alpha serves %s, want %s (putting %s back failed)", got, v2, v1["alpha-service"])
+	}
+	f.evMu.Lock()
+	for _, e := range f.events {
+		if e.Service == "alpha-service" && e.Step == deploy.StepRolledBack {
+			t.Errorf("event %+v claims alpha was rolled back", e)
+		}
+	}
+	f.evMu.Unlock()
+	recs, err := f.store.List(ctx, "alpha-service", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := recs[0]; r.Action != deploy.RecordRollback || r.Result != deploy.Failed || !strings.Contains(r.Reason, "putting "+v1["alpha-service"]+" back failed") {
+		t.Errorf("alpha's last history record %+v, want a failed rollback saying why", r)
+	}
+	if cur, err := f.store.Current(ctx, "alpha-service"); err != nil || cur.Version != v2 {
+		t.Errorf("alpha's current record %+v, %v; want %s, which still serves", cur, err, v2)
 	}
 }
 

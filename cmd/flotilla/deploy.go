@@ -267,6 +267,9 @@ func (r *renderer) report(rep *deploy.Report) {
 		if oc.Result == deploy.Failed {
 			fmt.Fprintf(r.w, "failed: %s@%s: %s\n", oc.Service, oc.Version, oc.Reason)
 		}
+		for _, w := range oc.Warnings {
+			fmt.Fprintf(r.w, "warning: %s@%s %s: %s\n", oc.Service, oc.Version, oc.Result, w)
+		}
 	}
 }
 

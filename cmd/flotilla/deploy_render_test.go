@@ -48,11 +48,13 @@ func TestRendererTerminalOrNot(t *testing.T) {
 	}
 	var b bytes.Buffer
 	newRenderer(&b, false).report(&deploy.Report{Release: 7, Duration: 1500 * time.Millisecond, Outcomes: []deploy.Outcome{
-		{Service: "user-service", Result: deploy.Succeeded},
+		{Service: "user-service", Version: "0a1b2c3d4e5f", Result: deploy.Succeeded, Warnings: []string{"recording it failed: record-deployment user-service 0a1b2c3d4e5f to local: connection refused"}},
 		{Service: "order-service", Version: "77aa00bb11cc", Result: deploy.Failed, Reason: "crash loop"},
 		{Service: "shipping-service", Result: deploy.Skipped},
 	}})
-	want := "release 7: 1 succeeded, 1 failed, 1 skipped in 1.5s\nfailed: order-service@77aa00bb11cc: crash loop\n"
+	want := "release 7: 1 succeeded, 1 failed, 1 skipped in 1.5s\n" +
+		"warning: user-service@0a1b2c3d4e5f succeeded: recording it failed: record-deployment user-service 0a1b2c3d4e5f to local: connection refused\n" +
+		"failed: order-service@77aa00bb11cc: crash loop\n"
 	if d := cmp.Diff(want, b.String()); d != "" {
 		t.Errorf("report (-want +got):\n%s", d)
 	}
