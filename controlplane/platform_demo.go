@@ -82,13 +82,13 @@ func (p *Platform) serviceEnv(info *PlatformInfo, s *secrets) func(string) map[s
 
 // DemoData is what LoadDemo put in the shop.
 type DemoData struct {
-	Products int    `json:"products"` // in the catalog
-	Stocked  int    `json:"stocked"`  // of them with stock at inventory-service
+	Products int `json:"products"` // in the catalog
+	Stocked  int `json:"stocked"`  // of them with stock at inventory-service
 	// Restocked are the products whose stock this run topped up (a first
 	// run's stock included).
-	Restocked int `json:"restocked"`
-	User     string `json:"user"`     // the demo user's email
-	Password string `json:"password"` // and password
+	Restocked int    `json:"restocked"`
+	User      string `json:"user"`     // the demo user's email
+	Password  string `json:"password"` // and password
 }
 
 // demoProducts is the demo catalog.

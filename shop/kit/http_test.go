@@ -122,7 +122,8 @@ func TestClientCancelledRequest(t *testing.T) {
 		<-entered
 		cancel()
 	}()
-	if _, err := srv.Client().Do(req); err == nil {
+	if resp, err := srv.Client().Do(req); err == nil {
+		_ = resp.Body.Close()
 		t.Fatal("the cancelled request got an answer")
 	}
 	<-served
