@@ -303,8 +303,8 @@ func (r *runner) progress(w io.Writer, start time.Time, done <-chan struct{}) {
 		if r.cfg.Mode == Open {
 			offered = fmt.Sprintf(" of %.1f/s offered", r.offered())
 		}
-		line := fmt.Sprintf("\r%6s  %8d requests  %7.1f/s%s  %5d errors  p99 %9s  %6d orders",
-			time.Since(start).Round(time.Second), n, float64(n-last), offered, r.sum.Errors, ms(p99), r.sum.OrdersPlaced)
+		line := fmt.Sprintf("\r%6s  %8d requests  %7.1f/s%s  %5d errors  p99 %9s  %6d orders (%d cancelled)",
+			time.Since(start).Round(time.Second), n, float64(n-last), offered, r.sum.Errors, ms(p99), r.sum.OrdersPlaced, r.sum.Cancelled)
 		r.mu.Unlock()
 		last = n
 		fmt.Fprint(w, line)
