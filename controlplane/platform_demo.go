@@ -82,10 +82,13 @@ func (p *Platform) serviceEnv(info *PlatformInfo, s *secrets) func(string) map[s
 
 // DemoData is what LoadDemo put in the shop.
 type DemoData struct {
-	Products int    `json:"products"` // in the catalog
-	Stocked  int    `json:"stocked"`  // of them with stock at inventory-service
-	User     string `json:"user"`     // the demo user's email
-	Password string `json:"password"` // and password
+	Products int `json:"products"` // in the catalog
+	Stocked  int `json:"stocked"`  // of them with stock at inventory-service
+	// Restocked are the products whose stock this run topped up (a first
+	// run's stock included).
+	Restocked int    `json:"restocked"`
+	User      string `json:"user"`     // the demo user's email
+	Password  string `json:"password"` // and password
 }
 
 // demoProducts is the demo catalog.
@@ -103,11 +106,24 @@ var demoProducts = []struct {
 	{"DEMO-PEN", "Fountain pen", "office", 4500},
 }
 
+// DemoStock is the units of each demo product in stock: enough for a long
+// demo under flotilla load (at 100 requests/s an order every few seconds
+// buys one to three units, under one unit a second per product), so
+// checkouts are not cancelled out of stock while the load reports no
+// errors. Each LoadDemo (each flotilla up) tops a product whose available
+// stock fell under DemoRestockBelow up to DemoStock again, through
+// inventory-service's own POST /stock/{sku} as the admin.
+const (
+	DemoStock        = 100_000
+	DemoRestockBelow = DemoStock / 2
+)
+
 // LoadDemo loads the shop's demo data through the gateway at base, for
 // the services that run (names): the demo user and the admin at
-// user-service, the demo catalog at product-service, and 100 of each
-// product in stock at inventory-service. What is there already is left
-// alone, so a second run changes nothing.
+// user-service, the demo catalog at product-service, and DemoStock of
+// each product in stock at inventory-service. What is there already is
+// left alone, but stock that ran low is topped up, so a second run
+// changes nothing unless the demo sold half its stock.
 func LoadDemo(ctx context.Context, base string, names []string, s *secrets) (*DemoData, error) {
 	has := map[string]bool{}
 	for _, n := range names {
@@ -159,22 +175,47 @@ func LoadDemo(ctx context.Context, base string, names []string, s *secrets) (*De
 		if !has["inventory-service"] {
 			continue
 		}
-		path := "/api/inventory/stock/" + p.SKU
-		st, body, err = c.call(ctx, "GET", path, login.Token, nil)
+		added, err := c.restock(ctx, login.Token, p.SKU)
 		if err != nil {
 			return nil, err
 		}
-		if st == http.StatusNotFound {
-			if st, body, err = c.call(ctx, "POST", path, login.Token, map[string]int64{"add": 100}); err != nil {
-				return nil, err
-			}
-		}
-		if st != http.StatusOK {
-			return nil, fmt.Errorf("stock of %s at inventory-service: %d %s", p.SKU, st, body)
-		}
 		demo.Stocked++
+		if added > 0 {
+			demo.Restocked++
+		}
 	}
 	return demo, nil
+}
+
+// restock tops sku's available stock up to DemoStock when it is under
+// DemoRestockBelow (or there is none yet), and returns the units added.
+func (c *demoClient) restock(ctx context.Context, token, sku string) (int64, error) {
+	path := "/api/inventory/stock/" + sku
+	st, body, err := c.call(ctx, "GET", path, token, nil)
+	if err != nil {
+		return 0, err
+	}
+	var stock struct {
+		Available int64 `json:"available"`
+	}
+	switch {
+	case st == http.StatusNotFound:
+	case st == http.StatusOK && json.Unmarshal(body, &stock) == nil:
+		if stock.Available >= DemoRestockBelow {
+			return 0, nil
+		}
+	default:
+		return 0, fmt.Errorf("stock of %s at inventory-service: %d %s", sku, st, body)
+	}
+	add := DemoStock - stock.Available
+	st, body, err = c.call(ctx, "POST", path, token, map[string]int64{"add": add})
+	if err != nil {
+		return 0, err
+	}
+	if st != http.StatusOK {
+		return 0, fmt.Errorf("restock %s at inventory-service: %d %s", sku, st, body)
+	}
+	return add, nil
 }
 
 type demoClient struct {

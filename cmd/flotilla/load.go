@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -32,11 +33,14 @@ requests per flow, corrected as it runs by what the flows actually sent.
 --flow-rate starts a fixed number of flows per second instead. It stops after
 --duration and/or --requests, prints a progress line on stderr, and a summary:
 requests offered and achieved per second, errors by status, p50/p90/p99/max
-latency, orders placed.
+latency, orders placed, and the business failures, which are no HTTP errors:
+orders cancelled, by reason (out_of_stock, payment_failed, ...). Interrupted
+(Ctrl-C), it prints the summary of what ran until then, or how far setup came.
 
 A --config YAML file holds the same settings (see shop/load.Config); flags win.
 Exit status 1 when any request failed (unless --allow-errors), 2 for bad input,
-3 when the shop could not be reached to set the run up.`,
+3 when the shop could not be reached to set the run up, 130 when interrupted
+(after the summary of what ran).`,
 		Example: `  flotilla load --gateway http://127.0.0.1:7400 --mode open --rate 100 --duration 5m
   flotilla load --config load.yaml --requests 10000`,
 		Args: cobra.NoArgs,
@@ -118,6 +122,9 @@ Exit status 1 when any request failed (unless --allow-errors), 2 for bad input,
 				_ = enc.Encode(s)
 			} else {
 				s.Write(a.stdout)
+			}
+			if s.Interrupted {
+				return &exitError{code: exitInterrupted, err: errors.New("load interrupted: the summary covers what ran until then")}
 			}
 			if s.Errors > 0 && !allowErrors {
 				return failed()

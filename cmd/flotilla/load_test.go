@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -92,5 +94,31 @@ func TestLoadCommand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoadInterrupted: Ctrl-C in a run's first seconds still prints the
+// summary of what ran, and exits 130 as every interrupted command does.
+func TestLoadInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var reads atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/products" {
+			_, _ = w.Write([]byte(`{"items":[{"sku":"SKU-0001","name":"Blue Kettle"}],"total":1}`))
+			return
+		}
+		if reads.Add(1) == 5 {
+			cancel() // as Ctrl-C does through main's signal context
+		}
+		_, _ = w.Write([]byte(`{"sku":"SKU-0001"}`))
+	}))
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"load", "--product-url", srv.URL, "--flows", "browse=1", "--users", "1", "--duration", "1h"}, strings.NewReader(""), &out, &errb)
+	if code != exitInterrupted || !strings.Contains(out.String(), "interrupted after") || !strings.Contains(out.String(), "latency p50") ||
+		!strings.Contains(errb.String(), "load interrupted") {
+		t.Errorf("code %d\nstdout: %s\nstderr: %s", code, out.String(), errb.String())
 	}
 }

@@ -1,6 +1,7 @@
 package kit
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,13 +63,26 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// StatusClientClosedRequest is the status of a request whose client went
+// away before the answer (nginx's 499): not a server error, nobody reads it.
+const StatusClientClosedRequest = 499
+
 // WriteError writes err in the stable shape: an *Error as itself, anything
-// else as a 500 whose message hides internals (the log has them).
+// else as a 500 whose message hides internals (the log has them). A
+// request whose client went away (its context cancelled) failed because of
+// that, not because of the service: it is a 499 "cancelled", logged at
+// info, whatever error the cancellation surfaced as (a database driver's
+// own, a context error).
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		slog.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
-		e = Errorf(http.StatusInternalServerError, "internal", "internal error; see the service log")
+		if errors.Is(r.Context().Err(), context.Canceled) {
+			slog.InfoContext(r.Context(), "request cancelled by the client", "method", r.Method, "path", r.URL.Path, "err", err)
+			e = Errorf(StatusClientClosedRequest, "cancelled", "the client closed the request")
+		} else {
+			slog.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+			e = Errorf(http.StatusInternalServerError, "internal", "internal error; see the service log")
+		}
 	}
 	WriteJSON(w, e.Status, map[string]*Error{"error": e})
 }

@@ -1,11 +1,17 @@
 package kit
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -84,4 +90,68 @@ func TestTraceparent(t *testing.T) {
 			t.Errorf("Traceparent over %q = %q, want a new valid one", bad, got)
 		}
 	}
+}
+
+// TestClientCancelledRequest: a request whose client went away before the
+// answer fails with whatever its cancellation surfaced as; that is logged
+// as cancelled with status 499, never as a 500 internal error.
+func TestClientCancelledRequest(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	prev := slog.Default()
+	slog.SetDefault(log)
+	t.Cleanup(func() { slog.SetDefault(prev) })
+
+	entered, served := make(chan struct{}), make(chan struct{})
+	h := logRequests(log, Handle(func(w http.ResponseWriter, r *http.Request) error {
+		close(entered)
+		<-r.Context().Done()
+		// As a database driver reports a cancelled query: wrapped, or not
+		// a context error at all.
+		return fmt.Errorf("select user: %w", errors.New("query interrupted"))
+	}))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(served)
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/users/me", nil)
+	go func() {
+		<-entered
+		cancel()
+	}()
+	if resp, err := srv.Client().Do(req); err == nil {
+		_ = resp.Body.Close()
+		t.Fatal("the cancelled request got an answer")
+	}
+	<-served
+	mu.Lock()
+	got := logs.String()
+	mu.Unlock()
+	if strings.Contains(got, "internal error") || strings.Contains(got, "level=ERROR") || strings.Contains(got, "level=WARN") {
+		t.Errorf("a client's cancel logged as a server error:\n%s", got)
+	}
+	if !strings.Contains(got, "request cancelled by the client") || !strings.Contains(got, "status=499") {
+		t.Errorf("log lacks the cancelled request with status 499:\n%s", got)
+	}
+
+	// The same error while the client still waits is a 500.
+	w := httptest.NewRecorder()
+	WriteError(w, httptest.NewRequest("GET", "/", nil), errors.New("query interrupted"))
+	if w.Code != 500 {
+		t.Errorf("an error with the client still there: %d, want 500", w.Code)
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

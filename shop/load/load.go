@@ -62,9 +62,19 @@ type Summary struct {
 	OrdersPlaced   int            `json:"ordersPlaced"`
 	Confirmed      int            `json:"ordersConfirmed"`
 	Cancelled      int            `json:"ordersCancelled"`
-	Skipped        int            `json:"skipped"` // open loop: flows not started (max_in_flight or every account busy)
-	Samples        []string       `json:"errorSamples,omitempty"`
-	Routes         []RouteSummary `json:"routes"` // by method and route, busiest first
+	// CancelledBy are the cancelled orders by reason, the code before the
+	// order's "code: message" reason (out_of_stock, payment_failed, ...):
+	// business failures, which are no HTTP errors.
+	CancelledBy map[string]int `json:"ordersCancelledBy"`
+	Pending     int            `json:"ordersPending"` // accepted (202) but not settled when placed
+	// Interrupted is set when the run's context was cancelled (Ctrl-C)
+	// before it ended by itself; Setup says how far setup had come when
+	// that happened before the load began.
+	Interrupted bool           `json:"interrupted,omitempty"`
+	Setup       string         `json:"setup,omitempty"`
+	Skipped     int            `json:"skipped"` // open loop: flows not started (max_in_flight or every account busy)
+	Samples     []string       `json:"errorSamples,omitempty"`
+	Routes      []RouteSummary `json:"routes"` // by method and route, busiest first
 }
 
 // RouteSummary is one route's share of a run: where the slow hop is.
@@ -79,6 +89,13 @@ type RouteSummary struct {
 
 // Write prints the summary as a short report.
 func (s *Summary) Write(w io.Writer) {
+	if s.Interrupted {
+		if s.Setup != "" {
+			fmt.Fprintf(w, "interrupted during setup (%s): no load was sent\n", s.Setup)
+		} else {
+			fmt.Fprintf(w, "interrupted after %s: the summary covers what was sent until then\n", s.Elapsed.Round(time.Millisecond))
+		}
+	}
 	offered := ""
 	if s.Offered > 0 {
 		offered = fmt.Sprintf(" (offered %.1f/s)", s.Offered)
@@ -96,7 +113,14 @@ func (s *Summary) Write(w io.Writer) {
 	for _, r := range s.Routes {
 		fmt.Fprintf(w, "  %-30s %7d requests %5d errors  p50 %9s  p99 %9s  max %9s\n", r.Route, r.Requests, r.Errors, ms(r.P50), ms(r.P99), ms(r.Max))
 	}
-	fmt.Fprintf(w, "orders placed %d (confirmed %d, cancelled %d)\n", s.OrdersPlaced, s.Confirmed, s.Cancelled)
+	pending := ""
+	if s.Pending > 0 {
+		pending = fmt.Sprintf(", pending %d", s.Pending)
+	}
+	fmt.Fprintf(w, "orders placed %d (confirmed %d, cancelled %d%s)\n", s.OrdersPlaced, s.Confirmed, s.Cancelled, pending)
+	if s.Cancelled > 0 {
+		fmt.Fprintf(w, "business failures: %d orders cancelled, by reason %s\n", s.Cancelled, counts(s.CancelledBy))
+	}
 	if s.Skipped > 0 {
 		fmt.Fprintf(w, "skipped %d flows: the open loop had max_in_flight flows running or every account busy\n", s.Skipped)
 	}
@@ -139,8 +163,9 @@ type runner struct {
 	catalog []product
 	words   []string
 
-	budget atomic.Int64 // requests left; math.MaxInt64 without a count
-	stop   context.CancelFunc
+	budget      atomic.Int64 // requests left; math.MaxInt64 without a count
+	stop        context.CancelFunc
+	interrupted atomic.Bool // the caller's context ended the run, not its duration or count
 
 	mu       sync.Mutex
 	metrics  vegeta.Metrics
@@ -166,18 +191,27 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Summary, error) {
 	r := &runner{cfg: c, client: &http.Client{Timeout: time.Duration(c.Timeout), Transport: &http.Transport{
 		MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second}}}
 	defer r.client.CloseIdleConnections()
-	r.sum = Summary{Mode: c.Mode, ErrorsByStatus: map[string]int{}, Flows: map[string]int{}}
+	r.sum = Summary{Mode: c.Mode, ErrorsByStatus: map[string]int{}, Flows: map[string]int{}, CancelledBy: map[string]int{}}
 	r.routes = map[string]*routeStats{}
 	if c.Requests > 0 {
 		r.budget.Store(int64(c.Requests))
 	} else {
 		r.budget.Store(1 << 62)
 	}
+	// Interrupted during setup, the run has nothing but how far it came:
+	// that is its summary, not an error.
+	setupStart := time.Now()
 	if err := r.loadCatalog(ctx); err != nil {
+		if ctx.Err() != nil {
+			return r.summary(setupStart, "reading the catalog"), nil
+		}
 		return nil, err
 	}
 	accounts, err := r.register(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return r.summary(setupStart, fmt.Sprintf("catalog of %d products read, registering accounts", len(r.catalog))), nil
+		}
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(ctx)
@@ -196,6 +230,10 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Summary, error) {
 			r.progress(progress, start, done)
 		}()
 	}
+	// Cancelling the caller's context (Ctrl-C) ends the run like its
+	// duration does, and the summary says it was cut short.
+	stopWatch := context.AfterFunc(ctx, func() { r.interrupted.Store(true) })
+	defer stopWatch()
 	if c.Mode == Closed {
 		r.closed(runCtx, accounts)
 	} else {
@@ -203,11 +241,21 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Summary, error) {
 	}
 	close(done)
 	pw.Wait()
+	return r.summary(start, ""), nil
+}
+
+// summary is the run's summary from start; setup says how far setup had
+// come when the run was interrupted before the load began ("" once it
+// began).
+func (r *runner) summary(start time.Time, setup string) *Summary {
+	c := r.cfg
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.metrics.Close()
 	s := r.sum
 	s.Elapsed = time.Since(start)
+	s.Setup = setup
+	s.Interrupted = setup != "" || r.interrupted.Load()
 	s.Requests = r.metrics.Requests
 	if secs := s.Elapsed.Seconds(); secs > 0 {
 		s.Rate = float64(s.Requests) / secs
@@ -234,7 +282,7 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Summary, error) {
 		a, b := s.Routes[i], s.Routes[j]
 		return a.Requests > b.Requests || a.Requests == b.Requests && a.Route < b.Route
 	})
-	return &s, nil
+	return &s
 }
 
 func (r *runner) progress(w io.Writer, start time.Time, done <-chan struct{}) {
@@ -255,8 +303,8 @@ func (r *runner) progress(w io.Writer, start time.Time, done <-chan struct{}) {
 		if r.cfg.Mode == Open {
 			offered = fmt.Sprintf(" of %.1f/s offered", r.offered())
 		}
-		line := fmt.Sprintf("\r%6s  %8d requests  %7.1f/s%s  %5d errors  p99 %9s  %6d orders",
-			time.Since(start).Round(time.Second), n, float64(n-last), offered, r.sum.Errors, ms(p99), r.sum.OrdersPlaced)
+		line := fmt.Sprintf("\r%6s  %8d requests  %7.1f/s%s  %5d errors  p99 %9s  %6d orders (%d cancelled)",
+			time.Since(start).Round(time.Second), n, float64(n-last), offered, r.sum.Errors, ms(p99), r.sum.OrdersPlaced, r.sum.Cancelled)
 		r.mu.Unlock()
 		last = n
 		fmt.Fprint(w, line)
@@ -576,6 +624,7 @@ func (r *runner) checkout(ctx context.Context, rng *rand.Rand, a *account, fr *f
 	var o struct {
 		ID     string `json:"id"`
 		Status string `json:"status"`
+		Reason string `json:"reason"`
 	}
 	_ = json.Unmarshal(data, &o)
 	r.mu.Lock()
@@ -589,12 +638,25 @@ func (r *runner) checkout(ctx context.Context, rng *rand.Rand, a *account, fr *f
 		}
 	case "CANCELLED":
 		r.sum.Cancelled++
+		r.sum.CancelledBy[reasonCode(o.Reason)]++
+	default:
+		r.sum.Pending++
 	}
 	r.mu.Unlock()
 	if o.Status == "CANCELLED" {
 		// A cancelled order leaves the cart as it was: empty it for the next checkout.
 		_, _, _ = r.do(ctx, call{method: "DELETE", url: cart + "/carts/me", route: "/carts/me", token: a.token, ok: []int{200, 204}}, fr)
 	}
+}
+
+// reasonCode is the code of an order's "code: message" reason
+// ("out_of_stock: SKU-1: 0 available" is out_of_stock), or "unknown".
+func reasonCode(reason string) string {
+	code, _, _ := strings.Cut(reason, ":")
+	if code = strings.TrimSpace(code); code == "" || strings.ContainsAny(code, " \t\n") || len(code) > 64 {
+		return "unknown"
+	}
+	return code
 }
 
 // loadCatalog reads the products the flows pick from.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,8 +62,10 @@ func (m *Main) drive(ctx context.Context, id string, leased bool) (Order, error)
 		var r errRetry
 		if errors.As(err, &r) {
 			if o.attempts+1 >= m.Config.MaxAttempts && (o.Step == StepReserve || o.Step == StepCharge) {
-				// Give up going forward; compensation checks what really happened.
-				tr, err = transition{step: StepRelease, reason: o.Step + "_unavailable: " + r.err.Error(), detail: "gave up: " + r.err.Error()}, nil
+				// Give up going forward; compensation checks what really
+				// happened. The reason's code is lowercase like every
+				// other (reserve_unavailable, charge_unavailable).
+				tr, err = transition{step: StepRelease, reason: strings.ToLower(o.Step) + "_unavailable: " + r.err.Error(), detail: "gave up: " + r.err.Error()}, nil
 			} else {
 				if inline < 2 {
 					inline++

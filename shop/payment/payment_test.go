@@ -69,7 +69,9 @@ func TestPaymentService(t *testing.T) {
 				}
 			}
 			var n int
-			_ = m.app.DB.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM payments`).Scan(&n)
+			if err := m.app.DB.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM payments`).Scan(&n); err != nil {
+				t.Fatalf("count payments: %v", err)
+			}
 			if n != 0 {
 				t.Errorf("%d payments written by bad requests", n)
 			}
@@ -124,7 +126,9 @@ func TestPaymentService(t *testing.T) {
 				t.Errorf("%d captured, %d failed; want about 30%% failed", captured, failed)
 			}
 			var n int
-			_ = m.app.DB.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM payments`).Scan(&n)
+			if err := m.app.DB.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM payments`).Scan(&n); err != nil {
+				t.Fatalf("count payments: %v", err)
+			}
 			if n != 100 {
 				t.Errorf("%d payments for 100 orders charged twice each", n)
 			}
