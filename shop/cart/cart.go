@@ -106,6 +106,9 @@ func (m *Main) Run(ctx context.Context) error {
 // URL is the service's base URL.
 func (m *Main) URL() string { return m.app.URL() }
 
+// App is the running kit.App.
+func (m *Main) App() *kit.App { return m.app }
+
 // Close drains and stops the service.
 func (m *Main) Close() error {
 	if m.app == nil {
