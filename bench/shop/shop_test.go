@@ -38,6 +38,7 @@ var (
 	rate     = flag.Int("rate", 100, "orders/s of the fixed-rate phase")
 	duration = flag.Duration("duration", 15*time.Second, "length of each phase")
 	workers  = flag.Int("workers", 50, "concurrent users of the maximum-throughput phase")
+	maxConns = flag.Int("db-max-conns", 0, "every service's database connection cap (DB_MAX_CONNS); 0 = the kit's default")
 )
 
 const skus = 100
@@ -114,6 +115,7 @@ func run(b *testing.B, env kittest.Env) {
 	s := shoptest.Start(b, env, shoptest.Options{Products: skus, Configure: func(_ string, c *kit.Config) {
 		c.LogLevel = 8 // errors only: request logging is not what is measured
 		c.Logger = nil
+		c.DBMaxConns = *maxConns
 	}})
 	s.Stock(b, skus, 1_000_000)
 	users := make([]*user, *workers)
