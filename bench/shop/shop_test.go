@@ -20,10 +20,14 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flotilla-ci/flotilla/internal/sqldb"
 
 	"github.com/flotilla-ci/flotilla/shop/kit"
 	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
@@ -34,6 +38,7 @@ var (
 	rate     = flag.Int("rate", 100, "orders/s of the fixed-rate phase")
 	duration = flag.Duration("duration", 15*time.Second, "length of each phase")
 	workers  = flag.Int("workers", 50, "concurrent users of the maximum-throughput phase")
+	maxConns = flag.Int("db-max-conns", 0, "every service's database connection cap (DB_MAX_CONNS); 0 = the kit's default")
 )
 
 const skus = 100
@@ -110,6 +115,7 @@ func run(b *testing.B, env kittest.Env) {
 	s := shoptest.Start(b, env, shoptest.Options{Products: skus, Configure: func(_ string, c *kit.Config) {
 		c.LogLevel = 8 // errors only: request logging is not what is measured
 		c.Logger = nil
+		c.DBMaxConns = *maxConns
 	}})
 	s.Stock(b, skus, 1_000_000)
 	users := make([]*user, *workers)
@@ -135,6 +141,10 @@ func run(b *testing.B, env kittest.Env) {
 		}
 		res.add(d, o.Status, err)
 	}
+	dbs := map[string]*sqldb.DB{"user": s.User.App().DB, "product": s.Product.App().DB, "inventory": s.Inventory.App().DB,
+		"cart": s.Cart.App().DB, "payment": s.Payment.App().DB, "order": s.Order.App().DB}
+	stmts0 := statements(dbs)
+	cpu0 := cpuTime()
 	b.ResetTimer()
 
 	// Phase 1: a fixed arrival rate (open loop: arrivals do not wait for answers).
@@ -196,7 +206,44 @@ func run(b *testing.B, env kittest.Env) {
 	fmt.Printf("shop %s: maximum with %d users for %s: %d orders, %.0f orders/s, %d errors, p50 %s, p99 %s, outcomes %v\n",
 		env.Name, len(users), maxTime.Round(time.Millisecond), n, float64(n)/maxTime.Seconds(), max.errors,
 		max.pct(0.50).Round(10*time.Microsecond), max.pct(0.99).Round(10*time.Microsecond), max.statuses)
+	// Round trips and this process's CPU (the six services and the load
+	// generator; not the database or the bus servers) per order placed,
+	// over both phases, the cart fill and the outbox relays included.
+	orders := float64(len(fixed.latencies) + fixed.errors + n + max.errors)
+	cpu := cpuTime() - cpu0
+	stmts := statements(dbs)
+	var per []string
+	var all int64
+	for _, name := range []string{"user", "product", "cart", "inventory", "payment", "order"} {
+		d := stmts[name] - stmts0[name]
+		all += d
+		per = append(per, fmt.Sprintf("%s %.1f", name, float64(d)/orders))
+		if st := dbs[name].Stats(); st.WaitCount > 0 {
+			per[len(per)-1] += fmt.Sprintf(" (pool waits %d, %s)", st.WaitCount, st.WaitDuration.Round(time.Millisecond))
+		}
+	}
+	b.ReportMetric(float64(all)/orders, "stmts/order")
+	b.ReportMetric(float64(cpu.Microseconds())/1000/orders, "cpu-ms/order")
+	fmt.Printf("shop %s: per order: %.1f statements (%s), %.2f ms CPU in the services and load generator\n",
+		env.Name, float64(all)/orders, strings.Join(per, ", "), float64(cpu.Microseconds())/1000/orders)
 	for _, e := range append(fixed.firstErrs, max.firstErrs...) {
 		fmt.Printf("shop %s: error: %s\n", env.Name, e)
 	}
+}
+
+func statements(dbs map[string]*sqldb.DB) map[string]int64 {
+	out := map[string]int64{}
+	for name, db := range dbs {
+		out[name] = db.Statements()
+	}
+	return out
+}
+
+// cpuTime is the user and system CPU this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

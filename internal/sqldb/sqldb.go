@@ -43,7 +43,15 @@ type DB struct {
 	*sql.DB
 	Dialect Dialect
 	DSN     string
+
+	stmts atomic.Int64 // statements sent through DB's and Tx's methods, BEGIN and COMMIT included
 }
+
+// Statements counts the statements this DB has sent through its query
+// methods and its transactions' (BEGIN and COMMIT included): each is at
+// least one round trip to the server, so benchmarks divide it by the work
+// done to find round trips per operation.
+func (db *DB) Statements() int64 { return db.stmts.Load() }
 
 var memSeq atomic.Int64
 
@@ -133,37 +141,48 @@ func (db *DB) Rebind(query string) string {
 
 // ExecContext runs a statement written with $N placeholders.
 func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	db.stmts.Add(1)
 	return db.DB.ExecContext(ctx, db.Rebind(query), args...)
 }
 
 // QueryContext runs a query written with $N placeholders.
 func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	db.stmts.Add(1)
 	return db.DB.QueryContext(ctx, db.Rebind(query), args...)
 }
 
 // QueryRowContext runs a one-row query written with $N placeholders.
 func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	db.stmts.Add(1)
 	return db.DB.QueryRowContext(ctx, db.Rebind(query), args...)
 }
 
 // Tx is a transaction whose methods take $N placeholders.
 type Tx struct {
 	*sql.Tx
-	db *DB
+	db          *DB
+	afterCommit []func()
 }
+
+// AfterCommit has fn run once the transaction has committed (not if it
+// rolls back or is retried): to wake what reads the rows it wrote.
+func (tx *Tx) AfterCommit(fn func()) { tx.afterCommit = append(tx.afterCommit, fn) }
 
 // ExecContext runs a statement written with $N placeholders.
 func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	tx.db.stmts.Add(1)
 	return tx.Tx.ExecContext(ctx, tx.db.Rebind(query), args...)
 }
 
 // QueryContext runs a query written with $N placeholders.
 func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	tx.db.stmts.Add(1)
 	return tx.Tx.QueryContext(ctx, tx.db.Rebind(query), args...)
 }
 
 // QueryRowContext runs a one-row query written with $N placeholders.
 func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	tx.db.stmts.Add(1)
 	return tx.Tx.QueryRowContext(ctx, tx.db.Rebind(query), args...)
 }
 
@@ -187,6 +206,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 }
 
 func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	db.stmts.Add(1)
 	stx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
@@ -204,8 +224,12 @@ func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	if err = fn(tx); err != nil {
 		return err
 	}
+	db.stmts.Add(1)
 	if err = stx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	for _, f := range tx.afterCommit {
+		f()
 	}
 	return nil
 }

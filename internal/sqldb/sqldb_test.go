@@ -90,3 +90,37 @@ func TestMigrationNames(t *testing.T) {
 		t.Fatalf("a migration without a version number was accepted: %v", err)
 	}
 }
+
+func TestAfterCommitAndStatements(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		db := sqldbtest.Open(t, dsn)
+		if _, err := db.ExecContext(ctx, `CREATE TABLE marks (n INTEGER NOT NULL)`); err != nil {
+			t.Fatal(err)
+		}
+		before := db.Statements()
+		ran := 0
+		err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+			tx.AfterCommit(func() { ran++ })
+			_, err := tx.ExecContext(ctx, `INSERT INTO marks (n) VALUES ($1)`, 1)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ran != 1 {
+			t.Fatalf("after a commit the hook ran %d times, want 1", ran)
+		}
+		if got := db.Statements() - before; got != 3 {
+			t.Fatalf("a transaction of one insert counted %d statements, want 3 (BEGIN, INSERT, COMMIT)", got)
+		}
+		rollback := errors.New("rollback")
+		err = db.InTx(ctx, func(tx *sqldb.Tx) error {
+			tx.AfterCommit(func() { ran++ })
+			return rollback
+		})
+		if !errors.Is(err, rollback) || ran != 1 {
+			t.Fatalf("rolled back: err %v, hook ran %d times in all; want the error and 1", err, ran)
+		}
+	})
+}

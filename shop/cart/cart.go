@@ -15,6 +15,7 @@ package cart
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"errors"
 	"io/fs"
@@ -106,6 +107,9 @@ func (m *Main) Run(ctx context.Context) error {
 // URL is the service's base URL.
 func (m *Main) URL() string { return m.app.URL() }
 
+// App is the running kit.App.
+func (m *Main) App() *kit.App { return m.app }
+
 // Close drains and stops the service.
 func (m *Main) Close() error {
 	if m.app == nil {
@@ -172,7 +176,8 @@ func (m *Main) get(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		for _, l := range c.Items {
+		c.Total = 0
+		for i, l := range c.Items {
 			p, err := m.product(ctx, l.SKU)
 			if err != nil {
 				return err
@@ -181,9 +186,15 @@ func (m *Main) get(w http.ResponseWriter, r *http.Request) error {
 				if _, err := m.app.DB.ExecContext(ctx, `UPDATE cart_items SET unit_price = $1, name = $2 WHERE user_id = $3 AND sku = $4`, p.Price, p.Name, user, l.SKU); err != nil {
 					return err
 				}
+				c.Items[i].UnitPrice, c.Items[i].Name = p.Price, p.Name
+				c.Items[i].LineTotal = l.Quantity * p.Price
 			}
+			c.Total += c.Items[i].LineTotal
 		}
 		m.invalidate(ctx, user)
+		// The cart just read and repriced is the answer: no second read.
+		kit.WriteJSON(w, http.StatusOK, c)
+		return nil
 	}
 	c, err := m.loadCached(ctx, user)
 	if err != nil {
@@ -236,20 +247,19 @@ func (m *Main) put(w http.ResponseWriter, r *http.Request, sku string, q int64, 
 		return err
 	}
 	err = m.app.DB.InTx(ctx, func(tx *sqldb.Tx) error {
-		var cur string
-		err := tx.QueryRowContext(ctx, `SELECT currency FROM cart_items WHERE user_id = $1 AND sku <> $2 LIMIT 1`, user, sku).Scan(&cur)
-		if err == nil && cur != p.Currency {
-			return kit.Conflict("currency_mismatch", "sku %s is priced in %s but the cart is in %s", sku, p.Currency, cur)
-		}
-		if err != nil && !sqldb.IsNoRows(err) {
+		// The cart's currency (from its other lines) and this line's
+		// quantity, in one round trip.
+		var cur sql.NullString
+		var line sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT (SELECT currency FROM cart_items WHERE user_id = $1 AND sku <> $2 LIMIT 1),
+			(SELECT quantity FROM cart_items WHERE user_id = $1 AND sku = $2)`, user, sku).Scan(&cur, &line)
+		if err != nil {
 			return err
 		}
-		var have int64
-		err = tx.QueryRowContext(ctx, `SELECT quantity FROM cart_items WHERE user_id = $1 AND sku = $2`, user, sku).Scan(&have)
-		if err != nil && !sqldb.IsNoRows(err) {
-			return err
+		if cur.Valid && cur.String != p.Currency {
+			return kit.Conflict("currency_mismatch", "sku %s is priced in %s but the cart is in %s", sku, p.Currency, cur.String)
 		}
-		exists := err == nil
+		have, exists := line.Int64, line.Valid
 		if add {
 			q += have
 		}

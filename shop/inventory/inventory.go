@@ -20,6 +20,7 @@ package inventory
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -346,17 +347,14 @@ func (m *Main) reserve(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		for _, l := range lines {
-			out, err := tx.ExecContext(ctx, `UPDATE stock SET available = available - $1, reserved = reserved + $1 WHERE sku = $2 AND available >= $1`, l.Quantity, l.SKU)
-			if err != nil {
-				return err
-			}
-			if n, _ := out.RowsAffected(); n == 0 {
-				var avail int64
+			// One round trip: the update answers what is left.
+			var avail int64
+			err := tx.QueryRowContext(ctx, `UPDATE stock SET available = available - $1, reserved = reserved + $1 WHERE sku = $2 AND available >= $1 RETURNING available`, l.Quantity, l.SKU).Scan(&avail)
+			if sqldb.IsNoRows(err) {
 				_ = tx.QueryRowContext(ctx, `SELECT available FROM stock WHERE sku = $1`, l.SKU).Scan(&avail)
 				return kit.Conflict("out_of_stock", "sku %s: %d available, %d requested", l.SKU, avail, l.Quantity)
 			}
-			var avail int64
-			if err := tx.QueryRowContext(ctx, `SELECT available FROM stock WHERE sku = $1`, l.SKU).Scan(&avail); err != nil {
+			if err != nil {
 				return err
 			}
 			if avail == 0 {
@@ -390,32 +388,39 @@ func isNotFound(err error) bool {
 
 func loadReservationBy(ctx context.Context, tx *sqldb.Tx, col, val string) (Reservation, error) {
 	var res Reservation
-	var exp int64
-	q := `SELECT id, order_id, user_id, status, reason, expires_ms FROM reservations WHERE ` + col + ` = $1`
+	// The reservation and its items in one round trip, the reservation's row
+	// locked on PostgreSQL.
+	q := `SELECT r.id, r.order_id, r.user_id, r.status, r.reason, r.expires_ms, i.sku, i.quantity
+		FROM reservations r LEFT JOIN reservation_items i ON i.reservation_id = r.id WHERE r.` + col + ` = $1 ORDER BY i.sku`
 	if tx.Dialect() == sqldb.Postgres {
-		q += ` FOR UPDATE`
+		q += ` FOR UPDATE OF r`
 	}
-	err := tx.QueryRowContext(ctx, q, val).Scan(&res.ID, &res.OrderID, &res.UserID, &res.Status, &res.Reason, &exp)
-	if sqldb.IsNoRows(err) {
-		return res, kit.NotFound("no reservation with %s %s", map[string]string{"id": "id", "order_id": "orderId"}[col], val)
-	}
-	if err != nil {
-		return res, err
-	}
-	res.ExpiresAt = time.UnixMilli(exp).UTC()
-	rows, err := tx.QueryContext(ctx, `SELECT sku, quantity FROM reservation_items WHERE reservation_id = $1 ORDER BY sku`, res.ID)
+	rows, err := tx.QueryContext(ctx, q, val)
 	if err != nil {
 		return res, err
 	}
 	defer func() { _ = rows.Close() }()
+	found := false
 	for rows.Next() {
-		var l Line
-		if err := rows.Scan(&l.SKU, &l.Quantity); err != nil {
+		var exp int64
+		var sku sql.NullString
+		var qty sql.NullInt64
+		if err := rows.Scan(&res.ID, &res.OrderID, &res.UserID, &res.Status, &res.Reason, &exp, &sku, &qty); err != nil {
 			return res, err
 		}
-		res.Items = append(res.Items, l)
+		found = true
+		res.ExpiresAt = time.UnixMilli(exp).UTC()
+		if sku.Valid {
+			res.Items = append(res.Items, Line{SKU: sku.String, Quantity: int(qty.Int64)})
+		}
 	}
-	return res, rows.Err()
+	if err := rows.Err(); err != nil {
+		return res, err
+	}
+	if !found {
+		return res, kit.NotFound("no reservation with %s %s", map[string]string{"id": "id", "order_id": "orderId"}[col], val)
+	}
+	return res, nil
 }
 
 // owned loads a reservation the caller may act on (its user, or an admin).

@@ -149,23 +149,30 @@ func (a *App) URL() string {
 	return fmt.Sprintf("http://%s", net.JoinHostPort(host, fmt.Sprint(addr.Port)))
 }
 
-// Tx runs fn in a transaction and wakes the outbox relay after it commits.
+// Tx runs fn in a transaction; when fn emitted events, the outbox relay
+// is woken after the commit (a transaction without events costs the relay
+// nothing).
 func (a *App) Tx(ctx context.Context, fn func(tx *sqldb.Tx) error) error {
-	if err := a.DB.InTx(ctx, fn); err != nil {
-		return err
-	}
-	a.Crash.At("outbox.after_commit")
-	a.relay.Notify()
-	return nil
+	return a.DB.InTx(ctx, func(tx *sqldb.Tx) error {
+		// Registered first, so it fires after the commit and before Emit's
+		// wake-up: the relay has not run at this crash point.
+		tx.AfterCommit(func() { a.Crash.At("outbox.after_commit") })
+		return fn(tx)
+	})
 }
 
-// Emit encodes event v and adds it to the outbox inside tx.
+// Emit encodes event v and adds it to the outbox inside tx; the relay is
+// woken once tx commits.
 func (a *App) Emit(ctx context.Context, tx *sqldb.Tx, event, key string, v any) error {
 	m, err := a.Codec.Message(ctx, event, key, v)
 	if err != nil {
 		return err
 	}
-	return AddOutbox(ctx, tx, m)
+	if err := AddOutbox(ctx, tx, m); err != nil {
+		return err
+	}
+	tx.AfterCommit(a.relay.Notify)
+	return nil
 }
 
 // Consume subscribes the service's group to topic with an idempotent

@@ -160,7 +160,7 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read outbox: %w", err)
 	}
-	var ids []any
+	var ids []int64
 	var msgs []bus.Message
 	for rows.Next() {
 		var id int64
@@ -204,15 +204,31 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("publish outbox: %w", err)
 	}
 	r.Crash.At("outbox.after_publish")
-	ph := make([]string, len(ids))
-	for i := range ids {
-		ph[i] = "$" + strconv.Itoa(i+2)
-	}
-	args := append([]any{time.Now().UTC()}, ids...)
-	if _, err := r.DB.ExecContext(ctx, `UPDATE outbox SET sent_at = $1 WHERE id IN (`+strings.Join(ph, ",")+`)`, args...); err != nil {
+	if err := r.markSent(ctx, ids); err != nil {
 		return 0, fmt.Errorf("mark outbox sent: %w", err)
 	}
 	return len(msgs), nil
+}
+
+// markSent sets sent_at on the relayed rows. On PostgreSQL the ids go as
+// one array parameter, so the statement's text (and the prepared statement
+// pgx caches per connection) is the same whatever the batch size; SQLite
+// gets one placeholder per id.
+func (r *Relay) markSent(ctx context.Context, ids []int64) error {
+	now := time.Now().UTC()
+	if r.DB.Dialect == sqldb.Postgres {
+		_, err := r.DB.ExecContext(ctx, `UPDATE outbox SET sent_at = $1 WHERE id = ANY($2)`, now, ids)
+		return err
+	}
+	ph := make([]string, len(ids))
+	args := make([]any, 0, len(ids)+1)
+	args = append(args, now)
+	for i, id := range ids {
+		ph[i] = "$" + strconv.Itoa(i+2)
+		args = append(args, id)
+	}
+	_, err := r.DB.ExecContext(ctx, `UPDATE outbox SET sent_at = $1 WHERE id IN (`+strings.Join(ph, ",")+`)`, args...)
+	return err
 }
 
 // Unsent counts outbox rows not yet published.
@@ -240,19 +256,20 @@ func Idempotent(db *sqldb.DB, consumer string, fn ConsumeFunc, crash *Crasher) b
 			return bus.Permanent(fmt.Errorf("%s on %s: no %s header", consumer, m.Topic, bus.HeaderEventID))
 		}
 		err := db.InTx(ctx, func(tx *sqldb.Tx) error {
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM processed_messages WHERE consumer = $1 AND event_id = $2`, consumer, id).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				return errDuplicate
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO processed_messages (consumer, event_id, topic, processed_at) VALUES ($1, $2, $3, $4)`,
-				consumer, id, m.Topic, time.Now().UTC()); err != nil {
+			// One round trip: a row already there (or committed meanwhile by
+			// a concurrent delivery) inserts nothing.
+			res, err := tx.ExecContext(ctx, `INSERT INTO processed_messages (consumer, event_id, topic, processed_at) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (consumer, event_id) DO NOTHING`, consumer, id, m.Topic, time.Now().UTC())
+			if err != nil {
 				if sqldb.IsUniqueViolation(err) {
 					return errDuplicate
 				}
 				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				return errDuplicate
 			}
 			return fn(ctx, tx, m)
 		})

@@ -29,6 +29,7 @@ package order
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"errors"
 	"io/fs"
@@ -368,28 +369,39 @@ func (m *Main) byKey(ctx context.Context, user, key string) (Order, error) {
 	return m.load(ctx, m.app.DB, id)
 }
 
+// load reads an order with its items in one query (one round trip: the
+// saga reads the order before every step).
 func (m *Main) load(ctx context.Context, db *sqldb.DB, id string) (Order, error) {
 	var o Order
-	var created, updated int64
-	err := db.QueryRowContext(ctx, `SELECT id, user_id, status, step, reason, total, currency, reservation_id, payment_id, token, attempts, created_ms, updated_ms FROM orders WHERE id = $1`, id).
-		Scan(&o.ID, &o.UserID, &o.Status, &o.Step, &o.Reason, &o.Total, &o.Currency, &o.ReservationID, &o.PaymentID, &o.token, &o.attempts, &created, &updated)
-	if err != nil {
-		return o, err
-	}
-	o.CreatedAt, o.updated = time.UnixMilli(created).UTC(), time.UnixMilli(updated)
-	rs, err := db.QueryContext(ctx, `SELECT sku, name, quantity, unit_price FROM order_items WHERE order_id = $1 ORDER BY sku`, id)
+	rs, err := db.QueryContext(ctx, `SELECT o.id, o.user_id, o.status, o.step, o.reason, o.total, o.currency, o.reservation_id, o.payment_id, o.token, o.attempts, o.created_ms, o.updated_ms,
+		i.sku, i.name, i.quantity, i.unit_price
+		FROM orders o LEFT JOIN order_items i ON i.order_id = o.id WHERE o.id = $1 ORDER BY i.sku`, id)
 	if err != nil {
 		return o, err
 	}
 	defer func() { _ = rs.Close() }()
+	found := false
 	for rs.Next() {
-		var it Item
-		if err := rs.Scan(&it.SKU, &it.Name, &it.Quantity, &it.UnitPrice); err != nil {
+		var created, updated int64
+		var sku, name sql.NullString
+		var qty, price sql.NullInt64
+		if err := rs.Scan(&o.ID, &o.UserID, &o.Status, &o.Step, &o.Reason, &o.Total, &o.Currency, &o.ReservationID, &o.PaymentID, &o.token, &o.attempts, &created, &updated,
+			&sku, &name, &qty, &price); err != nil {
 			return o, err
 		}
-		o.Items = append(o.Items, it)
+		found = true
+		o.CreatedAt, o.updated = time.UnixMilli(created).UTC(), time.UnixMilli(updated)
+		if sku.Valid {
+			o.Items = append(o.Items, Item{SKU: sku.String, Name: name.String, Quantity: qty.Int64, UnitPrice: price.Int64})
+		}
 	}
-	return o, rs.Err()
+	if err := rs.Err(); err != nil {
+		return o, err
+	}
+	if !found {
+		return o, sqldb.ErrNoRows
+	}
+	return o, nil
 }
 
 func (m *Main) get(w http.ResponseWriter, r *http.Request) error {

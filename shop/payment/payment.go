@@ -181,17 +181,23 @@ func (m *Main) charge(w http.ResponseWriter, r *http.Request) error {
 		if !sqldb.IsNoRows(err) {
 			return err
 		}
+		// No simulated latency: the processor answers within the
+		// transaction, so the row is written settled (one statement, where
+		// writing it PENDING and settling it would take three).
+		p.Status, p.Reason = Pending, ""
+		event := ""
+		if latency <= 0 {
+			event = m.decide(&p)
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO payments (id, idempotency_key, request_hash, order_id, user_id, amount, currency, status, reason, refunded, created_ms, updated_ms)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', 0, $9, $9)`, p.ID, key, hash, p.OrderID, p.UserID, p.Amount, p.Currency, Pending, now.UnixMilli())
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $10)`, p.ID, key, hash, p.OrderID, p.UserID, p.Amount, p.Currency, p.Status, p.Reason, now.UnixMilli())
 		if sqldb.IsUniqueViolation(err) {
 			return kit.Conflict("in_progress", "a charge with Idempotency-Key %q is in progress; retry", key)
 		}
-		if err != nil || latency > 0 {
+		if err != nil || event == "" {
 			return err
 		}
-		// No simulated latency: the processor answers within the transaction.
-		p, err = m.settleTx(ctx, tx, p.ID)
-		return err
+		return m.emit(ctx, tx, event, p, now.Truncate(time.Millisecond))
 	})
 	if err != nil {
 		return err
@@ -250,17 +256,28 @@ func (m *Main) settleTx(ctx context.Context, tx *sqldb.Tx, id string) (Payment, 
 	if err != nil || p.Status != Pending {
 		return p, err
 	}
-	event := "PaymentCompleted"
-	p.Status = Captured
-	if m.declines(p.OrderID) {
-		p.Status, p.Reason, event = Failed, "card_declined", "PaymentFailed"
-	}
+	event := m.decide(&p)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	if _, err := tx.ExecContext(ctx, `UPDATE payments SET status = $1, reason = $2, updated_ms = $3 WHERE id = $4 AND status = $5`,
 		p.Status, p.Reason, now.UnixMilli(), p.ID, Pending); err != nil {
 		return p, err
 	}
-	return p, m.app.Emit(ctx, tx, event, p.OrderID, paymentEvent{PaymentID: p.ID, OrderID: p.OrderID, UserID: p.UserID,
+	return p, m.emit(ctx, tx, event, p, now)
+}
+
+// decide is the simulated processor's answer for a PENDING payment: it
+// sets p's status and reason and returns the event to publish.
+func (m *Main) decide(p *Payment) string {
+	if m.declines(p.OrderID) {
+		p.Status, p.Reason = Failed, "card_declined"
+		return "PaymentFailed"
+	}
+	p.Status = Captured
+	return "PaymentCompleted"
+}
+
+func (m *Main) emit(ctx context.Context, tx *sqldb.Tx, event string, p Payment, now time.Time) error {
+	return m.app.Emit(ctx, tx, event, p.OrderID, paymentEvent{PaymentID: p.ID, OrderID: p.OrderID, UserID: p.UserID,
 		Amount: p.Amount, Currency: p.Currency, Reason: p.Reason, Timestamp: now, Version: 1})
 }
 
