@@ -373,19 +373,23 @@ func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, eve
 		env = o.cfg.Environment
 	}
 	r := &release{o: o, g: o.graph(), id: id, who: who, env: env, emitFn: events, outcomes: map[string]*Outcome{}}
-	// Every artifact of the release is built now, while the first wave
-	// deploys; a service waits only for its own. Returning (or a
-	// cancelled ctx) stops the builds still running, and waits for them.
+	r.progress.emit = r.emit
+	start := time.Now()
+	o.log.InfoContext(ctx, "release started", "release", id, "services", plan.Services(), "who", who)
+	// Every artifact of the release is built first, as a phase of its
+	// own with its progress: builds do not depend on the deploy order,
+	// and a wave's time is then its deploy's, not the build's. A failed
+	// build fails its service in its wave. Returning (or a cancelled
+	// ctx) stops the builds still running, and waits for them.
 	bctx, stopBuilds := context.WithCancel(ctx)
 	var builders sync.WaitGroup
 	defer func() { stopBuilds(); builders.Wait() }()
-	r.builds = o.buildAll(bctx, plan, &builders)
+	r.buildAll(bctx, plan, &builders)
+	buildTime := r.awaitBuilds(ctx)
 	parallel := req.MaxParallel
 	if parallel <= 0 {
 		parallel = o.cfg.MaxParallel
 	}
-	start := time.Now()
-	o.log.InfoContext(ctx, "release started", "release", id, "services", plan.Services(), "who", who)
 	stopped, rollback := "", false
 	for wi, wave := range plan.Waves {
 		if stopped == "" && ctx.Err() != nil {
@@ -423,7 +427,7 @@ func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, eve
 	if rollback {
 		r.rollbackRelease(ctx, plan)
 	}
-	rep := &Report{Release: id, Plan: plan, Duration: time.Since(start)}
+	rep := &Report{Release: id, Plan: plan, Duration: time.Since(start), Build: buildTime}
 	var errs []error
 	for _, name := range plan.Services() {
 		oc := r.outcome(name)
@@ -470,8 +474,11 @@ type release struct {
 	order    []PlanItem // succeeded deploys, in the order they finished
 
 	// builds are the release's artifacts being built (nil when the
-	// target does not build).
-	builds map[string]*build
+	// target does not build); buildTodo counts those not cached, and
+	// progress is how far a batch build has come.
+	builds    map[string]*build
+	buildTodo int
+	progress  buildProgress
 }
 
 // build is one artifact of a release: done is closed once err is set.
@@ -481,16 +488,21 @@ type build struct {
 }
 
 // buildAll starts the builds of every service plan deploys, in plan order
-// (the first wave's first), BuildParallel at a time, and returns them by
-// service; wg is done when the builders are. It returns at once; nil when
-// the target does not build.
-func (o *Orchestrator) buildAll(ctx context.Context, plan *Plan, wg *sync.WaitGroup) map[string]*build {
+// (the first wave's first), BuildParallel at a time, into r.builds by
+// service; wg is done when the builders are. Progress goes out as release
+// events (Service empty, Step StepBuild). It returns at once; r.builds
+// stays nil when the target does not build.
+func (r *release) buildAll(ctx context.Context, plan *Plan, wg *sync.WaitGroup) {
+	o, emit := r.o, r.emit
 	b, ok := o.cfg.Target.(Builder)
 	if !ok {
-		return nil
+		return
 	}
 	var items []PlanItem
 	out := map[string]*build{}
+	r.builds = out
+	cached, _ := b.(interface{ Built(Spec) bool })
+	todo := 0
 	for _, w := range plan.Waves {
 		for _, it := range w {
 			if it.Action == ActionUnchanged {
@@ -498,7 +510,18 @@ func (o *Orchestrator) buildAll(ctx context.Context, plan *Plan, wg *sync.WaitGr
 			}
 			items = append(items, it)
 			out[it.Service] = &build{done: make(chan struct{})}
+			if cached == nil || !cached.Built(it.Spec) {
+				todo++
+			}
 		}
+	}
+	r.buildTodo = todo
+	if todo > 0 {
+		msg := fmt.Sprintf("%d artifact(s) to build", todo)
+		if n := len(items) - todo; n > 0 {
+			msg += fmt.Sprintf(", %d cached", n)
+		}
+		emit(Event{Step: StepBuild, Msg: msg})
 	}
 	if bb, ok := b.(BatchBuilder); ok && len(items) > 1 {
 		// All at once: every service waits for the batch, which takes
@@ -510,7 +533,11 @@ func (o *Orchestrator) buildAll(ctx context.Context, plan *Plan, wg *sync.WaitGr
 			}
 			var errs []error
 			if err := ctx.Err(); err == nil {
-				errs = bb.BuildMany(ctx, specs)
+				if pb, ok := bb.(ProgressBuilder); ok {
+					errs = pb.BuildManyProgress(ctx, specs, r.progress.report)
+				} else {
+					errs = bb.BuildMany(ctx, specs)
+				}
 			}
 			for i, it := range items {
 				bd := out[it.Service]
@@ -525,13 +552,15 @@ func (o *Orchestrator) buildAll(ctx context.Context, plan *Plan, wg *sync.WaitGr
 				close(bd.done)
 			}
 		})
-		return out
+		return
 	}
 	queue := make(chan PlanItem, len(items))
 	for _, it := range items {
 		queue <- it
 	}
 	close(queue)
+	var mu sync.Mutex
+	finished := 0
 	for range min(o.cfg.BuildParallel, len(items)) {
 		wg.Go(func() {
 			for it := range queue {
@@ -539,11 +568,87 @@ func (o *Orchestrator) buildAll(ctx context.Context, plan *Plan, wg *sync.WaitGr
 				if bd.err = ctx.Err(); bd.err == nil {
 					bd.err = b.Build(ctx, it.Spec)
 				}
+				mu.Lock()
+				finished++
+				if todo > 0 && bd.err == nil {
+					emit(Event{Step: StepBuild, Msg: fmt.Sprintf("%d/%d artifact(s) ready: %s", finished, len(items), it.Service)})
+				}
+				mu.Unlock()
 				close(bd.done)
 			}
 		})
 	}
-	return out
+}
+
+// buildProgress turns a batch build's progress into events: one per
+// twentieth of the packages, or every 10 seconds while it compiles, so a
+// first build of hundreds of packages is a few dozen lines.
+type buildProgress struct {
+	emit  func(Event)
+	last  BuildProgress // as last reported
+	at    time.Time
+	final BuildProgress // as last heard
+}
+
+func (p *buildProgress) report(bp BuildProgress) {
+	p.final = bp
+	step := func(x BuildProgress) int {
+		if x.Packages > 0 {
+			return x.Compiled * 20 / x.Packages
+		}
+		return x.Compiled / 25
+	}
+	if p.last.Compiled > 0 && step(bp) == step(p.last) && time.Since(p.at) < 10*time.Second {
+		return
+	}
+	if bp.Compiled == p.last.Compiled {
+		return
+	}
+	p.last, p.at = bp, time.Now()
+	msg := fmt.Sprintf("compiled %d package(s)", bp.Compiled)
+	if bp.Packages > 0 {
+		msg = fmt.Sprintf("compiled %d of %d package(s)", bp.Compiled, bp.Packages)
+	}
+	if bp.Package != "" {
+		msg += " (" + bp.Package + ")"
+	}
+	p.emit(Event{Step: StepBuild, Msg: msg})
+}
+
+// awaitBuilds waits for every build of the release (or ctx), says how the
+// build phase went, and returns how long it took (0 when nothing was
+// built).
+func (r *release) awaitBuilds(ctx context.Context) time.Duration {
+	if len(r.builds) == 0 {
+		return 0
+	}
+	started := time.Now()
+	for _, bd := range r.builds {
+		select {
+		case <-bd.done:
+		case <-ctx.Done():
+			return time.Since(started)
+		}
+	}
+	took := time.Since(started)
+	if r.buildTodo == 0 {
+		return 0 // every artifact was cached: a quiet phase
+	}
+	failed := 0
+	for _, bd := range r.builds {
+		if bd.err != nil {
+			failed++
+		}
+	}
+	msg := fmt.Sprintf("%d artifact(s) ready in %v", len(r.builds)-failed, took.Round(time.Millisecond))
+	if f := r.progress.final; f.Packages > 0 {
+		msg += fmt.Sprintf(": %d of %d package(s) compiled, the rest from the build cache", f.Compiled, f.Packages)
+	}
+	if failed > 0 {
+		msg += fmt.Sprintf("; %d failed (see their services)", failed)
+	}
+	r.emit(Event{Step: StepBuild, Msg: msg})
+	return took
 }
 
 func (r *release) emit(e Event) {
