@@ -48,6 +48,12 @@ type Config struct {
 	Environment string
 	// MaxParallel bounds the services of a wave deployed at once (4).
 	MaxParallel int
+	// KeepVersions is how many versions of each service the target's
+	// artifacts and logs are kept for after a release, newest first from
+	// the history, besides the serving, canary and previous ones
+	// (DefaultKeepVersions when 0; negative: never pruned on its own, only
+	// by GC). See Orchestrator.GC.
+	KeepVersions int
 	// BuildParallel bounds the artifacts of a release built at once
 	// (default GOMAXPROCS). A release builds all of its artifacts when it
 	// starts, not wave by wave: builds do not depend on the deploy order.
@@ -438,6 +444,7 @@ func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, eve
 	}
 	r.emit(Event{Step: StepDone, Msg: summary(rep)})
 	o.log.InfoContext(ctx, "release finished", "release", id, "summary", summary(rep), "duration", rep.Duration)
+	o.autoGC(ctx)
 	if len(errs) > 0 {
 		return rep, fmt.Errorf("%w: %w", ErrReleaseFailed, errors.Join(errs...))
 	}
@@ -1116,6 +1123,7 @@ func (o *Orchestrator) Rollback(ctx context.Context, req RollbackRequest, events
 		Action: RecordRollback, Result: oc.Result, Reason: oc.Reason, Who: who, Started: started, Duration: oc.Duration, Spec: rspec})
 	plan := &Plan{Waves: [][]PlanItem{{{Service: req.Service, Version: to, Current: cur, Action: ActionDeploy, Spec: rspec}}}, Why: "rollback"}
 	rep := &Report{Release: id, Plan: plan, Outcomes: []Outcome{oc}, Duration: oc.Duration}
+	o.autoGC(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("%w: roll %s back to %s: %w", ErrReleaseFailed, req.Service, to, err)
 	}
