@@ -216,8 +216,12 @@ func TestLogCheckRotatesAtTheLimit(t *testing.T) {
 		if _, err := os.Stat(rotatedName(path, n+1)); err == nil {
 			n++
 		}
-		if st, err := os.Stat(path); err != nil || st.Size() > limit+limit/4+1<<10 {
-			t.Fatalf("after check %d the live file is %v bytes (%v), want at most the limit and one round's writes", round, st.Size(), err)
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() > limit+limit/4+1<<10 {
+			t.Fatalf("after check %d the live file is %d bytes, want at most the limit and one round's writes", round, st.Size())
 		}
 	}
 	if n < 2 {
