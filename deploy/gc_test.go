@@ -117,7 +117,9 @@ func TestGCKeepsWhatRollbackNeeds(t *testing.T) {
 	if !errors.Is(err, deploy.ErrBusy) {
 		t.Errorf("GC during a release = %v, want ErrBusy", err)
 	}
-	<-done
+	if err := <-done; !errors.Is(err, deploy.ErrReleaseFailed) {
+		t.Errorf("the held release = %v, want it failed at its closed gate", err)
+	}
 	if tg.keep != nil {
 		t.Errorf("KeepVersions -1: a release pruned (keep %v)", tg.keep)
 	}
