@@ -101,6 +101,10 @@ func TestUpPortInUse(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "--log-max-files 1: want at least 2") {
 		t.Fatalf("up --log-max-files 1: exit %d, stderr %q", code, stderr)
 	}
+	code, _, stderr = runCLI(t, "up", "-f", "../../flotilla.yaml", "--data", t.TempDir(), "--keep-versions", "0")
+	if code != 2 || !strings.Contains(stderr, "--keep-versions 0: want at least 1") {
+		t.Fatalf("up --keep-versions 0: exit %d, stderr %q", code, stderr)
+	}
 }
 
 func TestParseLogSize(t *testing.T) {
