@@ -88,6 +88,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("POST /api/rollback", a.rollback)
 	mux.HandleFunc("GET /api/status", a.status)
 	mux.HandleFunc("GET /api/history", a.history)
+	mux.HandleFunc("POST /api/gc", a.gc)
 	return mux
 }
 
@@ -219,6 +220,21 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, StatusResponse{Services: st, Running: a.orch.Running()})
+}
+
+// gc prunes the target's artifacts and logs now (deploy.Orchestrator.GC);
+// 409 while a release runs.
+func (a *API) gc(w http.ResponseWriter, r *http.Request) {
+	p, err := a.orch.GC(r.Context())
+	var busy *deploy.BusyError
+	switch {
+	case errors.As(err, &busy):
+		writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "running": busy.Running})
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err)
+	default:
+		writeJSON(w, http.StatusOK, p)
+	}
 }
 
 func (a *API) history(w http.ResponseWriter, r *http.Request) {

@@ -159,6 +159,16 @@ func (c *Client) stream(ctx context.Context, path string, body any, events func(
 	return nil, fmt.Errorf("POST %s: the stream ended without a result (the release goes on in the control plane; see 'flotilla status')", path)
 }
 
+// GC prunes the artifacts and logs no rollback needs now, and says what
+// it freed.
+func (c *Client) GC(ctx context.Context) (*deploy.Pruned, error) {
+	var out deploy.Pruned
+	if err := c.getJSON(ctx, http.MethodPost, "/api/gc", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Status returns every service's versions, weights and health.
 func (c *Client) Status(ctx context.Context) (*StatusResponse, error) {
 	var out StatusResponse

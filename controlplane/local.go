@@ -38,6 +38,9 @@ type LocalConfig struct {
 	Recorders   []deploy.Recorder
 	BuildFlags  []string
 	MaxParallel int
+	// KeepVersions is deploy.Config's: versions of each service whose
+	// artifacts and logs a prune keeps.
+	KeepVersions int
 	// Target tunes the local target (Dir and Root are set here).
 	Target local.Config
 	Logger *slog.Logger
@@ -120,7 +123,7 @@ func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 	l.Orchestrator, err = deploy.New(deploy.Config{
 		Graph: cfg.Graph, Load: load, Target: l.Target, Router: l.Router, Store: l.Store,
 		Gates: cfg.Gates, Recorders: cfg.Recorders, BuildFlags: cfg.BuildFlags, Env: cfg.Env,
-		MaxParallel: cfg.MaxParallel, Logger: cfg.Logger,
+		MaxParallel: cfg.MaxParallel, KeepVersions: cfg.KeepVersions, Logger: cfg.Logger,
 	})
 	if err != nil {
 		_ = l.Target.Close()

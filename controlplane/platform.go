@@ -77,6 +77,9 @@ type PlatformConfig struct {
 	// BuildFlags are the services' `go build` flags (part of their
 	// versions).
 	BuildFlags []string
+	// KeepVersions is how many versions of each service keep their
+	// artifacts and logs for a rollback (see deploy.Config).
+	KeepVersions int
 	// Target tunes the local target (Dir and Root are set from Data and
 	// the manifest).
 	Target local.Config
@@ -479,7 +482,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 			&CanIDeploy{Broker: bc, Contracts: p.contracts(m, info.Broker)},
 		},
 		Recorders:  []deploy.Recorder{RecordDeployments{Broker: bc, Environment: "local"}},
-		BuildFlags: p.cfg.BuildFlags, Target: p.cfg.Target, Logger: p.log,
+		BuildFlags: p.cfg.BuildFlags, KeepVersions: p.cfg.KeepVersions, Target: p.cfg.Target, Logger: p.log,
 	})
 	if err != nil {
 		return nil, err

@@ -298,6 +298,9 @@ type Report struct {
 	Plan     *Plan         `json:"plan"`
 	Outcomes []Outcome     `json:"outcomes"` // in plan order
 	Duration time.Duration `json:"duration"`
+	// Build is the part of Duration spent building the release's
+	// artifacts, before its first wave (0 when all were cached).
+	Build time.Duration `json:"build,omitempty"`
 }
 
 // Failed returns the outcomes that failed.

@@ -73,6 +73,25 @@ type BatchBuilder interface {
 	BuildMany(ctx context.Context, specs []Spec) []error
 }
 
+// BuildProgress is how far a batch build has come.
+type BuildProgress struct {
+	// Compiled counts the packages compiled so far (not found in the
+	// build cache); Package is the last one.
+	Compiled int
+	Package  string
+	// Packages is how many packages the build takes in, compiled or
+	// from the cache (0 while not known): what Compiled can reach.
+	Packages int
+}
+
+// ProgressBuilder is a BatchBuilder that says how far its build has come
+// while it runs, so a long first build is not silence. progress may be
+// nil; it is not called concurrently.
+type ProgressBuilder interface {
+	BatchBuilder
+	BuildManyProgress(ctx context.Context, specs []Spec, progress func(BuildProgress)) []error
+}
+
 // Spec is one version of one service as a target runs it.
 type Spec struct {
 	Service string `json:"service"`

@@ -10,10 +10,11 @@
 //
 //  1. its dependencies must serve (deployed in an earlier wave, or already);
 //  2. the gates ([Gate]: schemas compatible, can-i-deploy) must be open;
-//  3. its artifact is built ([Builder]; every artifact of a release is
-//     built when the release starts, Config.BuildParallel at a time, so a
-//     service waits only for its own), and the target starts it next to
-//     the old version ([Target].Apply), returning once it is ready;
+//  3. its artifact is built ([Builder]: every artifact of a release is
+//     built before its first wave, as a phase of its own reported with its
+//     progress ([ProgressBuilder]), so a wave's time is its deploy's), and
+//     the target starts it next to the old version ([Target].Apply),
+//     returning once it is ready;
 //  4. the router ([Router]) gets it as the canary subset at 0% weight, and
 //     the manifest's smoke checks reach it through the header lane
 //     (X-Canary: true, X-Flotilla-Version: V) while users still reach

@@ -48,6 +48,12 @@ type Config struct {
 	Environment string
 	// MaxParallel bounds the services of a wave deployed at once (4).
 	MaxParallel int
+	// KeepVersions is how many versions of each service the target's
+	// artifacts and logs are kept for after a release, newest first from
+	// the history, besides the serving, canary and previous ones
+	// (DefaultKeepVersions when 0; negative: never pruned on its own, only
+	// by GC). See Orchestrator.GC.
+	KeepVersions int
 	// BuildParallel bounds the artifacts of a release built at once
 	// (default GOMAXPROCS). A release builds all of its artifacts when it
 	// starts, not wave by wave: builds do not depend on the deploy order.
@@ -373,20 +379,26 @@ func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, eve
 		env = o.cfg.Environment
 	}
 	r := &release{o: o, g: o.graph(), id: id, who: who, env: env, emitFn: events, outcomes: map[string]*Outcome{}}
-	// Every artifact of the release is built now, while the first wave
-	// deploys; a service waits only for its own. Returning (or a
-	// cancelled ctx) stops the builds still running, and waits for them.
+	r.progress.emit = r.emit
+	start := time.Now()
+	o.log.InfoContext(ctx, "release started", "release", id, "services", plan.Services(), "who", who)
+	// Every artifact of the release is built first, as a phase of its
+	// own with its progress: builds do not depend on the deploy order,
+	// and a wave's time is then its deploy's, not the build's. A failed
+	// build fails its service in its wave. Returning (or a cancelled
+	// ctx) stops the builds still running, and waits for them.
 	bctx, stopBuilds := context.WithCancel(ctx)
 	var builders sync.WaitGroup
 	defer func() { stopBuilds(); builders.Wait() }()
-	r.builds = o.buildAll(bctx, plan, &builders)
+	r.buildAll(bctx, plan, &builders)
+	// The contract gate prepares (publishes pacts, verifies providers)
+	// while the artifacts build.
 	r.prepared = o.prepare(ctx, r, plan)
+	buildTime := r.awaitBuilds(ctx)
 	parallel := req.MaxParallel
 	if parallel <= 0 {
 		parallel = o.cfg.MaxParallel
 	}
-	start := time.Now()
-	o.log.InfoContext(ctx, "release started", "release", id, "services", plan.Services(), "who", who)
 	stopped, rollback := "", false
 	for wi, wave := range plan.Waves {
 		if stopped == "" && ctx.Err() != nil {
@@ -424,7 +436,7 @@ func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, eve
 	if rollback {
 		r.rollbackRelease(ctx, plan)
 	}
-	rep := &Report{Release: id, Plan: plan, Duration: time.Since(start)}
+	rep := &Report{Release: id, Plan: plan, Duration: time.Since(start), Build: buildTime}
 	var errs []error
 	for _, name := range plan.Services() {
 		oc := r.outcome(name)
@@ -435,6 +447,7 @@ func (o *Orchestrator) Execute(ctx context.Context, plan *Plan, req Request, eve
 	}
 	r.emit(Event{Step: StepDone, Msg: summary(rep)})
 	o.log.InfoContext(ctx, "release finished", "release", id, "summary", summary(rep), "duration", rep.Duration)
+	o.autoGC(ctx)
 	if len(errs) > 0 {
 		return rep, fmt.Errorf("%w: %w", ErrReleaseFailed, errors.Join(errs...))
 	}
@@ -471,8 +484,13 @@ type release struct {
 	order    []PlanItem // succeeded deploys, in the order they finished
 
 	// builds are the release's artifacts being built (nil when the
-	// target does not build).
-	builds map[string]*build
+	// target does not build); buildTodo counts those not cached, and
+	// progress is how far a batch build has come.
+	builds    map[string]*build
+	buildTodo int
+	progress  buildProgress
+	// buildStart is when the builds started; a build's at, when it ended.
+	buildStart time.Time
 	// prepared holds the error of each gate whose Prepare failed.
 	prepared map[string]error
 }
@@ -522,23 +540,36 @@ func (o *Orchestrator) prepare(ctx context.Context, r *release, plan *Plan) map[
 	return out
 }
 
-// build is one artifact of a release: done is closed once err is set.
+// build is one artifact of a release: done is closed once err and at are
+// set.
 type build struct {
 	done chan struct{}
 	err  error
+	at   time.Time // when it ended
+}
+
+// finish records the build's end and wakes its waiters.
+func (bd *build) finish() {
+	bd.at = time.Now()
+	close(bd.done)
 }
 
 // buildAll starts the builds of every service plan deploys, in plan order
-// (the first wave's first), BuildParallel at a time, and returns them by
-// service; wg is done when the builders are. It returns at once; nil when
-// the target does not build.
-func (o *Orchestrator) buildAll(ctx context.Context, plan *Plan, wg *sync.WaitGroup) map[string]*build {
+// (the first wave's first), BuildParallel at a time, into r.builds by
+// service; wg is done when the builders are. Progress goes out as release
+// events (Service empty, Step StepBuild). It returns at once; r.builds
+// stays nil when the target does not build.
+func (r *release) buildAll(ctx context.Context, plan *Plan, wg *sync.WaitGroup) {
+	o, emit := r.o, r.emit
 	b, ok := o.cfg.Target.(Builder)
 	if !ok {
-		return nil
+		return
 	}
 	var items []PlanItem
 	out := map[string]*build{}
+	r.builds, r.buildStart = out, time.Now()
+	cached, _ := b.(interface{ Built(Spec) bool })
+	todo := 0
 	for _, w := range plan.Waves {
 		for _, it := range w {
 			if it.Action == ActionUnchanged {
@@ -546,7 +577,18 @@ func (o *Orchestrator) buildAll(ctx context.Context, plan *Plan, wg *sync.WaitGr
 			}
 			items = append(items, it)
 			out[it.Service] = &build{done: make(chan struct{})}
+			if cached == nil || !cached.Built(it.Spec) {
+				todo++
+			}
 		}
+	}
+	r.buildTodo = todo
+	if todo > 0 {
+		msg := fmt.Sprintf("%d artifact(s) to build", todo)
+		if n := len(items) - todo; n > 0 {
+			msg += fmt.Sprintf(", %d cached", n)
+		}
+		emit(Event{Step: StepBuild, Msg: msg})
 	}
 	if bb, ok := b.(BatchBuilder); ok && len(items) > 1 {
 		// All at once: every service waits for the batch, which takes
@@ -558,7 +600,11 @@ func (o *Orchestrator) buildAll(ctx context.Context, plan *Plan, wg *sync.WaitGr
 			}
 			var errs []error
 			if err := ctx.Err(); err == nil {
-				errs = bb.BuildMany(ctx, specs)
+				if pb, ok := bb.(ProgressBuilder); ok {
+					errs = pb.BuildManyProgress(ctx, specs, r.progress.report)
+				} else {
+					errs = bb.BuildMany(ctx, specs)
+				}
 			}
 			for i, it := range items {
 				bd := out[it.Service]
@@ -570,16 +616,18 @@ func (o *Orchestrator) buildAll(ctx context.Context, plan *Plan, wg *sync.WaitGr
 				default:
 					bd.err = fmt.Errorf("build %s: no result from the batch", it.Service)
 				}
-				close(bd.done)
+				bd.finish()
 			}
 		})
-		return out
+		return
 	}
 	queue := make(chan PlanItem, len(items))
 	for _, it := range items {
 		queue <- it
 	}
 	close(queue)
+	var mu sync.Mutex
+	finished := 0
 	for range min(o.cfg.BuildParallel, len(items)) {
 		wg.Go(func() {
 			for it := range queue {
@@ -587,11 +635,91 @@ func (o *Orchestrator) buildAll(ctx context.Context, plan *Plan, wg *sync.WaitGr
 				if bd.err = ctx.Err(); bd.err == nil {
 					bd.err = b.Build(ctx, it.Spec)
 				}
-				close(bd.done)
+				mu.Lock()
+				finished++
+				if todo > 0 && bd.err == nil {
+					emit(Event{Step: StepBuild, Msg: fmt.Sprintf("%d/%d artifact(s) ready: %s", finished, len(items), it.Service)})
+				}
+				mu.Unlock()
+				bd.finish()
 			}
 		})
 	}
-	return out
+}
+
+// buildProgress turns a batch build's progress into events: one per
+// twentieth of the packages, or every 10 seconds while it compiles, so a
+// first build of hundreds of packages is a few dozen lines.
+type buildProgress struct {
+	emit  func(Event)
+	last  BuildProgress // as last reported
+	at    time.Time
+	final BuildProgress // as last heard
+}
+
+func (p *buildProgress) report(bp BuildProgress) {
+	p.final = bp
+	step := func(x BuildProgress) int {
+		if x.Packages > 0 {
+			return x.Compiled * 20 / x.Packages
+		}
+		return x.Compiled / 25
+	}
+	if p.last.Compiled > 0 && step(bp) == step(p.last) && time.Since(p.at) < 10*time.Second {
+		return
+	}
+	if bp.Compiled == p.last.Compiled {
+		return
+	}
+	p.last, p.at = bp, time.Now()
+	msg := fmt.Sprintf("compiled %d package(s)", bp.Compiled)
+	if bp.Packages > 0 {
+		msg = fmt.Sprintf("compiled %d of %d package(s)", bp.Compiled, bp.Packages)
+	}
+	if bp.Package != "" {
+		msg += " (" + bp.Package + ")"
+	}
+	p.emit(Event{Step: StepBuild, Msg: msg})
+}
+
+// awaitBuilds waits for every build of the release (or ctx), says how the
+// build phase went, and returns how long it took (0 when nothing was
+// built).
+func (r *release) awaitBuilds(ctx context.Context) time.Duration {
+	if len(r.builds) == 0 {
+		return 0
+	}
+	for _, bd := range r.builds {
+		select {
+		case <-bd.done:
+		case <-ctx.Done():
+			return time.Since(r.buildStart)
+		}
+	}
+	// The phase ends with its last build, which may be before the
+	// contract gate finished preparing.
+	var took time.Duration
+	for _, bd := range r.builds {
+		took = max(took, bd.at.Sub(r.buildStart))
+	}
+	if r.buildTodo == 0 {
+		return 0 // every artifact was cached: a quiet phase
+	}
+	failed := 0
+	for _, bd := range r.builds {
+		if bd.err != nil {
+			failed++
+		}
+	}
+	msg := fmt.Sprintf("%d artifact(s) ready in %v", len(r.builds)-failed, took.Round(time.Millisecond))
+	if f := r.progress.final; f.Packages > 0 {
+		msg += fmt.Sprintf(": %d of %d package(s) compiled, the rest from the build cache", f.Compiled, f.Packages)
+	}
+	if failed > 0 {
+		msg += fmt.Sprintf("; %d failed (see their services)", failed)
+	}
+	r.emit(Event{Step: StepBuild, Msg: msg})
+	return took
 }
 
 func (r *release) emit(e Event) {
@@ -1095,6 +1223,7 @@ func (o *Orchestrator) Rollback(ctx context.Context, req RollbackRequest, events
 	r.emit(Event{Wave: 1, Service: req.Service, Version: to, Step: map[Result]Step{Succeeded: StepDone, Failed: StepFailed}[oc.Result], Msg: msg})
 	plan := &Plan{Waves: [][]PlanItem{{{Service: req.Service, Version: to, Current: cur, Action: ActionDeploy, Spec: rspec}}}, Why: "rollback"}
 	rep := &Report{Release: id, Plan: plan, Outcomes: []Outcome{oc}, Duration: oc.Duration}
+	o.autoGC(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("%w: roll %s back to %s: %w", ErrReleaseFailed, req.Service, to, err)
 	}

@@ -232,6 +232,10 @@ func newRenderer(w io.Writer, terminal bool) *renderer { return &renderer{w: w, 
 
 func (r *renderer) event(e deploy.Event) {
 	if e.Service == "" {
+		if e.Step == deploy.StepBuild {
+			// The release's build phase, before its first wave.
+			fmt.Fprintf(r.w, "build  %s\n", e.Msg)
+		}
 		return // the release's own summary: report() prints it
 	}
 	if !r.verbose && !e.Step.Final() {
@@ -262,7 +266,11 @@ func (r *renderer) report(rep *deploy.Report) {
 	if len(parts) == 0 {
 		parts = []string{"nothing to do"}
 	}
-	fmt.Fprintf(r.w, "release %d: %s in %v\n", rep.Release, strings.Join(parts, ", "), rep.Duration.Round(time.Millisecond))
+	took := rep.Duration.Round(time.Millisecond).String()
+	if rep.Build > 0 {
+		took += fmt.Sprintf(" (%v of it building)", rep.Build.Round(time.Millisecond))
+	}
+	fmt.Fprintf(r.w, "release %d: %s in %s\n", rep.Release, strings.Join(parts, ", "), took)
 	for _, oc := range rep.Outcomes {
 		if oc.Result == deploy.Failed {
 			fmt.Fprintf(r.w, "failed: %s@%s: %s\n", oc.Service, oc.Version, oc.Reason)

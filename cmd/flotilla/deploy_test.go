@@ -107,10 +107,14 @@ func TestDeployCommandsAgainstControlPlane(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("deploy: exit %d\n%s%s", code, out, errOut)
 	}
-	// Not a terminal: one line per service, then the summary.
-	// (The services of a wave finish in any order.)
+	// Not a terminal: the build phase, one line per service, then the
+	// summary. (The services of a wave finish in any order.)
+	if !regexp.MustCompile(`^build  2 artifact\(s\) to build\n(build  .*\n)*build  2 artifact\(s\) ready in \S+\n`).MatchString(out) {
+		t.Errorf("deploy output without its build phase:\n%s", out)
+	}
+	out = regexp.MustCompile(`(?m)^build  .*\n`).ReplaceAllString(out, "")
 	if !strings.HasPrefix(out, "wave 1\n") || !regexp.MustCompile(`\n  alpha-service +[0-9a-f]{12}-[0-9a-f]{6} +done +serving [0-9a-f]{12}-[0-9a-f]{6} \(was not deployed\)`).MatchString(out) ||
-		!strings.Contains(out, "\n  delta-service ") || !regexp.MustCompile(`\nrelease 1: 2 succeeded in \S+\n$`).MatchString(out) {
+		!strings.Contains(out, "\n  delta-service ") || !regexp.MustCompile(`\nrelease 1: 2 succeeded in \S+ \(\S+ of it building\)\n$`).MatchString(out) {
 		t.Errorf("deploy output:\n%s", out)
 	}
 	if strings.Contains(out, " build ") {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flotilla-ci/flotilla/deploy/local"
+	"github.com/flotilla-ci/flotilla/deploy/sqlstore"
 	"github.com/flotilla-ci/flotilla/graph"
 )
 
@@ -22,7 +25,9 @@ func (a *app) logsCmd() *cobra.Command {
 		Use:   "logs SERVICE",
 		Short: "Print a service's output (stdout and stderr of its instances)",
 		Long: `logs prints what a locally deployed service wrote: by default the log of the
-version written to most recently, its last --lines lines; --version picks
+version that serves (the history's; after a rollback, the version rolled back
+to), or of the version written to most recently when none does, its last
+--lines lines; --version picks
 another version, --follow (-F) keeps printing what is appended until interrupted.
 Restarts and crash loops are noted in the log by flotilla.
 
@@ -59,6 +64,20 @@ across a rotation.`,
 					break
 				}
 			}
+			if version == "" && file != nil {
+				// The version that serves, as the history says (after
+				// a rollback the version rolled back from wrote last,
+				// draining); the newest log when the history is silent.
+				if v := servingVersion(cmd.Context(), data, service); v != "" && v != file.Version {
+					for i := range files {
+						if files[i].Version == v {
+							fmt.Fprintf(a.stderr, "%s serves %s; %s wrote last (--version %s shows it)\n", service, v, files[0].Version, files[0].Version)
+							file = &files[i]
+							break
+						}
+					}
+				}
+			}
 			if file == nil {
 				if version != "" && len(files) > 0 {
 					var vs []string
@@ -92,4 +111,24 @@ across a rotation.`,
 	f.BoolVarP(&follow, "follow", "F", false, "keep printing what is appended")
 	f.IntVarP(&lines, "lines", "n", 100, "print the last N lines (0: all)")
 	return cmd
+}
+
+// servingVersion is the version of service the history in the data
+// directory says serves ("" when there is no history or no record of it).
+// The platform may be running: SQLite readers do not wait for it.
+func servingVersion(ctx context.Context, data, service string) string {
+	path := filepath.Join(data, "flotilla.db")
+	if _, err := os.Stat(path); err != nil {
+		return ""
+	}
+	st, err := sqlstore.Open(ctx, path)
+	if err != nil {
+		return ""
+	}
+	defer func() { _ = st.Close() }()
+	rec, err := st.Current(ctx, service)
+	if err != nil {
+		return ""
+	}
+	return rec.Version
 }

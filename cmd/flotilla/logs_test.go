@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-ci/flotilla/deploy"
 	"github.com/flotilla-ci/flotilla/deploy/local"
+	"github.com/flotilla-ci/flotilla/deploy/sqlstore"
 	"github.com/flotilla-ci/flotilla/graph"
 )
 
@@ -145,5 +147,66 @@ func TestLogsFollowAcrossRotation(t *testing.T) {
 	}
 	if want := "five\nsix\nseven\neight\nnine\n"; out.String() != want {
 		t.Errorf("logs -F printed %q, want %q (every line once, across the rotation)", out.String(), want)
+	}
+}
+
+// After a rollback the version rolled back from wrote last (its drain and
+// stop), but logs shows the version that serves again, as the history
+// says, and names the other; without a history the newest log is shown.
+func TestLogsShowsTheServingVersionAfterARollback(t *testing.T) {
+	data := t.TempDir()
+	dir := filepath.Join(local.DirIn(data), "logs", "alpha-service")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(testShop, graph.FileName)
+	old := time.Now().Add(-time.Hour)
+	for _, f := range []struct {
+		version, text string
+		mtime         time.Time
+	}{{"v1", "v1 serving\n", old}, {"v2", "v2 draining\nv2 stopped\n", old.Add(time.Minute)}} {
+		p := filepath.Join(dir, f.version+".log")
+		if err := os.WriteFile(p, []byte(f.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, f.mtime, f.mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := runCLI(t, "-f", manifest, "logs", "alpha-service", "--data", data)
+	if code != 0 || out != "v2 draining\nv2 stopped\n" {
+		t.Errorf("without a history: exit %d, stdout %q, stderr %q; want v2's log, the newest", code, out, errOut)
+	}
+
+	ctx := context.Background()
+	st, err := sqlstore.Open(ctx, filepath.Join(data, "flotilla.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range []deploy.Record{
+		{Version: "v1", Action: deploy.RecordDeploy},
+		{Version: "v2", Previous: "v1", Action: deploy.RecordDeploy},
+		{Version: "v1", Previous: "v2", Action: deploy.RecordRollback},
+	} {
+		id, err := st.StartRelease(ctx, "tester", []string{"alpha-service"}, old.Add(time.Duration(i)*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Release, r.Service, r.Result, r.Who, r.Started = id, "alpha-service", deploy.Succeeded, "tester", old.Add(time.Duration(i)*time.Minute)
+		r.Spec = deploy.Spec{Service: "alpha-service", Version: r.Version, Build: deploy.Build{Package: "./cmd/alpha"}}
+		if _, err := st.Add(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCLI(t, "-f", manifest, "logs", "alpha-service", "--data", data)
+	if code != 0 || out != "v1 serving\n" || !strings.Contains(errOut, "alpha-service serves v1; v2 wrote last (--version v2 shows it)") {
+		t.Errorf("after the rollback: exit %d, stdout %q, stderr %q; want v1's log and a note naming v2", code, out, errOut)
+	}
+	code, out, _ = runCLI(t, "-f", manifest, "logs", "alpha-service", "--data", data, "--version", "v2")
+	if code != 0 || out != "v2 draining\nv2 stopped\n" {
+		t.Errorf("--version v2: exit %d, stdout %q", code, out)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flotilla-ci/flotilla/controlplane"
+	"github.com/flotilla-ci/flotilla/deploy"
 	"github.com/flotilla-ci/flotilla/deploy/local"
 	"github.com/flotilla-ci/flotilla/graph"
 	"github.com/flotilla-ci/flotilla/mesh"
@@ -107,6 +108,9 @@ version is unchanged is not rebuilt. The default addresses are in the
 			if cfg.Target.LogMaxSize, err = parseLogSize(logMaxSize); err != nil {
 				return usageErr(err)
 			}
+			if cfg.KeepVersions < 1 {
+				return usageErr(fmt.Errorf("--keep-versions %d: want at least 1 (the serving, canary and previous versions are kept besides)", cfg.KeepVersions))
+			}
 			if cfg.Target.LogMaxFiles < 2 {
 				return usageErr(fmt.Errorf("--log-max-files %d: want at least 2 (the live file and one rotated)", cfg.Target.LogMaxFiles))
 			}
@@ -140,6 +144,7 @@ version is unchanged is not rebuilt. The default addresses are in the
 	f.StringVar(&authz, "authz", string(d.Authz), "the mesh's authorization from the graph: enforce (refuse a call to a service the caller does not depends_on with 403), warn (count it) or off")
 	f.BoolVar(&noDemo, "no-demo", false, "do not load the demo data")
 	f.StringVar(&logMaxSize, "log-max-size", "10MiB", "rotate a service's log file past this size (e.g. 50MB, 1GiB; 0 or -1: never)")
+	f.IntVar(&cfg.KeepVersions, "keep-versions", deploy.DefaultKeepVersions, "versions of each service whose artifacts and logs are kept for rollback besides the serving, canary and previous ones (pruned after every release; 'flotilla gc' prunes now)")
 	f.IntVar(&cfg.Target.LogMaxFiles, "log-max-files", local.DefaultConfig("", "").LogMaxFiles, "log files kept per service version, the live one included (at least 2)")
 	return cmd
 }

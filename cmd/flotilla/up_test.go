@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,10 @@ func TestUpPortInUse(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "--log-max-files 1: want at least 2") {
 		t.Fatalf("up --log-max-files 1: exit %d, stderr %q", code, stderr)
 	}
+	code, _, stderr = runCLI(t, "up", "-f", "../../flotilla.yaml", "--data", t.TempDir(), "--keep-versions", "0")
+	if code != 2 || !strings.Contains(stderr, "--keep-versions 0: want at least 1") {
+		t.Fatalf("up --keep-versions 0: exit %d, stderr %q", code, stderr)
+	}
 }
 
 func TestParseLogSize(t *testing.T) {
@@ -113,4 +118,32 @@ func TestParseLogSize(t *testing.T) {
 			t.Errorf("parseLogSize(%q) accepted", in)
 		}
 	}
+}
+
+// FuzzParseLogSize: --log-max-size never panics; it gives -1 (never
+// rotate), a positive size, or an error naming the flag and the value;
+// and a size it prints back in bytes parses to the same size.
+func FuzzParseLogSize(f *testing.F) {
+	for _, s := range []string{"10MiB", "500KB", "1GiB", "4096", "0", "-1", "", "MiB", "10 parsecs", "99999999999999999999GiB",
+		" 10 MiB ", "1.5GB", "8EiB", "16EiB", "-0", "+5", "0x10", "1e3", "9223372036854775807", "9223372036854775808", "\x00", "5 mib"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		n, err := parseLogSize(in)
+		if err != nil {
+			if n != 0 || !strings.Contains(err.Error(), "--log-max-size") || !strings.Contains(err.Error(), strconv.Quote(in)) {
+				t.Fatalf("parseLogSize(%q) = %d, %q: want 0 and an error naming the flag and the value", in, n, err)
+			}
+			return
+		}
+		if n == 0 || n < -1 {
+			t.Fatalf("parseLogSize(%q) = %d: want -1 or a positive size", in, n)
+		}
+		if n > 0 {
+			back, err := parseLogSize(strconv.FormatInt(n, 10))
+			if err != nil || back != n {
+				t.Fatalf("parseLogSize(%q) = %d, but %d reads back as %d, %v", in, n, n, back, err)
+			}
+		}
+	})
 }

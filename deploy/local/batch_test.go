@@ -112,3 +112,50 @@ func TestBuildMany(t *testing.T) {
 		t.Error("the broken package has an artifact")
 	}
 }
+
+// A batch with progress names every package it compiles as it goes, and
+// how many packages the build takes in: what `flotilla up` shows while a
+// first build runs for minutes.
+func TestBuildManyProgress(t *testing.T) {
+	ctx := context.Background()
+	root := writeModule(t, map[string]string{
+		"cmd/one":  printer("one"),
+		"cmd/two":  printer("two"),
+		"lib/util": "package util\n\n// N is a number.\nconst N = 1\n",
+		"cmd/three": "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/batch/lib/util\"\n)\n\n" +
+			"func main() { fmt.Print(util.N) }\n",
+	})
+	tg := newTarget(t, t.TempDir(), func(c *Config) { c.Root, c.ArtifactDir = root, t.TempDir() })
+	var specs []deploy.Spec
+	for _, name := range []string{"one", "two", "three"} {
+		specs = append(specs, deploy.Spec{Service: name, Version: "v-" + name, Build: deploy.Build{Package: "./cmd/" + name, Digest: "d-" + name}})
+	}
+	var reports []deploy.BuildProgress
+	errs := tg.BuildManyProgress(ctx, specs, func(p deploy.BuildProgress) { reports = append(reports, p) })
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	compiled := map[string]bool{}
+	for i, p := range reports {
+		compiled[p.Package] = true
+		if i > 0 && p.Compiled < reports[i-1].Compiled {
+			t.Errorf("report %d: %d compiled after %d", i, p.Compiled, reports[i-1].Compiled)
+		}
+		if p.Packages != 0 && p.Compiled > p.Packages {
+			t.Errorf("report %d: %d of %d compiled", i, p.Compiled, p.Packages)
+		}
+	}
+	for _, pkg := range []string{"example.com/batch/cmd/one", "example.com/batch/cmd/two", "example.com/batch/cmd/three", "example.com/batch/lib/util"} {
+		if !compiled[pkg] {
+			t.Errorf("no progress named %s; reports %+v", pkg, reports)
+		}
+	}
+	if len(reports) == 0 || reports[len(reports)-1].Packages < 4 {
+		t.Errorf("the last report does not count the build's packages (fmt and its dependencies, the module's four): %+v", reports)
+	}
+	for _, s := range specs {
+		if !tg.Built(s) {
+			t.Errorf("%s not built", s.Service)
+		}
+	}
+}

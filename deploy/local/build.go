@@ -86,6 +86,15 @@ func (t *Target) Build(ctx context.Context, spec deploy.Spec) error {
 // batch that fails, or packages whose binaries would have the same name,
 // are built one by one, so each error is the spec's own.
 func (t *Target) BuildMany(ctx context.Context, specs []deploy.Spec) []error {
+	return t.BuildManyProgress(ctx, specs, nil)
+}
+
+// BuildManyProgress implements deploy.ProgressBuilder: BuildMany, saying
+// how many packages the batch compiled so far (`go build -v` names each
+// as it starts compiling it) of the packages it takes in (`go list
+// -deps`, run beside it), so a first build of the whole shop, minutes
+// with an empty build cache, shows its progress.
+func (t *Target) BuildManyProgress(ctx context.Context, specs []deploy.Spec, progress func(deploy.BuildProgress)) []error {
 	errs := make([]error, len(specs))
 	type group struct {
 		flags []string
@@ -138,7 +147,7 @@ func (t *Target) BuildMany(ctx context.Context, specs []deploy.Spec) []error {
 		if len(batch) == 0 {
 			continue
 		}
-		if err := t.buildBatch(ctx, g.flags, batch, g.pkgs, specs); err != nil {
+		if err := t.buildBatch(ctx, g.flags, batch, g.pkgs, specs, progress); err != nil {
 			t.log.InfoContext(ctx, "batch build failed; building one by one for each service's own error", "packages", len(batch), "err", err)
 			for _, pkg := range batch {
 				alone = append(alone, g.pkgs[pkg]...)
@@ -152,8 +161,9 @@ func (t *Target) BuildMany(ctx context.Context, specs []deploy.Spec) []error {
 }
 
 // buildBatch builds pkgs in one go command and puts each binary where the
-// specs built from it keep their artifact.
-func (t *Target) buildBatch(ctx context.Context, flags, pkgs []string, users map[string][]int, specs []deploy.Spec) error {
+// specs built from it keep their artifact; progress (when not nil) hears
+// of every package compiled.
+func (t *Target) buildBatch(ctx context.Context, flags, pkgs []string, users map[string][]int, specs []deploy.Spec, progress func(deploy.BuildProgress)) error {
 	if err := os.MkdirAll(t.cfg.ArtifactDir, 0o755); err != nil {
 		return err
 	}
@@ -163,12 +173,19 @@ func (t *Target) buildBatch(ctx context.Context, flags, pkgs []string, users map
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 	args := append([]string{"build"}, flags...)
+	if progress != nil {
+		args = append(args, "-v")
+	}
 	args = append(args, "-o", dir+string(filepath.Separator))
 	args = append(args, pkgs...)
 	cmd := exec.CommandContext(ctx, t.cfg.Go, args...)
 	cmd.Dir = t.cfg.Root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%w: %s", err, bytes.TrimSpace(out))
+	if progress == nil {
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%w: %s", err, bytes.TrimSpace(out))
+		}
+	} else if err := t.runCounting(ctx, cmd, flags, pkgs, progress); err != nil {
+		return err
 	}
 	for _, pkg := range pkgs {
 		built := filepath.Join(dir, path.Base(filepath.ToSlash(pkg)))
@@ -179,6 +196,90 @@ func (t *Target) buildBatch(ctx context.Context, flags, pkgs []string, users map
 		}
 	}
 	return nil
+}
+
+// runCounting runs a `go build -v` command, telling progress of every
+// package it names, with the number of packages the build takes in
+// (counted by `go list -deps` meanwhile; 0 until known).
+func (t *Target) runCounting(ctx context.Context, cmd *exec.Cmd, flags, pkgs []string, progress func(deploy.BuildProgress)) error {
+	var mu sync.Mutex
+	var p deploy.BuildProgress
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var listed sync.WaitGroup
+	listed.Go(func() {
+		n, err := t.countDeps(lctx, flags, pkgs)
+		if err != nil {
+			return // progress without a total
+		}
+		mu.Lock()
+		p.Packages = n
+		mu.Unlock()
+	})
+	defer listed.Wait() // on the early returns
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	sc := bufio.NewScanner(pr)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		for sc.Scan() {
+			line := sc.Text()
+			out.WriteString(line + "\n")
+			if !isPackageLine(line) {
+				continue
+			}
+			mu.Lock()
+			p.Compiled++
+			p.Package = line
+			if p.Packages > 0 && p.Compiled > p.Packages {
+				p.Packages = p.Compiled // never more than all
+			}
+			cur := p
+			mu.Unlock()
+			progress(cur)
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	err := cmd.Wait()
+	_ = pw.Close()
+	<-scanned
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, bytes.TrimSpace(out.Bytes()))
+	}
+	// The total, when the listing ends after the build: a last report.
+	listed.Wait()
+	mu.Lock()
+	cur := p
+	mu.Unlock()
+	if cur.Packages > 0 {
+		progress(cur)
+	}
+	return nil
+}
+
+// isPackageLine reports whether a line of `go build -v` output names a
+// package (rather than being a compiler's message about one).
+func isPackageLine(line string) bool {
+	return line != "" && !strings.ContainsAny(line, " \t:") && !strings.HasPrefix(line, "#")
+}
+
+// countDeps counts the packages a build of pkgs with flags takes in.
+func (t *Target) countDeps(ctx context.Context, flags, pkgs []string) (int, error) {
+	args := append([]string{"list", "-deps"}, flags...)
+	args = append(args, pkgs...)
+	cmd := exec.CommandContext(ctx, t.cfg.Go, args...)
+	cmd.Dir = t.cfg.Root
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, err
+	}
+	return bytes.Count(out, []byte("\n")), nil
 }
 
 // place copies a freshly built binary to spec's artifact path, unless a

@@ -136,12 +136,7 @@ func (t *Target) rotateLogs(v *version) {
 				return
 			case <-tick.C:
 			}
-			st, err := os.Stat(path)
-			if err != nil || st.Size() <= t.cfg.LogMaxSize {
-				continue
-			}
-			lossless, err := rotateLog(path, t.cfg.LogMaxFiles)
-			if err != nil {
+			if err := t.checkLog(v, path); err != nil {
 				if !warned {
 					t.log.Warn("rotate log", "service", v.spec.Service, "version", v.spec.Version, "path", path, "err", err)
 					warned = true
@@ -149,9 +144,23 @@ func (t *Target) rotateLogs(v *version) {
 				continue
 			}
 			warned = false
-			t.log.Debug("log rotated", "service", v.spec.Service, "version", v.spec.Version, "path", path, "size", st.Size(), "in_place", lossless)
 		}
 	}()
+}
+
+// checkLog is one check of a version's log: rotated when past
+// LogMaxSize.
+func (t *Target) checkLog(v *version, path string) error {
+	st, err := os.Stat(path)
+	if err != nil || st.Size() <= t.cfg.LogMaxSize {
+		return nil
+	}
+	lossless, err := rotateLog(path, t.cfg.LogMaxFiles)
+	if err != nil {
+		return err
+	}
+	t.log.Debug("log rotated", "service", v.spec.Service, "version", v.spec.Version, "path", path, "size", st.Size(), "in_place", lossless)
+	return nil
 }
 
 // stopRotation stops rotating a version's log and waits for a rotation

@@ -170,20 +170,74 @@ func TestLogRotationLosesNothing(t *testing.T) {
 	if err := checkSequence(followed.String(), n, lossy); err != nil {
 		t.Errorf("the followed log: %v", err)
 	}
-	// Each rotated file is about the limit: past it by at most what one
-	// check interval lets through, short of it by at most two blocks
-	// (what stays behind when whole blocks are collapsed).
-	for i := 1; ; i++ {
+	// How far past the limit a file grows depends on how often the
+	// checks get the CPU: TestLogCheckRotatesAtTheLimit pins the sizes
+	// with the checks made by the test.
+	for i := 1; i < 9; i++ {
+		if _, err := os.Stat(rotatedName(path, i)); err != nil {
+			t.Errorf("%s: %v", rotatedName(path, i), err)
+		}
+	}
+}
+
+// A check rotates a log past the limit and leaves one under it alone;
+// each rotated file holds what the live one did at the check, past the
+// limit by what was written since the last check and short of it by at
+// most two blocks (what stays behind when whole blocks are collapsed).
+// The test makes the checks itself, so no timing is involved.
+func TestLogCheckRotatesAtTheLimit(t *testing.T) {
+	dir := t.TempDir()
+	const limit = 32 << 10
+	tg := newTarget(t, dir, func(c *Config) { c.LogMaxSize, c.LogMaxFiles = limit, 1000 })
+	v := &version{spec: spec("mike-service", "m1", "")}
+	path := tg.LogFile("mike-service", "m1")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	line, n := 0, 0
+	// Between checks, a writer adds up to a quarter of the limit.
+	for round := 1; round <= 12; round++ {
+		for size := 0; size < limit/4; {
+			line++
+			k, err := fmt.Fprintf(f, "line %08d %s\n", line, strings.Repeat("x", 100))
+			if err != nil {
+				t.Fatal(err)
+			}
+			size += k
+		}
+		if err := tg.checkLog(v, path); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(rotatedName(path, n+1)); err == nil {
+			n++
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() > limit+limit/4+1<<10 {
+			t.Fatalf("after check %d the live file is %d bytes, want at most the limit and one round's writes", round, st.Size())
+		}
+	}
+	if n < 2 {
+		t.Fatalf("%d rotations in 12 checks of 3 limits' worth of writes, want at least 2", n)
+	}
+	for i := 1; i <= n; i++ {
 		st, err := os.Stat(rotatedName(path, i))
 		if err != nil {
-			if i < 9 {
-				t.Errorf("%s: %v", rotatedName(path, i), err)
-			}
-			break
+			t.Fatal(err)
 		}
-		if st.Size() < limit-8<<10 || st.Size() > 4*limit {
-			t.Errorf("%s is %d bytes, want about %d", rotatedName(path, i), st.Size(), limit)
+		if st.Size() < limit-8<<10 || st.Size() > limit+limit/4+1<<10 {
+			t.Errorf("%s is %d bytes, want about %d (past it by at most one round's writes)", rotatedName(path, i), st.Size(), limit)
 		}
+	}
+	if err := checkSequence(readAll(t, path), line, !canCollapse(t, dir)); err != nil {
+		t.Errorf("the log files in order: %v", err)
 	}
 }
 
