@@ -47,8 +47,8 @@ func TestDeployWaitsForTheRunningRelease(t *testing.T) {
 
 	// Without --wait: refused, naming the release that runs.
 	code, _, errOut := cli("deploy", "delta-service")
-	if code != 1 || !regexp.MustCompile(`another deploy is running: release 2 \(bravo-service\), started by \S+ at`).MatchString(errOut) {
-		t.Errorf("deploy while another runs: exit %d, stderr %q; want 1 naming release 2", code, errOut)
+	if code != exitNoAnswer || !regexp.MustCompile(`another deploy is running: release 2 \(bravo-service\), started by \S+ at`).MatchString(errOut) {
+		t.Errorf("deploy while another runs: exit %d, stderr %q; want %d (busy: no answer) naming release 2", code, errOut, exitNoAnswer)
 	}
 	// With --wait: it says what it waits for, then deploys.
 	code, out, errOut := cli("deploy", "delta-service", "--wait", "1m")
@@ -71,7 +71,7 @@ func TestDeployWaitsForTheRunningRelease(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	code, _, errOut = cli("deploy", "delta-service", "--wait", "1s")
-	if code != 1 || !strings.Contains(errOut, "another deploy is running") || !strings.Contains(errOut, "waited 1s: --wait") {
+	if code != exitNoAnswer || !strings.Contains(errOut, "another deploy is running") || !strings.Contains(errOut, "waited 1s: --wait") {
 		t.Errorf("deploy --wait 1s while a 4s release runs: exit %d, stderr %q", code, errOut)
 	}
 	<-slowDone
