@@ -21,8 +21,10 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# The platform's end-to-end tests build and verify the whole shop: on a busy
+# 2-core machine that outlasts go test's default 10-minute limit.
 unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 ## fuzz: every Fuzz target in the module, FUZZTIME each
 fuzz:
