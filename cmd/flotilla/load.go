@@ -149,7 +149,7 @@ Exit status 1 when any request failed (unless --allow-errors), 2 for bad input,
 	f.IntVar(&requests, "requests", 0, "stop after this many requests")
 	f.StringVar(&flows, "flows", "", "flow weights, e.g. browse=5,search=2,add_to_cart=2,checkout=1,track=1")
 	f.DurationVar(&think, "think", 0, "a virtual user's pause between flows (closed)")
-	f.DurationVar(&timeout, "timeout", 10*time.Second, "per-request timeout")
+	f.DurationVar(&timeout, "timeout", 10*time.Second, "per-request timeout of the run (setup requests, such as registering accounts, get at least 2m)")
 	f.StringVar(&format, "format", "text", "summary format: text or json")
 	f.BoolVar(&allowErrors, "allow-errors", false, "exit 0 even when requests failed")
 	return cmd

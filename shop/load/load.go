@@ -159,6 +159,10 @@ type product struct {
 type runner struct {
 	cfg    Config
 	client *http.Client
+	// setup sends the run's setup requests (the catalog, registering
+	// accounts), which are not measured: their limit is setupTimeout, so
+	// a shop slow to hash passwords on a busy machine still gets its run.
+	setup *http.Client
 
 	catalog []product
 	words   []string
@@ -188,9 +192,10 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Summary, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: c, client: &http.Client{Timeout: time.Duration(c.Timeout), Transport: &http.Transport{
-		MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second}}}
-	defer r.client.CloseIdleConnections()
+	tr := &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second}
+	r := &runner{cfg: c, client: &http.Client{Timeout: time.Duration(c.Timeout), Transport: tr},
+		setup: &http.Client{Timeout: max(time.Duration(c.Timeout), setupTimeout), Transport: tr}}
+	defer tr.CloseIdleConnections()
 	r.sum = Summary{Mode: c.Mode, ErrorsByStatus: map[string]int{}, Flows: map[string]int{}, CancelledBy: map[string]int{}}
 	r.routes = map[string]*routeStats{}
 	if c.Requests > 0 {
@@ -726,7 +731,7 @@ func (r *runner) send(ctx context.Context, method, url, token string, in, out an
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := r.client.Do(req)
+	resp, err := r.setup.Do(req)
 	if err != nil {
 		return err
 	}
@@ -740,6 +745,9 @@ func (r *runner) send(ctx context.Context, method, url, token string, in, out an
 	}
 	return nil
 }
+
+// setupTimeout bounds each setup request, or --timeout when that is longer.
+const setupTimeout = 2 * time.Minute
 
 // register creates the run's customer accounts (with a delivery address)
 // and logs them in, eight at a time.

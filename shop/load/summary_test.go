@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/flotilla-ci/flotilla/shop/load"
 )
@@ -123,4 +124,31 @@ func TestInterrupted(t *testing.T) {
 			t.Errorf("Run = %+v, %v", s, err)
 		}
 	})
+}
+
+// TestSetupOutlastsTheRequestTimeout: registering accounts is setup, not
+// load: a shop slower to register than --timeout (hashing passwords on a
+// busy machine) still gets its run, while the run's own requests keep
+// their limit.
+func TestSetupOutlastsTheRequestTimeout(t *testing.T) {
+	shop := newStandIn(t, "CONFIRMED")
+	h := shop.Config.Handler
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "POST" && r.URL.Path == "/users" {
+			time.Sleep(300 * time.Millisecond) // three times the request timeout below
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c := load.DefaultConfig()
+	c.Targets = load.Targets{User: srv.URL, Product: srv.URL, Cart: srv.URL, Order: srv.URL, Shipping: srv.URL, Search: srv.URL}
+	c.Flows, c.Users, c.Duration, c.Requests = map[string]int{load.Checkout: 1}, 2, 0, 10
+	c.Timeout = load.Duration(100 * time.Millisecond)
+	s, err := load.Run(context.Background(), c, nil)
+	if err != nil {
+		t.Fatalf("a setup slower than --timeout: %v", err)
+	}
+	if s.Requests == 0 {
+		t.Errorf("no request of the run was sent: %+v", s)
+	}
 }
