@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,14 +32,36 @@ func buildServices(t *testing.T, dir string) {
 	}
 }
 
+// freePort picks a free port for a service that is crashed and restarted
+// on the same address. It comes from below the kernel's ephemeral range
+// (ip_local_port_range), so that while the service is down no listener on
+// port 0 (another test binary's mock server, say) is handed its port and
+// receives the requests still retried at it.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := 32768
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String()
+	const from = 20000
+	if low <= from+1000 {
+		low = 60000 // an unusual range: any port will do
+	}
+	for range 200 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(from+rand.IntN(low-from)))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return addr
+	}
+	t.Fatalf("no free port from %d to %d", from, low)
+	return ""
 }
 
 // proc supervises one service process: it restarts the process whenever it
