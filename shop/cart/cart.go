@@ -134,7 +134,7 @@ func (m *Main) product(ctx context.Context, sku string) (product, error) {
 		return p, kit.Errorf(http.StatusUnprocessableEntity, "unknown_sku", "sku %s is not in the catalog", sku)
 	}
 	if err != nil {
-		return p, kit.Errorf(http.StatusBadGateway, "upstream", "look up sku %s: %v", sku, err)
+		return p, kit.Upstream(err, "look up sku %s", sku)
 	}
 	if !p.Active {
 		return p, kit.Errorf(http.StatusUnprocessableEntity, "unavailable_sku", "sku %s is withdrawn from the catalog", sku)

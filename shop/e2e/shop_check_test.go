@@ -33,6 +33,12 @@ func TestCheckShop(t *testing.T) {
 	if len(problems) != 0 {
 		t.Fatalf("consistent snapshot: %q", problems)
 	}
+	// An order placed after its client timed out is no inconsistency.
+	late := good()
+	late.ordersPlaced, late.orderTimeouts = 2, 1
+	if _, problems := checkShop(late); len(problems) != 0 {
+		t.Errorf("one of three orders placed after its client timed out: %q", problems)
+	}
 	if c.confirmed != 2 || c.cancelled != 1 || c.shipments != 2 || c.delivered != 1 || c.confirmations != 2 || c.unitsSold != 4 || c.products != 2 {
 		t.Errorf("counts %+v", c)
 	}
@@ -64,6 +70,8 @@ func TestCheckShop(t *testing.T) {
 		{"order left pending", func(s *shopSnapshot) { s.orders[2].status = "PENDING" }, "order o3 still PENDING"},
 		{"load errors", func(s *shopSnapshot) { s.loadErrors = 4 }, "flotilla load saw 4 errors"},
 		{"orders lost", func(s *shopSnapshot) { s.ordersPlaced = 4 }, "flotilla load placed 4 orders; order-service has 3"},
+		{"more orders than placed or timed out", func(s *shopSnapshot) { s.ordersPlaced, s.orderTimeouts = 1, 1 }, "flotilla load placed 1 orders and 1 more timed out; order-service has 3"},
+		{"orders lost beside timeouts", func(s *shopSnapshot) { s.ordersPlaced, s.orderTimeouts = 4, 2 }, "flotilla load placed 4 orders and 2 more timed out; order-service has 3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := good()

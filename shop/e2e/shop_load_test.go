@@ -131,6 +131,15 @@ func TestAllServices(t *testing.T) {
 	var out strings.Builder
 	sum.Write(&out)
 	t.Logf("flotilla load:\n%s", out.String())
+	// Timeouts are the machine's load, not a wrong answer: they are
+	// reported, and the checks below allow for orders placed after the
+	// client gave up; every other error fails the test.
+	orderTimeouts := 0
+	for _, r := range sum.Routes {
+		if r.Route == "POST /orders" {
+			orderTimeouts = r.Timeouts
+		}
+	}
 	loadAvg := readLoadAvg()
 
 	// A price change after the load: search must show the new price.
@@ -149,7 +158,7 @@ func TestAllServices(t *testing.T) {
 	for {
 		snap = takeSnapshot(t, ctx, snapshotSources{orderDB: shop.Order.App().DB, shipDB: ship.App().DB, notifyDB: notify.App().DB,
 			mailDir: filepath.Join(mailDir, "mail"), product: shop.Product.URL(), search: srch.URL(), analytics: stats.URL()})
-		snap.loadErrors, snap.ordersPlaced = sum.Errors, sum.OrdersPlaced
+		snap.loadErrors, snap.ordersPlaced, snap.orderTimeouts = sum.Errors-sum.Timeouts, sum.OrdersPlaced, orderTimeouts
 		counts, problems = checkShop(snap)
 		if len(problems) == 0 || time.Now().After(deadline) {
 			break
@@ -168,8 +177,8 @@ func TestAllServices(t *testing.T) {
 	}
 
 	report := []string{
-		fmt.Sprintf("all services: 10 services (sqlite, embedded NATS, schema registry), flotilla load open loop %.0f req/s offered for %s: %d requests, %.1f/s, %d errors, p50 %s p90 %s p99 %s max %s, %d flows skipped",
-			*e2eRate, *e2eDuration, sum.Requests, sum.Rate, sum.Errors, sum.P50.Round(time.Microsecond), sum.P90.Round(time.Microsecond), sum.P99.Round(time.Microsecond), sum.Max.Round(time.Microsecond), sum.Skipped),
+		fmt.Sprintf("all services: 10 services (sqlite, embedded NATS, schema registry), flotilla load open loop %.0f req/s offered for %s: %d requests, %.1f/s, %d errors (%d of them timeouts), p50 %s p90 %s p99 %s max %s, %d flows skipped",
+			*e2eRate, *e2eDuration, sum.Requests, sum.Rate, sum.Errors, sum.Timeouts, sum.P50.Round(time.Microsecond), sum.P90.Round(time.Microsecond), sum.P99.Round(time.Microsecond), sum.Max.Round(time.Microsecond), sum.Skipped),
 		fmt.Sprintf("all services: %d orders placed, %d CONFIRMED, %d CANCELLED; settled %s after the load (load average %s)", counts.orders, counts.confirmed, counts.cancelled, settled.Round(100*time.Millisecond), loadAvg),
 		fmt.Sprintf("all services: %d confirmed orders with one shipment each (%d shipments, %d delivered)", counts.confirmed, counts.shipments, counts.delivered),
 		fmt.Sprintf("all services: %d OrderConfirmed notifications, one SENT per confirmed order, each in the mail sink (%d .eml files in all)", counts.confirmations, counts.mailFiles),
@@ -234,8 +243,12 @@ type shopSnapshot struct {
 	products      map[string]catalogProduct
 	searchHits    map[string][]search.Hit // sku → hits of a query for its name
 	analytics     analyticsFigures
-	loadErrors    int
+	loadErrors    int // wrong answers: the errors that were not timeouts
 	ordersPlaced  int
+	// orderTimeouts are the POST /orders that timed out at the client: on
+	// a machine too busy for the offered rate an order can be placed after
+	// the client gave up, so order-service may hold up to that many more.
+	orderTimeouts int
 }
 
 type shopOrder struct {
@@ -275,8 +288,11 @@ func checkShop(s shopSnapshot) (shopCounts, []string) {
 		bad("flotilla load saw %d errors", s.loadErrors)
 	}
 	c.orders = len(s.orders)
-	if s.ordersPlaced != c.orders {
+	switch {
+	case s.orderTimeouts == 0 && s.ordersPlaced != c.orders:
 		bad("flotilla load placed %d orders; order-service has %d", s.ordersPlaced, c.orders)
+	case c.orders < s.ordersPlaced || c.orders > s.ordersPlaced+s.orderTimeouts:
+		bad("flotilla load placed %d orders and %d more timed out; order-service has %d", s.ordersPlaced, s.orderTimeouts, c.orders)
 	}
 	gmv := map[string]int64{}
 	units := map[string]int64{}

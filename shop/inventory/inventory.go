@@ -180,7 +180,7 @@ func (m *Main) checkSKU(ctx context.Context, sku string) error {
 		return kit.Errorf(http.StatusUnprocessableEntity, "unknown_sku", "sku %s is not in the catalog", sku)
 	}
 	if err != nil {
-		return kit.Errorf(http.StatusBadGateway, "upstream", "validate sku %s: %v", sku, err)
+		return kit.Upstream(err, "validate sku %s", sku)
 	}
 	if !p.Active {
 		return kit.Errorf(http.StatusUnprocessableEntity, "unavailable_sku", "sku %s is withdrawn from the catalog", sku)

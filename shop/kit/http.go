@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -29,6 +30,19 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 // Errorf builds an *Error.
 func Errorf(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Upstream is the error a handler returns when its call to another service
+// failed: 504 upstream_timeout when the call timed out (the caller's
+// deadline, or the client's timeout: the other service is slow, not
+// wrong), else 502 upstream. The message says what was being done.
+func Upstream(err error, format string, args ...any) *Error {
+	msg := fmt.Sprintf(format, args...) + ": " + err.Error()
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return &Error{Status: http.StatusGatewayTimeout, Code: "upstream_timeout", Message: msg}
+	}
+	return &Error{Status: http.StatusBadGateway, Code: "upstream", Message: msg}
 }
 
 // Common errors.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestDecode(t *testing.T) {
@@ -154,4 +155,38 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// A call to another service that timed out is 504 upstream_timeout (the
+// other service is slow); any other failure is 502 upstream.
+func TestUpstream(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer slow.Close()
+	c := NewClient("slow-service", slow.URL)
+	c.HTTP.Timeout = 50 * time.Millisecond
+	timeout := c.Do(context.Background(), "GET", "/x", "", nil, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	deadline := NewClient("slow-service", slow.URL).Do(ctx, "GET", "/x", "", nil, nil, nil)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	refused := NewClient("gone-service", gone.URL).Do(context.Background(), "GET", "/x", "", nil, nil, nil)
+	for _, c := range []struct {
+		name   string
+		err    error
+		status int
+		code   string
+	}{
+		{"the client's timeout", timeout, 504, "upstream_timeout"},
+		{"the caller's deadline", deadline, 504, "upstream_timeout"},
+		{"a refused connection", refused, 502, "upstream"},
+	} {
+		if c.err == nil {
+			t.Fatalf("%s: the call did not fail", c.name)
+		}
+		e := Upstream(c.err, "read %s", "cart")
+		if e.Status != c.status || e.Code != c.code || !strings.HasPrefix(e.Message, "read cart: ") {
+			t.Errorf("%s: %d %s %q, want %d %s and the message prefixed with what was done", c.name, e.Status, e.Code, e.Message, c.status, c.code)
+		}
+	}
 }

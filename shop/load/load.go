@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"slices"
 	"sort"
@@ -53,15 +54,20 @@ type Summary struct {
 	PerFlow        float64        `json:"requestsPerFlow"`   // requests a flow sent on average (flows that finished before the end)
 	Errors         int            `json:"errors"`
 	ErrorsByStatus map[string]int `json:"errorsByStatus"` // "0" is a transport failure or timeout
-	StatusCodes    map[string]int `json:"statusCodes"`
-	P50            time.Duration  `json:"p50"`
-	P90            time.Duration  `json:"p90"`
-	P99            time.Duration  `json:"p99"`
-	Max            time.Duration  `json:"max"`
-	Flows          map[string]int `json:"flows"` // flows started
-	OrdersPlaced   int            `json:"ordersPlaced"`
-	Confirmed      int            `json:"ordersConfirmed"`
-	Cancelled      int            `json:"ordersCancelled"`
+	// Timeouts are the errors that are slowness, not a wrong answer: the
+	// request outlasted --timeout, or the service answered 504 (a call it
+	// made to another service timed out). A request that timed out may
+	// still have taken effect (an order placed after the client gave up).
+	Timeouts     int            `json:"timeouts"`
+	StatusCodes  map[string]int `json:"statusCodes"`
+	P50          time.Duration  `json:"p50"`
+	P90          time.Duration  `json:"p90"`
+	P99          time.Duration  `json:"p99"`
+	Max          time.Duration  `json:"max"`
+	Flows        map[string]int `json:"flows"` // flows started
+	OrdersPlaced int            `json:"ordersPlaced"`
+	Confirmed    int            `json:"ordersConfirmed"`
+	Cancelled    int            `json:"ordersCancelled"`
 	// CancelledBy are the cancelled orders by reason, the code before the
 	// order's "code: message" reason (out_of_stock, payment_failed, ...):
 	// business failures, which are no HTTP errors.
@@ -82,6 +88,7 @@ type RouteSummary struct {
 	Route    string        `json:"route"` // "POST /orders"
 	Requests uint64        `json:"requests"`
 	Errors   int           `json:"errors"`
+	Timeouts int           `json:"timeouts"` // of the errors (see Summary.Timeouts)
 	P50      time.Duration `json:"p50"`
 	P99      time.Duration `json:"p99"`
 	Max      time.Duration `json:"max"`
@@ -105,6 +112,9 @@ func (s *Summary) Write(w io.Writer) {
 	fmt.Fprintf(w, "status %s\n", counts(s.StatusCodes))
 	if s.Errors > 0 {
 		fmt.Fprintf(w, "errors by status %s\n", counts(s.ErrorsByStatus))
+		if s.Timeouts > 0 {
+			fmt.Fprintf(w, "  %d of them timeouts (--timeout passed, or a 504: a service's call to another timed out)\n", s.Timeouts)
+		}
 		for _, e := range s.Samples {
 			fmt.Fprintf(w, "  %s\n", e)
 		}
@@ -180,8 +190,9 @@ type runner struct {
 }
 
 type routeStats struct {
-	m      vegeta.Metrics
-	errors int
+	m        vegeta.Metrics
+	errors   int
+	timeouts int
 }
 
 // Run runs the load described by c, writing a progress line to progress
@@ -280,7 +291,7 @@ func (r *runner) summary(start time.Time, setup string) *Summary {
 	s.P50, s.P90, s.P99, s.Max = r.metrics.Latencies.P50, r.metrics.Latencies.P90, r.metrics.Latencies.P99, r.metrics.Latencies.Max
 	for name, rs := range r.routes {
 		rs.m.Close()
-		s.Routes = append(s.Routes, RouteSummary{Route: name, Requests: rs.m.Requests, Errors: rs.errors,
+		s.Routes = append(s.Routes, RouteSummary{Route: name, Requests: rs.m.Requests, Errors: rs.errors, Timeouts: rs.timeouts,
 			P50: rs.m.Latencies.P50, P99: rs.m.Latencies.P99, Max: rs.m.Latencies.Max})
 	}
 	sort.Slice(s.Routes, func(i, j int) bool {
@@ -553,6 +564,10 @@ func (r *runner) do(ctx context.Context, c call, fr *flowRun) (int, []byte, erro
 		rs.errors++
 		r.sum.Errors++
 		r.sum.ErrorsByStatus[strconv.Itoa(int(res.Code))]++
+		if timedOut(err, int(res.Code)) {
+			rs.timeouts++
+			r.sum.Timeouts++
+		}
 		if len(r.sum.Samples) < 10 {
 			r.sum.Samples = append(r.sum.Samples, res.Error)
 		}
@@ -801,4 +816,15 @@ func (r *runner) register(ctx context.Context) ([]*account, error) {
 		}
 	}
 	return accounts, nil
+}
+
+// timedOut says whether a failed request was slowness rather than a wrong
+// answer: the client's timeout or deadline passed, or the service answered
+// 504 Gateway Timeout.
+func timedOut(err error, status int) bool {
+	if status == http.StatusGatewayTimeout {
+		return true
+	}
+	var ne net.Error
+	return err != nil && (errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()))
 }

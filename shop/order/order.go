@@ -352,7 +352,7 @@ func upstream(what string, err error) error {
 	if errors.As(err, &ue) && ue.Status >= 400 && ue.Status < 500 {
 		return kit.Errorf(ue.Status, ue.Err.Code, "%s: %s", what, ue.Err.Message)
 	}
-	return kit.Errorf(http.StatusBadGateway, "upstream", "%s: %v", what, err)
+	return kit.Upstream(err, "%s", what)
 }
 
 func (m *Main) answer(w http.ResponseWriter, o Order, status int) error {

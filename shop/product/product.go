@@ -214,7 +214,7 @@ func (m *Main) create(w http.ResponseWriter, r *http.Request) error {
 	// Resolve the acting admin with user-service (the seller of record).
 	var seller struct{ ID, Name string }
 	if err := m.users.Do(r.Context(), "GET", "/users/me", kit.BearerToken(r), nil, nil, &seller); err != nil {
-		return kit.Errorf(http.StatusBadGateway, "upstream", "resolve seller: %v", err)
+		return kit.Upstream(err, "resolve seller")
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	p := Product{SKU: in.SKU, Name: strings.TrimSpace(in.Name), Description: in.Description, Category: strings.TrimSpace(in.Category),
