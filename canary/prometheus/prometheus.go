@@ -15,7 +15,9 @@
 // responses; latency quantiles are histogram_quantile over the histogram's
 // buckets, so they agree with the mesh's own estimate.
 //
-// [Provider.Query] runs a custom query for a judge that needs one number.
+// [Provider.Buckets] returns the latency histogram itself, for a rank test
+// of two versions. [Provider.Query] runs a custom query for a judge that
+// needs one number.
 // "No data" ([canary.ErrNoData]: an empty result, or NaN) is inconclusive;
 // any other error means Prometheus could not be asked (unreachable,
 // timed out) or refused the query ([ErrBadQuery]), which an analysis counts
@@ -150,6 +152,9 @@ type Queries struct {
 	Requests      string // requests completed in the window
 	Errors        string // of them, 5xx responses
 	P50, P90, P99 string // latency quantiles, in the histogram's unit
+	// Buckets is the latency histogram: one sample per bucket, labelled
+	// le, counting the requests at most le (cumulative, as Prometheus's).
+	Buckets string
 	// Unit is the histogram's unit: a quantile q is q*Unit.
 	Unit time.Duration
 }
@@ -180,6 +185,7 @@ func (p *Provider) Queries(service, version string, window time.Duration) Querie
 		P50:      quantile("0.5"),
 		P90:      quantile("0.9"),
 		P99:      quantile("0.99"),
+		Buckets:  "sum by (le) (increase(" + bucket + "{" + sel + "}" + rng + "))",
 		Unit:     unit,
 	}
 }
@@ -243,6 +249,64 @@ func (p *Provider) Stats(ctx context.Context, service, version string, window ti
 	return st, nil
 }
 
+// Buckets returns the latency histogram of a version of a service over
+// the window ending now, for a rank test between two versions: the
+// buckets' upper bounds, increasing, and how many requests fell in each
+// (not cumulative; counts has one more entry, the requests over the last
+// bound), the shape of canary.Histogram. Counts are increase()'s, rounded.
+// It returns canary.ErrNoData (wrapped) when the window holds no request,
+// and the errors of Query.
+func (p *Provider) Buckets(ctx context.Context, service, version string, window time.Duration) (bounds []time.Duration, counts []int64, err error) {
+	if window <= 0 {
+		return nil, nil, fmt.Errorf("latency of %s@%s: window %v must be positive", service, version, window)
+	}
+	qs := p.Queries(service, version, window)
+	where := fmt.Sprintf("latency of %s@%s over %v", service, version, roundWindow(window))
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+	val, _, err := p.api.Query(ctx, qs.Buckets, p.cfg.Now())
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", where, p.queryError(qs.Buckets, err))
+	}
+	vec, ok := val.(model.Vector)
+	if !ok {
+		return nil, nil, fmt.Errorf("%s: query %q: a %s, want a vector by le", where, qs.Buckets, val.Type())
+	}
+	type bucket struct{ le, cum float64 }
+	bs := make([]bucket, 0, len(vec))
+	for _, s := range vec {
+		le, err := strconv.ParseFloat(string(s.Metric["le"]), 64)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: a bucket with le=%q: want a number", where, s.Metric["le"])
+		}
+		bs = append(bs, bucket{le, float64(s.Value)})
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	if len(bs) == 0 {
+		return nil, nil, fmt.Errorf("%s: no histogram: %w", where, canary.ErrNoData)
+	}
+	if !math.IsInf(bs[len(bs)-1].le, 1) {
+		return nil, nil, fmt.Errorf("%s: the histogram has no +Inf bucket", where)
+	}
+	bounds = make([]time.Duration, len(bs)-1)
+	counts = make([]int64, len(bs))
+	var prev, total int64
+	for i, b := range bs {
+		if i < len(bounds) {
+			bounds[i] = time.Duration(b.le * float64(qs.Unit))
+		}
+		// Series extrapolated apart may dent the cumulative counts: a
+		// bucket never counts below zero.
+		cum := max(int64(math.Round(b.cum)), prev)
+		counts[i], prev = cum-prev, cum
+		total += counts[i]
+	}
+	if total == 0 {
+		return nil, nil, fmt.Errorf("%s: no request counted: %w", where, canary.ErrNoData)
+	}
+	return bounds, counts, nil
+}
+
 // Query evaluates promql at the instant at (zero means now) and returns its
 // one number: a scalar, or a vector of exactly one sample. An empty vector
 // or a NaN (0/0, nothing in the window) is canary.ErrNoData (wrapped); a
@@ -257,11 +321,7 @@ func (p *Provider) Query(ctx context.Context, promql string, at time.Time) (floa
 	defer cancel()
 	val, _, err := p.api.Query(ctx, promql, at)
 	if err != nil {
-		var apiErr *v1.Error
-		if errors.As(err, &apiErr) && (apiErr.Type == v1.ErrBadData || apiErr.Type == v1.ErrExec) {
-			return 0, fmt.Errorf("prometheus %s: query %q: %w: %s", p.cfg.URL, promql, ErrBadQuery, apiErr.Msg)
-		}
-		return 0, fmt.Errorf("prometheus %s: query %q: %w", p.cfg.URL, promql, err)
+		return 0, p.queryError(promql, err)
 	}
 	v, err := single(val)
 	if err != nil {
@@ -305,4 +365,14 @@ func single(val model.Value) (float64, error) {
 		return 0, fmt.Errorf("NaN (nothing to divide in the window): %w", canary.ErrNoData)
 	}
 	return v, nil
+}
+
+// queryError says what went wrong with a query: refused (ErrBadQuery), or
+// Prometheus could not be asked.
+func (p *Provider) queryError(promql string, err error) error {
+	var apiErr *v1.Error
+	if errors.As(err, &apiErr) && (apiErr.Type == v1.ErrBadData || apiErr.Type == v1.ErrExec) {
+		return fmt.Errorf("prometheus %s: query %q: %w: %s", p.cfg.URL, promql, ErrBadQuery, apiErr.Msg)
+	}
+	return fmt.Errorf("prometheus %s: query %q: %w", p.cfg.URL, promql, err)
 }

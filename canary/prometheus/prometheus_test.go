@@ -205,6 +205,35 @@ func TestStatsAgreeWithTheMesh(t *testing.T) {
 			if got.Window != window {
 				t.Errorf("window %v, want %v", got.Window, window)
 			}
+
+			// The histogram, for a rank test: the mesh's buckets, its
+			// requests, and its median where histogram_quantile put it.
+			bounds, counts, err := p.Buckets(ctx, svc, v, window)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bounds) != len(meshBuckets) || len(counts) != len(bounds)+1 {
+				t.Fatalf("%d bounds, %d counts, want the mesh's %d buckets and +Inf", len(bounds), len(counts), len(meshBuckets))
+			}
+			var total, cum int64
+			for i, b := range meshBuckets {
+				if bounds[i] != time.Duration(b*1e9) {
+					t.Errorf("bound %d = %v, want %vs", i, bounds[i], b)
+				}
+			}
+			for _, c := range counts {
+				total += c
+			}
+			near("histogram total", total, want.Requests)
+			for i, c := range counts[:len(bounds)] {
+				cum += c
+				if 2*cum >= total {
+					if got.P50 > bounds[i] || (i > 0 && got.P50 < bounds[i-1]) {
+						t.Errorf("p50 %v outside the bucket holding the median, up to %v", got.P50, bounds[i])
+					}
+					break
+				}
+			}
 		})
 	}
 	// A version nothing reached: no data, for both.
@@ -285,6 +314,14 @@ func TestIstioFlavorAndQuery(t *testing.T) {
 		if d := (q.got - q.want).Abs(); d > time.Microsecond {
 			t.Errorf("%s = %v, want %v", q.name, q.got, q.want)
 		}
+	}
+	bounds, counts, err := p.Buckets(ctx, "reviews", "v2", window)
+	if err != nil || len(bounds) != 2 || bounds[0] != 10*time.Millisecond || bounds[1] != 100*time.Millisecond ||
+		len(counts) != 3 || counts[0] <= 0 || counts[0]-counts[1] > 1 || counts[1]-counts[0] > 1 || counts[2] != 0 {
+		t.Errorf("reviews v2 buckets: %v %v %v, want half at most 10ms, half at most 100ms", bounds, counts, err)
+	}
+	if _, _, err := p.Buckets(ctx, "reviews", "v3", window); !errors.Is(err, canary.ErrNoData) {
+		t.Errorf("reviews v3 buckets: %v, want ErrNoData", err)
 	}
 	if st, err := p.Stats(ctx, "reviews", "v1", window); err != nil || st.ErrorRate != 0 || st.P50 != 5*time.Millisecond {
 		t.Errorf("reviews v1: %+v %v, want no errors and a p50 of 5ms", st, err)
@@ -408,6 +445,8 @@ func TestQueries(t *testing.T) {
 			`sum(increase(flotilla_mesh_requests_total{destination="order-service",version="3f2a",status_class="5xx"}[1m30s]))`},
 		{mp.Queries("order-service", "3f2a", 1500*time.Microsecond).P99,
 			`histogram_quantile(0.99, sum by (le) (rate(flotilla_mesh_request_duration_seconds_bucket{destination="order-service",version="3f2a"}[2ms])))`},
+		{mp.Queries("order-service", "3f2a", time.Minute).Buckets,
+			`sum by (le) (increase(flotilla_mesh_request_duration_seconds_bucket{destination="order-service",version="3f2a"}[1m]))`},
 		{ip.Queries("reviews", "v2", time.Minute).Errors,
 			`sum(increase(istio_requests_total{reporter="destination",destination_service_name="reviews",destination_version="v2",destination_workload_namespace="shop",response_code=~"5.."}[1m]))`},
 		{ip.Queries(`we"ird`, "v2", time.Minute).P50,
