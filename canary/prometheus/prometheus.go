@@ -330,6 +330,20 @@ func (p *Provider) Query(ctx context.Context, promql string, at time.Time) (floa
 	return v, nil
 }
 
+// Instant returns p as a query source that evaluates each query at the
+// current instant: Query(ctx, promql), the shape an analysis's custom
+// query judges call.
+func (p *Provider) Instant() InstantQuerier { return InstantQuerier{p} }
+
+// InstantQuerier evaluates queries at the current instant (see
+// [Provider.Instant]).
+type InstantQuerier struct{ p *Provider }
+
+// Query is [Provider.Query] at the current instant.
+func (q InstantQuerier) Query(ctx context.Context, promql string) (float64, error) {
+	return q.p.Query(ctx, promql, time.Time{})
+}
+
 // single returns the one number of a query's result.
 func single(val model.Value) (float64, error) {
 	var v float64

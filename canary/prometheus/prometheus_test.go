@@ -342,6 +342,10 @@ func TestIstioFlavorAndQuery(t *testing.T) {
 		t.Errorf("reviews v2, every namespace: %+v %v, want an error rate of 12/19", st, err)
 	}
 
+	if v, err := p.Instant().Query(ctx, `count(istio_requests_total{reporter="source"})`); err != nil || v != 1 {
+		t.Errorf("Instant().Query = %v, %v, want 1", v, err)
+	}
+
 	t.Run("Query", func(t *testing.T) {
 		for _, tc := range []struct {
 			query   string
