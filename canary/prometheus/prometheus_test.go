@@ -155,8 +155,9 @@ func TestStatsAgreeWithTheMesh(t *testing.T) {
 		})
 	}
 
-	// One window covering all the traffic, in the mesh's 5 s slots.
-	window := (time.Since(start) + 10*time.Second).Truncate(5 * time.Second)
+	// One window covering all the traffic, in the mesh's 5 s slots, with
+	// room for the seconds the queries below may take on a busy machine.
+	window := (time.Since(start) + 15*time.Second).Truncate(5 * time.Second)
 	const maxErrorRate = 0.01
 	for _, v := range []string{"v1", "v2"} {
 		t.Run(v, func(t *testing.T) {
