@@ -220,15 +220,12 @@ func (p *Provider) Stats(ctx context.Context, service, version string, window ti
 	where := fmt.Sprintf("stats %s@%s over %v", service, version, window)
 	st := canary.Stats{Window: window}
 	// Prometheus's own errors first: "no data" from one query says nothing
-	// when another could not be asked.
-	var hard []error
+	// when another could not be asked. One says it for all (an unreachable
+	// server fails every query alike).
 	for _, err := range errs {
 		if err != nil && !errors.Is(err, canary.ErrNoData) {
-			hard = append(hard, err)
+			return st, fmt.Errorf("%s: %w", where, err)
 		}
-	}
-	if len(hard) > 0 {
-		return st, fmt.Errorf("%s: %w", where, errors.Join(hard...))
 	}
 	requests, errCount := vals[0], vals[1]
 	if errs[0] != nil || requests < 0.5 {
