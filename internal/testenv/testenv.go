@@ -20,23 +20,22 @@ import (
 
 // The variables, one per external server.
 const (
-	Postgres = "FLOTILLA_TEST_POSTGRES" // a PostgreSQL DSN, postgres://...
-	Redis    = "FLOTILLA_TEST_REDIS"    // a Redis URL, redis://...
-	NATS     = "FLOTILLA_TEST_NATS"     // a NATS URL with JetStream, nats://...
-	Pact     = "FLOTILLA_TEST_PACT"     // the pact CLI binary (@pact-foundation/pact-cli)
+	Postgres   = "FLOTILLA_TEST_POSTGRES"   // a PostgreSQL DSN, postgres://...
+	Redis      = "FLOTILLA_TEST_REDIS"      // a Redis URL, redis://...
+	NATS       = "FLOTILLA_TEST_NATS"       // a NATS URL with JetStream, nats://...
+	Pact       = "FLOTILLA_TEST_PACT"       // the pact CLI binary (@pact-foundation/pact-cli)
+	Prometheus = "FLOTILLA_TEST_PROMETHEUS" // the prometheus binary (Debian package prometheus)
 
-	// Named for the suites to come (canary/prometheus, the tracing
-	// exporter); no suite reads them yet, so they are not in All and
-	// nothing announces them.
-	Prometheus = "FLOTILLA_TEST_PROMETHEUS" // the prometheus binary
-	Jaeger     = "FLOTILLA_TEST_JAEGER"     // an OTLP/HTTP endpoint of a Jaeger collector
+	// Named for a suite to come (the tracing exporter); no suite reads it
+	// yet, so it is not in All and nothing announces it.
+	Jaeger = "FLOTILLA_TEST_JAEGER" // an OTLP/HTTP endpoint of a Jaeger collector
 )
 
 // All lists the variables some suite reads: what `make` (env-report) and
 // the README announce. TestAllIsWhatTheCodeReads keeps it equal to what
 // Readers finds in the module, so a variable joins it with the first suite
 // that reads it.
-var All = []string{Postgres, Redis, NATS, Pact}
+var All = []string{Postgres, Redis, NATS, Pact, Prometheus}
 
 // Lookup returns the variable's value. When it is unset the test is skipped
 // with a line naming the variable, or fails when CI=true.

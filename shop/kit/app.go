@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -73,6 +74,9 @@ type App struct {
 func Start(ctx context.Context, cfg Config, migrations, schemas fs.FS) (*App, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	}
+	if cfg.FaultDraw == nil {
+		cfg.FaultDraw = rand.Float64
 	}
 	log := cfg.Logger.With("service", cfg.Service)
 	a := &App{Config: cfg, Log: log, Mux: http.NewServeMux(), Crash: NewCrasher(cfg.Faults, cfg.Crash)}
@@ -228,7 +232,7 @@ func (a *App) Serve() {
 		a.relay.Run(ctx)
 	}()
 	a.srv = &http.Server{
-		Handler:           logRequests(a.Log, traceContext(a.Mux)),
+		Handler:           logRequests(a.Log, traceContext(httpFaults(a.Config.Faults, a.Config.FaultDraw, a.Mux))),
 		BaseContext:       func(net.Listener) context.Context { return WithService(context.Background(), a.Config.Service) },
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -242,6 +246,10 @@ func (a *App) Serve() {
 		}
 	}()
 	a.ready.Store(true)
+	if f := a.Config.Faults.String(); f != "" {
+		a.Log.Warn("serving with faults on purpose", "url", a.URL(), "database", a.DB.Dialect, "faults", f)
+		return
+	}
 	a.Log.Info("serving", "url", a.URL(), "database", a.DB.Dialect)
 }
 

@@ -38,6 +38,11 @@ type Config struct {
 	// Crash is called at an armed crash point; it must not return. The
 	// default exits the process with status 70.
 	Crash func(point string)
+	// FaultDraw returns a number in [0, 1) for each request the
+	// http.error_rate fault may fail (the request fails when it is below
+	// the rate). It must be safe for concurrent use; the default is
+	// math/rand/v2's Float64. Tests set a seeded source.
+	FaultDraw func() float64
 }
 
 // DefaultConfig returns the defaults for a service.
@@ -132,6 +137,9 @@ func Load(service string, deps []string, args []string, getenv func(string) stri
 // like the OpenTelemetry demo's feature flags. FAULTS is a comma-separated
 // list of name=value:
 //
+//	http.error_rate=0.3        a 500 on this fraction of requests to every route but the
+//	                           health and readiness probes (a bad version made on purpose)
+//	http.latency=150ms         every route but the probes waits this long before answering
 //	payment.failure_rate=0.2   payment declines this fraction of charges
 //	payment.latency=300ms      payment waits this long before answering a charge
 //	inventory.slow=50ms        inventory waits this long before each reservation
@@ -140,6 +148,8 @@ func Load(service string, deps []string, args []string, getenv func(string) stri
 //	crash=POINT[@N]            exit the process the Nth time (default 1st) POINT is reached;
 //	                           repeatable. Points: see CrashPoints.
 type Faults struct {
+	HTTPErrorRate      float64
+	HTTPLatency        time.Duration
 	PaymentFailureRate float64
 	PaymentLatency     time.Duration
 	InventorySlow      time.Duration
@@ -177,15 +187,17 @@ func ParseFaults(s string) (Faults, error) {
 		}
 		var err error
 		switch k {
-		case "payment.failure_rate":
-			f.PaymentFailureRate, err = strconv.ParseFloat(v, 64)
-			if err == nil && !(f.PaymentFailureRate >= 0 && f.PaymentFailureRate <= 1) {
-				err = errors.New("out of range")
-			}
-			if err != nil {
+		case "payment.failure_rate", "http.error_rate":
+			r, err := strconv.ParseFloat(v, 64)
+			if err != nil || !(r >= 0 && r <= 1) {
 				return f, fmt.Errorf("%s=%q: want a number from 0 to 1", k, v)
 			}
-		case "payment.latency", "inventory.slow", "bus.publish_stall":
+			if k == "http.error_rate" {
+				f.HTTPErrorRate = r
+			} else {
+				f.PaymentFailureRate = r
+			}
+		case "payment.latency", "inventory.slow", "bus.publish_stall", "http.latency":
 			d, err := time.ParseDuration(v)
 			if err != nil || d < 0 {
 				return f, fmt.Errorf("%s=%q: want a duration such as 200ms", k, v)
@@ -195,6 +207,8 @@ func ParseFaults(s string) (Faults, error) {
 				f.PaymentLatency = d
 			case "inventory.slow":
 				f.InventorySlow = d
+			case "http.latency":
+				f.HTTPLatency = d
 			default:
 				f.PublishStall = d
 			}
@@ -215,7 +229,7 @@ func ParseFaults(s string) (Faults, error) {
 			}
 			f.Crash[point] = n
 		default:
-			known := []string{"payment.failure_rate", "payment.latency", "inventory.slow", "bus.publish_stall", "bus.duplicate", "crash"}
+			known := []string{"http.error_rate", "http.latency", "payment.failure_rate", "payment.latency", "inventory.slow", "bus.publish_stall", "bus.duplicate", "crash"}
 			sort.Strings(known)
 			return f, fmt.Errorf("unknown fault %q; known: %s", k, strings.Join(known, ", "))
 		}
@@ -235,6 +249,12 @@ func knownPoint(p string) bool {
 // String renders faults in the FAULTS syntax (for child processes).
 func (f Faults) String() string {
 	var parts []string
+	if f.HTTPErrorRate > 0 {
+		parts = append(parts, "http.error_rate="+strconv.FormatFloat(f.HTTPErrorRate, 'g', -1, 64))
+	}
+	if f.HTTPLatency > 0 {
+		parts = append(parts, "http.latency="+f.HTTPLatency.String())
+	}
 	if f.PaymentFailureRate > 0 {
 		parts = append(parts, "payment.failure_rate="+strconv.FormatFloat(f.PaymentFailureRate, 'g', -1, 64))
 	}

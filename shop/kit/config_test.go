@@ -19,6 +19,14 @@ func TestParseFaults(t *testing.T) {
 		{in: "payment.failure_rate=0.2, payment.latency=300ms,inventory.slow=5ms,bus.publish_stall=1s,bus.duplicate=true,crash=outbox.after_publish@3,crash=saga.after_charge",
 			want: Faults{PaymentFailureRate: 0.2, PaymentLatency: 300 * time.Millisecond, InventorySlow: 5 * time.Millisecond,
 				PublishStall: time.Second, Duplicate: true, Crash: map[string]int{"outbox.after_publish": 3, "saga.after_charge": 1}}},
+		{in: "http.error_rate=0.3,http.latency=150ms", want: Faults{HTTPErrorRate: 0.3, HTTPLatency: 150 * time.Millisecond, Crash: map[string]int{}}},
+		{in: "http.error_rate=1", want: Faults{HTTPErrorRate: 1, Crash: map[string]int{}}},
+		{in: "http.error_rate=1.5", wantErr: `http.error_rate="1.5": want a number from 0 to 1`},
+		{in: "http.error_rate=-0.1", wantErr: `http.error_rate="-0.1": want a number from 0 to 1`},
+		{in: "http.error_rate=NaN", wantErr: `http.error_rate="NaN": want a number from 0 to 1`},
+		{in: "http.error_rate=30%", wantErr: `http.error_rate="30%": want a number from 0 to 1`},
+		{in: "http.latency=150", wantErr: `http.latency="150": want a duration such as 200ms`},
+		{in: "http.latency=-1s", wantErr: `http.latency="-1s": want a duration`},
 		{in: "payment.failure_rate=2", wantErr: `payment.failure_rate="2": want a number from 0 to 1`},
 		{in: "payment.failure_rate=NaN", wantErr: "want a number from 0 to 1"},
 		{in: "payment.latency=fast", wantErr: `payment.latency="fast": want a duration`},
@@ -54,6 +62,9 @@ func TestParseFaults(t *testing.T) {
 func FuzzParseFaults(f *testing.F) {
 	f.Add("payment.failure_rate=0.2,crash=outbox.after_publish@3")
 	f.Add("bus.duplicate=true,,inventory.slow=1ms")
+	f.Add("http.error_rate=0.3,http.latency=150ms")
+	f.Add("http.error_rate=1e-3, http.latency=1h2m3.5s")
+	f.Add("http.error_rate=Inf,http.latency=-0s")
 	f.Fuzz(func(t *testing.T, s string) {
 		got, err := ParseFaults(s)
 		if err != nil {
