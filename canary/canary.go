@@ -60,4 +60,20 @@ type Stats struct {
 	// Window is the span the figures actually cover (a source may round
 	// the requested window to its resolution).
 	Window time.Duration
+	// Latency is the histogram the quantiles come from, so that two
+	// versions can be compared by a rank test ([MannWhitney]). A source
+	// without bucket counts leaves it empty, and the baseline comparison
+	// of latency is then inconclusive.
+	Latency Histogram
+}
+
+// Histogram is a latency distribution as bucket counts (not cumulative,
+// unlike Prometheus's "le" series).
+type Histogram struct {
+	// Bounds are the buckets' upper bounds, strictly increasing.
+	Bounds []time.Duration `json:"bounds,omitempty"`
+	// Counts has one more entry than Bounds: Counts[i] requests took more
+	// than Bounds[i-1] and at most Bounds[i]; the last one counts those
+	// over the last bound (Prometheus's +Inf bucket).
+	Counts []int64 `json:"counts,omitempty"`
 }
