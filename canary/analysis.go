@@ -279,7 +279,7 @@ func (a *Analysis) signal(service string, o override) error {
 	a.mu.Lock()
 	r := a.runs[service]
 	a.mu.Unlock()
-	if r == nil || r.status().Phase.Final() {
+	if r == nil || r.status().Phase.Final() || !r.isActive() {
 		return fmt.Errorf("%s: %w", service, ErrNotRunning)
 	}
 	select {
@@ -328,8 +328,8 @@ func (a *Analysis) start(req ShiftRequest, p Policy, st State) (*run, error) {
 		ph := old.status().Phase
 		switch {
 		case ph == PhaseBaking:
-			old.stopBake()
-		case !ph.Final() && !old.finished():
+			old.stopBake(req.Version)
+		case !ph.Final() && old.isActive():
 			return nil, fmt.Errorf("canary %s: %s is already in progress (%s)", req.Service, old.req.Version, ph)
 		}
 	}
@@ -350,10 +350,11 @@ type run struct {
 	p      Policy
 	judges []Judge
 
-	mu        sync.Mutex
-	st        State
-	bakeStop  context.CancelFunc
-	loopEnded bool
+	mu         sync.Mutex
+	st         State
+	bakeStop   context.CancelFunc
+	superseded string // the version whose release cut the bake short
+	active     int    // the loop and the bake goroutine running
 
 	override chan override
 	done     chan struct{}
@@ -365,10 +366,24 @@ func (r *run) status() State {
 	return r.st.clone()
 }
 
-func (r *run) finished() bool {
+// isActive reports whether the analysis loop or the bake runs (and so
+// reads manual overrides).
+func (r *run) isActive() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.loopEnded
+	return r.active > 0
+}
+
+func (r *run) enter() {
+	r.mu.Lock()
+	r.active++
+	r.mu.Unlock()
+}
+
+func (r *run) leave() {
+	r.mu.Lock()
+	r.active--
+	r.mu.Unlock()
 }
 
 func (r *run) update(f func(*State)) {
@@ -453,11 +468,8 @@ func (r *run) wait(ctx context.Context) (*override, error) {
 // progress runs the canary from where its state is to a promotion or a
 // rollback.
 func (r *run) progress(ctx context.Context) (err error) {
-	defer func() {
-		r.mu.Lock()
-		r.loopEnded = true
-		r.mu.Unlock()
-	}()
+	r.enter()
+	defer r.leave()
 	manual := func(o *override) error {
 		who := o.reason
 		if who == "" {
@@ -851,18 +863,23 @@ func (r *run) startBake() {
 	ctx, cancel := context.WithCancel(r.a.ctx)
 	r.mu.Lock()
 	r.bakeStop = cancel
+	r.active++
 	r.mu.Unlock()
 	r.a.wg.Add(1)
 	go func() {
 		defer r.a.wg.Done()
+		defer r.leave()
 		defer cancel()
 		r.bake(ctx)
 	}()
 }
 
-func (r *run) stopBake() {
+// stopBake cuts the bake short for a newer version's release: the baked
+// version counts as succeeded.
+func (r *run) stopBake(next string) {
 	r.mu.Lock()
 	stop := r.bakeStop
+	r.superseded = next
 	r.mu.Unlock()
 	if stop != nil {
 		stop()
@@ -890,7 +907,19 @@ func (r *run) bake(ctx context.Context) {
 		case ov := <-r.override:
 			o = &ov
 		case <-ctx.Done():
-			return // stopped: the state stays "baking"
+			r.mu.Lock()
+			next := r.superseded
+			r.mu.Unlock()
+			if next == "" {
+				return // stopped by Close: the state stays "baking", to resume
+			}
+			bctx := context.WithoutCancel(ctx)
+			r.update(func(s *State) { s.Phase = PhaseSucceeded; s.BakeUntil = time.Time{} })
+			r.decide(bctx, Decision{Phase: PhaseBaking, Action: ActionBaked, Reason: fmt.Sprintf("bake cut short: %s is being released", next)})
+			if r.a.cfg.BakeEnded != nil {
+				r.a.cfg.BakeEnded(bctx, r.status(), nil)
+			}
+			return
 		}
 		if o != nil {
 			if o.promote {

@@ -691,3 +691,35 @@ func TestOneCanaryPerService(t *testing.T) {
 		t.Errorf("promote of an unknown service: %v", err)
 	}
 }
+
+func TestANewReleaseCutsTheBakeShort(t *testing.T) {
+	p := testPolicy()
+	p.Bake = time.Hour
+	e := newEnv(t, p)
+	e.metrics.set("v1", good, nil)
+	e.metrics.set("v2", good, nil)
+	if err := wait(t, func() <-chan error { d := e.shift(context.Background()); e.ticks(3); return d }()); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.blockUntil(t, 1) // the bake waits
+	done := make(chan error, 1)
+	go func() {
+		done <- e.a.Shift(context.Background(), canary.ShiftRequest{Service: "svc", Version: "v3", Old: []string{"v2"}, Router: e.router})
+	}()
+	select {
+	case err := <-e.rec.bakes:
+		if err != nil {
+			t.Fatalf("the cut bake ended with %v, want nil (v2 succeeded)", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the bake was not cut short")
+	}
+	// v3 is not a subset of the router: its first step fails, and the
+	// rollback puts v2 back.
+	if err := wait(t, done); !errors.Is(err, canary.ErrRolledBack) || !strings.Contains(err.Error(), "set weights") {
+		t.Fatalf("v3: %v", err)
+	}
+	if diff := cmp.Diff(map[string]int{"v2": 100}, weightsOf(t, e.router)); diff != "" {
+		t.Errorf("weights (-want +got):\n%s", diff)
+	}
+}
