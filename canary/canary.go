@@ -1,12 +1,3 @@
-// Package canary is flotilla's progressive delivery: the analysis loop that
-// shifts traffic to a new version step by step and promotes or rolls it back
-// on what the judges see.
-//
-// The loop drives two small backends, defined here and implemented
-// elsewhere: a [Router] that moves traffic between the subsets of a service
-// (the built-in mesh, or Istio on Kubernetes) and a [Metrics] source that
-// reports how a version behaved over a window (the built-in mesh, or
-// Prometheus).
 package canary
 
 import (

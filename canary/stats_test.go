@@ -14,7 +14,8 @@ func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
 
 // The example of scipy.stats.mannwhitneyu's documentation (Mann and
 // Whitney's 1947 data): U = 17 for the males, and with
-// method="asymptotic" a two-sided p of 0.11134688653314041.
+// method="asymptotic" a two-sided p of 0.11134688653314041 (scipy 1.10.1
+// prints the same).
 func TestMannWhitneyScipyExample(t *testing.T) {
 	males := []float64{19, 22, 16, 29, 24}
 	females := []float64{20, 11, 17, 12}
@@ -40,7 +41,7 @@ func TestMannWhitneyScipyExample(t *testing.T) {
 // Ties, worked by hand: x = 1 2 2 3, y = 2 3 3 4 5. Mid-ranks: 1→1,
 // 2→3, 3→6, 4→8, 5→9; R1 = 13, U = 3; tie groups of 3 and 3 give
 // Σ(t³-t) = 48; var = 20/12·(10 - 48/72) = 15.5556; z = -(7-0.5)/3.94405
-// = -1.64805; p = 0.0993422.
+// = -1.64805; p = 0.0993422 (scipy 1.10.1: U 3.0, p 0.09934224785346528).
 func TestMannWhitneyTiesByHand(t *testing.T) {
 	x := []float64{1, 2, 2, 3}
 	y := []float64{2, 3, 3, 4, 5}
@@ -61,6 +62,21 @@ func TestMannWhitneyTiesByHand(t *testing.T) {
 	}
 	if b != r {
 		t.Errorf("binned %+v, raw %+v: the same samples must give the same test", b, r)
+	}
+}
+
+// Histograms in the mesh's 14 buckets (+Inf), checked against scipy
+// 1.10.1: mannwhitneyu(x, y, method="asymptotic") on the samples
+// expanded to their bucket index gives U 6645.0, p 2.0505154231397515e-05.
+func TestMannWhitneyBinnedAgainstScipy(t *testing.T) {
+	c := canary.Histogram{Bounds: meshBounds, Counts: []int64{0, 0, 0, 0, 5, 30, 40, 20, 5, 0, 0, 0, 0, 0, 0}}
+	b := canary.Histogram{Bounds: meshBounds, Counts: []int64{0, 0, 0, 2, 10, 50, 30, 8, 0, 0, 0, 0, 0, 0, 0}}
+	r, err := canary.MannWhitney(c, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.U != 6645 || !near(r.P, 2.0505154231397515e-05, 1e-15) || !r.Greater(0.98) {
+		t.Errorf("got %+v, want U 6645, p 2.0505154231397515e-05, canary greater", r)
 	}
 }
 
