@@ -6,6 +6,7 @@
 // checked against flotilla's.
 //
 // Three figures, each the median of -repeats runs:
+//
 //   - analysis: from raw samples, what one interval's judging costs when
 //     the figures arrive as samples: a sort of each side, binning into
 //     the mesh's latency buckets, quantiles, the Mann-Whitney U test on
@@ -15,6 +16,8 @@
 //     mid-ranks with the tie correction);
 //   - judges on histograms: what the loop runs per interval on the mesh's
 //     own figures (bucket counts, no samples).
+//
+// Run it with:
 //
 //	go run ./bench/canary                 # 10,000 per side, 200 repeats
 //	go run ./bench/canary -n 100000 -repeats 50
@@ -272,7 +275,7 @@ func scipy(python string, x, y []float64, repeats int) (peerResult, error) {
 	}
 	out, err := exec.Command(python, "-c", peerScript, px, py, strconv.Itoa(min(repeats, 50))).CombinedOutput()
 	if err != nil {
-		return peerResult{}, fmt.Errorf("%s: %v: %s (Debian: apt-get install python3-scipy)", python, err, strings.TrimSpace(string(out)))
+		return peerResult{}, fmt.Errorf("%s: %w: %s (Debian: apt-get install python3-scipy)", python, err, strings.TrimSpace(string(out)))
 	}
 	f := strings.Fields(string(out))
 	if len(f) != 5 {
