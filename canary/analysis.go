@@ -188,7 +188,7 @@ func (a *Analysis) Shift(ctx context.Context, req ShiftRequest) error {
 	st := State{
 		Service: req.Service, Version: req.Version, Strategy: p.Strategy,
 		Steps: append([]int(nil), p.Steps...), Before: map[string]int{},
-		Phase: PhaseProgressing, Started: now, Updated: now,
+		Phase: PhaseProgressing, Threshold: p.Threshold, Started: now, Updated: now,
 	}
 	for v, w := range before {
 		if v != req.Version && w > 0 {
@@ -217,7 +217,9 @@ func (a *Analysis) Resume(ctx context.Context, req ShiftRequest, st State) error
 	if err != nil {
 		return err
 	}
-	r, err := a.start(req, p, st.clone())
+	st = st.clone()
+	st.Threshold = p.Threshold
+	r, err := a.start(req, p, st)
 	if err != nil {
 		return err
 	}
@@ -394,7 +396,12 @@ func (r *run) update(f func(*State)) {
 
 // decide records a decision (filling in where the canary is), tells the
 // event webhooks and the observer.
-func (r *run) decide(ctx context.Context, d Decision) {
+func (r *run) decide(ctx context.Context, d Decision) { r.decideAt(ctx, d, -1, -1) }
+
+// decideAt records a decision taken about the canary at step and weight
+// (the interval judged, before the decision moved it); -1 for where it
+// is now.
+func (r *run) decideAt(ctx context.Context, d Decision, step, weight int) {
 	now := r.a.cfg.Clock.Now()
 	r.mu.Lock()
 	d.Time = now
@@ -402,6 +409,9 @@ func (r *run) decide(ctx context.Context, d Decision) {
 		d.Phase = r.st.Phase
 	}
 	d.Step, d.Weight, d.FailedChecks = r.st.Step, r.st.Weight, r.st.FailedChecks
+	if step >= 0 {
+		d.Step, d.Weight = step, weight
+	}
 	finite(d.Judgements)
 	r.st.Updated = now
 	r.st.Reason = d.Reason
@@ -455,6 +465,8 @@ func (r *run) hooks(ctx context.Context, kind WebhookKind) (all []HookResult, ok
 // wait waits an interval; it returns a manual decision made meanwhile,
 // or an error wrapping ErrInterrupted when ctx ends.
 func (r *run) wait(ctx context.Context) (*override, error) {
+	r.update(func(s *State) { s.NextAt = r.a.cfg.Clock.Now().Add(r.p.Interval) })
+	defer r.update(func(s *State) { s.NextAt = time.Time{} })
 	select {
 	case <-r.a.cfg.Clock.After(r.p.Interval):
 		return nil, nil
@@ -638,8 +650,8 @@ func (r *run) progress(ctx context.Context) (err error) {
 			if err := r.setStep(ctx, next); err != nil {
 				return r.rollback(ctx, err.Error(), iv, false)
 			}
-			r.decide(ctx, Decision{Verdict: Pass, Judgements: iv.judgements, Hooks: iv.hooks, Action: ActionAdvance,
-				Reason: fmt.Sprintf("step %d: %d%% to %s", next, r.p.Steps[next-1], r.req.Version)})
+			r.decideAt(ctx, Decision{Verdict: Pass, Judgements: iv.judgements, Hooks: iv.hooks, Action: ActionAdvance,
+				Reason: fmt.Sprintf("passed; step %d: %d%% to %s", next, r.p.Steps[next-1], r.req.Version)}, st.Step, st.Weight)
 			continue
 		}
 		hs, ok := r.hooks(ctx, HookConfirmPromotion)
@@ -718,7 +730,7 @@ func (r *run) promote(ctx context.Context, why string, iv *intervalResult) error
 	case r.p.Bake > 0:
 		d.Reason += "; no bake: no older version to fall back to"
 	}
-	r.decide(ctx, d)
+	r.decideAt(ctx, d, before.Step, before.Weight)
 	r.postRollout(ctx)
 	if bake {
 		r.startBake()
@@ -737,8 +749,8 @@ func (r *run) rollback(ctx context.Context, why string, iv intervalResult, abort
 		}
 	}
 	phase := st.Phase
-	r.update(func(s *State) { s.Phase = PhaseRolledBack; s.Weight = 0 })
-	r.decide(cctx, Decision{Phase: phase, Verdict: iv.verdict, Judgements: iv.judgements, Hooks: iv.hooks, Action: ActionRollback, Reason: why})
+	r.update(func(s *State) { s.Phase = PhaseRolledBack; s.Weight = 0; s.NextAt = time.Time{} })
+	r.decideAt(cctx, Decision{Phase: phase, Verdict: iv.verdict, Judgements: iv.judgements, Hooks: iv.hooks, Action: ActionRollback, Reason: why}, st.Step, st.Weight)
 	r.postRollout(cctx)
 	var failed []Judgement
 	for _, j := range iv.judgements {
@@ -896,31 +908,35 @@ func (r *run) bake(ctx context.Context) {
 		st := r.status()
 		left := st.BakeUntil.Sub(r.a.cfg.Clock.Now())
 		if left <= 0 {
-			r.update(func(s *State) { s.Phase = PhaseSucceeded; s.BakeUntil = time.Time{} })
+			r.update(func(s *State) { s.Phase = PhaseSucceeded; s.BakeUntil = time.Time{}; s.NextAt = time.Time{} })
 			r.decide(ctx, Decision{Phase: PhaseBaking, Action: ActionBaked, Reason: fmt.Sprintf("bake of %v passed; %s may go", r.p.Bake, orNone(st.Baseline))})
 			end(nil)
 			return
 		}
 		var o *override
+		d := min(r.p.Interval, left)
+		r.update(func(s *State) { s.NextAt = r.a.cfg.Clock.Now().Add(d) })
 		select {
-		case <-r.a.cfg.Clock.After(min(r.p.Interval, left)):
+		case <-r.a.cfg.Clock.After(d):
 		case ov := <-r.override:
 			o = &ov
 		case <-ctx.Done():
 			r.mu.Lock()
+			r.st.NextAt = time.Time{}
 			next := r.superseded
 			r.mu.Unlock()
 			if next == "" {
 				return // stopped by Close: the state stays "baking", to resume
 			}
 			bctx := context.WithoutCancel(ctx)
-			r.update(func(s *State) { s.Phase = PhaseSucceeded; s.BakeUntil = time.Time{} })
+			r.update(func(s *State) { s.Phase = PhaseSucceeded; s.BakeUntil = time.Time{}; s.NextAt = time.Time{} })
 			r.decide(bctx, Decision{Phase: PhaseBaking, Action: ActionBaked, Reason: fmt.Sprintf("bake cut short: %s is being released", next)})
 			if r.a.cfg.BakeEnded != nil {
 				r.a.cfg.BakeEnded(bctx, r.status(), nil)
 			}
 			return
 		}
+		r.update(func(s *State) { s.NextAt = time.Time{} })
 		if o != nil {
 			if o.promote {
 				r.update(func(s *State) { s.BakeUntil = r.a.cfg.Clock.Now() })

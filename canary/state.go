@@ -58,10 +58,13 @@ const (
 // Decision is one step of a canary's analysis: what was measured, what
 // the judges and webhooks said, and what was done about it.
 type Decision struct {
-	Time   time.Time `json:"time"`
-	Phase  Phase     `json:"phase"` // the phase the decision was taken in
-	Step   int       `json:"step"`  // 1-based step (0: before the first)
-	Weight int       `json:"weight"`
+	Time  time.Time `json:"time"`
+	Phase Phase     `json:"phase"` // the phase the decision was taken in
+	// Step (1-based; 0 before the first) and Weight are where the canary
+	// was: for a judged interval, the step it was judged at (an advance
+	// or a promotion says in its Reason where it went).
+	Step   int `json:"step"`
+	Weight int `json:"weight"`
 	// Verdict is the interval's, when one was judged: fail when a judge
 	// or a rollout webhook failed, else error when a source could not be
 	// asked, else inconclusive when a judge was, else pass.
@@ -96,12 +99,17 @@ type State struct {
 	LaneDone       bool `json:"lane_done,omitempty"`
 	PreRolloutDone bool `json:"pre_rollout_done,omitempty"`
 	// FailedChecks counts failed analyses over the run (the bake counts
-	// its own from 0); Inconclusive and Errors count the current streaks.
+	// its own from 0) towards Threshold; Inconclusive and Errors count the
+	// current streaks.
 	FailedChecks int       `json:"failed_checks"`
+	Threshold    int       `json:"threshold"`
 	Inconclusive int       `json:"inconclusive"`
 	Errors       int       `json:"errors"`
 	Started      time.Time `json:"started"`
 	Updated      time.Time `json:"updated"`
+	// NextAt is when the next interval ends and is judged (zero when
+	// nothing waits).
+	NextAt time.Time `json:"next_at,omitzero"`
 	// BakeUntil is when the bake ends (zero unless baking).
 	BakeUntil time.Time `json:"bake_until,omitzero"`
 	Reason    string    `json:"reason,omitempty"` // the last decision's
