@@ -28,13 +28,22 @@ type ShiftRequest struct {
 
 // LoadDriver sends synthetic traffic to a canary through its header lane
 // (X-Canary: true), for policies with SyntheticLoad: what `flotilla load`
-// does, aimed at one version.
+// does (the service's smoke checks replayed), aimed at one version.
 type LoadDriver interface {
-	// Drive sends at least n requests to version of service through its
-	// header lane and returns once they have completed, or when ctx ends
-	// (it has the interval's length). An error is recorded in the
-	// decision; the interval is judged on what arrived.
-	Drive(ctx context.Context, service, version string, n int64) error
+	// Drive sends the requests and returns once they have completed, or
+	// when ctx ends (it allows the interval's length). An error is
+	// recorded in the decision; the interval is judged on what arrived.
+	Drive(ctx context.Context, req LoadRequest) error
+}
+
+// LoadRequest is synthetic traffic to drive.
+type LoadRequest struct {
+	Service, Version string
+	// Requests is how many the interval lacked to reach MinRequests.
+	Requests int64
+	// Rate is the pace, in requests per second (the policy's
+	// SyntheticLoad).
+	Rate float64
 }
 
 // Clock is the time an analysis runs on; tests pass a fake one.
@@ -72,6 +81,9 @@ type Config struct {
 	// be removed, and the rollback recorded). Required when a policy has
 	// a bake.
 	BakeEnded func(ctx context.Context, st State, err error)
+	// Namespace is the environment's namespace, what {{namespace}} in a
+	// query stands for (empty locally).
+	Namespace string
 	// Client calls the webhooks (default: a plain http.Client; each call
 	// is bounded by its webhook's timeout).
 	Client *http.Client
@@ -138,7 +150,7 @@ func (a *Analysis) PolicyFor(service string) (Policy, error) {
 	if len(p.Queries) > 0 && a.cfg.Querier == nil {
 		errs = append(errs, errors.New("it has query judges but no query source (Prometheus) is configured"))
 	}
-	if p.SyntheticLoad && a.cfg.Load == nil {
+	if p.SyntheticLoad > 0 && a.cfg.Load == nil {
 		errs = append(errs, errors.New("synthetic_load is on but no load driver is configured"))
 	}
 	if p.Bake > 0 && a.cfg.BakeEnded == nil {
@@ -679,13 +691,26 @@ func (r *run) failed(ctx context.Context, iv intervalResult) (bool, error) {
 	return false, nil
 }
 
-// errored counts an interval a source could not answer, and fails the
-// analysis past the consecutive error limit.
+// errored counts an interval a source could not answer; past the
+// consecutive error limit it counts as a failed analysis too.
 func (r *run) errored(ctx context.Context, iv intervalResult) (bool, error) {
-	var n int
-	r.update(func(s *State) { s.Errors++; n = s.Errors })
+	var n, failed int
+	r.update(func(s *State) {
+		s.Errors++
+		n = s.Errors
+		if n > r.p.ConsecutiveErrorLimit {
+			s.FailedChecks++
+		}
+		failed = s.FailedChecks
+	})
 	if n > r.p.ConsecutiveErrorLimit {
-		return true, r.rollback(ctx, fmt.Sprintf("the metrics could not be read %d interval(s) in a row (limit %d): %s", n, r.p.ConsecutiveErrorLimit, iv.summary()), iv, false)
+		why := fmt.Sprintf("the metrics could not be read %d interval(s) in a row (limit %d): %d failed analysis(es) of threshold %d: %s",
+			n, r.p.ConsecutiveErrorLimit, failed, r.p.Threshold, iv.summary())
+		if failed >= r.p.Threshold {
+			return true, r.rollback(ctx, why, iv, false)
+		}
+		r.decide(ctx, Decision{Verdict: Error, Judgements: iv.judgements, Hooks: iv.hooks, Action: ActionStay, Reason: why})
+		return false, nil
 	}
 	r.decide(ctx, Decision{Verdict: Error, Judgements: iv.judgements, Hooks: iv.hooks, Action: ActionStay,
 		Reason: fmt.Sprintf("metrics error %d of %d tolerated in a row: %s", n, r.p.ConsecutiveErrorLimit, iv.summary())})
@@ -816,12 +841,12 @@ func (r *run) judge(ctx context.Context, baking bool) ([]Judgement, []string) {
 	svc, ver := r.req.Service, r.req.Version
 	window := r.p.Interval
 	var notes []string
-	o := Observation{Service: svc, Version: ver, Baseline: st.Baseline, Window: window, MinRequests: r.p.MinRequests}
+	o := Observation{Service: svc, Version: ver, Baseline: st.Baseline, Namespace: r.a.cfg.Namespace, Window: window, MinRequests: r.p.MinRequests}
 	o.Canary, o.CanaryErr = r.a.cfg.Metrics.Stats(ctx, svc, ver, window)
-	if r.p.SyntheticLoad && !baking && (o.CanaryErr == nil || errors.Is(o.CanaryErr, ErrNoData)) && o.Canary.Requests < max(r.p.MinRequests, 1) {
+	if r.p.SyntheticLoad > 0 && !baking && (o.CanaryErr == nil || errors.Is(o.CanaryErr, ErrNoData)) && o.Canary.Requests < max(r.p.MinRequests, 1) {
 		n := max(r.p.MinRequests, 1) - o.Canary.Requests
 		lctx, cancel := context.WithTimeout(ctx, window)
-		err := r.a.cfg.Load.Drive(lctx, svc, ver, n)
+		err := r.a.cfg.Load.Drive(lctx, LoadRequest{Service: svc, Version: ver, Requests: n, Rate: r.p.SyntheticLoad})
 		cancel()
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("synthetic load of %d request(s) failed: %v", n, err))
@@ -958,13 +983,25 @@ func (r *run) bake(ctx context.Context) {
 			}
 			r.decide(ctx, Decision{Verdict: Fail, Judgements: js, Action: ActionBake, Reason: why})
 		case Error:
-			var n int
-			r.update(func(s *State) { s.Errors++; n = s.Errors })
+			var n, failed int
+			r.update(func(s *State) {
+				s.Errors++
+				n = s.Errors
+				if n > r.p.ConsecutiveErrorLimit {
+					s.FailedChecks++
+				}
+				failed = s.FailedChecks
+			})
+			why := "bake: " + iv.summary()
 			if n > r.p.ConsecutiveErrorLimit {
-				end(r.rollback(ctx, fmt.Sprintf("bake: the metrics could not be read %d interval(s) in a row (limit %d): %s", n, r.p.ConsecutiveErrorLimit, iv.summary()), iv, false))
-				return
+				why = fmt.Sprintf("bake: the metrics could not be read %d interval(s) in a row (limit %d): %d failed analysis(es) of threshold %d: %s",
+					n, r.p.ConsecutiveErrorLimit, failed, r.p.Threshold, iv.summary())
+				if failed >= r.p.Threshold {
+					end(r.rollback(ctx, why, iv, false))
+					return
+				}
 			}
-			r.decide(ctx, Decision{Verdict: Error, Judgements: js, Action: ActionBake, Reason: "bake: " + iv.summary()})
+			r.decide(ctx, Decision{Verdict: Error, Judgements: js, Action: ActionBake, Reason: why})
 		default:
 			r.update(func(s *State) { s.Errors = 0 })
 			r.decide(ctx, Decision{Verdict: iv.verdict, Judgements: js, Action: ActionBake, Reason: "bake: " + orText(iv.summary(), string(iv.verdict))})

@@ -31,6 +31,7 @@ type env struct {
 
 func testPolicy() canary.Policy {
 	p := canary.DefaultPolicy()
+	p.Strategy = canary.StrategyCanary
 	p.Steps = []int{10, 50, 100}
 	p.Interval = 10 * time.Second
 	p.Threshold = 2
@@ -289,9 +290,14 @@ func TestMetricsErrorsFailPastTheConsecutiveLimit(t *testing.T) {
 	if st, _ := e.a.Status("svc"); st.Phase != canary.PhaseProgressing || st.Errors != 2 || st.FailedChecks != 0 {
 		t.Fatalf("after 2 errors: %s, %d errors, %d failed", st.Phase, st.Errors, st.FailedChecks)
 	}
+	e.tick() // past the limit: a failed analysis (1 of threshold 2)
+	e.clock.blockUntil(t, 1)
+	if st, _ := e.a.Status("svc"); st.Errors != 3 || st.FailedChecks != 1 {
+		t.Fatalf("after 3 errors: %d errors, %d failed", st.Errors, st.FailedChecks)
+	}
 	e.tick()
 	err := wait(t, done)
-	if !errors.Is(err, canary.ErrRolledBack) || !strings.Contains(err.Error(), "could not be read 3 interval(s) in a row (limit 2)") || !strings.Contains(err.Error(), "connection refused") {
+	if !errors.Is(err, canary.ErrRolledBack) || !strings.Contains(err.Error(), "could not be read 4 interval(s) in a row (limit 2): 2 failed analysis(es) of threshold 2") || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("err %v", err)
 	}
 	if diff := cmp.Diff(map[string]int{"v1": 100}, weightsOf(t, e.router)); diff != "" {
@@ -428,7 +434,7 @@ func TestStrategies(t *testing.T) {
 func TestRefusedPolicyMovesNoWeight(t *testing.T) {
 	for name, edit := range map[string]func(*canary.Policy){
 		"query without a source":       func(p *canary.Policy) { p.Queries = []canary.Query{{Name: "q", Query: "up", Max: f(1)}} },
-		"synthetic load without drive": func(p *canary.Policy) { p.SyntheticLoad = true },
+		"synthetic load without drive": func(p *canary.Policy) { p.SyntheticLoad = 10 },
 		"threshold 0":                  func(p *canary.Policy) { p.Threshold = 0 },
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -35,8 +35,9 @@ type Judgement struct {
 // Observation is what the judges of one interval look at: the canary's
 // and the baseline's figures over the same window.
 type Observation struct {
-	Service string
-	Version string // the canary
+	Service   string
+	Version   string // the canary
+	Namespace string // the environment's, for {{namespace}} in queries
 	// Baseline is the version the canary is compared with (the one
 	// serving most of the traffic before it), "" when there is none.
 	Baseline string
@@ -305,6 +306,8 @@ func (q QueryJudge) Expand(o Observation) string {
 			return o.Version
 		case "baseline":
 			return o.Baseline
+		case "namespace":
+			return o.Namespace
 		case "range":
 			return promRange(rng)
 		}

@@ -130,6 +130,10 @@ func TestQueryJudge(t *testing.T) {
 	if got := (canary.QueryJudge{Query: canary.Query{Query: "x[{{range}}]"}}).Expand(o); got != "x[1m]" {
 		t.Errorf("range defaults to the window: %q", got)
 	}
+	o.Namespace = "shop"
+	if got := (canary.QueryJudge{Query: canary.Query{Query: `x{ns="{{namespace}}"}[{{range}}]`, Range: 90 * time.Second}}).Expand(o); got != `x{ns="shop"}[90s]` {
+		t.Errorf("namespace and range: %q", got)
+	}
 }
 
 func TestJudgesFromPolicy(t *testing.T) {

@@ -3,6 +3,7 @@ package canary_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -142,6 +143,7 @@ func (e *meshEnv) waitOrDone(done <-chan error) bool {
 
 func meshPolicy() canary.Policy {
 	p := canary.DefaultPolicy()
+	p.Strategy = canary.StrategyCanary
 	p.Steps = []int{10, 50, 100}
 	p.Interval = 10 * time.Second
 	p.Threshold = 2
@@ -241,8 +243,11 @@ func TestMeshHealthyVersionIsPromoted(t *testing.T) {
 // lane of the mesh.
 type laneLoad struct{ e *meshEnv }
 
-func (l *laneLoad) Drive(ctx context.Context, service, version string, n int64) error {
-	for range n {
+func (l *laneLoad) Drive(ctx context.Context, req canary.LoadRequest) error {
+	if req.Service != "svc" || req.Version != "v2" || req.Rate != 100 {
+		return fmt.Errorf("load request %+v", req)
+	}
+	for range req.Requests {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -277,7 +282,7 @@ func TestMeshNoTrafficIsHeldOrJudgedOnSyntheticLoad(t *testing.T) {
 	t.Run("synthetic load", func(t *testing.T) {
 		p := meshPolicy()
 		p.InconclusiveLimit = 1
-		p.SyntheticLoad = true
+		p.SyntheticLoad = 100
 		load := &laneLoad{}
 		e := newMeshEnv(t, p, ok, func(c *canary.Config) { c.Load = load })
 		load.e = e

@@ -65,18 +65,20 @@ type Policy struct {
 	// interval counts as a failed analysis and is repeated; an
 	// inconclusive one (no lane traffic) moves on to the first step.
 	LaneFirst bool
-	// SyntheticLoad drives requests through the canary's header lane
-	// when an interval has fewer than MinRequests ([LoadDriver]).
-	SyntheticLoad bool
+	// SyntheticLoad is the rate (requests per second) at which synthetic
+	// requests are driven through the canary's header lane when an
+	// interval has fewer than MinRequests ([LoadDriver]); 0 is off.
+	SyntheticLoad float64
 	// InconclusiveLimit is how many inconclusive intervals in a row are
 	// tolerated; the next one holds the canary at its weight (judging
 	// goes on, so failures still roll it back) until a manual promote or
 	// abort. 0 holds on the first.
 	InconclusiveLimit int
 	// ConsecutiveErrorLimit is how many intervals in a row a metrics
-	// source may fail to answer (an error other than ErrNoData) before
-	// the analysis fails and the canary is rolled back (Argo Rollouts'
-	// consecutiveErrorLimit: it fails when the count exceeds the limit).
+	// source may fail to answer (an error other than ErrNoData, each
+	// interval then an error, not a failure) before every further one in
+	// the streak counts as a failed analysis (Argo Rollouts'
+	// consecutiveErrorLimit: the metric errors when the count exceeds it).
 	ConsecutiveErrorLimit int
 	// Bake is how long the promoted version keeps being judged, with the
 	// old version on standby, before the old one may go (0: no bake).
@@ -106,9 +108,9 @@ type Compare struct {
 
 // Query is a custom judge: a query evaluated over a range, whose value
 // must stay within its limits. In the query, {{service}}, {{version}}
-// (the canary's), {{baseline}} (the version it replaces) and {{range}}
-// (Range in Prometheus's notation, e.g. 1m) are replaced before it is
-// sent.
+// (the canary's), {{baseline}} (the version it replaces), {{namespace}}
+// (the environment's, Config.Namespace) and {{range}} (Range in
+// Prometheus's notation, e.g. 1m) are replaced before it is sent.
 type Query struct {
 	Name  string
 	Query string
@@ -167,23 +169,25 @@ type Webhook struct {
 // DefaultWebhookTimeout is Flagger's.
 const DefaultWebhookTimeout = 10 * time.Second
 
-// DefaultPolicy is what a service without a canary block gets: steps of
-// 10, 50 and 100% a minute each, judged on error rate, and a bake of five
-// minutes. Start from it when building a policy.
+// DefaultPolicy is what a service without a canary block gets, the
+// manifest's built-in values: all the traffic at once, then a bake of a
+// minute judged on the error rate every 30 s (nothing ships unwatched).
+// The other fields hold the manifest's defaults for when a strategy or
+// judge is turned on: threshold 1 (Flagger's), 20 requests, Kayenta's
+// confidence 0.98 and minimum effect 10%, Argo Rollouts' consecutive
+// error limit 4. Start from it when building a policy.
 func DefaultPolicy() Policy {
 	return Policy{
-		Strategy:              StrategyCanary,
-		Steps:                 []int{10, 50, 100},
-		Iterations:            1,
-		Interval:              time.Minute,
-		Threshold:             2,
+		Strategy:              StrategyDirect,
+		Interval:              30 * time.Second,
+		Threshold:             1,
 		MinRequests:           20,
 		MaxErrorRate:          0.01,
 		Compare:               Compare{Confidence: 0.98, MinEffect: 0.1},
 		LaneFirst:             true,
 		InconclusiveLimit:     5,
 		ConsecutiveErrorLimit: 4,
-		Bake:                  5 * time.Minute,
+		Bake:                  time.Minute,
 	}
 }
 
@@ -236,6 +240,9 @@ func (p Policy) Validate() error {
 	if p.MinRequests < 0 {
 		bad("min_requests: %d is negative", p.MinRequests)
 	}
+	if p.SyntheticLoad < 0 {
+		bad("synthetic_load: %v requests per second is negative (0 turns it off)", p.SyntheticLoad)
+	}
 	if p.MaxErrorRate < 0 || p.MaxErrorRate >= 1 {
 		bad("max_error_rate: %v: want a fraction in [0, 1) (0.01 is 1%%; 0 turns it off)", p.MaxErrorRate)
 	}
@@ -266,9 +273,9 @@ func (p Policy) Validate() error {
 		}
 		for _, m := range placeholder.FindAllStringSubmatch(q.Query, -1) {
 			switch m[1] {
-			case "service", "version", "baseline", "range":
+			case "service", "version", "baseline", "namespace", "range":
 			default:
-				bad("%s: unknown placeholder %s: want {{service}}, {{version}}, {{baseline}} or {{range}}", where, m[0])
+				bad("%s: unknown placeholder %s: want {{service}}, {{version}}, {{baseline}}, {{namespace}} or {{range}}", where, m[0])
 			}
 		}
 		if q.Range < 0 {

@@ -16,7 +16,9 @@ func TestPolicyValidate(t *testing.T) {
 		edit func(p *canary.Policy)
 		want []string // substrings of the error; none: valid
 	}{
-		{"default", func(*canary.Policy) {}, nil},
+		{"canary", func(*canary.Policy) {}, nil},
+		{"default", func(p *canary.Policy) { *p = canary.DefaultPolicy() }, nil},
+		{"negative synthetic load", func(p *canary.Policy) { p.SyntheticLoad = -1 }, []string{"synthetic_load: -1 requests per second is negative"}},
 		{"scenario", func(p *canary.Policy) {
 			p.Steps = []int{5, 25, 50, 100}
 			p.Interval = 10 * time.Minute
@@ -43,6 +45,9 @@ func TestPolicyValidate(t *testing.T) {
 		{"bad confidence", func(p *canary.Policy) { p.Compare = canary.Compare{Baseline: true, Confidence: 98} }, []string{"compare: confidence 98"}},
 		{"negative effect", func(p *canary.Policy) { p.Compare = canary.Compare{Baseline: true, Confidence: 0.95, MinEffect: -1} }, []string{"min_effect -1"}},
 		{"negative limits", func(p *canary.Policy) { p.InconclusiveLimit, p.ConsecutiveErrorLimit, p.Bake = -1, -1, -time.Second }, []string{"inconclusive_limit: -1", "consecutive_error_limit: -1", "bake: -1s"}},
+		{"namespace placeholder", func(p *canary.Policy) {
+			p.Queries = []canary.Query{{Name: "q", Query: `up{namespace="{{namespace}}"}`, Max: f(1)}}
+		}, nil},
 		{"query", func(p *canary.Policy) {
 			p.Queries = []canary.Query{{Name: "p95", Query: `histogram_quantile(0.95, rate(x{version="{{version}}"}[{{ range }}]))`, Range: time.Minute, Max: f(0.3)}}
 		}, nil},
@@ -70,11 +75,11 @@ func TestPolicyValidate(t *testing.T) {
 			}
 		}, []string{
 			`webhooks[0] (a): kind "pre-traffic": want one of confirm-rollout, pre-rollout`, "webhooks[1] (a): another webhook has that name",
-			`webhooks[1] (a): url "ftp://x"`, "webhooks[2]: no name", "webhooks[2]: timeout 2m0s is longer than the interval 1m0s",
+			`webhooks[1] (a): url "ftp://x"`, "webhooks[2]: no name", "webhooks[2]: timeout 2m0s is longer than the interval 30s",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := canary.DefaultPolicy()
+			p := canaryPolicy()
 			tc.edit(&p)
 			err := p.Validate()
 			if len(tc.want) == 0 {
@@ -95,10 +100,20 @@ func TestPolicyValidate(t *testing.T) {
 	}
 }
 
-func TestPolicyDescribe(t *testing.T) {
+// canaryPolicy is the default with the canary strategy turned on.
+func canaryPolicy() canary.Policy {
 	p := canary.DefaultPolicy()
+	p.Strategy, p.Steps = canary.StrategyCanary, []int{10, 50, 100}
+	return p
+}
+
+func TestPolicyDescribe(t *testing.T) {
+	if got, want := canary.DefaultPolicy().Describe(), "100% at once, bake 1m0s"; got != want {
+		t.Errorf("default Describe() = %q, want %q", got, want)
+	}
+	p := canaryPolicy()
 	p.Steps = []int{5, 25, 50, 100}
-	if got, want := p.Describe(), "canary 5/25/50/100% every 1m0s, threshold 2, lane first, bake 5m0s"; got != want {
+	if got, want := p.Describe(), "canary 5/25/50/100% every 30s, threshold 1, lane first, bake 1m0s"; got != want {
 		t.Errorf("Describe() = %q, want %q", got, want)
 	}
 	p.Strategy, p.Steps, p.Bake = canary.StrategyDirect, nil, 0
