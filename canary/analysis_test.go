@@ -731,3 +731,72 @@ func TestANewReleaseCutsTheBakeShort(t *testing.T) {
 		t.Errorf("weights (-want +got):\n%s", diff)
 	}
 }
+
+func TestABakeSurvivesARestart(t *testing.T) {
+	p := testPolicy()
+	p.Bake = 30 * time.Second
+	e := newEnv(t, p)
+	e.metrics.set("v1", good, nil)
+	e.metrics.set("v2", good, nil)
+	if err := wait(t, func() <-chan error { d := e.shift(context.Background()); e.ticks(3); return d }()); err != nil {
+		t.Fatal(err)
+	}
+	e.tick() // one interval of the bake
+	e.clock.blockUntil(t, 1)
+	if err := e.a.Close(); err != nil { // the control plane stops
+		t.Fatal(err)
+	}
+	st, _ := e.a.Status("svc")
+	if st.Phase != canary.PhaseBaking || st.BakeUntil.IsZero() {
+		t.Fatalf("state after Close: %s until %v, want baking", st.Phase, st.BakeUntil)
+	}
+	if err := e.a.Promote("svc", ""); !errors.Is(err, canary.ErrNotRunning) {
+		t.Errorf("promote of a stopped bake: %v, want ErrNotRunning", err)
+	}
+	e.clock.mu.Lock() // drop the stopped bake's timer
+	e.clock.waiters = nil
+	e.clock.mu.Unlock()
+
+	rec := newRecorder()
+	a, err := canary.New(canary.Config{Metrics: e.metrics, Policy: func(string) (canary.Policy, error) { return p, nil },
+		Observer: rec.observe, BakeEnded: rec.bakeEnded, Clock: e.clock, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = a.Close() }()
+	if err := a.Resume(context.Background(), canary.ShiftRequest{Service: "svc", Version: "v2", Old: []string{"v1"}, Router: e.router}, st); err != nil {
+		t.Fatalf("resume a bake: %v", err)
+	}
+	e.ticks(2) // the 20 s left
+	select {
+	case err := <-rec.bakes:
+		if err != nil {
+			t.Fatalf("resumed bake: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the resumed bake did not end")
+	}
+	if diff := cmp.Diff([]string{"resume", "bake", "bake", "baked"}, rec.actions()); diff != "" {
+		t.Errorf("decisions after the restart (-want +got):\n%s", diff)
+	}
+}
+
+func TestAFailingEventWebhookIsRecorded(t *testing.T) {
+	h := newHookServer(t)
+	p := testPolicy()
+	p.Strategy, p.Steps = canary.StrategyDirect, nil
+	p.Webhooks = []canary.Webhook{{Name: "chat", Kind: canary.HookEvent, URL: h.URL + "/fail"}}
+	e := newEnv(t, p)
+	if err := wait(t, e.shift(context.Background())); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.a.Status("svc")
+	for _, d := range st.Decisions {
+		if len(d.Hooks) != 1 || d.Hooks[0].OK || d.Hooks[0].Status != 500 || !strings.Contains(d.Hooks[0].Reason, "webhook chat (event) answered 500") {
+			t.Errorf("decision %s: hooks %+v, want the failed event call", d.Action, d.Hooks)
+		}
+	}
+	if len(st.Decisions) != 2 || len(h.calls("/fail")) != 2 {
+		t.Errorf("%d decisions, %d event calls: want 2 each (start, promote)", len(st.Decisions), len(h.calls("/fail")))
+	}
+}
