@@ -26,9 +26,13 @@ type ShiftRequest struct {
 	Router  Router
 }
 
-// LoadDriver sends synthetic traffic to a canary through its header lane
-// (X-Canary: true), for policies with SyntheticLoad: what `flotilla load`
-// does (the service's smoke checks replayed), aimed at one version.
+// LoadDriver sends synthetic traffic to one version of a service, for
+// policies with SyntheticLoad: what `flotilla load` does (the service's
+// smoke checks replayed), pinned to the version (X-Flotilla-Version; for
+// the canary, its header lane X-Canary: true reaches it too). The
+// canary gets it when an interval has fewer than MinRequests; with the
+// baseline comparison on, so does a baseline short of them, so both
+// sides are judged on the same kind of traffic.
 type LoadDriver interface {
 	// Drive sends the requests and returns once they have completed, or
 	// when ctx ends (it allows the interval's length). An error is
@@ -842,23 +846,34 @@ func (r *run) judge(ctx context.Context, baking bool) ([]Judgement, []string) {
 	window := r.p.Interval
 	var notes []string
 	o := Observation{Service: svc, Version: ver, Baseline: st.Baseline, Namespace: r.a.cfg.Namespace, Window: window, MinRequests: r.p.MinRequests}
-	o.Canary, o.CanaryErr = r.a.cfg.Metrics.Stats(ctx, svc, ver, window)
-	if r.p.SyntheticLoad > 0 && !baking && (o.CanaryErr == nil || errors.Is(o.CanaryErr, ErrNoData)) && o.Canary.Requests < max(r.p.MinRequests, 1) {
-		n := max(r.p.MinRequests, 1) - o.Canary.Requests
-		lctx, cancel := context.WithTimeout(ctx, window)
-		err := r.a.cfg.Load.Drive(lctx, LoadRequest{Service: svc, Version: ver, Requests: n, Rate: r.p.SyntheticLoad})
-		cancel()
-		if err != nil {
-			notes = append(notes, fmt.Sprintf("synthetic load of %d request(s) failed: %v", n, err))
-		} else {
-			notes = append(notes, fmt.Sprintf("%d synthetic request(s) through the header lane", n))
+	// With synthetic load, a side short of MinRequests gets the requests
+	// it lacks (the canary through its header lane, the baseline pinned
+	// by version) and is read again.
+	topUp := func(version string, st Stats, err error) (Stats, error) {
+		want := max(r.p.MinRequests, 1)
+		if r.p.SyntheticLoad <= 0 || baking || (err != nil && !errors.Is(err, ErrNoData)) || st.Requests >= want {
+			return st, err
 		}
-		o.Canary, o.CanaryErr = r.a.cfg.Metrics.Stats(ctx, svc, ver, window)
+		n := want - st.Requests
+		lctx, cancel := context.WithTimeout(ctx, window)
+		derr := r.a.cfg.Load.Drive(lctx, LoadRequest{Service: svc, Version: version, Requests: n, Rate: r.p.SyntheticLoad})
+		cancel()
+		if derr != nil {
+			notes = append(notes, fmt.Sprintf("synthetic load of %d request(s) to %s failed: %v", n, version, derr))
+		} else {
+			notes = append(notes, fmt.Sprintf("%d synthetic request(s) to %s", n, version))
+		}
+		return r.a.cfg.Metrics.Stats(ctx, svc, version, window)
 	}
+	o.Canary, o.CanaryErr = r.a.cfg.Metrics.Stats(ctx, svc, ver, window)
+	o.Canary, o.CanaryErr = topUp(ver, o.Canary, o.CanaryErr)
 	if !baking && st.Baseline != "" {
 		o.BaselineWeight = 100 - st.Weight
 		if o.BaselineWeight > 0 {
 			o.Base, o.BaseErr = r.a.cfg.Metrics.Stats(ctx, svc, st.Baseline, window)
+			if r.p.Compare.Baseline {
+				o.Base, o.BaseErr = topUp(st.Baseline, o.Base, o.BaseErr)
+			}
 		}
 	}
 	var out []Judgement

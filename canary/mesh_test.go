@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -241,17 +242,21 @@ func TestMeshHealthyVersionIsPromoted(t *testing.T) {
 
 // laneLoad is the synthetic load: requests through the canary's header
 // lane of the mesh.
-type laneLoad struct{ e *meshEnv }
+type laneLoad struct {
+	e        *meshEnv
+	versions sync.Map // the versions driven
+}
 
 func (l *laneLoad) Drive(ctx context.Context, req canary.LoadRequest) error {
-	if req.Service != "svc" || req.Version != "v2" || req.Rate != 100 {
+	if req.Service != "svc" || req.Rate != 100 {
 		return fmt.Errorf("load request %+v", req)
 	}
+	l.versions.Store(req.Version, true)
 	for range req.Requests {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		l.e.get("X-Canary", "true")
+		l.e.get("X-Flotilla-Version", req.Version)
 	}
 	return nil
 }
@@ -283,6 +288,7 @@ func TestMeshNoTrafficIsHeldOrJudgedOnSyntheticLoad(t *testing.T) {
 		p := meshPolicy()
 		p.InconclusiveLimit = 1
 		p.SyntheticLoad = 100
+		p.Compare = canary.Compare{Baseline: true, Confidence: 0.98, MinEffect: 0.2}
 		load := &laneLoad{}
 		e := newMeshEnv(t, p, ok, func(c *canary.Config) { c.Load = load })
 		load.e = e
@@ -295,8 +301,23 @@ func TestMeshNoTrafficIsHeldOrJudgedOnSyntheticLoad(t *testing.T) {
 		if !strings.Contains(st.Decisions[1].Reason, "header lane at 0%") || st.Decisions[1].Verdict != canary.Pass {
 			t.Errorf("lane decision %+v", st.Decisions[1])
 		}
-		if e.sent.Load() < 4*p.MinRequests {
-			t.Errorf("%d synthetic requests for 4 intervals of min_requests %d", e.sent.Load(), p.MinRequests)
+		// Both sides, each short of min_requests, got synthetic requests:
+		// the canary in the lane and at every step, the baseline while it
+		// had weight (lane, 10% and 50%).
+		if e.sent.Load() < 7*p.MinRequests {
+			t.Errorf("%d synthetic requests, want at least 7 × min_requests %d", e.sent.Load(), p.MinRequests)
+		}
+		for _, v := range []string{"v1", "v2"} {
+			if _, ok := load.versions.Load(v); !ok {
+				t.Errorf("no synthetic load to %s", v)
+			}
+		}
+		for _, d := range st.Decisions {
+			for _, j := range d.Judgements {
+				if j.Verdict != canary.Pass {
+					t.Errorf("decision at %d%%: %s %s: %s", d.Weight, j.Judge, j.Verdict, j.Reason)
+				}
+			}
 		}
 	})
 }
