@@ -800,3 +800,29 @@ func TestAFailingEventWebhookIsRecorded(t *testing.T) {
 		t.Errorf("%d decisions, %d event calls: want 2 each (start, promote)", len(st.Decisions), len(h.calls("/fail")))
 	}
 }
+
+func TestStatusLines(t *testing.T) {
+	e := newEnv(t, testPolicy())
+	e.metrics.set("v1", good, nil)
+	e.metrics.set("v2", good, nil)
+	done := e.shift(context.Background())
+	e.tick()
+	e.clock.blockUntil(t, 1)
+	st, _ := e.a.Status("svc")
+	want := "svc@v2 progressing at 50% (step 2 of 3), 0 of 2 failed analyses, next judged 12:00:20; baseline v1: passed; step 2: 50% to v2"
+	if got := st.Summary(); got != want {
+		t.Errorf("Summary()\n got %q\nwant %q", got, want)
+	}
+	if got, want := st.Decisions[2].String(), "12:00:10 progressing 10% pass advance: passed; step 2: 50% to v2"; got != want {
+		t.Errorf("Decision.String()\n got %q\nwant %q", got, want)
+	}
+	e.metrics.set("v2", bad, nil)
+	e.ticks(2)
+	if err := wait(t, done); err == nil {
+		t.Fatal("bad canary promoted")
+	}
+	st, _ = e.a.Status("svc")
+	if got, want := st.Summary(), "svc@v2 rolled-back, 2 of 2 failed analyses; baseline v1: 2 failed analysis(es) of threshold 2: error_rate: error rate 30.00% (90 of 300) > max 1.00%"; got != want {
+		t.Errorf("Summary()\n got %q\nwant %q", got, want)
+	}
+}

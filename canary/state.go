@@ -206,3 +206,45 @@ func (s State) clone() State {
 	c.Decisions = append([]Decision(nil), s.Decisions...)
 	return c
 }
+
+// String renders a decision on one line, for the deploy's live output and
+// the history: "12:00:20 10% pass advance: passed; step 2: 50% to v2".
+func (d Decision) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %d%%", d.Time.UTC().Format("15:04:05"), d.Phase, d.Weight)
+	if d.Verdict != "" {
+		b.WriteString(" " + string(d.Verdict))
+	}
+	fmt.Fprintf(&b, " %s: %s", d.Action, d.Reason)
+	return b.String()
+}
+
+// Summary says where a canary stands, on one line, for `flotilla canary
+// status`: "svc@v2 progressing at 50% (step 2 of 3), 1 of 2 failed
+// analyses, next judged 12:00:30; baseline v1".
+func (s State) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s@%s %s", s.Service, s.Version, s.Phase)
+	switch {
+	case s.Phase == PhaseBaking:
+		fmt.Fprintf(&b, " at 100%% until %s", s.BakeUntil.UTC().Format("15:04:05"))
+	case s.Phase.Final():
+	case s.Strategy == StrategyCanary && s.Step > 0:
+		fmt.Fprintf(&b, " at %d%% (step %d of %d)", s.Weight, s.Step, len(s.Steps))
+	default:
+		fmt.Fprintf(&b, " at %d%%", s.Weight)
+	}
+	if !s.Phase.Final() || s.FailedChecks > 0 {
+		fmt.Fprintf(&b, ", %d of %d failed analyses", s.FailedChecks, s.Threshold)
+	}
+	if !s.NextAt.IsZero() {
+		fmt.Fprintf(&b, ", next judged %s", s.NextAt.UTC().Format("15:04:05"))
+	}
+	if s.Baseline != "" {
+		b.WriteString("; baseline " + s.Baseline)
+	}
+	if s.Reason != "" {
+		b.WriteString(": " + s.Reason)
+	}
+	return b.String()
+}
