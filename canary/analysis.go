@@ -562,11 +562,14 @@ func (r *run) progress(ctx context.Context) (err error) {
 				}
 				continue
 			case Error:
+				// Nothing has moved yet: stay on the lane until the source
+				// answers (past the limit, errors count as failures).
 				if done, err := r.errored(ctx, iv); done {
 					return err
 				}
+				continue
 			}
-			r.update(func(s *State) { s.LaneDone = true; s.Inconclusive = 0 })
+			r.update(func(s *State) { s.LaneDone = true; s.Inconclusive = 0; s.Errors = 0 })
 			r.decide(ctx, Decision{Verdict: iv.verdict, Judgements: iv.judgements, Hooks: iv.hooks, Action: ActionAdvance,
 				Reason: "header lane at 0%: " + orText(iv.summary(), string(iv.verdict))})
 			break

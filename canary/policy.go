@@ -62,8 +62,9 @@ type Policy struct {
 	// LaneFirst judges the canary for one interval at 0%, on the traffic
 	// of its header lane (the smoke checks, X-Canary requests, synthetic
 	// load), before any weighted traffic reaches it. A failing lane
-	// interval counts as a failed analysis and is repeated; an
-	// inconclusive one (no lane traffic) moves on to the first step.
+	// interval counts as a failed analysis and is repeated, as is one
+	// whose metrics could not be read; an inconclusive one (no lane
+	// traffic) moves on to the first step.
 	LaneFirst bool
 	// SyntheticLoad is the rate (requests per second) at which synthetic
 	// requests are driven through the canary's header lane when an
