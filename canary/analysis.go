@@ -797,7 +797,7 @@ func (r *run) rollback(ctx context.Context, why string, iv intervalResult, abort
 func (r *run) postRollout(ctx context.Context) {
 	hs, ok := r.hooks(ctx, HookPostRollout)
 	if len(hs) > 0 && !ok {
-		r.decide(ctx, Decision{Hooks: hs, Action: ActionStay, Reason: "post-rollout: " + summarize("", nil, hs)})
+		r.decide(ctx, Decision{Hooks: hs, Action: ActionNotify, Reason: "post-rollout: " + summarize("", nil, hs)})
 	}
 }
 

@@ -53,6 +53,7 @@ const (
 	ActionBake     Action = "bake"     // judged during the bake
 	ActionBaked    Action = "baked"    // the bake passed: the old version may go
 	ActionResume   Action = "resume"   // taken up again from a saved state
+	ActionNotify   Action = "notify"   // a post-rollout webhook failed (recorded, nothing else)
 )
 
 // Decision is one step of a canary's analysis: what was measured, what
