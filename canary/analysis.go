@@ -430,7 +430,9 @@ func (r *run) decideAt(ctx context.Context, d Decision, step, weight int) {
 	}
 	finite(d.Judgements)
 	r.st.Updated = now
-	r.st.Reason = d.Reason
+	if d.Action != ActionNotify { // the state's reason stays the outcome's
+		r.st.Reason = d.Reason
+	}
 	r.st.Decisions = append(r.st.Decisions, d)
 	if n := len(r.st.Decisions); n > MaxDecisions {
 		r.st.Decisions = append([]Decision(nil), r.st.Decisions[n-MaxDecisions:]...)

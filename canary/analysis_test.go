@@ -542,7 +542,10 @@ func TestConfirmPromotionHoldsAtTheLastStep(t *testing.T) {
 func TestRolloutWebhookThatHangsCountsAsAFailedCheck(t *testing.T) {
 	h := newHookServer(t)
 	p := testPolicy()
-	p.Webhooks = []canary.Webhook{{Name: "load-test", Kind: canary.HookRollout, URL: h.URL + "/hang", Timeout: 50 * time.Millisecond}}
+	p.Webhooks = []canary.Webhook{
+		{Name: "load-test", Kind: canary.HookRollout, URL: h.URL + "/hang", Timeout: 50 * time.Millisecond},
+		{Name: "pager", Kind: canary.HookPostRollout, URL: h.URL + "/fail"},
+	}
 	e := newEnv(t, p)
 	e.metrics.set("v1", good, nil)
 	e.metrics.set("v2", good, nil)
@@ -551,6 +554,14 @@ func TestRolloutWebhookThatHangsCountsAsAFailedCheck(t *testing.T) {
 	err := wait(t, done)
 	if !errors.Is(err, canary.ErrRolledBack) || !strings.Contains(err.Error(), "webhook load-test (rollout) timed out after 50ms") {
 		t.Fatalf("err %v", err)
+	}
+	if diff := cmp.Diff([]string{"start", "advance", "stay", "rollback", "notify"}, e.rec.actions()); diff != "" {
+		t.Errorf("decisions (-want +got):\n%s", diff)
+	}
+	st, _ := e.a.Status("svc")
+	last := st.Decisions[len(st.Decisions)-1]
+	if st.Phase != canary.PhaseRolledBack || !strings.Contains(st.Reason, "timed out") || !strings.Contains(last.Reason, "post-rollout: webhook pager (post-rollout) answered 500") {
+		t.Errorf("a failed post-rollout hook: %s %q, last decision %q", st.Phase, st.Reason, last.Reason)
 	}
 	if diff := cmp.Diff(map[string]int{"v1": 100}, weightsOf(t, e.router)); diff != "" {
 		t.Errorf("weights (-want +got):\n%s", diff)
