@@ -74,10 +74,11 @@ type Config struct {
 	// Policy returns a service's policy (nil: DefaultPolicy for all). An
 	// error refuses the shift before any weight moves.
 	Policy func(service string) (Policy, error)
-	// Observer is told of every decision with the state after it, in
-	// order, from the analysis's goroutine (keep it quick): what the
-	// deploy's output shows live and what the history and a restarted
-	// control plane keep.
+	// Observer is told of every decision with the state after it: one
+	// canary's in order, different canaries' (a wave, the bakes)
+	// concurrently. It is called on the analysis's path, so keep it
+	// quick. What the deploy's output shows live and what the history
+	// and a restarted control plane keep.
 	Observer func(ctx context.Context, st State, d Decision)
 	// BakeEnded is called when a bake ends: err nil when it passed (the
 	// old version may be drained and stopped now), else a *RollbackError
