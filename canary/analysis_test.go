@@ -837,3 +837,32 @@ func TestStatusLines(t *testing.T) {
 		t.Errorf("Summary()\n got %q\nwant %q", got, want)
 	}
 }
+
+// The real clock, once: one interval of a second at 0%, then the switch.
+func TestRealClock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits a real interval")
+	}
+	p := testPolicy()
+	p.Strategy, p.Steps, p.Iterations, p.Interval = canary.StrategyBlueGreen, nil, 1, canary.MinInterval
+	metrics := newScripted()
+	metrics.set("v1", good, nil)
+	metrics.set("v2", good, nil)
+	a, err := canary.New(canary.Config{Metrics: metrics, Policy: func(string) (canary.Policy, error) { return p, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = a.Close() }()
+	m := newRouter(t)
+	if err := m.SetWeights(context.Background(), "svc", map[string]int{"v1": 100}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := a.Shift(ctx, canary.ShiftRequest{Service: "svc", Version: "v2", Old: []string{"v1"}, Router: m}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]int{"v2": 100}, weightsOf(t, m)); diff != "" {
+		t.Errorf("weights (-want +got):\n%s", diff)
+	}
+}
