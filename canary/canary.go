@@ -1,12 +1,3 @@
-// Package canary is flotilla's progressive delivery: the analysis loop that
-// shifts traffic to a new version step by step and promotes or rolls it back
-// on what the judges see.
-//
-// The loop drives two small backends, defined here and implemented
-// elsewhere: a [Router] that moves traffic between the subsets of a service
-// (the built-in mesh, or Istio on Kubernetes) and a [Metrics] source that
-// reports how a version behaved over a window (the built-in mesh, or
-// Prometheus).
 package canary
 
 import (
@@ -60,4 +51,20 @@ type Stats struct {
 	// Window is the span the figures actually cover (a source may round
 	// the requested window to its resolution).
 	Window time.Duration
+	// Latency is the histogram the quantiles come from, so that two
+	// versions can be compared by a rank test ([MannWhitney]). A source
+	// without bucket counts leaves it empty, and the baseline comparison
+	// of latency is then inconclusive.
+	Latency Histogram
+}
+
+// Histogram is a latency distribution as bucket counts (not cumulative,
+// unlike Prometheus's "le" series).
+type Histogram struct {
+	// Bounds are the buckets' upper bounds, strictly increasing.
+	Bounds []time.Duration `json:"bounds,omitempty"`
+	// Counts has one more entry than Bounds: Counts[i] requests took more
+	// than Bounds[i-1] and at most Bounds[i]; the last one counts those
+	// over the last bound (Prometheus's +Inf bucket).
+	Counts []int64 `json:"counts,omitempty"`
 }

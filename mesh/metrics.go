@@ -257,6 +257,13 @@ func (m *Mesh) Stats(ctx context.Context, service, version string, window time.D
 	st.P50 = quantile(0.50, buckets[:])
 	st.P90 = quantile(0.90, buckets[:])
 	st.P99 = quantile(0.99, buckets[:])
+	st.Latency = canary.Histogram{Bounds: make([]time.Duration, nBuckets), Counts: make([]int64, nBuckets+1)}
+	for i, b := range bucketNanos {
+		st.Latency.Bounds[i] = time.Duration(b)
+	}
+	for i, c := range buckets {
+		st.Latency.Counts[i] = int64(c)
+	}
 	return st, nil
 }
 

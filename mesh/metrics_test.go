@@ -263,6 +263,9 @@ func TestStatsImplementsCanaryMetrics(t *testing.T) {
 	if st.P50 <= 0 || st.P50 > st.P90 || st.P90 > st.P99 || st.Window != time.Minute {
 		t.Errorf("v2 quantiles/window %+v", st)
 	}
+	if st.Latency.Total() != st.Requests || len(st.Latency.Bounds) != nBuckets || st.Latency.Bounds[0] != 500*time.Microsecond {
+		t.Errorf("v2 latency histogram %+v: want the %d requests in the mesh's %d buckets", st.Latency, st.Requests, nBuckets)
+	}
 	st, err = metrics.Stats(ctx, "order-service", "v1", time.Minute)
 	if err != nil || st.Requests != 30 || st.Errors != 0 {
 		t.Errorf("v1 stats %+v, %v", st, err)
