@@ -76,7 +76,7 @@ func ParseFlavor(s string) (Flavor, error) {
 // ErrBadQuery is returned (wrapped, with Prometheus's own message) when
 // Prometheus refuses a query: it does not parse, or cannot be evaluated.
 // Asking again will not help; the query must be fixed.
-var ErrBadQuery = errors.New("query refused by Prometheus")
+var ErrBadQuery = fmt.Errorf("query refused by Prometheus: %w", canary.ErrBadQuery)
 
 // Config configures a Provider.
 type Config struct {
@@ -243,6 +243,12 @@ func (p *Provider) Stats(ctx context.Context, service, version string, window ti
 	st.Requests = int64(math.Round(requests))
 	st.Errors = min(int64(math.Round(errCount)), st.Requests)
 	st.ErrorRate = min(max(errCount/requests, 0), 1)
+	// The histogram itself, for the baseline comparison's rank test.
+	bounds, counts, err := p.Buckets(ctx, service, version, window)
+	if err != nil && !errors.Is(err, canary.ErrNoData) {
+		return st, err
+	}
+	st.Latency = canary.Histogram{Bounds: bounds, Counts: counts}
 	return st, nil
 }
 

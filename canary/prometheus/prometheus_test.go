@@ -306,6 +306,14 @@ func TestIstioFlavorAndQuery(t *testing.T) {
 	if math.Abs(st.ErrorRate-0.3) > 1e-9 || st.Requests <= 0 || math.Abs(float64(st.Errors)-0.3*float64(st.Requests)) > 1 {
 		t.Errorf("reviews v2 in shop: %+v, want an error rate of 0.3", st)
 	}
+	// The histogram for the baseline comparison's rank test comes along,
+	// one count per bucket and the +Inf one.
+	if h := st.Latency; len(h.Bounds) == 0 || len(h.Counts) != len(h.Bounds)+1 {
+		t.Errorf("reviews v2: latency histogram %+v, want bounds and one more count", h)
+	}
+	if !errors.Is(prometheus.ErrBadQuery, canary.ErrBadQuery) {
+		t.Error("prometheus.ErrBadQuery does not wrap canary.ErrBadQuery: a refused query would count as a source error")
+	}
 	// histogram_quantile: half the requests at most 10 ms, the rest spread
 	// over (10 ms, 100 ms].
 	for _, q := range []struct {
