@@ -18,14 +18,16 @@ func TestTimedOut(t *testing.T) {
 	}))
 	defer slow.Close()
 	c := &http.Client{Timeout: 50 * time.Millisecond}
-	_, clientTimeout := c.Get(slow.URL)
+	resp, clientTimeout := c.Get(slow.URL)
 	if clientTimeout == nil {
+		_ = resp.Body.Close()
 		t.Fatal("a request to a server that never answers returned no error")
 	}
 	refused := httptest.NewServer(http.NotFoundHandler())
 	refused.Close()
-	_, refusedErr := http.Get(refused.URL)
+	resp, refusedErr := http.Get(refused.URL)
 	if refusedErr == nil {
+		_ = resp.Body.Close()
 		t.Fatal("a request to a closed server returned no error")
 	}
 	for _, c := range []struct {
