@@ -87,6 +87,11 @@ func TestPlatformRedeployAllUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The services' calls to each other get the budget the load's
+	// requests get (30s): a request held up by the redeploy shows at the
+	// edge, and a busy machine's slow answer is not an upstream timeout
+	// (order-service's default is 3s, its saga's step).
+	src = withDeployEnv(t, src, "CALL_TIMEOUT", "30s")
 	f, err := os.CreateTemp(filepath.Dir(real), "flotilla.e2e-*.yaml")
 	if err != nil {
 		t.Fatal(err)

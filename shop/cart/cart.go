@@ -82,7 +82,7 @@ func (m *Main) Start(ctx context.Context) error {
 	}
 	m.app = app
 	m.initCache()
-	m.products = kit.NewClient("product-service", m.Config.Kit.Deps["product"])
+	m.products = m.Config.Kit.Client("product-service", "product")
 	v := kit.NewVerifier(m.Config.Kit.Deps["user"])
 	mux := app.Mux
 	mux.Handle("GET /carts/me", kit.Handle(v.Auth(m.get)))

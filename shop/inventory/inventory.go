@@ -119,7 +119,7 @@ func (m *Main) Start(ctx context.Context) error {
 	}
 	m.app = app
 	m.skus = map[string]time.Time{}
-	m.products = kit.NewClient("product-service", m.Config.Kit.Deps["product"])
+	m.products = m.Config.Kit.Client("product-service", "product")
 	users := m.Config.Users
 	if users == "" {
 		users = m.Config.Kit.Deps["user"]

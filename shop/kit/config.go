@@ -26,8 +26,11 @@ type Config struct {
 	Deps        map[string]string // <DEP>_URL per synchronous dependency, by short name ("user")
 	OTEL        map[string]string // OTEL_* variables, passed to tracing
 	Drain       time.Duration     // DRAIN_TIMEOUT: SIGTERM waits this long for in-flight requests
-	Faults      Faults            // FAULTS
-	LogLevel    slog.Level        // LOG_LEVEL
+	// CallTimeout bounds each call to another service (CALL_TIMEOUT,
+	// default 10s); one that outlasts it answers 504 upstream_timeout.
+	CallTimeout time.Duration
+	Faults      Faults     // FAULTS
+	LogLevel    slog.Level // LOG_LEVEL
 	// DBMaxConns caps the service's database connections (DB_MAX_CONNS);
 	// 0 means 8 on PostgreSQL (ten services share one server's
 	// max_connections) and sqldb's default on SQLite.
@@ -47,7 +50,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults for a service.
 func DefaultConfig(service string) Config {
-	return Config{Service: service, Addr: "127.0.0.1:0", Drain: 10 * time.Second, Deps: map[string]string{}, OTEL: map[string]string{}}
+	return Config{Service: service, Addr: "127.0.0.1:0", Drain: 10 * time.Second, CallTimeout: 10 * time.Second, Deps: map[string]string{}, OTEL: map[string]string{}}
 }
 
 // Validate reports every problem at once.
@@ -96,6 +99,7 @@ func Load(service string, deps []string, args []string, getenv func(string) stri
 	fs.StringVar(&c.BusStream, "bus-stream", getenv("BUS_STREAM"), "JetStream stream name (BUS_STREAM)")
 	fs.StringVar(&c.RegistryURL, "registry-url", getenv("REGISTRY_URL"), "schema registry base URL (REGISTRY_URL)")
 	drain := fs.String("drain-timeout", env("DRAIN_TIMEOUT", "10s"), "how long SIGTERM waits for in-flight requests (DRAIN_TIMEOUT)")
+	callTimeout := fs.String("call-timeout", env("CALL_TIMEOUT", "10s"), "how long a call to another service may take (CALL_TIMEOUT)")
 	faults := fs.String("faults", getenv("FAULTS"), "fault flags, e.g. payment.failure_rate=0.2,crash=outbox.after_publish@3 (FAULTS)")
 	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	maxConns := fs.String("db-max-conns", env("DB_MAX_CONNS", "0"), "database connection cap; 0 = default (DB_MAX_CONNS)")
@@ -112,6 +116,9 @@ func Load(service string, deps []string, args []string, getenv func(string) stri
 	var err error
 	if c.Drain, err = time.ParseDuration(*drain); err != nil {
 		return c, fmt.Errorf("DRAIN_TIMEOUT %q: want a duration such as 10s", *drain)
+	}
+	if c.CallTimeout, err = time.ParseDuration(*callTimeout); err != nil || c.CallTimeout <= 0 {
+		return c, fmt.Errorf("CALL_TIMEOUT %q: want a positive duration such as 10s", *callTimeout)
 	}
 	if c.Faults, err = ParseFaults(*faults); err != nil {
 		return c, fmt.Errorf("FAULTS: %w", err)
@@ -279,4 +286,14 @@ func (f Faults) String() string {
 		parts = append(parts, fmt.Sprintf("crash=%s@%d", p, f.Crash[p]))
 	}
 	return strings.Join(parts, ",")
+}
+
+// Client returns a client for the dependency dep (its short name, "cart")
+// of the service (its full name, "cart-service"), bounded by CallTimeout.
+func (c Config) Client(service, dep string) *Client {
+	cl := NewClient(service, c.Deps[dep])
+	if c.CallTimeout > 0 {
+		cl.HTTP.Timeout = c.CallTimeout
+	}
+	return cl
 }

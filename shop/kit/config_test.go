@@ -94,6 +94,20 @@ func TestLoad(t *testing.T) {
 	if c.Addr != ":0" || c.DatabaseURL != "postgres://x@h/db" || c.Faults.PaymentFailureRate != 0.5 {
 		t.Errorf("config = %+v", c)
 	}
+	if c.CallTimeout != 10*time.Second || c.Client("user-service", "user").HTTP.Timeout != 10*time.Second {
+		t.Errorf("call timeout %v, want the default 10s on every client", c.CallTimeout)
+	}
+	env["CALL_TIMEOUT"] = "30s"
+	if c, err := Load("cart-service", []string{"product"}, []string{"-product-url", "http://p"}, getenv, io.Discard); err != nil || c.Client("product-service", "product").HTTP.Timeout != 30*time.Second || c.Client("product-service", "product").Base != "http://p" {
+		t.Errorf("CALL_TIMEOUT=30s: %v, %v", c.CallTimeout, err)
+	}
+	for _, bad := range []string{"soon", "0s", "-1s"} {
+		env["CALL_TIMEOUT"] = bad
+		if _, err := Load("x", nil, nil, getenv, io.Discard); err == nil || !strings.Contains(err.Error(), "CALL_TIMEOUT") {
+			t.Errorf("CALL_TIMEOUT=%s: err = %v, want CALL_TIMEOUT named", bad, err)
+		}
+	}
+	env["CALL_TIMEOUT"] = ""
 	delete(env, "USER_URL")
 	env["BUS_URL"] = ""
 	_, err = Load("cart-service", []string{"user"}, nil, getenv, io.Discard)

@@ -89,7 +89,7 @@ func (m *Main) Start(ctx context.Context) error {
 	}
 	m.app = app
 	m.initCache()
-	m.users = kit.NewClient("user-service", m.Config.Kit.Deps["user"])
+	m.users = m.Config.Kit.Client("user-service", "user")
 	v := kit.NewVerifier(m.Config.Kit.Deps["user"])
 	mux := app.Mux
 	mux.Handle("GET /products", kit.Handle(m.list))

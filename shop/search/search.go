@@ -155,7 +155,7 @@ func (m *Main) Start(ctx context.Context) error {
 			reason = "index was empty"
 		}
 	}
-	m.products = kit.NewClient("product-service", m.Config.Kit.Deps["product"])
+	m.products = m.Config.Kit.Client("product-service", "product")
 	handlers := map[string]kit.ConsumeFunc{
 		"ProductCreated": m.onCreated, "ProductUpdated": m.onUpdated, "PriceChanged": m.onPrice,
 		"OrderCreated": m.onOrderCreated, "OrderConfirmed": m.onOrderConfirmed,

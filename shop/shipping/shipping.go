@@ -161,8 +161,8 @@ func (m *Main) Start(ctx context.Context) error {
 		_ = app.Close()
 		return fmt.Errorf("start %s: %w", Service, err)
 	}
-	m.orders = kit.NewClient("order-service", c.Kit.Deps["order"])
-	m.users = kit.NewClient("user-service", c.Kit.Deps["user"])
+	m.orders = c.Kit.Client("order-service", "order")
+	m.users = c.Kit.Client("user-service", "user")
 	for _, cl := range []*kit.Client{m.orders, m.users} {
 		cl.HTTP.Timeout = c.CallTimeout
 	}
