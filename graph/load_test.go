@@ -30,6 +30,8 @@ func TestLoadBadInput(t *testing.T) {
 		{"bad second document", FileName, "services:\n  a:\n    path: a\n---\nfoo: [\n", "FILE:5: invalid YAML: did not find expected node content"},
 		{"not a mapping", FileName, "- a\n- b\n", "FILE:1: the manifest must be a mapping, got a list"},
 		{"empty", FileName, "", "FILE: is empty; it needs at least a services: mapping"},
+		{"only a marker", FileName, "---", "FILE: is empty; it needs at least a services: mapping"},
+		{"only a comment", FileName, "# nothing yet\n", "FILE: is empty; it needs at least a services: mapping"},
 		{"no services", FileName, "shared: [go.mod]\n", "FILE:1: has no services: mapping"},
 		{"unknown top field", FileName, "servces: {}\n", `FILE:1: servces: unknown field "servces" (known: ` + topFields + `)`},
 		{"unknown service field", FileName, "services:\n  a:\n    path: a\n    dependson: [b]\n",
@@ -187,6 +189,11 @@ func FuzzParseManifest(f *testing.F) {
 	f.Add([]byte("services:\u2028  a: {path: a}\r\n"))
 	f.Add([]byte("services:\n  a: {path: a, depends_on: [a]}\n"))
 	f.Add([]byte(`{"services": {"a": {"dependencies": ["b"]}, "b": {"dependencies": ["a"]}}}`))
+	// Canary policies: defaults, a service's block over them, queries
+	// and webhooks.
+	f.Add([]byte("defaults:\n  canary: {steps: [5, 50], interval: 15s, max_p99: 200ms, lane_first: false, confidence: 0.9}\nservices:\n  a:\n    path: a\n    canary: {strategy: direct, bake: 0s}\n  b: {path: b, canary: {compare: baseline, synthetic_load: {rate: 5}}}\n"))
+	f.Add([]byte("services:\n  a:\n    path: a\n    canary:\n      strategy: bluegreen\n      iterations: 3\n      queries:\n        - {name: q, query: 'sum(rate(x{service=\"{{service}}\"}[{{range}}]))', max: 1, min: 0}\n      webhooks:\n        - {name: h, type: confirm-promotion, url: 'http://h.test', timeout: 5s}\n"))
+	f.Add([]byte("defaults:\n  canary: {strategy: canary}\nservices:\n  a: {path: a, canary: {steps: [50, 10], threshold: 0, max_p95: 1s, queries: [{name: q, query: 'up[{{x}}'}], webhooks: [{type: nope, url: 'ftp://'}]}}\n  b: {path: b}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// What the JSON scanner accepts, encoding/json must read the same.
 		if m, _, err := ParseScenarioJSON("f.json", "/repo", data); err == nil {

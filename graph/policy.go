@@ -245,9 +245,9 @@ func checkPromQL(q string) error {
 			if at < len(q) {
 				where = fmt.Sprintf("at %q", snippet(q[at:]))
 			}
-			return fmt.Errorf("is not valid PromQL: %v (%s, character %d of the query with its placeholders filled in); check the brackets, quotes and operators", pe[0].Err, where, at+1)
+			return fmt.Errorf("is not valid PromQL: %w (%s, character %d of the query with its placeholders filled in); check the brackets, quotes and operators", pe[0].Err, where, at+1)
 		}
-		return fmt.Errorf("is not valid PromQL: %v", err)
+		return fmt.Errorf("is not valid PromQL: %w", err)
 	}
 	switch t := expr.Type(); t {
 	case parser.ValueTypeScalar, parser.ValueTypeVector:
@@ -616,7 +616,8 @@ func checkHandle(name string) error {
 		return fmt.Errorf("%q is longer than 63 characters", name)
 	}
 	for i, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || i > 0 && (r == '-' || r == '_')) {
+		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || i > 0 && (r == '-' || r == '_')
+		if !ok {
 			return fmt.Errorf("%q may hold only lowercase letters, digits, - and _ (starting with a letter or digit)", name)
 		}
 	}
@@ -787,7 +788,7 @@ func (d *decoder) webhooks(f pair) ([]Webhook, []int, error) {
 func checkHookURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
-		return fmt.Errorf("%q is not a URL (%v); write an http:// or https:// address", s, errors.Unwrap(err))
+		return fmt.Errorf("%q is not a URL (%w); write an http:// or https:// address", s, errors.Unwrap(err))
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return fmt.Errorf("%q is not an http:// or https:// address; a webhook is an HTTP POST", s)
@@ -864,7 +865,10 @@ func (s *policyScope) resolve() (Policy, []error) {
 		// direct), a field is no problem.
 		before := p.clone()
 		f.zero(&p)
-		if line, ok := s.own.at(f.name); ok && checkUse && !(s.defaults && (f.name == "confidence" || f.name == "min_effect")) && !reflect.DeepEqual(before, p) {
+		// The defaults' confidence and min_effect are for the services
+		// that compare, whether the defaults do or not.
+		forComparers := s.defaults && (f.name == "confidence" || f.name == "min_effect")
+		if line, ok := s.own.at(f.name); ok && checkUse && !forComparers && !reflect.DeepEqual(before, p) {
 			errs = append(errs, s.errf(line, s.own.path+"."+f.name, "%s; remove %s, or %s", why, f.name, fix))
 		}
 	}
@@ -980,6 +984,35 @@ func (s *policyScope) strategyText(p *Policy) string {
 // Summary describes the policy in one line, as `flotilla graph show`
 // prints it.
 func (p Policy) Summary() string {
+	if p.Strategy == StrategyDirect && p.Bake == 0 {
+		return "direct, unwatched (bake 0s)" + p.hooksSummary()
+	}
+	var judges []string
+	if p.MaxErrorRate > 0 {
+		judges = append(judges, fmt.Sprintf("errors ≤ %s%%", strconv.FormatFloat(p.MaxErrorRate*100, 'g', -1, 64)))
+	}
+	if p.MaxP50 > 0 {
+		judges = append(judges, "p50 ≤ "+short(p.MaxP50))
+	}
+	if p.MaxP99 > 0 {
+		judges = append(judges, "p99 ≤ "+short(p.MaxP99))
+	}
+	for _, q := range p.Queries {
+		judges = append(judges, q.Name)
+	}
+	if p.Compare != "" {
+		judges = append(judges, fmt.Sprintf("vs baseline (%s confidence, %s%% effect)", strconv.FormatFloat(p.Confidence, 'g', -1, 64), strconv.FormatFloat(p.MinEffect*100, 'g', -1, 64)))
+	}
+	on := fmt.Sprintf("on %s (at least %d requests", strings.Join(judges, ", "), p.MinRequests)
+	if p.SyntheticLoad > 0 {
+		on += fmt.Sprintf(", else synthetic load at %s/s", strconv.FormatFloat(p.SyntheticLoad, 'g', -1, 64))
+	}
+	on += ")"
+	judged := "judged " + on
+	bake := "no bake"
+	if p.Bake > 0 {
+		bake = "bake " + short(p.Bake)
+	}
 	var b strings.Builder
 	switch p.Strategy {
 	case StrategyCanary:
@@ -989,48 +1022,26 @@ func (p Policy) Summary() string {
 		}
 		fmt.Fprintf(&b, "canary %s%% every %s, rolled back after %d failed", strings.Join(steps, "/"), short(p.Interval), p.Threshold)
 		if !p.LaneFirst {
-			b.WriteString(", no lane first")
+			b.WriteString(", weighted from the start")
 		}
+		fmt.Fprintf(&b, "; %s; %s", judged, bake)
 	case StrategyBlueGreen:
-		fmt.Fprintf(&b, "bluegreen, %d interval(s) of %s on the lane, rolled back after %d failed", p.Iterations, short(p.Interval), p.Threshold)
+		fmt.Fprintf(&b, "bluegreen after %d interval(s) of %s on the lane, rolled back after %d failed; %s; %s", p.Iterations, short(p.Interval), p.Threshold, judged, bake)
 	default:
-		b.WriteString("direct")
+		fmt.Fprintf(&b, "direct, then a %s bake judged every %s %s", short(p.Bake), short(p.Interval), on)
 	}
-	if p.Interval > 0 {
-		var judges []string
-		if p.MaxErrorRate > 0 {
-			judges = append(judges, fmt.Sprintf("errors ≤ %s%%", strconv.FormatFloat(p.MaxErrorRate*100, 'g', -1, 64)))
-		}
-		if p.MaxP50 > 0 {
-			judges = append(judges, "p50 ≤ "+short(p.MaxP50))
-		}
-		if p.MaxP99 > 0 {
-			judges = append(judges, "p99 ≤ "+short(p.MaxP99))
-		}
-		for _, q := range p.Queries {
-			judges = append(judges, q.Name)
-		}
-		if p.Compare != "" {
-			judges = append(judges, fmt.Sprintf("vs baseline (%s confidence, %s%% effect)", strconv.FormatFloat(p.Confidence, 'g', -1, 64), strconv.FormatFloat(p.MinEffect*100, 'g', -1, 64)))
-		}
-		fmt.Fprintf(&b, "; judged on %s, at least %d requests", strings.Join(judges, ", "), p.MinRequests)
-		if p.SyntheticLoad > 0 {
-			fmt.Fprintf(&b, " (else synthetic load at %s/s)", strconv.FormatFloat(p.SyntheticLoad, 'g', -1, 64))
-		}
+	return b.String() + p.hooksSummary()
+}
+
+func (p Policy) hooksSummary() string {
+	if len(p.Webhooks) == 0 {
+		return ""
 	}
-	if p.Bake > 0 {
-		fmt.Fprintf(&b, "; bake %s", short(p.Bake))
-	} else {
-		b.WriteString("; no bake")
+	hooks := make([]string, len(p.Webhooks))
+	for i, h := range p.Webhooks {
+		hooks[i] = fmt.Sprintf("%s (%s)", h.Name, h.Type)
 	}
-	if len(p.Webhooks) > 0 {
-		hooks := make([]string, len(p.Webhooks))
-		for i, h := range p.Webhooks {
-			hooks[i] = fmt.Sprintf("%s (%s)", h.Name, h.Type)
-		}
-		fmt.Fprintf(&b, "; webhooks %s", strings.Join(hooks, ", "))
-	}
-	return b.String()
+	return "; webhooks " + strings.Join(hooks, ", ")
 }
 
 // short writes a duration as PromQL does: 1m, 1m30s, 200ms.

@@ -435,11 +435,11 @@ func TestPolicyJSON(t *testing.T) {
 
 func TestPolicySummary(t *testing.T) {
 	for _, tt := range []struct{ block, want string }{
-		{"", "direct; judged on errors ≤ 1%, at least 20 requests; bake 1m"},
-		{"canary: {strategy: direct, bake: 0s}", "direct; no bake"},
+		{"", "direct, then a 1m bake judged every 30s on errors ≤ 1% (at least 20 requests)"},
+		{"canary: {strategy: direct, bake: 0s}", "direct, unwatched (bake 0s)"},
 		{"canary: {steps: [5, 25, 100], interval: 15s, threshold: 2, max_p99: 200ms, compare: baseline, synthetic_load: {rate: 5}, queries: [{name: db, query: up, max: 1}], webhooks: [{name: gate, type: confirm-promotion, url: 'http://g.test'}]}",
-			"canary 5/25/100% every 15s, rolled back after 2 failed; judged on errors ≤ 1%, p99 ≤ 200ms, db, vs baseline (0.98 confidence, 10% effect), at least 20 requests (else synthetic load at 5/s); bake 1m; webhooks gate (confirm-promotion)"},
-		{"canary: {strategy: bluegreen, iterations: 2, max_p50: 20ms, max_error_rate: off, lane_first: true}", "bluegreen, 2 interval(s) of 30s on the lane, rolled back after 1 failed; judged on p50 ≤ 20ms, at least 20 requests; bake 1m"},
+			"canary 5/25/100% every 15s, rolled back after 2 failed; judged on errors ≤ 1%, p99 ≤ 200ms, db, vs baseline (0.98 confidence, 10% effect) (at least 20 requests, else synthetic load at 5/s); bake 1m; webhooks gate (confirm-promotion)"},
+		{"canary: {strategy: bluegreen, iterations: 2, max_p50: 20ms, max_error_rate: off, lane_first: true}", "bluegreen after 2 interval(s) of 30s on the lane, rolled back after 1 failed; judged on p50 ≤ 20ms (at least 20 requests); bake 1m"},
 		{"canary: {strategy: bluegreen, lane_first: false}", ""},
 	} {
 		m, err := policyOf(t, "services:\n  a:\n    path: a\n    "+tt.block+"\n")

@@ -23,6 +23,8 @@ import (
 //	shared: [go.mod, "shop/kit/**"]
 //	environments:
 //	  staging: {target: kubernetes, namespace: shop, url: https://staging.example.com}
+//	defaults:
+//	  canary: {interval: 15s, threshold: 2, max_error_rate: 0.01, bake: 1m}
 //	services:
 //	  user-service:
 //	    paths: [shop/user, shop/cmd/user]   # or path: shop/user
@@ -34,6 +36,10 @@ import (
 //	    smoke:
 //	      - {name: ready, method: GET, path: /ready, status: 200, json_field: status, json_value: ok}
 //	    canary: {steps: [10, 50], interval: 30s, threshold: 2, max_error_rate: 0.01, max_p99: 500ms, min_requests: 20}
+//
+// The canary block and defaults.canary are described with [Policy]: each
+// service's Policy is resolved from them, and a setting that would not take
+// effect is an error.
 func ParseYAML(file, root string, data []byte) (*Manifest, error) {
 	d := &decoder{file: file}
 	if !utf8.Valid(data) || bytes.IndexByte(data, 0) >= 0 {
@@ -59,6 +65,11 @@ func ParseYAML(file, root string, data []byte) (*Manifest, error) {
 		return nil, d.errf(0, "", "is empty; it needs at least a services: mapping")
 	}
 	top := doc.Content[0]
+	if top.Kind == yaml.ScalarNode && top.Tag == "!!null" && top.Value == "" {
+		// A lone '---' or only comments: yaml.v3 may place the empty node
+		// past the last line.
+		return nil, d.errf(0, "", "is empty; it needs at least a services: mapping")
+	}
 	if err := noAliases(d, top); err != nil {
 		return nil, err
 	}
@@ -553,7 +564,9 @@ func (d *decoder) services(n *yaml.Node) ([]*Service, error) {
 		}
 		// A service with problems is kept for its policy to be checked;
 		// the manifest is refused all the same.
-		out = append(out, s)
+		if s != nil {
+			out = append(out, s)
+		}
 	}
 	return out, errors.Join(errs...)
 }
