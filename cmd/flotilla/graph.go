@@ -262,8 +262,10 @@ func (a *app) graphShowCmd() *cobra.Command {
 		Short: "Print the graph: a summary, Graphviz DOT, Mermaid or JSON",
 		Long: `show prints the graph. Synchronous dependencies are solid arrows from a
 service to what it calls; event edges are dashed arrows from a publisher to a
-subscriber, labelled with the events. -o json gives tools every service with
-its folders, dependencies, dependents, events and health path, and the edges.
+subscriber, labelled with the events. The summary gives each service's rollout
+policy as resolved from its canary block and the manifest's defaults. -o json
+gives tools every service with its folders, dependencies, dependents, events,
+health path and policy, the edges, and the defaults.
 
   flotilla graph show -o dot | dot -Tsvg > graph.svg`,
 		Args: cobra.NoArgs,
@@ -335,18 +337,20 @@ func writeDOT(w io.Writer, g *graph.Graph) {
 type graphJSON struct {
 	Manifest string        `json:"manifest"`
 	Shared   []string      `json:"shared"`
+	Defaults graph.Policy  `json:"defaults"`
 	Services []serviceJSON `json:"services"`
 	Edges    []edgeJSON    `json:"edges"`
 }
 
 type serviceJSON struct {
-	Name       string   `json:"name"`
-	Paths      []string `json:"paths"`
-	DependsOn  []string `json:"depends_on"`
-	Dependents []string `json:"dependents"`
-	Publishes  []string `json:"publishes"`
-	Subscribes []string `json:"subscribes"`
-	Health     string   `json:"health,omitempty"`
+	Name       string       `json:"name"`
+	Paths      []string     `json:"paths"`
+	DependsOn  []string     `json:"depends_on"`
+	Dependents []string     `json:"dependents"`
+	Publishes  []string     `json:"publishes"`
+	Subscribes []string     `json:"subscribes"`
+	Health     string       `json:"health,omitempty"`
+	Policy     graph.Policy `json:"policy"`
 }
 
 type edgeJSON struct {
@@ -358,11 +362,11 @@ type edgeJSON struct {
 
 func writeGraphJSON(w io.Writer, g *graph.Graph) error {
 	m := g.Manifest()
-	out := graphJSON{Manifest: m.File, Shared: nonNil(m.Shared), Services: []serviceJSON{}, Edges: []edgeJSON{}}
+	out := graphJSON{Manifest: m.File, Shared: nonNil(m.Shared), Defaults: m.Defaults, Services: []serviceJSON{}, Edges: []edgeJSON{}}
 	for _, s := range m.Services {
 		out.Services = append(out.Services, serviceJSON{
 			Name: s.Name, Paths: nonNil(s.Paths), DependsOn: nonNil(g.DependsOn(s.Name)), Dependents: nonNil(g.Dependents(s.Name)),
-			Publishes: nonNil(s.Publishes), Subscribes: nonNil(s.Subscribes), Health: s.Health,
+			Publishes: nonNil(s.Publishes), Subscribes: nonNil(s.Subscribes), Health: s.Health, Policy: s.Policy,
 		})
 	}
 	for _, e := range g.SyncEdges() {
@@ -409,6 +413,7 @@ func writeSummary(w io.Writer, g *graph.Graph) {
 		if len(s.Subscribes) > 0 {
 			fmt.Fprintf(w, "  subscribes:  %s\n", dash(s.Subscribes))
 		}
+		fmt.Fprintf(w, "  rollout:     %s\n", s.Policy.Summary())
 	}
 }
 
