@@ -5,7 +5,9 @@
 // publishers and subscribers.
 //
 // A manifest is loaded with [Load] (found with [Find]); [New] builds the
-// [Graph]. Everything a user wrote is decoded strictly: an unknown field, a
+// [Graph]. Each service carries its rollout [Policy] (strategy, steps,
+// judges, bake, webhooks), resolved from its canary block over the
+// manifest's defaults. Everything a user wrote is decoded strictly: an unknown field, a
 // duplicate service or a value of the wrong type is an error naming the
 // file, the line and the field.
 package graph

@@ -97,6 +97,10 @@ func (a *app) graphCheckCmd() *cobra.Command {
 every dependency cycle as a full path (overlapping ones each; the first 20
 named, the rest counted), subscriptions to events nobody publishes,
 and (for a scenario .json) consumer lists that disagree with the dependencies.
+Problems in the manifest itself come first, each with its line: syntax,
+unknown fields, and canary policies (a service's canary block over
+defaults.canary) with a value out of range, a malformed PromQL query, or a
+setting that would not take effect.
 
 Exit status: 0 valid (warnings allowed); 1 problems found, a syntax error in
 the manifest included (the manifest is what check examines); 2 no manifest to
