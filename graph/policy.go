@@ -844,8 +844,8 @@ func (s *policyScope) resolve() (Policy, []error) {
 		}
 	}
 	var errs []error
-	if s.own != nil && s.own.bad {
-		// Its problems are reported; what it would resolve to is not
+	if (s.own != nil && s.own.bad) || (s.inherited != nil && s.inherited.bad) {
+		// Their problems are reported; what they would resolve to is not
 		// checked further (a refused field would make others look wrong).
 		s.finish(&p)
 		return p, nil

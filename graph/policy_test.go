@@ -268,6 +268,8 @@ func TestPolicyRefused(t *testing.T) {
 			"FILE:5: services.b: has strategy canary (from defaults.canary.strategy, line 2) but no steps; give it steps, e.g. steps: [5, 25, 50, 100], or strategy: direct"},
 		{"defaults synthetic load, service min_requests 0", "defaults:\n  canary: {synthetic_load: {rate: 5}}\nservices:\n  a: {path: a, canary: {min_requests: 0}}\n",
 			"FILE:4: services.a.canary.min_requests: synthetic_load never runs with min_requests 0: it drives requests only in intervals with fewer than min_requests; set min_requests (e.g. 20) or turn synthetic_load off"},
+		{"bad defaults are reported once", "defaults:\n  canary: {strategy: canary, steps: [50, 10]}\nservices:\n  a: {path: a}\n  b: {path: b}\n",
+			"FILE:2: defaults.canary.steps[1]: steps must increase, got 10 after 50; list the percentages in increasing order, e.g. steps: [5, 25, 50, 100]"},
 		{"defaults judged alone", "defaults:\n  canary: {max_error_rate: off}\nservices:\n  a: {path: a}\n  b: {path: b}\n",
 			"FILE:2: defaults.canary.max_error_rate: leaves no judge on, so nothing would watch the new version; keep max_error_rate, max_p50, max_p99, a query or compare: baseline"},
 
@@ -456,5 +458,42 @@ func TestPolicySummary(t *testing.T) {
 		if got := m.Service("a").Policy.Summary(); got != tt.want {
 			t.Errorf("%s:\n got %s\nwant %s", tt.block, got, tt.want)
 		}
+	}
+}
+
+// TestPolicyListsReplaced: a service's empty list clears the defaults'.
+func TestPolicyListsReplaced(t *testing.T) {
+	m, err := policyOf(t, `defaults:
+  canary:
+    queries: [{name: q, query: up, max: 1}]
+    webhooks: [{name: h, type: event, url: "http://h.test"}]
+services:
+  a: {path: a}
+  b: {path: b, canary: {queries: [], webhooks: []}}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := m.Service("a").Policy; len(a.Queries) != 1 || len(a.Webhooks) != 1 {
+		t.Errorf("a inherits the lists: %+v", a)
+	}
+	if b := m.Service("b").Policy; len(b.Queries) != 0 || len(b.Webhooks) != 0 {
+		t.Errorf("b cleared the lists: %+v", b)
+	}
+}
+
+// TestPolicyScenarioJSON: a format without policies gets the defaults.
+func TestPolicyScenarioJSON(t *testing.T) {
+	m, _, err := ParseScenarioJSON("g.json", "/r", []byte(`{"services": {"a": {}, "b": {"dependencies": ["a"]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range m.Services {
+		if d := cmp.Diff(DefaultPolicy(), s.Policy); d != "" {
+			t.Errorf("%s (-want +got):\n%s", s.Name, d)
+		}
+	}
+	if d := cmp.Diff(DefaultPolicy(), m.Defaults); d != "" {
+		t.Errorf("Defaults (-want +got):\n%s", d)
 	}
 }
