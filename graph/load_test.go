@@ -166,7 +166,7 @@ services:
 			{Name: "POST /orders", Method: "POST", Path: "/orders", Body: `{"x":1}`, Status: 201, JSONField: "status", JSONValue: "created", Line: 13},
 		},
 		Policy: Policy{Strategy: StrategyCanary, Steps: []int{10, 50}, LaneFirst: true, Interval: Duration(30e9), Threshold: 2, MaxErrorRate: 0.01, MaxP99: Duration(500e6), MinRequests: 20,
-			Bake: Duration(60e9), InconclusiveLimit: 5, ConsecutiveErrorLimit: 4},
+			Confidence: 0.98, MinEffect: 0.1, Bake: Duration(60e9), InconclusiveLimit: 5, ConsecutiveErrorLimit: 4},
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("settings (-want +got):\n%s", d)
@@ -229,6 +229,11 @@ func FuzzParseManifest(f *testing.F) {
 					t.Fatalf("a multi-line error must locate every line: %q", err)
 				}
 				continue
+			}
+			for _, s := range m.Services {
+				if err := policyInvariants(s.Policy); err != nil {
+					t.Fatalf("service %s was accepted with %v: %+v", s.Name, err, s.Policy)
+				}
 			}
 			g := New(m)
 			_ = g.Validate()

@@ -3,8 +3,8 @@ package graph
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -77,10 +77,13 @@ const DefaultWebhookTimeout = Duration(10 * time.Second)
 // by the manifest's defaults.canary, then by the service's canary block.
 //
 // A Policy from a loaded manifest is complete and consistent: the strategy
-// is set, durations and limits hold their defaults, every query has its
-// range, every webhook its type and timeout, and a field the strategy does
-// not use is zero (LaneFirst is true unless the strategy is canary and the
-// manifest turned it off).
+// is set, durations and limits hold their values or defaults, every
+// webhook has its type and timeout. Steps are empty unless the strategy is
+// canary, Iterations 0 unless it is bluegreen, Compare empty under direct,
+// LaneFirst true unless a canary turned it off, and the judges and
+// synthetic load off when nothing is watched ([Policy.Watched]); the other
+// fields keep their values whatever the strategy (a threshold under
+// direct), which nothing reads.
 type Policy struct {
 	// Strategy is canary, bluegreen or direct. Unset in the manifest, it
 	// is canary when there are steps, direct otherwise.
@@ -92,9 +95,10 @@ type Policy struct {
 	// Iterations is how many passing intervals bluegreen judges the new
 	// version on the lane's traffic before the switch (bluegreen only).
 	Iterations int `json:"iterations,omitempty"`
-	// LaneFirst: the smoke checks and x-canary: true traffic reach the new
-	// version before any weighted traffic does. Only canary can turn it
-	// off (then the first step's weight is set as the version starts).
+	// LaneFirst: the new version is judged for one interval at 0% on its
+	// header lane's traffic (the smoke checks, x-canary: true requests,
+	// synthetic load) before any weighted traffic reaches it. Only canary
+	// can turn it off (then its first step starts at once).
 	LaneFirst bool `json:"lane_first"`
 	// Interval is how often the judges run, over the last Interval.
 	Interval Duration `json:"interval,omitempty"`
@@ -128,9 +132,10 @@ type Policy struct {
 	// standby, before the old one is released; a failed interval rolls it
 	// back. 0 is no bake.
 	Bake Duration `json:"bake"`
-	// InconclusiveLimit is how many inconclusive intervals in a row hold
-	// the canary (neither promoted nor rolled back, waiting for `flotilla
-	// canary promote` or `abort`) (canary, bluegreen).
+	// InconclusiveLimit is how many inconclusive intervals in a row are
+	// tolerated: the next one holds the canary at its weight (still
+	// judged, neither promoted nor rolled back) until `flotilla canary
+	// promote` or `abort`; 0 holds on the first (canary, bluegreen).
 	InconclusiveLimit int `json:"inconclusive_limit,omitempty"`
 	// ConsecutiveErrorLimit is how many intervals in a row the metrics
 	// source may fail (each one inconclusive) before the next failure is a
@@ -145,11 +150,11 @@ type Policy struct {
 type Query struct {
 	Name string `json:"name"`
 	// Query is PromQL with placeholders {{service}}, {{version}},
-	// {{namespace}} and {{range}}; see Expand.
+	// {{baseline}}, {{namespace}} and {{range}}; see Expand.
 	Query string `json:"query"`
-	// Range is the window {{range}} stands for (the policy's Interval
-	// unless given).
-	Range Duration `json:"range"`
+	// Range is the window {{range}} stands for; 0 is the policy's
+	// Interval. Set only when the query holds {{range}}.
+	Range Duration `json:"range,omitempty"`
 	// Max and Min are the limits (nil: none); at least one is set. The
 	// interval fails when the value is above Max or below Min.
 	Max *float64 `json:"max,omitempty"`
@@ -162,33 +167,40 @@ type Webhook struct {
 	Type    WebhookType `json:"type"`
 	URL     string      `json:"url"`
 	Timeout Duration    `json:"timeout"`
+	// Metadata is sent with the canary's state, as Flagger's.
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 // QueryVars are the values of a query's placeholders.
 type QueryVars struct {
 	Service   string // {{service}}
 	Version   string // {{version}}: the version judged
+	Baseline  string // {{baseline}}: the version it replaces
 	Namespace string // {{namespace}}: the environment's (empty locally)
 	Range     time.Duration
 }
 
 // Expand returns the query with its placeholders replaced: {{service}},
-// {{version}} and {{namespace}} by their values, {{range}} by v.Range (or
-// the query's Range when v.Range is 0) written as PromQL writes durations
-// (1m, 1m30s). Spaces inside the braces are allowed ({{ service }}). The
+// {{version}}, {{baseline}} and {{namespace}} by their values, {{range}} by
+// the query's Range, or v.Range (the policy's interval) when it has none,
+// written as PromQL writes durations (1m, 1m30s). Spaces inside the braces are allowed ({{ service }}). The
 // values are inserted as they are: names and versions hold no quotes.
 func (q Query) Expand(v QueryVars) string {
-	r := v.Range
+	r := q.Range.D()
 	if r == 0 {
-		r = q.Range.D()
+		r = v.Range
 	}
 	out, _ := expandQuery(q.Query, map[string]string{
-		"service": v.Service, "version": v.Version, "namespace": v.Namespace, "range": model.Duration(r).String(),
+		"service": v.Service, "version": v.Version, "baseline": v.Baseline, "namespace": v.Namespace, "range": model.Duration(r).String(),
 	})
 	return out
 }
 
-var queryPlaceholders = "{{service}}, {{version}}, {{namespace}}, {{range}}"
+var queryPlaceholders = "{{service}}, {{version}}, {{baseline}}, {{namespace}}, {{range}}"
+
+// reservedJudges are the names the built-in judges go by in decisions: a
+// query may not take one.
+var reservedJudges = []string{"error_rate", "p50", "p99", "baseline_latency", "baseline_error_rate"}
 
 // expandQuery replaces {{name}} by vars[name]; an unknown name or an
 // unclosed {{ is an error (and left as written).
@@ -286,32 +298,40 @@ func builtinPolicy() Policy {
 }
 
 // policyFields are the fields of a canary block, in the order the
-// reference lists them; set copies one field from a block's values.
+// reference lists them. set copies the field from a block's values; off
+// says whether its value is one a strategy that does not use the field may
+// hold (lane_first: true on bluegreen, compare: off on direct): written
+// so, it is no problem. clear, where not nil, gives the field that value
+// in a policy whose strategy does not use it; the other fields keep their
+// values (a threshold, an interval), which nothing reads.
 var policyFields = []struct {
-	name string
-	set  func(dst, src *Policy)
-	zero func(p *Policy) // what a strategy that does not use it holds
+	name  string
+	set   func(dst, src *Policy)
+	off   func(p *Policy) bool
+	clear func(p *Policy)
 }{
-	{"strategy", func(d, s *Policy) { d.Strategy = s.Strategy }, nil},
-	{"steps", func(d, s *Policy) { d.Steps = slices.Clone(s.Steps) }, func(p *Policy) { p.Steps = nil }},
-	{"iterations", func(d, s *Policy) { d.Iterations = s.Iterations }, func(p *Policy) { p.Iterations = 0 }},
-	{"lane_first", func(d, s *Policy) { d.LaneFirst = s.LaneFirst }, func(p *Policy) { p.LaneFirst = true }},
-	{"interval", func(d, s *Policy) { d.Interval = s.Interval }, func(p *Policy) { p.Interval = 0 }},
-	{"threshold", func(d, s *Policy) { d.Threshold = s.Threshold }, func(p *Policy) { p.Threshold = 0 }},
-	{"min_requests", func(d, s *Policy) { d.MinRequests = s.MinRequests }, func(p *Policy) { p.MinRequests = 0 }},
-	{"max_error_rate", func(d, s *Policy) { d.MaxErrorRate = s.MaxErrorRate }, func(p *Policy) { p.MaxErrorRate = 0 }},
-	{"max_p50", func(d, s *Policy) { d.MaxP50 = s.MaxP50 }, func(p *Policy) { p.MaxP50 = 0 }},
-	{"max_p99", func(d, s *Policy) { d.MaxP99 = s.MaxP99 }, func(p *Policy) { p.MaxP99 = 0 }},
-	{"queries", func(d, s *Policy) { d.Queries = cloneQueries(s.Queries) }, func(p *Policy) { p.Queries = nil }},
-	{"compare", func(d, s *Policy) { d.Compare = s.Compare }, func(p *Policy) { p.Compare = "" }},
-	{"confidence", func(d, s *Policy) { d.Confidence = s.Confidence }, func(p *Policy) { p.Confidence = 0 }},
-	{"min_effect", func(d, s *Policy) { d.MinEffect = s.MinEffect }, func(p *Policy) { p.MinEffect = 0 }},
-	{"synthetic_load", func(d, s *Policy) { d.SyntheticLoad = s.SyntheticLoad }, func(p *Policy) { p.SyntheticLoad = 0 }},
-	{"bake", func(d, s *Policy) { d.Bake = s.Bake }, nil},
-	{"inconclusive_limit", func(d, s *Policy) { d.InconclusiveLimit = s.InconclusiveLimit }, func(p *Policy) { p.InconclusiveLimit = 0 }},
-	{"consecutive_error_limit", func(d, s *Policy) { d.ConsecutiveErrorLimit = s.ConsecutiveErrorLimit }, func(p *Policy) { p.ConsecutiveErrorLimit = 0 }},
-	{"webhooks", func(d, s *Policy) { d.Webhooks = slices.Clone(s.Webhooks) }, nil},
+	{"strategy", func(d, s *Policy) { d.Strategy = s.Strategy }, nil, nil},
+	{"steps", func(d, s *Policy) { d.Steps = slices.Clone(s.Steps) }, func(p *Policy) bool { return len(p.Steps) == 0 }, func(p *Policy) { p.Steps = nil }},
+	{"iterations", func(d, s *Policy) { d.Iterations = s.Iterations }, never, func(p *Policy) { p.Iterations = 0 }},
+	{"lane_first", func(d, s *Policy) { d.LaneFirst = s.LaneFirst }, func(p *Policy) bool { return p.LaneFirst }, func(p *Policy) { p.LaneFirst = true }},
+	{"interval", func(d, s *Policy) { d.Interval = s.Interval }, never, nil},
+	{"threshold", func(d, s *Policy) { d.Threshold = s.Threshold }, never, nil},
+	{"min_requests", func(d, s *Policy) { d.MinRequests = s.MinRequests }, never, nil},
+	{"max_error_rate", func(d, s *Policy) { d.MaxErrorRate = s.MaxErrorRate }, func(p *Policy) bool { return p.MaxErrorRate == 0 }, func(p *Policy) { p.MaxErrorRate = 0 }},
+	{"max_p50", func(d, s *Policy) { d.MaxP50 = s.MaxP50 }, func(p *Policy) bool { return p.MaxP50 == 0 }, func(p *Policy) { p.MaxP50 = 0 }},
+	{"max_p99", func(d, s *Policy) { d.MaxP99 = s.MaxP99 }, func(p *Policy) bool { return p.MaxP99 == 0 }, func(p *Policy) { p.MaxP99 = 0 }},
+	{"queries", func(d, s *Policy) { d.Queries = cloneQueries(s.Queries) }, func(p *Policy) bool { return len(p.Queries) == 0 }, func(p *Policy) { p.Queries = nil }},
+	{"compare", func(d, s *Policy) { d.Compare = s.Compare }, func(p *Policy) bool { return p.Compare == "" }, func(p *Policy) { p.Compare = "" }},
+	{"confidence", func(d, s *Policy) { d.Confidence = s.Confidence }, never, nil},
+	{"min_effect", func(d, s *Policy) { d.MinEffect = s.MinEffect }, never, nil},
+	{"synthetic_load", func(d, s *Policy) { d.SyntheticLoad = s.SyntheticLoad }, func(p *Policy) bool { return p.SyntheticLoad == 0 }, func(p *Policy) { p.SyntheticLoad = 0 }},
+	{"bake", func(d, s *Policy) { d.Bake = s.Bake }, nil, nil},
+	{"inconclusive_limit", func(d, s *Policy) { d.InconclusiveLimit = s.InconclusiveLimit }, never, nil},
+	{"consecutive_error_limit", func(d, s *Policy) { d.ConsecutiveErrorLimit = s.ConsecutiveErrorLimit }, never, nil},
+	{"webhooks", func(d, s *Policy) { d.Webhooks = cloneHooks(s.Webhooks) }, nil, nil},
 }
+
+func never(*Policy) bool { return false }
 
 func policyFieldNames() string {
 	names := make([]string, len(policyFields))
@@ -340,8 +360,16 @@ func cloneQueries(qs []Query) []Query {
 func (p Policy) clone() Policy {
 	p.Steps = slices.Clone(p.Steps)
 	p.Queries = cloneQueries(p.Queries)
-	p.Webhooks = slices.Clone(p.Webhooks)
+	p.Webhooks = cloneHooks(p.Webhooks)
 	return p
+}
+
+func cloneHooks(hs []Webhook) []Webhook {
+	out := slices.Clone(hs)
+	for i := range out {
+		out[i].Metadata = maps.Clone(out[i].Metadata)
+	}
+	return out
 }
 
 // policyBlock is one canary block as written: the values of the fields it
@@ -420,7 +448,10 @@ func (d *decoder) canaryBlock(kv pair) (*policyBlock, error) {
 				}
 			}
 		case "confidence":
-			b.p.Confidence, err = d.fraction(f.val, f.fullPath, "a confidence level such as 0.95 or 0.98")
+			b.p.Confidence, err = d.float(f.val, f.fullPath, 0, 1)
+			if err != nil || b.p.Confidence <= 0.5 || b.p.Confidence >= 1 {
+				err = d.errf(f.val.Line, f.fullPath, "must be a confidence level above 0.5 and below 1, such as 0.95 or 0.98, got %s", valueText(f.val))
+			}
 		case "min_effect":
 			b.p.MinEffect, err = d.float(f.val, f.fullPath, 0, 100)
 			if err != nil {
@@ -431,7 +462,7 @@ func (d *decoder) canaryBlock(kv pair) (*policyBlock, error) {
 		case "bake":
 			b.p.Bake, err = d.span(f.val, f.fullPath, 0, false, "0s is no bake")
 		case "inconclusive_limit":
-			b.p.InconclusiveLimit, err = d.count(f.val, f.fullPath, 1, "the inconclusive intervals in a row that hold the canary")
+			b.p.InconclusiveLimit, err = d.count(f.val, f.fullPath, 0, "")
 		case "consecutive_error_limit":
 			b.p.ConsecutiveErrorLimit, err = d.count(f.val, f.fullPath, 0, "")
 		case "webhooks":
@@ -565,15 +596,6 @@ func (d *decoder) errorRate(n *yaml.Node, field string) (float64, error) {
 	return v, nil
 }
 
-// fraction decodes a number strictly between 0 and 1.
-func (d *decoder) fraction(n *yaml.Node, field, what string) (float64, error) {
-	v, err := d.float(n, field, 0, 1)
-	if err != nil || v <= 0 || v >= 1 {
-		return 0, d.errf(n.Line, field, "must be above 0 and below 1 (%s), got %s", what, valueText(n))
-	}
-	return v, nil
-}
-
 func (d *decoder) syntheticLoad(f pair) (float64, error) {
 	const forms = "write {rate: 10} (requests per second) or off"
 	if isOff(f.val) {
@@ -641,7 +663,7 @@ func (d *decoder) queries(f pair) ([]Query, error) {
 		}
 		var q Query
 		var ferrs []error
-		queryLine := item.Line
+		queryLine, rangeLine := item.Line, item.Line
 		for _, g := range fields {
 			var err error
 			switch g.key {
@@ -649,6 +671,8 @@ func (d *decoder) queries(f pair) ([]Query, error) {
 				if q.Name, err = d.str(g.val, g.fullPath); err == nil {
 					if e := checkHandle(q.Name); e != nil {
 						err = d.errf(g.val.Line, g.fullPath, "%v", e)
+					} else if slices.Contains(reservedJudges, q.Name) {
+						err = d.errf(g.val.Line, g.fullPath, "%q is the name of a built-in judge (%s are taken); give the query another", q.Name, strings.Join(reservedJudges, ", "))
 					} else if prev, dup := seen[q.Name]; dup {
 						err = d.errf(g.val.Line, g.fullPath, "%q is used twice (first on line %d); give each query its own name", q.Name, prev)
 					} else {
@@ -663,6 +687,7 @@ func (d *decoder) queries(f pair) ([]Query, error) {
 				}
 			case "range":
 				q.Range, err = d.span(g.val, g.fullPath, time.Second, false, "the window the query's {{range}} covers")
+				rangeLine = g.val.Line
 			case "max", "min":
 				var v float64
 				if v, err = d.float(g.val, g.fullPath, -1e300, 1e300); err != nil {
@@ -688,11 +713,19 @@ func (d *decoder) queries(f pair) ([]Query, error) {
 		if q.Max == nil && q.Min == nil && len(ferrs) == 0 {
 			ferrs = append(ferrs, d.errf(item.Line, field, "needs max, min or both: the limits the query's value must stay within"))
 		}
+		if q.Range > 0 {
+			// Expanded with a mark for {{range}}: without the mark, the
+			// range has nowhere to go.
+			e, err := expandQuery(q.Query, map[string]string{"service": "", "version": "", "baseline": "", "namespace": "", "range": "\x00"})
+			if err == nil && !strings.Contains(e, "\x00") {
+				ferrs = append(ferrs, d.errf(rangeLine, field+".range", "is set, but the query has no {{range}} to put it in; use {{range}} in the query (e.g. rate(x[{{range}}])) or remove range"))
+			}
+		}
 		if q.Max != nil && q.Min != nil && *q.Min > *q.Max {
 			ferrs = append(ferrs, d.errf(item.Line, field, "min %g is above max %g, so no value could pass; swap them", *q.Min, *q.Max))
 		}
 		if strings.TrimSpace(q.Query) != "" {
-			expanded, err := expandQuery(q.Query, map[string]string{"service": "service", "version": "v1", "namespace": "namespace", "range": "1m"})
+			expanded, err := expandQuery(q.Query, map[string]string{"service": "service", "version": "v1", "baseline": "v0", "namespace": "namespace", "range": "1m"})
 			if err != nil {
 				for _, e := range unjoin(err) {
 					ferrs = append(ferrs, d.errf(queryLine, field+".query", "%v", e))
@@ -765,8 +798,21 @@ func (d *decoder) webhooks(f pair) ([]Webhook, []int, error) {
 				}
 			case "timeout":
 				h.Timeout, err = d.span(g.val, g.fullPath, time.Millisecond, false, "how long a call may take")
+			case "metadata":
+				var kvs []pair
+				if kvs, err = d.mapping(g.val, g.fullPath); err == nil && len(kvs) > 0 {
+					h.Metadata = map[string]string{}
+					for _, kv := range kvs {
+						v, e := d.scalar(kv.val, kv.fullPath)
+						if e != nil {
+							herrs = append(herrs, e)
+							continue
+						}
+						h.Metadata[kv.key] = v
+					}
+				}
 			default:
-				err = d.unknown(g, field, "name, type, url, timeout")
+				err = d.unknown(g, field, "name, type, url, timeout, metadata")
 			}
 			if err != nil {
 				herrs = append(herrs, err)
@@ -790,7 +836,7 @@ func checkHookURL(s string) error {
 	if err != nil {
 		return fmt.Errorf("%q is not a URL (%w); write an http:// or https:// address", s, errors.Unwrap(err))
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
+	if !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") {
 		return fmt.Errorf("%q is not an http:// or https:// address; a webhook is an HTTP POST", s)
 	}
 	if u.Host == "" {
@@ -847,29 +893,30 @@ func (s *policyScope) resolve() (Policy, []error) {
 	if (s.own != nil && s.own.bad) || (s.inherited != nil && s.inherited.bad) {
 		// Their problems are reported; what they would resolve to is not
 		// checked further (a refused field would make others look wrong).
-		s.finish(&p)
 		return p, nil
 	}
 	// The defaults are defaults for services of every strategy: only when
 	// they name a strategy are their fields checked against it.
 	checkUse := !s.defaults || ownStrategy
+	// Which fields apply is decided on the policy as merged, before any
+	// is cleared.
+	merged := p.clone()
 	for _, f := range policyFields {
-		if f.zero == nil {
+		if f.off == nil {
 			continue
 		}
-		why, fix := s.inapplicable(f.name, &p)
+		why, fix := s.inapplicable(f.name, &merged)
 		if why == "" {
 			continue
 		}
-		// Written as the strategy has it anyway (compare: off on
-		// direct), a field is no problem.
-		before := p.clone()
-		f.zero(&p)
 		// The defaults' confidence and min_effect are for the services
 		// that compare, whether the defaults do or not.
 		forComparers := s.defaults && (f.name == "confidence" || f.name == "min_effect")
-		if line, ok := s.own.at(f.name); ok && checkUse && !forComparers && !reflect.DeepEqual(before, p) {
+		if line, ok := s.own.at(f.name); ok && checkUse && !forComparers && !f.off(&merged) {
 			errs = append(errs, s.errf(line, s.own.path+"."+f.name, "%s; remove %s, or %s", why, f.name, fix))
+		}
+		if f.clear != nil {
+			f.clear(&p)
 		}
 	}
 	if p.Strategy == StrategyCanary && len(p.Steps) == 0 && !s.defaults {
@@ -879,9 +926,12 @@ func (s *policyScope) resolve() (Policy, []error) {
 			errs = append(errs, s.errf(s.line, s.path, "has strategy canary (from %s, line %d) but no steps; give it steps, e.g. steps: [5, 25, 50, 100], or strategy: direct", s.inherited.path+".strategy", s.inherited.set["strategy"]))
 		}
 	}
-	// blame returns the first of fields that own sets.
+	// blame returns the first of fields that own sets, or else the
+	// setting of own that has the policy watched at all: what the
+	// defaults cause alone, their own check reports, unless they are not
+	// watched and this service is.
 	blame := func(fields ...string) (string, int, bool) {
-		for _, f := range fields {
+		for _, f := range append(fields, "strategy", "steps", "bake") {
 			if l, ok := s.own.at(f); ok {
 				return f, l, true
 			}
@@ -902,33 +952,32 @@ func (s *policyScope) resolve() (Policy, []error) {
 	}
 	var hookTime time.Duration
 	for _, h := range p.Webhooks {
-		if h.Type == HookRollout {
+		if h.Type == HookRollout || h.Type == HookRollback {
 			hookTime += h.Timeout.D()
 		}
 	}
-	if p.Interval > 0 && hookTime >= p.Interval.D() {
+	if p.Watched() && hookTime > 0 && hookTime >= p.Interval.D() {
 		if f, l, ok := blame("webhooks", "interval"); ok {
-			errs = append(errs, s.errf(l, s.own.path+"."+f, "the rollout webhooks' timeouts add up to %s, not less than the interval %s: a slow hook would delay every analysis; lower their timeouts or raise the interval", hookTime, p.Interval))
+			errs = append(errs, s.errf(l, s.own.path+"."+f, "the timeouts of the webhooks called every interval (rollout, rollback) add up to %s, not less than the interval %s: a slow hook would delay every analysis; lower their timeouts or raise the interval", short(Duration(hookTime)), short(p.Interval)))
+		}
+	}
+	if p.MaxP50 > 0 && p.MaxP99 > 0 && p.MaxP99 < p.MaxP50 {
+		if f, l, ok := blame("max_p99", "max_p50"); ok {
+			errs = append(errs, s.errf(l, s.own.path+"."+f, "max_p99 %s is below max_p50 %s, but the 99th percentile is never below the median; raise max_p99 or lower max_p50", short(p.MaxP99), short(p.MaxP50)))
 		}
 	}
 	judged := p.MaxErrorRate > 0 || p.MaxP50 > 0 || p.MaxP99 > 0 || len(p.Queries) > 0 || p.Compare != ""
-	if p.Interval > 0 && !judged {
+	if p.Watched() && !judged {
 		if f, l, ok := blame("max_error_rate", "max_p50", "max_p99", "queries", "compare"); ok {
 			errs = append(errs, s.errf(l, s.own.path+"."+f, "leaves no judge on, so nothing would watch the new version; keep max_error_rate, max_p50, max_p99, a query or compare: baseline"))
 		}
 	}
-	s.finish(&p)
 	return p, errs
 }
 
-// finish fills what follows from the rest: query ranges.
-func (s *policyScope) finish(p *Policy) {
-	for i := range p.Queries {
-		if p.Queries[i].Range == 0 {
-			p.Queries[i].Range = p.Interval
-		}
-	}
-}
+// Watched reports whether anything judges a version under the policy:
+// every strategy but a direct switch without bake.
+func (p Policy) Watched() bool { return p.Strategy != StrategyDirect || p.Bake > 0 }
 
 // inapplicable says why field has no effect on p, and what would give it
 // one ("" when it has).
@@ -984,7 +1033,7 @@ func (s *policyScope) strategyText(p *Policy) string {
 // Summary describes the policy in one line, as `flotilla graph show`
 // prints it.
 func (p Policy) Summary() string {
-	if p.Strategy == StrategyDirect && p.Bake == 0 {
+	if !p.Watched() {
 		return "direct, unwatched (bake 0s)" + p.hooksSummary()
 	}
 	var judges []string

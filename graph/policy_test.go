@@ -2,6 +2,9 @@ package graph
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,21 +62,23 @@ func TestPolicyAccepted(t *testing.T) {
         - name: db-errors
           query: sum(rate(db_errors_total{service="{{service}}", version="{{ version }}"}[{{range}}]))
           max: 5
-        - {name: cache_hits, query: 'avg(cache_hit_ratio{namespace="{{namespace}}"})', range: 2m, min: 0.5, max: 1}
+        - {name: cache_hits, query: 'avg(avg_over_time(cache_hit_ratio{namespace="{{namespace}}"}[{{range}}]))', range: 2m, min: 0.5, max: 1}
+        - {name: vs_stable, query: 'sum(rate(x{version="{{version}}"}[1m])) / sum(rate(x{version="{{baseline}}"}[1m]))', max: 1.2}
       webhooks:
         - {name: gate, type: confirm-promotion, url: "https://gate.example/approve", timeout: 30s}
-        - {name: load-test, url: "http://loadtester.test/", timeout: 5s}
+        - {name: load-test, url: "http://loadtester.test/", timeout: 5s, metadata: {type: cmd, cmd: "hey -z 1m http://payment-canary/", rate: 10}}
         - {name: notify, type: event, url: "http://hooks.example/flotilla"}`, func() Policy {
 			return Policy{Strategy: StrategyCanary, Steps: []int{5, 25, 50, 100}, LaneFirst: false, Interval: sec(15), Threshold: 3, MinRequests: 50,
 				MaxErrorRate: 0.02, MaxP50: Duration(50 * time.Millisecond), MaxP99: Duration(200 * time.Millisecond),
 				Compare: CompareBaseline, Confidence: 0.95, MinEffect: 0.2, SyntheticLoad: 12.5, Bake: sec(300), InconclusiveLimit: 8, ConsecutiveErrorLimit: 0,
 				Queries: []Query{
-					{Name: "db-errors", Query: `sum(rate(db_errors_total{service="{{service}}", version="{{ version }}"}[{{range}}]))`, Range: sec(15), Max: ptr(5)},
-					{Name: "cache_hits", Query: `avg(cache_hit_ratio{namespace="{{namespace}}"})`, Range: sec(120), Min: ptr(0.5), Max: ptr(1)},
+					{Name: "db-errors", Query: `sum(rate(db_errors_total{service="{{service}}", version="{{ version }}"}[{{range}}]))`, Max: ptr(5)},
+					{Name: "cache_hits", Query: `avg(avg_over_time(cache_hit_ratio{namespace="{{namespace}}"}[{{range}}]))`, Range: sec(120), Min: ptr(0.5), Max: ptr(1)},
+					{Name: "vs_stable", Query: `sum(rate(x{version="{{version}}"}[1m])) / sum(rate(x{version="{{baseline}}"}[1m]))`, Max: ptr(1.2)},
 				},
 				Webhooks: []Webhook{
 					{Name: "gate", Type: HookConfirmPromotion, URL: "https://gate.example/approve", Timeout: sec(30)},
-					{Name: "load-test", Type: HookRollout, URL: "http://loadtester.test/", Timeout: sec(5)},
+					{Name: "load-test", Type: HookRollout, URL: "http://loadtester.test/", Timeout: sec(5), Metadata: map[string]string{"type": "cmd", "cmd": "hey -z 1m http://payment-canary/", "rate": "10"}},
 					{Name: "notify", Type: HookEvent, URL: "http://hooks.example/flotilla", Timeout: sec(10)},
 				}}
 		}},
@@ -94,7 +99,12 @@ func TestPolicyAccepted(t *testing.T) {
 			return p
 		}},
 		{"direct unwatched", "canary: {strategy: direct, bake: 0s, webhooks: [{name: done, type: post-rollout, url: 'http://x.test'}]}", func() Policy {
-			return Policy{Strategy: StrategyDirect, LaneFirst: true, Webhooks: []Webhook{{Name: "done", Type: HookPostRollout, URL: "http://x.test", Timeout: sec(10)}}}
+			// Nothing judges: the judges are off; the rest keeps its
+			// values, which nothing reads.
+			p := def
+			p.Bake, p.MaxErrorRate = 0, 0
+			p.Webhooks = []Webhook{{Name: "done", Type: HookPostRollout, URL: "http://x.test", Timeout: sec(10)}}
+			return p
 		}},
 		{"every webhook type", `canary:
       webhooks:
@@ -115,13 +125,13 @@ func TestPolicyAccepted(t *testing.T) {
 		}},
 		{"a query with min only and scalar result", "canary: {queries: [{name: q, query: 'scalar(up) * 2', min: 1}]}", func() Policy {
 			p := def
-			p.Queries = []Query{{Name: "q", Query: "scalar(up) * 2", Range: sec(30), Min: ptr(1)}}
+			p.Queries = []Query{{Name: "q", Query: "scalar(up) * 2", Min: ptr(1)}}
 			return p
 		}},
 		{"compare off, judges off but a query", "canary: {compare: off, max_error_rate: off, queries: [{name: q, query: up, max: 1}]}", func() Policy {
 			p := def
 			p.MaxErrorRate = 0
-			p.Queries = []Query{{Name: "q", Query: "up", Range: sec(30), Max: ptr(1)}}
+			p.Queries = []Query{{Name: "q", Query: "up", Max: ptr(1)}}
 			return p
 		}},
 		{"synthetic load off", "canary: {synthetic_load: off}", func() Policy { return def }},
@@ -168,9 +178,9 @@ func TestPolicyRefused(t *testing.T) {
 		{"p50 of 0", svc + "      max_p50: 0s\n", "FILE:5: services.a.canary.max_p50: is 0, which no request could meet; give a duration such as 30s or 2m, or off (write off to turn the judge off)"},
 		{"error rate as percent", svc + "      max_error_rate: 1\n", "FILE:5: services.a.canary.max_error_rate: must be a fraction of the requests above 0 and below 1 (0.01 is 1%), or off; got 1"},
 		{"error rate 0", svc + "      max_error_rate: 0\n", "FILE:5: services.a.canary.max_error_rate: must be a fraction of the requests above 0 and below 1 (0.01 is 1%), or off; got 0"},
-		{"confidence 1", svc + "      compare: baseline\n      steps: [10]\n      confidence: 1\n", "FILE:7: services.a.canary.confidence: must be above 0 and below 1 (a confidence level such as 0.95 or 0.98), got 1"},
-		{"confidence 0", svc + "      compare: baseline\n      steps: [10]\n      confidence: 0\n", "FILE:7: services.a.canary.confidence: must be above 0 and below 1 (a confidence level such as 0.95 or 0.98), got 0"},
-		{"confidence as percent", svc + "      compare: baseline\n      steps: [10]\n      confidence: 95\n", "FILE:7: services.a.canary.confidence: must be above 0 and below 1 (a confidence level such as 0.95 or 0.98), got 95"},
+		{"confidence 1", svc + "      compare: baseline\n      steps: [10]\n      confidence: 1\n", "FILE:7: services.a.canary.confidence: must be a confidence level above 0.5 and below 1, such as 0.95 or 0.98, got 1"},
+		{"confidence 0", svc + "      compare: baseline\n      steps: [10]\n      confidence: 0\n", "FILE:7: services.a.canary.confidence: must be a confidence level above 0.5 and below 1, such as 0.95 or 0.98, got 0"},
+		{"confidence as percent", svc + "      compare: baseline\n      steps: [10]\n      confidence: 95\n", "FILE:7: services.a.canary.confidence: must be a confidence level above 0.5 and below 1, such as 0.95 or 0.98, got 95"},
 		{"negative effect", svc + "      min_effect: -0.1\n", "FILE:5: services.a.canary.min_effect: must be a relative worsening from 0 to 100 (0.1: 10% worse than the baseline), got -0.1"},
 		{"unknown comparison", svc + "      compare: production\n", `FILE:5: services.a.canary.compare: unknown comparison "production": write baseline (judge against the stable version) or off`},
 		{"lane_first text", svc + "      lane_first: \"yes\"\n", `FILE:5: services.a.canary.lane_first: must be true or false, got the text "yes"`},
@@ -178,7 +188,8 @@ func TestPolicyRefused(t *testing.T) {
 		{"synthetic load no rate", svc + "      synthetic_load: {}\n", "FILE:5: services.a.canary.synthetic_load: needs a rate; write {rate: 10} (requests per second) or off"},
 		{"synthetic load rate 0", svc + "      synthetic_load: {rate: 0}\n", "FILE:5: services.a.canary.synthetic_load.rate: must be the requests per second, above 0 and at most 10000, got 0"},
 		{"synthetic load unknown", svc + "      synthetic_load: {rate: 1, paths: [/]}\n", `FILE:5: services.a.canary.synthetic_load.paths: unknown field "paths" (known: rate)`},
-		{"inconclusive limit 0", svc + "      inconclusive_limit: 0\n", "FILE:5: services.a.canary.inconclusive_limit: must be at least 1 (the inconclusive intervals in a row that hold the canary), got 0"},
+		{"confidence one half", svc + "      compare: baseline\n      steps: [10]\n      confidence: 0.5\n", "FILE:7: services.a.canary.confidence: must be a confidence level above 0.5 and below 1, such as 0.95 or 0.98, got 0.5"},
+		{"negative inconclusive limit", svc + "      inconclusive_limit: -1\n", "FILE:5: services.a.canary.inconclusive_limit: must be at least 0, got -1"},
 		{"negative error limit", svc + "      consecutive_error_limit: -1\n", "FILE:5: services.a.canary.consecutive_error_limit: must be at least 0, got -1"},
 		{"iterations 0", svc + "      strategy: bluegreen\n      iterations: 0\n", "FILE:6: services.a.canary.iterations: must be at least 1 (the intervals bluegreen judges before the switch; 1 switches after the first passing one), got 0"},
 		{"block not a mapping", "services:\n  a:\n    path: a\n    canary: [10, 50]\n", "FILE:4: services.a.canary: it must be a mapping, got a list"},
@@ -195,7 +206,7 @@ func TestPolicyRefused(t *testing.T) {
 		{"string query", svc + "      queries:\n        - {name: q, query: '\"ok\"', max: 1}\n",
 			"FILE:6: services.a.canary.queries[0].query: gives a string, not a number to compare; write a query whose result is a number"},
 		{"unknown placeholder", svc + "      queries:\n        - {name: q, query: 'up{job=\"{{ job }}\"}', max: 1}\n",
-			"FILE:6: services.a.canary.queries[0].query: unknown placeholder {{job}} (known: {{service}}, {{version}}, {{namespace}}, {{range}})"},
+			"FILE:6: services.a.canary.queries[0].query: unknown placeholder {{job}} (known: {{service}}, {{version}}, {{baseline}}, {{namespace}}, {{range}})"},
 		{"unclosed placeholder", svc + "      queries:\n        - {name: q, query: 'up{job=\"{{service\"}', max: 1}\n",
 			`FILE:6: services.a.canary.queries[0].query: "{{" at "{{service\"}" is not closed with "}}"`},
 		{"query without limits", svc + "      queries:\n        - {name: q, query: up}\n", "FILE:6: services.a.canary.queries[0]: needs max, min or both: the limits the query's value must stay within"},
@@ -231,9 +242,21 @@ func TestPolicyRefused(t *testing.T) {
 		{"webhook names twice", svc + "      webhooks:\n        - {name: h, type: event, url: 'http://h.test'}\n        - {name: h, type: event, url: 'http://h.test'}\n",
 			`FILE:7: services.a.canary.webhooks[1].name: "h" is used twice (first on line 6); give each webhook its own name`},
 		{"webhook unknown field", svc + "      webhooks:\n        - {name: h, kind: event, url: 'http://h.test'}\n",
-			`FILE:6: services.a.canary.webhooks[0].kind: unknown field "kind" (known: name, type, url, timeout)`},
+			`FILE:6: services.a.canary.webhooks[0].kind: unknown field "kind" (known: name, type, url, timeout, metadata)`},
 		{"rollout hooks outlast the interval", svc + "      interval: 10s\n      webhooks:\n        - {name: h, url: 'http://h.test', timeout: 6s}\n        - {name: i, url: 'http://h.test', timeout: 4s}\n",
-			"FILE:6: services.a.canary.webhooks: the rollout webhooks' timeouts add up to 10s, not less than the interval 10s: a slow hook would delay every analysis; lower their timeouts or raise the interval"},
+			"FILE:6: services.a.canary.webhooks: the timeouts of the webhooks called every interval (rollout, rollback) add up to 10s, not less than the interval 10s: a slow hook would delay every analysis; lower their timeouts or raise the interval"},
+		{"rollback hook outlasts the interval", svc + "      steps: [10]\n      interval: 5s\n      webhooks:\n        - {name: h, type: rollback, url: 'http://h.test'}\n",
+			"FILE:7: services.a.canary.webhooks: the timeouts of the webhooks called every interval (rollout, rollback) add up to 10s, not less than the interval 5s: a slow hook would delay every analysis; lower their timeouts or raise the interval"},
+		{"webhook metadata not text", svc + "      webhooks:\n        - {name: h, type: event, url: 'http://h.test', metadata: {cmd: [a]}}\n",
+			"FILE:6: services.a.canary.webhooks[0].metadata.cmd: must be a single value, got a list"},
+		{"webhook upper-case scheme", svc + "      webhooks:\n        - {name: h, type: event, url: 'HTTP://h.test'}\n",
+			`FILE:6: services.a.canary.webhooks[0].url: "HTTP://h.test" is not an http:// or https:// address; a webhook is an HTTP POST`},
+		{"query named as a built-in judge", svc + "      queries:\n        - {name: p99, query: up, max: 1}\n",
+			`FILE:6: services.a.canary.queries[0].name: "p99" is the name of a built-in judge (error_rate, p50, p99, baseline_latency, baseline_error_rate are taken); give the query another`},
+		{"query range with nowhere to go", svc + "      queries:\n        - name: q\n          query: up\n          range: 5m\n          max: 1\n",
+			"FILE:8: services.a.canary.queries[0].range: is set, but the query has no {{range}} to put it in; use {{range}} in the query (e.g. rate(x[{{range}}])) or remove range"},
+		{"p99 below p50", svc + "      max_p50: 300ms\n      max_p99: 200ms\n",
+			"FILE:6: services.a.canary.max_p99: max_p99 200ms is below max_p50 300ms, but the 99th percentile is never below the median; raise max_p99 or lower max_p50"},
 
 		// Settings that would not take effect.
 		{"direct with steps", svc + "      strategy: direct\n      steps: [10, 50]\n",
@@ -270,6 +293,8 @@ func TestPolicyRefused(t *testing.T) {
 			"FILE:4: services.a.canary.min_requests: synthetic_load never runs with min_requests 0: it drives requests only in intervals with fewer than min_requests; set min_requests (e.g. 20) or turn synthetic_load off"},
 		{"bad defaults are reported once", "defaults:\n  canary: {strategy: canary, steps: [50, 10]}\nservices:\n  a: {path: a}\n  b: {path: b}\n",
 			"FILE:2: defaults.canary.steps[1]: steps must increase, got 10 after 50; list the percentages in increasing order, e.g. steps: [5, 25, 50, 100]"},
+		{"unwatched defaults, a watched service", "defaults:\n  canary: {strategy: direct, bake: 0s, max_error_rate: off}\nservices:\n  a:\n    path: a\n    canary: {strategy: canary, steps: [10]}\n",
+			"FILE:6: services.a.canary.strategy: leaves no judge on, so nothing would watch the new version; keep max_error_rate, max_p50, max_p99, a query or compare: baseline"},
 		{"defaults judged alone", "defaults:\n  canary: {max_error_rate: off}\nservices:\n  a: {path: a}\n  b: {path: b}\n",
 			"FILE:2: defaults.canary.max_error_rate: leaves no judge on, so nothing would watch the new version; keep max_error_rate, max_p50, max_p99, a query or compare: baseline"},
 
@@ -334,32 +359,39 @@ defaults:
 		t.Fatal(err)
 	}
 	notify := []Webhook{{Name: "notify", Type: HookEvent, URL: "http://hooks.test", Timeout: sec(10)}}
+	// What every service inherits and keeps whatever its strategy.
 	common := func(p Policy) Policy {
-		p.Interval, p.MinRequests, p.MaxErrorRate, p.Bake, p.ConsecutiveErrorLimit = sec(20), 40, 0.01, sec(60), 4
+		p.Interval, p.MinRequests, p.Bake, p.ConsecutiveErrorLimit = sec(20), 40, sec(60), 4
+		p.Threshold, p.InconclusiveLimit, p.Confidence, p.MinEffect = 2, 5, 0.9, 0.1
 		if p.Webhooks == nil {
 			p.Webhooks = notify
 		}
 		return p
 	}
+	p99 := Duration(200 * time.Millisecond)
 	want := map[string]Policy{
 		// The defaults have steps: a service that says nothing is a canary.
-		"plain":   common(Policy{Strategy: StrategyCanary, Steps: []int{5, 50}, LaneFirst: false, Threshold: 2, MaxP99: Duration(200 * time.Millisecond), InconclusiveLimit: 5}),
-		"stepped": common(Policy{Strategy: StrategyCanary, Steps: []int{20, 100}, LaneFirst: false, Threshold: 3, InconclusiveLimit: 5}),
-		// Steps and lane_first do not apply to direct: dropped; the
-		// threshold neither.
+		"plain":   common(Policy{Strategy: StrategyCanary, Steps: []int{5, 50}, LaneFirst: false, MaxErrorRate: 0.01, MaxP99: p99}),
+		"stepped": common(Policy{Strategy: StrategyCanary, Steps: []int{20, 100}, LaneFirst: false, MaxErrorRate: 0.01}),
+		// Steps and lane_first do not apply to direct: not inherited.
 		"switched": func() Policy {
-			p := common(Policy{Strategy: StrategyDirect, LaneFirst: true, MaxP99: Duration(200 * time.Millisecond)})
+			p := common(Policy{Strategy: StrategyDirect, LaneFirst: true, MaxErrorRate: 0.01, MaxP99: p99})
 			p.Bake = sec(300)
 			return p
 		}(),
 		"blue": func() Policy {
-			p := common(Policy{Strategy: StrategyBlueGreen, Iterations: 5, LaneFirst: true, Threshold: 2, MaxP99: Duration(200 * time.Millisecond), InconclusiveLimit: 5,
-				Compare: CompareBaseline, Confidence: 0.9, MinEffect: 0.1})
+			p := common(Policy{Strategy: StrategyBlueGreen, Iterations: 5, LaneFirst: true, MaxErrorRate: 0.01, MaxP99: p99, Compare: CompareBaseline})
 			p.Webhooks = []Webhook{{Name: "gate", Type: HookConfirmPromotion, URL: "http://gate.test", Timeout: sec(10)}}
 			return p
 		}(),
-		"unwatched": {Strategy: StrategyDirect, LaneFirst: true, Webhooks: notify},
+		// Nothing judges: no judge is on.
+		"unwatched": func() Policy {
+			p := common(Policy{Strategy: StrategyDirect, LaneFirst: true})
+			p.Bake = 0
+			return p
+		}(),
 	}
+	want["stepped"] = func() Policy { p := want["stepped"]; p.Threshold = 3; return p }()
 	for name, w := range want {
 		if d := cmp.Diff(w, m.Service(name).Policy); d != "" {
 			t.Errorf("%s (-want +got):\n%s", name, d)
@@ -403,8 +435,13 @@ func TestQueryExpand(t *testing.T) {
 	if got != want {
 		t.Errorf("Expand = %s\nwant     %s", got, want)
 	}
+	q.Range = 0
 	if got := q.Expand(QueryVars{Range: 2 * time.Minute}); !strings.Contains(got, "[2m]") {
-		t.Errorf("Expand with a range = %s, want [2m]", got)
+		t.Errorf("Expand of a query without range = %s, want the interval's [2m]", got)
+	}
+	q.Query = `up{version="{{baseline}}"}`
+	if got := q.Expand(QueryVars{Baseline: "v7"}); got != `up{version="v7"}` {
+		t.Errorf("Expand = %s, want the baseline's version", got)
 	}
 	if err := checkPromQL(q.Expand(QueryVars{Service: "a", Version: "v"})); err != nil {
 		t.Errorf("the expanded query does not parse: %v", err)
@@ -495,5 +532,92 @@ func TestPolicyScenarioJSON(t *testing.T) {
 	}
 	if d := cmp.Diff(DefaultPolicy(), m.Defaults); d != "" {
 		t.Errorf("Defaults (-want +got):\n%s", d)
+	}
+}
+
+// policyInvariants is what a resolved policy always holds, whatever the
+// manifest it came from: what the analysis relies on.
+func policyInvariants(p Policy) error {
+	switch p.Strategy {
+	case StrategyCanary:
+		if len(p.Steps) == 0 {
+			return errors.New("a canary without steps")
+		}
+		for i, s := range p.Steps {
+			if s < 1 || s > 100 || i > 0 && s <= p.Steps[i-1] {
+				return fmt.Errorf("steps %v", p.Steps)
+			}
+		}
+	case StrategyBlueGreen, StrategyDirect:
+		if len(p.Steps) > 0 {
+			return errors.New("steps without a canary")
+		}
+	default:
+		return fmt.Errorf("strategy %q", p.Strategy)
+	}
+	if (p.Strategy == StrategyBlueGreen) != (p.Iterations >= 1) {
+		return fmt.Errorf("iterations %d under %s", p.Iterations, p.Strategy)
+	}
+	if p.Strategy != StrategyCanary && !p.LaneFirst {
+		return errors.New("lane_first off without a canary")
+	}
+	if p.Interval.D() < time.Second || p.Threshold < 1 || p.MinRequests < 0 || p.Bake < 0 || p.InconclusiveLimit < 0 || p.ConsecutiveErrorLimit < 0 {
+		return errors.New("a limit out of range")
+	}
+	if p.MaxErrorRate < 0 || p.MaxErrorRate >= 1 || p.MaxP50 < 0 || p.MaxP99 < 0 || (p.MaxP50 > 0 && p.MaxP99 > 0 && p.MaxP99 < p.MaxP50) {
+		return errors.New("a judge out of range")
+	}
+	judged := p.MaxErrorRate > 0 || p.MaxP50 > 0 || p.MaxP99 > 0 || len(p.Queries) > 0 || p.Compare != ""
+	if p.Watched() && !judged {
+		return errors.New("watched by no judge")
+	}
+	if p.Compare != "" && (p.Strategy == StrategyDirect || p.Compare != CompareBaseline) {
+		return fmt.Errorf("compare %q under %s", p.Compare, p.Strategy)
+	}
+	if !(p.Confidence > 0.5 && p.Confidence < 1) || p.MinEffect < 0 {
+		return errors.New("confidence or min_effect out of range")
+	}
+	if p.SyntheticLoad < 0 || (p.SyntheticLoad > 0 && p.MinRequests == 0) {
+		return errors.New("synthetic load that never runs")
+	}
+	for _, q := range p.Queries {
+		if q.Name == "" || slices.Contains(reservedJudges, q.Name) || strings.TrimSpace(q.Query) == "" || (q.Max == nil && q.Min == nil) {
+			return fmt.Errorf("query %+v", q)
+		}
+		if e, _ := expandQuery(q.Query, map[string]string{"service": "", "version": "", "baseline": "", "namespace": "", "range": "\x00"}); q.Range > 0 && !strings.Contains(e, "\x00") {
+			return fmt.Errorf("query %s has a range and no {{range}}", q.Name)
+		}
+		if err := checkPromQL(q.Expand(QueryVars{Service: "s", Version: "v", Baseline: "b", Namespace: "n", Range: p.Interval.D()})); err != nil {
+			return fmt.Errorf("query %s: %w", q.Name, err)
+		}
+	}
+	var every time.Duration
+	for _, h := range p.Webhooks {
+		if h.Name == "" || !slices.Contains(webhookTypes, h.Type) || h.Timeout <= 0 || checkHookURL(h.URL) != nil {
+			return fmt.Errorf("webhook %+v", h)
+		}
+		if h.Type == HookRollout || h.Type == HookRollback {
+			every += h.Timeout.D()
+		}
+	}
+	if p.Watched() && every >= p.Interval.D() {
+		return errors.New("webhooks outlast the interval")
+	}
+	return nil
+}
+
+// TestPolicyInvariantsOfTheShop: the shop's policies hold them.
+func TestPolicyInvariantsOfTheShop(t *testing.T) {
+	m, _, err := Load("../flotilla.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range m.Services {
+		if err := policyInvariants(s.Policy); err != nil {
+			t.Errorf("%s: %v", s.Name, err)
+		}
+	}
+	if p := m.Service("payment-service").Policy; p.Strategy != StrategyCanary || p.Steps[0] != 5 {
+		t.Errorf("payment-service: %s, want a canary from 5%%", p.Summary())
 	}
 }
