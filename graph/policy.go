@@ -968,8 +968,13 @@ func (s *policyScope) resolve() (Policy, []error) {
 	}
 	judged := p.MaxErrorRate > 0 || p.MaxP50 > 0 || p.MaxP99 > 0 || len(p.Queries) > 0 || p.Compare != ""
 	if p.Watched() && !judged {
-		if f, l, ok := blame("max_error_rate", "max_p50", "max_p99", "queries", "compare"); ok {
-			errs = append(errs, s.errf(l, s.own.path+"."+f, "leaves no judge on, so nothing would watch the new version; keep max_error_rate, max_p50, max_p99, a query or compare: baseline"))
+		judges := []string{"max_error_rate", "max_p50", "max_p99", "queries", "compare"}
+		if f, l, ok := blame(judges...); ok {
+			msg := "leaves no judge on, so nothing would watch the new version; keep max_error_rate, max_p50, max_p99, a query or compare: baseline"
+			if !slices.Contains(judges, f) {
+				msg = "has the new version judged, but every judge it inherits is off; turn one on here: max_error_rate, max_p50, max_p99, a query or compare: baseline"
+			}
+			errs = append(errs, s.errf(l, s.own.path+"."+f, "%s", msg))
 		}
 	}
 	return p, errs

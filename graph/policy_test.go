@@ -296,7 +296,7 @@ func TestPolicyRefused(t *testing.T) {
 		{"bad defaults are reported once", "defaults:\n  canary: {strategy: canary, steps: [50, 10]}\nservices:\n  a: {path: a}\n  b: {path: b}\n",
 			"FILE:2: defaults.canary.steps[1]: steps must increase, got 10 after 50; list the percentages in increasing order, e.g. steps: [5, 25, 50, 100]"},
 		{"unwatched defaults, a watched service", "defaults:\n  canary: {strategy: direct, bake: 0s, max_error_rate: off}\nservices:\n  a:\n    path: a\n    canary: {strategy: canary, steps: [10]}\n",
-			"FILE:6: services.a.canary.strategy: leaves no judge on, so nothing would watch the new version; keep max_error_rate, max_p50, max_p99, a query or compare: baseline"},
+			"FILE:6: services.a.canary.strategy: has the new version judged, but every judge it inherits is off; turn one on here: max_error_rate, max_p50, max_p99, a query or compare: baseline"},
 		{"defaults judged alone", "defaults:\n  canary: {max_error_rate: off}\nservices:\n  a: {path: a}\n  b: {path: b}\n",
 			"FILE:2: defaults.canary.max_error_rate: leaves no judge on, so nothing would watch the new version; keep max_error_rate, max_p50, max_p99, a query or compare: baseline"},
 
