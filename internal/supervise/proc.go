@@ -113,8 +113,8 @@ func Runs(pid int, bin string) bool {
 	if runtime.GOOS != "linux" {
 		return true
 	}
-	id, err := identify(pid)
-	return err == nil && id.Exe == bin
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	return err == nil && strings.TrimSuffix(exe, " (deleted)") == bin
 }
 
 func equal(a, b []string) bool {

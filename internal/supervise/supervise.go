@@ -137,21 +137,21 @@ const (
 
 // Status is a supervised process as `flotilla status` shows it.
 type Status struct {
-	Name  string
-	Phase Phase
-	PID   int
+	Name  string `json:"name"`
+	Phase Phase  `json:"phase"`
+	PID   int    `json:"pid"`
 	// Started is when the current process started; Restarts counts the
 	// restarts after exits not asked for, since the first start (kept
 	// across adoptions).
-	Started  time.Time
-	Restarts int
+	Started  time.Time `json:"started"`
+	Restarts int       `json:"restarts"`
 	// Adopted is true when the current process was started by an earlier
 	// control plane.
-	Adopted  bool
-	Version  string
-	Addrs    map[string]string
-	Log      string
-	LastExit string // how the last process exited ("" if none did)
+	Adopted  bool              `json:"adopted"`
+	Version  string            `json:"version,omitempty"`
+	Addrs    map[string]string `json:"addrs,omitempty"`
+	Log      string            `json:"log"`
+	LastExit string            `json:"last_exit,omitempty"` // how the last process exited ("" if none did)
 }
 
 // ErrBusy is returned by Start when another supervisor holds the process.

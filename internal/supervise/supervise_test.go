@@ -391,3 +391,19 @@ func TestSpecErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestRuns(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !supervise.Runs(os.Getpid(), exe) {
+		t.Errorf("Runs(self, %s) = false", exe)
+	}
+	if supervise.Runs(os.Getpid(), "/bin/true") {
+		t.Error("Runs(self, /bin/true) = true")
+	}
+	if supervise.Alive(0) || supervise.Alive(-1) {
+		t.Error("Alive of pid 0 or -1")
+	}
+}
