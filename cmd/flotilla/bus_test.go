@@ -2,12 +2,27 @@ package main
 
 import (
 	"context"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	busnats "github.com/flotilla-ci/flotilla/bus/nats"
 )
+
+// TestMain lets the test binary serve `flotilla bus`: `flotilla up` in
+// these tests runs its event bus as this program's bus subcommand.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "bus" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
 
 func TestBusServesUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
