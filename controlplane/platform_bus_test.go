@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,23 +17,6 @@ import (
 	"github.com/flotilla-ci/flotilla/controlplane"
 	"github.com/flotilla-ci/flotilla/internal/supervise"
 )
-
-// TestMain lets the test binary be the platform's event bus: a Platform
-// runs its bus as `<this program> bus --dir D --addr A` (the default
-// BusCommand), a process of its own, as `flotilla up` does.
-func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "bus" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := controlplane.ServeBus(ctx, os.Args[2:], os.Stderr)
-		stop()
-		if err != nil {
-			_, _ = os.Stderr.WriteString(err.Error() + "\n")
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
 
 // tinyRepo is a repository with one small service that builds in seconds.
 func tinyRepo(t *testing.T) (manifest string) {
