@@ -21,11 +21,11 @@ import (
 	"github.com/flotilla-ci/flotilla/broker"
 	brokerclient "github.com/flotilla-ci/flotilla/broker/client"
 	brokerstore "github.com/flotilla-ci/flotilla/broker/sqlstore"
-	busnats "github.com/flotilla-ci/flotilla/bus/nats"
 	"github.com/flotilla-ci/flotilla/deploy"
 	"github.com/flotilla-ci/flotilla/deploy/local"
 	"github.com/flotilla-ci/flotilla/graph"
 	"github.com/flotilla-ci/flotilla/internal/sqldb"
+	"github.com/flotilla-ci/flotilla/internal/supervise"
 	"github.com/flotilla-ci/flotilla/mesh"
 	"github.com/flotilla-ci/flotilla/registry"
 	registrystore "github.com/flotilla-ci/flotilla/registry/sqlstore"
@@ -85,6 +85,14 @@ type PlatformConfig struct {
 	Target local.Config
 	// StopTimeout bounds the whole shutdown (default 60s).
 	StopTimeout time.Duration
+	// BusCommand is the program and first arguments that run the event
+	// bus as a process of its own; the platform adds --dir and --addr.
+	// Default: this program's `bus` subcommand (os.Executable() bus). A
+	// program other than flotilla serves it with ServeBus.
+	BusCommand []string
+	// Version is flotilla's version, recorded with the processes the
+	// platform starts.
+	Version string
 	// Events receives the release's progress (may be nil).
 	Events func(deploy.Event)
 	// Ready is called once every service is ready and the demo data is
@@ -151,6 +159,9 @@ type PlatformInfo struct {
 	Demo *DemoData `json:"demo,omitempty"`
 	// Took is the time from start to ready.
 	Took time.Duration `json:"took"`
+	// Processes are the platform's own processes (the event bus) as they
+	// are when asked: pid, since when, restarts, adopted or started.
+	Processes []supervise.Status `json:"processes,omitempty"`
 }
 
 // PlatformService is one service of a running platform.
@@ -161,13 +172,16 @@ type PlatformService struct {
 	Gateway string `json:"gateway"` // its public prefix on the gateway
 }
 
-// Platform is the whole local platform in one process: the embedded NATS
-// JetStream server, the schema registry, the contract broker, the mesh
-// and its edge gateway, the local deploy target and the control plane's
-// HTTP API, and the manifest's services deployed through the
+// Platform is the whole local platform: the control plane's process (the
+// schema registry, the contract broker, the mesh and its edge gateway,
+// the local deploy target and the control plane's HTTP API), the event
+// bus (the NATS JetStream server) in a process of its own that outlives
+// this one, and the manifest's services deployed through the
 // orchestrator. Run brings it up and keeps it up until its context ends;
 // everything it starts is stopped again (services first), and the data
-// directory keeps the state for the next run.
+// directory keeps the state for the next run. A platform killed without
+// Close (or left with Detach) leaves the bus and the services running:
+// the next one on the data directory adopts them.
 type Platform struct {
 	cfg PlatformConfig
 	log *slog.Logger
@@ -177,12 +191,16 @@ type Platform struct {
 	closeOnce sync.Once
 	closeErr  error
 	mu        sync.Mutex
-	closers   []closer // in the order they run
+	closers   []closer             // in the order they run
+	procs     []*supervise.Process // the platform's own processes
 }
 
 type closer struct {
 	name string
 	fn   func(ctx context.Context) error
+	// detach, when set, replaces fn in Detach: it leaves what it closes
+	// running, for the next platform to adopt.
+	detach func() error
 }
 
 // NewPlatform checks the configuration.
@@ -208,8 +226,14 @@ func NewPlatform(cfg PlatformConfig) (*Platform, error) {
 
 // onClose registers what Close runs, in registration order.
 func (p *Platform) onClose(name string, fn func(ctx context.Context) error) {
+	p.onCloseOrDetach(name, fn, nil)
+}
+
+// onCloseOrDetach registers what Close runs, and what Detach runs
+// instead (nil: the same).
+func (p *Platform) onCloseOrDetach(name string, fn func(ctx context.Context) error, detach func() error) {
 	p.mu.Lock()
-	p.closers = append(p.closers, closer{name, fn})
+	p.closers = append(p.closers, closer{name, fn, detach})
 	p.mu.Unlock()
 }
 
@@ -238,7 +262,15 @@ func (p *Platform) Run(ctx context.Context) error {
 // taking requests, the services are drained and stopped, then the
 // registry, the broker, the event store and the database close. It is
 // safe to call more than once.
-func (p *Platform) Close() error {
+func (p *Platform) Close() error { return p.close(false) }
+
+// Detach stops the control plane as Close does, but leaves the services
+// and the event bus running for the next platform on the data directory
+// to adopt: what a kill -9 of `flotilla up` leaves, and an upgrade of
+// flotilla wants. Close or Detach, whichever comes first, happens once.
+func (p *Platform) Detach() error { return p.close(true) }
+
+func (p *Platform) close(detach bool) error {
 	p.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StopTimeout)
 		defer cancel()
@@ -248,7 +280,13 @@ func (p *Platform) Close() error {
 		p.mu.Unlock()
 		var errs []error
 		for _, c := range cs {
-			if err := c.fn(ctx); err != nil {
+			var err error
+			if detach && c.detach != nil {
+				err = c.detach()
+			} else {
+				err = c.fn(ctx)
+			}
+			if err != nil {
 				errs = append(errs, fmt.Errorf("stop %s: %w", c.name, err))
 			}
 		}
@@ -261,10 +299,10 @@ func (p *Platform) Close() error {
 // starts so a port in use is reported before a process is spawned.
 type listeners struct {
 	api, gateway, registry, broker net.Listener
-	natsPort                       int
+	natsAddr                       string // host:port, never port 0
 }
 
-func (p *Platform) listen(ctx context.Context) (*listeners, error) {
+func (p *Platform) listen(ctx context.Context, data string) (*listeners, error) {
 	l := &listeners{}
 	var errs []error
 	take := func(name, addr, flag string) net.Listener {
@@ -280,10 +318,13 @@ func (p *Platform) listen(ctx context.Context) (*listeners, error) {
 	l.gateway = take("the gateway", p.cfg.GatewayAddr, "--gateway-addr")
 	l.registry = take("the schema registry", p.cfg.RegistryAddr, "--registry-addr")
 	l.broker = take("the contract broker", p.cfg.BrokerAddr, "--broker-addr")
-	// The NATS server listens itself: check its port is free, and pick
-	// one now when asked for port 0.
-	if n := take("the NATS server", p.cfg.NATSAddr, "--nats-addr"); n != nil {
-		l.natsPort = n.Addr().(*net.TCPAddr).Port
+	// The bus process listens itself: a bus a previous control plane
+	// left running is adopted where it listens; otherwise check the port
+	// is free, and pick one now when asked for port 0.
+	if addr, ok := p.runningBus(data); ok {
+		l.natsAddr = addr
+	} else if n := take("the NATS server", p.cfg.NATSAddr, "--nats-addr"); n != nil {
+		l.natsAddr = n.Addr().String()
 		_ = n.Close()
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -329,7 +370,13 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	ls, err := p.listen(ctx)
+	if os.Getenv(busProcessEnv) != "" {
+		// This program was started as the platform's bus and does not
+		// serve the bus subcommand: starting a platform here would start
+		// another bus, and so on.
+		return nil, fmt.Errorf("this process was started as the platform's event bus (%s is set), and its program does not serve the bus subcommand: set PlatformConfig.BusCommand, or serve it with controlplane.ServeBus", busProcessEnv)
+	}
+	ls, err := p.listen(ctx, data)
 	if err != nil {
 		return nil, err
 	}
@@ -369,14 +416,17 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 		Data: data, Logs: filepath.Join(local.DirIn(data), "logs"),
 	}
 
-	// The event store.
-	natsHost, _, _ := net.SplitHostPort(p.cfg.NATSAddr)
-	ns, err := busnats.Embedded(busnats.ServerConfig{Dir: filepath.Join(data, "nats"), Host: natsHost, Port: ls.natsPort})
+	// The event bus, a process of its own: adopted when a previous
+	// control plane left it running.
+	bus, err := p.startBus(ctx, data, ls.natsAddr)
 	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
-	info.NATS = ns.URL()
+	p.mu.Lock()
+	p.procs = append(p.procs, bus)
+	p.mu.Unlock()
+	info.NATS = "nats://" + ls.natsAddr
 
 	// Registered now, they run in this order at Close: the API and the
 	// gateway stop taking requests, the mesh drains, the services stop,
@@ -409,15 +459,20 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 		}
 		return ms.Close(ctx)
 	})
-	p.onClose("services", func(ctx context.Context) error {
+	p.onCloseOrDetach("services", func(ctx context.Context) error {
 		if lc == nil {
 			return nil
 		}
 		return lc.Shutdown(ctx)
+	}, func() error {
+		if lc == nil {
+			return nil
+		}
+		return lc.Detach()
 	})
 	p.onClose("registry", shutdown(&regSrv))
 	p.onClose("broker", shutdown(&brkSrv))
-	p.onClose("nats", func(context.Context) error { return ns.Close() })
+	p.onCloseOrDetach("nats", bus.Stop, func() error { bus.Detach(); return nil })
 	p.onClose("database", func(context.Context) error { return db.Close() })
 	newServer := func(ln net.Listener, h http.Handler, name string, dst **http.Server) {
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
@@ -511,7 +566,9 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	mux.Handle("GET /metrics", ms.MetricsHandler())
 	mux.HandleFunc("GET /api/platform", func(w http.ResponseWriter, r *http.Request) {
 		if i := p.info.Load(); i != nil {
-			writeJSON(w, http.StatusOK, i)
+			now := *i
+			now.Processes = p.Processes()
+			writeJSON(w, http.StatusOK, now)
 			return
 		}
 		writeError(w, http.StatusServiceUnavailable, errors.New("the platform is starting: its services are being deployed"))

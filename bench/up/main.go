@@ -47,6 +47,18 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "bus" {
+		// The platform runs its event bus as this program's bus
+		// subcommand.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := controlplane.ServeBus(ctx, os.Args[2:], os.Stderr)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/up bus:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	deploys := flag.Int("deploys", 3, "full deploys of the ten services to time")
 	ups := flag.Int("ups", 3, "ups from a clean data directory to time (after one that warms the build cache)")
 	file := flag.String("f", "flotilla.yaml", "the shop's manifest (run from the repository root)")

@@ -153,6 +153,7 @@ dependency order with canaries, and traces every request across services.
 		a.contractCmd(),
 		a.upCmd(), a.deployCmd(), a.statusCmd(), a.historyCmd(), a.rollbackCmd(), a.logsCmd(), a.gcCmd(),
 		a.loadCmd(),
+		a.busCmd(),
 	)
 	classify(root)
 	return root

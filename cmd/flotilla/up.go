@@ -37,12 +37,15 @@ func (a *app) upCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the whole platform and the manifest's services on this machine",
-		Long: `Run the local platform in this process: an embedded NATS JetStream server,
-the schema registry, the contract broker, the mesh and its edge gateway, the
-local deploy target and the control-plane API; then build and deploy every
-service of the manifest in wave order, wait until all are ready, load demo
-data, and print where everything is. Ctrl-C stops the services (drained
-first), then the platform.
+		Long: `Run the local platform: in this process the schema registry, the contract
+broker, the mesh and its edge gateway, the local deploy target and the
+control-plane API; the NATS JetStream event bus in a process of its own
+(started, or adopted when a previous 'flotilla up' left it running); then
+build and deploy every service of the manifest in wave order, wait until all
+are ready, load demo data, and print where everything is. Ctrl-C stops the
+services (drained first), then the platform and the bus. If this process is
+killed instead, the bus and the services keep running, and the next
+'flotilla up' adopts them.
 
 State lives in the data directory (default .flotilla beside the manifest):
 the next 'flotilla up' comes back with the same data, and a service whose
@@ -68,6 +71,8 @@ version is unchanged is not rebuilt. The default addresses are in the
 			cfg.Services = only
 			cfg.Demo = !noDemo
 			cfg.Authz = mesh.AuthzMode(authz)
+			bi, _ := debug.ReadBuildInfo()
+			cfg.Version = strings.TrimPrefix(versionLine(version, bi), "flotilla ")
 			if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 				return usageErr(fmt.Errorf("up --data: %w", err))
 			}
