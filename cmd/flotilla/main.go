@@ -152,7 +152,7 @@ dependency order with canaries, and traces every request across services.
 		a.schemaCmd(),
 		a.contractCmd(),
 		a.upCmd(), a.deployCmd(), a.statusCmd(), a.historyCmd(), a.rollbackCmd(), a.logsCmd(), a.gcCmd(),
-		a.loadCmd(),
+		a.loadCmd(), a.dataplaneCmd(),
 	)
 	classify(root)
 	return root
