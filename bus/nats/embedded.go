@@ -3,6 +3,7 @@ package nats
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -15,6 +16,8 @@ type ServerConfig struct {
 	Port int    // 0 picks a free port
 	// MaxStore caps JetStream file storage in bytes; 0 is the server's default.
 	MaxStore int64
+	// Logger receives the server's own log (nil: none).
+	Logger *slog.Logger
 }
 
 // Server is an embedded NATS server with JetStream on file storage.
@@ -54,6 +57,9 @@ func Embedded(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
+	if cfg.Logger != nil {
+		srv.SetLogger(slogLogger{cfg.Logger}, false, false)
+	}
 	go srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
@@ -77,3 +83,13 @@ func (s *Server) Close() error {
 	s.srv.WaitForShutdown()
 	return nil
 }
+
+// slogLogger passes the server's log to slog.
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Noticef(format string, v ...any) { s.l.Info(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Warnf(format string, v ...any)   { s.l.Warn(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Debugf(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Tracef(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }

@@ -152,7 +152,9 @@ dependency order with canaries, and traces every request across services.
 		a.schemaCmd(),
 		a.contractCmd(),
 		a.upCmd(), a.deployCmd(), a.statusCmd(), a.historyCmd(), a.rollbackCmd(), a.logsCmd(), a.gcCmd(),
-		a.loadCmd(), a.dataplaneCmd(),
+		a.loadCmd(),
+		a.busCmd(),
+		a.dataplaneCmd(),
 	)
 	classify(root)
 	return root
