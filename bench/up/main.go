@@ -43,10 +43,22 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/flotilla-ci/flotilla/controlplane"
+	"github.com/flotilla-ci/flotilla/dataplane"
 	"github.com/flotilla-ci/flotilla/deploy"
 )
 
 func main() {
+	// The platform runs its data plane as this executable's "dataplane".
+	if len(os.Args) > 1 && os.Args[1] == "dataplane" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := dataplane.Command(ctx, os.Args[2:], os.Stderr, "bench")
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/up: dataplane:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	deploys := flag.Int("deploys", 3, "full deploys of the ten services to time")
 	ups := flag.Int("ups", 3, "ups from a clean data directory to time (after one that warms the build cache)")
 	file := flag.String("f", "flotilla.yaml", "the shop's manifest (run from the repository root)")
