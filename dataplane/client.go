@@ -232,8 +232,22 @@ func (c *Client) SetAuthz(ctx context.Context, a Authz) error {
 }
 
 // SetGateway sets the edge gateway (nil removes it) and returns its
-// address (the port taken, for port 0).
+// address (the port taken, for port 0). A gateway asked to listen
+// elsewhere than it does is removed in one snapshot and added in the
+// next (the data plane refuses to move a listener within one).
 func (c *Client) SetGateway(ctx context.Context, gw *mesh.GatewayConfig) (string, error) {
+	c.mu.Lock()
+	cur := c.desired.Gateway
+	c.mu.Unlock()
+	stays := gw == nil || cur == nil || cur.Listen == gw.Listen || zeroPort(gw.Listen) && sameHost(gw.Listen, cur.Listen)
+	if !stays {
+		if _, err := c.change(ctx, func(next *Snapshot) error {
+			next.Gateway = nil
+			return nil
+		}); err != nil {
+			return "", fmt.Errorf("move the gateway from %s to %s: %w", cur.Listen, gw.Listen, err)
+		}
+	}
 	ack, err := c.change(ctx, func(next *Snapshot) error {
 		next.Gateway = gw
 		return nil

@@ -149,6 +149,26 @@ func TestClientPushesAfterARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Asked to listen elsewhere, the gateway moves; asked for port 0, it
+	// stays where it is.
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := free.Addr().String()
+	_ = free.Close()
+	gwc := mesh.GatewayConfig{Listen: moved, Routes: []mesh.RouteEntry{{Path: "/a/**", Service: "a", Public: true, Rewrite: "/"}}}
+	if got, err := c.SetGateway(ctx, &gwc); err != nil || got != moved {
+		t.Fatalf("SetGateway to %s = %q, %v", moved, got, err)
+	}
+	if code, _ := get(t, gw, "/a/x"); code != 0 {
+		t.Errorf("the gateway's old address %s still answers %d", gw, code)
+	}
+	gw = moved
+	gwc.Listen = "127.0.0.1:0"
+	if got, err := c.SetGateway(ctx, &gwc); err != nil || got != moved {
+		t.Errorf("SetGateway to port 0 = %q, %v; want it kept at %s", got, err, moved)
+	}
 	if err := c.SetAuthz(ctx, Authz{Mode: mesh.AuthzEnforce, Policy: map[string][]string{"a": nil}}); err != nil {
 		t.Fatal(err)
 	}
