@@ -562,9 +562,11 @@ const maxSnapshotBytes = 16 << 20
 
 // Handler is the admin API:
 //
-//	PUT /snapshot   apply a snapshot: 200 with an Ack; 400 undecodable,
-//	                422 invalid or unservable, 409 stale version (each
-//	                {"error", "version": the one still served})
+//	PUT /snapshot   apply a snapshot: 200 with an Ack; 400 undecodable or
+//	                invalid (code "invalid"), 422 unservable (an address
+//	                in use: "refused"), 409 stale version ("stale"); each
+//	                refusal {"error", "code", "version": the one still
+//	                served}
 //	GET /snapshot   the acknowledged snapshot, addresses taken
 //	GET /status     Status
 //	GET /metrics    the mesh's and the gateway's metrics (Prometheus)
