@@ -55,6 +55,7 @@ type Server struct {
 	gwCurrent atomic.Pointer[mesh.Gateway]
 
 	acked     atomic.Uint64
+	served    atomic.Pointer[Snapshot] // cur, for readers that must not wait for an Apply's drains
 	loadError atomic.Pointer[string]
 }
 
@@ -86,7 +87,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Gateway.HTTPClient == nil {
 		cfg.Gateway.HTTPClient = &http.Client{Timeout: 5 * time.Second, Transport: asGateway{http.DefaultTransport}}
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, started: time.Now(), cur: &Snapshot{}}, nil
+	s := &Server{cfg: cfg, log: cfg.Logger, started: time.Now(), cur: &Snapshot{}}
+	s.served.Store(s.cur)
+	return s, nil
 }
 
 // asGateway names the gateway as the caller of what it fetches itself
@@ -153,9 +156,7 @@ func (s *Server) Acked() uint64 { return s.acked.Load() }
 // Current returns a copy of the acknowledged snapshot, with the addresses
 // taken.
 func (s *Server) Current() *Snapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cur.Clone()
+	return s.served.Load().Clone()
 }
 
 // Apply reconciles the mesh and the gateway to the snapshot: services
@@ -201,6 +202,7 @@ func (s *Server) Apply(ctx context.Context, in *Snapshot) (*Ack, error) {
 		warnings = append(warnings, "saving the snapshot failed ("+err.Error()+"): a restarted data plane serves the previous one until the next push")
 	}
 	s.cur = next
+	s.served.Store(next)
 	s.acked.Store(next.Version)
 	s.loadError.Store(nil)
 	s.log.InfoContext(ctx, "dataplane: snapshot applied", "version", next.Version, "services", len(next.Services))
@@ -546,9 +548,7 @@ type Status struct {
 
 // Status returns the data plane's status.
 func (s *Server) Status() Status {
-	s.mu.Lock()
-	a := s.ack(s.cur, nil)
-	s.mu.Unlock()
+	a := s.ack(s.served.Load(), nil)
 	st := Status{Version: a.Version, PID: os.Getpid(), Started: s.started.UTC(), Flotilla: s.cfg.Version,
 		Listeners: a.Listeners, Gateway: a.Gateway}
 	if e := s.loadError.Load(); e != nil {

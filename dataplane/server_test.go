@@ -3,7 +3,10 @@ package dataplane
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -291,4 +294,59 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("clone differs")
 		}
 	})
+}
+
+// TestRemovedSubsetDrainsFirst: a snapshot that removes a subset is
+// acknowledged once the subset's request in flight has its answer; the
+// status answers meanwhile.
+func TestRemovedSubsetDrainsFirst(t *testing.T) {
+	s, m := newServer(t, "")
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		_, _ = io.WriteString(w, "slow")
+	}))
+	defer slow.Close()
+	fast := upstream(t, "fast")
+	ack := apply(t, s, &Snapshot{Version: 1, Services: []Service{{Name: "a", Addr: "127.0.0.1:0",
+		Subsets: []Subset{{Name: "old", Endpoints: []string{strings.TrimPrefix(slow.URL, "http://")}}, {Name: "new", Endpoints: []string{fast}}},
+		Weights: map[string]int{"old": 100}}}})
+	addr := ack.Listeners["a"]
+	answered := make(chan string, 1)
+	go func() {
+		_, body := get(t, addr, "/")
+		answered <- body
+	}()
+	<-arrived
+	applied := make(chan error, 1)
+	go func() {
+		_, err := s.Apply(context.Background(), &Snapshot{Version: 2, Services: []Service{{Name: "a", Addr: addr,
+			Subsets: []Subset{{Name: "new", Endpoints: []string{fast}}}, Weights: map[string]int{"new": 1}}}})
+		applied <- err
+	}()
+	// While the old subset drains, new requests go to the new one and the
+	// status answers (with the version still acknowledged).
+	waitFor(t, "the weights moved", func() bool { w, _ := m.Weights(context.Background(), "a"); return w["new"] == 1 })
+	if _, body := get(t, addr, "/"); body != "fast" {
+		t.Errorf("a new request while the old subset drains got %q, want the new subset's answer", body)
+	}
+	if st := s.Status(); st.Version != 1 {
+		t.Errorf("status while draining: version %d, want 1 (2 is not acknowledged yet)", st.Version)
+	}
+	select {
+	case err := <-applied:
+		t.Fatalf("Apply returned (%v) before the request in flight was answered", err)
+	default:
+	}
+	close(release)
+	if body := <-answered; body != "slow" {
+		t.Errorf("the request in flight got %q, want its answer", body)
+	}
+	if err := <-applied; err != nil {
+		t.Fatal(err)
+	}
+	if s.Acked() != 2 {
+		t.Errorf("acknowledged %d after the drain, want 2", s.Acked())
+	}
 }
