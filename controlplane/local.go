@@ -25,9 +25,11 @@ type LocalConfig struct {
 	// Data is the data directory (`flotilla up --data`); the local target
 	// keeps its artifacts, logs and state in local.DirIn(Data).
 	Data string
-	// Mesh routes the services; stable ports come from the manifest's
-	// deploy.port.
-	Mesh *mesh.Mesh
+	// Router routes the services (the data plane's client, when the data
+	// plane runs as a process of its own); without one, Mesh does, in
+	// this process. Stable ports come from the manifest's deploy.port.
+	Router deploy.Router
+	Mesh   *mesh.Mesh
 	// DB holds the history (shared with the other components); nil opens
 	// Data/flotilla.db.
 	DB *sqldb.DB
@@ -49,7 +51,7 @@ type LocalConfig struct {
 // Local is the deploy side of a local control plane.
 type Local struct {
 	Target       *local.Target
-	Router       *local.MeshRouter
+	Router       deploy.Router
 	Store        *sqlstore.Store
 	Orchestrator *deploy.Orchestrator
 	API          *API
@@ -70,8 +72,8 @@ func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 	if cfg.Data == "" {
 		errs = append(errs, errors.New("local control plane: no data directory"))
 	}
-	if cfg.Mesh == nil {
-		errs = append(errs, errors.New("local control plane: no mesh"))
+	if cfg.Mesh == nil && cfg.Router == nil {
+		errs = append(errs, errors.New("local control plane: no router and no mesh"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -102,13 +104,10 @@ func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 		l.closeDB()
 		return nil, err
 	}
-	ports := map[string]int{}
-	for _, s := range m.Services {
-		if s.Deploy.Port != 0 {
-			ports[s.Name] = s.Deploy.Port
-		}
+	l.Router = cfg.Router
+	if l.Router == nil {
+		l.Router = &local.MeshRouter{Mesh: cfg.Mesh, Ports: FixedPorts(m), File: PortsFile(cfg.Data)}
 	}
-	l.Router = &local.MeshRouter{Mesh: cfg.Mesh, Ports: ports, File: filepath.Join(tc.Dir, "mesh-ports.json")}
 	var load func() (*graph.Graph, error)
 	if m.File != "" {
 		// `flotilla deploy` after an edit to flotilla.yaml sees the edit.
@@ -136,6 +135,22 @@ func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 	l.API = NewAPI(l.Orchestrator, cfg.Logger)
 	return l, nil
 }
+
+// FixedPorts are the services' stable ports the manifest fixes
+// (deploy.port).
+func FixedPorts(m *graph.Manifest) map[string]int {
+	ports := map[string]int{}
+	for _, s := range m.Services {
+		if s.Deploy.Port != 0 {
+			ports[s.Name] = s.Deploy.Port
+		}
+	}
+	return ports
+}
+
+// PortsFile is where the stable ports given out are remembered, in the
+// data directory.
+func PortsFile(data string) string { return filepath.Join(local.DirIn(data), "mesh-ports.json") }
 
 func (l *Local) closeDB() {
 	if l.ownDB {

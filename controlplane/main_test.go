@@ -2,24 +2,33 @@ package controlplane_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 	"testing"
 
 	"github.com/flotilla-ci/flotilla/controlplane"
+	"github.com/flotilla-ci/flotilla/dataplane"
 )
 
-// TestMain lets the test binary be the platform's event bus: a Platform
-// runs its bus as `<this program> bus --dir D --addr A` (the default
-// BusCommand), a process of its own, as `flotilla up` does.
+// TestMain lets the test binary be the platform's own processes, as
+// `flotilla up` runs them: a Platform starts its event bus as `<this
+// program> bus --dir D --addr A` (the default BusCommand) and its data
+// plane as `<this program> dataplane ...` (PlatformConfig.Dataplane's
+// default), each a process of its own.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "bus" {
+	if len(os.Args) > 1 && (os.Args[1] == "bus" || os.Args[1] == "dataplane") {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := controlplane.ServeBus(ctx, os.Args[2:], os.Stderr)
+		var err error
+		if os.Args[1] == "bus" {
+			err = controlplane.ServeBus(ctx, os.Args[2:], os.Stderr)
+		} else {
+			err = dataplane.Command(ctx, os.Args[2:], os.Stderr, "test")
+		}
 		stop()
 		if err != nil {
-			_, _ = os.Stderr.WriteString(err.Error() + "\n")
+			fmt.Fprintf(os.Stderr, "%s: %v\n", os.Args[1], err)
 			os.Exit(1)
 		}
 		os.Exit(0)

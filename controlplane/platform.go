@@ -21,6 +21,7 @@ import (
 	"github.com/flotilla-ci/flotilla/broker"
 	brokerclient "github.com/flotilla-ci/flotilla/broker/client"
 	brokerstore "github.com/flotilla-ci/flotilla/broker/sqlstore"
+	"github.com/flotilla-ci/flotilla/dataplane"
 	"github.com/flotilla-ci/flotilla/deploy"
 	"github.com/flotilla-ci/flotilla/deploy/local"
 	"github.com/flotilla-ci/flotilla/graph"
@@ -93,6 +94,12 @@ type PlatformConfig struct {
 	// Version is flotilla's version, recorded with the processes the
 	// platform starts.
 	Version string
+	// Dataplane is the command that runs the data plane (the mesh and
+	// the gateway) as a process of its own, program first; "--state DIR"
+	// is appended. Default: this executable's hidden `dataplane` command
+	// (a test binary must run the data plane when its first argument is
+	// "dataplane": dataplane.Command).
+	Dataplane []string
 	// Events receives the release's progress (may be nil).
 	Events func(deploy.Event)
 	// Ready is called once every service is ready and the demo data is
@@ -159,8 +166,9 @@ type PlatformInfo struct {
 	Demo *DemoData `json:"demo,omitempty"`
 	// Took is the time from start to ready.
 	Took time.Duration `json:"took"`
-	// Processes are the platform's own processes (the event bus) as they
-	// are when asked: pid, since when, restarts, adopted or started.
+	// Processes are the platform's own processes (the event bus, the
+	// data plane) as they are when asked: pid, since when, restarts,
+	// adopted or started.
 	Processes []supervise.Status `json:"processes,omitempty"`
 }
 
@@ -172,16 +180,18 @@ type PlatformService struct {
 	Gateway string `json:"gateway"` // its public prefix on the gateway
 }
 
-// Platform is the whole local platform: the control plane's process (the
-// schema registry, the contract broker, the mesh and its edge gateway,
-// the local deploy target and the control plane's HTTP API), the event
-// bus (the NATS JetStream server) in a process of its own that outlives
-// this one, and the manifest's services deployed through the
-// orchestrator. Run brings it up and keeps it up until its context ends;
-// everything it starts is stopped again (services first), and the data
-// directory keeps the state for the next run. A platform killed without
-// Close (or left with Detach) leaves the bus and the services running:
-// the next one on the data directory adopts them.
+// Platform is the whole local platform: the schema registry, the
+// contract broker, the local deploy target and the control plane's HTTP
+// API in this process; the event bus (the NATS JetStream server) and the
+// data plane (the mesh and its edge gateway) each in a process of its
+// own, which it supervises (adopting one that runs already) and, for the
+// data plane, configures through a dataplane.Client; and the manifest's
+// services deployed through the orchestrator. Run brings it up and keeps
+// it up until its context ends; everything it starts is stopped again
+// (services first), and the data directory keeps the state for the next
+// run. A platform killed without Close (or left with Detach) leaves the
+// bus, the data plane and the services running: the next one on the data
+// directory adopts them.
 type Platform struct {
 	cfg PlatformConfig
 	log *slog.Logger
@@ -220,6 +230,13 @@ func NewPlatform(cfg PlatformConfig) (*Platform, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if len(cfg.Dataplane) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("platform: the data plane's program: %w", err)
+		}
+		cfg.Dataplane = []string{exe, "dataplane"}
 	}
 	return &Platform{cfg: cfg, log: cfg.Logger}, nil
 }
@@ -264,10 +281,11 @@ func (p *Platform) Run(ctx context.Context) error {
 // safe to call more than once.
 func (p *Platform) Close() error { return p.close(false) }
 
-// Detach stops the control plane as Close does, but leaves the services
-// and the event bus running for the next platform on the data directory
-// to adopt: what a kill -9 of `flotilla up` leaves, and an upgrade of
-// flotilla wants. Close or Detach, whichever comes first, happens once.
+// Detach stops the control plane as Close does, but leaves the services,
+// the event bus and the data plane running for the next platform on the
+// data directory to adopt: what a kill -9 of `flotilla up` leaves, and an
+// upgrade of flotilla wants. Close or Detach, whichever comes first,
+// happens once.
 func (p *Platform) Detach() error { return p.close(true) }
 
 func (p *Platform) close(detach bool) error {
@@ -298,11 +316,13 @@ func (p *Platform) close(detach bool) error {
 // listeners are the platform's own addresses, taken before anything
 // starts so a port in use is reported before a process is spawned.
 type listeners struct {
-	api, gateway, registry, broker net.Listener
-	natsAddr                       string // host:port, never port 0
+	api, registry, broker net.Listener
+	natsAddr              string // host:port, never port 0
 }
 
-func (p *Platform) listen(ctx context.Context, data string) (*listeners, error) {
+// listen takes the platform's addresses, and checks the gateway's is free
+// unless the running data plane serves it (gatewayServed).
+func (p *Platform) listen(ctx context.Context, data string, gatewayServed bool) (*listeners, error) {
 	l := &listeners{}
 	var errs []error
 	take := func(name, addr, flag string) net.Listener {
@@ -315,7 +335,12 @@ func (p *Platform) listen(ctx context.Context, data string) (*listeners, error) 
 		return ln
 	}
 	l.api = take("the control-plane API", p.cfg.APIAddr, "--api-addr")
-	l.gateway = take("the gateway", p.cfg.GatewayAddr, "--gateway-addr")
+	// The data plane listens on the gateway's address: check it is free.
+	if !gatewayServed {
+		if g := take("the gateway", p.cfg.GatewayAddr, "--gateway-addr"); g != nil {
+			_ = g.Close()
+		}
+	}
 	l.registry = take("the schema registry", p.cfg.RegistryAddr, "--registry-addr")
 	l.broker = take("the contract broker", p.cfg.BrokerAddr, "--broker-addr")
 	// The bus process listens itself: a bus a previous control plane
@@ -328,7 +353,7 @@ func (p *Platform) listen(ctx context.Context, data string) (*listeners, error) 
 		_ = n.Close()
 	}
 	if err := errors.Join(errs...); err != nil {
-		for _, ln := range []net.Listener{l.api, l.gateway, l.registry, l.broker} {
+		for _, ln := range []net.Listener{l.api, l.registry, l.broker} {
 			if ln != nil {
 				_ = ln.Close()
 			}
@@ -376,13 +401,25 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 		// another bus, and so on.
 		return nil, fmt.Errorf("this process was started as the platform's event bus (%s is set), and its program does not serve the bus subcommand: set PlatformConfig.BusCommand, or serve it with controlplane.ServeBus", busProcessEnv)
 	}
-	ls, err := p.listen(ctx, data)
+	// The data plane's client; a data plane that runs already (the
+	// control plane restarted) serves the gateway's address itself.
+	dpDir := filepath.Join(data, "dataplane")
+	dp, err := dataplane.NewClient(dataplane.ClientConfig{Socket: dataplane.SocketIn(dpDir), Ports: FixedPorts(m), PortsFile: PortsFile(data)})
+	if err != nil {
+		return nil, err
+	}
+	p.onClose("dataplane client", func(context.Context) error { dp.Close(); return nil })
+	gatewayServed := false
+	if st, err := p.dataplaneStatus(ctx, dp); err == nil {
+		gatewayServed = st.Gateway == p.cfg.GatewayAddr
+	}
+	ls, err := p.listen(ctx, data, gatewayServed)
 	if err != nil {
 		return nil, err
 	}
 	// Until each is served (and its closer registered), a failure must
 	// close the listeners.
-	pending := []net.Listener{ls.api, ls.gateway, ls.registry, ls.broker}
+	pending := []net.Listener{ls.api, ls.registry, ls.broker}
 	defer func() {
 		for _, ln := range pending {
 			if ln != nil {
@@ -411,7 +448,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 
 	host := func(ln net.Listener) string { return ln.Addr().String() }
 	info := &PlatformInfo{
-		Gateway: "http://" + host(ls.gateway), API: "http://" + host(ls.api),
+		API:      "http://" + host(ls.api),
 		Registry: "http://" + host(ls.registry), Broker: "http://" + host(ls.broker),
 		Data: data, Logs: filepath.Join(local.DirIn(data), "logs"),
 	}
@@ -433,8 +470,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	// then what they used.
 	var (
 		lc      *Local
-		ms      *mesh.Mesh
-		gwSrv   *http.Server
+		dpProc  *supervise.Process
 		apiSrv  *http.Server
 		regSrv  *http.Server
 		brkSrv  *http.Server
@@ -452,12 +488,18 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 		}
 	}
 	p.onClose("api", shutdown(&apiSrv))
-	p.onClose("gateway", shutdown(&gwSrv))
-	p.onClose("mesh", func(ctx context.Context) error {
-		if ms == nil {
+	// The data plane stops taking requests and drains them (SIGTERM)
+	// before the services stop.
+	p.onCloseOrDetach("data plane", func(ctx context.Context) error {
+		if dpProc == nil {
 			return nil
 		}
-		return ms.Close(ctx)
+		return dpProc.Stop(ctx)
+	}, func() error {
+		if dpProc != nil {
+			dpProc.Detach()
+		}
+		return nil
 	})
 	p.onCloseOrDetach("services", func(ctx context.Context) error {
 		if lc == nil {
@@ -517,18 +559,27 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 		return nil, fmt.Errorf("contract broker client: %w", err)
 	}
 
-	// The mesh, authorizing calls from the graph.
-	ms, err = mesh.New(mesh.Config{Logger: p.log.With("component", "mesh"),
-		Authz: mesh.AuthzConfig{Mode: p.cfg.Authz, Unknown: mesh.UnknownAllow, Policy: mesh.PolicyFromManifest(m)}})
-	if err != nil {
+	// The data plane: the mesh and the gateway, in a process of its own
+	// that outlives this one, authorizing calls from the graph.
+	if dpProc, err = p.startDataplane(ctx, dpDir, dp); err != nil {
 		return nil, err
+	}
+	p.mu.Lock()
+	p.procs = append(p.procs, dpProc)
+	p.mu.Unlock()
+	policy := map[string][]string{}
+	for _, s := range m.Services {
+		policy[s.Name] = append([]string{}, s.DependsOn...)
+	}
+	if err := dp.SetAuthz(ctx, dataplane.Authz{Mode: p.cfg.Authz, Unknown: mesh.UnknownAllow, Policy: policy}); err != nil {
+		return nil, fmt.Errorf("data plane: %w", err)
 	}
 
 	// The deploy side: the local target (adopting what a previous run
 	// left running), the history, the orchestrator, the gates.
 	env := p.serviceEnv(info, secrets)
 	lc, err = OpenLocal(ctx, LocalConfig{
-		Graph: g, Data: data, Mesh: ms, DB: db, Env: env,
+		Graph: g, Data: data, Router: dp, DB: db, Env: env,
 		Gates: []deploy.Gate{
 			SchemasCompatible{Registry: serde.NewClient(info.Registry, "", ""), Manifest: func() (*graph.Manifest, error) {
 				m, _, err := graph.Load(m.File)
@@ -553,17 +604,21 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 		addrs[n] = addr
 		info.Services = append(info.Services, PlatformService{Name: n, Mesh: addr, Gateway: GatewayPrefix(n) + "/"})
 	}
-	gw, err := mesh.NewGateway(GatewayConfig(names, addrs), ms, mesh.GatewayOptions{Logger: p.log.With("component", "gateway"),
-		HTTPClient: &http.Client{Timeout: 5 * time.Second, Transport: asGateway{http.DefaultTransport}}})
+	gwc := GatewayConfig(names, addrs)
+	gwc.Listen = p.cfg.GatewayAddr
+	gwAddr, err := dp.SetGateway(ctx, &gwc)
 	if err != nil {
-		return nil, err
+		if strings.Contains(err.Error(), "address already in use") {
+			return nil, portError("the gateway", p.cfg.GatewayAddr, "--gateway-addr", syscall.EADDRINUSE)
+		}
+		return nil, fmt.Errorf("data plane: gateway: %w", err)
 	}
-	newServer(ls.gateway, gw, "gateway", &gwSrv)
+	info.Gateway = "http://" + gwAddr
 
-	// The API, with the mesh's metrics and where everything is.
+	// The API, with the data plane's metrics and where everything is.
 	mux := http.NewServeMux()
 	mux.Handle("/api/", lc.API.Handler())
-	mux.Handle("GET /metrics", ms.MetricsHandler())
+	mux.Handle("GET /metrics", dp.MetricsHandler())
 	mux.HandleFunc("GET /api/platform", func(w http.ResponseWriter, r *http.Request) {
 		if i := p.info.Load(); i != nil {
 			now := *i
@@ -604,6 +659,50 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 		info.Demo = demo
 	}
 	return info, nil
+}
+
+// dataplaneStatus asks a data plane that may run already for its status.
+func (p *Platform) dataplaneStatus(ctx context.Context, dp *dataplane.Client) (dataplane.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return dp.Status(ctx)
+}
+
+// startDataplane adopts the data plane that runs already (after a
+// restart of the control plane), taking what it serves as the desired
+// state, or starts one, which the control plane then configures from
+// scratch (what it kept on disk is from before a stop, when its services
+// stopped too). A data plane that dies is restarted by the supervisor and
+// given the whole configuration again.
+func (p *Platform) startDataplane(ctx context.Context, dir string, dp *dataplane.Client) (*supervise.Process, error) {
+	args := append(append([]string{}, p.cfg.Dataplane[1:]...), "--state", dir)
+	proc, err := supervise.Start(ctx, supervise.Spec{
+		Name: "dataplane", Dir: dir, Path: p.cfg.Dataplane[0], Args: args,
+		Version: p.cfg.Version,
+		Ready: func(ctx context.Context) error {
+			_, err := dp.Status(ctx)
+			return err
+		},
+		StopTimeout: p.cfg.StopTimeout,
+		OnRestart: func(ctx context.Context, st supervise.Status) {
+			if err := dp.Push(ctx); err != nil {
+				p.log.ErrorContext(ctx, "the restarted data plane was not given its configuration", "pid", st.PID, "err", err)
+				return
+			}
+			p.log.InfoContext(ctx, "the restarted data plane was given its configuration", "pid", st.PID, "restarts", st.Restarts)
+		},
+		Logger: p.log.With("component", "supervise"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("data plane: %w", err)
+	}
+	if proc.Status().Adopted {
+		if err := dp.Adopt(ctx); err != nil {
+			return proc, err
+		}
+		p.log.InfoContext(ctx, "adopted the running data plane", "pid", proc.Status().PID)
+	}
+	return proc, nil
 }
 
 // upError is the error of a release that did not bring every service up:

@@ -1,8 +1,6 @@
 package controlplane
 
 import (
-	"net/http"
-
 	"github.com/flotilla-ci/flotilla/mesh"
 )
 
@@ -67,14 +65,4 @@ func GatewayConfig(names []string, addrs map[string]string) mesh.GatewayConfig {
 		}
 	}
 	return gwc
-}
-
-// asGateway names the gateway as the caller of what it fetches itself
-// (the JWKS), so the mesh labels and authorizes it as the gateway.
-type asGateway struct{ next http.RoundTripper }
-
-func (t asGateway) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set(mesh.CallerHeader, mesh.GatewayCaller)
-	return t.next.RoundTrip(r)
 }

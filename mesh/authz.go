@@ -113,6 +113,25 @@ func (p *Policy) Callers() []string {
 // nil allows every call.
 func (m *Mesh) SetPolicy(p *Policy) { m.policy.Store(p) }
 
+// SetAuthz replaces the whole authorization: mode, unknown callers (empty
+// means the default, as in Config) and policy. An invalid one is refused
+// and the previous one stays.
+func (m *Mesh) SetAuthz(c AuthzConfig) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	d := DefaultConfig().Authz
+	if c.Mode == "" {
+		c.Mode = d.Mode
+	}
+	if c.Unknown == "" {
+		c.Unknown = d.Unknown
+	}
+	m.policy.Store(c.Policy)
+	m.authz.Store(&AuthzConfig{Mode: c.Mode, Unknown: c.Unknown})
+	return nil
+}
+
 // UnknownCaller is the source label of calls without a known caller.
 const UnknownCaller = "unknown"
 
@@ -125,7 +144,8 @@ func (m *Mesh) authorize(r *http.Request, dst string) (string, bool) {
 		caller = v[0]
 	}
 	p := m.policy.Load()
-	mode := m.cfg.Authz.Mode
+	az := m.authz.Load()
+	mode := az.Mode
 	if p == nil {
 		if caller == "" {
 			caller = UnknownCaller
@@ -136,7 +156,7 @@ func (m *Mesh) authorize(r *http.Request, dst string) (string, bool) {
 	var allowed bool
 	if !p.Known(caller) {
 		src = UnknownCaller
-		allowed = m.cfg.Authz.Unknown == UnknownAllow
+		allowed = az.Unknown == UnknownAllow
 	} else {
 		allowed = p.Allows(caller, dst)
 	}

@@ -115,9 +115,26 @@ func NewGateway(cfg GatewayConfig, m *Mesh, opts GatewayOptions) (*Gateway, erro
 	}
 	g.buildRoutes(opts.Now)
 	m.metrics.mu.Lock()
-	m.metrics.extra = append(m.metrics.extra, g.writeMetrics)
+	m.metrics.extra = append(m.metrics.extra, extraWriter{owner: g, write: g.writeMetrics})
 	m.metrics.mu.Unlock()
 	return g, nil
+}
+
+// Retire stops the mesh's MetricsHandler from reporting the gateway's
+// counters, for a gateway replaced by another built on the same mesh
+// (whose counters start from zero, which Prometheus reads as a reset).
+// The gateway itself still serves whatever is sent to it.
+func (g *Gateway) Retire() {
+	r := g.mesh.metrics
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kept := r.extra[:0:0]
+	for _, e := range r.extra {
+		if e.owner != g {
+			kept = append(kept, e)
+		}
+	}
+	r.extra = kept
 }
 
 // buildRoutes builds the route table from a validated config: every path

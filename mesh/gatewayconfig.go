@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +16,8 @@ import (
 )
 
 // GatewayConfig configures the edge gateway. It is decoded strictly from
-// YAML (or JSON) by ParseGatewayConfig:
+// YAML (or JSON) by ParseGatewayConfig, and encodes to JSON under the same
+// names (durations as "30s"):
 //
 //	listen: 127.0.0.1:8480
 //	jwt:
@@ -44,61 +46,61 @@ import (
 // method, the answer is 405 with Allow naming the methods they take.
 type GatewayConfig struct {
 	// Listen is the gateway's address (used by Gateway.Listen).
-	Listen string `yaml:"listen"`
+	Listen string `yaml:"listen" json:"listen"`
 	// JWT configures token validation; without jwks_url every route must
 	// be public.
-	JWT JWTConfig `yaml:"jwt"`
+	JWT JWTConfig `yaml:"jwt" json:"jwt"`
 	// RateLimit is the default limit per client and route; zero rate means
 	// unlimited.
-	RateLimit RateLimit `yaml:"rate_limit"`
+	RateLimit RateLimit `yaml:"rate_limit" json:"rate_limit"`
 	// PassLaneHeaders lets clients' X-Canary and X-Flotilla-Version
 	// through to the mesh (testers reaching a canary from outside); by
 	// default the gateway strips them.
-	PassLaneHeaders bool `yaml:"pass_lane_headers"`
+	PassLaneHeaders bool `yaml:"pass_lane_headers" json:"pass_lane_headers"`
 	// Timeout bounds a request through the gateway (default 30s).
-	Timeout Duration     `yaml:"timeout"`
-	Routes  []RouteEntry `yaml:"routes"`
+	Timeout Duration     `yaml:"timeout" json:"timeout"`
+	Routes  []RouteEntry `yaml:"routes" json:"routes"`
 }
 
 // JWTConfig configures bearer-token validation (RS256 and EdDSA).
 type JWTConfig struct {
-	JWKSURL  string `yaml:"jwks_url"`
-	Issuer   string `yaml:"issuer"`
-	Audience string `yaml:"audience"`
+	JWKSURL  string `yaml:"jwks_url" json:"jwks_url"`
+	Issuer   string `yaml:"issuer" json:"issuer"`
+	Audience string `yaml:"audience" json:"audience"`
 	// Leeway tolerates clock skew on exp/nbf/iat (default 30s).
-	Leeway Duration `yaml:"leeway"`
+	Leeway Duration `yaml:"leeway" json:"leeway"`
 	// CacheTTL is how long fetched keys are trusted before a refetch
 	// (default 10m); an unknown kid refetches at once, at most every
 	// RefetchInterval (default 10s).
-	CacheTTL        Duration `yaml:"cache_ttl"`
-	RefetchInterval Duration `yaml:"refetch_interval"`
+	CacheTTL        Duration `yaml:"cache_ttl" json:"cache_ttl"`
+	RefetchInterval Duration `yaml:"refetch_interval" json:"refetch_interval"`
 }
 
 // RateLimit is a token bucket: RequestsPerSecond refill, Burst capacity
 // (default: RequestsPerSecond rounded up, at least 1).
 type RateLimit struct {
-	RequestsPerSecond float64 `yaml:"requests_per_second"`
-	Burst             int     `yaml:"burst"`
+	RequestsPerSecond float64 `yaml:"requests_per_second" json:"requests_per_second"`
+	Burst             int     `yaml:"burst" json:"burst"`
 }
 
 // RouteEntry is one public route.
 type RouteEntry struct {
 	// Path is a prefix, "/api/orders/**" or "/api/orders" (the same:
 	// /api/orders and everything below it); "/" or "/**" matches all.
-	Path    string `yaml:"path"`
-	Service string `yaml:"service"`
+	Path    string `yaml:"path" json:"path"`
+	Service string `yaml:"service" json:"service"`
 	// Rewrite replaces the matched prefix before forwarding ("" keeps the
 	// path as is).
-	Rewrite string `yaml:"rewrite"`
+	Rewrite string `yaml:"rewrite" json:"rewrite,omitempty"`
 	// Public routes need no token.
-	Public bool `yaml:"public"`
+	Public bool `yaml:"public" json:"public,omitempty"`
 	// Methods limits the route to these methods, upper case, out of GET,
 	// HEAD, POST, PUT, PATCH, DELETE and OPTIONS (empty: every method).
 	// Routes on the same path may each list methods as long as no method
 	// is listed twice; one of them may list none and takes the rest.
-	Methods   []string   `yaml:"methods"`
-	RateLimit *RateLimit `yaml:"rate_limit"`
-	Timeout   Duration   `yaml:"timeout"`
+	Methods   []string   `yaml:"methods" json:"methods,omitempty"`
+	RateLimit *RateLimit `yaml:"rate_limit" json:"rate_limit,omitempty"`
+	Timeout   Duration   `yaml:"timeout" json:"timeout,omitempty"`
 }
 
 // Duration is a time.Duration written as "30s" or "2m".
@@ -122,6 +124,28 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML implements yaml.Marshaler.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// MarshalJSON writes the duration as a string, "30s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a string like "30s" (as YAML does).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration %s: want a string like \"30s\"", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: want a number with a unit, like 30s or 2m", s)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q must not be negative", s)
+	}
+	*d = Duration(v)
+	return nil
+}
 
 // DefaultGatewayConfig returns a gateway with no routes on
 // 127.0.0.1:8480 (clear of PostgreSQL, Redis and NATS's ports).

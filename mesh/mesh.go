@@ -198,6 +198,12 @@ type ServiceConfig struct {
 	// Routes override the timeout and retries for path prefixes; the
 	// longest matching prefix wins.
 	Routes []Route
+	// Listener, when set, is an open listener the service is served on
+	// instead of listening on Addr (which is then ignored): a caller that
+	// must know every address can be had before it changes anything opens
+	// them first. The mesh owns it from then on, and closes it when the
+	// service is removed, even when AddService fails.
+	Listener net.Listener
 }
 
 // Route overrides the request policy for requests whose path starts with
@@ -235,7 +241,8 @@ type Mesh struct {
 	budget  *retryBudget
 	metrics *registry
 	policy  atomic.Pointer[Policy]
-	warned  sync.Map // refused edges already logged
+	authz   atomic.Pointer[AuthzConfig] // Mode and Unknown (Policy is in policy)
+	warned  sync.Map                    // refused edges already logged
 
 	mu       sync.Mutex // guards services (the map) and closed
 	services map[string]*service
@@ -277,7 +284,8 @@ func New(cfg Config) (*Mesh, error) {
 	if cfg.Authz.Policy != nil {
 		m.policy.Store(cfg.Authz.Policy)
 	}
-	m.metrics.extra = append(m.metrics.extra, m.writeState)
+	m.authz.Store(&AuthzConfig{Mode: cfg.Authz.Mode, Unknown: cfg.Authz.Unknown})
+	m.metrics.extra = append(m.metrics.extra, extraWriter{write: m.writeState})
 	return m, nil
 }
 
@@ -294,6 +302,14 @@ func (m *Mesh) service(name string) (*service, error) {
 // AddService starts the service's listener and returns its address. The
 // service has no subsets yet: requests get 503 until one is added.
 func (m *Mesh) AddService(ctx context.Context, sc ServiceConfig) (string, error) {
+	addr, err := m.addService(ctx, sc)
+	if err != nil && sc.Listener != nil {
+		_ = sc.Listener.Close()
+	}
+	return addr, err
+}
+
+func (m *Mesh) addService(ctx context.Context, sc ServiceConfig) (string, error) {
 	if err := checkName("service", sc.Name); err != nil {
 		return "", err
 	}
@@ -316,10 +332,12 @@ func (m *Mesh) AddService(ctx context.Context, sc ServiceConfig) (string, error)
 	if _, ok := m.services[sc.Name]; ok {
 		return "", fmt.Errorf("service %s: %w", sc.Name, ErrExists)
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		return "", fmt.Errorf("service %s: listen: %w", sc.Name, err)
+	ln := sc.Listener
+	if ln == nil {
+		var lc net.ListenConfig
+		if ln, err = lc.Listen(ctx, "tcp", addr); err != nil {
+			return "", fmt.Errorf("service %s: listen: %w", sc.Name, err)
+		}
 	}
 	timeout := sc.Timeout
 	if timeout == 0 {

@@ -91,7 +91,14 @@ type registry struct {
 	deny       map[[3]string]*counter
 	sourceSeen map[string]bool
 	sourceFast sync.Map // the same, read without the lock
-	extra      []func(*bufio.Writer)
+	extra      []extraWriter
+}
+
+// extraWriter writes metrics kept outside the registry: the mesh's state
+// gauges, a gateway's counters (owner: removed by Gateway.Retire).
+type extraWriter struct {
+	owner *Gateway
+	write func(*bufio.Writer)
 }
 
 func newRegistry() *registry {
@@ -371,7 +378,7 @@ func (r *registry) write(w *bufio.Writer) {
 	deny := sortedCounters(r.deny, func(k [3]string) []string {
 		return []string{"source", k[0], "destination", k[1], "mode", k[2]}
 	})
-	extra := append([]func(*bufio.Writer){}, r.extra...)
+	extra := append([]extraWriter{}, r.extra...)
 	r.mu.Unlock()
 	sort.Slice(versions, func(i, j int) bool {
 		if versions[i].service != versions[j].service {
@@ -442,7 +449,7 @@ func (r *registry) write(w *bufio.Writer) {
 	writeCounters(w, "flotilla_mesh_outlier_ejections_total", "Times an endpoint was ejected after consecutive failures.", eject)
 	writeCounters(w, "flotilla_mesh_authz_denied_total", "Calls to a service the caller does not depend on (refused in enforce mode, let through in warn mode).", deny)
 	for _, f := range extra {
-		f(w)
+		f.write(w)
 	}
 }
 

@@ -43,18 +43,24 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/flotilla-ci/flotilla/controlplane"
+	"github.com/flotilla-ci/flotilla/dataplane"
 	"github.com/flotilla-ci/flotilla/deploy"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "bus" {
-		// The platform runs its event bus as this program's bus
-		// subcommand.
+	// The platform runs its event bus and its data plane as this
+	// program's bus and dataplane subcommands.
+	if len(os.Args) > 1 && (os.Args[1] == "bus" || os.Args[1] == "dataplane") {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := controlplane.ServeBus(ctx, os.Args[2:], os.Stderr)
+		var err error
+		if os.Args[1] == "bus" {
+			err = controlplane.ServeBus(ctx, os.Args[2:], os.Stderr)
+		} else {
+			err = dataplane.Command(ctx, os.Args[2:], os.Stderr, "bench")
+		}
 		stop()
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench/up bus:", err)
+			fmt.Fprintf(os.Stderr, "bench/up %s: %v\n", os.Args[1], err)
 			os.Exit(1)
 		}
 		return

@@ -12,10 +12,11 @@ import (
 	busnats "github.com/flotilla-ci/flotilla/bus/nats"
 )
 
-// TestMain lets the test binary serve `flotilla bus`: `flotilla up` in
-// these tests runs its event bus as this program's bus subcommand.
+// TestMain lets the test binary be flotilla's own processes: `flotilla
+// up` in these tests runs its event bus and its data plane as this
+// program's bus and dataplane subcommands.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "bus" {
+	if len(os.Args) > 1 && (os.Args[1] == "bus" || os.Args[1] == "dataplane") {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 		stop()

@@ -154,6 +154,7 @@ dependency order with canaries, and traces every request across services.
 		a.upCmd(), a.deployCmd(), a.statusCmd(), a.historyCmd(), a.rollbackCmd(), a.logsCmd(), a.gcCmd(),
 		a.loadCmd(),
 		a.busCmd(),
+		a.dataplaneCmd(),
 	)
 	classify(root)
 	return root

@@ -1,0 +1,30 @@
+package dataplane
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Command runs the data plane from command-line arguments, as `flotilla
+// dataplane` takes them (--state DIR, --drain-timeout D), logging to
+// stderr: for a test binary that runs itself as the data plane (its
+// TestMain calls Command when its first argument is "dataplane").
+func Command(ctx context.Context, args []string, stderr io.Writer, version string) error {
+	fs := flag.NewFlagSet("dataplane", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	state := fs.String("state", "", "the state directory")
+	drain := fs.Duration("drain-timeout", 30*time.Second, "how long in-flight requests may take to finish")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *state == "" || fs.NArg() > 0 {
+		return fmt.Errorf("dataplane: want --state DIR [--drain-timeout D], not %q", args)
+	}
+	m := &Main{Config: Config{State: *state, DrainTimeout: *drain, Version: version,
+		Logger: slog.New(slog.NewTextHandler(stderr, nil))}}
+	return m.Run(ctx)
+}

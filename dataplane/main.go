@@ -1,0 +1,155 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/flotilla-ci/flotilla/mesh"
+)
+
+// Config configures the data-plane process.
+type Config struct {
+	// State is the directory of the admin socket and the last
+	// acknowledged snapshot. Required.
+	State string
+	// DrainTimeout bounds the wait for in-flight requests: of what a
+	// snapshot removes, and of everything at shutdown (default 30s).
+	DrainTimeout time.Duration
+	// Version is flotilla's version, reported by the status.
+	Version string
+	// Mesh configures the mesh (its Authz comes from the snapshots).
+	Mesh   mesh.Config
+	Logger *slog.Logger
+}
+
+// Main is the data-plane process: the mesh, the edge gateway and the admin
+// API that takes their configuration. Start serves the snapshot saved in
+// State at once, then takes pushes on the admin socket.
+type Main struct {
+	Config Config
+
+	mesh   *mesh.Mesh
+	server *Server
+	admin  *http.Server
+	ln     net.Listener
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start opens the state directory, serves the saved snapshot and the
+// admin socket. A saved snapshot that cannot be served is logged and
+// reported by the status; the data plane then waits for a push.
+func (m *Main) Start(ctx context.Context) error {
+	cfg := &m.Config
+	if cfg.State == "" {
+		return errors.New("dataplane: no state directory")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
+		return fmt.Errorf("dataplane: state directory: %w", err)
+	}
+	ln, err := listenAdmin(SocketIn(cfg.State))
+	if err != nil {
+		return err
+	}
+	mc := cfg.Mesh
+	if mc.Logger == nil {
+		mc.Logger = cfg.Logger.With("component", "mesh")
+	}
+	if m.mesh, err = mesh.New(mc); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	m.server, err = NewServer(ServerConfig{Mesh: m.mesh, State: cfg.State, DrainTimeout: cfg.DrainTimeout,
+		Version: cfg.Version, Logger: cfg.Logger})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	_ = m.server.Start(ctx) // logged, and in the status
+	m.ln = ln
+	m.admin = &http.Server{Handler: m.server.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := m.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cfg.Logger.Error("dataplane: admin API stopped", "err", err)
+		}
+	}()
+	cfg.Logger.InfoContext(ctx, "dataplane: serving", "socket", ln.Addr().String(), "version", m.server.Acked(), "pid", os.Getpid())
+	return nil
+}
+
+// listenAdmin listens on the admin socket, taking over a stale one (left
+// by a data plane that died) but never one that answers.
+func listenAdmin(path string) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("dataplane: another data plane serves %s: stop it first", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("dataplane: remove the stale socket: %w", err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: admin socket: %w (a path of at most 107 bytes is needed)", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("dataplane: admin socket: %w", err)
+	}
+	return ln, nil
+}
+
+// Run starts the data plane and serves until ctx is done, then drains
+// (Close).
+func (m *Main) Run(ctx context.Context) error {
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return m.Close()
+}
+
+// Server is the snapshot server (after Start).
+func (m *Main) Server() *Server { return m.server }
+
+// Socket is the admin socket's path.
+func (m *Main) Socket() string { return SocketIn(m.Config.State) }
+
+// Close stops taking pushes, then stops the gateway and the mesh's
+// listeners, letting in-flight requests finish (up to DrainTimeout). The
+// saved snapshot stays for the next start.
+func (m *Main) Close() error {
+	m.closeOnce.Do(func() {
+		if m.admin == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), m.Config.DrainTimeout)
+		defer cancel()
+		var errs []error
+		if err := m.admin.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("admin API: %w", err))
+		}
+		if err := m.server.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("gateway: %w", err))
+		}
+		if err := m.mesh.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("mesh: %w", err))
+		}
+		m.closeErr = errors.Join(errs...)
+	})
+	return m.closeErr
+}
