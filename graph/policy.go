@@ -243,7 +243,7 @@ func snippet(s string) string {
 // promqlParser accepts what a Prometheus server with its experimental
 // functions enabled accepts: the check is of syntax, not of a server's
 // feature flags.
-var promqlParser = parser.NewParser(parser.Options{EnableExperimentalFunctions: true, ExperimentalDurationExpr: true})
+var promqlParser = parser.NewParser(parser.Options{EnableExperimentalFunctions: true})
 
 // checkPromQL parses an expanded query and checks that it gives one
 // number (a scalar or an instant vector).

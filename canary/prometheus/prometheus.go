@@ -267,7 +267,7 @@ func (p *Provider) Buckets(ctx context.Context, service, version string, window 
 	where := fmt.Sprintf("latency of %s@%s over %v", service, version, roundWindow(window))
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-	val, _, err := p.api.Query(ctx, qs.Buckets, p.cfg.Now())
+	val, _, _, err := p.api.Query(ctx, qs.Buckets, p.cfg.Now())
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", where, p.queryError(qs.Buckets, err))
 	}
@@ -322,7 +322,7 @@ func (p *Provider) Query(ctx context.Context, promql string, at time.Time) (floa
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-	val, _, err := p.api.Query(ctx, promql, at)
+	val, _, _, err := p.api.Query(ctx, promql, at)
 	if err != nil {
 		return 0, p.queryError(promql, err)
 	}
