@@ -273,7 +273,7 @@ func (p *Provider) Buckets(ctx context.Context, service, version string, window 
 	}
 	vec, ok := val.(model.Vector)
 	if !ok {
-		return nil, nil, fmt.Errorf("%s: query %q: a %s, want a vector by le", where, qs.Buckets, val.Type())
+		return nil, nil, fmt.Errorf("%s: query `%s`: a %s, want a vector by le", where, qs.Buckets, val.Type())
 	}
 	type bucket struct{ le, cum float64 }
 	bs := make([]bucket, 0, len(vec))
@@ -328,7 +328,7 @@ func (p *Provider) Query(ctx context.Context, promql string, at time.Time) (floa
 	}
 	v, err := single(val)
 	if err != nil {
-		return 0, fmt.Errorf("prometheus %s: query %q: %w", p.cfg.URL, promql, err)
+		return 0, fmt.Errorf("prometheus %s: query `%s`: %w", p.cfg.URL, promql, err)
 	}
 	return v, nil
 }
@@ -389,7 +389,7 @@ func single(val model.Value) (float64, error) {
 func (p *Provider) queryError(promql string, err error) error {
 	var apiErr *v1.Error
 	if errors.As(err, &apiErr) && (apiErr.Type == v1.ErrBadData || apiErr.Type == v1.ErrExec) {
-		return fmt.Errorf("prometheus %s: query %q: %w: %s", p.cfg.URL, promql, ErrBadQuery, apiErr.Msg)
+		return fmt.Errorf("prometheus %s: query `%s`: %w: %s", p.cfg.URL, promql, ErrBadQuery, apiErr.Msg)
 	}
-	return fmt.Errorf("prometheus %s: query %q: %w", p.cfg.URL, promql, err)
+	return fmt.Errorf("prometheus %s: query `%s`: %w", p.cfg.URL, promql, err)
 }
