@@ -63,6 +63,10 @@ type Line struct {
 type StatusResponse struct {
 	Services []deploy.ServiceStatus `json:"services"`
 	Running  *deploy.Running        `json:"running"`
+	// Platform are the platform's own processes, when the control plane
+	// is a platform's ('flotilla up'); the CLI adds them from
+	// GET /api/platform.
+	Platform []PlatformProcess `json:"platform,omitempty"`
 }
 
 // API serves the control plane's HTTP API over an orchestrator.

@@ -178,6 +178,16 @@ func (c *Client) Status(ctx context.Context) (*StatusResponse, error) {
 	return &out, nil
 }
 
+// Platform returns where a platform's parts are and its own processes
+// (GET /api/platform; an error while it is starting).
+func (c *Client) Platform(ctx context.Context) (*PlatformInfo, error) {
+	var out PlatformInfo
+	if err := c.getJSON(ctx, http.MethodGet, "/api/platform", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // History returns deployment records newest first (of one service when
 // service is not empty; limit 0 is the server's default).
 func (c *Client) History(ctx context.Context, service string, limit int) ([]deploy.Record, error) {

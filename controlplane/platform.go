@@ -166,10 +166,18 @@ type PlatformInfo struct {
 	Demo *DemoData `json:"demo,omitempty"`
 	// Took is the time from start to ready.
 	Took time.Duration `json:"took"`
-	// Processes are the platform's own processes (the event bus, the
-	// data plane) as they are when asked: pid, since when, restarts,
-	// adopted or started.
-	Processes []supervise.Status `json:"processes,omitempty"`
+	// Processes are the platform's own processes (the control plane, the
+	// event bus, the data plane) as they are when asked: pid, since when,
+	// restarts, adopted or started, and the data plane's configuration.
+	Processes []PlatformProcess `json:"processes,omitempty"`
+}
+
+// PlatformProcess is one of the platform's own processes.
+type PlatformProcess struct {
+	supervise.Status
+	// ConfigVersion is, for the data plane, the version of the
+	// configuration snapshot it acknowledged (0: it did not answer).
+	ConfigVersion uint64 `json:"config_version,omitempty"`
 }
 
 // PlatformService is one service of a running platform.
@@ -203,6 +211,7 @@ type Platform struct {
 	mu        sync.Mutex
 	closers   []closer             // in the order they run
 	procs     []*supervise.Process // the platform's own processes
+	started   time.Time            // when Run began
 }
 
 type closer struct {
@@ -261,6 +270,7 @@ func (p *Platform) onCloseOrDetach(name string, fn func(ctx context.Context) err
 // returned.
 func (p *Platform) Run(ctx context.Context) error {
 	started := time.Now()
+	p.started = started.UTC()
 	info, err := p.start(ctx)
 	if err != nil {
 		return errors.Join(err, p.Close())
@@ -622,7 +632,19 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	mux.HandleFunc("GET /api/platform", func(w http.ResponseWriter, r *http.Request) {
 		if i := p.info.Load(); i != nil {
 			now := *i
-			now.Processes = p.Processes()
+			now.Processes = []PlatformProcess{{Status: supervise.Status{Name: "control plane", Phase: supervise.Ready,
+				PID: os.Getpid(), Started: p.started, Version: p.cfg.Version}}}
+			for _, st := range p.Processes() {
+				pp := PlatformProcess{Status: st}
+				if st.Name == "dataplane" {
+					ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+					if ds, err := dp.Status(ctx); err == nil {
+						pp.ConfigVersion = ds.Version
+					}
+					cancel()
+				}
+				now.Processes = append(now.Processes, pp)
+			}
 			writeJSON(w, http.StatusOK, now)
 			return
 		}

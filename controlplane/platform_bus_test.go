@@ -182,10 +182,13 @@ func TestPlatformBusOutlivesTheControlPlane(t *testing.T) {
 	code := get(t, info2.API+"/api/platform", &pi)
 	adopted := map[string]bool{}
 	for _, pr := range pi.Processes {
-		adopted[pr.Name] = pr.Adopted && (pr.Name != "bus" || pr.PID == bus1.PID)
+		adopted[pr.Name] = pr.Adopted && (pr.Name != "bus" || pr.PID == bus1.PID) && (pr.Name != "dataplane" || pr.ConfigVersion > 0)
+		if pr.Name == "control plane" {
+			adopted[pr.Name] = !pr.Adopted && pr.PID == os.Getpid()
+		}
 	}
-	if code != 200 || len(pi.Processes) != 2 || !adopted["bus"] || !adopted["dataplane"] {
-		t.Fatalf("GET /api/platform: %d, processes %+v; want the adopted bus %d and the adopted data plane", code, pi.Processes, bus1.PID)
+	if code != 200 || len(pi.Processes) != 3 || !adopted["control plane"] || !adopted["bus"] || !adopted["dataplane"] {
+		t.Fatalf("GET /api/platform: %d, processes %+v; want this control plane, the adopted bus %d and the adopted data plane with its configuration acknowledged", code, pi.Processes, bus1.PID)
 	}
 	if n := disconnects.Load(); n != 0 || !sub.IsConnected() {
 		t.Fatalf("the subscriber lost its connection %d time(s) (connected: %v)", n, sub.IsConnected())

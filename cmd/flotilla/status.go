@@ -3,9 +3,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -28,9 +30,15 @@ stable version serves. A release in progress is named first.`,
 			}
 			ctx, cancel := ctxTimeout(cmd.Context())
 			defer cancel()
-			st, err := controlplane.NewClient(addr).Status(ctx)
+			client := controlplane.NewClient(addr)
+			st, err := client.Status(ctx)
 			if err != nil {
 				return apiErr(err)
+			}
+			// The platform's own processes, when the control plane is a
+			// platform's and it is up (not while it is starting).
+			if pi, err := client.Platform(ctx); err == nil {
+				st.Platform = pi.Processes
 			}
 			if output == "json" {
 				enc := json.NewEncoder(a.stdout)
@@ -55,7 +63,14 @@ stable version serves. A release in progress is named first.`,
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Service, dash(short(s.Stable)), dash(strings.Join(s.Canary, ",")),
 					dash(strings.Join(ws, " ")), s.Health, len(s.Instances), since)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if len(st.Platform) > 0 {
+				fmt.Fprintln(a.stdout)
+				writePlatform(a.stdout, st.Platform, time.Now())
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
@@ -68,4 +83,30 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// writePlatform prints the platform's own processes: which runs, since
+// when, how often it was restarted, whether this control plane adopted it,
+// and the data plane's acknowledged configuration.
+func writePlatform(w io.Writer, ps []controlplane.PlatformProcess, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PLATFORM\tPHASE\tPID\tVERSION\tUP\tRESTARTS\tNOTE")
+	for _, p := range ps {
+		up := "-"
+		if !p.Started.IsZero() {
+			up = now.Sub(p.Started).Round(time.Second).String()
+		}
+		var notes []string
+		if p.Adopted {
+			notes = append(notes, "adopted")
+		}
+		if p.ConfigVersion > 0 {
+			notes = append(notes, fmt.Sprintf("config %d acknowledged", p.ConfigVersion))
+		}
+		if p.LastExit != "" {
+			notes = append(notes, "last exit: "+p.LastExit)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\n", p.Name, p.Phase, p.PID, dash(p.Version), up, p.Restarts, dash(strings.Join(notes, ", ")))
+	}
+	_ = tw.Flush()
 }
