@@ -106,7 +106,8 @@ func writePlatform(w io.Writer, ps []controlplane.PlatformProcess, now time.Time
 		if p.LastExit != "" {
 			notes = append(notes, "last exit: "+p.LastExit)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\n", p.Name, p.Phase, p.PID, dash(p.Version), up, p.Restarts, dash(strings.Join(notes, ", ")))
+		version, _, _ := strings.Cut(p.Version, " go1.") // the toolchain is the same for all
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\n", p.Name, p.Phase, p.PID, dash(version), up, p.Restarts, dash(strings.Join(notes, ", ")))
 	}
 	_ = tw.Flush()
 }

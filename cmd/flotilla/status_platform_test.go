@@ -15,14 +15,14 @@ func TestWritePlatform(t *testing.T) {
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	var b strings.Builder
 	writePlatform(&b, []controlplane.PlatformProcess{
-		{Status: supervise.Status{Name: "control plane", Phase: supervise.Ready, PID: 10, Version: "v1.2.0", Started: now.Add(-90 * time.Second)}},
+		{Status: supervise.Status{Name: "control plane", Phase: supervise.Ready, PID: 10, Version: "v1.2.0 (abc1234) go1.26.8 linux/amd64", Started: now.Add(-90 * time.Second)}},
 		{Status: supervise.Status{Name: "bus", Phase: supervise.Ready, PID: 11, Version: "v1.1.0", Started: now.Add(-time.Hour), Adopted: true}},
 		{Status: supervise.Status{Name: "dataplane", Phase: supervise.Ready, PID: 12, Started: now.Add(-5 * time.Second), Restarts: 1, LastExit: "signal: killed"}, ConfigVersion: 42},
 	}, now)
-	want := `PLATFORM       PHASE  PID  VERSION  UP      RESTARTS  NOTE
-control plane  ready  10   v1.2.0   1m30s   0         -
-bus            ready  11   v1.1.0   1h0m0s  0         adopted
-dataplane      ready  12   -        5s      1         config 42 acknowledged, last exit: signal: killed
+	want := `PLATFORM       PHASE  PID  VERSION           UP      RESTARTS  NOTE
+control plane  ready  10   v1.2.0 (abc1234)  1m30s   0         -
+bus            ready  11   v1.1.0            1h0m0s  0         adopted
+dataplane      ready  12   -                 5s      1         config 42 acknowledged, last exit: signal: killed
 `
 	if got := b.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -119,6 +121,15 @@ version is unchanged is not rebuilt. The default addresses are in the
 			if cfg.Target.LogMaxFiles < 2 {
 				return usageErr(fmt.Errorf("--log-max-files %d: want at least 2 (the live file and one rotated)", cfg.Target.LogMaxFiles))
 			}
+			// The bus and the data plane run from a copy of this program
+			// kept in the data directory and named by its content, so they
+			// outlive a binary that goes away (go run's, a rebuilt one) and
+			// the next up of the same flotilla adopts them.
+			bin, err := platformBinary(filepath.Join(cfg.Data, "platform", "bin"))
+			if err != nil {
+				return err
+			}
+			cfg.BusCommand, cfg.Dataplane = []string{bin, "bus"}, []string{bin, "dataplane"}
 			p, err := controlplane.NewPlatform(cfg)
 			if err != nil {
 				return usageErr(err)
@@ -229,4 +240,61 @@ func parseLogSize(v string) (int64, error) {
 		return 0, fmt.Errorf("--log-max-size %q: want a size such as 10MiB, 500KB or 1GiB (or 0: never rotate)", v)
 	}
 	return int64(n), nil
+}
+
+// platformBinary copies this program into dir as flotilla-<digest of its
+// content> (once: the same build lands on the same name, so the platform's
+// processes started from it are adopted by the next up), removes the
+// copies of other builds (a process still running one keeps its file
+// open), and returns the copy's path.
+func platformBinary(dir string) (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("the platform's processes: this program's path: %w", err)
+	}
+	src, err := os.Open(exe)
+	if err != nil {
+		return "", fmt.Errorf("the platform's processes: %w", err)
+	}
+	defer func() { _ = src.Close() }()
+	h := sha256.New()
+	if _, err := io.Copy(h, src); err != nil {
+		return "", fmt.Errorf("the platform's processes: read %s: %w", exe, err)
+	}
+	name := "flotilla-" + hex.EncodeToString(h.Sum(nil))[:16]
+	dst := filepath.Join(dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("the platform's processes: %w", err)
+	}
+	if _, err := os.Stat(dst); err != nil {
+		if _, err := src.Seek(0, io.SeekStart); err != nil {
+			return "", err
+		}
+		tmp, err := os.CreateTemp(dir, name+".tmp-*")
+		if err != nil {
+			return "", fmt.Errorf("the platform's processes: %w", err)
+		}
+		_, err = io.Copy(tmp, src)
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Chmod(tmp.Name(), 0o755)
+		}
+		if err == nil {
+			err = os.Rename(tmp.Name(), dst)
+		}
+		if err != nil {
+			_ = os.Remove(tmp.Name())
+			return "", fmt.Errorf("the platform's processes: copy %s to %s: %w", exe, dst, err)
+		}
+	}
+	if old, err := filepath.Glob(filepath.Join(dir, "flotilla-*")); err == nil {
+		for _, o := range old {
+			if o != dst {
+				_ = os.Remove(o)
+			}
+		}
+	}
+	return dst, nil
 }
