@@ -114,7 +114,11 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w", cfg.URL, err)
 	}
-	js, err := jetstream.New(nc)
+	// A JetStream API call (creating a stream or a consumer) waits for
+	// the server's store: on a busy machine that outlasts nats.go's
+	// default of 5s, and a service failed to start on it. A caller's
+	// deadline still wins.
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(30*time.Second))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)

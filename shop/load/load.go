@@ -255,6 +255,11 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Summary, error) {
 	} else {
 		r.open(runCtx, accounts)
 	}
+	if ctx.Err() != nil {
+		// The run ended because the caller's context did; AfterFunc's
+		// own goroutine may not have run yet.
+		r.interrupted.Store(true)
+	}
 	close(done)
 	pw.Wait()
 	return r.summary(start, ""), nil
