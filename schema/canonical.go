@@ -1,10 +1,10 @@
 package schema
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/hamba/avro/v2"
@@ -24,7 +24,7 @@ func writeCanonical(b *strings.Builder, s avro.Schema, seen map[string]bool) {
 	s = deref(s)
 	if n, ok := s.(avro.NamedSchema); ok {
 		if seen[n.FullName()] {
-			b.WriteString(strconv.Quote(n.FullName()))
+			b.WriteString(jsonQuote(n.FullName()))
 			return
 		}
 		seen[n.FullName()] = true
@@ -33,33 +33,33 @@ func writeCanonical(b *strings.Builder, s avro.Schema, seen map[string]bool) {
 	case *avro.NullSchema:
 		b.WriteString(`"null"`)
 	case *avro.PrimitiveSchema:
-		b.WriteString(strconv.Quote(string(x.Type())))
+		b.WriteString(jsonQuote(string(x.Type())))
 	case *avro.RecordSchema:
 		typ := "record"
 		if x.IsError() {
 			typ = "error"
 		}
-		fmt.Fprintf(b, `{"name":%s,"type":"%s","fields":[`, strconv.Quote(x.FullName()), typ)
+		fmt.Fprintf(b, `{"name":%s,"type":"%s","fields":[`, jsonQuote(x.FullName()), typ)
 		for i, f := range x.Fields() {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			fmt.Fprintf(b, `{"name":%s,"type":`, strconv.Quote(f.Name()))
+			fmt.Fprintf(b, `{"name":%s,"type":`, jsonQuote(f.Name()))
 			writeCanonical(b, f.Type(), seen)
 			b.WriteByte('}')
 		}
 		b.WriteString("]}")
 	case *avro.EnumSchema:
-		fmt.Fprintf(b, `{"name":%s,"type":"enum","symbols":[`, strconv.Quote(x.FullName()))
+		fmt.Fprintf(b, `{"name":%s,"type":"enum","symbols":[`, jsonQuote(x.FullName()))
 		for i, sym := range x.Symbols() {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			b.WriteString(strconv.Quote(sym))
+			b.WriteString(jsonQuote(sym))
 		}
 		b.WriteString("]}")
 	case *avro.FixedSchema:
-		fmt.Fprintf(b, `{"name":%s,"type":"fixed","size":%d}`, strconv.Quote(x.FullName()), x.Size())
+		fmt.Fprintf(b, `{"name":%s,"type":"fixed","size":%d}`, jsonQuote(x.FullName()), x.Size())
 	case *avro.ArraySchema:
 		b.WriteString(`{"type":"array","items":`)
 		writeCanonical(b, x.Items(), seen)
@@ -78,7 +78,7 @@ func writeCanonical(b *strings.Builder, s avro.Schema, seen map[string]bool) {
 		}
 		b.WriteByte(']')
 	default:
-		b.WriteString(strconv.Quote(string(s.Type())))
+		b.WriteString(jsonQuote(string(s.Type())))
 	}
 }
 
@@ -144,9 +144,9 @@ func (n normalizer) write(v any, ns string) error {
 		n.b.WriteString(`"null"`)
 	case string:
 		if primitives[x] {
-			n.b.WriteString(strconv.Quote(x))
+			n.b.WriteString(jsonQuote(x))
 		} else {
-			n.b.WriteString(strconv.Quote(fullName(x, ns)))
+			n.b.WriteString(jsonQuote(fullName(x, ns)))
 		}
 	case []any:
 		n.b.WriteByte('[')
@@ -183,9 +183,9 @@ func (n normalizer) object(m map[string]any, ns string) error {
 		full := fullName(name, ns)
 		inner := namespaceOf(full)
 		o.key("type")
-		o.raw(strconv.Quote(t))
+		o.raw(jsonQuote(t))
 		o.key("name")
-		o.raw(strconv.Quote(full))
+		o.raw(jsonQuote(full))
 		done["name"], done["namespace"] = true, true
 		if al, ok := m["aliases"].([]any); ok {
 			names := make([]string, 0, len(al))
@@ -245,9 +245,9 @@ func (n normalizer) object(m map[string]any, ns string) error {
 		}
 		o.key("type")
 		if primitives[t] {
-			o.raw(strconv.Quote(t))
+			o.raw(jsonQuote(t))
 		} else {
-			o.raw(strconv.Quote(fullName(t, ns)))
+			o.raw(jsonQuote(fullName(t, ns)))
 		}
 	}
 	o.rest(m, done)
@@ -298,7 +298,7 @@ func (o *objWriter) key(k string) {
 		o.b.WriteByte(',')
 	}
 	o.count++
-	o.b.WriteString(strconv.Quote(k))
+	o.b.WriteString(jsonQuote(k))
 	o.b.WriteByte(':')
 }
 
@@ -328,4 +328,14 @@ func (o *objWriter) rest(m map[string]any, done map[string]bool) {
 	if o.count == 0 {
 		o.b.WriteByte('{')
 	}
+}
+
+// jsonQuote writes s as a JSON string, escaping what JSON requires and
+// nothing HTML-specific (strconv.Quote's \x and \a escapes are not JSON).
+func jsonQuote(s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return strings.TrimSuffix(b.String(), "\n")
 }
