@@ -30,8 +30,10 @@ func TestLoadBadInput(t *testing.T) {
 		{"bad second document", FileName, "services:\n  a:\n    path: a\n---\nfoo: [\n", "FILE:5: invalid YAML: did not find expected node content"},
 		{"not a mapping", FileName, "- a\n- b\n", "FILE:1: the manifest must be a mapping, got a list"},
 		{"empty", FileName, "", "FILE: is empty; it needs at least a services: mapping"},
+		{"only a marker", FileName, "---", "FILE: is empty; it needs at least a services: mapping"},
+		{"only a comment", FileName, "# nothing yet\n", "FILE: is empty; it needs at least a services: mapping"},
 		{"no services", FileName, "shared: [go.mod]\n", "FILE:1: has no services: mapping"},
-		{"unknown top field", FileName, "servces: {}\n", `FILE:1: servces: unknown field "servces" (known: shared, environments, services)`},
+		{"unknown top field", FileName, "servces: {}\n", `FILE:1: servces: unknown field "servces" (known: ` + topFields + `)`},
 		{"unknown service field", FileName, "services:\n  a:\n    path: a\n    dependson: [b]\n",
 			`FILE:4: services.a.dependson: unknown field "dependson" (known: ` + serviceFields + `)`},
 		{"duplicate service", FileName, "services:\n  a: {path: a}\n  a: {path: b}\n", "FILE:3: services.a: is defined twice (first on line 2)"},
@@ -51,7 +53,7 @@ func TestLoadBadInput(t *testing.T) {
 		{"bad glob", FileName, "shared:\n  - go.mod\n  - \"kit/[a\"\nservices: {}\n", `FILE:3: shared[1]: "kit/[a" is not a valid glob (use *, ** and ? with balanced [ ] and { })`},
 		{"shared outside", FileName, "shared: [../x]\nservices: {}\n", `FILE:1: shared[0]: "../x" is outside the repository; paths are relative to the manifest's folder`},
 		{"bad env target", FileName, "environments:\n  prod: {target: nomad}\nservices: {}\n", `FILE:2: environments.prod.target: unknown target "nomad" (known: local, kubernetes)`},
-		{"bad canary step", FileName, "services:\n  a:\n    path: a\n    canary: {steps: [50, 10]}\n", "FILE:4: services.a.canary.steps[1]: steps must increase, got 10 after 50"},
+		{"bad canary step", FileName, "services:\n  a:\n    path: a\n    canary: {steps: [50, 10]}\n", "FILE:4: services.a.canary.steps[1]: steps must increase, got 10 after 50; list the percentages in increasing order, e.g. steps: [5, 25, 50, 100]"},
 		{"bad duration", FileName, "services:\n  a:\n    path: a\n    canary: {interval: soon}\n", `FILE:4: services.a.canary.interval: must be a duration such as 30s or 2m, got "soon"`},
 		{"smoke without path", FileName, "services:\n  a:\n    path: a\n    smoke:\n      - {status: 200}\n", "FILE:5: services.a.smoke[0]: needs a path (the request path, e.g. /ready)"},
 		{"many at once", FileName, "services:\n  a: {path: a, x: 1}\n  b: {path: b, y: 2}\n",
@@ -149,13 +151,13 @@ services:
 		Paths  []string
 		Deploy Deploy
 		Smoke  []SmokeCheck
-		Canary *Canary
-	}{s.Paths, s.Deploy, s.Smoke, s.Canary}
+		Policy Policy
+	}{s.Paths, s.Deploy, s.Smoke, s.Policy}
 	want := struct {
 		Paths  []string
 		Deploy Deploy
 		Smoke  []SmokeCheck
-		Canary *Canary
+		Policy Policy
 	}{
 		Paths:  []string{"a"},
 		Deploy: Deploy{Port: 8081, Package: "./cmd/a", Replicas: 2, Timeout: Duration(45e9), Env: map[string]string{"MODE": "fast", "LIMIT": "10"}},
@@ -163,7 +165,8 @@ services:
 			{Name: "ready", Method: "GET", Path: "/ready", Status: 200, Line: 12},
 			{Name: "POST /orders", Method: "POST", Path: "/orders", Body: `{"x":1}`, Status: 201, JSONField: "status", JSONValue: "created", Line: 13},
 		},
-		Canary: &Canary{Steps: []int{10, 50}, Interval: Duration(30e9), Threshold: 2, MaxErrorRate: 0.01, MaxP99: Duration(500e6), MinRequests: 20},
+		Policy: Policy{Strategy: StrategyCanary, Steps: []int{10, 50}, LaneFirst: true, Interval: Duration(30e9), Threshold: 2, MaxErrorRate: 0.01, MaxP99: Duration(500e6), MinRequests: 20,
+			Confidence: 0.98, MinEffect: 0.1, Bake: Duration(60e9), InconclusiveLimit: 5, ConsecutiveErrorLimit: 4},
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("settings (-want +got):\n%s", d)
@@ -186,6 +189,11 @@ func FuzzParseManifest(f *testing.F) {
 	f.Add([]byte("services:\u2028  a: {path: a}\r\n"))
 	f.Add([]byte("services:\n  a: {path: a, depends_on: [a]}\n"))
 	f.Add([]byte(`{"services": {"a": {"dependencies": ["b"]}, "b": {"dependencies": ["a"]}}}`))
+	// Canary policies: defaults, a service's block over them, queries
+	// and webhooks.
+	f.Add([]byte("defaults:\n  canary: {steps: [5, 50], interval: 15s, max_p99: 200ms, lane_first: false, confidence: 0.9}\nservices:\n  a:\n    path: a\n    canary: {strategy: direct, bake: 0s}\n  b: {path: b, canary: {compare: baseline, synthetic_load: {rate: 5}}}\n"))
+	f.Add([]byte("services:\n  a:\n    path: a\n    canary:\n      strategy: bluegreen\n      iterations: 3\n      queries:\n        - {name: q, query: 'sum(rate(x{service=\"{{service}}\"}[{{range}}]))', max: 1, min: 0}\n      webhooks:\n        - {name: h, type: confirm-promotion, url: 'http://h.test', timeout: 5s}\n"))
+	f.Add([]byte("defaults:\n  canary: {strategy: canary}\nservices:\n  a: {path: a, canary: {steps: [50, 10], threshold: 0, max_p95: 1s, queries: [{name: q, query: 'up[{{x}}'}], webhooks: [{type: nope, url: 'ftp://'}]}}\n  b: {path: b}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// What the JSON scanner accepts, encoding/json must read the same.
 		if m, _, err := ParseScenarioJSON("f.json", "/repo", data); err == nil {
@@ -221,6 +229,11 @@ func FuzzParseManifest(f *testing.F) {
 					t.Fatalf("a multi-line error must locate every line: %q", err)
 				}
 				continue
+			}
+			for _, s := range m.Services {
+				if err := policyInvariants(s.Policy); err != nil {
+					t.Fatalf("service %s was accepted with %v: %+v", s.Name, err, s.Policy)
+				}
 			}
 			g := New(m)
 			_ = g.Validate()

@@ -5,7 +5,9 @@
 // publishers and subscribers.
 //
 // A manifest is loaded with [Load] (found with [Find]); [New] builds the
-// [Graph]. Everything a user wrote is decoded strictly: an unknown field, a
+// [Graph]. Each service carries its rollout [Policy] (strategy, steps,
+// judges, bake, webhooks), resolved from its canary block over the
+// manifest's defaults. Everything a user wrote is decoded strictly: an unknown field, a
 // duplicate service or a value of the wrong type is an error naming the
 // file, the line and the field.
 package graph
@@ -48,6 +50,9 @@ type Manifest struct {
 	Shared       []string
 	Environments []*Environment // sorted by name
 	Services     []*Service     // sorted by name
+	// Defaults is the policy a service without a canary block gets: the
+	// manifest's defaults.canary over the built-in defaults.
+	Defaults Policy
 
 	byName map[string]*Service
 }
@@ -82,11 +87,14 @@ type Service struct {
 	Subscribes []string
 	// Health is the readiness path probed after a start (e.g. /ready).
 	Health string
-	// Deploy, Smoke and Canary are the settings the deploy orchestrator
-	// uses; all optional.
+	// Deploy and Smoke are the settings the deploy orchestrator uses; both
+	// optional.
 	Deploy Deploy
 	Smoke  []SmokeCheck
-	Canary *Canary
+	// Policy is how a new version takes the traffic and is judged: its
+	// canary block over the manifest's defaults, resolved and checked
+	// (DefaultPolicy's values where neither says).
+	Policy Policy
 	// Consumers is the scenario format's redundant list of dependents
 	// (only set when loaded from .json; flotilla.yaml derives it).
 	Consumers []string
@@ -95,6 +103,8 @@ type Service struct {
 	// refLines maps "depends_on/NAME", "subscribes/NAME", "publishes/NAME",
 	// "paths/PATH" to the line the reference is written on.
 	refLines map[string]int
+	// canary is the service's canary block as written (nil when absent).
+	canary *policyBlock
 	// From the JSON scanner: the index in Manifest.Services of each of
 	// DependsOn and Consumers (-1 when unknown), once indexed is set.
 	sym             int32
@@ -156,23 +166,6 @@ type SmokeCheck struct {
 	Line      int
 }
 
-// Canary holds the progressive delivery settings of a service.
-type Canary struct {
-	// Steps are the traffic percentages (e.g. 10, 25, 50), each held for
-	// Interval while the analysis runs.
-	Steps    []int
-	Interval Duration
-	// Threshold is how many failed analyses roll the canary back.
-	Threshold int
-	// MaxErrorRate (a fraction, 0.01 = 1%) and MaxP99 are the judges'
-	// limits; zero means that judge is off.
-	MaxErrorRate float64
-	MaxP99       Duration
-	// MinRequests is the least traffic an interval needs to be judged
-	// (less is inconclusive, never a failure).
-	MinRequests int
-}
-
 // Duration is a time.Duration written as "30s", "2m".
 type Duration time.Duration
 
@@ -180,6 +173,19 @@ type Duration time.Duration
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
 func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText writes the duration as Go does ("1m30s").
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads a duration written as Go does.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
 
 // Warning is a non-fatal finding about a manifest.
 type Warning struct {
@@ -315,7 +321,9 @@ func (s *Service) MainPackage() string {
 
 // SameSettings reports whether two services are written the same, apart
 // from where in their manifests they are (lines): `affected` uses it to
-// tell which services a manifest edit changes.
+// tell which services a manifest edit changes. Policies are compared as
+// resolved, so an edit of the manifest's defaults changes every service
+// whose policy it changes.
 func (s *Service) SameSettings(o *Service) bool {
 	settings := func(s *Service) any {
 		smoke := slices.Clone(s.Smoke)
@@ -328,8 +336,8 @@ func (s *Service) SameSettings(o *Service) bool {
 			Health                                      string
 			Deploy                                      Deploy
 			Smoke                                       []SmokeCheck
-			Canary                                      *Canary
-		}{s.Name, s.Paths, s.DependsOn, s.Publishes, s.Subscribes, s.Consumers, s.Health, s.Deploy, smoke, s.Canary}
+			Policy                                      Policy
+		}{s.Name, s.Paths, s.DependsOn, s.Publishes, s.Subscribes, s.Consumers, s.Health, s.Deploy, smoke, s.Policy}
 	}
 	return reflect.DeepEqual(settings(s), settings(o))
 }
@@ -414,6 +422,15 @@ func (m *Manifest) finish() error {
 	sort.Slice(m.Services, func(i, j int) bool { return m.Services[i].Name < m.Services[j].Name })
 	sort.Slice(m.Environments, func(i, j int) bool { return m.Environments[i].Name < m.Environments[j].Name })
 	m.index()
+	// A format without policies (the scenario's .json) gets the defaults.
+	if m.Defaults.Strategy == "" {
+		m.Defaults = DefaultPolicy()
+	}
+	for _, s := range m.Services {
+		if s.Policy.Strategy == "" {
+			s.Policy = m.Defaults.clone()
+		}
+	}
 	var errs []error
 	owner := map[string]*Service{}
 	for _, s := range m.Services {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,8 @@ import (
 //	shared: [go.mod, "shop/kit/**"]
 //	environments:
 //	  staging: {target: kubernetes, namespace: shop, url: https://staging.example.com}
+//	defaults:
+//	  canary: {interval: 15s, threshold: 2, max_error_rate: 0.01, bake: 1m}
 //	services:
 //	  user-service:
 //	    paths: [shop/user, shop/cmd/user]   # or path: shop/user
@@ -33,6 +36,10 @@ import (
 //	    smoke:
 //	      - {name: ready, method: GET, path: /ready, status: 200, json_field: status, json_value: ok}
 //	    canary: {steps: [10, 50], interval: 30s, threshold: 2, max_error_rate: 0.01, max_p99: 500ms, min_requests: 20}
+//
+// The canary block and defaults.canary are described with [Policy]: each
+// service's Policy is resolved from them, and a setting that would not take
+// effect is an error.
 func ParseYAML(file, root string, data []byte) (*Manifest, error) {
 	d := &decoder{file: file}
 	if !utf8.Valid(data) || bytes.IndexByte(data, 0) >= 0 {
@@ -58,6 +65,11 @@ func ParseYAML(file, root string, data []byte) (*Manifest, error) {
 		return nil, d.errf(0, "", "is empty; it needs at least a services: mapping")
 	}
 	top := doc.Content[0]
+	if top.Kind == yaml.ScalarNode && top.Tag == "!!null" && top.Value == "" {
+		// A lone '---' or only comments: yaml.v3 may place the empty node
+		// past the last line.
+		return nil, d.errf(0, "", "is empty; it needs at least a services: mapping")
+	}
 	if err := noAliases(d, top); err != nil {
 		return nil, err
 	}
@@ -66,6 +78,7 @@ func ParseYAML(file, root string, data []byte) (*Manifest, error) {
 		return nil, err
 	}
 	var errs []error
+	var defaults *policyBlock
 	sawServices := false
 	for _, kv := range pairs {
 		switch kv.key {
@@ -90,6 +103,24 @@ func ParseYAML(file, root string, data []byte) (*Manifest, error) {
 				errs = append(errs, err)
 			}
 			m.Environments = envs
+		case "defaults":
+			fields, err := d.mapping(kv.val, "defaults")
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for _, f := range fields {
+				switch f.key {
+				case "canary":
+					b, err := d.canaryBlock(f)
+					if err != nil {
+						errs = append(errs, err)
+					}
+					defaults = b
+				default:
+					errs = append(errs, d.unknown(f, "defaults", "canary"))
+				}
+			}
 		case "services":
 			sawServices = true
 			svcs, err := d.services(kv.val)
@@ -98,20 +129,36 @@ func ParseYAML(file, root string, data []byte) (*Manifest, error) {
 			}
 			m.Services = svcs
 		default:
-			errs = append(errs, d.unknown(kv, "", "shared, environments, services"))
+			errs = append(errs, d.unknown(kv, "", topFields))
 		}
+	}
+	// Policies resolve once every block is read: the defaults may come
+	// after the services.
+	var perrs []error
+	m.Defaults, perrs = (&policyScope{d: d, own: defaults, defaults: true}).resolve()
+	errs = append(errs, perrs...)
+	for _, s := range m.Services {
+		sc := &policyScope{d: d, own: s.canary, inherited: defaults, path: "services." + s.Name, line: s.Line}
+		if s.canary != nil {
+			sc.path, sc.line = s.canary.path, s.canary.line
+		}
+		s.Policy, perrs = sc.resolve()
+		errs = append(errs, perrs...)
 	}
 	if !sawServices && len(errs) == 0 {
 		errs = append(errs, d.errf(top.Line, "", "has no services: mapping"))
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, joinByLine(errs)
 	}
 	if err := m.finish(); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
+
+// topFields are the manifest's top-level fields.
+const topFields = "shared, environments, defaults, services"
 
 type decoder struct{ file string }
 
@@ -127,7 +174,46 @@ func (d *decoder) errf(line int, field, format string, args ...any) error {
 	if field != "" {
 		msg = field + ": " + msg
 	}
-	return errors.New(locate(d.file, line) + msg)
+	return &lineError{line: line, msg: locate(d.file, line) + msg}
+}
+
+// lineError is a problem on a line of the manifest.
+type lineError struct {
+	line int
+	msg  string
+}
+
+func (e *lineError) Error() string { return e.msg }
+
+// joinByLine joins errors (flattening joined ones) in the order of the
+// lines they are on: the policies are checked after the whole file is
+// read, and their problems belong among the others.
+func joinByLine(errs []error) error {
+	var flat []error
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		if err != nil {
+			flat = append(flat, err)
+		}
+	}
+	for _, e := range errs {
+		walk(e)
+	}
+	line := func(err error) int {
+		var le *lineError
+		if errors.As(err, &le) {
+			return le.line
+		}
+		return 0
+	}
+	slices.SortStableFunc(flat, func(a, b error) int { return line(a) - line(b) })
+	return errors.Join(flat...)
 }
 
 // yamlErr turns a yaml.v3 error into file:line: invalid YAML: .... yaml.v3
@@ -475,9 +561,12 @@ func (d *decoder) services(n *yaml.Node) ([]*Service, error) {
 		s, err := d.service(kv)
 		if err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		out = append(out, s)
+		// A service with problems is kept for its policy to be checked;
+		// the manifest is refused all the same.
+		if s != nil {
+			out = append(out, s)
+		}
 	}
 	return out, errors.Join(errs...)
 }
@@ -575,11 +664,11 @@ func (d *decoder) service(kv pair) (*Service, error) {
 			}
 			s.Smoke = checks
 		case "canary":
-			c, err := d.canary(f)
+			b, err := d.canaryBlock(f)
 			if err != nil {
 				errs = append(errs, err)
 			}
-			s.Canary = c
+			s.canary = b
 		default:
 			errs = append(errs, d.unknown(f, kv.fullPath, serviceFields))
 		}
@@ -587,10 +676,7 @@ func (d *decoder) service(kv pair) (*Service, error) {
 	if !sawPath && len(errs) == 0 {
 		errs = append(errs, d.errf(s.Line, kv.fullPath, "has no path: name the folder it owns (path: or paths:)"))
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return s, nil
+	return s, errors.Join(errs...)
 }
 
 func (d *decoder) deploy(kv pair, dep *Deploy) error {
@@ -694,52 +780,4 @@ func (d *decoder) smoke(kv pair) ([]SmokeCheck, error) {
 		out = append(out, c)
 	}
 	return out, errors.Join(errs...)
-}
-
-func (d *decoder) canary(kv pair) (*Canary, error) {
-	fields, err := d.mapping(kv.val, kv.fullPath)
-	if err != nil {
-		return nil, err
-	}
-	c := &Canary{}
-	var errs []error
-	for _, f := range fields {
-		var err error
-		switch f.key {
-		case "steps":
-			if f.val.Kind != yaml.SequenceNode || len(f.val.Content) == 0 {
-				err = d.errf(f.val.Line, f.fullPath, "must be a list of traffic percentages such as [10, 50], got %s", kindName(f.val))
-				break
-			}
-			prev := 0
-			for i, n := range f.val.Content {
-				v, e := d.integer(n, fmt.Sprintf("%s[%d]", f.fullPath, i), 1, 100)
-				if e == nil && v <= prev {
-					e = d.errf(n.Line, fmt.Sprintf("%s[%d]", f.fullPath, i), "steps must increase, got %d after %d", v, prev)
-				}
-				if e != nil {
-					err = e
-					break
-				}
-				prev = v
-				c.Steps = append(c.Steps, v)
-			}
-		case "interval":
-			c.Interval, err = d.duration(f.val, f.fullPath)
-		case "threshold":
-			c.Threshold, err = d.integer(f.val, f.fullPath, 1, 100)
-		case "max_error_rate":
-			c.MaxErrorRate, err = d.float(f.val, f.fullPath, 0, 1)
-		case "max_p99":
-			c.MaxP99, err = d.duration(f.val, f.fullPath)
-		case "min_requests":
-			c.MinRequests, err = d.integer(f.val, f.fullPath, 0, 1<<30)
-		default:
-			err = d.unknown(f, kv.fullPath, "steps, interval, threshold, max_error_rate, max_p99, min_requests")
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return c, errors.Join(errs...)
 }

@@ -97,6 +97,10 @@ func (a *app) graphCheckCmd() *cobra.Command {
 every dependency cycle as a full path (overlapping ones each; the first 20
 named, the rest counted), subscriptions to events nobody publishes,
 and (for a scenario .json) consumer lists that disagree with the dependencies.
+Problems in the manifest itself come first, each with its line: syntax,
+unknown fields, and canary policies (a service's canary block over
+defaults.canary) with a value out of range, a malformed PromQL query, or a
+setting that would not take effect.
 
 Exit status: 0 valid (warnings allowed); 1 problems found, a syntax error in
 the manifest included (the manifest is what check examines); 2 no manifest to
@@ -262,8 +266,10 @@ func (a *app) graphShowCmd() *cobra.Command {
 		Short: "Print the graph: a summary, Graphviz DOT, Mermaid or JSON",
 		Long: `show prints the graph. Synchronous dependencies are solid arrows from a
 service to what it calls; event edges are dashed arrows from a publisher to a
-subscriber, labelled with the events. -o json gives tools every service with
-its folders, dependencies, dependents, events and health path, and the edges.
+subscriber, labelled with the events. The summary gives each service's rollout
+policy as resolved from its canary block and the manifest's defaults. -o json
+gives tools every service with its folders, dependencies, dependents, events,
+health path and policy, the edges, and the defaults.
 
   flotilla graph show -o dot | dot -Tsvg > graph.svg`,
 		Args: cobra.NoArgs,
@@ -335,18 +341,20 @@ func writeDOT(w io.Writer, g *graph.Graph) {
 type graphJSON struct {
 	Manifest string        `json:"manifest"`
 	Shared   []string      `json:"shared"`
+	Defaults graph.Policy  `json:"defaults"`
 	Services []serviceJSON `json:"services"`
 	Edges    []edgeJSON    `json:"edges"`
 }
 
 type serviceJSON struct {
-	Name       string   `json:"name"`
-	Paths      []string `json:"paths"`
-	DependsOn  []string `json:"depends_on"`
-	Dependents []string `json:"dependents"`
-	Publishes  []string `json:"publishes"`
-	Subscribes []string `json:"subscribes"`
-	Health     string   `json:"health,omitempty"`
+	Name       string       `json:"name"`
+	Paths      []string     `json:"paths"`
+	DependsOn  []string     `json:"depends_on"`
+	Dependents []string     `json:"dependents"`
+	Publishes  []string     `json:"publishes"`
+	Subscribes []string     `json:"subscribes"`
+	Health     string       `json:"health,omitempty"`
+	Policy     graph.Policy `json:"policy"`
 }
 
 type edgeJSON struct {
@@ -358,11 +366,11 @@ type edgeJSON struct {
 
 func writeGraphJSON(w io.Writer, g *graph.Graph) error {
 	m := g.Manifest()
-	out := graphJSON{Manifest: m.File, Shared: nonNil(m.Shared), Services: []serviceJSON{}, Edges: []edgeJSON{}}
+	out := graphJSON{Manifest: m.File, Shared: nonNil(m.Shared), Defaults: m.Defaults, Services: []serviceJSON{}, Edges: []edgeJSON{}}
 	for _, s := range m.Services {
 		out.Services = append(out.Services, serviceJSON{
 			Name: s.Name, Paths: nonNil(s.Paths), DependsOn: nonNil(g.DependsOn(s.Name)), Dependents: nonNil(g.Dependents(s.Name)),
-			Publishes: nonNil(s.Publishes), Subscribes: nonNil(s.Subscribes), Health: s.Health,
+			Publishes: nonNil(s.Publishes), Subscribes: nonNil(s.Subscribes), Health: s.Health, Policy: s.Policy,
 		})
 	}
 	for _, e := range g.SyncEdges() {
@@ -409,6 +417,7 @@ func writeSummary(w io.Writer, g *graph.Graph) {
 		if len(s.Subscribes) > 0 {
 			fmt.Fprintf(w, "  subscribes:  %s\n", dash(s.Subscribes))
 		}
+		fmt.Fprintf(w, "  rollout:     %s\n", s.Policy.Summary())
 	}
 }
 
