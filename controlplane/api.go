@@ -67,9 +67,10 @@ type StatusResponse struct {
 
 // API serves the control plane's HTTP API over an orchestrator.
 type API struct {
-	orch *deploy.Orchestrator
-	log  *slog.Logger
-	wg   sync.WaitGroup
+	orch   *deploy.Orchestrator
+	canary *Canary // nil: no canary routes
+	log    *slog.Logger
+	wg     sync.WaitGroup
 }
 
 // NewAPI returns the API of an orchestrator.

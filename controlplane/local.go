@@ -53,6 +53,8 @@ type Local struct {
 	Store        *sqlstore.Store
 	Orchestrator *deploy.Orchestrator
 	API          *API
+	// Canary releases every new version (see [Canary]).
+	Canary *Canary
 
 	db    *sqldb.DB
 	ownDB bool
@@ -120,8 +122,13 @@ func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 			return graph.New(m), nil
 		}
 	}
+	if l.Canary, err = openCanary(cfg, l); err != nil {
+		_ = l.Target.Close()
+		l.closeDB()
+		return nil, err
+	}
 	l.Orchestrator, err = deploy.New(deploy.Config{
-		Graph: cfg.Graph, Load: load, Target: l.Target, Router: l.Router, Store: l.Store,
+		Graph: cfg.Graph, Load: load, Target: l.Target, Router: l.Router, Store: l.Store, Shifter: l.Canary,
 		Gates: cfg.Gates, Recorders: cfg.Recorders, BuildFlags: cfg.BuildFlags, Env: cfg.Env,
 		MaxParallel: cfg.MaxParallel, KeepVersions: cfg.KeepVersions, Logger: cfg.Logger,
 	})
@@ -134,6 +141,7 @@ func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 		cfg.Logger.WarnContext(ctx, "restore routes of running services", "err", err)
 	}
 	l.API = NewAPI(l.Orchestrator, cfg.Logger)
+	l.API.canary = l.Canary
 	return l, nil
 }
 
@@ -150,6 +158,7 @@ func (l *Local) closeDB() {
 // waits for those in flight, so no request reaches a stopping service.
 func (l *Local) Shutdown(ctx context.Context) error {
 	l.API.Wait()
+	l.stopCanaries()
 	err := l.Target.Shutdown(ctx)
 	l.closeDB()
 	return err
@@ -159,6 +168,7 @@ func (l *Local) Shutdown(ctx context.Context) error {
 // closes the history.
 func (l *Local) Detach() error {
 	l.API.Wait()
+	l.stopCanaries()
 	err := l.Target.Close()
 	l.closeDB()
 	return err
