@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -349,4 +351,127 @@ func openCanary(cfg LocalConfig, l *Local) (*Canary, error) {
 func (l *Local) stopCanaries() {
 	l.Orchestrator.Close()
 	_ = l.Canary.Close()
+}
+
+// CanaryOverride is the body of POST /api/canaries/{service}/promote and
+// /abort.
+type CanaryOverride struct {
+	Who    string `json:"who,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (a *API) knownService(w http.ResponseWriter, service string) bool {
+	if a.orch.Graph().Manifest().Service(service) == nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("unknown service %q", service))
+		return false
+	}
+	return true
+}
+
+func (a *API) canaries(w http.ResponseWriter, r *http.Request) {
+	if a.canary == nil {
+		writeError(w, http.StatusNotFound, errors.New("this control plane runs no canary analysis"))
+		return
+	}
+	service := r.URL.Query().Get("service")
+	if service != "" && !a.knownService(w, service) {
+		return
+	}
+	out := []canary.State{}
+	for _, st := range a.canary.States() {
+		if service == "" || st.Service == service {
+			out = append(out, st)
+		}
+	}
+	if service != "" && len(out) == 0 {
+		writeError(w, http.StatusNotFound, fmt.Errorf("%s has had no canary yet", service))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"canaries": out})
+}
+
+func (a *API) canaryOverride(w http.ResponseWriter, r *http.Request) {
+	if a.canary == nil {
+		writeError(w, http.StatusNotFound, errors.New("this control plane runs no canary analysis"))
+		return
+	}
+	service := r.PathValue("service")
+	if !a.knownService(w, service) {
+		return
+	}
+	var req CanaryOverride
+	if err := decode(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	promote := strings.HasSuffix(r.URL.Path, "/promote")
+	what := "aborted"
+	if promote {
+		what = "promoted"
+	}
+	reason := what + " by " + orWho(req.Who)
+	if req.Reason != "" {
+		reason += ": " + req.Reason
+	}
+	var err error
+	if promote {
+		err = a.canary.a.Promote(service, reason)
+	} else {
+		err = a.canary.a.Abort(service, reason)
+	}
+	switch {
+	case err != nil: // none in progress, or a decision already pending
+		writeError(w, http.StatusUnprocessableEntity, err)
+		return
+	}
+	a.log.InfoContext(r.Context(), "canary override", "service", service, "action", what, "who", req.Who)
+	st, _ := a.canary.a.Status(service)
+	writeJSON(w, http.StatusOK, map[string]any{"canary": st})
+}
+
+func orWho(who string) string {
+	if who == "" {
+		return "someone"
+	}
+	return who
+}
+
+// Canaries returns the canaries (of one service when service is not
+// empty), as they stand.
+func (c *Client) Canaries(ctx context.Context, service string) ([]canary.State, error) {
+	path := "/api/canaries"
+	if service != "" {
+		path += "?service=" + url.QueryEscape(service)
+	}
+	var out struct {
+		Canaries []canary.State `json:"canaries"`
+	}
+	if err := c.getJSON(ctx, http.MethodGet, path, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Canaries, nil
+}
+
+// PromoteCanary promotes a service's canary now (or ends its bake).
+func (c *Client) PromoteCanary(ctx context.Context, service string, req CanaryOverride) (canary.State, error) {
+	return c.override(ctx, service, "promote", req)
+}
+
+// AbortCanary rolls a service's canary back now.
+func (c *Client) AbortCanary(ctx context.Context, service string, req CanaryOverride) (canary.State, error) {
+	return c.override(ctx, service, "abort", req)
+}
+
+func (c *Client) override(ctx context.Context, service, action string, req CanaryOverride) (canary.State, error) {
+	var out struct {
+		Canary canary.State `json:"canary"`
+	}
+	err := c.getJSON(ctx, http.MethodPost, "/api/canaries/"+url.PathEscape(service)+"/"+action, req, &out)
+	return out.Canary, err
+}
+
+// WithCanary serves the canary routes of c; it returns a.
+func (a *API) WithCanary(c *Canary) *API {
+	a.canary = c
+	return a
 }

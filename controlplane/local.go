@@ -141,7 +141,7 @@ func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 		cfg.Logger.WarnContext(ctx, "restore routes of running services", "err", err)
 	}
 	l.API = NewAPI(l.Orchestrator, cfg.Logger)
-	l.API.canary = l.Canary
+	l.API.WithCanary(l.Canary)
 	return l, nil
 }
 
