@@ -144,7 +144,7 @@ func TestPlatformRedeployAllUnderLoad(t *testing.T) {
 	t.Cleanup(func() { _ = os.Remove(manifest) })
 	// Every service switches at once after its smoke checks, unwatched:
 	// this test measures the redeploy itself (the canaries have their own).
-	src = withCanary(t, src, "", "{bake: off}", true)
+	src = withCanary(t, src, "", "{bake: 0s}", true)
 	if _, err := f.Write(src); err != nil {
 		t.Fatal(err)
 	}
