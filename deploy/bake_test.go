@@ -28,6 +28,7 @@ type bakingShifter struct {
 	done      map[string]func(context.Context, error)
 	left      []deploy.Interrupted
 	resumed   []string
+	abandoned []string
 	lastShift deploy.ShiftRequest
 }
 
@@ -98,7 +99,11 @@ func (s *bakingShifter) Resume(ctx context.Context, req deploy.ShiftRequest) err
 	return req.Router.SetWeights(ctx, req.Service, map[string]int{req.Version: 100})
 }
 
-func (s *bakingShifter) Abandon(context.Context, string, string, string) {}
+func (s *bakingShifter) Abandon(_ context.Context, service, version, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.abandoned = append(s.abandoned, service+"@"+version+": "+reason)
+}
 
 // runningVersions are the versions of a service the target runs.
 func runningVersions(t *testing.T, tg deploy.Target, service string) []string {
@@ -266,5 +271,59 @@ func TestInterruptedShiftIsResumedAfterARestart(t *testing.T) {
 	}
 	if h := hist[0]; h.Action != deploy.RecordDeploy || h.Version != v2 || h.Result != deploy.Succeeded || !strings.Contains(h.Reason, "resumed after a control-plane restart") {
 		t.Errorf("the history's last record %+v; want %s deployed by the resumed shift", h, v2)
+	}
+}
+
+// An interrupted shift whose new version no longer runs after the restart
+// is not resumed: the old version gets the traffic back, the Shifter is
+// told, and the history records the rollback.
+func TestInterruptedShiftWhoseVersionIsGoneIsRolledBack(t *testing.T) {
+	f := newFixture(t)
+	f.load(nil)
+	ctx := context.Background()
+	if _, err := f.deploy(deploy.Request{Services: []string{"delta-service"}}); err != nil {
+		t.Fatal(err)
+	}
+	v1 := f.serving("delta-service")
+	s := &bakingShifter{interrupt: true}
+	o := shifterOrch(t, f, "2", s)
+	rep, err := o.Deploy(ctx, deploy.Request{Services: []string{"delta-service"}, Who: "tester"}, nil)
+	if !errors.Is(err, deploy.ErrReleaseFailed) {
+		t.Fatalf("Deploy = %v, want the interrupted release failed", err)
+	}
+	v2 := versions(rep)["delta-service"]
+	if err := f.target.Remove(ctx, "delta-service", v2); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.target.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.mesh.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.openTarget()
+	m, err := mesh.New(mesh.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mesh, f.router = m, &local.MeshRouter{Mesh: m}
+	left, _ := s.Interrupted(ctx)
+	s = &bakingShifter{left: left}
+	o = shifterOrch(t, f, "2", s)
+	if err := o.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.serving("delta-service"); got != v1 {
+		t.Errorf("delta serves %s after the restart, want %s back", got, v1)
+	}
+	if len(s.resumed) != 0 || len(s.abandoned) != 1 || !strings.Contains(s.abandoned[0], v2+" no longer runs") && !strings.Contains(s.abandoned[0], "which no longer runs") {
+		t.Errorf("resumed %q, abandoned %q; want the shift abandoned with the reason", s.resumed, s.abandoned)
+	}
+	hist, err := f.store.List(ctx, "delta-service", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := hist[0]; h.Action != deploy.RecordRollback || h.Version != v1 || h.Previous != v2 || !strings.Contains(h.Reason, "the control plane restarted during the shift") {
+		t.Errorf("the history's last record %+v; want the rollback to %s with why", h, v1)
 	}
 }

@@ -1,0 +1,134 @@
+package controlplane_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flotilla-ci/flotilla/canary"
+	"github.com/flotilla-ci/flotilla/controlplane"
+	"github.com/flotilla-ci/flotilla/deploy"
+	"github.com/flotilla-ci/flotilla/deploy/local"
+	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/mesh"
+)
+
+// A control plane that stops in the middle of a canary leaves the traffic
+// split as it was; the next one routes both versions again and resumes
+// the canary where it was (here held for lack of traffic), and a manual
+// promotion then finishes it: the history says it was resumed, the old
+// version is stopped.
+func TestLocalCanaryResumedAfterARestart(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS("../deploy/testdata/shop")); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(root, graph.FileName)
+	_ = os.Chmod(file, 0o644)
+	policy := "    canary: {steps: [50, 100], interval: 1s, threshold: 2, min_requests: 5, inconclusive_limit: 0, bake: 0s}\n"
+	write := func(env string) *graph.Graph {
+		t.Helper()
+		src, err := os.ReadFile(filepath.Join("../deploy/testdata/shop", graph.FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := strings.Replace(string(src), "  delta-service:\n    paths: [delta]\n    health: /ready\n    deploy: {package: ./cmd/svc}\n",
+			"  delta-service:\n    paths: [delta]\n    health: /ready\n    deploy: {package: ./cmd/svc, env: {"+env+"}}\n"+policy, 1)
+		if err := os.WriteFile(file, []byte(m), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mf, _, err := graph.Load(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return graph.New(mf)
+	}
+	data := filepath.Join(root, ".flotilla")
+	open := func(g *graph.Graph) (*controlplane.Local, *mesh.Mesh) {
+		ms, err := mesh.New(mesh.Config{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := controlplane.OpenLocal(ctx, controlplane.LocalConfig{Graph: g, Data: data, Mesh: ms, Logger: quiet,
+			Target: local.Config{ProbeInterval: 20 * time.Millisecond, StopTimeout: 5 * time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l, ms
+	}
+	l, ms := open(write("REV: '1'"))
+	rep, err := l.Orchestrator.Deploy(ctx, deploy.Request{Services: []string{"delta-service"}, Who: "t"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := rep.Outcomes[0].Version
+
+	// v2's canary: no traffic, so held at its first step; the control
+	// plane stops under it.
+	write("REV: '2'")
+	dctx, stopDeploy := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	var v2 string
+	go func() {
+		rep, err := l.Orchestrator.Deploy(dctx, deploy.Request{Services: []string{"delta-service"}, Who: "t"}, nil)
+		if rep != nil && len(rep.Outcomes) == 1 {
+			v2 = rep.Outcomes[0].Version
+		}
+		done <- err
+	}()
+	waitUntil(t, "the canary held", func() bool {
+		st, ok := l.Canary.Analysis().Status("delta-service")
+		return ok && st.Phase == canary.PhaseHeld
+	})
+	stopDeploy()
+	if err := <-done; !errors.Is(err, deploy.ErrReleaseFailed) || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("the release stopped under its canary = %v; want it failed as interrupted", err)
+	}
+	w, _ := l.Router.Weights(ctx, "delta-service")
+	if w[v1] != 50 || w[v2] != 50 {
+		t.Fatalf("weights after the stop %v; want the split left as it was", w)
+	}
+	if err := l.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	_ = ms.Close(ctx)
+
+	l, ms = open(write("REV: '2'"))
+	defer func() { _ = ms.Close(ctx) }()
+	defer func() { _ = l.Shutdown(ctx) }()
+	waitUntil(t, "the canary resumed and held again", func() bool {
+		st, ok := l.Canary.Analysis().Status("delta-service")
+		if !ok || st.Version != v2 || st.Phase != canary.PhaseHeld {
+			return false
+		}
+		for _, d := range st.Decisions {
+			if d.Action == canary.ActionResume {
+				return true
+			}
+		}
+		return false
+	})
+	w, _ = l.Router.Weights(ctx, "delta-service")
+	if w[v1] != 50 || w[v2] != 50 {
+		t.Errorf("weights after the restart %v; want the split routed again", w)
+	}
+	if err := l.Canary.Analysis().Promote("delta-service", "by hand"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the old version stopped after the promotion", func() bool {
+		insts, _ := l.Target.Status(ctx, "delta-service")
+		return len(insts) == 1 && insts[0].Version == v2
+	})
+	hist, err := l.Store.List(ctx, "delta-service", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := hist[0]; h.Version != v2 || h.Result != deploy.Succeeded || !strings.Contains(h.Reason, "resumed after a control-plane restart") {
+		t.Errorf("the history's last record %+v; want %s deployed by the resumed canary", h, v2)
+	}
+}
