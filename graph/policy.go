@@ -945,8 +945,8 @@ func (s *policyScope) resolve() (Policy, []error) {
 	}
 	if _, ok := s.own.at("webhooks"); ok && p.Strategy == StrategyDirect && p.Bake == 0 {
 		for i, h := range p.Webhooks {
-			if h.Type == HookRollout && i < len(s.own.hookLines) {
-				errs = append(errs, s.errf(s.own.hookLines[i], fmt.Sprintf("%s.webhooks[%d]", s.own.path, i), "a rollout webhook runs before each judged interval, and strategy direct with bake 0s judges none; give it another type (a missing type is rollout) or give bake a duration"))
+			if (h.Type == HookRollout || h.Type == HookRollback) && i < len(s.own.hookLines) {
+				errs = append(errs, s.errf(s.own.hookLines[i], fmt.Sprintf("%s.webhooks[%d]", s.own.path, i), "a %s webhook is called every judged interval, and strategy direct with bake 0s judges none; give it another type (a missing type is rollout) or give bake a duration", h.Type))
 			}
 		}
 	}
@@ -956,7 +956,7 @@ func (s *policyScope) resolve() (Policy, []error) {
 			hookTime += h.Timeout.D()
 		}
 	}
-	if p.Watched() && hookTime > 0 && hookTime >= p.Interval.D() {
+	if hookTime > 0 && hookTime >= p.Interval.D() {
 		if f, l, ok := blame("webhooks", "interval"); ok {
 			errs = append(errs, s.errf(l, s.own.path+"."+f, "the timeouts of the webhooks called every interval (rollout, rollback) add up to %s, not less than the interval %s: a slow hook would delay every analysis; lower their timeouts or raise the interval", short(Duration(hookTime)), short(p.Interval)))
 		}
@@ -968,8 +968,13 @@ func (s *policyScope) resolve() (Policy, []error) {
 	}
 	judged := p.MaxErrorRate > 0 || p.MaxP50 > 0 || p.MaxP99 > 0 || len(p.Queries) > 0 || p.Compare != ""
 	if p.Watched() && !judged {
-		if f, l, ok := blame("max_error_rate", "max_p50", "max_p99", "queries", "compare"); ok {
-			errs = append(errs, s.errf(l, s.own.path+"."+f, "leaves no judge on, so nothing would watch the new version; keep max_error_rate, max_p50, max_p99, a query or compare: baseline"))
+		judges := []string{"max_error_rate", "max_p50", "max_p99", "queries", "compare"}
+		if f, l, ok := blame(judges...); ok {
+			msg := "leaves no judge on, so nothing would watch the new version; keep max_error_rate, max_p50, max_p99, a query or compare: baseline"
+			if !slices.Contains(judges, f) {
+				msg = "has the new version judged, but every judge it inherits is off; turn one on here: max_error_rate, max_p50, max_p99, a query or compare: baseline"
+			}
+			errs = append(errs, s.errf(l, s.own.path+"."+f, "%s", msg))
 		}
 	}
 	return p, errs

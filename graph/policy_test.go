@@ -274,7 +274,9 @@ func TestPolicyRefused(t *testing.T) {
 		{"judge with nothing judged", svc + "      strategy: direct\n      bake: 0s\n      max_p99: 1s\n",
 			"FILE:7: services.a.canary.max_p99: takes effect only while a version is judged, and strategy direct with bake 0s judges nothing; remove max_p99, or give bake a duration (e.g. bake: 1m)"},
 		{"rollout hook with nothing judged", svc + "      strategy: direct\n      bake: 0s\n      webhooks:\n        - {name: h, url: 'http://h.test'}\n",
-			"FILE:8: services.a.canary.webhooks[0]: a rollout webhook runs before each judged interval, and strategy direct with bake 0s judges none; give it another type (a missing type is rollout) or give bake a duration"},
+			"FILE:8: services.a.canary.webhooks[0]: a rollout webhook is called every judged interval, and strategy direct with bake 0s judges none; give it another type (a missing type is rollout) or give bake a duration"},
+		{"rollback hook with nothing judged", svc + "      strategy: direct\n      bake: 0s\n      webhooks:\n        - {name: h, type: rollback, url: 'http://h.test'}\n",
+			"FILE:8: services.a.canary.webhooks[0]: a rollback webhook is called every judged interval, and strategy direct with bake 0s judges none; give it another type (a missing type is rollout) or give bake a duration"},
 		{"synthetic load never runs", svc + "      min_requests: 0\n      synthetic_load: {rate: 5}\n",
 			"FILE:6: services.a.canary.synthetic_load: synthetic_load never runs with min_requests 0: it drives requests only in intervals with fewer than min_requests; set min_requests (e.g. 20) or turn synthetic_load off"},
 		{"no judge left", svc + "      steps: [10]\n      max_error_rate: off\n",
@@ -294,7 +296,7 @@ func TestPolicyRefused(t *testing.T) {
 		{"bad defaults are reported once", "defaults:\n  canary: {strategy: canary, steps: [50, 10]}\nservices:\n  a: {path: a}\n  b: {path: b}\n",
 			"FILE:2: defaults.canary.steps[1]: steps must increase, got 10 after 50; list the percentages in increasing order, e.g. steps: [5, 25, 50, 100]"},
 		{"unwatched defaults, a watched service", "defaults:\n  canary: {strategy: direct, bake: 0s, max_error_rate: off}\nservices:\n  a:\n    path: a\n    canary: {strategy: canary, steps: [10]}\n",
-			"FILE:6: services.a.canary.strategy: leaves no judge on, so nothing would watch the new version; keep max_error_rate, max_p50, max_p99, a query or compare: baseline"},
+			"FILE:6: services.a.canary.strategy: has the new version judged, but every judge it inherits is off; turn one on here: max_error_rate, max_p50, max_p99, a query or compare: baseline"},
 		{"defaults judged alone", "defaults:\n  canary: {max_error_rate: off}\nservices:\n  a: {path: a}\n  b: {path: b}\n",
 			"FILE:2: defaults.canary.max_error_rate: leaves no judge on, so nothing would watch the new version; keep max_error_rate, max_p50, max_p99, a query or compare: baseline"},
 
@@ -600,7 +602,7 @@ func policyInvariants(p Policy) error {
 			every += h.Timeout.D()
 		}
 	}
-	if p.Watched() && every >= p.Interval.D() {
+	if every > 0 && every >= p.Interval.D() {
 		return errors.New("webhooks outlast the interval")
 	}
 	return nil
