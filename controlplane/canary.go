@@ -35,6 +35,11 @@ type Canary struct {
 	router canary.Router
 	log    *slog.Logger
 
+	// life ends with Close: it interrupts the canaries in progress (their
+	// state kept), as a stopping control plane must not wait for them.
+	life context.Context
+	end  context.CancelFunc
+
 	mu    sync.Mutex
 	bakes map[string]bakeWatch // by service
 }
@@ -76,7 +81,8 @@ func NewCanary(cfg CanaryConfig) (*Canary, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("canary state: %w", err)
 	}
-	c := &Canary{dir: cfg.Dir, router: cfg.Router, log: cfg.Logger, bakes: map[string]bakeWatch{}}
+	life, end := context.WithCancel(context.Background())
+	c := &Canary{dir: cfg.Dir, router: cfg.Router, log: cfg.Logger, bakes: map[string]bakeWatch{}, life: life, end: end}
 	a, err := canary.New(canary.Config{
 		Metrics: cfg.Metrics,
 		Policy: func(service string) (canary.Policy, error) {
@@ -120,9 +126,13 @@ func PolicyOf(p graph.Policy) canary.Policy {
 // Analysis is the engine, for status and the manual overrides.
 func (c *Canary) Analysis() *canary.Analysis { return c.a }
 
-// Close stops the bakes in progress (their state stays, for the next
-// control plane).
-func (c *Canary) Close() error { return c.a.Close() }
+// Close interrupts the canaries in progress (Shift returns
+// deploy.ErrInterrupted) and stops the bakes; their states stay, for the
+// next control plane to resume or roll back.
+func (c *Canary) Close() error {
+	c.end()
+	return c.a.Close()
+}
 
 // Describe implements deploy.Shifter.
 func (c *Canary) Describe(service, version string) string { return c.a.Describe(service, version) }
@@ -130,6 +140,9 @@ func (c *Canary) Describe(service, version string) string { return c.a.Describe(
 // Shift implements deploy.Shifter: the canary of req.Version, its
 // decisions told to req.Progress.
 func (c *Canary) Shift(ctx context.Context, req deploy.ShiftRequest) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(c.life, cancel)()
 	if req.Progress != nil {
 		ctx = context.WithValue(ctx, progressKey{}, req.Progress)
 	}
@@ -346,11 +359,12 @@ func openCanary(cfg LocalConfig, l *Local) (*Canary, error) {
 	})
 }
 
-// stopCanaries interrupts the canaries a restart resumed and the bakes:
-// their states stay for the next control plane.
+// stopCanaries interrupts the canaries in progress (the releases that run
+// them then end at once) and the bakes: their states stay for the next
+// control plane, which resumes them or routes the old versions back.
 func (l *Local) stopCanaries() {
-	l.Orchestrator.Close()
 	_ = l.Canary.Close()
+	l.Orchestrator.Close()
 }
 
 // CanaryOverride is the body of POST /api/canaries/{service}/promote and

@@ -3,6 +3,7 @@ package controlplane_test
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,43 +25,7 @@ import (
 // version is stopped.
 func TestLocalCanaryResumedAfterARestart(t *testing.T) {
 	ctx := context.Background()
-	root := t.TempDir()
-	if err := os.CopyFS(root, os.DirFS("../deploy/testdata/shop")); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(root, graph.FileName)
-	_ = os.Chmod(file, 0o644)
-	policy := "    canary: {steps: [50, 100], interval: 1s, threshold: 2, min_requests: 5, inconclusive_limit: 0, bake: 0s}\n"
-	write := func(env string) *graph.Graph {
-		t.Helper()
-		src, err := os.ReadFile(filepath.Join("../deploy/testdata/shop", graph.FileName))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := strings.Replace(string(src), "  delta-service:\n    paths: [delta]\n    health: /ready\n    deploy: {package: ./cmd/svc}\n",
-			"  delta-service:\n    paths: [delta]\n    health: /ready\n    deploy: {package: ./cmd/svc, env: {"+env+"}}\n"+policy, 1)
-		if err := os.WriteFile(file, []byte(m), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		mf, _, err := graph.Load(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return graph.New(mf)
-	}
-	data := filepath.Join(root, ".flotilla")
-	open := func(g *graph.Graph) (*controlplane.Local, *mesh.Mesh) {
-		ms, err := mesh.New(mesh.Config{Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := controlplane.OpenLocal(ctx, controlplane.LocalConfig{Graph: g, Data: data, Mesh: ms, Logger: quiet,
-			Target: local.Config{ProbeInterval: 20 * time.Millisecond, StopTimeout: 5 * time.Second}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l, ms
-	}
+	write, open := localCanaryFixture(t)
 	l, ms := open(write("REV: '1'"))
 	rep, err := l.Orchestrator.Deploy(ctx, deploy.Request{Services: []string{"delta-service"}, Who: "t"}, nil)
 	if err != nil {
@@ -117,9 +82,14 @@ func TestLocalCanaryResumedAfterARestart(t *testing.T) {
 	if w[v1] != 50 || w[v2] != 50 {
 		t.Errorf("weights after the restart %v; want the split routed again", w)
 	}
-	if err := l.Canary.Analysis().Promote("delta-service", "by hand"); err != nil {
-		t.Fatal(err)
-	}
+	// The resumed analysis takes overrides once its loop runs again.
+	waitUntil(t, "the promotion accepted", func() bool {
+		err := l.Canary.Analysis().Promote("delta-service", "by hand")
+		if err != nil && !errors.Is(err, canary.ErrNotRunning) {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
 	waitUntil(t, "the old version stopped after the promotion", func() bool {
 		insts, _ := l.Target.Status(ctx, "delta-service")
 		return len(insts) == 1 && insts[0].Version == v2
@@ -130,5 +100,98 @@ func TestLocalCanaryResumedAfterARestart(t *testing.T) {
 	}
 	if h := hist[0]; h.Version != v2 || h.Result != deploy.Succeeded || !strings.Contains(h.Reason, "resumed after a control-plane restart") {
 		t.Errorf("the history's last record %+v; want %s deployed by the resumed canary", h, v2)
+	}
+}
+
+// localCanaryFixture is a local control plane's makings on a copy of the
+// deploy tests' shop whose delta-service has a quick canary policy:
+// write sets delta's deploy env and loads the manifest, open opens a
+// control plane on it (the same data directory every time).
+func localCanaryFixture(t *testing.T) (write func(env string) *graph.Graph, open func(*graph.Graph) (*controlplane.Local, *mesh.Mesh)) {
+	t.Helper()
+	ctx := context.Background()
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS("../deploy/testdata/shop")); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(root, graph.FileName)
+	_ = os.Chmod(file, 0o644)
+	policy := "    canary: {steps: [50, 100], interval: 1s, threshold: 2, min_requests: 5, inconclusive_limit: 0, bake: 0s}\n"
+	write = func(env string) *graph.Graph {
+		t.Helper()
+		src, err := os.ReadFile(filepath.Join("../deploy/testdata/shop", graph.FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := strings.Replace(string(src), "  delta-service:\n    paths: [delta]\n    health: /ready\n    deploy: {package: ./cmd/svc}\n",
+			"  delta-service:\n    paths: [delta]\n    health: /ready\n    deploy: {package: ./cmd/svc, env: {"+env+"}}\n"+policy, 1)
+		if err := os.WriteFile(file, []byte(m), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mf, _, err := graph.Load(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return graph.New(mf)
+	}
+	data := filepath.Join(root, ".flotilla")
+	open = func(g *graph.Graph) (*controlplane.Local, *mesh.Mesh) {
+		ms, err := mesh.New(mesh.Config{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := controlplane.OpenLocal(ctx, controlplane.LocalConfig{Graph: g, Data: data, Mesh: ms, Logger: quiet,
+			Target: local.Config{ProbeInterval: 20 * time.Millisecond, StopTimeout: 5 * time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l, ms
+	}
+	return write, open
+}
+
+// A control plane shut down while a release waits on a held canary does
+// not wait for it: the canary is interrupted (its state kept), the
+// release ends as interrupted, and the services stop.
+func TestLocalShutdownInterruptsACanary(t *testing.T) {
+	ctx := context.Background()
+	write, open := localCanaryFixture(t)
+	l, ms := open(write("REV: '1'"))
+	defer func() { _ = ms.Close(ctx) }()
+	srv := httptest.NewServer(l.API.Handler())
+	defer srv.Close()
+	c := controlplane.NewClient(srv.URL)
+	if _, err := c.Deploy(ctx, deploy.Request{Services: []string{"delta-service"}, Who: "t"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	write("REV: '2'")
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Deploy(ctx, deploy.Request{Services: []string{"delta-service"}, Who: "t"}, nil)
+		done <- err
+	}()
+	waitUntil(t, "the canary held", func() bool {
+		st, ok := l.Canary.Analysis().Status("delta-service")
+		return ok && st.Phase == canary.PhaseHeld
+	})
+	stopped := make(chan error, 1)
+	go func() { stopped <- l.Shutdown(ctx) }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Shutdown waited on the held canary for 2 minutes")
+	}
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Errorf("the release under the canary = %v; want it ended as interrupted", err)
+	}
+	cs, err := c.Canaries(ctx, "delta-service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 1 || cs[0].Phase != canary.PhaseHeld {
+		t.Errorf("the canary's state after the shutdown %+v; want it kept as it was (held), for the next control plane", cs)
 	}
 }

@@ -157,8 +157,8 @@ func (l *Local) closeDB() {
 // (and the gateway in front of it) first: it stops taking requests and
 // waits for those in flight, so no request reaches a stopping service.
 func (l *Local) Shutdown(ctx context.Context) error {
-	l.API.Wait()
 	l.stopCanaries()
+	l.API.Wait()
 	err := l.Target.Shutdown(ctx)
 	l.closeDB()
 	return err
@@ -167,8 +167,8 @@ func (l *Local) Shutdown(ctx context.Context) error {
 // Detach leaves the services running (the next OpenLocal adopts them) and
 // closes the history.
 func (l *Local) Detach() error {
-	l.API.Wait()
 	l.stopCanaries()
+	l.API.Wait()
 	err := l.Target.Close()
 	l.closeDB()
 	return err

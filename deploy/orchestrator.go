@@ -1524,11 +1524,15 @@ func (o *Orchestrator) abandon(ctx context.Context, resumer Resumer, it Interrup
 		reason = fmt.Sprintf("the control plane restarted during the shift to %s, and none of its versions runs", it.Version)
 	}
 	resumer.Abandon(ctx, it.Service, it.Version, reason)
+	o.log.InfoContext(ctx, "interrupted shift not resumed", "service", it.Service, "version", it.Version, "reason", reason)
+	if cur == "" {
+		// Nothing runs (the platform was stopped): nothing was rolled
+		// back; what starts next is recorded as such.
+		return
+	}
 	rec := Record{Service: it.Service, Version: cur, Previous: it.Version, Action: RecordRollback, Result: Succeeded,
 		Reason: reason, Who: "canary", Started: time.Now()}
-	if cur == "" {
-		rec.Version, rec.Result = it.Version, RolledBack
-	} else if pr, err := o.recordOf(ctx, it.Service, cur); err == nil {
+	if pr, err := o.recordOf(ctx, it.Service, cur); err == nil {
 		rec.Spec = pr.Spec
 	}
 	o.record(ctx, rec)
