@@ -327,3 +327,35 @@ func TestInterruptedShiftWhoseVersionIsGoneIsRolledBack(t *testing.T) {
 		t.Errorf("the history's last record %+v; want the rollback to %s with why", h, v1)
 	}
 }
+
+// A bake that ends after the service was rolled back by hand leaves what
+// serves alone.
+func TestBakeEndedAfterARollbackTouchesNothing(t *testing.T) {
+	f := newFixture(t)
+	f.load(nil)
+	ctx := context.Background()
+	if _, err := f.deploy(deploy.Request{Services: []string{"delta-service"}}); err != nil {
+		t.Fatal(err)
+	}
+	v1 := f.serving("delta-service")
+	s := &bakingShifter{}
+	o := shifterOrch(t, f, "2", s)
+	rep, err := o.Deploy(ctx, deploy.Request{Services: []string{"delta-service"}, Who: "tester"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := versions(rep)["delta-service"]
+	if _, err := o.Rollback(ctx, deploy.RollbackRequest{Service: "delta-service", Who: "tester"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.serving("delta-service"); got != v1 {
+		t.Fatalf("delta serves %s after the rollback, want %s", got, v1)
+	}
+	s.endBake(t, f.router, "delta-service", v2, nil, nil)
+	if got := f.serving("delta-service"); got != v1 {
+		t.Errorf("delta serves %s after the stale bake ended, want %s", got, v1)
+	}
+	if got := runningVersions(t, f.target, "delta-service"); len(got) != 1 || got[0] != v1 {
+		t.Errorf("the target runs %v after the stale bake ended, want %s alone", got, v1)
+	}
+}

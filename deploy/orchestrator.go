@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -1066,6 +1067,16 @@ func (o *Orchestrator) drain(ctx context.Context, svc string, old []string, ev f
 func (o *Orchestrator) bakeEnded(ctx context.Context, svc, version string, standby []string, err error) {
 	ctx = context.WithoutCancel(ctx)
 	nop := func(Step, string) {}
+	// Rolled back or replaced meanwhile (a release rollback, a manual
+	// one): what serves now is not the bake's to touch. (A failed bake
+	// has put the old weights back itself: the version is still routed,
+	// at 0.)
+	cur, _ := o.serving(ctx, svc)
+	routed, _ := o.versions(ctx, svc)
+	if (err == nil && cur != version) || !slices.Contains(routed, version) {
+		o.log.InfoContext(ctx, "bake ended on a version no longer serving", "service", svc, "version", version, "serving", cur, "err", err)
+		return
+	}
 	if err == nil {
 		o.log.InfoContext(ctx, "bake passed", "service", svc, "version", version, "drain", strings.Join(standby, ","))
 		o.drain(ctx, svc, standby, nop)
