@@ -143,7 +143,9 @@ func (c *Canary) Shift(ctx context.Context, req deploy.ShiftRequest) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(c.life, cancel)()
-	if req.Progress != nil {
+	// A first deploy has nothing to shift from or judge against: its
+	// decisions are kept, not shown.
+	if req.Progress != nil && len(req.Old) > 0 {
 		ctx = context.WithValue(ctx, progressKey{}, req.Progress)
 	}
 	c.mu.Lock()
