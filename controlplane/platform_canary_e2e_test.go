@@ -3,6 +3,7 @@ package controlplane_test
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -176,6 +177,7 @@ func TestPlatformCanaryRollsBackABadVersion(t *testing.T) {
 	}
 	var analysis []string
 	var evMu sync.Mutex
+	sent0, failed0 := total.Load(), failedReqs.Load()
 	rep, err := api.Deploy(ctx, deploy.Request{Services: []string{"user-service"}, Who: "e2e"}, func(e deploy.Event) {
 		if e.Step == deploy.StepAnalysis {
 			evMu.Lock()
@@ -183,6 +185,7 @@ func TestPlatformCanaryRollsBackABadVersion(t *testing.T) {
 			evMu.Unlock()
 		}
 	})
+	sent, failedDuring := total.Load()-sent0, failedReqs.Load()-failed0
 	if !errors.Is(err, deploy.ErrReleaseFailed) {
 		t.Fatalf("deploying a version failing 30%% of its requests = %v; want the release failed by its canary", err)
 	}
@@ -217,7 +220,29 @@ func TestPlatformCanaryRollsBackABadVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(cs) != 1 || cs[0].Phase != canary.PhaseRolledBack || cs[0].Version != oc.Version || cs[0].FailedChecks < 2 {
-		t.Errorf("canary status %+v; want %s rolled back after 2 failed analyses", cs, oc.Version)
+		t.Fatalf("canary status %+v; want %s rolled back after 2 failed analyses", cs, oc.Version)
+	}
+	// What the clients saw is bounded by the canary's weight times its
+	// failure rate (30%), over the requests sent while it served: at the
+	// most the highest weight it reached, with four standard deviations
+	// of slack for the draws.
+	var maxWeight int
+	var firstServed, rolledBack time.Time
+	for _, d := range cs[0].Decisions {
+		maxWeight = max(maxWeight, d.Weight)
+		if d.Action == canary.ActionAdvance && firstServed.IsZero() {
+			firstServed = d.Time
+		}
+		if d.Action == canary.ActionRollback {
+			rolledBack = d.Time
+		}
+	}
+	p := float64(maxWeight) / 100 * 0.3
+	bound := p*float64(sent) + 4*math.Sqrt(p*(1-p)*float64(sent)) + 1
+	t.Logf("during the canary: %d of %d requests failed (bound %.0f: %d%% × 30%%); time to recovery (first weighted step to the old weights back) %v",
+		failedDuring, sent, bound, maxWeight, rolledBack.Sub(firstServed).Round(time.Millisecond))
+	if float64(failedDuring) > bound {
+		t.Errorf("%d of %d requests failed during the canary, more than its weight (%d%%) times its failure rate allows (%.0f)", failedDuring, sent, maxWeight, bound)
 	}
 	// The stable version still serves: requests after the rollback all pass.
 	before, beforeFailed := total.Load(), failedReqs.Load()
