@@ -223,15 +223,29 @@ func DecisionLine(d canary.Decision) string {
 func (c *Canary) file(service string) string { return filepath.Join(c.dir, service+".json") }
 
 func (c *Canary) save(st canary.State) error {
+	if cur, ok := c.a.Status(st.Service); ok && cur.Version != st.Version {
+		return nil // a bake cut short by the service's next canary: that one's state is kept
+	}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := c.file(st.Service) + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	// A bake cut short and the next canary of the service may write at
+	// once: each through its own temporary file, renamed into place.
+	f, err := os.CreateTemp(c.dir, st.Service+".*.tmp")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, c.file(st.Service))
+	if _, err := f.Write(b); err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		_ = os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), c.file(st.Service))
 }
 
 func (c *Canary) load(service string) (canary.State, error) {
