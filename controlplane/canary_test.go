@@ -2,8 +2,11 @@ package controlplane_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -194,4 +197,69 @@ func TestLocalShutdownInterruptsACanary(t *testing.T) {
 	if len(cs) != 1 || cs[0].Phase != canary.PhaseHeld {
 		t.Errorf("the canary's state after the shutdown %+v; want it kept as it was (held), for the next control plane", cs)
 	}
+}
+
+// FuzzCanaryRoutes sends arbitrary services and bodies to the canary
+// routes' real handlers. Whatever they are, nothing panics, the answer is
+// a JSON {"error"} with 400 (an unknown service, a body that is not one
+// CanaryOverride), 404 (no canary yet) or 422 (none in progress: none
+// runs here), and no canary state appears.
+func FuzzCanaryRoutes(f *testing.F) {
+	for _, seed := range []struct{ service, body string }{
+		{"delta-service", `{"who":"ada","reason":"checked"}`},
+		{"delta-service", `{}`},
+		{"zulu-service", `{"who":"ada"}`},
+		{"delta-service", `{"who":1}`},
+		{"delta-service", `{"reason":"x"} {}`},
+		{"alpha-service", `{"unknown":true}`},
+		{"", ``},
+	} {
+		f.Add(seed.service, seed.body)
+	}
+	a := newFuzzAPI(f)
+	ms, err := mesh.New(mesh.Config{Logger: quiet})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = ms.Close(context.Background()) })
+	dir := f.TempDir()
+	c, err := controlplane.NewCanary(controlplane.CanaryConfig{Metrics: ms, Graph: a.orch.Graph, Router: &local.MeshRouter{Mesh: ms}, Dir: dir, Logger: quiet})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = c.Close() })
+	h := a.api.WithCanary(c).Handler()
+	f.Fuzz(func(t *testing.T, service, body string) {
+		for _, path := range []string{"/api/canaries/" + url.PathEscape(service) + "/promote", "/api/canaries/" + url.PathEscape(service) + "/abort", "/api/canaries?service=" + url.QueryEscape(service)} {
+			method := http.MethodPost
+			if strings.HasPrefix(path, "/api/canaries?") {
+				method = http.MethodGet
+			}
+			req := httptest.NewRequest(method, "http://flotilla"+path, strings.NewReader(body))
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			var e struct {
+				Error string `json:"error"`
+			}
+			switch w.Code {
+			case http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+				continue // the router cleans the path ("//"): no handler ran
+			case http.StatusBadRequest, http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusMethodNotAllowed:
+			case http.StatusOK:
+				if method == http.MethodGet && service == "" {
+					continue // the list of every canary: none
+				}
+				t.Fatalf("%s %s %q = 200 with no canary running: %s", method, path, body, w.Body)
+			default:
+				t.Fatalf("%s %s %q = %d: %s", method, path, body, w.Code, w.Body)
+			}
+			routed := w.Code != http.StatusMethodNotAllowed && w.Body.String() != "404 page not found\n"
+			if routed && (json.Unmarshal(w.Body.Bytes(), &e) != nil || e.Error == "") {
+				t.Fatalf("%s %s %q = %d without a JSON error: %s", method, path, body, w.Code, w.Body)
+			}
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) > 0 {
+			t.Fatalf("canary states appeared: %v", ents)
+		}
+	})
 }
