@@ -263,3 +263,27 @@ func FuzzCanaryRoutes(f *testing.F) {
 		}
 	})
 }
+
+// Every policy of the shop's manifest maps onto one the analysis accepts,
+// field for field.
+func TestPolicyOfTheShopsManifest(t *testing.T) {
+	m, _, err := graph.Load("../flotilla.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range m.Services {
+		p := controlplane.PolicyOf(s.Policy)
+		if err := p.Validate(); err != nil {
+			t.Errorf("%s: %v", s.Name, err)
+		}
+		if string(p.Strategy) != string(s.Policy.Strategy) || p.Interval != s.Policy.Interval.D() || p.Bake != s.Policy.Bake.D() ||
+			p.Threshold != s.Policy.Threshold || p.MinRequests != int64(s.Policy.MinRequests) || p.MaxErrorRate != s.Policy.MaxErrorRate ||
+			p.MaxP99 != s.Policy.MaxP99.D() || p.LaneFirst != s.Policy.LaneFirst || p.Compare.Baseline != (s.Policy.Compare == graph.CompareBaseline) ||
+			len(p.Steps) != len(s.Policy.Steps) || p.InconclusiveLimit != s.Policy.InconclusiveLimit {
+			t.Errorf("%s: %+v from %+v", s.Name, p, s.Policy)
+		}
+	}
+	if p := controlplane.PolicyOf(m.Service("payment-service").Policy); p.Strategy != canary.StrategyCanary || len(p.Steps) != 4 || p.Steps[0] != 5 {
+		t.Errorf("payment-service's policy %+v; want the scenario's canary from 5%%", p)
+	}
+}
