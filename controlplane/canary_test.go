@@ -28,7 +28,7 @@ import (
 // version is stopped.
 func TestLocalCanaryResumedAfterARestart(t *testing.T) {
 	ctx := context.Background()
-	write, open := localCanaryFixture(t)
+	write, open := localCanaryFixture(t, heldPolicy)
 	l, ms := open(write("REV: '1'"))
 	rep, err := l.Orchestrator.Deploy(ctx, deploy.Request{Services: []string{"delta-service"}, Who: "t"}, nil)
 	if err != nil {
@@ -106,11 +106,14 @@ func TestLocalCanaryResumedAfterARestart(t *testing.T) {
 	}
 }
 
+// heldPolicy holds a canary without traffic at its first step.
+const heldPolicy = "    canary: {steps: [50, 100], interval: 1s, threshold: 2, min_requests: 5, inconclusive_limit: 0, bake: 0s}\n"
+
 // localCanaryFixture is a local control plane's makings on a copy of the
 // deploy tests' shop whose delta-service has a quick canary policy:
 // write sets delta's deploy env and loads the manifest, open opens a
 // control plane on it (the same data directory every time).
-func localCanaryFixture(t *testing.T) (write func(env string) *graph.Graph, open func(*graph.Graph) (*controlplane.Local, *mesh.Mesh)) {
+func localCanaryFixture(t *testing.T, policy string) (write func(env string) *graph.Graph, open func(*graph.Graph) (*controlplane.Local, *mesh.Mesh)) {
 	t.Helper()
 	ctx := context.Background()
 	root := t.TempDir()
@@ -119,7 +122,6 @@ func localCanaryFixture(t *testing.T) (write func(env string) *graph.Graph, open
 	}
 	file := filepath.Join(root, graph.FileName)
 	_ = os.Chmod(file, 0o644)
-	policy := "    canary: {steps: [50, 100], interval: 1s, threshold: 2, min_requests: 5, inconclusive_limit: 0, bake: 0s}\n"
 	write = func(env string) *graph.Graph {
 		t.Helper()
 		src, err := os.ReadFile(filepath.Join("../deploy/testdata/shop", graph.FileName))
@@ -158,7 +160,7 @@ func localCanaryFixture(t *testing.T) (write func(env string) *graph.Graph, open
 // release ends as interrupted, and the services stop.
 func TestLocalShutdownInterruptsACanary(t *testing.T) {
 	ctx := context.Background()
-	write, open := localCanaryFixture(t)
+	write, open := localCanaryFixture(t, heldPolicy)
 	l, ms := open(write("REV: '1'"))
 	defer func() { _ = ms.Close(ctx) }()
 	srv := httptest.NewServer(l.API.Handler())
@@ -285,5 +287,65 @@ func TestPolicyOfTheShopsManifest(t *testing.T) {
 	}
 	if p := controlplane.PolicyOf(m.Service("payment-service").Policy); p.Strategy != canary.StrategyCanary || len(p.Steps) != 4 || p.Steps[0] != 5 {
 		t.Errorf("payment-service's policy %+v; want the scenario's canary from 5%%", p)
+	}
+}
+
+// A bake interrupted by a stop is resumed by the next control plane, the
+// old version still on standby; once it passes, the old version goes. The
+// history has the version's one deployment: a bake resumed is no new one.
+func TestLocalBakeResumedAfterARestart(t *testing.T) {
+	ctx := context.Background()
+	write, open := localCanaryFixture(t, "    canary: {interval: 1s, bake: 10m}\n")
+	l, ms := open(write("REV: '1'"))
+	rep, err := l.Orchestrator.Deploy(ctx, deploy.Request{Services: []string{"delta-service"}, Who: "t"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := rep.Outcomes[0].Version
+	write("REV: '2'")
+	rep, err = l.Orchestrator.Deploy(ctx, deploy.Request{Services: []string{"delta-service"}, Who: "t"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := rep.Outcomes[0].Version
+	if st, _ := l.Canary.Analysis().Status("delta-service"); st.Phase != canary.PhaseBaking {
+		t.Fatalf("after the release the canary is %s, want baking", st.Phase)
+	}
+	if err := l.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	_ = ms.Close(ctx)
+
+	l, ms = open(write("REV: '2'"))
+	defer func() { _ = ms.Close(ctx) }()
+	defer func() { _ = l.Shutdown(ctx) }()
+	if insts, _ := l.Target.Status(ctx, "delta-service"); len(insts) != 2 {
+		t.Fatalf("after the restart delta runs %+v, want %s serving and %s on standby", insts, v2, v1)
+	}
+	waitUntil(t, "the bake resumed and its end taken by hand", func() bool {
+		err := l.Canary.Analysis().Promote("delta-service", "by hand")
+		if err != nil && !errors.Is(err, canary.ErrNotRunning) {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
+	waitUntil(t, "the old version stopped after the bake", func() bool {
+		insts, _ := l.Target.Status(ctx, "delta-service")
+		return len(insts) == 1 && insts[0].Version == v2
+	})
+	hist, err := l.Store.List(ctx, "delta-service", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 2 || hist[0].Version != v2 || hist[0].Result != deploy.Succeeded {
+		t.Errorf("history %+v; want %s's one deployment after %s's", hist, v2, v1)
+	}
+	st, _ := l.Canary.Analysis().Status("delta-service")
+	resumed := false
+	for _, d := range st.Decisions {
+		resumed = resumed || d.Action == canary.ActionResume
+	}
+	if st.Phase != canary.PhaseSucceeded || !resumed {
+		t.Errorf("canary %s with decisions %+v; want succeeded after a resumed bake", st.Phase, st.Decisions)
 	}
 }

@@ -1555,8 +1555,8 @@ func (o *Orchestrator) abandon(ctx context.Context, resumer Resumer, it Interrup
 func (o *Orchestrator) resume(ctx context.Context, resumer Resumer, it Interrupted) {
 	started := time.Now()
 	var old []string
-	for v, w := range it.Weights {
-		if v != it.Version && w > 0 {
+	for v := range it.Weights { // on standby at 0 during a bake too
+		if v != it.Version {
 			old = append(old, v)
 		}
 	}
@@ -1580,6 +1580,11 @@ func (o *Orchestrator) resume(ctx context.Context, resumer Resumer, it Interrupt
 	}
 	if err := o.cfg.Router.SetSubset(wctx, it.Service, Subset{Name: it.Version, Endpoints: Endpoints(eps)}); err != nil {
 		o.log.WarnContext(ctx, "clear canary mark", "service", it.Service, "version", it.Version, "err", err)
+	}
+	if it.Weights[it.Version] >= 100 {
+		// It had been promoted (and recorded) already: a bake resumed.
+		o.afterShift(wctx, o.cfg.Shifter, it.Service, it.Version, old, func(Step, string) {})
+		return
 	}
 	rec := Record{Service: it.Service, Version: it.Version, Action: RecordDeploy, Result: Succeeded,
 		Reason: "resumed after a control-plane restart, then promoted", Who: "canary", Started: started, Duration: time.Since(started)}
