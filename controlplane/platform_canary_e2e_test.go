@@ -118,7 +118,8 @@ func steady(url string, rate int, stop <-chan struct{}, total, failed *atomic.In
 // service (user-service) failing 30% of its requests (http.error_rate=0.3
 // in its deploy env) goes out under steady traffic and is rolled back by
 // its canary on its own; the old version keeps serving, and the release's
-// outcome and the history say why, with the figures. Then a healthy
+// outcome and the history say why, with the figures. A version answering
+// in 150 ms fails no request and is rolled back by the p99 judge. Then a healthy
 // version goes through every step, bakes, and is promoted; the old one is
 // drained and stopped once the bake passed.
 func TestPlatformCanaryRollsBackABadVersion(t *testing.T) {
@@ -251,6 +252,24 @@ func TestPlatformCanaryRollsBackABadVersion(t *testing.T) {
 		t.Errorf("%d requests failed after the rollback; want the stable version serving them all", n)
 	}
 
+	// A slow version (150 ms on every request) fails no request, and is
+	// rolled back by the latency judge.
+	slow := `{steps: [20, 50, 100], interval: 2s, threshold: 2, min_requests: 5, max_error_rate: 0.05, max_p99: 100ms, lane_first: false, bake: 0s}`
+	if err := os.WriteFile(manifest, withUserCanary(t, src, slow, "http.latency=150ms"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = api.Deploy(ctx, deploy.Request{Services: []string{"user-service"}, Who: "e2e"}, nil)
+	if !errors.Is(err, deploy.ErrReleaseFailed) {
+		t.Fatalf("deploying a version answering in 150 ms under a 100 ms p99 = %v; want it rolled back", err)
+	}
+	if oc := rep.Outcomes[0]; !strings.Contains(oc.Reason, "rolled back") || !regexp.MustCompile(`p99: p99 \S+ > max 100ms`).MatchString(oc.Reason) || strings.Contains(oc.Reason, "error_rate:") {
+		t.Errorf("slow version's outcome %+v; want it rolled back by the p99 judge alone, with the figure", oc)
+	}
+	t.Logf("slow version rolled back: %s", rep.Outcomes[0].Reason)
+	if s := userStatus(mustStatus(t, api)); s.Stable != stable || len(s.Instances) != 1 {
+		t.Errorf("status after the slow version's rollback: %+v; want %s alone", s, stable)
+	}
+
 	// A healthy version: every step, then a bake, then promoted.
 	healthy := `{steps: [20, 50, 100], interval: 1s, threshold: 2, min_requests: 5, max_error_rate: 0.05, lane_first: false, bake: 2s}`
 	if err := os.WriteFile(manifest, withUserCanary(t, src, healthy, "http.latency=1ms"), 0o644); err != nil {
@@ -305,6 +324,15 @@ func TestPlatformCanaryRollsBackABadVersion(t *testing.T) {
 	if left := processesUnder(t, cfg.Data); len(left) > 0 {
 		t.Fatalf("processes left running: %v", left)
 	}
+}
+
+func mustStatus(t *testing.T, api *controlplane.Client) *controlplane.StatusResponse {
+	t.Helper()
+	st, err := api.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func userStatus(st *controlplane.StatusResponse) deploy.ServiceStatus {
