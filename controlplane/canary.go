@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -13,10 +14,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/flotilla-ci/flotilla/canary"
 	"github.com/flotilla-ci/flotilla/deploy"
 	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/mesh"
 )
 
 // Canary is the canary analysis as the orchestrator's Shifter: every
@@ -63,7 +66,10 @@ type CanaryConfig struct {
 	// restart).
 	Router canary.Router
 	// Dir keeps one state file per service's canary.
-	Dir    string
+	Dir string
+	// Addr returns a service's mesh address, where synthetic load is sent
+	// (policies with synthetic_load); nil refuses such policies.
+	Addr   func(service string) (string, error)
 	Clock  canary.Clock
 	Logger *slog.Logger
 }
@@ -83,8 +89,13 @@ func NewCanary(cfg CanaryConfig) (*Canary, error) {
 	}
 	life, end := context.WithCancel(context.Background())
 	c := &Canary{dir: cfg.Dir, router: cfg.Router, log: cfg.Logger, bakes: map[string]bakeWatch{}, life: life, end: end}
+	var load canary.LoadDriver
+	if cfg.Addr != nil {
+		load = laneLoad{graph: cfg.Graph, addr: cfg.Addr, client: &http.Client{}}
+	}
 	a, err := canary.New(canary.Config{
 		Metrics: cfg.Metrics,
+		Load:    load,
 		Policy: func(service string) (canary.Policy, error) {
 			s := cfg.Graph().Manifest().Service(service)
 			if s == nil {
@@ -371,6 +382,7 @@ func openCanary(cfg LocalConfig, l *Local) (*Canary, error) {
 		},
 		Router: l.Router,
 		Dir:    filepath.Join(cfg.Data, "canary"),
+		Addr:   cfg.Mesh.Addr,
 		Logger: cfg.Logger,
 	})
 }
@@ -504,4 +516,85 @@ func (c *Client) override(ctx context.Context, service, action string, req Canar
 func (a *API) WithCanary(c *Canary) *API {
 	a.canary = c
 	return a
+}
+
+// laneLoad is the synthetic load of policies with synthetic_load: the
+// service's smoke checks replayed (GET / when it has none) through its
+// mesh address, pinned to the version and on the canary's header lane,
+// as `flotilla load` would send them.
+type laneLoad struct {
+	graph  func() *graph.Graph
+	addr   func(service string) (string, error)
+	client *http.Client
+}
+
+// Drive implements canary.LoadDriver.
+func (l laneLoad) Drive(ctx context.Context, req canary.LoadRequest) error {
+	s := l.graph().Manifest().Service(req.Service)
+	if s == nil {
+		return fmt.Errorf("synthetic load: unknown service %q", req.Service)
+	}
+	addr, err := l.addr(req.Service)
+	if err != nil {
+		return fmt.Errorf("synthetic load of %s: %w", req.Service, err)
+	}
+	checks := s.Smoke
+	if len(checks) == 0 {
+		checks = []graph.SmokeCheck{{Name: "root", Path: "/"}}
+	}
+	rate := req.Rate
+	if rate <= 0 {
+		rate = 10
+	}
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	var failed int
+	var last error
+send:
+	for i := int64(0); i < req.Requests; i++ {
+		if err := l.send(ctx, addr, req.Version, checks[int(i)%len(checks)]); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			failed++
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			break send
+		case <-tick.C:
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("synthetic load of %s@%s: %d request(s) could not be sent, the last: %w", req.Service, req.Version, failed, last)
+	}
+	return nil
+}
+
+func (l laneLoad) send(ctx context.Context, addr, version string, c graph.SmokeCheck) error {
+	method := c.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	var body io.Reader
+	if c.Body != "" {
+		body = strings.NewReader(c.Body)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, method, "http://"+addr+c.Path, body)
+	if err != nil {
+		return err
+	}
+	if c.Body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set(mesh.CanaryHeader, "true")
+	req.Header.Set(mesh.VersionHeader, version)
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	return resp.Body.Close()
 }

@@ -349,3 +349,33 @@ func TestLocalBakeResumedAfterARestart(t *testing.T) {
 		t.Errorf("canary %s with decisions %+v; want succeeded after a resumed bake", st.Phase, st.Decisions)
 	}
 }
+
+// With no traffic at all, a canary with synthetic_load is judged on the
+// requests driven through its header lane, and promoted.
+func TestLocalSyntheticLoadJudgesACanaryWithoutTraffic(t *testing.T) {
+	ctx := context.Background()
+	write, open := localCanaryFixture(t, "    canary: {steps: [50, 100], interval: 1s, threshold: 2, min_requests: 5, synthetic_load: {rate: 20}, inconclusive_limit: 0, bake: 0s}\n")
+	l, ms := open(write("REV: '1'"))
+	defer func() { _ = ms.Close(ctx) }()
+	defer func() { _ = l.Shutdown(ctx) }()
+	if _, err := l.Orchestrator.Deploy(ctx, deploy.Request{Services: []string{"delta-service"}, Who: "t"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	write("REV: '2'")
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Minute) // a held canary would wait for ever
+	defer cancel()
+	rep, err := l.Orchestrator.Deploy(dctx, deploy.Request{Services: []string{"delta-service"}, Who: "t"}, nil)
+	if err != nil {
+		t.Fatalf("the canary with synthetic load: %v", err)
+	}
+	st, _ := l.Canary.Analysis().Status("delta-service")
+	judged := 0
+	for _, d := range st.Decisions {
+		if d.Verdict == canary.Pass {
+			judged++
+		}
+	}
+	if st.Phase != canary.PhaseSucceeded || st.Version != rep.Outcomes[0].Version || judged < 2 {
+		t.Errorf("canary %s, %d passing interval(s): %+v; want promoted after every step passed", st.Phase, judged, st.Decisions)
+	}
+}
