@@ -969,7 +969,7 @@ func (o *Orchestrator) switchTo(ctx context.Context, g *graph.Graph, spec Spec, 
 		if errors.Is(cause, ErrInterrupted) {
 			// The Shifter left the traffic as it was and kept its state:
 			// a restarted control plane takes it up (Restore).
-			return cause
+			return fmt.Errorf("%w; the traffic is left as it was: the next control plane resumes the shift, or routes the old version back", cause)
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.DrainTimeout)
 		defer cancel()
