@@ -11,6 +11,11 @@
 //	POST /api/rollback         a deploy.RollbackRequest; NDJSON like a deploy
 //	GET  /api/status           {"services","running"}
 //	GET  /api/history          ?service=NAME&limit=N: {"records"}, newest first
+//	GET  /api/canaries         ?service=NAME: {"canaries"}, each service's canary as it stands
+//	                           (404 for a service that never had one)
+//	POST /api/canaries/{service}/promote  {"who","reason"}: promote its canary (or end its bake) now
+//	POST /api/canaries/{service}/abort    {"who","reason"}: roll its canary back now
+//	                           (422 when no canary of the service is in progress)
 //
 // Bad input is 400 with {"error"}; a deploy while another runs is 409 with
 // {"error","running"} naming it. A release keeps going when its client
@@ -71,9 +76,10 @@ type StatusResponse struct {
 
 // API serves the control plane's HTTP API over an orchestrator.
 type API struct {
-	orch *deploy.Orchestrator
-	log  *slog.Logger
-	wg   sync.WaitGroup
+	orch   *deploy.Orchestrator
+	canary *Canary // nil: no canary routes
+	log    *slog.Logger
+	wg     sync.WaitGroup
 }
 
 // NewAPI returns the API of an orchestrator.
@@ -93,6 +99,9 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /api/status", a.status)
 	mux.HandleFunc("GET /api/history", a.history)
 	mux.HandleFunc("POST /api/gc", a.gc)
+	mux.HandleFunc("GET /api/canaries", a.canaries)
+	mux.HandleFunc("POST /api/canaries/{service}/promote", a.canaryOverride)
+	mux.HandleFunc("POST /api/canaries/{service}/abort", a.canaryOverride)
 	return mux
 }
 

@@ -55,6 +55,8 @@ type Local struct {
 	Store        *sqlstore.Store
 	Orchestrator *deploy.Orchestrator
 	API          *API
+	// Canary releases every new version (see [Canary]).
+	Canary *Canary
 
 	db    *sqldb.DB
 	ownDB bool
@@ -119,8 +121,13 @@ func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 			return graph.New(m), nil
 		}
 	}
+	if l.Canary, err = openCanary(cfg, l); err != nil {
+		_ = l.Target.Close()
+		l.closeDB()
+		return nil, err
+	}
 	l.Orchestrator, err = deploy.New(deploy.Config{
-		Graph: cfg.Graph, Load: load, Target: l.Target, Router: l.Router, Store: l.Store,
+		Graph: cfg.Graph, Load: load, Target: l.Target, Router: l.Router, Store: l.Store, Shifter: l.Canary,
 		Gates: cfg.Gates, Recorders: cfg.Recorders, BuildFlags: cfg.BuildFlags, Env: cfg.Env,
 		MaxParallel: cfg.MaxParallel, KeepVersions: cfg.KeepVersions, Logger: cfg.Logger,
 	})
@@ -133,6 +140,7 @@ func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 		cfg.Logger.WarnContext(ctx, "restore routes of running services", "err", err)
 	}
 	l.API = NewAPI(l.Orchestrator, cfg.Logger)
+	l.API.WithCanary(l.Canary)
 	return l, nil
 }
 
@@ -164,6 +172,7 @@ func (l *Local) closeDB() {
 // (and the gateway in front of it) first: it stops taking requests and
 // waits for those in flight, so no request reaches a stopping service.
 func (l *Local) Shutdown(ctx context.Context) error {
+	l.stopCanaries()
 	l.API.Wait()
 	err := l.Target.Shutdown(ctx)
 	l.closeDB()
@@ -173,6 +182,7 @@ func (l *Local) Shutdown(ctx context.Context) error {
 // Detach leaves the services running (the next OpenLocal adopts them) and
 // closes the history.
 func (l *Local) Detach() error {
+	l.stopCanaries()
 	l.API.Wait()
 	err := l.Target.Close()
 	l.closeDB()

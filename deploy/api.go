@@ -107,6 +107,51 @@ type ShiftRequest struct {
 	Version string   // the new version (subset), at weight 0
 	Old     []string // the versions serving now (none for a first deploy)
 	Router  Router
+	// Progress, when not nil, is told of what a shift that takes time
+	// decides on its way (a canary's judged intervals), for the release's
+	// events (step "analysis").
+	Progress func(msg string)
+}
+
+// Baker is a Shifter that may go on watching a new version after Shift
+// returned (a canary's bake): the version is reported deployed, and the
+// old versions are kept on standby until the bake ends, instead of being
+// drained at once.
+type Baker interface {
+	// Baking reports whether a bake of service's version runs now; if so,
+	// done is called once, when it ends: with nil when it passed (the old
+	// versions may go), or with the reason after the Shifter put the old
+	// weights back (the new version must go, and the rollback be recorded).
+	Baking(service, version string, done func(ctx context.Context, err error)) bool
+}
+
+// ErrInterrupted is wrapped by a Shifter's error when it stopped because
+// its context ended (a control plane shutting down) and left the traffic
+// as it was, its state kept to take up again ([Resumer]): the
+// orchestrator then leaves the weights and the new version alone.
+var ErrInterrupted = canary.ErrInterrupted
+
+// Resumer is a Shifter whose shifts outlive a control plane: what a
+// stopped one left half done is taken up by the next one's
+// [Orchestrator.Restore].
+type Resumer interface {
+	// Interrupted returns the shifts in progress when the control plane
+	// stopped.
+	Interrupted(ctx context.Context) ([]Interrupted, error)
+	// Resume takes an interrupted shift up again, the versions routed as
+	// it left them; it returns as Shift does.
+	Resume(ctx context.Context, req ShiftRequest) error
+	// Abandon is told of an interrupted shift that cannot be taken up
+	// (its new version no longer runs): the old version was routed back,
+	// with the reason the history records.
+	Abandon(ctx context.Context, service, version, reason string)
+}
+
+// Interrupted is a shift a stopped control plane left half done.
+type Interrupted struct {
+	Service, Version string
+	// Weights is the traffic as it was left, keyed by version.
+	Weights map[string]int
 }
 
 // allAtOnce is the default Shifter.
@@ -236,6 +281,7 @@ const (
 	StepReady      Step = "ready"
 	StepSmoke      Step = "smoke"
 	StepShift      Step = "shift"
+	StepAnalysis   Step = "analysis" // a decision of a shift in steps (a canary)
 	StepDrain      Step = "drain"
 	StepDone       Step = "done"      // succeeded
 	StepFailed     Step = "failed"    // failed and rolled back

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -80,6 +81,12 @@ type Orchestrator struct {
 	mu      sync.Mutex
 	running *Running
 	g       *graph.Graph // the manifest as last loaded
+
+	// bg bounds the shifts Restore resumed, which outlive it; Close ends
+	// them (their Shifter keeps their state) and waits.
+	bg     context.Context
+	stopBg context.CancelFunc
+	bgWG   sync.WaitGroup
 }
 
 // DefaultBuildFlags leave the symbol table and DWARF out of the
@@ -132,8 +139,19 @@ func New(cfg Config) (*Orchestrator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Orchestrator{cfg: cfg, log: cfg.Logger, g: cfg.Graph}, nil
+	bg, stop := context.WithCancel(context.Background())
+	return &Orchestrator{cfg: cfg, log: cfg.Logger, g: cfg.Graph, bg: bg, stopBg: stop}, nil
 }
+
+// Close interrupts the shifts Restore resumed (a Resumer keeps their
+// state for the next control plane) and waits for them to stop.
+func (o *Orchestrator) Close() {
+	o.stopBg()
+	o.bgWG.Wait()
+}
+
+// Graph returns the manifest's graph as last loaded (for every plan).
+func (o *Orchestrator) Graph() *graph.Graph { return o.graph() }
 
 // graph returns the manifest's graph as last loaded.
 func (o *Orchestrator) graph() *graph.Graph {
@@ -948,6 +966,11 @@ func (o *Orchestrator) switchTo(ctx context.Context, g *graph.Graph, spec Spec, 
 		return fmt.Errorf("weights of %s: %w", svc, err)
 	}
 	undo := func(cause error) error {
+		if errors.Is(cause, ErrInterrupted) {
+			// The Shifter left the traffic as it was and kept its state:
+			// a restarted control plane takes it up (Restore).
+			return fmt.Errorf("%w; the traffic is left as it was: the next control plane resumes the shift, or routes the old version back", cause)
+		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.DrainTimeout)
 		defer cancel()
 		restore := map[string]int{}
@@ -990,17 +1013,42 @@ func (o *Orchestrator) switchTo(ctx context.Context, g *graph.Graph, spec Spec, 
 		}
 	}
 	sort.Strings(serving)
-	if err := shift.Shift(ctx, ShiftRequest{Service: svc, Version: spec.Version, Old: serving, Router: o.cfg.Router}); err != nil {
+	progress := func(msg string) { ev(StepAnalysis, msg) }
+	if err := shift.Shift(ctx, ShiftRequest{Service: svc, Version: spec.Version, Old: serving, Router: o.cfg.Router, Progress: progress}); err != nil {
 		return undo(fmt.Errorf("shift %s to %s: %w", svc, spec.Version, err))
 	}
 	sub.Canary = false
 	if err := o.cfg.Router.SetSubset(ctx, svc, sub); err != nil {
 		o.log.WarnContext(ctx, "clear canary mark", "service", svc, "version", spec.Version, "err", err)
 	}
+	o.afterShift(ctx, shift, svc, spec.Version, old, ev)
+	return nil
+}
+
+// afterShift drains and stops a service's old versions once its traffic
+// is on version, or, while a Baker's bake watches version, leaves them on
+// standby and does it when the bake passes (and removes version and
+// records the rollback when it fails).
+func (o *Orchestrator) afterShift(ctx context.Context, shift Shifter, svc, version string, old []string, ev func(Step, string)) {
+	var standby []string
 	for _, v := range old {
-		if v == spec.Version {
-			continue
+		if v != version {
+			standby = append(standby, v)
 		}
+	}
+	if b, ok := shift.(Baker); ok && len(standby) > 0 {
+		if b.Baking(svc, version, func(ctx context.Context, err error) { o.bakeEnded(ctx, svc, version, standby, err) }) {
+			ev(StepAnalysis, fmt.Sprintf("baking in the background; %s on standby until it passes", strings.Join(standby, ", ")))
+			return
+		}
+	}
+	o.drain(ctx, svc, standby, ev)
+}
+
+// drain removes old versions of a service from the router, waiting for
+// their requests in flight, and stops them.
+func (o *Orchestrator) drain(ctx context.Context, svc string, old []string, ev func(Step, string)) {
+	for _, v := range old {
 		ev(StepDrain, v)
 		dctx, cancel := context.WithTimeout(ctx, o.cfg.DrainTimeout)
 		if err := o.cfg.Router.RemoveSubset(dctx, svc, v); err != nil {
@@ -1011,7 +1059,55 @@ func (o *Orchestrator) switchTo(ctx context.Context, g *graph.Graph, spec Spec, 
 		}
 		cancel()
 	}
-	return nil
+}
+
+// bakeEnded finishes a release's service once its bake ended: drains the
+// old versions when it passed; when it failed (the Shifter put the old
+// weights back), stops the new version and records the rollback.
+func (o *Orchestrator) bakeEnded(ctx context.Context, svc, version string, standby []string, err error) {
+	ctx = context.WithoutCancel(ctx)
+	nop := func(Step, string) {}
+	// Rolled back or replaced meanwhile (a release rollback, a manual
+	// one): what serves now is not the bake's to touch. (A failed bake
+	// has put the old weights back itself: the version is still routed,
+	// at 0.)
+	cur, _ := o.serving(ctx, svc)
+	routed, _ := o.versions(ctx, svc)
+	if (err == nil && cur != version) || !slices.Contains(routed, version) {
+		o.log.InfoContext(ctx, "bake ended on a version no longer serving", "service", svc, "version", version, "serving", cur, "err", err)
+		return
+	}
+	if err == nil {
+		o.log.InfoContext(ctx, "bake passed", "service", svc, "version", version, "drain", strings.Join(standby, ","))
+		o.drain(ctx, svc, standby, nop)
+		return
+	}
+	o.log.WarnContext(ctx, "bake failed", "service", svc, "version", version, "err", err)
+	o.rolledBack(ctx, svc, version, "rolled back during the bake: "+err.Error(), time.Now())
+}
+
+// rolledBack removes a version a Shifter rolled back after its release
+// (the old weights already back) and records the rollback to the version
+// serving now.
+func (o *Orchestrator) rolledBack(ctx context.Context, svc, version, reason string, started time.Time) {
+	ctx = context.WithoutCancel(ctx)
+	cctx, cancel := context.WithTimeout(ctx, o.cfg.DrainTimeout)
+	defer cancel()
+	prev, _ := o.serving(cctx, svc)
+	if err := o.cfg.Router.RemoveSubset(cctx, svc, version); err != nil {
+		o.log.WarnContext(ctx, "remove rolled back subset", "service", svc, "version", version, "err", err)
+	}
+	if err := o.cfg.Target.Remove(cctx, svc, version); err != nil && !errors.Is(err, ErrNotFound) {
+		o.log.WarnContext(ctx, "stop rolled back version", "service", svc, "version", version, "err", err)
+	}
+	rec := Record{Service: svc, Version: prev, Previous: version, Action: RecordRollback, Result: Succeeded,
+		Reason: reason, Who: "canary", Started: started, Duration: time.Since(started)}
+	if prev == "" || prev == version {
+		rec.Version, rec.Result = version, RolledBack
+	} else if pr, err := o.recordOf(ctx, svc, prev); err == nil {
+		rec.Spec = pr.Spec
+	}
+	o.record(ctx, rec)
 }
 
 // env is the platform's environment for spec plus the addresses of its
@@ -1324,7 +1420,28 @@ func (o *Orchestrator) Restore(ctx context.Context) error {
 		byService[in.Service][in.Version] = append(byService[in.Service][in.Version], in)
 	}
 	var errs []error
+	interrupted := map[string]Interrupted{}
+	resumer, _ := o.cfg.Shifter.(Resumer)
+	if resumer != nil {
+		its, err := resumer.Interrupted(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("interrupted shifts: %w", err))
+		}
+		for _, it := range its {
+			interrupted[it.Service] = it
+		}
+	}
+	var resume []Interrupted
 	for svc, versions := range byService {
+		if it, ok := interrupted[svc]; ok {
+			if err := o.reroute(ctx, it, versions); err == nil {
+				resume = append(resume, it)
+				delete(interrupted, svc)
+				continue
+			} else {
+				o.log.WarnContext(ctx, "interrupted shift cannot be resumed", "service", svc, "version", it.Version, "err", err)
+			}
+		}
 		keep := ""
 		if rec, err := o.cfg.Store.Current(ctx, svc); err == nil && versions[rec.Version] != nil {
 			keep = rec.Version
@@ -1355,5 +1472,133 @@ func (o *Orchestrator) Restore(ctx context.Context) error {
 			}
 		}
 	}
+	for _, it := range interrupted {
+		o.abandon(ctx, resumer, it)
+	}
+	for _, it := range resume {
+		o.bgWG.Add(1)
+		go func() {
+			defer o.bgWG.Done()
+			o.resume(o.bg, resumer, it)
+		}()
+	}
 	return errors.Join(errs...)
+}
+
+// reroute routes an interrupted shift's versions as they were left, when
+// every one with traffic still runs.
+func (o *Orchestrator) reroute(ctx context.Context, it Interrupted, versions map[string][]Instance) error {
+	if versions[it.Version] == nil {
+		return fmt.Errorf("%s@%s no longer runs", it.Service, it.Version)
+	}
+	weights := map[string]int{}
+	for v, w := range it.Weights {
+		if versions[v] == nil {
+			if w > 0 {
+				return fmt.Errorf("%s@%s, which had %d%% of the traffic, no longer runs", it.Service, v, w)
+			}
+			continue
+		}
+		weights[v] = w
+	}
+	if weights[it.Version] == 0 && len(weights) < 2 {
+		return fmt.Errorf("%s: no version to fall back on beside %s", it.Service, it.Version)
+	}
+	if _, err := o.cfg.Router.Declare(ctx, it.Service); err != nil {
+		return fmt.Errorf("route %s: %w", it.Service, err)
+	}
+	for v := range weights {
+		sub := Subset{Name: v, Canary: v == it.Version, Endpoints: Endpoints(versions[v])}
+		if err := o.cfg.Router.SetSubset(ctx, it.Service, sub); err != nil {
+			return fmt.Errorf("route %s@%s: %w", it.Service, v, err)
+		}
+	}
+	if err := o.cfg.Router.SetWeights(ctx, it.Service, weights); err != nil {
+		return fmt.Errorf("route %s: %w", it.Service, err)
+	}
+	for v := range versions {
+		if _, ok := weights[v]; !ok {
+			if err := o.cfg.Target.Remove(ctx, it.Service, v); err != nil {
+				o.log.WarnContext(ctx, "stop leftover version", "service", it.Service, "version", v, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// abandon records an interrupted shift that could not be resumed: Restore
+// routed the old version back.
+func (o *Orchestrator) abandon(ctx context.Context, resumer Resumer, it Interrupted) {
+	cur, _ := o.serving(ctx, it.Service)
+	reason := fmt.Sprintf("the control plane restarted during the shift to %s, which no longer runs: traffic back on %s", it.Version, orNone([]string{cur}))
+	if cur == "" {
+		reason = fmt.Sprintf("the control plane restarted during the shift to %s, and none of its versions runs", it.Version)
+	}
+	resumer.Abandon(ctx, it.Service, it.Version, reason)
+	o.log.InfoContext(ctx, "interrupted shift not resumed", "service", it.Service, "version", it.Version, "reason", reason)
+	if cur == "" {
+		// Nothing runs (the platform was stopped): nothing was rolled
+		// back; what starts next is recorded as such.
+		return
+	}
+	rec := Record{Service: it.Service, Version: cur, Previous: it.Version, Action: RecordRollback, Result: Succeeded,
+		Reason: reason, Who: "canary", Started: time.Now()}
+	if pr, err := o.recordOf(ctx, it.Service, cur); err == nil {
+		rec.Spec = pr.Spec
+	}
+	o.record(ctx, rec)
+}
+
+// resume takes an interrupted shift up again and finishes it as a release
+// would: the old versions drained (after a bake) on success, the new one
+// removed and the rollback recorded on failure.
+func (o *Orchestrator) resume(ctx context.Context, resumer Resumer, it Interrupted) {
+	started := time.Now()
+	var old []string
+	for v := range it.Weights { // on standby at 0 during a bake too
+		if v != it.Version {
+			old = append(old, v)
+		}
+	}
+	sort.Strings(old)
+	o.log.InfoContext(ctx, "resume interrupted shift", "service", it.Service, "version", it.Version, "weights", it.Weights)
+	err := resumer.Resume(ctx, ShiftRequest{Service: it.Service, Version: it.Version, Old: old, Router: o.cfg.Router})
+	switch {
+	case errors.Is(err, ErrInterrupted):
+		return // stopped again: the next control plane takes it up
+	case err != nil:
+		o.rolledBack(ctx, it.Service, it.Version, "resumed after a control-plane restart, then rolled back: "+err.Error(), started)
+		return
+	}
+	wctx := context.WithoutCancel(ctx)
+	insts, _ := o.cfg.Target.Status(wctx, it.Service)
+	var eps []Instance
+	for _, in := range insts {
+		if in.Version == it.Version {
+			eps = append(eps, in)
+		}
+	}
+	if err := o.cfg.Router.SetSubset(wctx, it.Service, Subset{Name: it.Version, Endpoints: Endpoints(eps)}); err != nil {
+		o.log.WarnContext(ctx, "clear canary mark", "service", it.Service, "version", it.Version, "err", err)
+	}
+	if it.Weights[it.Version] >= 100 {
+		// It had been promoted (and recorded) already: a bake resumed.
+		o.afterShift(wctx, o.cfg.Shifter, it.Service, it.Version, old, func(Step, string) {})
+		return
+	}
+	rec := Record{Service: it.Service, Version: it.Version, Action: RecordDeploy, Result: Succeeded,
+		Reason: "resumed after a control-plane restart, then promoted", Who: "canary", Started: started, Duration: time.Since(started)}
+	if len(old) > 0 {
+		rec.Previous = old[0]
+	}
+	if recs, err := o.cfg.Store.List(wctx, it.Service, 1000); err == nil {
+		for _, r := range recs {
+			if r.Spec.Version == it.Version {
+				rec.Spec = r.Spec
+				break
+			}
+		}
+	}
+	o.record(wctx, rec)
+	o.afterShift(wctx, o.cfg.Shifter, it.Service, it.Version, old, func(Step, string) {})
 }

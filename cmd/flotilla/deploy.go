@@ -60,8 +60,15 @@ func (a *app) deployCmd() *cobra.Command {
 unless --dry-run, has the control plane ('flotilla up') carry it out. Per wave,
 services deploy in parallel up to --max-parallel; per service: the gates,
 the build, the new version started beside the old one as the canary at 0%,
-readiness, the manifest's smoke checks through the header lane, all traffic
-to the new version, then the old one drained and stopped.
+readiness, the manifest's smoke checks through the header lane, then the
+traffic moved by the service's canary policy (flotilla.yaml's canary block,
+else its defaults): in steps, each judged on the mesh's metrics, promoted
+after the last or rolled back when too many fail; or all at once (strategy
+direct). The canary's decisions are shown as they are taken ("analysis"
+lines). A bake then watches the new version in the background, the old one
+on standby: the release does not wait for it; it drains and stops the old
+version once it passes, and rolls back on its own if it fails ('flotilla
+canary status', 'flotilla history').
 
 A service that fails is rolled back at once (the old version never stopped
 serving); the rest of its wave finishes and what depends on it is skipped.
@@ -238,7 +245,9 @@ func (r *renderer) event(e deploy.Event) {
 		}
 		return // the release's own summary: report() prints it
 	}
-	if !r.verbose && !e.Step.Final() {
+	// A canary's decisions are shown as they are taken: they say why a
+	// release waits, and why a version was rolled back.
+	if !r.verbose && !e.Step.Final() && e.Step != deploy.StepAnalysis {
 		return
 	}
 	if e.Wave != r.wave {

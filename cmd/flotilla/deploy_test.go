@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -210,26 +211,36 @@ func newTestControlPlane(t *testing.T, edit func(manifest string) string) *testC
 	if err != nil {
 		t.Fatal(err)
 	}
-	var api *controlplane.API
+	var (
+		api *controlplane.API
+		cur atomic.Pointer[graph.Graph] // the manifest as last loaded
+	)
+	router := &local.MeshRouter{Mesh: ms}
+	cnry, err := controlplane.NewCanary(controlplane.CanaryConfig{Metrics: ms, Graph: cur.Load, Router: router, Dir: filepath.Join(data, "canary"), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cp.load = func() {
 		m, _, err := graph.Load(cp.file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		orch, err := deploy.New(deploy.Config{Graph: graph.New(m), Target: tg, Router: &local.MeshRouter{Mesh: ms}, Store: store, Logger: quiet})
+		cur.Store(graph.New(m))
+		orch, err := deploy.New(deploy.Config{Graph: cur.Load(), Target: tg, Router: router, Store: store, Shifter: cnry, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if cp.srv != nil {
 			cp.srv.Close()
 		}
-		api = controlplane.NewAPI(orch, quiet)
+		api = controlplane.NewAPI(orch, quiet).WithCanary(cnry)
 		cp.srv = httptest.NewServer(api.Handler())
 	}
 	cp.load()
 	t.Cleanup(func() {
 		cp.srv.Close()
 		api.Wait()
+		_ = cnry.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		insts, _ := tg.Status(ctx, "")
