@@ -372,8 +372,22 @@ var (
 // openCanary wires the analysis of a local control plane: the mesh's
 // metrics, the manifest's policies, states kept under the data directory.
 func openCanary(cfg LocalConfig, l *Local) (*Canary, error) {
+	// The figures and the addresses come from the mesh in this process,
+	// or from the data plane's (its client is the router then).
+	var metrics canary.Metrics
+	var addr func(string) (string, error)
+	if cfg.Mesh != nil {
+		metrics, addr = cfg.Mesh, cfg.Mesh.Addr
+	} else {
+		m, ok := l.Router.(canary.Metrics)
+		if !ok {
+			return nil, errors.New("canary analysis: the router gives no metrics (want the mesh, or the data plane's client)")
+		}
+		metrics = m
+		addr = func(service string) (string, error) { return l.Router.Declare(context.Background(), service) }
+	}
 	return NewCanary(CanaryConfig{
-		Metrics: cfg.Mesh,
+		Metrics: metrics,
 		Graph: func() *graph.Graph {
 			if l.Orchestrator != nil {
 				return l.Orchestrator.Graph()
@@ -382,7 +396,7 @@ func openCanary(cfg LocalConfig, l *Local) (*Canary, error) {
 		},
 		Router: l.Router,
 		Dir:    filepath.Join(cfg.Data, "canary"),
-		Addr:   cfg.Mesh.Addr,
+		Addr:   addr,
 		Logger: cfg.Logger,
 	})
 }
