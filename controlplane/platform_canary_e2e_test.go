@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -126,27 +125,8 @@ func TestPlatformCanaryRollsBackABadVersion(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the shop's user-service")
 	}
-	real, err := filepath.Abs("../flotilla.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile(real)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(real), "flotilla.e2e-*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	manifest := f.Name()
-	t.Cleanup(func() { _ = os.Remove(manifest) })
 	const policy = `{steps: [20, 50, 100], interval: 2s, threshold: 2, min_requests: 5, max_error_rate: 0.05, lane_first: false, bake: 0s}`
-	if _, err := f.Write(withUserCanary(t, src, policy, "")); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	manifest, src := shopManifest(t, func(src []byte) []byte { return withUserCanary(t, src, policy, "") })
 	cfg := platformConfig(manifest, t.TempDir())
 	cfg.Services, cfg.Demo = []string{"user-service"}, false
 	info, stop := runPlatform(t, cfg)

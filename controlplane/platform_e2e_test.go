@@ -104,6 +104,38 @@ func withCanary(t *testing.T, src []byte, service, block string, others bool) []
 	return out
 }
 
+// shopManifest reads the shop's flotilla.yaml and returns it with the path
+// of a copy beside it (so its paths resolve the same) holding edit(src),
+// removed when the test ends; tests rewrite the copy to change versions.
+func shopManifest(t *testing.T, edit func([]byte) []byte) (manifest string, src []byte) {
+	t.Helper()
+	real, err := filepath.Abs("../flotilla.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src, err = os.ReadFile(real); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(real), "flotilla.e2e-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest = f.Name()
+	t.Cleanup(func() { _ = os.Remove(manifest) })
+	first := src
+	if edit != nil {
+		first = edit(src)
+	}
+	_, err = f.Write(first)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return manifest, src
+}
+
 // The end-to-end test: the platform up from a clean data
 // directory with all ten services of the shop's real manifest, orders
 // placed through the gateway, then every service redeployed with a new
@@ -128,34 +160,17 @@ func TestPlatformRedeployAllUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the shop's ten services")
 	}
-	real, err := filepath.Abs("../flotilla.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile(real)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The services' calls to each other get the budget the load's
 	// requests get (30s): a request held up by the redeploy shows at the
 	// edge, and a busy machine's slow answer is not an upstream timeout
-	// (order-service's default is 3s, its saga's step).
-	src = withDeployEnv(t, src, "CALL_TIMEOUT", "30s")
-	f, err := os.CreateTemp(filepath.Dir(real), "flotilla.e2e-*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	manifest := f.Name()
-	t.Cleanup(func() { _ = os.Remove(manifest) })
-	// Every service switches at once after its smoke checks, unwatched:
-	// this test measures the redeploy itself (the canaries have their own).
-	src = withCanary(t, src, "", "{bake: 0s}", true)
-	if _, err := f.Write(src); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	// (order-service's default is 3s, its saga's step). Every service
+	// switches at once after its smoke checks, unwatched: this test
+	// measures the redeploy itself (the canaries have their own).
+	var src []byte
+	manifest, _ := shopManifest(t, func(orig []byte) []byte {
+		src = withCanary(t, withDeployEnv(t, orig, "CALL_TIMEOUT", "30s"), "", "{bake: 0s}", true)
+		return src
+	})
 	m, _, err := graph.Load(manifest)
 	if err != nil {
 		t.Fatal(err)

@@ -30,26 +30,7 @@ func TestPlatformServesWhileTheControlPlaneIsDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the shop's user-service")
 	}
-	real, err := filepath.Abs("../flotilla.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile(real)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(real), "flotilla.restart-*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	manifest := f.Name()
-	t.Cleanup(func() { _ = os.Remove(manifest) })
-	if _, err := f.Write(src); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	manifest, src := shopManifest(t, nil)
 	data := t.TempDir()
 	cfg := platformConfig(manifest, data)
 	cfg.Services = []string{"user-service"}
