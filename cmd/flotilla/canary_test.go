@@ -99,7 +99,7 @@ func TestCanaryCommandsAgainstControlPlane(t *testing.T) {
 func TestMetricsProvider(t *testing.T) {
 	for _, c := range []struct {
 		name, url, want string // want: "" accepted, else a piece of the error
-		provider            string
+		provider        string
 	}{
 		{name: "mesh"},
 		{name: "prometheus", url: "http://127.0.0.1:9090", provider: "prometheus at http://127.0.0.1:9090"},
