@@ -201,6 +201,12 @@ func (a *Analysis) Shift(ctx context.Context, req ShiftRequest) error {
 	if req.Router == nil {
 		return fmt.Errorf("canary %s@%s: no router", req.Service, req.Version)
 	}
+	if r := a.running(req.Service, req.Version); r != nil {
+		// The same version's canary runs already (resumed after a
+		// restart, and released again by the restarted control plane's
+		// own release): this release waits for its outcome.
+		return r.join(ctx)
+	}
 	before, err := req.Router.Weights(ctx, req.Service)
 	if err != nil && !errors.Is(err, ErrUnknownService) {
 		return fmt.Errorf("canary %s@%s: weights: %w", req.Service, req.Version, err)
@@ -365,6 +371,39 @@ func (a *Analysis) start(req ShiftRequest, p Policy, st State) (*run, error) {
 	return r, nil
 }
 
+// running returns the service's canary of version when it is in
+// progress or baking, else nil.
+func (a *Analysis) running(service, version string) *run {
+	a.mu.Lock()
+	r := a.runs[service]
+	a.mu.Unlock()
+	if r == nil || r.req.Version != version || r.status().Phase.Final() {
+		return nil
+	}
+	select {
+	case <-r.done: // its analysis ended (interrupted): not to be joined
+		return nil
+	default:
+		return r
+	}
+}
+
+// join waits for a canary in progress to end and returns its outcome, as
+// Shift would; a baking one was promoted already.
+func (r *run) join(ctx context.Context) error {
+	if r.status().Phase == PhaseBaking {
+		return nil
+	}
+	select {
+	case <-r.done:
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.result
+	case <-ctx.Done():
+		return fmt.Errorf("canary %s@%s: %w: %w", r.req.Service, r.req.Version, ErrInterrupted, ctx.Err())
+	}
+}
+
 type override struct {
 	promote bool
 	reason  string
@@ -382,9 +421,10 @@ type run struct {
 	bakeStop   context.CancelFunc
 	superseded string // the version whose release cut the bake short
 	active     int    // the loop and the bake goroutine running
+	result     error  // the analysis's outcome, once done is closed
 
 	override chan override
-	done     chan struct{}
+	done     chan struct{} // closed when the analysis (not the bake) ends
 }
 
 func (r *run) status() State {
@@ -509,6 +549,12 @@ func (r *run) wait(ctx context.Context) (*override, error) {
 func (r *run) progress(ctx context.Context) (err error) {
 	r.enter()
 	defer r.leave()
+	defer func() {
+		r.mu.Lock()
+		r.result = err
+		r.mu.Unlock()
+		close(r.done)
+	}()
 	manual := func(o *override) error {
 		who := o.reason
 		if who == "" {
@@ -694,7 +740,7 @@ func (r *run) progress(ctx context.Context) (err error) {
 				return r.rollback(ctx, err.Error(), iv, false)
 			}
 			r.decideAt(ctx, Decision{Verdict: Pass, Judgements: iv.judgements, Hooks: iv.hooks, Action: ActionAdvance,
-				Reason: fmt.Sprintf("passed; step %d: %d%% to %s", next, r.p.Steps[next-1], r.req.Version)}, st.Step, st.Weight)
+				Reason: iv.noted(fmt.Sprintf("passed; step %d: %d%% to %s", next, r.p.Steps[next-1], r.req.Version))}, st.Step, st.Weight)
 			continue
 		}
 		hs, ok := r.hooks(ctx, HookConfirmPromotion)
@@ -705,7 +751,7 @@ func (r *run) progress(ctx context.Context) (err error) {
 			continue
 		}
 		iv.hooks = append(iv.hooks, hs...)
-		return r.promote(ctx, "every step passed", &iv)
+		return r.promote(ctx, iv.noted("every step passed"), &iv)
 	}
 }
 
@@ -832,6 +878,14 @@ type intervalResult struct {
 	hooks      []HookResult
 	notes      []string
 	forced     string // a rollback webhook's demand
+}
+
+// noted is s with the interval's notes (synthetic load) after it.
+func (iv intervalResult) noted(s string) string {
+	if len(iv.notes) == 0 {
+		return s
+	}
+	return s + " (" + strings.Join(iv.notes, "; ") + ")"
 }
 
 func (iv intervalResult) summary() string {

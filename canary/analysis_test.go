@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/flotilla-ci/flotilla/canary"
+	"github.com/flotilla-ci/flotilla/deploy"
 	"github.com/flotilla-ci/flotilla/mesh"
 )
 
@@ -938,5 +939,39 @@ func TestTheLaneCountsTheSmokeChecks(t *testing.T) {
 	e.ticks(3)
 	if err := wait(t, done); err != nil {
 		t.Fatalf("after the lane: %v", err)
+	}
+}
+
+// A release of a version whose canary already runs (resumed after a
+// restart, then released again by the restarted control plane) waits for
+// that canary and gets its outcome, instead of being refused or starting
+// a second one; a release of another version is still refused.
+func TestASecondReleaseOfTheSameVersionJoinsItsCanary(t *testing.T) {
+	e := newEnv(t, testPolicy())
+	e.metrics.set("v1", good, nil)
+	e.metrics.set("v2", bad, nil)
+	first := e.shift(context.Background())
+	e.tick() // one failed analysis of two
+	e.waitPhase(canary.PhaseProgressing)
+	second := e.shift(context.Background())
+	other := shifter{e.a}.Shift(context.Background(), deploy.ShiftRequest{Service: "svc", Version: "v3", Old: []string{"v1"}, Router: deployReq(e.router).Router})
+	if other == nil || !strings.Contains(other.Error(), "already in progress") {
+		t.Errorf("a release of another version during the canary = %v; want it refused", other)
+	}
+	e.tick()
+	for i, done := range []<-chan error{first, second} {
+		var rb *canary.RollbackError
+		if err := wait(t, done); !errors.As(err, &rb) || rb.Version != "v2" {
+			t.Errorf("release %d = %v; want the canary's rollback", i+1, err)
+		}
+	}
+	starts := 0
+	for _, a := range e.rec.actions() {
+		if a == string(canary.ActionStart) {
+			starts++
+		}
+	}
+	if starts != 1 {
+		t.Errorf("%d canaries started, want the one", starts)
 	}
 }

@@ -167,6 +167,13 @@ func (c *Canary) Close() error {
 	return c.a.Close()
 }
 
+// Interrupt interrupts the canaries in progress (their Shift returns
+// deploy.ErrInterrupted, their states kept), leaving the bakes to Close:
+// what a stopping control plane does first, so that the releases waiting
+// on a canary end before its API stops taking requests (an API that
+// drained them first would wait for every canary to finish).
+func (c *Canary) Interrupt() { c.end() }
+
 // Describe implements deploy.Shifter.
 func (c *Canary) Describe(service, version string) string { return c.a.Describe(service, version) }
 

@@ -500,6 +500,15 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 			return srv.Shutdown(ctx)
 		}
 	}
+	// The canaries in progress are interrupted first (their states kept
+	// for the next control plane): the releases waiting on them end, and
+	// the API does not wait for them to finish.
+	p.onClose("canaries", func(context.Context) error {
+		if lc != nil && lc.Canary != nil {
+			lc.Canary.Interrupt()
+		}
+		return nil
+	})
 	p.onClose("api", shutdown(&apiSrv))
 	// The data plane stops taking requests and drains them (SIGTERM)
 	// before the services stop.
