@@ -231,7 +231,7 @@ func run(ctx context.Context, file string, mttrRuns, releases, rate int) error {
 		took := time.Since(start)
 		sent, failed, firstFail := l.stop()
 		if !errors.Is(err, deploy.ErrReleaseFailed) {
-			return fmt.Errorf("bad canary %d: %v, want it rolled back", i, err)
+			return fmt.Errorf("bad canary %d: %w, want it rolled back", i, err)
 		}
 		cs, err := api.Canaries(ctx, "user-service")
 		if err != nil {
