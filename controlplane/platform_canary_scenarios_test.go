@@ -604,7 +604,11 @@ func TestPlatformCanaryScenarios(t *testing.T) {
 			t.Errorf("the healthy canary %s %s, first decision %v; want it promoted, naming the Prometheus provider", st.Version, st.Phase, st.Decisions)
 		}
 		// Interval by interval, where both providers had enough to
-		// judge, the threshold judges agree.
+		// judge, the threshold judges agree, but for Prometheus's own
+		// blind spot: increase() cannot count the first samples of a
+		// series born inside the window (the canary's first 5xx, here
+		// with a window of two scrapes), so an interval where the
+		// errors begin may pass on its figures; at most one in ten.
 		judges := []canary.Judge{canary.ErrorRateJudge{Max: 0.1}, canary.LatencyJudge{Quantile: 99, Max: 100 * time.Millisecond}}
 		compared, differ := 0, 0
 		for _, r := range m.since(from) {
@@ -625,8 +629,8 @@ func TestPlatformCanaryScenarios(t *testing.T) {
 			}
 		}
 		t.Logf("%d verdicts compared on the same reads (bad %s, slow %s, then a healthy version), %d differ", compared, bad, slow, differ)
-		if compared < 8 || differ > 0 {
-			t.Errorf("%d of %d verdicts differ between Prometheus and the built-in provider; want them all alike, over at least 8", differ, compared)
+		if compared < 8 || differ*10 > compared {
+			t.Errorf("%d of %d verdicts differ between Prometheus and the built-in provider; want at least 9 in 10 alike, over at least 8", differ, compared)
 		}
 	})
 }
