@@ -617,7 +617,11 @@ func TestPlatformCanaryScenarios(t *testing.T) {
 		// errors begin may pass on its figures; at most one in ten.
 		judges := []canary.Judge{canary.ErrorRateJudge{Max: 0.1}, canary.LatencyJudge{Quantile: 99, Max: 100 * time.Millisecond}}
 		compared, differ := 0, 0
+		canaries := map[string]bool{bad: true, slow: true, outcomeOf(rep, "user-service").Version: true}
 		for _, r := range m.since(from) {
+			if !canaries[r.version] { // the baseline's figures: no threshold judge reads them
+				continue
+			}
 			if r.promErr != nil || r.builtinErr != nil || r.prom.Requests < 5 || r.builtin.Requests < 5 {
 				continue
 			}
@@ -635,8 +639,8 @@ func TestPlatformCanaryScenarios(t *testing.T) {
 			}
 		}
 		t.Logf("%d verdicts compared on the same reads (bad %s, slow %s, then a healthy version), %d differ", compared, bad, slow, differ)
-		if compared < 8 || differ*10 > compared {
-			t.Errorf("%d of %d verdicts differ between Prometheus and the built-in provider; want at least 9 in 10 alike, over at least 8", differ, compared)
+		if compared < 6 || differ*10 > compared {
+			t.Errorf("%d of %d verdicts differ between Prometheus and the built-in provider; want at least 9 in 10 alike, over at least 6", differ, compared)
 		}
 	})
 }
