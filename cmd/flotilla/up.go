@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -9,11 +10,13 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -97,7 +100,9 @@ version is unchanged is not rebuilt. The default addresses are in the
 			ctx := cmd.Context()
 			var wg sync.WaitGroup
 			runDone := make(chan struct{})
+			up := make(chan struct{})
 			cfg.Ready = func(info controlplane.PlatformInfo) {
+				defer close(up)
 				if info.Report != nil {
 					r.report(info.Report)
 				}
@@ -135,9 +140,40 @@ version is unchanged is not rebuilt. The default addresses are in the
 				return usageErr(err)
 			}
 			fmt.Fprintf(a.stdout, "flotilla up: %s, data in %s (platform log: %s)\n", m.File, relPath(cfg.Data), relPath(logPath))
-			err = p.Run(ctx)
+			// A newer flotilla up on the same data directory asks this one
+			// to hand over (an upgrade): once up, it leaves the bus, the
+			// data plane and the services running and exits.
+			handover := make(chan os.Signal, 1)
+			signal.Notify(handover, controlplane.HandoverSignal)
+			defer signal.Stop(handover)
+			runCtx, cancelRun := context.WithCancel(ctx)
+			defer cancelRun()
+			var handedOver atomic.Bool
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				select {
+				case <-handover:
+				case <-runDone:
+					return
+				}
+				select {
+				case <-up:
+				case <-runDone:
+					return
+				}
+				fmt.Fprintln(a.stdout, "handing over to a newer flotilla up: the bus, the data plane and the services run on")
+				handedOver.Store(true)
+				_ = p.Detach()
+				cancelRun()
+			}()
+			err = p.Run(runCtx)
 			close(runDone)
 			wg.Wait()
+			if handedOver.Load() {
+				fmt.Fprintln(a.stdout, "handed over: the newer flotilla up runs the platform")
+				return nil
+			}
 			if err != nil {
 				if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
 					fmt.Fprintln(a.stdout, "interrupted before every service was up: stopped what had started")
