@@ -52,6 +52,13 @@ services (drained first), then the platform and the bus. If this process is
 killed instead, the bus and the services keep running, and the next
 'flotilla up' adopts them.
 
+'flotilla up' of a newer flotilla on a data directory where another version
+runs upgrades the platform in place: the running 'flotilla up' hands over
+(it leaves everything running and exits), this one adopts the bus and the
+services, and replaces the data plane by its own program on the same
+listening sockets while the old one drains its requests. The bus keeps its
+program until it next restarts.
+
 State lives in the data directory (default .flotilla beside the manifest):
 the next 'flotilla up' comes back with the same data, and a service whose
 version is unchanged is not rebuilt. The default addresses are in the
