@@ -281,4 +281,3 @@ func platformProcess(t *testing.T, api, name string) controlplane.PlatformProces
 	t.Fatalf("GET /api/platform has no %s process: %s", name, body)
 	return controlplane.PlatformProcess{}
 }
-

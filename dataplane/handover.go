@@ -41,7 +41,6 @@ type Socket struct {
 	File    *os.File `json:"-"`
 }
 
-func (s Socket) key() string { return s.Network + ":" + s.Addr }
 
 // listenerKey names a listener by its address, as inherited listeners
 // are matched.

@@ -43,7 +43,7 @@ type srvConn struct {
 	active atomic.Bool
 	// served is set once a request was read: before, the connection is
 	// new, not idle (its first request may be on its way), and Shutdown
-	// leaves it newConnGrace to send it, as net/http does.
+	// leaves it newConnGrace to send it.
 	served   atomic.Bool
 	accepted time.Time
 }
@@ -51,8 +51,11 @@ type srvConn struct {
 // newConnGrace is how long Shutdown waits for the first request of a
 // connection accepted just before it: a listening socket handed over to
 // another process (dataplane) goes on accepting there, and a connection
-// this process accepted last must still get its answer.
-const newConnGrace = 5 * time.Second
+// this process accepted last must still get its answer. A client sends
+// its request right after connecting, so a second is ample; net/http
+// waits 5 s, which would hold a shutdown up for connections that never
+// send anything.
+const newConnGrace = time.Second
 
 func newConnServer(h http.Handler, log *slog.Logger) *connServer {
 	return &connServer{h: h, log: log, idleTimeout: 2 * time.Minute, conns: map[*srvConn]struct{}{}}

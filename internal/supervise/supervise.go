@@ -320,7 +320,8 @@ func (p *Process) tryAdopt(ctx context.Context, prev State) (bool, error) {
 // handover starts the new program beside prev, which runs another one,
 // and stops prev once the new process is ready: prev drains what it
 // serves while the new one takes the new requests. A new process that
-// does not get ready is killed and prev left serving.
+// does not get ready beside prev is killed, and prev is then replaced the
+// plain way (stopped, then the new program started: adoptOrStart).
 func (p *Process) handover(ctx context.Context, prev State) (bool, error) {
 	s := &p.spec
 	from := fmt.Sprintf("pid %d running %s", prev.PID, prev.Path)
@@ -332,7 +333,17 @@ func (p *Process) handover(ctx context.Context, prev State) (bool, error) {
 	}
 	if err := p.waitReady(ctx); err != nil {
 		p.kill()
-		return false, fmt.Errorf("supervise %s: the new program did not get ready to take over (%w); process %d still serves%s", s.Name, err, prev.PID, logTail(s.Log))
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		// An old program that cannot hand over (one from before hand-overs
+		// existed): replace it the plain way, stopped first.
+		p.log.WarnContext(ctx, "the new program did not take over; replacing the old process instead", "pid", prev.PID, "err", err)
+		appendLog(s.Log, fmt.Sprintf("flotilla: %s did not take over from process %d (%v): stopping it first instead", s.Path, prev.PID, err))
+		if err := stopPID(ctx, prev.PID, s.StopTimeout, s.PollInterval); err != nil {
+			return false, fmt.Errorf("supervise %s: replace process %d: %w", s.Name, prev.PID, err)
+		}
+		return false, nil
 	}
 	p.mu.Lock()
 	p.handedOver = from
