@@ -41,7 +41,6 @@ type Socket struct {
 	File    *os.File `json:"-"`
 }
 
-
 // listenerKey names a listener by its address, as inherited listeners
 // are matched.
 func listenerKey(ln net.Listener) string { return ln.Addr().Network() + ":" + ln.Addr().String() }
