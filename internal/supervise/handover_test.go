@@ -162,3 +162,55 @@ func TestHandoverAndRestartKeepTheListener(t *testing.T) {
 		t.Errorf("answers by pid %v: want both the old (%d) and the new process (%d)", byPID, old, st.PID)
 	}
 }
+
+// A new program that does not get ready beside the old one (an old
+// program that cannot hand over, or a broken new one) is not left
+// half-way: the old process is replaced the plain way, stopped first, and
+// the new program's failure to start is the error.
+func TestHandoverFallsBackToReplacing(t *testing.T) {
+	dir := t.TempDir()
+	s := spec(t, dir, "serve")
+	p1, err := supervise.Start(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := p1.Status().PID
+	p1.Detach()
+	exe, _ := os.Executable()
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Path = filepath.Join(t.TempDir(), "helper-v2")
+	if err := os.WriteFile(s.Path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.Handover = true
+	s.Env = append(os.Environ(), helperEnv+"=crash")
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	s.ReadyPID = func(ctx context.Context, pid int) error {
+		addr, err := os.ReadFile(filepath.Join(dir, "addr"))
+		if err != nil {
+			return err
+		}
+		got, err := pidAt(ctx, client, string(addr))
+		if err == nil && got != pid {
+			err = fmt.Errorf("answered by pid %d, not %d", got, pid)
+		}
+		return err
+	}
+	p2, err := supervise.Start(context.Background(), s)
+	if p2 != nil {
+		_ = p2.Stop(context.Background())
+	}
+	if err == nil || !strings.Contains(err.Error(), "exited before it was ready") {
+		t.Fatalf("start of a program that crashes: %v", err)
+	}
+	if supervise.Alive(old) {
+		t.Errorf("the old process %d runs on", old)
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "helper.log"))
+	if !strings.Contains(string(log), "did not take over") {
+		t.Errorf("the log does not say the hand-over failed:\n%s", log)
+	}
+}

@@ -14,6 +14,14 @@
 // it keeps crashing, and [Spec.OnRestart] is called once the new process
 // is ready (the place to push it its configuration again).
 //
+// A process can inherit files its supervisor keeps for it
+// ([Spec.ExtraFiles]: listening sockets that then outlive it, so a crash
+// leaves connections waiting in the backlog), and a recorded process that
+// runs another program (an upgrade of flotilla) can hand over to the new
+// one ([Spec.Handover]: the new one starts beside it and is found ready by
+// its own pid, [Spec.ReadyPID], before the old one is stopped) or be kept
+// ([Spec.KeepProgram]).
+//
 // [Process.Stop] ends it (SIGTERM, then SIGKILL at the deadline);
 // [Process.Detach] leaves it running, as a kill -9 of the control plane
 // would. One supervisor at a time holds a process: [Start] takes a lock
