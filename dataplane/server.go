@@ -126,7 +126,7 @@ func (t asGateway) RoundTrip(r *http.Request) (*http.Response, error) {
 func (s *Server) Start(ctx context.Context) error {
 	snap, err := load(s.cfg.State)
 	if err == nil && snap != nil {
-		_, err = s.Apply(ctx, snap)
+		_, err = s.apply(ctx, snap, false)
 	}
 	if err != nil {
 		msg := err.Error()
@@ -183,6 +183,13 @@ func (s *Server) Current() *Snapshot {
 // *RefusedError and nothing of it applied. The snapshot applied is saved
 // before Apply returns.
 func (s *Server) Apply(ctx context.Context, in *Snapshot) (*Ack, error) {
+	return s.apply(ctx, in, true)
+}
+
+// apply is Apply; persist is false for the snapshot just read from disk
+// (saving it again would only delay a restarted data plane's first
+// answers by an fsync).
+func (s *Server) apply(ctx context.Context, in *Snapshot, persist bool) (*Ack, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	refuse := func(stale bool, format string, a ...any) (*Ack, error) {
@@ -213,10 +220,12 @@ func (s *Server) Apply(ctx context.Context, in *Snapshot) (*Ack, error) {
 	}
 	warnings := s.reconcile(ctx, next, plan)
 	s.closeInherited(ctx, plan)
-	if err := save(s.cfg.State, next); err != nil {
-		// Served, not kept: a restart would serve the previous one.
-		s.log.ErrorContext(ctx, "dataplane: snapshot applied but not saved", "version", next.Version, "err", err)
-		warnings = append(warnings, "saving the snapshot failed ("+err.Error()+"): a restarted data plane serves the previous one until the next push")
+	if persist { // else it is on disk already
+		if err := save(s.cfg.State, next); err != nil {
+			// Served, not kept: a restart would serve the previous one.
+			s.log.ErrorContext(ctx, "dataplane: snapshot applied but not saved", "version", next.Version, "err", err)
+			warnings = append(warnings, "saving the snapshot failed ("+err.Error()+"): a restarted data plane serves the previous one until the next push")
+		}
 	}
 	s.cur = next
 	s.served.Store(next)
