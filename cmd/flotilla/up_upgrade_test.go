@@ -116,13 +116,12 @@ func TestUpUpgradesInPlace(t *testing.T) {
 		t.Skip("builds flotilla twice and runs the platform with the shop's user-service")
 	}
 	tmp := t.TempDir()
-	// Both builds link at once (the packages come from the build cache).
+	// One after the other: the second only links again (the version is
+	// a linker flag), where two at once would compile the same packages
+	// twice on a cold build cache.
 	t0 := time.Now()
-	var oldBin, newBin string
-	var builds sync.WaitGroup
-	builds.Go(func() { oldBin = buildFlotilla(t, filepath.Join(tmp, "old"), "v0.9.0-upgrade-test") })
-	builds.Go(func() { newBin = buildFlotilla(t, filepath.Join(tmp, "new"), "v1.0.0-upgrade-test") })
-	builds.Wait()
+	oldBin := buildFlotilla(t, filepath.Join(tmp, "old"), "v0.9.0-upgrade-test")
+	newBin := buildFlotilla(t, filepath.Join(tmp, "new"), "v1.0.0-upgrade-test")
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -242,6 +241,21 @@ func TestUpUpgradesInPlace(t *testing.T) {
 	}
 	if bus.PID != before["bus"].PID || !bus.Adopted {
 		t.Errorf("the bus after the upgrade: %+v; want pid %d adopted", bus, before["bus"].PID)
+	}
+
+	// A second flotilla up of the same version is refused: one control
+	// plane per data directory.
+	again := startUp(t, newBin, args...)
+	select {
+	case <-again.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("a second flotilla up of the same version runs on:\n%s", again.output())
+	}
+	if again.err == nil || !strings.Contains(again.output(), "already runs on the data directory") {
+		t.Errorf("a second flotilla up of the same version: %v\n%s", again.err, again.output())
+	}
+	if cp2 := platformProcesses(t, api)["control plane"]; cp2.PID != cp.PID {
+		t.Errorf("the control plane after a refused second up: pid %d, want %d", cp2.PID, cp.PID)
 	}
 
 	// Stopped, the new one stops everything.
