@@ -166,6 +166,10 @@ type PlatformInfo struct {
 	Demo *DemoData `json:"demo,omitempty"`
 	// Took is the time from start to ready.
 	Took time.Duration `json:"took"`
+	// Upgraded says what this control plane upgraded in place when it
+	// started (the previous control plane, the data plane), one line
+	// each; empty on a plain start.
+	Upgraded []string `json:"upgraded,omitempty"`
 	// Processes are the platform's own processes (the control plane, the
 	// event bus, the data plane) as they are when asked: pid, since when,
 	// restarts, adopted or started, and the data plane's configuration.
@@ -424,7 +428,8 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	// A control plane of another version running on the data directory
 	// hands over to this one (an upgrade): it leaves the bus, the data
 	// plane and the services running, and exits.
-	if err := p.takeOver(ctx, data); err != nil {
+	took, err := p.takeOver(ctx, data)
+	if err != nil {
 		return nil, err
 	}
 	// The data plane's client, and the keeper of copies of its listening
@@ -606,6 +611,12 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	// that outlives this one, authorizing calls from the graph.
 	if dpProc, err = p.startDataplane(ctx, dpDir, dp, keeper); err != nil {
 		return nil, err
+	}
+	if took != "" {
+		info.Upgraded = append(info.Upgraded, took)
+	}
+	if st := dpProc.Status(); st.HandedOver {
+		info.Upgraded = append(info.Upgraded, fmt.Sprintf("data plane: pid %d took over the listening sockets from %s", st.PID, st.HandedOverFrom))
 	}
 	p.mu.Lock()
 	p.procs = append(p.procs, dpProc)
@@ -797,33 +808,36 @@ const HandoverSignal = syscall.SIGUSR2
 // data directory hand over, and waits until it exited; one of the same
 // version is an error (two control planes on one data directory). The
 // control plane is then recorded as this process.
-func (p *Platform) takeOver(ctx context.Context, data string) error {
+func (p *Platform) takeOver(ctx context.Context, data string) (string, error) {
 	dir := ProcessDir(data)
+	note := ""
 	if st, err := supervise.ReadState(dir, "controlplane"); err == nil && st.PID != os.Getpid() {
 		if ok, _ := st.Running(); ok {
 			if st.Version == p.cfg.Version {
-				return fmt.Errorf("flotilla up (pid %d, version %s) already runs on the data directory %s: use it ('flotilla status'), or stop it (Ctrl-C) first", st.PID, st.Version, data)
+				return "", fmt.Errorf("flotilla up (pid %d, version %s) already runs on the data directory %s: use it ('flotilla status'), or stop it (Ctrl-C) first", st.PID, st.Version, data)
 			}
 			p.log.InfoContext(ctx, "upgrading: the running control plane hands over", "pid", st.PID, "version", st.Version, "to", p.cfg.Version)
 			if err := syscall.Kill(st.PID, HandoverSignal); err != nil {
-				return fmt.Errorf("the running control plane (pid %d, version %s): ask it to hand over: %w", st.PID, st.Version, err)
+				return "", fmt.Errorf("the running control plane (pid %d, version %s): ask it to hand over: %w", st.PID, st.Version, err)
 			}
 			deadline := time.Now().Add(p.cfg.StopTimeout)
 			for supervise.Alive(st.PID) {
 				if time.Now().After(deadline) {
-					return fmt.Errorf("the running control plane (pid %d, version %s) did not hand over within %v: stop it (Ctrl-C), then run flotilla up again", st.PID, st.Version, p.cfg.StopTimeout)
+					return "", fmt.Errorf("the running control plane (pid %d, version %s) did not hand over within %v: stop it (Ctrl-C), then run flotilla up again", st.PID, st.Version, p.cfg.StopTimeout)
 				}
 				select {
 				case <-ctx.Done():
-					return ctx.Err()
+					return "", ctx.Err()
 				case <-time.After(50 * time.Millisecond):
 				}
 			}
 			p.log.InfoContext(ctx, "the previous control plane handed over", "pid", st.PID, "version", st.Version)
+			short := func(v string) string { v, _, _ = strings.Cut(v, " go1."); return v } // the toolchain is noise here
+			note = fmt.Sprintf("control plane: %s (pid %d) handed over to %s (pid %d)", short(st.Version), st.PID, short(p.cfg.Version), os.Getpid())
 		}
 	}
 	if err := supervise.RecordSelf(dir, "controlplane", p.cfg.Version, nil); err != nil {
-		return fmt.Errorf("record the control plane: %w", err)
+		return "", fmt.Errorf("record the control plane: %w", err)
 	}
 	p.onCloseOrDetach("control plane record", func(context.Context) error {
 		if st, err := supervise.ReadState(dir, "controlplane"); err == nil && st.PID == os.Getpid() {
@@ -831,7 +845,7 @@ func (p *Platform) takeOver(ctx context.Context, data string) error {
 		}
 		return nil
 	}, func() error { return nil })
-	return nil
+	return note, nil
 }
 
 // upError is the error of a release that did not bring every service up:

@@ -211,6 +211,13 @@ version is unchanged is not rebuilt. The default addresses are in the
 // printUp says where everything is and what to try first.
 func printUp(w io.Writer, info controlplane.PlatformInfo, logPath string) {
 	fmt.Fprintf(w, "\nflotilla is up: %d service(s) ready in %v\n\n", len(info.Services), info.Took.Round(100*time.Millisecond))
+	if len(info.Upgraded) > 0 {
+		fmt.Fprintln(w, "upgraded in place:")
+		for _, u := range info.Upgraded {
+			fmt.Fprintf(w, "  %s\n", u)
+		}
+		fmt.Fprintln(w)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  gateway\t%s\tthe shop's public API: /api/<service>/... (e.g. /api/product/products)\n", info.Gateway)
 	fmt.Fprintf(tw, "  api\t%s\tthe control plane: flotilla status, deploy, history, rollback; /metrics\n", info.API)

@@ -225,6 +225,13 @@ func TestUpUpgradesInPlace(t *testing.T) {
 		t.Errorf("%d of %d requests failed across the upgrade: %v", len(failures), metrics.Requests, failures[:min(len(failures), 10)])
 	}
 	mu.Unlock()
+	out := upgraded.output()
+	if i := strings.Index(out, "upgraded in place:"); i < 0 || !strings.Contains(out, "handed over to v1.0.0-upgrade-test") || !strings.Contains(out, "took over the listening sockets") {
+		t.Errorf("the new flotilla up does not say what it upgraded:\n%s", out)
+	} else {
+		block, _, _ := strings.Cut(out[i:], "\n\n")
+		t.Logf("the new flotilla up says:\n%s", block)
+	}
 	if old.err != nil || !strings.Contains(old.output(), "handed over") {
 		t.Errorf("the old flotilla up exited with %v; its output:\n%s", old.err, old.output())
 	}
