@@ -169,6 +169,10 @@ type PlatformInfo struct {
 	Demo *DemoData `json:"demo,omitempty"`
 	// Took is the time from start to ready.
 	Took time.Duration `json:"took"`
+	// Upgraded says what this control plane upgraded in place when it
+	// started (the previous control plane, the data plane), one line
+	// each; empty on a plain start.
+	Upgraded []string `json:"upgraded,omitempty"`
 	// Processes are the platform's own processes (the control plane, the
 	// event bus, the data plane) as they are when asked: pid, since when,
 	// restarts, adopted or started, and the data plane's configuration.
@@ -181,6 +185,13 @@ type PlatformProcess struct {
 	// ConfigVersion is, for the data plane, the version of the
 	// configuration snapshot it acknowledged (0: it did not answer).
 	ConfigVersion uint64 `json:"config_version,omitempty"`
+	// ConfigRefused is, for the data plane, the last configuration it
+	// refused (it serves the previous one), since this control plane
+	// started.
+	ConfigRefused *dataplane.Refusal `json:"config_refused,omitempty"`
+	// Sockets counts, for the data plane, the copies of its listening
+	// sockets the control plane keeps for its next process.
+	Sockets int `json:"sockets,omitempty"`
 }
 
 // PlatformService is one service of a running platform.
@@ -214,7 +225,8 @@ type Platform struct {
 	mu        sync.Mutex
 	closers   []closer             // in the order they run
 	procs     []*supervise.Process // the platform's own processes
-	started   time.Time            // when Run began
+	dp        *dataplane.Client
+	started   time.Time // when Run began
 }
 
 type closer struct {
@@ -416,11 +428,35 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	}
 	// The data plane's client; a data plane that runs already (the
 	// control plane restarted) serves the gateway's address itself.
-	dpDir := filepath.Join(data, "dataplane")
-	dp, err := dataplane.NewClient(dataplane.ClientConfig{Socket: dataplane.SocketIn(dpDir), Ports: FixedPorts(m), PortsFile: PortsFile(data)})
+	// A control plane of another version running on the data directory
+	// hands over to this one (an upgrade): it leaves the bus, the data
+	// plane and the services running, and exits.
+	took, err := p.takeOver(ctx, data)
 	if err != nil {
 		return nil, err
 	}
+	// The data plane's client, and the keeper of copies of its listening
+	// sockets, which the next data plane started is given: they listen
+	// across its restarts and upgrades.
+	dpDir := filepath.Join(data, "dataplane")
+	keeper := dataplane.NewKeeper(dpDir)
+	dp, err := dataplane.NewClient(dataplane.ClientConfig{Socket: dataplane.SocketIn(dpDir), Ports: FixedPorts(m), PortsFile: PortsFile(data),
+		OnAck: func(ctx context.Context, ack *dataplane.Ack) {
+			if keeper.Covers(ack) {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := keeper.Sync(ctx); err != nil {
+				p.log.WarnContext(ctx, "the data plane's new listening sockets are not kept: a restart of it would refuse connections until it listens again", "err", err)
+			}
+		}})
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.dp = dp
+	p.mu.Unlock()
 	p.onClose("dataplane client", func(context.Context) error { dp.Close(); return nil })
 	gatewayServed := false
 	if st, err := p.dataplaneStatus(ctx, dp); err == nil {
@@ -513,11 +549,13 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	// The data plane stops taking requests and drains them (SIGTERM)
 	// before the services stop.
 	p.onCloseOrDetach("data plane", func(ctx context.Context) error {
+		defer keeper.Close()
 		if dpProc == nil {
 			return nil
 		}
 		return dpProc.Stop(ctx)
 	}, func() error {
+		defer keeper.Close()
 		if dpProc != nil {
 			dpProc.Detach()
 		}
@@ -583,8 +621,14 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 
 	// The data plane: the mesh and the gateway, in a process of its own
 	// that outlives this one, authorizing calls from the graph.
-	if dpProc, err = p.startDataplane(ctx, dpDir, dp); err != nil {
+	if dpProc, err = p.startDataplane(ctx, dpDir, dp, keeper); err != nil {
 		return nil, err
+	}
+	if took != "" {
+		info.Upgraded = append(info.Upgraded, took)
+	}
+	if st := dpProc.Status(); st.HandedOver {
+		info.Upgraded = append(info.Upgraded, fmt.Sprintf("data plane: pid %d took over the listening sockets from %s", st.PID, st.HandedOverFrom))
 	}
 	p.mu.Lock()
 	p.procs = append(p.procs, dpProc)
@@ -654,6 +698,8 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 						pp.ConfigVersion = ds.Version
 					}
 					cancel()
+					pp.ConfigRefused = dp.LastRefusal()
+					pp.Sockets = len(keeper.Sockets())
 				}
 				now.Processes = append(now.Processes, pp)
 			}
@@ -706,17 +752,33 @@ func (p *Platform) dataplaneStatus(ctx context.Context, dp *dataplane.Client) (d
 // restart of the control plane), taking what it serves as the desired
 // state, or starts one, which the control plane then configures from
 // scratch (what it kept on disk is from before a stop, when its services
-// stopped too). A data plane that dies is restarted by the supervisor and
-// given the whole configuration again.
-func (p *Platform) startDataplane(ctx context.Context, dir string, dp *dataplane.Client) (*supervise.Process, error) {
+// stopped too). A data plane of another program (an upgrade of flotilla)
+// hands over to a new one: the new one starts on copies of its listening
+// sockets and with its last configuration, the old one drains and exits.
+// A data plane that dies is restarted by the supervisor on the sockets
+// the keeper holds, and given the whole configuration again.
+func (p *Platform) startDataplane(ctx context.Context, dir string, dp *dataplane.Client, keeper *dataplane.Keeper) (*supervise.Process, error) {
 	args := append(append([]string{}, p.cfg.Dataplane[1:]...), "--state", dir)
+	sock := dataplane.SocketIn(dir)
 	proc, err := supervise.Start(ctx, supervise.Spec{
 		Name: "dataplane", Dir: dir, Path: p.cfg.Dataplane[0], Args: args,
 		Version: p.cfg.Version,
-		Ready: func(ctx context.Context) error {
-			_, err := dp.Status(ctx)
+		ReadyPID: func(ctx context.Context, pid int) error {
+			st, err := dataplane.ProbeStatus(ctx, sock)
+			if err == nil && st.PID != pid {
+				err = fmt.Errorf("the data plane answering is pid %d, not %d", st.PID, pid)
+			}
 			return err
 		},
+		// Copies of the running data plane's sockets when it answers (an
+		// upgrade), else those kept (a restart after a crash).
+		ExtraFiles: func(ctx context.Context) []*os.File {
+			if err := keeper.Sync(ctx); err != nil && !errors.Is(err, dataplane.ErrUnreachable) {
+				p.log.WarnContext(ctx, "the data plane's listening sockets", "err", err)
+			}
+			return keeper.Files()
+		},
+		Handover:    true,
 		StopTimeout: p.cfg.StopTimeout,
 		OnRestart: func(ctx context.Context, st supervise.Status) {
 			if err := dp.Push(ctx); err != nil {
@@ -730,13 +792,72 @@ func (p *Platform) startDataplane(ctx context.Context, dir string, dp *dataplane
 	if err != nil {
 		return nil, fmt.Errorf("data plane: %w", err)
 	}
-	if proc.Status().Adopted {
+	st := proc.Status()
+	if st.Adopted || st.HandedOver {
+		// Kept-alive connections may reach the one that handed over.
+		dp.Close()
 		if err := dp.Adopt(ctx); err != nil {
 			return proc, err
 		}
-		p.log.InfoContext(ctx, "adopted the running data plane", "pid", proc.Status().PID)
+		if st.HandedOver {
+			p.log.InfoContext(ctx, "the data plane was upgraded", "pid", st.PID, "from", st.HandedOverFrom)
+		} else {
+			p.log.InfoContext(ctx, "adopted the running data plane", "pid", st.PID)
+		}
+	}
+	if err := keeper.Sync(ctx); err != nil {
+		p.log.WarnContext(ctx, "the data plane's listening sockets are not kept: a restart of it would refuse connections until it listens again", "err", err)
 	}
 	return proc, nil
+}
+
+// HandoverSignal asks a running control plane (`flotilla up`) to hand
+// over to a newer one: it leaves the bus, the data plane and the services
+// running (Detach) and exits. The newer one sends it (takeOver).
+const HandoverSignal = syscall.SIGUSR2
+
+// takeOver makes the control plane of another version that runs on the
+// data directory hand over, and waits until it exited; one of the same
+// version is an error (two control planes on one data directory). The
+// control plane is then recorded as this process.
+func (p *Platform) takeOver(ctx context.Context, data string) (string, error) {
+	dir := ProcessDir(data)
+	note := ""
+	if st, err := supervise.ReadState(dir, "controlplane"); err == nil && st.PID != os.Getpid() {
+		if ok, _ := st.Running(); ok {
+			if st.Version == p.cfg.Version {
+				return "", fmt.Errorf("flotilla up (pid %d, version %s) already runs on the data directory %s: use it ('flotilla status'), or stop it (Ctrl-C) first", st.PID, st.Version, data)
+			}
+			p.log.InfoContext(ctx, "upgrading: the running control plane hands over", "pid", st.PID, "version", st.Version, "to", p.cfg.Version)
+			if err := syscall.Kill(st.PID, HandoverSignal); err != nil {
+				return "", fmt.Errorf("the running control plane (pid %d, version %s): ask it to hand over: %w", st.PID, st.Version, err)
+			}
+			deadline := time.Now().Add(p.cfg.StopTimeout)
+			for supervise.Alive(st.PID) {
+				if time.Now().After(deadline) {
+					return "", fmt.Errorf("the running control plane (pid %d, version %s) did not hand over within %v: stop it (Ctrl-C), then run flotilla up again", st.PID, st.Version, p.cfg.StopTimeout)
+				}
+				select {
+				case <-ctx.Done():
+					return "", ctx.Err()
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			p.log.InfoContext(ctx, "the previous control plane handed over", "pid", st.PID, "version", st.Version)
+			short := func(v string) string { v, _, _ = strings.Cut(v, " go1."); return v } // the toolchain is noise here
+			note = fmt.Sprintf("control plane: %s (pid %d) handed over to %s (pid %d)", short(st.Version), st.PID, short(p.cfg.Version), os.Getpid())
+		}
+	}
+	if err := supervise.RecordSelf(dir, "controlplane", p.cfg.Version, nil); err != nil {
+		return "", fmt.Errorf("record the control plane: %w", err)
+	}
+	p.onCloseOrDetach("control plane record", func(context.Context) error {
+		if st, err := supervise.ReadState(dir, "controlplane"); err == nil && st.PID == os.Getpid() {
+			_ = os.Remove(supervise.StatePath(dir, "controlplane"))
+		}
+		return nil
+	}, func() error { return nil })
+	return note, nil
 }
 
 // upError is the error of a release that did not bring every service up:

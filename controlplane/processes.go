@@ -78,8 +78,12 @@ func (p *Platform) startBus(ctx context.Context, data, addr string) (*supervise.
 	args := append(append([]string(nil), cmd[1:]...), "--dir", filepath.Join(data, "nats"), "--addr", addr)
 	proc, err := supervise.Start(ctx, supervise.Spec{
 		Name: "bus", Dir: ProcessDir(data), Path: cmd[0], Args: args,
-		Env:     append(os.Environ(), busProcessEnv+"=1"),
-		Version: p.cfg.Version, Addrs: map[string]string{"client": addr},
+		Env: append(os.Environ(), busProcessEnv+"=1"),
+		// A restart of the bus would interrupt the services' events: a
+		// bus an older flotilla started is adopted, and runs this
+		// program from its next restart on.
+		KeepProgram: true,
+		Version:     p.cfg.Version, Addrs: map[string]string{"client": addr},
 		Ready: func(ctx context.Context) error { return busnats.Probe(ctx, url) },
 		OnRestart: func(ctx context.Context, st supervise.Status) {
 			p.log.WarnContext(ctx, "the event bus exited and was restarted", "pid", st.PID, "restarts", st.Restarts, "exit", st.LastExit, "log", st.Log)

@@ -39,6 +39,20 @@ type ClientConfig struct {
 	PortsFile string
 	// Host is the services' listen host (default 127.0.0.1).
 	Host string
+	// OnAck, when set, is called after every acknowledged push, with the
+	// client's lock held (the next change waits for it): where the
+	// control plane's keeper of the data plane's listening sockets takes
+	// copies of new ones.
+	OnAck func(ctx context.Context, ack *Ack)
+}
+
+// Refusal is the last snapshot the data plane refused, as the control
+// plane reports it (`flotilla status`).
+type Refusal struct {
+	Version uint64    `json:"version"` // the version refused
+	Acked   uint64    `json:"acked"`   // the version it still serves
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
 }
 
 // Client is the control plane's side: it holds the desired configuration
@@ -54,6 +68,19 @@ type Client struct {
 	mu         sync.Mutex // serialises changes; guards the fields below
 	desired    *Snapshot  // as last acknowledged (or adopted)
 	remembered map[string]int
+	refused    *Refusal
+}
+
+// LastRefusal is the last snapshot the data plane refused (nil: none
+// since this client started).
+func (c *Client) LastRefusal() *Refusal {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refused == nil {
+		return nil
+	}
+	r := *c.refused
+	return &r
 }
 
 // SocketIn is the admin socket of the data plane whose state directory
@@ -99,6 +126,10 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+		// A versioned snapshot is idempotent: sent again on a fresh
+		// connection when the kept-alive one was closed under it (the
+		// data plane that served it handed over and exited).
+		req.Header.Set("Idempotency-Key", fmt.Sprintf("snapshot-%p-%d", c, time.Now().UnixNano()))
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -139,6 +170,20 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status
 	err := c.do(ctx, http.MethodGet, "/status", nil, &st)
 	return st, err
+}
+
+// ProbeStatus asks the data plane on socket for its status on a
+// connection of its own: while a new data plane takes over from an old
+// one both serve the admin socket, and a kept-alive connection would
+// keep reaching the old one.
+func ProbeStatus(ctx context.Context, socket string) (Status, error) {
+	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}}
+	defer tr.CloseIdleConnections()
+	c := &Client{cfg: ClientConfig{Socket: socket}, http: &http.Client{Transport: tr}}
+	return c.Status(ctx)
 }
 
 // Adopt makes what the data plane serves the desired state: a restarted
@@ -189,7 +234,9 @@ func (c *Client) push(ctx context.Context, next *Snapshot) (*Ack, error) {
 				next.Version = se.api.Version + 1
 				continue
 			}
-			return nil, &RefusedError{Version: next.Version, Acked: se.api.Version, Stale: se.api.Code == "stale", Reason: se.api.Error}
+			re := &RefusedError{Version: next.Version, Acked: se.api.Version, Stale: se.api.Code == "stale", Reason: se.api.Error}
+			c.refused = &Refusal{Version: re.Version, Acked: re.Acked, Reason: re.Reason, At: time.Now().UTC()}
+			return nil, re
 		}
 		if err != nil {
 			return nil, err
@@ -204,6 +251,9 @@ func (c *Client) push(ctx context.Context, next *Snapshot) (*Ack, error) {
 		}
 		next.Version = ack.Version
 		c.desired = next
+		if c.cfg.OnAck != nil {
+			c.cfg.OnAck(ctx, &ack)
+		}
 		if len(ack.Warnings) > 0 {
 			return &ack, fmt.Errorf("data plane applied version %d with problems: %s", ack.Version, strings.Join(ack.Warnings, "; "))
 		}

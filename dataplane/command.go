@@ -6,8 +6,27 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
+	"strconv"
 	"time"
+
+	"github.com/flotilla-ci/flotilla/internal/supervise"
 )
+
+// InheritedListeners are the listening sockets this process was started
+// with by its supervisor (supervise.FilesEnv says how many): for a main.
+func InheritedListeners() ([]net.Listener, error) {
+	v := os.Getenv(supervise.FilesEnv)
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("dataplane: %s=%q: want a count of inherited descriptors", supervise.FilesEnv, v)
+	}
+	return FileListeners(n)
+}
 
 // Command runs the data plane from command-line arguments, as `flotilla
 // dataplane` takes them (--state DIR, --drain-timeout D), logging to
@@ -24,7 +43,11 @@ func Command(ctx context.Context, args []string, stderr io.Writer, version strin
 	if *state == "" || fs.NArg() > 0 {
 		return fmt.Errorf("dataplane: want --state DIR [--drain-timeout D], not %q", args)
 	}
-	m := &Main{Config: Config{State: *state, DrainTimeout: *drain, Version: version,
+	inherited, err := InheritedListeners()
+	if err != nil {
+		return err
+	}
+	m := &Main{Config: Config{State: *state, DrainTimeout: *drain, Version: version, Inherited: inherited,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil))}}
 	return m.Run(ctx)
 }

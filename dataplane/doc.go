@@ -20,6 +20,14 @@
 // whole state again; after the control plane restarts, [Client.Adopt]
 // takes what the data plane serves as the desired state.
 //
+// The listening sockets outlive the process (handover.go): the data
+// plane hands copies of them (SCM_RIGHTS) to whoever connects to
+// [SocketsIn]: the control plane's [Keeper], which gives them to the next
+// data plane it starts ([Config.Inherited], [InheritedListeners]). A
+// kill -9 then leaves the ports listening, with connections waiting in
+// the backlog for the next process; an upgrade starts the new program on
+// the same sockets beside the old one, which drains and exits.
+//
 // The admin API listens on a unix socket in the state directory
 // ([SocketIn]), not on a loopback port: whoever can push a snapshot
 // decides where every request goes, and a socket file with mode 0600 in

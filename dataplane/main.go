@@ -25,8 +25,14 @@ type Config struct {
 	// Version is flotilla's version, reported by the status.
 	Version string
 	// Mesh configures the mesh (its Authz comes from the snapshots).
-	Mesh   mesh.Config
-	Logger *slog.Logger
+	Mesh mesh.Config
+	// Inherited are the listening sockets of the data plane this one
+	// replaces, as its supervisor kept them (FileListeners): the admin
+	// socket, the gateway's and the services' listeners. This one
+	// serves them instead of listening anew, so no connection is
+	// refused in between.
+	Inherited []net.Listener
+	Logger    *slog.Logger
 }
 
 // Main is the data-plane process: the mesh, the edge gateway and the admin
@@ -35,10 +41,11 @@ type Config struct {
 type Main struct {
 	Config Config
 
-	mesh   *mesh.Mesh
-	server *Server
-	admin  *http.Server
-	ln     net.Listener
+	mesh    *mesh.Mesh
+	server  *Server
+	admin   *http.Server
+	ln      net.Listener
+	sockets *net.UnixListener // hands copies of the listeners over
 
 	closeOnce sync.Once
 	closeErr  error
@@ -61,8 +68,45 @@ func (m *Main) Start(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
 		return fmt.Errorf("dataplane: state directory: %w", err)
 	}
-	ln, err := listenAdmin(SocketIn(cfg.State))
+	inherited := map[string]net.Listener{}
+	for _, l := range cfg.Inherited {
+		inherited[listenerKey(l)] = l
+	}
+	closeInherited := func() {
+		for _, l := range inherited {
+			_ = l.Close()
+		}
+	}
+	var ln net.Listener
+	adminKey := "unix:" + SocketIn(cfg.State)
+	if l := inherited[adminKey]; l != nil {
+		// The admin socket the previous data plane served, with the
+		// requests waiting on it.
+		ln = l
+		delete(inherited, adminKey)
+		cfg.Logger.InfoContext(ctx, "dataplane: taking over the listening sockets", "count", len(cfg.Inherited))
+	} else {
+		var err error
+		if ln, err = listenAdmin(SocketIn(cfg.State)); err != nil {
+			closeInherited()
+			return err
+		}
+	}
+	// The socket file belongs to whichever data plane serves it last:
+	// one that stops must not remove it under the next.
+	if ul, ok := ln.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
+	sockets, err := listenSockets(SocketsIn(cfg.State))
 	if err != nil {
+		_ = ln.Close()
+		closeInherited()
+		return err
+	}
+	fail := func(err error) error {
+		_ = ln.Close()
+		_ = sockets.Close()
+		closeInherited()
 		return err
 	}
 	mc := cfg.Mesh
@@ -70,17 +114,29 @@ func (m *Main) Start(ctx context.Context) error {
 		mc.Logger = cfg.Logger.With("component", "mesh")
 	}
 	if m.mesh, err = mesh.New(mc); err != nil {
-		_ = ln.Close()
-		return err
+		return fail(err)
 	}
 	m.server, err = NewServer(ServerConfig{Mesh: m.mesh, State: cfg.State, DrainTimeout: cfg.DrainTimeout,
-		Version: cfg.Version, Logger: cfg.Logger})
+		Version: cfg.Version, Logger: cfg.Logger, Inherited: inherited})
 	if err != nil {
-		_ = ln.Close()
-		return err
+		return fail(err)
 	}
 	_ = m.server.Start(ctx) // logged, and in the status
 	m.ln = ln
+	m.sockets = sockets
+	adminLn := ln
+	go serveSockets(sockets, func() ([]Socket, error) {
+		socks, err := m.server.Sockets()
+		if err != nil {
+			return nil, err
+		}
+		f, err := dupFD(adminLn)
+		if err != nil {
+			closeSockets(socks)
+			return nil, err
+		}
+		return append(socks, Socket{Name: "admin", Network: "unix", Addr: SocketIn(cfg.State), File: f}), nil
+	}, func(msg string, args ...any) { cfg.Logger.Warn(msg, args...) })
 	m.admin = &http.Server{Handler: m.server.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 	go func() {
@@ -113,6 +169,25 @@ func listenAdmin(path string) (net.Listener, error) {
 	return ln, nil
 }
 
+// listenSockets listens on the socket the listeners are handed over on,
+// in place of one a previous data plane left (it serves the same
+// sockets, and stops soon).
+func listenSockets(path string) (*net.UnixListener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("dataplane: remove %s: %w", path, err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: sockets socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(false)
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("dataplane: sockets socket: %w", err)
+	}
+	return ln, nil
+}
+
 // Run starts the data plane and serves until ctx is done, then drains
 // (Close).
 func (m *Main) Run(ctx context.Context) error {
@@ -140,6 +215,7 @@ func (m *Main) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.DrainTimeout)
 		defer cancel()
 		var errs []error
+		_ = m.sockets.Close()
 		if err := m.admin.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("admin API: %w", err))
 		}

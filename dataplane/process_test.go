@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/flotilla-ci/flotilla/deploy"
+	"github.com/flotilla-ci/flotilla/internal/supervise"
 	"github.com/flotilla-ci/flotilla/mesh"
 )
 
@@ -28,9 +29,14 @@ const childEnv = "FLOTILLA_DATAPLANE_TEST_STATE"
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		inherited, err := InheritedListeners()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dataplane:", err)
+			os.Exit(1)
+		}
 		dp := &Main{Config: Config{State: dir, Version: "test-child", DrainTimeout: 30 * time.Second,
-			Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}}
-		err := dp.Run(ctx)
+			Inherited: inherited, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}}
+		err = dp.Run(ctx)
 		stop()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "dataplane:", err)
@@ -66,10 +72,19 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startChild(t *testing.T, dir string) *child {
+func startChild(t *testing.T, dir string, inherit ...*os.File) *child {
 	t.Helper()
 	c := &child{cmd: exec.Command(os.Args[0], "-test.run=^$"), stderr: &syncBuffer{}, done: make(chan struct{})}
 	c.cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	if len(inherit) > 0 {
+		c.cmd.ExtraFiles = inherit
+		c.cmd.Env = append(c.cmd.Env, fmt.Sprintf("%s=%d", supervise.FilesEnv, len(inherit)))
+		defer func() {
+			for _, f := range inherit {
+				_ = f.Close()
+			}
+		}()
+	}
 	c.cmd.Stderr = c.stderr
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -36,7 +36,12 @@ type ServerConfig struct {
 	Gateway mesh.GatewayOptions
 	// Version is flotilla's version, reported by the status.
 	Version string
-	Logger  *slog.Logger
+	// Inherited are listening sockets a previous data plane served (by
+	// listenerKey): a snapshot's service or gateway at one of their
+	// addresses takes it instead of listening anew. Those the first
+	// snapshot applied does not take are closed.
+	Inherited map[string]net.Listener
+	Logger    *slog.Logger
 }
 
 // Server applies snapshots to a mesh and its gateway: it runs in the
@@ -57,6 +62,13 @@ type Server struct {
 	acked     atomic.Uint64
 	served    atomic.Pointer[Snapshot] // cur, for readers that must not wait for an Apply's drains
 	loadError atomic.Pointer[string]
+
+	// lnMu guards the listeners served, by name ("service NAME",
+	// "gateway"), to hand copies over without waiting for an Apply; a
+	// listener leaves the map before it is closed.
+	lnMu      sync.Mutex
+	listening map[string]net.Listener
+	inherited map[string]net.Listener // guarded by mu
 }
 
 // NewServer checks the configuration. Call Start to load the snapshot
@@ -87,7 +99,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Gateway.HTTPClient == nil {
 		cfg.Gateway.HTTPClient = &http.Client{Timeout: 5 * time.Second, Transport: asGateway{http.DefaultTransport}}
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, started: time.Now(), cur: &Snapshot{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, started: time.Now(), cur: &Snapshot{},
+		listening: map[string]net.Listener{}, inherited: map[string]net.Listener{}}
+	for k, ln := range cfg.Inherited {
+		s.inherited[k] = ln
+	}
 	s.served.Store(s.cur)
 	return s, nil
 }
@@ -110,7 +126,7 @@ func (t asGateway) RoundTrip(r *http.Request) (*http.Response, error) {
 func (s *Server) Start(ctx context.Context) error {
 	snap, err := load(s.cfg.State)
 	if err == nil && snap != nil {
-		_, err = s.Apply(ctx, snap)
+		_, err = s.apply(ctx, snap, false)
 	}
 	if err != nil {
 		msg := err.Error()
@@ -167,6 +183,13 @@ func (s *Server) Current() *Snapshot {
 // *RefusedError and nothing of it applied. The snapshot applied is saved
 // before Apply returns.
 func (s *Server) Apply(ctx context.Context, in *Snapshot) (*Ack, error) {
+	return s.apply(ctx, in, true)
+}
+
+// apply is Apply; persist is false for the snapshot just read from disk
+// (saving it again would only delay a restarted data plane's first
+// answers by an fsync).
+func (s *Server) apply(ctx context.Context, in *Snapshot, persist bool) (*Ack, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	refuse := func(stale bool, format string, a ...any) (*Ack, error) {
@@ -196,10 +219,13 @@ func (s *Server) Apply(ctx context.Context, in *Snapshot) (*Ack, error) {
 		return refuse(false, "%v", err)
 	}
 	warnings := s.reconcile(ctx, next, plan)
-	if err := save(s.cfg.State, next); err != nil {
-		// Served, not kept: a restart would serve the previous one.
-		s.log.ErrorContext(ctx, "dataplane: snapshot applied but not saved", "version", next.Version, "err", err)
-		warnings = append(warnings, "saving the snapshot failed ("+err.Error()+"): a restarted data plane serves the previous one until the next push")
+	s.closeInherited(ctx, plan)
+	if persist { // else it is on disk already
+		if err := save(s.cfg.State, next); err != nil {
+			// Served, not kept: a restart would serve the previous one.
+			s.log.ErrorContext(ctx, "dataplane: snapshot applied but not saved", "version", next.Version, "err", err)
+			warnings = append(warnings, "saving the snapshot failed ("+err.Error()+"): a restarted data plane serves the previous one until the next push")
+		}
 	}
 	s.cur = next
 	s.served.Store(next)
@@ -248,15 +274,70 @@ func sameHost(a, b string) bool {
 type plan struct {
 	listeners map[string]net.Listener // new services'
 	gwLn      net.Listener            // a new gateway listener
+	// taken are the inherited listeners among them (by listenerKey): a
+	// refused snapshot leaves them for the next.
+	taken map[string]bool
 }
 
 func (p *plan) close() {
 	for _, ln := range p.listeners {
-		_ = ln.Close()
+		if !p.taken[listenerKey(ln)] {
+			_ = ln.Close()
+		}
 	}
-	if p.gwLn != nil {
+	if p.gwLn != nil && !p.taken[listenerKey(p.gwLn)] {
 		_ = p.gwLn.Close()
 	}
+}
+
+// listen takes the inherited listener at addr, or listens on it.
+func (s *Server) listen(ctx context.Context, p *plan, addr string) (net.Listener, error) {
+	if ln := s.inherited["tcp:"+addr]; ln != nil {
+		p.taken["tcp:"+addr] = true
+		return ln, nil
+	}
+	var lc net.ListenConfig
+	return lc.Listen(ctx, "tcp", addr)
+}
+
+// closeInherited closes the inherited listeners the applied snapshot
+// did not take: nothing is to listen there any more. s.mu is held.
+func (s *Server) closeInherited(ctx context.Context, p *plan) {
+	for k, ln := range s.inherited {
+		if !p.taken[k] {
+			s.log.InfoContext(ctx, "dataplane: an inherited listener is not in the snapshot: closed", "addr", k)
+			_ = ln.Close()
+		}
+	}
+	s.inherited = map[string]net.Listener{}
+}
+
+// Sockets returns copies of the listening sockets served (the services'
+// and the gateway's), to hand over; the caller closes their files.
+func (s *Server) Sockets() ([]Socket, error) {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	var out []Socket
+	for name, ln := range s.listening {
+		f, err := dupFD(ln)
+		if err != nil {
+			closeSockets(out)
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out = append(out, Socket{Name: name, Network: ln.Addr().Network(), Addr: ln.Addr().String(), File: f})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (s *Server) setListening(name string, ln net.Listener) {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if ln == nil {
+		delete(s.listening, name)
+		return
+	}
+	s.listening[name] = ln
 }
 
 // prepare checks what only the running data plane can (addresses) and
@@ -264,9 +345,8 @@ func (p *plan) close() {
 // in the addresses taken.
 func (s *Server) prepare(ctx context.Context, next *Snapshot) (*plan, error) {
 	s.resolve(next)
-	p := &plan{listeners: map[string]net.Listener{}}
+	p := &plan{listeners: map[string]net.Listener{}, taken: map[string]bool{}}
 	var errs []error
-	var lc net.ListenConfig
 	for i := range next.Services {
 		svc := &next.Services[i]
 		if old := s.cur.Service(svc.Name); old != nil {
@@ -275,7 +355,7 @@ func (s *Server) prepare(ctx context.Context, next *Snapshot) (*plan, error) {
 			}
 			continue
 		}
-		ln, err := lc.Listen(ctx, "tcp", svc.Addr)
+		ln, err := s.listen(ctx, p, svc.Addr)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("service %s: listen on %s: %w", svc.Name, svc.Addr, err))
 			continue
@@ -288,7 +368,7 @@ func (s *Server) prepare(ctx context.Context, next *Snapshot) (*plan, error) {
 		case s.cur.Gateway != nil && g.Listen != s.cur.Gateway.Listen:
 			errs = append(errs, fmt.Errorf("the gateway listens on %s: it cannot move to %s (remove it in one snapshot, add it in the next)", s.cur.Gateway.Listen, g.Listen))
 		case s.cur.Gateway == nil:
-			ln, err := lc.Listen(ctx, "tcp", g.Listen)
+			ln, err := s.listen(ctx, p, g.Listen)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("gateway: listen on %s: %w", g.Listen, err))
 				break
@@ -350,6 +430,8 @@ func (s *Server) reconcile(ctx context.Context, next *Snapshot, p *plan) []strin
 		if ln := p.listeners[svc.Name]; ln != nil {
 			if _, err := m.AddService(ctx, mesh.ServiceConfig{Name: svc.Name, Listener: ln}); err != nil {
 				note("service %s: %v", svc.Name, err)
+			} else {
+				s.setListening("service "+svc.Name, ln)
 			}
 		}
 	}
@@ -364,6 +446,7 @@ func (s *Server) reconcile(ctx context.Context, next *Snapshot, p *plan) []strin
 		if next.Service(old.Name) != nil {
 			continue
 		}
+		s.setListening("service "+old.Name, nil)
 		dctx, cancel := drainCtx()
 		if err := m.RemoveService(dctx, old.Name); err != nil {
 			note("remove service %s: %v", old.Name, err)
@@ -458,6 +541,7 @@ func equalStrings(a, b []string) bool {
 // stops it when the snapshot has none, and starts serving a new listener.
 func (s *Server) reconcileGateway(ctx context.Context, next *Snapshot, p *plan, note func(string, ...any)) {
 	if next.Gateway == nil {
+		s.setListening("gateway", nil)
 		if s.gwSrv != nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
 			if err := s.gwSrv.Shutdown(dctx); err != nil {
@@ -488,6 +572,7 @@ func (s *Server) reconcileGateway(ctx context.Context, next *Snapshot, p *plan, 
 	}
 	if p.gwLn != nil {
 		s.gwLn = p.gwLn
+		s.setListening("gateway", p.gwLn)
 		s.gwSrv = &http.Server{
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				gw := s.gwCurrent.Load()
@@ -523,6 +608,13 @@ func sameGateway(a, b *mesh.GatewayConfig) bool {
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.lnMu.Lock()
+	s.listening = map[string]net.Listener{}
+	s.lnMu.Unlock()
+	for _, ln := range s.inherited {
+		_ = ln.Close()
+	}
+	s.inherited = map[string]net.Listener{}
 	if s.gwSrv == nil {
 		return nil
 	}

@@ -41,7 +41,21 @@ type connServer struct {
 type srvConn struct {
 	c      net.Conn
 	active atomic.Bool
+	// served is set once a request was read: before, the connection is
+	// new, not idle (its first request may be on its way), and Shutdown
+	// leaves it newConnGrace to send it.
+	served   atomic.Bool
+	accepted time.Time
 }
+
+// newConnGrace is how long Shutdown waits for the first request of a
+// connection accepted just before it: a listening socket handed over to
+// another process (dataplane) goes on accepting there, and a connection
+// this process accepted last must still get its answer. A client sends
+// its request right after connecting, so a second is ample; net/http
+// waits 5 s, which would hold a shutdown up for connections that never
+// send anything.
+const newConnGrace = time.Second
 
 func newConnServer(h http.Handler, log *slog.Logger) *connServer {
 	return &connServer{h: h, log: log, idleTimeout: 2 * time.Minute, conns: map[*srvConn]struct{}{}}
@@ -68,7 +82,7 @@ func (s *connServer) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		sc := &srvConn{c: c}
+		sc := &srvConn{c: c, accepted: time.Now()}
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
@@ -96,7 +110,7 @@ func (s *connServer) Shutdown(ctx context.Context) error {
 		s.mu.Lock()
 		n := 0
 		for sc := range s.conns {
-			if !sc.active.Load() {
+			if !sc.active.Load() && (sc.served.Load() || time.Since(sc.accepted) > newConnGrace) {
 				_ = sc.c.Close()
 				delete(s.conns, sc)
 				continue
@@ -171,6 +185,7 @@ func (s *connServer) serveConn(sc *srvConn) {
 			return
 		}
 		sc.active.Store(true)
+		sc.served.Store(true)
 		if (req.Body != nil && req.Body != http.NoBody) || len(req.Header["Upgrade"]) > 0 {
 			_ = c.SetReadDeadline(time.Time{})
 			armed = time.Time{}

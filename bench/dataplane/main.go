@@ -35,6 +35,7 @@ import (
 
 	"github.com/flotilla-ci/flotilla/dataplane"
 	"github.com/flotilla-ci/flotilla/deploy"
+	"github.com/flotilla-ci/flotilla/internal/supervise"
 	"github.com/flotilla-ci/flotilla/mesh"
 )
 
@@ -50,7 +51,12 @@ func main() {
 	switch *role {
 	case "dataplane":
 		debug.SetGCPercent(400)
-		m := &dataplane.Main{Config: dataplane.Config{State: *state, Version: "bench",
+		inherited, lerr := dataplane.InheritedListeners()
+		if lerr != nil {
+			err = lerr
+			break
+		}
+		m := &dataplane.Main{Config: dataplane.Config{State: *state, Version: "bench", Inherited: inherited,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 		err = m.Run(ctx)
 	case "":
@@ -64,9 +70,18 @@ func main() {
 	}
 }
 
-func startDataplane(dir string) (*exec.Cmd, error) {
+func startDataplane(dir string, inherit ...*os.File) (*exec.Cmd, error) {
 	cmd := exec.Command(os.Args[0], "-role", "dataplane", "-state", dir)
 	cmd.Stderr = os.Stderr
+	if len(inherit) > 0 {
+		cmd.ExtraFiles = inherit
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", supervise.FilesEnv, len(inherit)))
+		defer func() {
+			for _, f := range inherit {
+				_ = f.Close()
+			}
+		}()
+	}
 	return cmd, cmd.Start()
 }
 
@@ -179,12 +194,96 @@ func run(ctx context.Context, pushes, restarts int) error {
 		serve = append(serve, time.Since(t0))
 	}
 
+	// The same with the listening sockets kept (what the control plane's
+	// keeper does): a request sent right after the kill waits in the
+	// backlog for the next process.
+	keeper := dataplane.NewKeeper(dir)
+	defer keeper.Close()
+	if err := keeper.Sync(ctx); err != nil {
+		return err
+	}
+	var kept []time.Duration
+	refused := 0
+	for i := 0; i < restarts && ctx.Err() == nil; i++ {
+		_ = dp.Process.Signal(syscall.SIGKILL)
+		_ = dp.Wait()
+		t0 := time.Now()
+		answered := make(chan error, 1)
+		go func() {
+			resp, err := probe.Get("http://" + addr + "/")
+			if err == nil {
+				_ = resp.Body.Close()
+			}
+			answered <- err
+		}()
+		if dp, err = startDataplane(dir, keeper.Files()...); err != nil {
+			return err
+		}
+		if err := <-answered; err != nil {
+			refused++
+			if err := poll(ctx, func() bool { _, err := dataplane.ProbeStatus(ctx, dataplane.SocketIn(dir)); return err == nil }); err != nil {
+				return err
+			}
+			continue
+		}
+		kept = append(kept, time.Since(t0))
+	}
+
+	// Hand-overs: a new process on the same sockets, then SIGTERM to the
+	// old one, under a prober that counts failed requests.
+	var handovers []time.Duration
+	failed, sent := 0, 0
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	proberDone := make(chan struct{})
+	go func() {
+		defer close(proberDone)
+		for hctx.Err() == nil {
+			resp, err := probe.Get("http://" + addr + "/")
+			sent++
+			if err != nil {
+				failed++
+				continue
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				failed++
+			}
+		}
+	}()
+	for i := 0; i < restarts && ctx.Err() == nil; i++ {
+		if err := keeper.Sync(ctx); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		next, err := startDataplane(dir, keeper.Files()...)
+		if err != nil {
+			return err
+		}
+		if err := poll(ctx, func() bool {
+			st, err := dataplane.ProbeStatus(ctx, dataplane.SocketIn(dir))
+			return err == nil && st.PID == next.Process.Pid
+		}); err != nil {
+			return fmt.Errorf("hand-over %d: %w", i+1, err)
+		}
+		_ = dp.Process.Signal(syscall.SIGTERM)
+		_ = dp.Wait()
+		handovers = append(handovers, time.Since(t0))
+		dp = next
+	}
+	hcancel()
+	<-proberDone
+
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("bench/dataplane on %d cores, %s/%s, load average %s", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, strings.Join(strings.Fields(string(load))[:3], " "))
 	fmt.Println()
 	report("weight change pushed → first request routed by it", effect)
 	report("weight change pushed → acknowledged (applied, saved)", ack)
 	report("kill -9, new process started → serving its saved snapshot", serve)
+	report("kill -9 with the sockets kept → a request sent at once answered", kept)
+	fmt.Printf("  of which refused or failed: %d of %d\n", refused, restarts)
+	report("hand-over: new process started → old one drained and gone", handovers)
+	fmt.Printf("  requests failed during the hand-overs: %d of %d\n", failed, sent)
 	p99 := percentile(effect, 0.99)
 	verdict := "met"
 	if p99 >= 50*time.Millisecond {

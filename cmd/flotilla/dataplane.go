@@ -27,7 +27,9 @@ func (a *app) dataplaneCmd() *cobra.Command {
 configuration saved in --state (the last snapshot it acknowledged), at once,
 then takes new snapshots from the control plane on the admin socket
 DIR/admin.sock. SIGTERM stops it after draining in-flight requests (at most
---drain-timeout). Its log goes to stderr.`,
+--drain-timeout). Its log goes to stderr. Started with listening sockets to
+take over (FLOTILLA_FDS=n: file descriptors 3 to 3+n-1, from the data plane it
+replaces), it serves them instead of listening anew.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if state == "" {
 				return usageErr(fmt.Errorf("dataplane: --state DIR is required (see 'flotilla dataplane --help')"))
@@ -39,8 +41,14 @@ DIR/admin.sock. SIGTERM stops it after draining in-flight requests (at most
 			// process: collect less often than the default (mesh/doc.go).
 			debug.SetGCPercent(400)
 			info, _ := debug.ReadBuildInfo()
+			// The listening sockets its supervisor kept from the data
+			// plane this one replaces.
+			inherited, err := dataplane.InheritedListeners()
+			if err != nil {
+				return err
+			}
 			m := &dataplane.Main{Config: dataplane.Config{
-				State: state, DrainTimeout: drain, Version: versionLine(version, info),
+				State: state, DrainTimeout: drain, Version: versionLine(version, info), Inherited: inherited,
 				Logger: slog.New(slog.NewTextHandler(a.stderr, nil)),
 			}}
 			return m.Run(cmd.Context())

@@ -152,8 +152,17 @@ func writePlatform(w io.Writer, ps []controlplane.PlatformProcess, now time.Time
 		if p.Adopted {
 			notes = append(notes, "adopted")
 		}
+		if p.HandedOver {
+			notes = append(notes, "took over from "+p.HandedOverFrom)
+		}
 		if p.ConfigVersion > 0 {
 			notes = append(notes, fmt.Sprintf("config %d acknowledged", p.ConfigVersion))
+		}
+		if r := p.ConfigRefused; r != nil {
+			notes = append(notes, fmt.Sprintf("config %d REFUSED %s ago (serves %d): %s", r.Version, now.Sub(r.At).Round(time.Second), r.Acked, r.Reason))
+		}
+		if p.Sockets > 0 {
+			notes = append(notes, fmt.Sprintf("%d listening sockets kept", p.Sockets))
 		}
 		if p.LastExit != "" {
 			notes = append(notes, "last exit: "+p.LastExit)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -9,11 +10,13 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -50,6 +53,13 @@ are ready, load demo data, and print where everything is. Ctrl-C stops the
 services (drained first), then the platform and the bus. If this process is
 killed instead, the bus and the services keep running, and the next
 'flotilla up' adopts them.
+
+'flotilla up' of a newer flotilla on a data directory where another version
+runs upgrades the platform in place: the running 'flotilla up' hands over
+(it leaves everything running and exits), this one adopts the bus and the
+services, and replaces the data plane by its own program on the same
+listening sockets while the old one drains its requests. The bus keeps its
+program until it next restarts.
 
 State lives in the data directory (default .flotilla beside the manifest):
 the next 'flotilla up' comes back with the same data, and a service whose
@@ -102,7 +112,9 @@ version is unchanged is not rebuilt. The default addresses are in the
 			ctx := cmd.Context()
 			var wg sync.WaitGroup
 			runDone := make(chan struct{})
+			up := make(chan struct{})
 			cfg.Ready = func(info controlplane.PlatformInfo) {
+				defer close(up)
 				if info.Report != nil {
 					r.report(info.Report)
 				}
@@ -140,9 +152,40 @@ version is unchanged is not rebuilt. The default addresses are in the
 				return usageErr(err)
 			}
 			fmt.Fprintf(a.stdout, "flotilla up: %s, data in %s (platform log: %s)\n", m.File, relPath(cfg.Data), relPath(logPath))
-			err = p.Run(ctx)
+			// A newer flotilla up on the same data directory asks this one
+			// to hand over (an upgrade): once up, it leaves the bus, the
+			// data plane and the services running and exits.
+			handover := make(chan os.Signal, 1)
+			signal.Notify(handover, controlplane.HandoverSignal)
+			defer signal.Stop(handover)
+			runCtx, cancelRun := context.WithCancel(ctx)
+			defer cancelRun()
+			var handedOver atomic.Bool
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				select {
+				case <-handover:
+				case <-runDone:
+					return
+				}
+				select {
+				case <-up:
+				case <-runDone:
+					return
+				}
+				fmt.Fprintln(a.stdout, "handing over to a newer flotilla up: the bus, the data plane and the services run on")
+				handedOver.Store(true)
+				_ = p.Detach()
+				cancelRun()
+			}()
+			err = p.Run(runCtx)
 			close(runDone)
 			wg.Wait()
+			if handedOver.Load() {
+				fmt.Fprintln(a.stdout, "handed over: the newer flotilla up runs the platform")
+				return nil
+			}
 			if err != nil {
 				if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
 					fmt.Fprintln(a.stdout, "interrupted before every service was up: stopped what had started")
@@ -175,6 +218,13 @@ version is unchanged is not rebuilt. The default addresses are in the
 // printUp says where everything is and what to try first.
 func printUp(w io.Writer, info controlplane.PlatformInfo, logPath string) {
 	fmt.Fprintf(w, "\nflotilla is up: %d service(s) ready in %v\n\n", len(info.Services), info.Took.Round(100*time.Millisecond))
+	if len(info.Upgraded) > 0 {
+		fmt.Fprintln(w, "upgraded in place:")
+		for _, u := range info.Upgraded {
+			fmt.Fprintf(w, "  %s\n", u)
+		}
+		fmt.Fprintln(w)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  gateway\t%s\tthe shop's public API: /api/<service>/... (e.g. /api/product/products)\n", info.Gateway)
 	fmt.Fprintf(tw, "  api\t%s\tthe control plane: flotilla status, deploy, history, rollback; /metrics\n", info.API)

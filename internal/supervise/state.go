@@ -105,3 +105,20 @@ func writeState(dir string, st State) error {
 	}
 	return nil
 }
+
+// RecordSelf writes a state file for this process (one nobody
+// supervises, such as the control plane itself), so another can find it
+// and tell it from a later process given its pid (State.Running).
+func RecordSelf(dir, name, version string, addrs map[string]string) error {
+	pid := os.Getpid()
+	id, err := identify(pid)
+	if err != nil {
+		return err
+	}
+	exe, _ := os.Executable()
+	st := State{Name: name, PID: pid, Path: exe, Args: os.Args[1:], Version: version, Started: time.Now(), Addrs: addrs, Identity: id}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return writeState(dir, st)
+}

@@ -14,6 +14,14 @@
 // it keeps crashing, and [Spec.OnRestart] is called once the new process
 // is ready (the place to push it its configuration again).
 //
+// A process can inherit files its supervisor keeps for it
+// ([Spec.ExtraFiles]: listening sockets that then outlive it, so a crash
+// leaves connections waiting in the backlog), and a recorded process that
+// runs another program (an upgrade of flotilla) can hand over to the new
+// one ([Spec.Handover]: the new one starts beside it and is found ready by
+// its own pid, [Spec.ReadyPID], before the old one is stopped) or be kept
+// ([Spec.KeepProgram]).
+//
 // [Process.Stop] ends it (SIGTERM, then SIGKILL at the deadline);
 // [Process.Detach] leaves it running, as a kill -9 of the control plane
 // would. One supervisor at a time holds a process: [Start] takes a lock
@@ -60,6 +68,30 @@ type Spec struct {
 	Addrs map[string]string
 	// Ready answers nil once the process serves. Nil: running is ready.
 	Ready func(ctx context.Context) error
+	// ReadyPID, when set, is the readiness probe instead of Ready, given
+	// the pid of the process it is to find ready: while a new process
+	// takes over from an old one (Handover) both may answer on the same
+	// socket, and only the new one's answer counts.
+	ReadyPID func(ctx context.Context, pid int) error
+	// ExtraFiles, when set, is called before every start and returns the
+	// files the process inherits as file descriptors 3, 4, ... (the
+	// environment's FilesEnv says how many): listening sockets the
+	// supervisor keeps for it, so that they outlive it and connections
+	// wait in their backlog while it restarts instead of being refused.
+	// The supervisor closes them once the process started.
+	ExtraFiles func(ctx context.Context) []*os.File
+	// Handover, when the recorded process runs another program (an
+	// upgrade of flotilla), starts the new one beside it (ExtraFiles is
+	// how it gets the old one's sockets), and stops the old one (SIGTERM:
+	// it drains its in-flight requests) only once the new one is ready,
+	// instead of stopping the old one first.
+	Handover bool
+	// KeepProgram adopts the recorded process although it runs another
+	// program (an older flotilla), as long as its arguments are the
+	// same: for a process whose restart would interrupt what it serves
+	// and whose program need not change with flotilla's (the event bus).
+	// It runs the new program from its next restart on.
+	KeepProgram bool
 	// ReadyTimeout bounds the wait for readiness after a start and for an
 	// adopted process's first answer (default 30s).
 	ReadyTimeout time.Duration
@@ -147,11 +179,16 @@ type Status struct {
 	Restarts int       `json:"restarts"`
 	// Adopted is true when the current process was started by an earlier
 	// control plane.
-	Adopted  bool              `json:"adopted"`
-	Version  string            `json:"version,omitempty"`
-	Addrs    map[string]string `json:"addrs,omitempty"`
-	Log      string            `json:"log"`
-	LastExit string            `json:"last_exit,omitempty"` // how the last process exited ("" if none did)
+	Adopted bool `json:"adopted"`
+	// HandedOver is true when the current process took over from one of
+	// another program (an upgrade, Spec.Handover), HandedOverFrom naming it
+	// ("pid 1234 running /path/flotilla-…").
+	HandedOver     bool              `json:"handed_over,omitempty"`
+	HandedOverFrom string            `json:"handed_over_from,omitempty"`
+	Version        string            `json:"version,omitempty"`
+	Addrs          map[string]string `json:"addrs,omitempty"`
+	Log            string            `json:"log"`
+	LastExit       string            `json:"last_exit,omitempty"` // how the last process exited ("" if none did)
 }
 
 // ErrBusy is returned by Start when another supervisor holds the process.
@@ -169,16 +206,17 @@ type Process struct {
 	ctx      context.Context // OnRestart's; cancelled with stopCh
 	cancel   context.CancelFunc
 
-	mu       sync.Mutex
-	st       State
-	phase    Phase
-	adopted  bool
-	running  bool       // st.PID is a process that has not exited yet
-	exitCh   chan error // the current process's exit
-	lastExit string
-	stopping bool
-	detached bool
-	released bool
+	mu         sync.Mutex
+	st         State
+	phase      Phase
+	adopted    bool
+	handedOver string     // what the current process took over from ("": nothing)
+	running    bool       // st.PID is a process that has not exited yet
+	exitCh     chan error // the current process's exit
+	lastExit   string
+	stopping   bool
+	detached   bool
+	released   bool
 }
 
 // Start adopts the process the state file in spec.Dir records if it
@@ -257,7 +295,10 @@ func (p *Process) tryAdopt(ctx context.Context, prev State) (bool, error) {
 		}
 		return false, nil
 	}
-	if prev.Path != s.Path || !equal(prev.Args, s.Args) {
+	if !equal(prev.Args, s.Args) || prev.Path != s.Path && !s.KeepProgram {
+		if s.Handover {
+			return p.handover(ctx, prev)
+		}
 		return replace(fmt.Sprintf("it runs %s %q, want %s %q", prev.Path, prev.Args, s.Path, s.Args))
 	}
 	exitCh := make(chan error, 1)
@@ -284,6 +325,48 @@ func (p *Process) tryAdopt(ctx context.Context, prev State) (bool, error) {
 	return true, nil
 }
 
+// handover starts the new program beside prev, which runs another one,
+// and stops prev once the new process is ready: prev drains what it
+// serves while the new one takes the new requests. A new process that
+// does not get ready beside prev is killed, and prev is then replaced the
+// plain way (stopped, then the new program started: adoptOrStart).
+func (p *Process) handover(ctx context.Context, prev State) (bool, error) {
+	s := &p.spec
+	from := fmt.Sprintf("pid %d running %s", prev.PID, prev.Path)
+	p.log.InfoContext(ctx, "handing over to a new program", "from_pid", prev.PID, "from", prev.Path, "to", s.Path)
+	appendLog(s.Log, fmt.Sprintf("flotilla: starting %s to take over from process %d (%s)", s.Path, prev.PID, prev.Path))
+	p.st.Restarts = prev.Restarts
+	if err := p.launch(); err != nil {
+		return false, fmt.Errorf("supervise %s: take over from %s: %w", s.Name, from, err)
+	}
+	if err := p.waitReady(ctx); err != nil {
+		p.kill()
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		// An old program that cannot hand over (one from before hand-overs
+		// existed): replace it the plain way, stopped first.
+		p.log.WarnContext(ctx, "the new program did not take over; replacing the old process instead", "pid", prev.PID, "err", err)
+		appendLog(s.Log, fmt.Sprintf("flotilla: %s did not take over from process %d (%v): stopping it first instead", s.Path, prev.PID, err))
+		if err := stopPID(ctx, prev.PID, s.StopTimeout, s.PollInterval); err != nil {
+			return false, fmt.Errorf("supervise %s: replace process %d: %w", s.Name, prev.PID, err)
+		}
+		return false, nil
+	}
+	p.mu.Lock()
+	p.handedOver = from
+	p.phase = Ready
+	p.mu.Unlock()
+	p.save()
+	// The old one drains; the new one serves meanwhile.
+	if err := stopPID(ctx, prev.PID, s.StopTimeout, s.PollInterval); err != nil {
+		p.log.ErrorContext(ctx, "the old process did not stop", "pid", prev.PID, "err", err)
+	}
+	appendLog(s.Log, fmt.Sprintf("flotilla: process %d took over from %s", p.Status().PID, from))
+	p.log.InfoContext(ctx, "handed over", "from_pid", prev.PID, "pid", p.Status().PID)
+	return true, nil
+}
+
 // launch starts a new process in a session (and process group) of its
 // own, with no terminal and its output appended to the log: Ctrl-C at the
 // control plane's terminal does not reach it, and nothing it writes
@@ -303,6 +386,22 @@ func (p *Process) launch() error {
 	cmd.Env = s.Env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if s.ExtraFiles != nil {
+		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+		cmd.ExtraFiles = s.ExtraFiles(ctx)
+		cancel()
+		defer func() {
+			for _, f := range cmd.ExtraFiles {
+				_ = f.Close()
+			}
+		}()
+		if len(cmd.ExtraFiles) > 0 {
+			if cmd.Env == nil {
+				cmd.Env = os.Environ()
+			}
+			cmd.Env = append(withoutVar(cmd.Env, FilesEnv), fmt.Sprintf("%s=%d", FilesEnv, len(cmd.ExtraFiles)))
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopping || p.detached {
@@ -323,8 +422,23 @@ func (p *Process) launch() error {
 		Name: s.Name, PID: pid, Path: s.Path, Args: s.Args, Version: s.Version,
 		Started: time.Now(), Restarts: p.st.Restarts, Addrs: s.Addrs, Log: s.Log, Identity: id,
 	}
-	p.running, p.adopted, p.exitCh = true, false, exitCh
+	p.running, p.adopted, p.exitCh, p.handedOver = true, false, exitCh, ""
 	return nil
+}
+
+// FilesEnv is the environment variable that tells a process started with
+// Spec.ExtraFiles how many it inherited (file descriptors 3 to 3+n-1), as
+// systemd's LISTEN_FDS does.
+const FilesEnv = "FLOTILLA_FDS"
+
+func withoutVar(env []string, name string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, name+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 var errQuit = errors.New("supervisor stopping")
@@ -353,10 +467,15 @@ func (p *Process) waitReady(ctx context.Context) error {
 	s := &p.spec
 	p.mu.Lock()
 	exitCh := p.exitCh
+	pid := p.st.PID
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, s.ReadyTimeout)
 	defer cancel()
-	if s.Ready == nil {
+	ready := s.Ready
+	if s.ReadyPID != nil {
+		ready = func(ctx context.Context) error { return s.ReadyPID(ctx, pid) }
+	}
+	if ready == nil {
 		return nil
 	}
 	var last error
@@ -364,7 +483,7 @@ func (p *Process) waitReady(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-		last = s.Ready(pctx)
+		last = ready(pctx)
 		pcancel()
 		if last == nil {
 			return nil
@@ -498,7 +617,7 @@ func (p *Process) Status() Status {
 	defer p.mu.Unlock()
 	return Status{
 		Name: p.spec.Name, Phase: p.phase, PID: p.st.PID, Started: p.st.Started, Restarts: p.st.Restarts,
-		Adopted: p.adopted, Version: p.st.Version, Addrs: p.st.Addrs, Log: p.spec.Log, LastExit: p.lastExit,
+		Adopted: p.adopted, HandedOver: p.handedOver != "", HandedOverFrom: p.handedOver, Version: p.st.Version, Addrs: p.st.Addrs, Log: p.spec.Log, LastExit: p.lastExit,
 	}
 }
 

@@ -40,7 +40,16 @@ func helper(mode, addrFile string) int {
 	}
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var ln net.Listener
+	var err error
+	if os.Getenv(supervise.FilesEnv) == "1" {
+		// The listener its supervisor keeps for it.
+		f := os.NewFile(3, "inherited")
+		ln, err = net.FileListener(f)
+		_ = f.Close()
+	} else {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
 	if err != nil {
 		fmt.Println(err)
 		return 1
