@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"sort"
 	"strconv"
@@ -91,6 +92,18 @@ func (c *boundedCache) Store(k, v any) {
 	}
 }
 
+// Clear empties the cache.
+func (c *boundedCache) Clear() {
+	c.m.Clear()
+	c.n.Store(0)
+}
+
+// forget drops what is cached by id: a hard delete may have removed ids.
+func (s *Server) forget() {
+	s.byID.Clear()
+	s.parsed.Clear()
+}
+
 // New returns a server on store. A nil log discards.
 func New(store Store, cfg Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
@@ -106,44 +119,80 @@ func New(store Store, cfg Config, log *slog.Logger) (*Server, error) {
 
 func (s *Server) routes() {
 	m := s.mux
+	var table []string
+	handle := func(pattern string, h http.HandlerFunc) {
+		m.HandleFunc(pattern, h)
+		table = append(table, pattern)
+	}
 	m.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { s.reply(w, map[string]any{}) })
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &Error{Code: 404, Message: fmt.Sprintf("HTTP 404 Not Found: no route for %s %s", r.Method, r.URL.Path)})
 	})
-	m.HandleFunc("GET /schemas/types", func(w http.ResponseWriter, r *http.Request) { s.reply(w, []string{"AVRO"}) })
-	m.HandleFunc("GET /contexts", func(w http.ResponseWriter, r *http.Request) { s.reply(w, []string{"."}) })
-	m.HandleFunc("GET /schemas/ids/{id}", s.schemaByID)
-	m.HandleFunc("GET /schemas/ids/{id}/schema", s.schemaTextByID)
-	m.HandleFunc("GET /schemas/ids/{id}/subjects", s.subjectsByID)
-	m.HandleFunc("GET /schemas/ids/{id}/versions", s.versionsByID)
-	m.HandleFunc("GET /subjects", s.subjects)
-	m.HandleFunc("GET /schemas", s.allSchemas)
-	m.HandleFunc("GET /subjects/{subject}/versions", s.versions)
-	m.HandleFunc("GET /subjects/{subject}/versions/{version}", s.version)
-	m.HandleFunc("GET /subjects/{subject}/versions/{version}/schema", s.versionSchema)
-	m.HandleFunc("GET /subjects/{subject}/versions/{version}/referencedby", s.referencedBy)
-	m.HandleFunc("POST /subjects/{subject}/versions", s.write(s.register))
-	m.HandleFunc("POST /subjects/{subject}", s.lookup)
-	m.HandleFunc("DELETE /subjects/{subject}", s.write(s.deleteSubject))
-	m.HandleFunc("DELETE /subjects/{subject}/versions/{version}", s.write(s.deleteVersion))
-	m.HandleFunc("POST /compatibility/subjects/{subject}/versions/{version}", s.compatibility)
-	m.HandleFunc("POST /compatibility/subjects/{subject}/versions", s.compatibility)
-	m.HandleFunc("GET /config", s.getConfig)
-	m.HandleFunc("PUT /config", s.write(s.putConfig))
-	m.HandleFunc("DELETE /config", s.write(s.deleteConfig))
-	m.HandleFunc("GET /config/{subject}", s.getConfig)
-	m.HandleFunc("PUT /config/{subject}", s.write(s.putConfig))
-	m.HandleFunc("DELETE /config/{subject}", s.write(s.deleteConfig))
-	m.HandleFunc("GET /mode", s.getMode)
-	m.HandleFunc("GET /mode/{subject}", s.getMode)
-	m.HandleFunc("PUT /mode", s.write(s.putMode))
-	m.HandleFunc("PUT /mode/{subject}", s.write(s.putMode))
-	m.HandleFunc("DELETE /mode", s.write(s.deleteMode))
-	m.HandleFunc("DELETE /mode/{subject}", s.write(s.deleteMode))
+	handle("GET /schemas/types", func(w http.ResponseWriter, r *http.Request) { s.reply(w, []string{"AVRO"}) })
+	handle("GET /contexts", func(w http.ResponseWriter, r *http.Request) { s.reply(w, []string{"."}) })
+	handle("GET /schemas/ids/{id}", s.schemaByID)
+	handle("GET /schemas/ids/{id}/schema", s.schemaTextByID)
+	handle("GET /schemas/ids/{id}/subjects", s.subjectsByID)
+	handle("GET /schemas/ids/{id}/versions", s.versionsByID)
+	handle("GET /subjects", s.subjects)
+	handle("GET /schemas", s.allSchemas)
+	handle("GET /subjects/{subject}/versions", s.versions)
+	handle("GET /subjects/{subject}/versions/{version}", s.version)
+	handle("GET /subjects/{subject}/versions/{version}/schema", s.versionSchema)
+	handle("GET /subjects/{subject}/versions/{version}/referencedby", s.referencedBy)
+	handle("POST /subjects/{subject}/versions", s.write(s.register))
+	handle("POST /subjects/{subject}", s.lookup)
+	handle("DELETE /subjects/{subject}", s.write(s.deleteSubject))
+	handle("DELETE /subjects/{subject}/versions/{version}", s.write(s.deleteVersion))
+	handle("POST /compatibility/subjects/{subject}/versions/{version}", s.compatibility)
+	handle("POST /compatibility/subjects/{subject}/versions", s.compatibility)
+	handle("GET /config", s.getConfig)
+	handle("PUT /config", s.write(s.putConfig))
+	handle("DELETE /config", s.write(s.deleteConfig))
+	handle("GET /config/{subject}", s.getConfig)
+	handle("PUT /config/{subject}", s.write(s.putConfig))
+	handle("DELETE /config/{subject}", s.write(s.deleteConfig))
+	handle("GET /mode", s.getMode)
+	handle("GET /mode/{subject}", s.getMode)
+	handle("PUT /mode", s.write(s.putMode))
+	handle("PUT /mode/{subject}", s.write(s.putMode))
+	handle("DELETE /mode", s.write(s.deleteMode))
+	handle("DELETE /mode/{subject}", s.write(s.deleteMode))
+	// Any other method on a known path (PATCH, OPTIONS, ...) is 405, as
+	// Confluent's server answers, with the methods the path takes.
+	allowed := map[string][]string{}
+	var paths []string
+	for _, route := range table {
+		method, p, _ := strings.Cut(route, " ")
+		if allowed[p] == nil {
+			paths = append(paths, p)
+		}
+		allowed[p] = append(allowed[p], method)
+	}
+	for _, p := range paths {
+		allow := strings.Join(allowed[p], ", ")
+		m.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			s.fail(w, r, &Error{405, "HTTP 405 Method Not Allowed"})
+		})
+	}
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. A request body that is not JSON (by
+// its Content-Type) is refused with 415, as Confluent's server does; no
+// Content-Type, or application/octet-stream, is read as JSON.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost || r.Method == http.MethodPut {
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			mt, _, err := mime.ParseMediaType(ct)
+			switch {
+			case err == nil && (mt == ContentType || mt == "application/vnd.schemaregistry+json" || mt == "application/json" || mt == "application/octet-stream"):
+			default:
+				s.fail(w, r, &Error{415, fmt.Sprintf("HTTP 415 Unsupported Media Type: %q; send application/vnd.schemaregistry.v1+json or application/json", ct)})
+				return
+			}
+		}
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -183,6 +232,13 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		e = storeError(err)
+		// Confluent's messages name what was not found.
+		switch sub, v := r.PathValue("subject"), r.PathValue("version"); {
+		case e.Code == 40401 && sub != "":
+			e.Message = fmt.Sprintf("Subject '%s' not found.", sub)
+		case e.Code == 40402 && v != "":
+			e.Message = fmt.Sprintf("Version %s not found.", v)
+		}
 		if e.Code == 50001 {
 			s.log.ErrorContext(r.Context(), "registry store failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
@@ -822,6 +878,9 @@ func (s *Server) deleteSubject(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if boolParam(r, "permanent") {
+		s.forget()
+	}
 	s.log.InfoContext(r.Context(), "subject deleted", "subject", sub, "permanent", boolParam(r, "permanent"), "versions", vs)
 	s.reply(w, vs)
 }
@@ -853,6 +912,9 @@ func (s *Server) deleteVersion(w http.ResponseWriter, r *http.Request) {
 	if err := s.store.DeleteVersion(r.Context(), sub, n, permanent); err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if permanent {
+		s.forget()
 	}
 	s.log.InfoContext(r.Context(), "version deleted", "subject", sub, "version", n, "permanent", permanent)
 	s.reply(w, n)
@@ -948,12 +1010,23 @@ func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	var req struct {
 		Compatibility string `json:"compatibility"`
+		// CompatibilityLevel is the name Confluent's Config entity (and
+		// older clients) use; it is understood as compatibility.
+		CompatibilityLevel string `json:"compatibilityLevel"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
 		s.fail(w, r, &Error{42203, "Invalid compatibility level: " + err.Error()})
 		return
 	}
-	m, err := schema.ParseMode(req.Compatibility)
+	level := req.Compatibility
+	switch {
+	case level == "":
+		level = req.CompatibilityLevel
+	case req.CompatibilityLevel != "" && !strings.EqualFold(req.CompatibilityLevel, level):
+		s.fail(w, r, &Error{42203, fmt.Sprintf("Invalid compatibility level: the body says both compatibility %q and compatibilityLevel %q; send one (compatibility)", level, req.CompatibilityLevel)})
+		return
+	}
+	m, err := schema.ParseMode(level)
 	if err != nil {
 		s.fail(w, r, &Error{42203, "Invalid compatibility level. Valid values are none, backward, forward, full, backward_transitive, forward_transitive, and full_transitive"})
 		return

@@ -495,6 +495,13 @@ func (s *Store) DeleteSubject(ctx context.Context, subject string, permanent boo
 			if _, err := tx.ExecContext(ctx, `DELETE FROM registry_versions WHERE subject = $1`, subject); err != nil {
 				return fmt.Errorf("delete %s: %w", subject, err)
 			}
+			ids := make([]int, 0, len(vs))
+			for _, v := range vs {
+				ids = append(ids, v.ID)
+			}
+			if err := purgeOrphans(ctx, tx, ids); err != nil {
+				return err
+			}
 			if _, err := tx.ExecContext(ctx, `DELETE FROM registry_levels WHERE subject = $1`, subject); err != nil {
 				return fmt.Errorf("delete %s: %w", subject, err)
 			}
@@ -550,6 +557,9 @@ func (s *Store) DeleteVersion(ctx context.Context, subject string, version int, 
 				return registry.ErrVersionNotSoftDeleted
 			}
 			_, err = tx.ExecContext(ctx, `DELETE FROM registry_versions WHERE subject = $1 AND version = $2`, subject, version)
+			if err == nil {
+				err = purgeOrphans(ctx, tx, []int{found.ID})
+			}
 		} else {
 			if found.Deleted {
 				return registry.ErrVersionSoftDeleted
@@ -638,4 +648,28 @@ func (s *Store) DeleteMode(ctx context.Context, subject string) (string, error) 
 		return err
 	})
 	return prev, err
+}
+
+// purgeOrphans removes the schemas of ids that no version (live or soft
+// deleted) holds any more: a hard delete removes the schema id too, as
+// Confluent documents ("a hard delete removes all metadata, including
+// schema IDs"), so the id no longer resolves and registering the same
+// schema again gets a new id (ids are never reused).
+func purgeOrphans(ctx context.Context, tx *sqldb.Tx, ids []int) error {
+	for _, id := range ids {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM registry_versions WHERE schema_id = $1`, id).Scan(&n); err != nil {
+			return fmt.Errorf("versions of schema %d: %w", id, err)
+		}
+		if n > 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM registry_references WHERE schema_id = $1`, id); err != nil {
+			return fmt.Errorf("delete references of schema %d: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM registry_schemas WHERE id = $1`, id); err != nil {
+			return fmt.Errorf("delete schema %d: %w", id, err)
+		}
+	}
+	return nil
 }
