@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/flotilla-ci/flotilla/schema"
+	"github.com/flotilla-ci/flotilla/schema/jsonschema"
 )
 
 // ContentType is the Confluent registry's media type.
@@ -65,7 +67,7 @@ type Server struct {
 	log    *slog.Logger
 	mux    *http.ServeMux
 	byID   boundedCache // int -> []byte: the JSON answer to GET /schemas/ids/{id} (ids are immutable)
-	parsed boundedCache // int -> *schema.Schema
+	parsed boundedCache // int -> Parsed
 }
 
 // cacheEntries bounds each in-memory cache: past it the cache starts over
@@ -128,7 +130,7 @@ func (s *Server) routes() {
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &Error{Code: 404, Message: fmt.Sprintf("HTTP 404 Not Found: no route for %s %s", r.Method, r.URL.Path)})
 	})
-	handle("GET /schemas/types", func(w http.ResponseWriter, r *http.Request) { s.reply(w, []string{"AVRO"}) })
+	handle("GET /schemas/types", func(w http.ResponseWriter, r *http.Request) { s.reply(w, schemaTypes) })
 	handle("GET /contexts", func(w http.ResponseWriter, r *http.Request) { s.reply(w, []string{"."}) })
 	handle("GET /schemas/ids/{id}", s.schemaByID)
 	handle("GET /schemas/ids/{id}/schema", s.schemaTextByID)
@@ -341,14 +343,14 @@ type request struct {
 
 // readSchema reads and parses the request body's schema, with its
 // references resolved.
-func (s *Server) readSchema(w http.ResponseWriter, r *http.Request) (*schema.Schema, []Reference, error) {
+func (s *Server) readSchema(w http.ResponseWriter, r *http.Request) (Parsed, []Reference, error) {
 	sc, refs, _, err := s.readRequest(w, r)
 	return sc, refs, err
 }
 
 // readRequest is readSchema that also returns the request (for the id and
 // version an import chooses).
-func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (*schema.Schema, []Reference, *request, error) {
+func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (Parsed, []Reference, *request, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -364,14 +366,18 @@ func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (*schema.Sc
 	if req.Schema == nil {
 		return nil, nil, nil, &Error{42201, `Invalid request body: missing "schema"`}
 	}
-	if t := strings.ToUpper(req.SchemaType); t != "" && t != "AVRO" {
-		return nil, nil, nil, &Error{42201, fmt.Sprintf("Invalid schemaType %s: this registry serves AVRO schemas", req.SchemaType)}
+	typ := strings.ToUpper(req.SchemaType)
+	if typ == "" {
+		typ = Avro
+	}
+	if !slices.Contains(schemaTypes, typ) {
+		return nil, nil, nil, &Error{42201, fmt.Sprintf("Invalid schemaType %s: this registry serves %s", req.SchemaType, strings.Join(schemaTypes, ", "))}
 	}
 	refs, texts, err := s.resolveRefs(r.Context(), req.References)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	sc, err := schema.ParseWithReferences(*req.Schema, texts)
+	sc, err := parse(typ, *req.Schema, texts)
 	if err != nil {
 		return nil, nil, nil, &Error{42201, "Invalid schema: " + err.Error()}
 	}
@@ -434,16 +440,34 @@ func (s *Server) resolveRefs(ctx context.Context, refs []Reference) ([]Reference
 	return out, texts, nil
 }
 
+// schemaTypes are the types served, as GET /schemas/types lists them.
+var schemaTypes = []string{Avro, JSON}
+
+// parse parses a schema of a type; refs are the texts of its references
+// (Avro only).
+func parse(typ, text string, refs []string) (Parsed, error) {
+	switch typ {
+	case JSON:
+		if len(refs) > 0 {
+			return nil, errors.New("references are not supported for JSON schemas here yet; inline the referenced schema")
+		}
+		return jsonschema.Parse(text)
+	case Avro, "":
+		return schema.ParseWithReferences(text, refs)
+	}
+	return nil, fmt.Errorf("schemaType %s is not served", typ)
+}
+
 // parsedVersion parses a stored version with its references.
-func (s *Server) parsedVersion(ctx context.Context, v SubjectVersion) (*schema.Schema, error) {
+func (s *Server) parsedVersion(ctx context.Context, v SubjectVersion) (Parsed, error) {
 	if p, ok := s.parsed.Load(v.ID); ok {
-		return p.(*schema.Schema), nil
+		return p.(Parsed), nil
 	}
 	_, texts, err := s.resolveRefs(ctx, v.References)
 	if err != nil {
 		return nil, fmt.Errorf("references of stored schema %d: %w", v.ID, err)
 	}
-	sc, err := schema.ParseWithReferences(v.Schema, texts)
+	sc, err := parse(v.SchemaType, v.Schema, texts)
 	if err != nil {
 		return nil, fmt.Errorf("stored schema %d: %w", v.ID, err)
 	}
@@ -474,27 +498,68 @@ func (s *Server) levelsFor(ctx context.Context, sub string) (schema.Mode, error)
 	return s.effective(sl, gl), nil
 }
 
-// check runs the level's check of candidate against versions.
-func (s *Server) check(ctx context.Context, level schema.Mode, candidate *schema.Schema, vs []SubjectVersion) ([]schema.Problem, []SubjectVersion, error) {
-	prev := make([]schema.Version, 0, len(vs))
-	for _, v := range vs {
+// problem is one incompatibility, of any schema type.
+type problem struct {
+	Version int
+	Message string // Confluent's {errorType:..., description:...} rendering
+}
+
+// check runs the level's check of candidate against versions, by the rules
+// of the candidate's type; a version of another type is incompatible, as
+// Confluent answers.
+func (s *Server) check(ctx context.Context, level schema.Mode, candidate Parsed, vs []SubjectVersion) ([]problem, []SubjectVersion, error) {
+	if level == schema.None || len(vs) == 0 {
+		return nil, vs, nil
+	}
+	check := vs[len(vs)-1:]
+	if level.Transitive() {
+		check = vs
+	}
+	parsed := make([]Parsed, len(check))
+	for i, v := range check {
 		sc, err := s.parsedVersion(ctx, v)
 		if err != nil {
 			return nil, nil, err
 		}
-		prev = append(prev, schema.Version{Version: v.Version, Schema: sc})
+		if sc.SchemaType() != candidate.SchemaType() {
+			return []problem{{Version: v.Version, Message: "Incompatible because of different schema type"}}, vs, nil
+		}
+		parsed[i] = sc
 	}
-	return level.Check(candidate, prev), vs, nil
+	var out []problem
+	switch c := candidate.(type) {
+	case *schema.Schema:
+		prev := make([]schema.Version, len(check))
+		for i, p := range parsed {
+			prev[i] = schema.Version{Version: check[i].Version, Schema: p.(*schema.Schema)}
+		}
+		for _, p := range level.Check(c, prev) {
+			out = append(out, problem{p.Version, fmt.Sprintf("{errorType:'%s', description:'%s', additionalInfo:'%s'}", p.Reason, p.Description(), p.Detail)})
+		}
+	case *jsonschema.Schema:
+		prev := make([]*jsonschema.Schema, len(check))
+		for i, p := range parsed {
+			prev[i] = p.(*jsonschema.Schema)
+		}
+		for _, p := range jsonschema.Check(level, c, prev) {
+			update, original := "new", "old"
+			if p.Direction == schema.OldReadsNew {
+				update, original = "old", "new"
+			}
+			out = append(out, problem{check[p.Version-1].Version, fmt.Sprintf("{errorType:\"%s\", description:\"%s\"}", p.Type, p.Description(update, original))})
+		}
+	}
+	return out, vs, nil
 }
 
 // messages renders problems in the Confluent verbose style.
-func messages(level schema.Mode, problems []schema.Problem, vs []SubjectVersion) []string {
+func messages(level schema.Mode, problems []problem, vs []SubjectVersion) []string {
 	out := []string{}
 	if len(problems) == 0 {
 		return out
 	}
 	for _, p := range problems {
-		out = append(out, fmt.Sprintf("{errorType:'%s', description:'%s', additionalInfo:'%s'}", p.Reason, p.Description(), p.Detail))
+		out = append(out, p.Message)
 	}
 	v := problems[0].Version
 	out = append(out, fmt.Sprintf("{oldSchemaVersion: %d}", v))
@@ -574,7 +639,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 
 // importSchema registers with the id and version the request chooses, and
 // no compatibility check (IMPORT mode).
-func (s *Server) importSchema(w http.ResponseWriter, r *http.Request, sub string, sc *schema.Schema, refs []Reference, req *request) {
+func (s *Server) importSchema(w http.ResponseWriter, r *http.Request, sub string, sc Parsed, refs []Reference, req *request) {
 	if req.ID < 0 || req.Version < 0 {
 		s.fail(w, r, &Error{42202, "An imported id and version must be positive"})
 		return
@@ -618,6 +683,9 @@ func versionBody(v SubjectVersion) map[string]any {
 	if len(v.References) > 0 {
 		out["references"] = v.References
 	}
+	if v.SchemaType != "" && v.SchemaType != Avro {
+		out["schemaType"] = v.SchemaType
+	}
 	return out
 }
 
@@ -632,14 +700,17 @@ func (s *Server) schemaByID(w http.ResponseWriter, r *http.Request) {
 		s.replyRaw(w, b.([]byte))
 		return
 	}
-	text, refs, err := s.store.SchemaByID(r.Context(), id)
+	st, err := s.store.SchemaByID(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	body := map[string]any{"schema": text}
-	if len(refs) > 0 {
-		body["references"] = refs
+	body := map[string]any{"schema": st.Schema}
+	if len(st.References) > 0 {
+		body["references"] = st.References
+	}
+	if st.SchemaType != "" && st.SchemaType != Avro {
+		body["schemaType"] = st.SchemaType // Confluent omits AVRO, the default
 	}
 	if fetchMax {
 		// Clients use it to learn that newer ids exist (and refresh caches).
@@ -665,12 +736,12 @@ func (s *Server) schemaTextByID(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	text, _, err := s.store.SchemaByID(r.Context(), id)
+	st, err := s.store.SchemaByID(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.replyRaw(w, []byte(text))
+	s.replyRaw(w, []byte(st.Schema))
 }
 
 func (s *Server) subjectsByID(w http.ResponseWriter, r *http.Request) {

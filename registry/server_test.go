@@ -152,7 +152,7 @@ func TestAPI(t *testing.T) {
 			{"GET", "/subjects?deletedOnly=true", "", 200, []any{"copy-value"}},
 			{"DELETE", "/subjects/copy-value?permanent=true", "", 200, []any{num(1)}},
 			{"GET", "/subjects?deleted=true", "", 200, []any{"shop.order.OrderCreated-value"}},
-			{"GET", "/schemas/types", "", 200, []any{"AVRO"}},
+			{"GET", "/schemas/types", "", 200, []any{"AVRO", "JSON"}},
 			{"GET", "/mode", "", 200, map[string]any{"mode": "READWRITE"}},
 		}
 		for i, s := range steps {

@@ -118,3 +118,6 @@ func (s *Schema) Validate(payload []byte) error {
 	}
 	return nil
 }
+
+// SchemaType returns "JSON", the registry's name for the schema's type.
+func (s *Schema) SchemaType() string { return "JSON" }
