@@ -97,11 +97,7 @@ type writerVersion struct {
 // version of its event that may be in flight: the version in the change,
 // the version at Base, and the retained registered versions; and records
 // where subscribes and the reader files disagree.
-func checkReaders(ctx context.Context, m *graph.Manifest, rep *Report, opts Options) error {
-	readers, err := DiscoverReaders(m)
-	if err != nil {
-		return err
-	}
+func checkReaders(ctx context.Context, m *graph.Manifest, rep *Report, readers []File, opts Options) error {
 	rep.Findings, rep.Notes = append(rep.Findings, readerFindings(m, readers)...), append(rep.Notes, readerNotes(m, readers)...)
 	if len(readers) == 0 {
 		return nil
