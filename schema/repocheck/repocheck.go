@@ -178,6 +178,27 @@ func (r Result) Failed() bool {
 	return false
 }
 
+// breaking returns the consumers the failure breaks: every subscriber
+// when the writer itself is invalid, incompatible with its history or
+// removed; only those whose readers cannot read it when that is all.
+func (r Result) breaking() []string {
+	writerFails := r.File.Err != nil || r.Removed
+	for _, c := range r.Comparisons {
+		writerFails = writerFails || len(c.Problems) > 0
+	}
+	if writerFails || len(r.BrokenReaders) == 0 {
+		return r.Consumers
+	}
+	var out []string
+	for _, b := range r.BrokenReaders {
+		if !slices.Contains(out, b.Consumer) {
+			out = append(out, b.Consumer)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Report is the outcome of Check.
 type Report struct {
 	Base    string
@@ -556,8 +577,8 @@ func (r *Report) Write(w io.Writer) {
 		for _, b := range res.BrokenReaders {
 			fmt.Fprintf(w, "     refused: %s\n", b)
 		}
-		if res.Failed() && len(res.Consumers) > 0 {
-			fmt.Fprintf(w, "     consumers that would break: %s\n", strings.Join(res.Consumers, ", "))
+		if breaking := res.breaking(); res.Failed() && len(breaking) > 0 {
+			fmt.Fprintf(w, "     consumers that would break: %s\n", strings.Join(breaking, ", "))
 		}
 	}
 	readersFailed := r.writeReaders(w)
