@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/hamba/avro/v2"
 	hambareg "github.com/hamba/avro/v2/registry"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -32,7 +33,7 @@ func TestFranzGoClient(t *testing.T) {
 		const subj = "shop.order.OrderCreated-value"
 
 		types, err := cl.SupportedTypes(ctx)
-		if err != nil || !cmp.Equal(types, []sr.SchemaType{sr.TypeAvro, sr.TypeJSON}) {
+		if err != nil || !cmp.Equal(types, []sr.SchemaType{sr.TypeAvro, sr.TypeJSON, sr.TypeProtobuf}, cmpopts.SortSlices(func(a, b sr.SchemaType) bool { return a < b })) {
 			t.Errorf("SupportedTypes = %v, %v", types, err)
 		}
 		ss1, err := cl.CreateSchema(ctx, subj, sr.Schema{Schema: v1})
@@ -297,3 +298,53 @@ func TestFranzGoClientJSONSchema(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// franz-go's client registers and reads Protobuf subjects, with an import
+// as a reference, and its Serde writes the Confluent header with the
+// message indexes that name the message within the file.
+func TestFranzGoClientProtobuf(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		ts := newServer(t, dsn, registry.DefaultConfig())
+		cl, err := sr.NewClient(sr.URLs(ts.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		money := "syntax = \"proto3\";\npackage shop.common;\nmessage Money { int64 cents = 1; string currency = 2; }\n"
+		ms, err := cl.CreateSchema(ctx, "shop/common/money.proto", sr.Schema{Schema: money, Type: sr.TypeProtobuf})
+		if err != nil {
+			t.Fatalf("CreateSchema money: %v", err)
+		}
+		order := "syntax = \"proto3\";\npackage shop;\nimport \"shop/common/money.proto\";\nmessage OrderCreated { string order_id = 1; shop.common.Money total = 2; }\nmessage OrderCancelled { string order_id = 1; }\n"
+		refs := []sr.SchemaReference{{Name: "shop/common/money.proto", Subject: "shop/common/money.proto", Version: ms.Version}}
+		os, err := cl.CreateSchema(ctx, "OrderCreated-value", sr.Schema{Schema: order, Type: sr.TypeProtobuf, References: refs})
+		if err != nil {
+			t.Fatalf("CreateSchema order: %v", err)
+		}
+		got, err := cl.SchemaByID(ctx, os.ID)
+		if err != nil || got.Type != sr.TypeProtobuf || got.Schema != order || len(got.References) != 1 {
+			t.Errorf("SchemaByID = %+v, %v", got, err)
+		}
+		// A scalar kind outside its wire group is refused, with Confluent's type.
+		narrowed := strings.Replace(order, "string order_id = 1; shop.common.Money", "int64 order_id = 1; shop.common.Money", 1)
+		res, err := cl.CheckCompatibility(sr.WithParams(ctx, sr.Verbose), "OrderCreated-value", -1, sr.Schema{Schema: narrowed, Type: sr.TypeProtobuf, References: refs})
+		if err != nil || res.Is || len(res.Messages) == 0 || !contains(res.Messages[0], "FIELD_SCALAR_KIND_CHANGED") {
+			t.Errorf("CheckCompatibility of a changed scalar kind = %+v, %v", res, err)
+		}
+		added := strings.Replace(order, "shop.common.Money total = 2;", "shop.common.Money total = 2; string coupon = 3;", 1)
+		if ss, err := cl.CreateSchema(ctx, "OrderCreated-value", sr.Schema{Schema: added, Type: sr.TypeProtobuf, References: refs}); err != nil || ss.Version != 2 {
+			t.Errorf("CreateSchema of a field added = %+v, %v", ss, err)
+		}
+		// The wire format: magic byte, id, then the message indexes (the
+		// second message: [1], written as the count 1 and the index 1).
+		var serde sr.Serde
+		serde.Register(os.ID, "cancelled", sr.Index(1), sr.EncodeFn(func(v any) ([]byte, error) { return []byte(v.(string)), nil }))
+		b, err := serde.Encode("cancelled")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b[0] != 0 || int(binary.BigEndian.Uint32(b[1:5])) != os.ID || b[5] != 2 || b[6] != 2 {
+			t.Errorf("header = %x", b[:7])
+		}
+	})
+}

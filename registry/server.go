@@ -21,6 +21,7 @@ import (
 
 	"github.com/flotilla-ci/flotilla/schema"
 	"github.com/flotilla-ci/flotilla/schema/jsonschema"
+	"github.com/flotilla-ci/flotilla/schema/protobuf"
 )
 
 // ContentType is the Confluent registry's media type.
@@ -377,7 +378,7 @@ func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (Parsed, []
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	sc, err := parse(typ, *req.Schema, texts)
+	sc, err := s.parse(r.Context(), typ, *req.Schema, refs, texts)
 	if err != nil {
 		return nil, nil, nil, &Error{42201, "Invalid schema: " + err.Error()}
 	}
@@ -441,21 +442,50 @@ func (s *Server) resolveRefs(ctx context.Context, refs []Reference) ([]Reference
 }
 
 // schemaTypes are the types served, as GET /schemas/types lists them.
-var schemaTypes = []string{Avro, JSON}
+var schemaTypes = []string{Avro, JSON, Protobuf}
 
-// parse parses a schema of a type; refs are the texts of its references
-// (Avro only).
-func parse(typ, text string, refs []string) (Parsed, error) {
+// parse parses a schema of a type; texts are the texts of its references,
+// dependencies first (Avro), and refs the references themselves (Protobuf
+// imports them by name).
+func (s *Server) parse(ctx context.Context, typ, text string, refs []Reference, texts []string) (Parsed, error) {
 	switch typ {
 	case JSON:
 		if len(refs) > 0 {
 			return nil, errors.New("references are not supported for JSON schemas here yet; inline the referenced schema")
 		}
 		return jsonschema.Parse(text)
+	case Protobuf:
+		files := map[string]string{}
+		if err := s.protoImports(ctx, refs, files, 0); err != nil {
+			return nil, err
+		}
+		return protobuf.Parse(text, files)
 	case Avro, "":
-		return schema.ParseWithReferences(text, refs)
+		return schema.ParseWithReferences(text, texts)
 	}
 	return nil, fmt.Errorf("schemaType %s is not served", typ)
+}
+
+// protoImports collects the texts of a Protobuf schema's references, and
+// theirs, by reference name (the import path).
+func (s *Server) protoImports(ctx context.Context, refs []Reference, into map[string]string, depth int) error {
+	if depth > maxRefDepth {
+		return fmt.Errorf("references nest deeper than %d", maxRefDepth)
+	}
+	for _, ref := range refs {
+		if _, done := into[ref.Name]; done {
+			continue
+		}
+		v, err := s.store.Version(ctx, ref.Subject, ref.Version, false)
+		if err != nil {
+			return fmt.Errorf("reference %q: %w", ref.Name, err)
+		}
+		into[ref.Name] = v.Schema
+		if err := s.protoImports(ctx, v.References, into, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // parsedVersion parses a stored version with its references.
@@ -467,7 +497,7 @@ func (s *Server) parsedVersion(ctx context.Context, v SubjectVersion) (Parsed, e
 	if err != nil {
 		return nil, fmt.Errorf("references of stored schema %d: %w", v.ID, err)
 	}
-	sc, err := parse(v.SchemaType, v.Schema, texts)
+	sc, err := s.parse(ctx, v.SchemaType, v.Schema, v.References, texts)
 	if err != nil {
 		return nil, fmt.Errorf("stored schema %d: %w", v.ID, err)
 	}
@@ -535,6 +565,14 @@ func (s *Server) check(ctx context.Context, level schema.Mode, candidate Parsed,
 		}
 		for _, p := range level.Check(c, prev) {
 			out = append(out, problem{p.Version, fmt.Sprintf("{errorType:'%s', description:'%s', additionalInfo:'%s'}", p.Reason, p.Description(), p.Detail)})
+		}
+	case *protobuf.Schema:
+		prev := make([]*protobuf.Schema, len(check))
+		for i, p := range parsed {
+			prev[i] = p.(*protobuf.Schema)
+		}
+		for _, p := range protobuf.Check(level, c, prev) {
+			out = append(out, problem{check[p.Version-1].Version, fmt.Sprintf("{errorType:\"%s\", description:\"%s\"}", p.Type, p.Description())})
 		}
 	case *jsonschema.Schema:
 		prev := make([]*jsonschema.Schema, len(check))

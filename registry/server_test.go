@@ -152,7 +152,7 @@ func TestAPI(t *testing.T) {
 			{"GET", "/subjects?deletedOnly=true", "", 200, []any{"copy-value"}},
 			{"DELETE", "/subjects/copy-value?permanent=true", "", 200, []any{num(1)}},
 			{"GET", "/subjects?deleted=true", "", 200, []any{"shop.order.OrderCreated-value"}},
-			{"GET", "/schemas/types", "", 200, []any{"AVRO", "JSON"}},
+			{"GET", "/schemas/types", "", 200, []any{"AVRO", "JSON", "PROTOBUF"}},
 			{"GET", "/mode", "", 200, map[string]any{"mode": "READWRITE"}},
 		}
 		for i, s := range steps {
@@ -224,7 +224,8 @@ func testBadInput(t *testing.T, dsn string) {
 		{"bad name", "POST", "/subjects/o-value/versions", body(`{"type":"record","name":"1R","fields":[]}`), 422, 42201, "invalid name"},
 		{"body not JSON", "POST", "/subjects/o-value/versions", `schema please`, 422, 42201, "Invalid request body"},
 		{"no schema", "POST", "/subjects/o-value/versions", `{}`, 422, 42201, `missing "schema"`},
-		{"protobuf", "POST", "/subjects/o-value/versions", `{"schema":"syntax = \"proto3\";","schemaType":"PROTOBUF"}`, 422, 42201, "PROTOBUF"},
+		{"invalid protobuf", "POST", "/subjects/p-value/versions", `{"schema":"syntax = \"proto3\"; message {","schemaType":"PROTOBUF"}`, 422, 42201, "Invalid schema: invalid schema: schema.proto:1:28"},
+		{"unknown schema type", "POST", "/subjects/o-value/versions", `{"schema":"<x/>","schemaType":"XML"}`, 422, 42201, "Invalid schemaType XML: this registry serves AVRO, JSON, PROTOBUF"},
 		{"too large", "POST", "/subjects/o-value/versions", body(`{"type":"record","name":"R","doc":"` + strings.Repeat("x", 5000) + `","fields":[]}`), 422, 42209, "larger than the limit"},
 		{"incompatible", "POST", "/subjects/o-value/versions", body(v3), 409, 40901, "incompatible"},
 		{"unknown subject", "GET", "/subjects/nope/versions", "", 404, 40401, "Subject 'nope' not found."},
