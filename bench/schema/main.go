@@ -16,7 +16,9 @@
 //     `flotilla schema check` runs it) with and without the consumers'
 //     reader checks (target: within 10% of the check without them);
 //   - jsoncompat: a transitive JSON Schema check of a 50-property object
-//     against 100 earlier versions.
+//     against 100 earlier versions;
+//   - protocompat: a transitive Protobuf check of a file with 50 messages
+//     against 100 earlier versions (target: under 20 ms).
 //
 // The registry runs as a child process (this program re-executed with
 // -child), on a SQLite file, so its memory is its own.
@@ -59,6 +61,7 @@ import (
 	"github.com/flotilla-ci/flotilla/registry/sqlstore"
 	"github.com/flotilla-ci/flotilla/schema"
 	"github.com/flotilla-ci/flotilla/schema/jsonschema"
+	"github.com/flotilla-ci/flotilla/schema/protobuf"
 	"github.com/flotilla-ci/flotilla/schema/repocheck"
 )
 
@@ -66,7 +69,7 @@ func main() {
 	child := flag.Bool("child", false, "run the registry server (internal)")
 	addr := flag.String("addr", "", "child: address file to write the bound address to")
 	db := flag.String("db", "", "child: database")
-	only := flag.String("only", "", "run one benchmark: compat, handler, byid, subjects, readers or jsoncompat")
+	only := flag.String("only", "", "run one benchmark: compat, handler, byid, subjects, readers, jsoncompat or protocompat")
 	rate := flag.Int("rate", 5000, "byid: requests per second")
 	duration := flag.Duration("duration", 10*time.Second, "byid: how long to send")
 	subjects := flag.Int("subjects", 10000, "subjects: how many to register")
@@ -88,6 +91,9 @@ func main() {
 	}
 	if *only == "" || *only == "jsoncompat" {
 		benchJSONCompat()
+	}
+	if *only == "" || *only == "protocompat" {
+		benchProtoCompat()
 	}
 	if *only == "" || *only == "handler" {
 		if err := benchHandler(); err != nil {
@@ -550,4 +556,44 @@ func benchJSONCompat() {
 	})
 	fmt.Printf("jsoncompat BACKWARD_TRANSITIVE new vs 100 versions of a 50-property object: median %s, p99 %s\n",
 		times[len(times)/2].Round(time.Microsecond), times[len(times)*99/100].Round(time.Microsecond))
+}
+
+// --- protocompat ---------------------------------------------------------------
+
+// protoVersion is version k of a file with 50 messages of 8 fields each;
+// version k adds field 9 to message k%50 (a compatible change).
+func protoVersion(k int) string {
+	var b strings.Builder
+	b.WriteString("syntax = \"proto3\";\npackage shop;\nenum Status { NEW = 0; PAID = 1; SHIPPED = 2; }\n")
+	for m := 0; m < 50; m++ {
+		fmt.Fprintf(&b, "message M%d {\n  string id = 1;\n  int64 total = 2;\n  Status status = 3;\n  repeated string tags = 4;\n  map<string, int64> qty = 5;\n  bytes raw = 6;\n  oneof pay { string card = 7; string iban = 8; }\n", m)
+		if m > 0 {
+			fmt.Fprintf(&b, "  M%d prev = 10;\n", m-1)
+		}
+		if k > 0 && m <= k%50 {
+			b.WriteString("  double extra = 9;\n")
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+func benchProtoCompat() {
+	var prev []*protobuf.Schema
+	for k := 1; k <= 100; k++ {
+		s, err := protobuf.Parse(protoVersion(k%49), nil)
+		if err != nil {
+			log.Fatal(err)
+		}
+		prev = append(prev, s)
+	}
+	cand, err := protobuf.Parse(protoVersion(49), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, mode := range []schema.Mode{schema.BackwardTransitive, schema.FullTransitive} {
+		times := measure(100, func() { protobuf.Check(mode, cand, prev) })
+		fmt.Printf("protocompat %-19s a 50-message file vs 100 versions: median %s, p99 %s\n",
+			mode, times[len(times)/2].Round(time.Microsecond), times[len(times)*99/100].Round(time.Microsecond))
+	}
 }

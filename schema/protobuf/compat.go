@@ -67,8 +67,8 @@ func Diff(original, update *Schema) []Difference {
 	if of.Package() != uf.Package() {
 		add("PACKAGE_CHANGED", "#/")
 	}
-	om, um := messages(of), messages(uf)
-	for _, name := range sortedKeys(om) {
+	om, um := original.messages, update.messages
+	for _, name := range original.messageNames {
 		o := om[name]
 		u, ok := um[name]
 		if !ok {
@@ -77,12 +77,12 @@ func Diff(original, update *Schema) []Difference {
 		}
 		compareMessage(add, "#/"+name, o, u)
 	}
-	for _, name := range sortedKeys(um) {
+	for _, name := range update.messageNames {
 		if _, ok := om[name]; !ok {
 			add("MESSAGE_ADDED", "#/"+name)
 		}
 	}
-	oe, ue := enums(of), enums(uf)
+	oe, ue := original.enums, update.enums
 	for _, name := range sortedKeys(oe) {
 		u, ok := ue[name]
 		if !ok {
@@ -125,6 +125,14 @@ func Incompatible(original, update *Schema) []Difference {
 	return out
 }
 
+// fieldPath is a field's path, rendered only when a difference is found.
+type fieldPath struct {
+	msg    string
+	number protoreflect.FieldNumber
+}
+
+func (p fieldPath) String() string { return fmt.Sprintf("%s/%d", p.msg, p.number) }
+
 // wire groups: scalar types that read each other's encoding.
 var group = map[protoreflect.Kind]int{
 	protoreflect.Int32Kind: 1, protoreflect.Uint32Kind: 1, protoreflect.Int64Kind: 1, protoreflect.Uint64Kind: 1, protoreflect.BoolKind: 1,
@@ -153,11 +161,12 @@ func realOneof(f protoreflect.FieldDescriptor) protoreflect.OneofDescriptor {
 	return nil
 }
 
-func compareMessage(add func(Type, string), path string, o, u protoreflect.MessageDescriptor) {
+func compareMessage(addS func(Type, string), path string, o, u protoreflect.MessageDescriptor) {
+	add := func(t Type, p fieldPath) { addS(t, p.String()) }
 	of, uf := o.Fields(), u.Fields()
 	for i := 0; i < of.Len(); i++ {
 		f := of.Get(i)
-		p := fmt.Sprintf("%s/%d", path, f.Number())
+		p := fieldPath{path, f.Number()}
 		g := uf.ByNumber(f.Number())
 		if g == nil {
 			switch {
@@ -201,7 +210,7 @@ func compareMessage(add func(Type, string), path string, o, u protoreflect.Messa
 		if of.ByNumber(g.Number()) != nil {
 			continue
 		}
-		p := fmt.Sprintf("%s/%d", path, g.Number())
+		p := fieldPath{path, g.Number()}
 		switch {
 		case g.Cardinality() == protoreflect.Required:
 			add("REQUIRED_FIELD_ADDED", p)
@@ -219,6 +228,7 @@ func compareMessage(add func(Type, string), path string, o, u protoreflect.Messa
 			continue
 		}
 		p := fmt.Sprintf("%s/%s", path, uo.Name())
+		add := addS
 		existed := oo.ByName(uo.Name()) != nil
 		if !existed {
 			add("ONEOF_ADDED", p)
@@ -239,7 +249,7 @@ func compareMessage(add func(Type, string), path string, o, u protoreflect.Messa
 	}
 	for i := 0; i < oo.Len(); i++ {
 		if o1 := oo.Get(i); !o1.IsSynthetic() && u.Oneofs().ByName(o1.Name()) == nil {
-			add("ONEOF_REMOVED", fmt.Sprintf("%s/%s", path, o1.Name()))
+			addS("ONEOF_REMOVED", fmt.Sprintf("%s/%s", path, o1.Name()))
 		}
 	}
 }
@@ -258,13 +268,13 @@ func messages(f protoreflect.FileDescriptor) map[string]protoreflect.MessageDesc
 	return out
 }
 
-func enums(f protoreflect.FileDescriptor) map[string]protoreflect.EnumDescriptor {
+func enums(f protoreflect.FileDescriptor, msgs map[string]protoreflect.MessageDescriptor) map[string]protoreflect.EnumDescriptor {
 	out := map[string]protoreflect.EnumDescriptor{}
 	for i := 0; i < f.Enums().Len(); i++ {
 		e := f.Enums().Get(i)
 		out[string(e.FullName())] = e
 	}
-	for _, m := range messages(f) {
+	for _, m := range msgs {
 		for i := 0; i < m.Enums().Len(); i++ {
 			e := m.Enums().Get(i)
 			out[string(e.FullName())] = e

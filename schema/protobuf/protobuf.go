@@ -35,6 +35,10 @@ type Schema struct {
 	text       string
 	file       protoreflect.FileDescriptor
 	normalized string
+	messages   map[string]protoreflect.MessageDescriptor // by full name, nested and map entries too
+	enums      map[string]protoreflect.EnumDescriptor
+	// messageNames are the keys of messages, sorted.
+	messageNames []string
 }
 
 // Parse parses and links a .proto file; refs maps each import path it
@@ -74,7 +78,8 @@ func Parse(text string, refs map[string]string) (s *Schema, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("normalise: %w", err)
 	}
-	return &Schema{text: text, file: fd, normalized: string(b)}, nil
+	msgs := messages(fd)
+	return &Schema{text: text, file: fd, normalized: string(b), messages: msgs, enums: enums(fd, msgs), messageNames: sortedKeys(msgs)}, nil
 }
 
 // String returns the text as given to Parse.
