@@ -68,8 +68,8 @@ func (g SchemasCompatible) Check(ctx context.Context, req deploy.GateRequest) (d
 			continue
 		}
 		n++
-		if rr.File.Err != nil {
-			problems = append(problems, fmt.Sprintf("%s does not parse: %v", rr.Path, rr.File.Err))
+		if rr.Err != nil {
+			problems = append(problems, fmt.Sprintf("%s does not parse: %v", rr.Path, rr.Err))
 		}
 		for _, c := range rr.Checks {
 			for _, p := range c.Problems {

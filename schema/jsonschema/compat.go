@@ -143,7 +143,7 @@ func (c *differ) resolve(s any, root int) (any, string) {
 		if !ok || !strings.HasPrefix(ref, "#") {
 			return s, ""
 		}
-		t := any(c.roots[root])
+		t := c.roots[root]
 		for _, seg := range strings.Split(strings.TrimPrefix(strings.TrimPrefix(ref, "#"), "/"), "/") {
 			if seg == "" {
 				continue

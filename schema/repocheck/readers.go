@@ -59,7 +59,7 @@ type ReaderResult struct {
 // Failed reports whether the reader is invalid or cannot read a writer
 // version it may receive.
 func (r ReaderResult) Failed() bool {
-	if r.File.Err != nil {
+	if r.Err != nil {
 		return true
 	}
 	for _, c := range r.Checks {
@@ -360,8 +360,8 @@ func (r *Report) writeReaders(w io.Writer) int {
 			failed++
 		}
 		fmt.Fprintf(w, "%s %s  (%s reader of %s)\n", status, rr.Path, rr.Service, rr.Event())
-		if rr.File.Err != nil {
-			fmt.Fprintf(w, "     invalid schema: %v\n", rr.File.Err)
+		if rr.Err != nil {
+			fmt.Fprintf(w, "     invalid schema: %v\n", rr.Err)
 		}
 		if rr.Note != "" {
 			fmt.Fprintf(w, "     %s\n", rr.Note)

@@ -695,8 +695,8 @@ func (r *Report) WriteGitHub(w io.Writer) {
 		}
 	}
 	for _, rr := range r.Readers {
-		if rr.File.Err != nil {
-			annotate(w, rr.Path, 1, "invalid Avro reader schema", rr.File.Err.Error())
+		if rr.Err != nil {
+			annotate(w, rr.Path, 1, "invalid Avro reader schema", rr.Err.Error())
 		}
 		for _, c := range rr.Checks {
 			for _, p := range c.Problems {
