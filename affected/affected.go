@@ -257,11 +257,25 @@ func Run(ctx context.Context, g *graph.Graph, opts Options) (*Result, error) {
 		}
 		return git(ctx, root, "show", opts.Head+":./"+p)
 	}
+	var baseRef string
+	readOld := func(p string) ([]byte, error) {
+		if baseRef == "" {
+			baseRef = opts.Base
+			if opts.MergeBase && opts.Head != "" {
+				out, err := git(ctx, root, "merge-base", "--end-of-options", opts.Base, opts.Head)
+				if err != nil {
+					return nil, fmt.Errorf("git merge-base: %w", err)
+				}
+				baseRef = strings.TrimSpace(string(out))
+			}
+		}
+		return git(ctx, root, "show", baseRef+":./"+p)
+	}
 	mc, err := manifestChanges(ctx, g.Manifest(), changes, opts)
 	if err != nil {
 		return nil, err
 	}
-	r, err := compute(g, changes, read, mc)
+	r, err := compute(g, changes, read, readOld, mc)
 	if err != nil {
 		return nil, err
 	}
@@ -328,10 +342,17 @@ func manifestChanges(ctx context.Context, m *graph.Manifest, changes []Change, o
 // new content (used for .avsc schemas: the event is the record's name; when
 // the file can't be read or parsed, its base name).
 func Compute(g *graph.Graph, changes []Change, read func(path string) ([]byte, error)) (*Result, error) {
-	return compute(g, changes, read, nil)
+	return compute(g, changes, read, nil, nil)
 }
 
-func compute(g *graph.Graph, changes []Change, read func(path string) ([]byte, error), manifest []ManifestChange) (*Result, error) {
+// ComputeWithBase is Compute that also reads each changed schema as it was
+// before the change (readOld, by its old path): a record deleted or renamed
+// still pulls in the subscribers of the event it was.
+func ComputeWithBase(g *graph.Graph, changes []Change, read, readOld func(path string) ([]byte, error)) (*Result, error) {
+	return compute(g, changes, read, readOld, nil)
+}
+
+func compute(g *graph.Graph, changes []Change, read, readOld func(path string) ([]byte, error), manifest []ManifestChange) (*Result, error) {
 	m := g.Manifest()
 	manifestName := ""
 	if manifest != nil {
@@ -373,23 +394,41 @@ func compute(g *graph.Graph, changes []Change, read func(path string) ([]byte, e
 		r.Files = append(r.Files, f)
 		if strings.EqualFold(path.Ext(c.Path), ".avsc") || strings.EqualFold(path.Ext(c.OldPath), ".avsc") {
 			p := c.Path
-			var data []byte
-			if c.Status != "D" && read != nil {
-				data, _ = read(p)
+			var events []string
+			if c.Status != "D" {
+				var data []byte
+				if read != nil {
+					data, _ = read(p)
+				}
+				events = append(events, eventName(p, data))
 			}
-			ev := eventName(p, data)
-			if schemaEvents[p+"\x00"+ev] {
-				continue
+			if readOld != nil && c.Status != "A" && c.Status != "?" {
+				old := c.Path
+				if c.OldPath != "" {
+					old = c.OldPath
+				}
+				// A file that did not exist at the base has no old name.
+				if data, err := readOld(old); err == nil {
+					events = append(events, eventName(old, data))
+				}
 			}
-			schemaEvents[p+"\x00"+ev] = true
-			sc := Schema{Path: p, Event: ev, Publishers: []string{}, Subscribers: []string{}}
-			for _, s := range m.Publishers(ev) {
-				sc.Publishers = append(sc.Publishers, s.Name)
+			if len(events) == 0 {
+				events = append(events, eventName(p, nil))
 			}
-			for _, s := range m.Subscribers(ev) {
-				sc.Subscribers = append(sc.Subscribers, s.Name)
+			for _, ev := range events {
+				if schemaEvents[p+"\x00"+ev] {
+					continue
+				}
+				schemaEvents[p+"\x00"+ev] = true
+				sc := Schema{Path: p, Event: ev, Publishers: []string{}, Subscribers: []string{}}
+				for _, s := range m.Publishers(ev) {
+					sc.Publishers = append(sc.Publishers, s.Name)
+				}
+				for _, s := range m.Subscribers(ev) {
+					sc.Subscribers = append(sc.Subscribers, s.Name)
+				}
+				r.Schemas = append(r.Schemas, sc)
 			}
-			r.Schemas = append(r.Schemas, sc)
 		}
 	}
 	if len(shared) > 0 {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -184,6 +185,21 @@ func TestAffected(t *testing.T) {
 				Changed: []string{"orders"}, Deploy: []string{"orders"}, Waves: [][]string{{"orders"}},
 				Verify: []string{"mailer", "orders", "payments", "users"}, Shared: none, Unowned: none,
 				Schemas: []Schema{{Path: "svc/orders/schemas/OrderPlaced.avsc", Event: "OrderPlaced", Publishers: []string{"orders"}, Subscribers: []string{"mailer"}}},
+			},
+		},
+		{
+			name: "a renamed record still pulls in the subscribers of the event it was",
+			change: func(r *repo) {
+				r.write("svc/orders/schemas/OrderPlaced.avsc", `{"type": "record", "name": "shop.orders.OrderSubmitted", "fields": [{"name": "id", "type": "string"}]}`)
+			},
+			commit: true,
+			want: summary{
+				Changed: []string{"orders"}, Deploy: []string{"orders"}, Waves: [][]string{{"orders"}},
+				Verify: []string{"mailer", "orders", "payments", "users"}, Shared: none, Unowned: none,
+				Schemas: []Schema{
+					{Path: "svc/orders/schemas/OrderPlaced.avsc", Event: "OrderSubmitted", Publishers: []string{}, Subscribers: []string{}},
+					{Path: "svc/orders/schemas/OrderPlaced.avsc", Event: "OrderPlaced", Publishers: []string{"orders"}, Subscribers: []string{"mailer"}},
+				},
 			},
 		},
 		{
@@ -484,4 +500,36 @@ func TestManifestEdits(t *testing.T) {
 			t.Errorf("changed (-want +got):\n%s", d)
 		}
 	})
+}
+
+// A deleted schema file is named by the record it held at the base, not
+// by its file name: its subscribers are still pulled in.
+func TestDeletedSchemaNamedByItsOldRecord(t *testing.T) {
+	_, g := shopRepo(t)
+	old := map[string]string{"svc/orders/schemas/placed.avsc": `{"type": "record", "name": "shop.orders.OrderPlaced", "fields": []}`}
+	readOld := func(p string) ([]byte, error) {
+		if b, ok := old[p]; ok {
+			return []byte(b), nil
+		}
+		return nil, os.ErrNotExist
+	}
+	r, err := ComputeWithBase(g, []Change{{Status: "D", Path: "svc/orders/schemas/placed.avsc"}}, nil, readOld)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Schema{{Path: "svc/orders/schemas/placed.avsc", Event: "OrderPlaced", Publishers: []string{"orders"}, Subscribers: []string{"mailer"}}}
+	if diff := cmp.Diff(want, r.Schemas); diff != "" {
+		t.Errorf("schemas (-want +got):\n%s", diff)
+	}
+	if !slices.Contains(r.Verify, "mailer") {
+		t.Errorf("verify %v lacks mailer", r.Verify)
+	}
+	// Without the base, only the file name is known.
+	r, err = Compute(g, []Change{{Status: "D", Path: "svc/orders/schemas/placed.avsc"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Schemas) != 1 || r.Schemas[0].Event != "placed" {
+		t.Errorf("schemas without the base: %+v", r.Schemas)
+	}
 }

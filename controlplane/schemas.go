@@ -12,7 +12,10 @@ import (
 
 // SchemasCompatible is the event-schema gate: every schema (.avsc) the
 // service owns must parse and be compatible with the versions its subject
-// has in the registry, at the subject's compatibility level
+// has in the registry, at the subject's compatibility level, and every
+// consumer's reader schema must read it; every reader schema the service
+// keeps must read each writer version it may receive (the repository's and
+// the registered ones); and its reader files must match its subscribes
 // (schema/repocheck, as `flotilla schema check --registry` does).
 type SchemasCompatible struct {
 	// Registry is the schema registry (*serde.Client).
@@ -55,6 +58,32 @@ func (g SchemasCompatible) Check(ctx context.Context, req deploy.GateRequest) (d
 			for _, p := range c.Problems {
 				problems = append(problems, fmt.Sprintf("%s (subject %s, %s): %s", res.Path, res.Subject(), c.Mode, p))
 			}
+		}
+		for _, b := range res.BrokenReaders {
+			problems = append(problems, fmt.Sprintf("%s: %s", res.Path, b))
+		}
+	}
+	for _, rr := range rep.Readers {
+		if rr.Service != req.Service {
+			continue
+		}
+		n++
+		if rr.Err != nil {
+			problems = append(problems, fmt.Sprintf("%s does not parse: %v", rr.Path, rr.Err))
+		}
+		for _, c := range rr.Checks {
+			for _, p := range c.Problems {
+				field := ""
+				if p.Field != "" {
+					field = " field " + p.Field
+				}
+				problems = append(problems, fmt.Sprintf("%s:%d%s cannot read %s: %s at %s", rr.Path, p.Line, field, c.Writer, p.Reason, p.Location))
+			}
+		}
+	}
+	for _, f := range rep.Findings {
+		if strings.Contains(f, req.Service+" ") {
+			problems = append(problems, f)
 		}
 	}
 	if len(problems) > 0 {

@@ -2,11 +2,15 @@ package registry_test
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/hamba/avro/v2"
 	hambareg "github.com/hamba/avro/v2/registry"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -29,7 +33,7 @@ func TestFranzGoClient(t *testing.T) {
 		const subj = "shop.order.OrderCreated-value"
 
 		types, err := cl.SupportedTypes(ctx)
-		if err != nil || !cmp.Equal(types, []sr.SchemaType{sr.TypeAvro}) {
+		if err != nil || !cmp.Equal(types, []sr.SchemaType{sr.TypeAvro, sr.TypeJSON, sr.TypeProtobuf}, cmpopts.SortSlices(func(a, b sr.SchemaType) bool { return a < b })) {
 			t.Errorf("SupportedTypes = %v, %v", types, err)
 		}
 		ss1, err := cl.CreateSchema(ctx, subj, sr.Schema{Schema: v1})
@@ -215,4 +219,132 @@ func TestHambaRegistryClient(t *testing.T) {
 	if vs, err := cl.DeleteSubject(ctx, subj); err != nil || !cmp.Equal(vs, []int{1}) {
 		t.Errorf("DeleteSubject = %v, %v", vs, err)
 	}
+}
+
+// franz-go's client registers and reads JSON Schema subjects: the type
+// travels with the id, Confluent's JSON rules decide compatibility, and its
+// Serde frames a JSON payload with the id that decodes back.
+func TestFranzGoClientJSONSchema(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		ts := newServer(t, dsn, registry.DefaultConfig())
+		cl, err := sr.NewClient(sr.URLs(ts.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const subj = "OrderCreated-value"
+		v1 := `{"type":"object","properties":{"orderId":{"type":"string"},"total":{"type":"integer"}},"required":["orderId"],"additionalProperties":false}`
+		ss, err := cl.CreateSchema(ctx, subj, sr.Schema{Schema: v1, Type: sr.TypeJSON})
+		if err != nil {
+			t.Fatalf("CreateSchema: %v", err)
+		}
+		got, err := cl.SchemaByID(ctx, ss.ID)
+		if err != nil || got.Type != sr.TypeJSON || got.Schema != v1 {
+			t.Errorf("SchemaByID = %+v, %v", got, err)
+		}
+		latest, err := cl.SchemaByVersion(ctx, subj, -1)
+		if err != nil || latest.Type != sr.TypeJSON || latest.Version != 1 {
+			t.Errorf("SchemaByVersion = %+v, %v", latest, err)
+		}
+		if l, err := cl.LookupSchema(ctx, subj, sr.Schema{Schema: v1, Type: sr.TypeJSON}); err != nil || l.ID != ss.ID {
+			t.Errorf("LookupSchema = %+v, %v", l, err)
+		}
+		// The same text as Avro is not this schema (and not valid Avro).
+		if _, err := cl.LookupSchema(ctx, subj, sr.Schema{Schema: v1}); err == nil {
+			t.Error("the JSON schema was found as Avro")
+		}
+		// BACKWARD (the default): a required property added to the closed
+		// model is refused; an optional one is accepted.
+		v2bad := `{"type":"object","properties":{"orderId":{"type":"string"},"total":{"type":"integer"},"coupon":{"type":"string"}},"required":["orderId","coupon"],"additionalProperties":false}`
+		res, err := cl.CheckCompatibility(sr.WithParams(ctx, sr.Verbose), subj, -1, sr.Schema{Schema: v2bad, Type: sr.TypeJSON})
+		if err != nil || res.Is || len(res.Messages) == 0 || !contains(res.Messages[0], "REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL") {
+			t.Errorf("CheckCompatibility of a required property added = %+v, %v", res, err)
+		}
+		var re *sr.ResponseError
+		if _, err := cl.CreateSchema(ctx, subj, sr.Schema{Schema: v2bad, Type: sr.TypeJSON}); !errors.As(err, &re) || re.StatusCode != http.StatusConflict {
+			t.Errorf("CreateSchema of an incompatible schema: %v", err)
+		}
+		v2 := `{"type":"object","properties":{"orderId":{"type":"string"},"total":{"type":"integer"},"coupon":{"type":"string"}},"required":["orderId"],"additionalProperties":false}`
+		ss2, err := cl.CreateSchema(ctx, subj, sr.Schema{Schema: v2, Type: sr.TypeJSON})
+		if err != nil || ss2.Version != 2 {
+			t.Fatalf("CreateSchema v2 = %+v, %v", ss2, err)
+		}
+		// An Avro schema in a JSON subject: another type is incompatible.
+		res, err = cl.CheckCompatibility(sr.WithParams(ctx, sr.Verbose), subj, -1, sr.Schema{Schema: `"string"`})
+		if err != nil || res.Is || len(res.Messages) == 0 || res.Messages[0] != "Incompatible because of different schema type" {
+			t.Errorf("CheckCompatibility across types = %+v, %v", res, err)
+		}
+		// Invalid JSON Schema: 42201.
+		if _, err := cl.CreateSchema(ctx, "bad-value", sr.Schema{Schema: `{"type":"strng"}`, Type: sr.TypeJSON}); !errors.As(err, &re) || re.ErrorCode != 42201 {
+			t.Errorf("CreateSchema of an invalid JSON schema: %v", err)
+		}
+		// The wire format: franz-go's Serde frames JSON payloads with the id.
+		type order struct {
+			OrderID string `json:"orderId"`
+			Total   int    `json:"total"`
+		}
+		var serde sr.Serde
+		serde.Register(ss2.ID, order{}, sr.EncodeFn(func(v any) ([]byte, error) { return json.Marshal(v) }),
+			sr.DecodeFn(func(b []byte, v any) error { return json.Unmarshal(b, v) }))
+		b, err := serde.Encode(order{OrderID: "o1", Total: 5})
+		if err != nil || b[0] != 0 || int(binary.BigEndian.Uint32(b[1:5])) != ss2.ID {
+			t.Fatalf("Encode = %x, %v", b, err)
+		}
+		var back order
+		if err := serde.Decode(b, &back); err != nil || back.OrderID != "o1" {
+			t.Errorf("Decode = %+v, %v", back, err)
+		}
+	})
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// franz-go's client registers and reads Protobuf subjects, with an import
+// as a reference, and its Serde writes the Confluent header with the
+// message indexes that name the message within the file.
+func TestFranzGoClientProtobuf(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		ts := newServer(t, dsn, registry.DefaultConfig())
+		cl, err := sr.NewClient(sr.URLs(ts.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		money := "syntax = \"proto3\";\npackage shop.common;\nmessage Money { int64 cents = 1; string currency = 2; }\n"
+		ms, err := cl.CreateSchema(ctx, "shop/common/money.proto", sr.Schema{Schema: money, Type: sr.TypeProtobuf})
+		if err != nil {
+			t.Fatalf("CreateSchema money: %v", err)
+		}
+		order := "syntax = \"proto3\";\npackage shop;\nimport \"shop/common/money.proto\";\nmessage OrderCreated { string order_id = 1; shop.common.Money total = 2; }\nmessage OrderCancelled { string order_id = 1; }\n"
+		refs := []sr.SchemaReference{{Name: "shop/common/money.proto", Subject: "shop/common/money.proto", Version: ms.Version}}
+		os, err := cl.CreateSchema(ctx, "OrderCreated-value", sr.Schema{Schema: order, Type: sr.TypeProtobuf, References: refs})
+		if err != nil {
+			t.Fatalf("CreateSchema order: %v", err)
+		}
+		got, err := cl.SchemaByID(ctx, os.ID)
+		if err != nil || got.Type != sr.TypeProtobuf || got.Schema != order || len(got.References) != 1 {
+			t.Errorf("SchemaByID = %+v, %v", got, err)
+		}
+		// A scalar kind outside its wire group is refused, with Confluent's type.
+		narrowed := strings.Replace(order, "string order_id = 1; shop.common.Money", "int64 order_id = 1; shop.common.Money", 1)
+		res, err := cl.CheckCompatibility(sr.WithParams(ctx, sr.Verbose), "OrderCreated-value", -1, sr.Schema{Schema: narrowed, Type: sr.TypeProtobuf, References: refs})
+		if err != nil || res.Is || len(res.Messages) == 0 || !contains(res.Messages[0], "FIELD_SCALAR_KIND_CHANGED") {
+			t.Errorf("CheckCompatibility of a changed scalar kind = %+v, %v", res, err)
+		}
+		added := strings.Replace(order, "shop.common.Money total = 2;", "shop.common.Money total = 2; string coupon = 3;", 1)
+		if ss, err := cl.CreateSchema(ctx, "OrderCreated-value", sr.Schema{Schema: added, Type: sr.TypeProtobuf, References: refs}); err != nil || ss.Version != 2 {
+			t.Errorf("CreateSchema of a field added = %+v, %v", ss, err)
+		}
+		// The wire format: magic byte, id, then the message indexes (the
+		// second message: [1], written as the count 1 and the index 1).
+		var serde sr.Serde
+		serde.Register(os.ID, "cancelled", sr.Index(1), sr.EncodeFn(func(v any) ([]byte, error) { return []byte(v.(string)), nil }))
+		b, err := serde.Encode("cancelled")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b[0] != 0 || int(binary.BigEndian.Uint32(b[1:5])) != os.ID || b[5] != 2 || b[6] != 2 {
+			t.Errorf("header = %x", b[:7])
+		}
+	})
 }

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +20,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/flotilla-ci/flotilla/schema"
+	"github.com/flotilla-ci/flotilla/schema/jsonschema"
+	"github.com/flotilla-ci/flotilla/schema/protobuf"
 )
 
 // ContentType is the Confluent registry's media type.
@@ -64,7 +68,7 @@ type Server struct {
 	log    *slog.Logger
 	mux    *http.ServeMux
 	byID   boundedCache // int -> []byte: the JSON answer to GET /schemas/ids/{id} (ids are immutable)
-	parsed boundedCache // int -> *schema.Schema
+	parsed boundedCache // int -> Parsed
 }
 
 // cacheEntries bounds each in-memory cache: past it the cache starts over
@@ -91,6 +95,18 @@ func (c *boundedCache) Store(k, v any) {
 	}
 }
 
+// Clear empties the cache.
+func (c *boundedCache) Clear() {
+	c.m.Clear()
+	c.n.Store(0)
+}
+
+// forget drops what is cached by id: a hard delete may have removed ids.
+func (s *Server) forget() {
+	s.byID.Clear()
+	s.parsed.Clear()
+}
+
 // New returns a server on store. A nil log discards.
 func New(store Store, cfg Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
@@ -106,44 +122,80 @@ func New(store Store, cfg Config, log *slog.Logger) (*Server, error) {
 
 func (s *Server) routes() {
 	m := s.mux
+	var table []string
+	handle := func(pattern string, h http.HandlerFunc) {
+		m.HandleFunc(pattern, h)
+		table = append(table, pattern)
+	}
 	m.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { s.reply(w, map[string]any{}) })
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &Error{Code: 404, Message: fmt.Sprintf("HTTP 404 Not Found: no route for %s %s", r.Method, r.URL.Path)})
 	})
-	m.HandleFunc("GET /schemas/types", func(w http.ResponseWriter, r *http.Request) { s.reply(w, []string{"AVRO"}) })
-	m.HandleFunc("GET /contexts", func(w http.ResponseWriter, r *http.Request) { s.reply(w, []string{"."}) })
-	m.HandleFunc("GET /schemas/ids/{id}", s.schemaByID)
-	m.HandleFunc("GET /schemas/ids/{id}/schema", s.schemaTextByID)
-	m.HandleFunc("GET /schemas/ids/{id}/subjects", s.subjectsByID)
-	m.HandleFunc("GET /schemas/ids/{id}/versions", s.versionsByID)
-	m.HandleFunc("GET /subjects", s.subjects)
-	m.HandleFunc("GET /schemas", s.allSchemas)
-	m.HandleFunc("GET /subjects/{subject}/versions", s.versions)
-	m.HandleFunc("GET /subjects/{subject}/versions/{version}", s.version)
-	m.HandleFunc("GET /subjects/{subject}/versions/{version}/schema", s.versionSchema)
-	m.HandleFunc("GET /subjects/{subject}/versions/{version}/referencedby", s.referencedBy)
-	m.HandleFunc("POST /subjects/{subject}/versions", s.write(s.register))
-	m.HandleFunc("POST /subjects/{subject}", s.lookup)
-	m.HandleFunc("DELETE /subjects/{subject}", s.write(s.deleteSubject))
-	m.HandleFunc("DELETE /subjects/{subject}/versions/{version}", s.write(s.deleteVersion))
-	m.HandleFunc("POST /compatibility/subjects/{subject}/versions/{version}", s.compatibility)
-	m.HandleFunc("POST /compatibility/subjects/{subject}/versions", s.compatibility)
-	m.HandleFunc("GET /config", s.getConfig)
-	m.HandleFunc("PUT /config", s.write(s.putConfig))
-	m.HandleFunc("DELETE /config", s.write(s.deleteConfig))
-	m.HandleFunc("GET /config/{subject}", s.getConfig)
-	m.HandleFunc("PUT /config/{subject}", s.write(s.putConfig))
-	m.HandleFunc("DELETE /config/{subject}", s.write(s.deleteConfig))
-	m.HandleFunc("GET /mode", s.getMode)
-	m.HandleFunc("GET /mode/{subject}", s.getMode)
-	m.HandleFunc("PUT /mode", s.write(s.putMode))
-	m.HandleFunc("PUT /mode/{subject}", s.write(s.putMode))
-	m.HandleFunc("DELETE /mode", s.write(s.deleteMode))
-	m.HandleFunc("DELETE /mode/{subject}", s.write(s.deleteMode))
+	handle("GET /schemas/types", func(w http.ResponseWriter, r *http.Request) { s.reply(w, schemaTypes) })
+	handle("GET /contexts", func(w http.ResponseWriter, r *http.Request) { s.reply(w, []string{"."}) })
+	handle("GET /schemas/ids/{id}", s.schemaByID)
+	handle("GET /schemas/ids/{id}/schema", s.schemaTextByID)
+	handle("GET /schemas/ids/{id}/subjects", s.subjectsByID)
+	handle("GET /schemas/ids/{id}/versions", s.versionsByID)
+	handle("GET /subjects", s.subjects)
+	handle("GET /schemas", s.allSchemas)
+	handle("GET /subjects/{subject}/versions", s.versions)
+	handle("GET /subjects/{subject}/versions/{version}", s.version)
+	handle("GET /subjects/{subject}/versions/{version}/schema", s.versionSchema)
+	handle("GET /subjects/{subject}/versions/{version}/referencedby", s.referencedBy)
+	handle("POST /subjects/{subject}/versions", s.write(s.register))
+	handle("POST /subjects/{subject}", s.lookup)
+	handle("DELETE /subjects/{subject}", s.write(s.deleteSubject))
+	handle("DELETE /subjects/{subject}/versions/{version}", s.write(s.deleteVersion))
+	handle("POST /compatibility/subjects/{subject}/versions/{version}", s.compatibility)
+	handle("POST /compatibility/subjects/{subject}/versions", s.compatibility)
+	handle("GET /config", s.getConfig)
+	handle("PUT /config", s.write(s.putConfig))
+	handle("DELETE /config", s.write(s.deleteConfig))
+	handle("GET /config/{subject}", s.getConfig)
+	handle("PUT /config/{subject}", s.write(s.putConfig))
+	handle("DELETE /config/{subject}", s.write(s.deleteConfig))
+	handle("GET /mode", s.getMode)
+	handle("GET /mode/{subject}", s.getMode)
+	handle("PUT /mode", s.write(s.putMode))
+	handle("PUT /mode/{subject}", s.write(s.putMode))
+	handle("DELETE /mode", s.write(s.deleteMode))
+	handle("DELETE /mode/{subject}", s.write(s.deleteMode))
+	// Any other method on a known path (PATCH, OPTIONS, ...) is 405, as
+	// Confluent's server answers, with the methods the path takes.
+	allowed := map[string][]string{}
+	var paths []string
+	for _, route := range table {
+		method, p, _ := strings.Cut(route, " ")
+		if allowed[p] == nil {
+			paths = append(paths, p)
+		}
+		allowed[p] = append(allowed[p], method)
+	}
+	for _, p := range paths {
+		allow := strings.Join(allowed[p], ", ")
+		m.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			s.fail(w, r, &Error{405, "HTTP 405 Method Not Allowed"})
+		})
+	}
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. A request body that is not JSON (by
+// its Content-Type) is refused with 415, as Confluent's server does; no
+// Content-Type, or application/octet-stream, is read as JSON.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost || r.Method == http.MethodPut {
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			mt, _, err := mime.ParseMediaType(ct)
+			switch {
+			case err == nil && (mt == ContentType || mt == "application/vnd.schemaregistry+json" || mt == "application/json" || mt == "application/octet-stream"):
+			default:
+				s.fail(w, r, &Error{415, fmt.Sprintf("HTTP 415 Unsupported Media Type: %q; send application/vnd.schemaregistry.v1+json or application/json", ct)})
+				return
+			}
+		}
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -183,6 +235,13 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		e = storeError(err)
+		// Confluent's messages name what was not found.
+		switch sub, v := r.PathValue("subject"), r.PathValue("version"); {
+		case e.Code == 40401 && sub != "":
+			e.Message = fmt.Sprintf("Subject '%s' not found.", sub)
+		case e.Code == 40402 && v != "":
+			e.Message = fmt.Sprintf("Version %s not found.", v)
+		}
 		if e.Code == 50001 {
 			s.log.ErrorContext(r.Context(), "registry store failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
@@ -285,14 +344,14 @@ type request struct {
 
 // readSchema reads and parses the request body's schema, with its
 // references resolved.
-func (s *Server) readSchema(w http.ResponseWriter, r *http.Request) (*schema.Schema, []Reference, error) {
+func (s *Server) readSchema(w http.ResponseWriter, r *http.Request) (Parsed, []Reference, error) {
 	sc, refs, _, err := s.readRequest(w, r)
 	return sc, refs, err
 }
 
 // readRequest is readSchema that also returns the request (for the id and
 // version an import chooses).
-func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (*schema.Schema, []Reference, *request, error) {
+func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (Parsed, []Reference, *request, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -308,14 +367,18 @@ func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (*schema.Sc
 	if req.Schema == nil {
 		return nil, nil, nil, &Error{42201, `Invalid request body: missing "schema"`}
 	}
-	if t := strings.ToUpper(req.SchemaType); t != "" && t != "AVRO" {
-		return nil, nil, nil, &Error{42201, fmt.Sprintf("Invalid schemaType %s: this registry serves AVRO schemas", req.SchemaType)}
+	typ := strings.ToUpper(req.SchemaType)
+	if typ == "" {
+		typ = Avro
+	}
+	if !slices.Contains(schemaTypes, typ) {
+		return nil, nil, nil, &Error{42201, fmt.Sprintf("Invalid schemaType %s: this registry serves %s", req.SchemaType, strings.Join(schemaTypes, ", "))}
 	}
 	refs, texts, err := s.resolveRefs(r.Context(), req.References)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	sc, err := schema.ParseWithReferences(*req.Schema, texts)
+	sc, err := s.parse(r.Context(), typ, *req.Schema, refs, texts)
 	if err != nil {
 		return nil, nil, nil, &Error{42201, "Invalid schema: " + err.Error()}
 	}
@@ -378,16 +441,63 @@ func (s *Server) resolveRefs(ctx context.Context, refs []Reference) ([]Reference
 	return out, texts, nil
 }
 
+// schemaTypes are the types served, as GET /schemas/types lists them.
+var schemaTypes = []string{Avro, JSON, Protobuf}
+
+// parse parses a schema of a type; texts are the texts of its references,
+// dependencies first (Avro), and refs the references themselves (Protobuf
+// imports them by name).
+func (s *Server) parse(ctx context.Context, typ, text string, refs []Reference, texts []string) (Parsed, error) {
+	switch typ {
+	case JSON:
+		if len(refs) > 0 {
+			return nil, errors.New("references are not supported for JSON schemas here yet; inline the referenced schema")
+		}
+		return jsonschema.Parse(text)
+	case Protobuf:
+		files := map[string]string{}
+		if err := s.protoImports(ctx, refs, files, 0); err != nil {
+			return nil, err
+		}
+		return protobuf.Parse(text, files)
+	case Avro, "":
+		return schema.ParseWithReferences(text, texts)
+	}
+	return nil, fmt.Errorf("schemaType %s is not served", typ)
+}
+
+// protoImports collects the texts of a Protobuf schema's references, and
+// theirs, by reference name (the import path).
+func (s *Server) protoImports(ctx context.Context, refs []Reference, into map[string]string, depth int) error {
+	if depth > maxRefDepth {
+		return fmt.Errorf("references nest deeper than %d", maxRefDepth)
+	}
+	for _, ref := range refs {
+		if _, done := into[ref.Name]; done {
+			continue
+		}
+		v, err := s.store.Version(ctx, ref.Subject, ref.Version, false)
+		if err != nil {
+			return fmt.Errorf("reference %q: %w", ref.Name, err)
+		}
+		into[ref.Name] = v.Schema
+		if err := s.protoImports(ctx, v.References, into, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // parsedVersion parses a stored version with its references.
-func (s *Server) parsedVersion(ctx context.Context, v SubjectVersion) (*schema.Schema, error) {
+func (s *Server) parsedVersion(ctx context.Context, v SubjectVersion) (Parsed, error) {
 	if p, ok := s.parsed.Load(v.ID); ok {
-		return p.(*schema.Schema), nil
+		return p.(Parsed), nil
 	}
 	_, texts, err := s.resolveRefs(ctx, v.References)
 	if err != nil {
 		return nil, fmt.Errorf("references of stored schema %d: %w", v.ID, err)
 	}
-	sc, err := schema.ParseWithReferences(v.Schema, texts)
+	sc, err := s.parse(ctx, v.SchemaType, v.Schema, v.References, texts)
 	if err != nil {
 		return nil, fmt.Errorf("stored schema %d: %w", v.ID, err)
 	}
@@ -418,27 +528,76 @@ func (s *Server) levelsFor(ctx context.Context, sub string) (schema.Mode, error)
 	return s.effective(sl, gl), nil
 }
 
-// check runs the level's check of candidate against versions.
-func (s *Server) check(ctx context.Context, level schema.Mode, candidate *schema.Schema, vs []SubjectVersion) ([]schema.Problem, []SubjectVersion, error) {
-	prev := make([]schema.Version, 0, len(vs))
-	for _, v := range vs {
+// problem is one incompatibility, of any schema type.
+type problem struct {
+	Version int
+	Message string // Confluent's {errorType:..., description:...} rendering
+}
+
+// check runs the level's check of candidate against versions, by the rules
+// of the candidate's type; a version of another type is incompatible, as
+// Confluent answers.
+func (s *Server) check(ctx context.Context, level schema.Mode, candidate Parsed, vs []SubjectVersion) ([]problem, []SubjectVersion, error) {
+	if level == schema.None || len(vs) == 0 {
+		return nil, vs, nil
+	}
+	check := vs[len(vs)-1:]
+	if level.Transitive() {
+		check = vs
+	}
+	parsed := make([]Parsed, len(check))
+	for i, v := range check {
 		sc, err := s.parsedVersion(ctx, v)
 		if err != nil {
 			return nil, nil, err
 		}
-		prev = append(prev, schema.Version{Version: v.Version, Schema: sc})
+		if sc.SchemaType() != candidate.SchemaType() {
+			return []problem{{Version: v.Version, Message: "Incompatible because of different schema type"}}, vs, nil
+		}
+		parsed[i] = sc
 	}
-	return level.Check(candidate, prev), vs, nil
+	var out []problem
+	switch c := candidate.(type) {
+	case *schema.Schema:
+		prev := make([]schema.Version, len(check))
+		for i, p := range parsed {
+			prev[i] = schema.Version{Version: check[i].Version, Schema: p.(*schema.Schema)}
+		}
+		for _, p := range level.Check(c, prev) {
+			out = append(out, problem{p.Version, fmt.Sprintf("{errorType:'%s', description:'%s', additionalInfo:'%s'}", p.Reason, p.Description(), p.Detail)})
+		}
+	case *protobuf.Schema:
+		prev := make([]*protobuf.Schema, len(check))
+		for i, p := range parsed {
+			prev[i] = p.(*protobuf.Schema)
+		}
+		for _, p := range protobuf.Check(level, c, prev) {
+			out = append(out, problem{check[p.Version-1].Version, fmt.Sprintf("{errorType:\"%s\", description:\"%s\"}", p.Type, p.Description())})
+		}
+	case *jsonschema.Schema:
+		prev := make([]*jsonschema.Schema, len(check))
+		for i, p := range parsed {
+			prev[i] = p.(*jsonschema.Schema)
+		}
+		for _, p := range jsonschema.Check(level, c, prev) {
+			update, original := "new", "old"
+			if p.Direction == schema.OldReadsNew {
+				update, original = "old", "new"
+			}
+			out = append(out, problem{check[p.Version-1].Version, fmt.Sprintf("{errorType:\"%s\", description:\"%s\"}", p.Type, p.Description(update, original))})
+		}
+	}
+	return out, vs, nil
 }
 
 // messages renders problems in the Confluent verbose style.
-func messages(level schema.Mode, problems []schema.Problem, vs []SubjectVersion) []string {
+func messages(level schema.Mode, problems []problem, vs []SubjectVersion) []string {
 	out := []string{}
 	if len(problems) == 0 {
 		return out
 	}
 	for _, p := range problems {
-		out = append(out, fmt.Sprintf("{errorType:'%s', description:'%s', additionalInfo:'%s'}", p.Reason, p.Description(), p.Detail))
+		out = append(out, p.Message)
 	}
 	v := problems[0].Version
 	out = append(out, fmt.Sprintf("{oldSchemaVersion: %d}", v))
@@ -518,7 +677,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 
 // importSchema registers with the id and version the request chooses, and
 // no compatibility check (IMPORT mode).
-func (s *Server) importSchema(w http.ResponseWriter, r *http.Request, sub string, sc *schema.Schema, refs []Reference, req *request) {
+func (s *Server) importSchema(w http.ResponseWriter, r *http.Request, sub string, sc Parsed, refs []Reference, req *request) {
 	if req.ID < 0 || req.Version < 0 {
 		s.fail(w, r, &Error{42202, "An imported id and version must be positive"})
 		return
@@ -562,6 +721,9 @@ func versionBody(v SubjectVersion) map[string]any {
 	if len(v.References) > 0 {
 		out["references"] = v.References
 	}
+	if v.SchemaType != "" && v.SchemaType != Avro {
+		out["schemaType"] = v.SchemaType
+	}
 	return out
 }
 
@@ -576,14 +738,17 @@ func (s *Server) schemaByID(w http.ResponseWriter, r *http.Request) {
 		s.replyRaw(w, b.([]byte))
 		return
 	}
-	text, refs, err := s.store.SchemaByID(r.Context(), id)
+	st, err := s.store.SchemaByID(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	body := map[string]any{"schema": text}
-	if len(refs) > 0 {
-		body["references"] = refs
+	body := map[string]any{"schema": st.Schema}
+	if len(st.References) > 0 {
+		body["references"] = st.References
+	}
+	if st.SchemaType != "" && st.SchemaType != Avro {
+		body["schemaType"] = st.SchemaType // Confluent omits AVRO, the default
 	}
 	if fetchMax {
 		// Clients use it to learn that newer ids exist (and refresh caches).
@@ -609,12 +774,12 @@ func (s *Server) schemaTextByID(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	text, _, err := s.store.SchemaByID(r.Context(), id)
+	st, err := s.store.SchemaByID(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.replyRaw(w, []byte(text))
+	s.replyRaw(w, []byte(st.Schema))
 }
 
 func (s *Server) subjectsByID(w http.ResponseWriter, r *http.Request) {
@@ -822,6 +987,9 @@ func (s *Server) deleteSubject(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if boolParam(r, "permanent") {
+		s.forget()
+	}
 	s.log.InfoContext(r.Context(), "subject deleted", "subject", sub, "permanent", boolParam(r, "permanent"), "versions", vs)
 	s.reply(w, vs)
 }
@@ -853,6 +1021,9 @@ func (s *Server) deleteVersion(w http.ResponseWriter, r *http.Request) {
 	if err := s.store.DeleteVersion(r.Context(), sub, n, permanent); err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if permanent {
+		s.forget()
 	}
 	s.log.InfoContext(r.Context(), "version deleted", "subject", sub, "version", n, "permanent", permanent)
 	s.reply(w, n)
@@ -948,12 +1119,23 @@ func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	var req struct {
 		Compatibility string `json:"compatibility"`
+		// CompatibilityLevel is the name Confluent's Config entity (and
+		// older clients) use; it is understood as compatibility.
+		CompatibilityLevel string `json:"compatibilityLevel"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
 		s.fail(w, r, &Error{42203, "Invalid compatibility level: " + err.Error()})
 		return
 	}
-	m, err := schema.ParseMode(req.Compatibility)
+	level := req.Compatibility
+	switch {
+	case level == "":
+		level = req.CompatibilityLevel
+	case req.CompatibilityLevel != "" && !strings.EqualFold(req.CompatibilityLevel, level):
+		s.fail(w, r, &Error{42203, fmt.Sprintf("Invalid compatibility level: the body says both compatibility %q and compatibilityLevel %q; send one (compatibility)", level, req.CompatibilityLevel)})
+		return
+	}
+	m, err := schema.ParseMode(level)
 	if err != nil {
 		s.fail(w, r, &Error{42203, "Invalid compatibility level. Valid values are none, backward, forward, full, backward_transitive, forward_transitive, and full_transitive"})
 		return

@@ -139,7 +139,7 @@ func TestAPI(t *testing.T) {
 			{"GET", "/config", "", 200, map[string]any{"compatibilityLevel": "FULL_TRANSITIVE", "compatibility": "FULL_TRANSITIVE"}},
 			{"DELETE", "/subjects/shop.order.OrderCreated-value/versions/3", "", 200, num(3)},
 			{"DELETE", "/subjects/shop.order.OrderCreated-value/versions/3", "", 404, map[string]any{"error_code": num(40406), "message": "Version was soft deleted. Set permanent=true to delete permanently"}},
-			{"GET", "/subjects/shop.order.OrderCreated-value/versions/3", "", 404, map[string]any{"error_code": num(40402), "message": "Version not found."}},
+			{"GET", "/subjects/shop.order.OrderCreated-value/versions/3", "", 404, map[string]any{"error_code": num(40402), "message": "Version 3 not found."}},
 			{"GET", "/subjects/shop.order.OrderCreated-value/versions/3?deleted=true", "", 200, nil},
 			{"GET", "/subjects/shop.order.OrderCreated-value/versions", "", 200, []any{num(1), num(2)}},
 			{"GET", "/subjects/shop.order.OrderCreated-value/versions?deleted=true", "", 200, []any{num(1), num(2), num(3)}},
@@ -152,7 +152,7 @@ func TestAPI(t *testing.T) {
 			{"GET", "/subjects?deletedOnly=true", "", 200, []any{"copy-value"}},
 			{"DELETE", "/subjects/copy-value?permanent=true", "", 200, []any{num(1)}},
 			{"GET", "/subjects?deleted=true", "", 200, []any{"shop.order.OrderCreated-value"}},
-			{"GET", "/schemas/types", "", 200, []any{"AVRO"}},
+			{"GET", "/schemas/types", "", 200, []any{"AVRO", "JSON", "PROTOBUF"}},
 			{"GET", "/mode", "", 200, map[string]any{"mode": "READWRITE"}},
 		}
 		for i, s := range steps {
@@ -224,26 +224,27 @@ func testBadInput(t *testing.T, dsn string) {
 		{"bad name", "POST", "/subjects/o-value/versions", body(`{"type":"record","name":"1R","fields":[]}`), 422, 42201, "invalid name"},
 		{"body not JSON", "POST", "/subjects/o-value/versions", `schema please`, 422, 42201, "Invalid request body"},
 		{"no schema", "POST", "/subjects/o-value/versions", `{}`, 422, 42201, `missing "schema"`},
-		{"protobuf", "POST", "/subjects/o-value/versions", `{"schema":"syntax = \"proto3\";","schemaType":"PROTOBUF"}`, 422, 42201, "PROTOBUF"},
+		{"invalid protobuf", "POST", "/subjects/p-value/versions", `{"schema":"syntax = \"proto3\"; message {","schemaType":"PROTOBUF"}`, 422, 42201, "Invalid schema: invalid schema: schema.proto:1:28"},
+		{"unknown schema type", "POST", "/subjects/o-value/versions", `{"schema":"<x/>","schemaType":"XML"}`, 422, 42201, "Invalid schemaType XML: this registry serves AVRO, JSON, PROTOBUF"},
 		{"too large", "POST", "/subjects/o-value/versions", body(`{"type":"record","name":"R","doc":"` + strings.Repeat("x", 5000) + `","fields":[]}`), 422, 42209, "larger than the limit"},
 		{"incompatible", "POST", "/subjects/o-value/versions", body(v3), 409, 40901, "incompatible"},
-		{"unknown subject", "GET", "/subjects/nope/versions", "", 404, 40401, "Subject not found"},
-		{"unknown subject version", "GET", "/subjects/nope/versions/1", "", 404, 40401, "Subject not found"},
-		{"unknown version", "GET", "/subjects/o-value/versions/9", "", 404, 40402, "Version not found"},
+		{"unknown subject", "GET", "/subjects/nope/versions", "", 404, 40401, "Subject 'nope' not found."},
+		{"unknown subject version", "GET", "/subjects/nope/versions/1", "", 404, 40401, "Subject 'nope' not found."},
+		{"unknown version", "GET", "/subjects/o-value/versions/9", "", 404, 40402, "Version 9 not found."},
 		{"unknown id", "GET", "/schemas/ids/999", "", 404, 40403, "Schema not found"},
 		{"non-numeric id", "GET", "/schemas/ids/abc", "", 404, 40403, "not found"},
 		{"version not a number", "GET", "/subjects/o-value/versions/first", "", 422, 42202, "'first' is not a valid version"},
 		{"version zero", "GET", "/subjects/o-value/versions/0", "", 422, 42202, "not a valid version"},
 		{"version below -1", "GET", "/subjects/o-value/versions/-2", "", 422, 42202, "not a valid version"},
 		{"compat bad version", "POST", "/compatibility/subjects/o-value/versions/x", body(v1), 422, 42202, "not a valid version"},
-		{"compat unknown version", "POST", "/compatibility/subjects/o-value/versions/5", body(v1), 404, 40402, "Version not found"},
-		{"compat unknown subject", "POST", "/compatibility/subjects/nope/versions/1", body(v1), 404, 40401, "Subject not found"},
+		{"compat unknown version", "POST", "/compatibility/subjects/o-value/versions/5", body(v1), 404, 40402, "Version 5 not found."},
+		{"compat unknown subject", "POST", "/compatibility/subjects/nope/versions/1", body(v1), 404, 40401, "Subject 'nope' not found."},
 		{"compat invalid schema", "POST", "/compatibility/subjects/o-value/versions/latest", body(`"strng"`), 422, 42201, "unknown type"},
 		{"bad level", "PUT", "/config", `{"compatibility":"SIDEWAYS"}`, 422, 42203, "Invalid compatibility level"},
 		{"bad subject level", "PUT", "/config/o-value", `{"compatibility":"backwards"}`, 422, 42203, "Invalid compatibility level"},
 		{"lookup unregistered", "POST", "/subjects/o-value", body(v2), 404, 40403, "Schema not found"},
-		{"lookup unknown subject", "POST", "/subjects/nope", body(v1), 404, 40401, "Subject not found"},
-		{"delete unknown subject", "DELETE", "/subjects/nope", "", 404, 40401, "Subject not found"},
+		{"lookup unknown subject", "POST", "/subjects/nope", body(v1), 404, 40401, "Subject 'nope' not found."},
+		{"delete unknown subject", "DELETE", "/subjects/nope", "", 404, 40401, "Subject 'nope' not found."},
 		{"hard delete live subject", "DELETE", "/subjects/o-value?permanent=true", "", 404, 40405, "not deleted first"},
 		{"hard delete live version", "DELETE", "/subjects/o-value/versions/1?permanent=true", "", 404, 40407, "not deleted first"},
 		{"delete config never set", "DELETE", "/config/o-value", "", 404, 40408, "subject-level compatibility"},
@@ -446,8 +447,9 @@ func TestReferences(t *testing.T) {
 			{"POST", "/subjects/OrderCreated-value/versions", refBody(order, narrowRef), 409, nil},
 			{"DELETE", "/subjects/OrderCreated-value", "", 200, []any{num(1)}},
 			{"DELETE", "/subjects/OrderCreated-value?permanent=true", "", 200, []any{num(1)}},
-			{"GET", "/schemas/ids/3", "", 200, map[string]any{"schema": order, "references": []any{pinnedRef}}}, // events written with it still decode
-			{"GET", "/schemas/ids/3/versions", "", 200, []any{}},
+			// A hard delete removes the schema id too, as Confluent documents.
+			{"GET", "/schemas/ids/3", "", 404, map[string]any{"error_code": num(40403), "message": "Schema not found"}},
+			{"GET", "/schemas/ids/3/versions", "", 404, nil},
 			{"GET", "/subjects/shop.common.Money-value/versions/1/referencedby", "", 200, []any{}},
 			{"DELETE", "/subjects/shop.common.Money-value", "", 200, []any{num(1)}},
 		}
@@ -517,4 +519,85 @@ func TestImport(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The small things a Confluent client or script sees: 405 on a known path
+// with another method, 415 for a body that is not JSON, the older
+// compatibilityLevel field in a config PUT, and an id that goes away with
+// the only version that held it.
+func TestConfluentEdges(t *testing.T) {
+	ts := newServer(t, "", registry.DefaultConfig())
+	c := client{t: t, base: ts.URL}
+	raw := func(method, path, contentType, body string) (int, http.Header, map[string]any) {
+		t.Helper()
+		req, err := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, resp.Header, m
+	}
+	v1 := `{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}`
+	for _, tt := range []struct {
+		name, method, path, contentType, body string
+		status, code                          int
+		allow                                 string
+	}{
+		{"PATCH a subject's versions", "PATCH", "/subjects/r-value/versions", registry.ContentType, body(v1), 405, 405, "GET, POST"},
+		{"OPTIONS the config", "OPTIONS", "/config", "", "", 405, 405, "GET, PUT, DELETE"},
+		{"PUT a schema id", "PUT", "/schemas/ids/1", registry.ContentType, "{}", 405, 405, "GET"},
+		{"text/plain", "POST", "/subjects/r-value/versions", "text/plain", body(v1), 415, 415, ""},
+		{"form", "PUT", "/config", "application/x-www-form-urlencoded", `compatibility=NONE`, 415, 415, ""},
+		{"an unknown path is still 404", "PATCH", "/nothing", "", "", 404, 404, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			status, h, m := raw(tt.method, tt.path, tt.contentType, tt.body)
+			if status != tt.status || m["error_code"] != num(tt.code) || h.Get("Allow") != tt.allow {
+				t.Errorf("got %d %v (Allow %q), want %d error_code %d (Allow %q)", status, m, h.Get("Allow"), tt.status, tt.code, tt.allow)
+			}
+		})
+	}
+	// JSON under its plain names, and no content type at all, are read.
+	for _, ct := range []string{"application/json", "application/vnd.schemaregistry+json", "application/octet-stream", ""} {
+		if status, _, m := raw("POST", "/subjects/r-value/versions", ct, body(v1)); status != 200 || m["id"] != num(1) {
+			t.Errorf("register as %q: %d %v", ct, status, m)
+		}
+	}
+	steps := []struct {
+		method, path, body string
+		status             int
+		want               any
+	}{
+		{"PUT", "/config/r-value", `{"compatibilityLevel":"full"}`, 200, map[string]any{"compatibility": "FULL"}},
+		{"GET", "/config/r-value", "", 200, map[string]any{"compatibilityLevel": "FULL", "compatibility": "FULL"}},
+		{"PUT", "/config/r-value", `{"compatibility":"NONE","compatibilityLevel":"FULL"}`, 422, map[string]any{"error_code": num(42203),
+			"message": `Invalid compatibility level: the body says both compatibility "NONE" and compatibilityLevel "FULL"; send one (compatibility)`}},
+		{"PUT", "/config/r-value", `{"compatibility":"NONE","compatibilityLevel":"none"}`, 200, map[string]any{"compatibility": "NONE"}},
+		{"GET", "/schemas/ids/1", "", 200, map[string]any{"schema": v1}},
+		{"DELETE", "/subjects/r-value/versions/1", "", 200, num(1)},
+		{"GET", "/schemas/ids/1", "", 200, map[string]any{"schema": v1}}, // a soft delete keeps the id
+		{"DELETE", "/subjects/r-value/versions/1?permanent=true", "", 200, num(1)},
+		{"GET", "/schemas/ids/1", "", 404, map[string]any{"error_code": num(40403), "message": "Schema not found"}},
+		{"GET", "/subjects/r-value/versions", "", 404, map[string]any{"error_code": num(40401), "message": "Subject 'r-value' not found."}},
+		// The same schema again is a new schema: ids are never reused.
+		{"POST", "/subjects/r-value/versions", body(v1), 200, map[string]any{"id": num(2), "version": num(1)}},
+	}
+	for i, s := range steps {
+		status, got := c.do(s.method, s.path, s.body)
+		if status != s.status {
+			t.Fatalf("step %d %s %s: status %d, want %d: %v", i, s.method, s.path, status, s.status, got)
+		}
+		if diff := cmp.Diff(s.want, got); diff != "" {
+			t.Errorf("step %d %s %s (-want +got):\n%s", i, s.method, s.path, diff)
+		}
+	}
 }

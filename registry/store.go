@@ -22,23 +22,24 @@ type Store interface {
 	// subject are serialised, so none skips the check and one schema never
 	// gets two ids.
 	// A schema's identity is its normalised form with its references.
-	Register(ctx context.Context, subject string, s *schema.Schema, refs []Reference, check CheckFunc) (Registered, error)
+	Register(ctx context.Context, subject string, s Parsed, refs []Reference, check CheckFunc) (Registered, error)
 	// Import adds s to subject with a chosen id and version (0: pick as
 	// Register does), without a compatibility check: moving subjects from
 	// another registry with their ids, so events already written still
 	// decode. An id that holds another schema, or a version of subject that
 	// holds another schema, is ErrConflict; ids assigned later continue
 	// after the largest imported one.
-	Import(ctx context.Context, subject string, s *schema.Schema, refs []Reference, id, version int) (Registered, error)
+	Import(ctx context.Context, subject string, s Parsed, refs []Reference, id, version int) (Registered, error)
 	// MaxID returns the largest schema id (0 when there is none).
 	MaxID(ctx context.Context) (int, error)
-	// SchemaByID returns the text and references of the schema with the id.
-	SchemaByID(ctx context.Context, id int) (string, []Reference, error)
+	// SchemaByID returns the text, references and type of the schema with
+	// the id.
+	SchemaByID(ctx context.Context, id int) (Stored, error)
 	// Usages lists the subject versions that hold the schema id, deleted
 	// ones included when deleted is set.
 	Usages(ctx context.Context, id int, deleted bool) ([]SubjectVersion, error)
 	// Lookup finds the live version of subject holding the normalised schema.
-	Lookup(ctx context.Context, subject string, s *schema.Schema, refs []Reference, deleted bool) (SubjectVersion, error)
+	Lookup(ctx context.Context, subject string, s Parsed, refs []Reference, deleted bool) (SubjectVersion, error)
 	// ReferencedBy returns the ids of the schemas (held by a version, even a
 	// soft-deleted one) that reference the subject's version.
 	ReferencedBy(ctx context.Context, subject string, version int) ([]int, error)
@@ -75,6 +76,32 @@ type Store interface {
 	DeleteMode(ctx context.Context, subject string) (string, error)
 }
 
+// The schema types served (Confluent's schemaType names).
+const (
+	Avro     = "AVRO"
+	JSON     = "JSON"
+	Protobuf = "PROTOBUF"
+)
+
+// Parsed is a parsed schema of any type the registry serves
+// (*schema.Schema for Avro, *jsonschema.Schema for JSON Schema).
+type Parsed interface {
+	// String returns the text as registered.
+	String() string
+	// Normalized returns the form that decides two registrations are the
+	// same schema.
+	Normalized() string
+	// SchemaType returns AVRO, JSON or PROTOBUF.
+	SchemaType() string
+}
+
+// Stored is a schema as kept under its id.
+type Stored struct {
+	Schema     string
+	References []Reference
+	SchemaType string // AVRO, JSON or PROTOBUF
+}
+
 // Latest as a version number means the newest live version.
 const Latest = -1
 
@@ -97,6 +124,7 @@ type SubjectVersion struct {
 	Schema     string
 	References []Reference
 	Deleted    bool
+	SchemaType string // AVRO, JSON or PROTOBUF
 }
 
 // Reference names a schema another one uses: for Avro, Name is the full

@@ -393,3 +393,6 @@ func deref(s avro.Schema) avro.Schema {
 	}
 	return s
 }
+
+// SchemaType returns "AVRO", the registry's name for the schema's type.
+func (s *Schema) SchemaType() string { return "AVRO" }

@@ -11,7 +11,14 @@
 //   - handler: the server's own cost for the same request, calling the
 //     handler in-process (no network, no second process to schedule);
 //   - subjects: registering 10,000 subjects, then the registry process's
-//     resident memory.
+//     resident memory;
+//   - readers: schema check of the shop (repocheck.Check against HEAD, as
+//     `flotilla schema check` runs it) with and without the consumers'
+//     reader checks (target: within 10% of the check without them);
+//   - jsoncompat: a transitive JSON Schema check of a 50-property object
+//     against 100 earlier versions;
+//   - protocompat: a transitive Protobuf check of a file with 50 messages
+//     against 100 earlier versions (target: under 20 ms).
 //
 // The registry runs as a child process (this program re-executed with
 // -child), on a SQLite file, so its memory is its own.
@@ -48,17 +55,21 @@ import (
 
 	"github.com/hamba/avro/v2"
 
+	"github.com/flotilla-ci/flotilla/graph"
 	"github.com/flotilla-ci/flotilla/internal/sqldb"
 	"github.com/flotilla-ci/flotilla/registry"
 	"github.com/flotilla-ci/flotilla/registry/sqlstore"
 	"github.com/flotilla-ci/flotilla/schema"
+	"github.com/flotilla-ci/flotilla/schema/jsonschema"
+	"github.com/flotilla-ci/flotilla/schema/protobuf"
+	"github.com/flotilla-ci/flotilla/schema/repocheck"
 )
 
 func main() {
 	child := flag.Bool("child", false, "run the registry server (internal)")
 	addr := flag.String("addr", "", "child: address file to write the bound address to")
 	db := flag.String("db", "", "child: database")
-	only := flag.String("only", "", "run one benchmark: compat, byid or subjects")
+	only := flag.String("only", "", "run one benchmark: compat, handler, byid, subjects, readers, jsoncompat or protocompat")
 	rate := flag.Int("rate", 5000, "byid: requests per second")
 	duration := flag.Duration("duration", 10*time.Second, "byid: how long to send")
 	subjects := flag.Int("subjects", 10000, "subjects: how many to register")
@@ -72,6 +83,17 @@ func main() {
 	fmt.Printf("machine: %d cores, %s/%s, %s\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	if *only == "" || *only == "compat" {
 		benchCompat()
+	}
+	if *only == "" || *only == "readers" {
+		if err := benchReaders(); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if *only == "" || *only == "jsoncompat" {
+		benchJSONCompat()
+	}
+	if *only == "" || *only == "protocompat" {
+		benchProtoCompat()
 	}
 	if *only == "" || *only == "handler" {
 		if err := benchHandler(); err != nil {
@@ -457,4 +479,121 @@ func benchSubjects(c *child, n int) error {
 	fmt.Printf("subjects: registered %d subjects in %s (%.0f/s, 4 clients, SQLite file); registry now lists %d subjects; resident memory %.1f MiB (%.1f MiB before)\n",
 		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), len(subs), float64(after)/(1<<20), float64(before)/(1<<20))
 	return nil
+}
+
+// --- readers -------------------------------------------------------------------
+
+// benchReaders times schema check of the shop (run from the repository's
+// top) with and without the reader checks, interleaved so both see the
+// same machine.
+func benchReaders() error {
+	m, _, err := graph.Load(graph.FileName)
+	if err != nil {
+		return fmt.Errorf("readers: run from the repository's top: %w", err)
+	}
+	ctx := context.Background()
+	run := func(skip bool) func() {
+		return func() {
+			rep, err := repocheck.Check(ctx, m, repocheck.Options{Base: "HEAD", SkipReaders: skip})
+			if err != nil || rep.Failed() {
+				log.Fatalf("readers: %v (failed %v)", err, rep != nil && rep.Failed())
+			}
+		}
+	}
+	var with, without []time.Duration
+	for i := 0; i < 10; i++ {
+		if i%2 == 0 { // alternate which goes first: the machine's load drifts
+			without = append(without, measure(3, run(true))...)
+			with = append(with, measure(3, run(false))...)
+		} else {
+			with = append(with, measure(3, run(false))...)
+			without = append(without, measure(3, run(true))...)
+		}
+	}
+	slices.Sort(with)
+	slices.Sort(without)
+	rep, _ := repocheck.Check(ctx, m, repocheck.Options{Base: "HEAD"})
+	fmt.Printf("readers: schema check of the shop (%d writer schemas, %d readers) against HEAD: median %s with reader checks, %s without; with/without = %.3f\n",
+		len(rep.Results), len(rep.Readers), with[len(with)/2].Round(time.Microsecond), without[len(without)/2].Round(time.Microsecond),
+		float64(with[len(with)/2])/float64(without[len(without)/2]))
+	return nil
+}
+
+// --- jsoncompat ----------------------------------------------------------------
+
+// jsonVersion is version k of a 50-property closed object: 45 fixed
+// properties of every kind and 5 whose bounds grow with k.
+func jsonVersion(k int) string {
+	var p []string
+	kinds := []string{`{"type":"string","maxLength":64}`, `{"type":"integer","minimum":0}`, `{"type":"number"}`, `{"type":"boolean"}`,
+		`{"type":"array","items":{"type":"string"}}`, `{"type":"object","properties":{"a":{"type":"string"}}}`, `{"enum":["NEW","PAID","SHIPPED"]}`, `{"type":["string","null"]}`}
+	for i := 0; i < 45; i++ {
+		p = append(p, fmt.Sprintf(`"p%d":%s`, i, kinds[i%len(kinds)]))
+	}
+	for i := 0; i < 5; i++ {
+		p = append(p, fmt.Sprintf(`"b%d":{"type":"integer","maximum":%d}`, i, 1000+k))
+	}
+	return fmt.Sprintf(`{"type":"object","properties":{%s},"required":["p0","p1"],"additionalProperties":false}`, strings.Join(p, ","))
+}
+
+func benchJSONCompat() {
+	var prev []*jsonschema.Schema
+	for k := 1; k <= 100; k++ {
+		s, err := jsonschema.Parse(jsonVersion(k))
+		if err != nil {
+			log.Fatal(err)
+		}
+		prev = append(prev, s)
+	}
+	cand, err := jsonschema.Parse(jsonVersion(101))
+	if err != nil {
+		log.Fatal(err)
+	}
+	times := measure(100, func() {
+		if p := jsonschema.Check(schema.BackwardTransitive, cand, prev); len(p) != 0 {
+			log.Fatalf("unexpected problems: %v", p)
+		}
+	})
+	fmt.Printf("jsoncompat BACKWARD_TRANSITIVE new vs 100 versions of a 50-property object: median %s, p99 %s\n",
+		times[len(times)/2].Round(time.Microsecond), times[len(times)*99/100].Round(time.Microsecond))
+}
+
+// --- protocompat ---------------------------------------------------------------
+
+// protoVersion is version k of a file with 50 messages of 8 fields each;
+// version k adds field 9 to message k%50 (a compatible change).
+func protoVersion(k int) string {
+	var b strings.Builder
+	b.WriteString("syntax = \"proto3\";\npackage shop;\nenum Status { NEW = 0; PAID = 1; SHIPPED = 2; }\n")
+	for m := 0; m < 50; m++ {
+		fmt.Fprintf(&b, "message M%d {\n  string id = 1;\n  int64 total = 2;\n  Status status = 3;\n  repeated string tags = 4;\n  map<string, int64> qty = 5;\n  bytes raw = 6;\n  oneof pay { string card = 7; string iban = 8; }\n", m)
+		if m > 0 {
+			fmt.Fprintf(&b, "  M%d prev = 10;\n", m-1)
+		}
+		if k > 0 && m <= k%50 {
+			b.WriteString("  double extra = 9;\n")
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+func benchProtoCompat() {
+	var prev []*protobuf.Schema
+	for k := 1; k <= 100; k++ {
+		s, err := protobuf.Parse(protoVersion(k%49), nil)
+		if err != nil {
+			log.Fatal(err)
+		}
+		prev = append(prev, s)
+	}
+	cand, err := protobuf.Parse(protoVersion(49), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, mode := range []schema.Mode{schema.BackwardTransitive, schema.FullTransitive} {
+		times := measure(100, func() { protobuf.Check(mode, cand, prev) })
+		fmt.Printf("protocompat %-19s a 50-message file vs 100 versions: median %s, p99 %s\n",
+			mode, times[len(times)/2].Round(time.Microsecond), times[len(times)*99/100].Round(time.Microsecond))
+	}
 }

@@ -57,6 +57,7 @@ func registryClient(url, user string) (*serde.Client, error) {
 
 func (a *app) schemaCheckCmd() *cobra.Command {
 	var base, url, user, mode, output string
+	var retained int
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Check every schema against its version at a git ref and in the registry",
@@ -65,15 +66,28 @@ against its version at --base (default HEAD) and, with --registry, against
 every version registered for its subject under the subject's level. Each
 incompatibility is printed with the file, the location in the schema, the
 reason (Confluent's names) and the subscribing services that would break.
-Exit status 1 when any schema is invalid or incompatible; 3 when that is not
-known because the registry could not be asked.`,
+
+Every consumer's reader schema (<service path>/readers/<Event>.avsc) is
+checked against every writer version it may receive: the one in the change,
+the one at --base, and the versions registered for the event (the latest
+--retained, default all). A producer change a consumer's reader cannot read
+is refused with the consumer, the reader file and line, the field and the
+rule. A consumer that keeps reader schemas must keep one for each event it
+subscribes to, and none for another.
+
+Exit status 1 when any schema is invalid or incompatible, a reader cannot
+read what it may receive, or reader files and subscribes disagree; 3 when
+the registry is unreachable (nothing is reported then).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m, err := a.schemaManifest()
 			if err != nil {
 				return err
 			}
-			opts := repocheck.Options{Base: base}
+			if retained < 0 {
+				return usageErr(fmt.Errorf("--retained %d: want 0 (every version) or more", retained))
+			}
+			opts := repocheck.Options{Base: base, Retained: retained}
 			if mode != "" {
 				if opts.Mode, err = schema.ParseMode(mode); err != nil {
 					return usageErr(fmt.Errorf("--mode: %w", err))
@@ -89,7 +103,7 @@ known because the registry could not be asked.`,
 			}
 			rep, err := repocheck.Check(cmd.Context(), m, opts)
 			if err != nil {
-				return remoteErr(err) // a registry that cannot be reached is 3, anything else 2
+				return registryErr(url, err)
 			}
 			if output == "github" {
 				rep.WriteGitHub(a.stdout)
@@ -101,8 +115,20 @@ known because the registry could not be asked.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text, or github (also error annotations on the schema files for GitHub Actions)")
 	cmd.Flags().StringVar(&base, "base", "HEAD", "git ref to compare with (\"\" to skip)")
 	cmd.Flags().StringVar(&mode, "mode", "", "compatibility level (default FULL against --base, the subject's level in the registry)")
+	cmd.Flags().IntVar(&retained, "retained", 0, "how many of the latest registered writer versions may still be in a topic, so every reader must read them (0: all)")
 	registryFlags(cmd, &url, &user)
 	return cmd
+}
+
+// registryErr: a registry that could not be reached (or answered 5xx) is
+// "registry unreachable", exit 3, and no report; anything else it refused
+// is the remote error's usual class.
+func registryErr(url string, err error) error {
+	var ex *exitError
+	if e := remoteErr(err); errors.As(e, &ex) && ex.code == exitNoAnswer && url != "" {
+		return noAnswer(fmt.Errorf("registry unreachable at %s: %w", url, err))
+	}
+	return remoteErr(err)
 }
 
 func (a *app) schemaRegisterCmd() *cobra.Command {
@@ -202,12 +228,20 @@ cannot be read.`,
 // checks that could not run (a registry unreachable, git failing), the
 // code of that error (3 for an unreachable registry); else 0.
 func schemaCheckExit(rep *repocheck.Report) error {
+	if len(rep.Findings) > 0 {
+		return failed()
+	}
+	for _, rr := range rep.Readers {
+		if rr.Failed() {
+			return failed()
+		}
+	}
 	var checkErr error
 	for _, r := range rep.Results {
 		if !r.Failed() {
 			continue
 		}
-		finding := r.File.Err != nil || (r.Removed && len(r.Consumers) > 0)
+		finding := r.File.Err != nil || (r.Removed && len(r.Consumers) > 0) || len(r.BrokenReaders) > 0
 		for _, c := range r.Comparisons {
 			finding = finding || len(c.Problems) > 0
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/sr"
+
 	"github.com/flotilla-ci/flotilla/internal/sqldb/sqldbtest"
 )
 
@@ -426,4 +428,154 @@ func TestRegistryImport(t *testing.T) {
 	if code, _, errOut := runCLI(t, "registry", "import", "--to", dst); code != 2 || !strings.Contains(errOut, "--from URL") {
 		t.Errorf("import without --from: exit %d %q", code, errOut)
 	}
+}
+
+// The issue's reproduction: the writer's coupon has a default, the mail
+// reader's has none; deleting coupon from the writer is FULL-compatible
+// with the writer's history, and still breaks notification-service.
+func TestSchemaCheckReaders(t *testing.T) {
+	const writerV1 = `{
+  "type": "record", "name": "OrderCreated", "namespace": "shop.order",
+  "fields": [
+    {"name": "order_id", "type": "string"},
+    {"name": "coupon", "type": "string", "default": ""},
+    {"name": "total_cents", "type": "long"}
+  ]
+}
+`
+	const reader = `{
+  "type": "record", "name": "OrderCreated", "namespace": "shop.order",
+  "fields": [
+    {"name": "order_id", "type": "string"},
+    {"name": "coupon", "type": "string"}
+  ]
+}
+`
+	const manifest = `services:
+  order-service:
+    paths: [shop/order]
+    publishes: [OrderCreated]
+  notification-service:
+    paths: [shop/notification]
+    subscribes: [OrderCreated]
+`
+	repo := func(t *testing.T) string {
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "flotilla.yaml"), manifest)
+		writeFile(t, filepath.Join(dir, "shop/order/schemas/OrderCreated.avsc"), writerV1)
+		writeFile(t, filepath.Join(dir, "shop/notification/readers/OrderCreated.avsc"), reader)
+		git(t, dir, "init", "-q")
+		git(t, dir, "add", ".")
+		git(t, dir, "commit", "-q", "-m", "v1")
+		return dir
+	}
+	t.Run("coupon removed from the writer", func(t *testing.T) {
+		dir := repo(t)
+		writeFile(t, filepath.Join(dir, "shop/order/schemas/OrderCreated.avsc"),
+			strings.Replace(writerV1, `    {"name": "coupon", "type": "string", "default": ""},`+"\n", "", 1))
+		git(t, dir, "commit", "-q", "-am", "drop coupon")
+		// compare, like the registry's modes, sees no break.
+		code, out, errOut := runCLI(t, "-f", filepath.Join(dir, "flotilla.yaml"), "schema", "check", "--base", "HEAD~1")
+		if code != 1 {
+			t.Errorf("exit %d, want 1\n%s\n%s", code, out, errOut)
+		}
+		for _, w := range []string{
+			"FAIL shop/order/schemas/OrderCreated.avsc  (OrderCreated, order-service)",
+			"vs HEAD~1: compatible (FULL)",
+			"refused: notification-service cannot read it: shop/notification/readers/OrderCreated.avsc:5, field coupon: READER_FIELD_MISSING_DEFAULT_VALUE (the reader's field coupon has no default and the writer does not write it)",
+			"FAIL shop/notification/readers/OrderCreated.avsc  (notification-service reader of OrderCreated)",
+			"reads HEAD~1:shop/order/schemas/OrderCreated.avsc",
+			"cannot read shop/order/schemas/OrderCreated.avsc:",
+			"shop/notification/readers/OrderCreated.avsc:5 field coupon: READER_FIELD_MISSING_DEFAULT_VALUE at /fields/1",
+			"1 reader schemas checked, 1 cannot read what they may receive",
+		} {
+			if !strings.Contains(out, w) {
+				t.Errorf("output lacks %q:\n%s", w, out)
+			}
+		}
+		code, out, _ = runCLI(t, "-f", filepath.Join(dir, "flotilla.yaml"), "schema", "check", "--base", "HEAD~1", "-o", "github")
+		if code != 1 || !strings.Contains(out, "::error file=shop/notification/readers/OrderCreated.avsc,line=5,title=READER_FIELD_MISSING_DEFAULT_VALUE (notification-service cannot read shop/order/schemas/OrderCreated.avsc)") {
+			t.Errorf("github annotations: exit %d\n%s", code, out)
+		}
+	})
+	t.Run("readers in the registry", func(t *testing.T) {
+		dir := repo(t)
+		manifest := filepath.Join(dir, "flotilla.yaml")
+		url := startRegistry(t, "")
+		code, out, errOut := runCLI(t, "-f", manifest, "schema", "register", "--registry", url, "--level", "full")
+		if code != 0 || !strings.Contains(out, "ok   shop/notification/readers/OrderCreated.avsc  OrderCreated-reader-notification-service id 2") {
+			t.Fatalf("register: exit %d\n%s\n%s", code, out, errOut)
+		}
+		// A tool outside the repository asks whether this consumer can
+		// read a writer: Confluent's client against the reader's subject.
+		cl, err := sr.NewClient(sr.URLs(url))
+		if err != nil {
+			t.Fatal(err)
+		}
+		noCoupon := strings.Replace(writerV1, `    {"name": "coupon", "type": "string", "default": ""},`+"\n", "", 1)
+		for _, tt := range []struct {
+			writer string
+			ok     bool
+		}{{writerV1, true}, {noCoupon, false}} {
+			res, err := cl.CheckCompatibility(sr.WithParams(context.Background(), sr.Verbose), "OrderCreated-reader-notification-service", -1, sr.Schema{Schema: tt.writer})
+			if err != nil || res.Is != tt.ok {
+				t.Errorf("can notification-service read %s? %+v %v, want %v", tt.writer, res, err, tt.ok)
+			}
+		}
+		// The registered writer versions are checked too: the change in
+		// the repository drops coupon, and the registered version 1 has it.
+		writeFile(t, filepath.Join(dir, "shop/order/schemas/OrderCreated.avsc"), noCoupon)
+		writeFile(t, filepath.Join(dir, "shop/notification/readers/OrderCreated.avsc"), strings.Replace(reader, `{"name": "coupon", "type": "string"}`, `{"name": "coupon", "type": "string", "default": ""}`, 1))
+		code, out, _ = runCLI(t, "-f", manifest, "schema", "check", "--base", "", "--registry", url)
+		if code != 0 || !strings.Contains(out, "reads registry OrderCreated-value version 1") {
+			t.Errorf("check: exit %d\n%s", code, out)
+		}
+	})
+	t.Run("registry unreachable", func(t *testing.T) {
+		dir := repo(t)
+		code, out, errOut := runCLI(t, "-f", filepath.Join(dir, "flotilla.yaml"), "schema", "check", "--registry", "http://127.0.0.1:1")
+		if code != 3 || out != "" || !strings.Contains(errOut, "registry unreachable at http://127.0.0.1:1") {
+			t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+	})
+	t.Run("a reader stricter than needed passes", func(t *testing.T) {
+		dir := repo(t)
+		// The reader drops coupon and reads total_cents as a double (a
+		// promotion), and adds a field of its own with a default.
+		writeFile(t, filepath.Join(dir, "shop/notification/readers/OrderCreated.avsc"), `{
+  "type": "record", "name": "OrderCreated", "namespace": "shop.order",
+  "fields": [
+    {"name": "order_id", "type": "string"},
+    {"name": "total_cents", "type": "double"},
+    {"name": "channel", "type": "string", "default": "mail"}
+  ]
+}`)
+		code, out, errOut := runCLI(t, "-f", filepath.Join(dir, "flotilla.yaml"), "schema", "check", "--base", "HEAD")
+		if code != 0 || !strings.Contains(out, "ok   shop/notification/readers/OrderCreated.avsc") {
+			t.Errorf("exit %d\n%s\n%s", code, out, errOut)
+		}
+	})
+	t.Run("a reader change it cannot read with", func(t *testing.T) {
+		dir := repo(t)
+		writeFile(t, filepath.Join(dir, "shop/notification/readers/OrderCreated.avsc"),
+			strings.Replace(reader, `{"name": "coupon", "type": "string"}`, `{"name": "coupon", "type": "int"}`, 1))
+		code, out, _ := runCLI(t, "-f", filepath.Join(dir, "flotilla.yaml"), "schema", "check", "--base", "HEAD")
+		if code != 1 || !strings.Contains(out, "shop/notification/readers/OrderCreated.avsc:5 field coupon: TYPE_MISMATCH at /fields/1/type") {
+			t.Errorf("exit %d\n%s", code, out)
+		}
+	})
+	t.Run("subscribes and reader files disagree", func(t *testing.T) {
+		dir := repo(t)
+		writeFile(t, filepath.Join(dir, "flotilla.yaml"), strings.Replace(manifest, "subscribes: [OrderCreated]", "subscribes: [OrderCreated, OrderShipped]", 1))
+		writeFile(t, filepath.Join(dir, "shop/notification/readers/StockReserved.avsc"), `{"type":"record","name":"StockReserved","fields":[]}`)
+		code, out, _ := runCLI(t, "-f", filepath.Join(dir, "flotilla.yaml"), "schema", "check", "--base", "HEAD")
+		for _, w := range []string{
+			"FAIL notification-service subscribes to OrderShipped but keeps no reader schema for it (want shop/notification/readers/OrderShipped.avsc, the record it decodes OrderShipped with)",
+			"FAIL shop/notification/readers/StockReserved.avsc: notification-service keeps a reader for StockReserved but does not subscribe to it (add StockReserved to its subscribes in flotilla.yaml, or delete the file)",
+		} {
+			if code != 1 || !strings.Contains(out, w) {
+				t.Errorf("exit %d, output lacks %q:\n%s", code, w, out)
+			}
+		}
+	})
 }

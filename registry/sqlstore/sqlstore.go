@@ -49,13 +49,17 @@ func New(ctx context.Context, db *sqldb.DB) (*Store, error) {
 // identity returns the key a schema is known by (the SHA-256 of its
 // normalised form, with its references when it has any) and its references
 // as stored.
-func identity(s *schema.Schema, refs []registry.Reference) (hash, refsJSON string) {
+func identity(s registry.Parsed, refs []registry.Reference) (hash, refsJSON string) {
+	norm := s.Normalized()
+	if t := s.SchemaType(); t != registry.Avro {
+		norm = t + "\x00" + norm // the same text as another type is another schema
+	}
 	if len(refs) == 0 {
-		h := sha256.Sum256([]byte(s.Normalized()))
+		h := sha256.Sum256([]byte(norm))
 		return hex.EncodeToString(h[:]), "[]"
 	}
 	b, _ := json.Marshal(refs)
-	h := sha256.Sum256(append([]byte(s.Normalized()+"\x00"), b...))
+	h := sha256.Sum256(append([]byte(norm+"\x00"), b...))
 	return hex.EncodeToString(h[:]), string(b)
 }
 
@@ -83,7 +87,7 @@ func lock(ctx context.Context, tx *sqldb.Tx, subject string) error {
 }
 
 // Register implements registry.Store.
-func (s *Store) Register(ctx context.Context, subject string, sc *schema.Schema, refs []registry.Reference, check registry.CheckFunc) (registry.Registered, error) {
+func (s *Store) Register(ctx context.Context, subject string, sc registry.Parsed, refs []registry.Reference, check registry.CheckFunc) (registry.Registered, error) {
 	hash, refsJSON := identity(sc, refs)
 	var out registry.Registered
 	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
@@ -120,8 +124,8 @@ func (s *Store) Register(ctx context.Context, subject string, sc *schema.Schema,
 		// conflict still consumes a sequence value on PostgreSQL.
 		err = tx.QueryRowContext(ctx, `SELECT id FROM registry_schemas WHERE hash = $1`, hash).Scan(&out.ID)
 		if sqldb.IsNoRows(err) {
-			res, ierr := tx.ExecContext(ctx, `INSERT INTO registry_schemas (hash, normalized, schema, refs) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (hash) DO NOTHING`, hash, sc.Normalized(), sc.String(), refsJSON)
+			res, ierr := tx.ExecContext(ctx, `INSERT INTO registry_schemas (hash, normalized, schema, refs, schema_type) VALUES ($1, $2, $3, $4, $5)
+				ON CONFLICT (hash) DO NOTHING`, hash, sc.Normalized(), sc.String(), refsJSON, sc.SchemaType())
 			if ierr != nil {
 				return fmt.Errorf("store schema: %w", ierr)
 			}
@@ -154,7 +158,7 @@ func (s *Store) Register(ctx context.Context, subject string, sc *schema.Schema,
 
 // querier is what *sqldb.DB and *sqldb.Tx share.
 // Import implements registry.Store.
-func (s *Store) Import(ctx context.Context, subject string, sc *schema.Schema, refs []registry.Reference, id, version int) (registry.Registered, error) {
+func (s *Store) Import(ctx context.Context, subject string, sc registry.Parsed, refs []registry.Reference, id, version int) (registry.Registered, error) {
 	hash, refsJSON := identity(sc, refs)
 	var out registry.Registered
 	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
@@ -185,8 +189,8 @@ func (s *Store) Import(ctx context.Context, subject string, sc *schema.Schema, r
 			if !sqldb.IsNoRows(err) {
 				return fmt.Errorf("import: %w", err)
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO registry_schemas (id, hash, normalized, schema, refs) VALUES ($1, $2, $3, $4, $5)`,
-				id, hash, sc.Normalized(), sc.String(), refsJSON); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO registry_schemas (id, hash, normalized, schema, refs, schema_type) VALUES ($1, $2, $3, $4, $5, $6)`,
+				id, hash, sc.Normalized(), sc.String(), refsJSON, sc.SchemaType()); err != nil {
 				return fmt.Errorf("import schema %d: %w", id, err)
 			}
 			if tx.Dialect() == sqldb.Postgres {
@@ -202,8 +206,8 @@ func (s *Store) Import(ctx context.Context, subject string, sc *schema.Schema, r
 				}
 			}
 		case existing == 0:
-			if _, err := tx.ExecContext(ctx, `INSERT INTO registry_schemas (hash, normalized, schema, refs) VALUES ($1, $2, $3, $4)`,
-				hash, sc.Normalized(), sc.String(), refsJSON); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO registry_schemas (hash, normalized, schema, refs, schema_type) VALUES ($1, $2, $3, $4, $5)`,
+				hash, sc.Normalized(), sc.String(), refsJSON, sc.SchemaType()); err != nil {
 				return fmt.Errorf("import schema: %w", err)
 			}
 			if err := tx.QueryRowContext(ctx, `SELECT id FROM registry_schemas WHERE hash = $1`, hash).Scan(&existing); err != nil {
@@ -264,7 +268,7 @@ func flag(deleted bool) int {
 }
 
 func versions(ctx context.Context, q querier, subject string, deleted bool) ([]registry.SubjectVersion, error) {
-	rows, err := q.QueryContext(ctx, `SELECT v.version, v.schema_id, s.schema, s.refs, v.deleted FROM registry_versions v
+	rows, err := q.QueryContext(ctx, `SELECT v.version, v.schema_id, s.schema, s.refs, v.deleted, s.schema_type FROM registry_versions v
 		JOIN registry_schemas s ON s.id = v.schema_id
 		WHERE v.subject = $1 AND v.deleted <= $2 ORDER BY v.version`, subject, flag(deleted))
 	if err != nil {
@@ -276,7 +280,7 @@ func versions(ctx context.Context, q querier, subject string, deleted bool) ([]r
 		v := registry.SubjectVersion{Subject: subject}
 		var del int
 		var refs string
-		if err := rows.Scan(&v.Version, &v.ID, &v.Schema, &refs, &del); err != nil {
+		if err := rows.Scan(&v.Version, &v.ID, &v.Schema, &refs, &del, &v.SchemaType); err != nil {
 			return nil, fmt.Errorf("versions of %s: %w", subject, err)
 		}
 		if v.References, err = decodeRefs(refs); err != nil {
@@ -304,17 +308,18 @@ func level(ctx context.Context, q querier, subject string) (schema.Mode, error) 
 }
 
 // SchemaByID implements registry.Store.
-func (s *Store) SchemaByID(ctx context.Context, id int) (string, []registry.Reference, error) {
-	var text, refs string
-	err := s.db.QueryRowContext(ctx, `SELECT schema, refs FROM registry_schemas WHERE id = $1`, id).Scan(&text, &refs)
+func (s *Store) SchemaByID(ctx context.Context, id int) (registry.Stored, error) {
+	var out registry.Stored
+	var refs string
+	err := s.db.QueryRowContext(ctx, `SELECT schema, refs, schema_type FROM registry_schemas WHERE id = $1`, id).Scan(&out.Schema, &refs, &out.SchemaType)
 	if sqldb.IsNoRows(err) {
-		return "", nil, registry.ErrSchemaNotFound
+		return out, registry.ErrSchemaNotFound
 	}
 	if err != nil {
-		return "", nil, fmt.Errorf("schema %d: %w", id, err)
+		return out, fmt.Errorf("schema %d: %w", id, err)
 	}
-	rs, err := decodeRefs(refs)
-	return text, rs, err
+	out.References, err = decodeRefs(refs)
+	return out, err
 }
 
 // MaxID implements registry.Store.
@@ -328,7 +333,7 @@ func (s *Store) MaxID(ctx context.Context) (int, error) {
 
 // Usages implements registry.Store.
 func (s *Store) Usages(ctx context.Context, id int, deleted bool) ([]registry.SubjectVersion, error) {
-	if _, _, err := s.SchemaByID(ctx, id); err != nil {
+	if _, err := s.SchemaByID(ctx, id); err != nil {
 		return nil, err
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT subject, version, deleted FROM registry_versions
@@ -351,14 +356,14 @@ func (s *Store) Usages(ctx context.Context, id int, deleted bool) ([]registry.Su
 }
 
 // Lookup implements registry.Store.
-func (s *Store) Lookup(ctx context.Context, subject string, sc *schema.Schema, refs []registry.Reference, deleted bool) (registry.SubjectVersion, error) {
+func (s *Store) Lookup(ctx context.Context, subject string, sc registry.Parsed, refs []registry.Reference, deleted bool) (registry.SubjectVersion, error) {
 	v := registry.SubjectVersion{Subject: subject, References: refs}
 	var del int
 	hash, _ := identity(sc, refs)
-	err := s.db.QueryRowContext(ctx, `SELECT v.version, v.schema_id, s.schema, v.deleted FROM registry_versions v
+	err := s.db.QueryRowContext(ctx, `SELECT v.version, v.schema_id, s.schema, v.deleted, s.schema_type FROM registry_versions v
 		JOIN registry_schemas s ON s.id = v.schema_id
 		WHERE v.subject = $1 AND s.hash = $2 AND v.deleted <= $3 ORDER BY v.deleted, v.version LIMIT 1`,
-		subject, hash, flag(deleted)).Scan(&v.Version, &v.ID, &v.Schema, &del)
+		subject, hash, flag(deleted)).Scan(&v.Version, &v.ID, &v.Schema, &del, &v.SchemaType)
 	if sqldb.IsNoRows(err) {
 		if _, err := s.Version(ctx, subject, registry.Latest, deleted); err != nil {
 			return v, registry.ErrSubjectNotFound
@@ -495,6 +500,13 @@ func (s *Store) DeleteSubject(ctx context.Context, subject string, permanent boo
 			if _, err := tx.ExecContext(ctx, `DELETE FROM registry_versions WHERE subject = $1`, subject); err != nil {
 				return fmt.Errorf("delete %s: %w", subject, err)
 			}
+			ids := make([]int, 0, len(vs))
+			for _, v := range vs {
+				ids = append(ids, v.ID)
+			}
+			if err := purgeOrphans(ctx, tx, ids); err != nil {
+				return err
+			}
 			if _, err := tx.ExecContext(ctx, `DELETE FROM registry_levels WHERE subject = $1`, subject); err != nil {
 				return fmt.Errorf("delete %s: %w", subject, err)
 			}
@@ -550,6 +562,9 @@ func (s *Store) DeleteVersion(ctx context.Context, subject string, version int, 
 				return registry.ErrVersionNotSoftDeleted
 			}
 			_, err = tx.ExecContext(ctx, `DELETE FROM registry_versions WHERE subject = $1 AND version = $2`, subject, version)
+			if err == nil {
+				err = purgeOrphans(ctx, tx, []int{found.ID})
+			}
 		} else {
 			if found.Deleted {
 				return registry.ErrVersionSoftDeleted
@@ -638,4 +653,28 @@ func (s *Store) DeleteMode(ctx context.Context, subject string) (string, error) 
 		return err
 	})
 	return prev, err
+}
+
+// purgeOrphans removes the schemas of ids that no version (live or soft
+// deleted) holds any more: a hard delete removes the schema id too, as
+// Confluent documents ("a hard delete removes all metadata, including
+// schema IDs"), so the id no longer resolves and registering the same
+// schema again gets a new id (ids are never reused).
+func purgeOrphans(ctx context.Context, tx *sqldb.Tx, ids []int) error {
+	for _, id := range ids {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM registry_versions WHERE schema_id = $1`, id).Scan(&n); err != nil {
+			return fmt.Errorf("versions of schema %d: %w", id, err)
+		}
+		if n > 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM registry_references WHERE schema_id = $1`, id); err != nil {
+			return fmt.Errorf("delete references of schema %d: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM registry_schemas WHERE id = $1`, id); err != nil {
+			return fmt.Errorf("delete schema %d: %w", id, err)
+		}
+	}
+	return nil
 }

@@ -102,11 +102,11 @@ func TestStore(t *testing.T) {
 			t.Errorf("after a failed check: %d versions", len(vs))
 		}
 
-		text, _, err := st.SchemaByID(ctx, r1.ID)
-		if err != nil || text != a.String() {
-			t.Errorf("SchemaByID = %q, %v", text, err)
+		stored, err := st.SchemaByID(ctx, r1.ID)
+		if err != nil || stored.Schema != a.String() || stored.SchemaType != registry.Avro {
+			t.Errorf("SchemaByID = %+v, %v", stored, err)
 		}
-		if _, _, err := st.SchemaByID(ctx, 9999); !errors.Is(err, registry.ErrSchemaNotFound) {
+		if _, err := st.SchemaByID(ctx, 9999); !errors.Is(err, registry.ErrSchemaNotFound) {
 			t.Errorf("unknown id: %v", err)
 		}
 		us, err := st.Usages(ctx, r1.ID, false)
@@ -151,7 +151,7 @@ func TestStore(t *testing.T) {
 		if l, _ := st.Version(ctx, "orders-value", registry.Latest, false); l.Version != 1 {
 			t.Errorf("latest after deleting 2 = %d", l.Version)
 		}
-		if text, _, err := st.SchemaByID(ctx, r2.ID); err != nil || text == "" {
+		if stored, err := st.SchemaByID(ctx, r2.ID); err != nil || stored.Schema == "" {
 			t.Errorf("id of a soft-deleted version no longer resolves: %v", err)
 		}
 		// Re-registering the deleted schema makes a new version.

@@ -37,9 +37,12 @@ type File struct {
 	Err     error          // the schema does not parse
 }
 
-// Event is the event the schema describes: the record's unqualified name.
+// Event is the event the schema describes: the record's unqualified name;
+// for a reader schema, the file's name (readers/<Event>.avsc), so a reader
+// whose record has another name is a reader of that event that cannot read
+// it.
 func (f File) Event() string {
-	if f.Schema == nil {
+	if f.Schema == nil || IsReaderPath(f.Path) {
 		return strings.TrimSuffix(path.Base(f.Path), ".avsc")
 	}
 	n := f.Schema.Name()
@@ -49,9 +52,19 @@ func (f File) Event() string {
 // Subject is the registry subject of the file's event (serde.SubjectFor).
 func (f File) Subject() string { return serde.SubjectFor(f.Event()) }
 
-// Discover returns every .avsc under the paths of the manifest's services,
-// sorted by path. Files that do not parse are returned with Err set.
+// Discover returns every writer schema (.avsc) under the paths of the
+// manifest's services, sorted by path: every .avsc but the reader schemas
+// in a readers/ directory (DiscoverReaders). Files that do not parse are
+// returned with Err set.
 func Discover(m *graph.Manifest) ([]File, error) {
+	return discover(m, func(rel string) bool { return !IsReaderPath(rel) })
+}
+
+// IsReaderPath reports whether a schema file is a consumer's reader schema:
+// a .avsc in a directory named readers (shop/<service>/readers/<Event>.avsc).
+func IsReaderPath(rel string) bool { return path.Base(path.Dir(rel)) == "readers" }
+
+func discover(m *graph.Manifest, keep func(rel string) bool) ([]File, error) {
 	var out []File
 	seen := map[string]bool{}
 	for _, s := range m.Services {
@@ -73,7 +86,7 @@ func Discover(m *graph.Manifest) ([]File, error) {
 				}
 				rel = filepath.ToSlash(rel)
 				owner := m.Owner(rel)
-				if seen[rel] || owner == nil || owner.Name != s.Name {
+				if seen[rel] || owner == nil || owner.Name != s.Name || !keep(rel) {
 					return nil
 				}
 				seen[rel] = true
@@ -116,6 +129,15 @@ type Options struct {
 	// replay events written with the old one: both directions must hold);
 	// for the registry, to the subject's configured level.
 	Mode schema.Mode
+	// Retained is how many of the latest registered versions of an
+	// event's writer subject may still be in its topic, so that every
+	// consumer's reader schema must read them; 0 means every registered
+	// version (the default: nothing says the topic has been compacted or
+	// expired).
+	Retained int
+	// SkipReaders leaves the consumers' reader schemas unchecked (what
+	// schema check did before it knew them; for measurements).
+	SkipReaders bool
 }
 
 // Comparison is the outcome of checking one file against one baseline.
@@ -134,12 +156,18 @@ type Result struct {
 	Removed     bool     // present at Base, gone now
 	Err         error    // the check itself failed (git, registry)
 
-	renamedFrom string // the event name at Base when the record was renamed
+	// BrokenReaders are the consumers' reader schemas that cannot read
+	// data written with this file: the producer's change is refused
+	// because of them.
+	BrokenReaders []ReaderBreak
+
+	renamedFrom string         // the event name at Base when the record was renamed
+	base        *schema.Schema // the version at Base, when it parsed
 }
 
 // Failed reports whether the file blocks the change.
 func (r Result) Failed() bool {
-	if r.File.Err != nil || r.Err != nil || (r.Removed && len(r.Consumers) > 0) {
+	if r.File.Err != nil || r.Err != nil || (r.Removed && len(r.Consumers) > 0) || len(r.BrokenReaders) > 0 {
 		return true
 	}
 	for _, c := range r.Comparisons {
@@ -150,10 +178,38 @@ func (r Result) Failed() bool {
 	return false
 }
 
+// breaking returns the consumers the failure breaks: every subscriber
+// when the writer itself is invalid, incompatible with its history or
+// removed; only those whose readers cannot read it when that is all.
+func (r Result) breaking() []string {
+	writerFails := r.File.Err != nil || r.Removed
+	for _, c := range r.Comparisons {
+		writerFails = writerFails || len(c.Problems) > 0
+	}
+	if writerFails || len(r.BrokenReaders) == 0 {
+		return r.Consumers
+	}
+	var out []string
+	for _, b := range r.BrokenReaders {
+		if !slices.Contains(out, b.Consumer) {
+			out = append(out, b.Consumer)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Report is the outcome of Check.
 type Report struct {
 	Base    string
 	Results []Result
+	// Readers are the consumers' reader schemas, each checked against
+	// every writer version it may receive.
+	Readers []ReaderResult
+	// Findings are disagreements between a service's subscribes and its
+	// reader files (a subscribed event without a reader, a reader for an
+	// event not subscribed to); they fail the check.
+	Findings []string
 	// Notes are mismatches between the manifest and the schema files that
 	// do not fail the check: a published event without a schema, a schema
 	// whose record is not among its service's publishes.
@@ -167,16 +223,32 @@ func (r *Report) Failed() bool {
 			return true
 		}
 	}
-	return false
+	for _, rr := range r.Readers {
+		if rr.Failed() {
+			return true
+		}
+	}
+	return len(r.Findings) > 0
 }
 
 // Check checks every schema the manifest's services own.
 func Check(ctx context.Context, m *graph.Manifest, opts Options) (*Report, error) {
-	files, err := Discover(m)
+	all, err := discover(m, func(string) bool { return true }) // one walk for writers and readers
 	if err != nil {
 		return nil, err
 	}
+	var files, readers []File
+	for _, f := range all {
+		if IsReaderPath(f.Path) {
+			readers = append(readers, f)
+		} else {
+			files = append(files, f)
+		}
+	}
 	rep := &Report{Base: opts.Base}
+	if opts.Registry != nil {
+		opts.Registry = &memoRegistry{Registry: opts.Registry}
+	}
 	var git *gitRepo
 	if opts.Base != "" {
 		if git, err = openGit(ctx, m.Root, opts.Base); err != nil {
@@ -195,10 +267,11 @@ func Check(ctx context.Context, m *graph.Manifest, opts Options) (*Report, error
 			if opts.Registry != nil && res.Err == nil {
 				c, err := compareRegistry(ctx, opts.Registry, f, opts.Mode)
 				if err != nil {
-					res.Err = err
-				} else {
-					res.Comparisons = append(res.Comparisons, c)
+					// A registry that cannot answer is no answer at
+					// all, never a report of what it could not check.
+					return nil, err
 				}
+				res.Comparisons = append(res.Comparisons, c)
 			}
 		}
 		res.Consumers = consumers(m, f.Service, f.Event(), res.renamedFrom)
@@ -211,6 +284,11 @@ func Check(ctx context.Context, m *graph.Manifest, opts Options) (*Report, error
 		}
 		rep.Results = append(rep.Results, git.moved(m, rep.Results, removed, opts.Mode)...)
 		sort.SliceStable(rep.Results, func(i, j int) bool { return rep.Results[i].Path < rep.Results[j].Path })
+	}
+	if !opts.SkipReaders {
+		if err := checkReaders(ctx, m, rep, readers, opts); err != nil {
+			return nil, err
+		}
 	}
 	return rep, nil
 }
@@ -389,6 +467,7 @@ func (g *gitRepo) compareText(f File, old, against string, mode schema.Mode, res
 		c.Note = "the version at " + g.ref + " does not parse; nothing to compare"
 		return c
 	}
+	res.base = prev
 	if prev.Normalized() == f.Schema.Normalized() {
 		c.Note = "unchanged"
 		return c
@@ -440,7 +519,7 @@ func (g *gitRepo) removed(ctx context.Context, m *graph.Manifest, present map[st
 	var out []Result
 	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
 		rel := strings.TrimPrefix(line, g.prefix)
-		if !strings.HasSuffix(rel, ".avsc") || present[rel] || !strings.HasPrefix(line, g.prefix) {
+		if !strings.HasSuffix(rel, ".avsc") || present[rel] || !strings.HasPrefix(line, g.prefix) || IsReaderPath(rel) {
 			continue
 		}
 		owner := m.Owner(rel)
@@ -495,14 +574,25 @@ func (r *Report) Write(w io.Writer) {
 				fmt.Fprintf(w, "       %s at %s: %s (%s%s)\n", p.Reason, p.Location, p.Description(), against, p.Direction)
 			}
 		}
-		if res.Failed() && len(res.Consumers) > 0 {
-			fmt.Fprintf(w, "     consumers that would break: %s\n", strings.Join(res.Consumers, ", "))
+		for _, b := range res.BrokenReaders {
+			fmt.Fprintf(w, "     refused: %s\n", b)
 		}
+		if breaking := res.breaking(); res.Failed() && len(breaking) > 0 {
+			fmt.Fprintf(w, "     consumers that would break: %s\n", strings.Join(breaking, ", "))
+		}
+	}
+	readersFailed := r.writeReaders(w)
+	for _, f := range r.Findings {
+		fmt.Fprintf(w, "FAIL %s\n", f)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
-	fmt.Fprintf(w, "%d schemas checked, %d incompatible\n", len(r.Results), failed)
+	fmt.Fprintf(w, "%d schemas checked, %d incompatible; %d reader schemas checked, %d cannot read what they may receive", len(r.Results), failed, len(r.Readers), readersFailed)
+	if len(r.Findings) > 0 {
+		fmt.Fprintf(w, "; %d reader files disagree with subscribes", len(r.Findings))
+	}
+	fmt.Fprintln(w)
 }
 
 // Registrar registers schemas; *serde.Client implements it.
@@ -514,19 +604,38 @@ type Registrar interface {
 // Registered is the outcome of registering one file.
 type Registered struct {
 	File
-	ID  int
-	Err error
+	ID     int
+	Err    error
+	Reader bool // a consumer's reader schema, under ReaderSubject
+}
+
+// Subject is the subject the file was registered under.
+func (r Registered) Subject() string {
+	if r.Reader {
+		return ReaderSubject(r.Event(), r.Service)
+	}
+	return r.File.Subject()
 }
 
 // Register registers every schema the manifest's services own under its
 // event's subject, first setting the subject's level when level is not
 // empty. Every file is tried and reported.
+//
+// Each consumer's reader schema is registered too, under its own subject
+// (ReaderSubject) at level FORWARD: a writer schema posted to that
+// subject's compatibility endpoint is then checked as data this consumer
+// must read. (The level is NONE while the reader registers: a new reader
+// need not read an old reader's data.)
 func Register(ctx context.Context, m *graph.Manifest, reg Registrar, level schema.Mode) ([]Registered, error) {
 	files, err := Discover(m)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Registered, 0, len(files))
+	readers, err := DiscoverReaders(m)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Registered, 0, len(files)+len(readers))
 	for _, f := range files {
 		r := Registered{File: f, Err: f.Err}
 		if r.Err == nil && level != "" {
@@ -536,6 +645,20 @@ func Register(ctx context.Context, m *graph.Manifest, reg Registrar, level schem
 		}
 		if r.Err == nil {
 			r.ID, r.Err = reg.Register(ctx, f.Subject(), f.Text)
+		}
+		out = append(out, r)
+	}
+	for _, f := range readers {
+		r := Registered{File: f, Err: f.Err, Reader: true}
+		subject := r.Subject()
+		if r.Err == nil {
+			r.Err = reg.SetLevel(ctx, subject, string(schema.None))
+		}
+		if r.Err == nil {
+			r.ID, r.Err = reg.Register(ctx, subject, f.Text)
+		}
+		if r.Err == nil {
+			r.Err = reg.SetLevel(ctx, subject, string(schema.Forward))
 		}
 		out = append(out, r)
 	}
@@ -565,6 +688,19 @@ func (r *Report) WriteGitHub(w io.Writer) {
 		for _, c := range res.Comparisons {
 			for _, p := range c.Problems {
 				annotate(w, res.Path, fieldLine(res, p), fmt.Sprintf("%s (%s vs %s)", p.Reason, c.Mode, c.Against), p.Description()+"."+breaks)
+			}
+		}
+		for _, b := range res.BrokenReaders {
+			annotate(w, res.Path, 1, "a consumer's reader cannot read this schema", b.String())
+		}
+	}
+	for _, rr := range r.Readers {
+		if rr.Err != nil {
+			annotate(w, rr.Path, 1, "invalid Avro reader schema", rr.Err.Error())
+		}
+		for _, c := range rr.Checks {
+			for _, p := range c.Problems {
+				annotate(w, rr.Path, p.Line, fmt.Sprintf("%s (%s cannot read %s)", p.Reason, rr.Service, c.Writer), readerDescription(p)+".")
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package repocheck_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -95,6 +96,7 @@ func TestNotes(t *testing.T) {
 	want := []string{
 		"shop/order/schemas/OrderShipped.avsc: record OrderShipped is not in order-service's publishes, so no subscriber is known for it",
 		"order-service publishes OrderCancelled but owns no schema for it (want a record named OrderCancelled in a .avsc under shop/order)",
+		"payment-service keeps no reader schemas (readers/<Event>.avsc) for the 1 event(s) it subscribes to: no reader check applies to it",
 	}
 	if diff := cmp.Diff(want, rep.Notes); diff != "" {
 		t.Errorf("notes (-want +got):\n%s", diff)
@@ -159,5 +161,105 @@ func TestCheckAgainstRegisteredReferences(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"TYPE_MISMATCH /fields/0/type/fields/0/type"}, got); diff != "" {
 		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+}
+
+// Each consumer's reader is checked against every writer version that may
+// be in the topic: the repository's, and the registered ones within the
+// retained window; each rule names the version, the field and the line.
+func TestReaderChecksAcrossWriterVersions(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	st, err := sqlstore.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := registry.New(st, registry.DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	src, err := sr.NewClient(sr.URLs(ts.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions := []string{
+		`{"type":"record","name":"OrderCreated","namespace":"shop","fields":[{"name":"id","type":"string"},{"name":"status","type":{"type":"enum","name":"Status","symbols":["NEW"]}}]}`,
+		`{"type":"record","name":"OrderCreated","namespace":"shop","fields":[{"name":"id","type":"string"},{"name":"status","type":{"type":"enum","name":"Status","symbols":["NEW"]}},{"name":"coupon","type":"string","default":""}]}`,
+		`{"type":"record","name":"OrderCreated","namespace":"shop","fields":[{"name":"id","type":"string"},{"name":"status","type":{"type":"enum","name":"Status","symbols":["NEW","PAID"]}},{"name":"coupon","type":"string","default":""}]}`,
+	}
+	for _, r := range src.SetCompatibility(ctx, sr.SetCompatibility{Level: sr.CompatNone}) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	for _, v := range versions {
+		if _, err := src.CreateSchema(ctx, "OrderCreated-value", sr.Schema{Schema: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "flotilla.yaml"), `services:
+  order-service:
+    paths: [shop/order]
+    publishes: [OrderCreated]
+  mail-service:
+    paths: [shop/mail]
+    subscribes: [OrderCreated]
+`)
+	write(t, filepath.Join(dir, "shop/order/schemas/OrderCreated.avsc"), versions[2])
+	m, _, err := graph.Load(filepath.Join(dir, "flotilla.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const head = "{\"type\":\"record\",\"name\":\"OrderCreated\",\"namespace\":\"shop\",\"fields\":[\n"
+	tests := []struct {
+		name     string
+		reader   string
+		retained int
+		want     []string // writer: rule field line
+	}{
+		{"reads every version", head + `{"name":"id","type":"string"}]}`, 0, nil},
+		{"a field without default the oldest lacks", head + `{"name":"id","type":"string"},` + "\n" + `{"name":"coupon","type":"string"}]}`, 0,
+			[]string{"registry OrderCreated-value version 1: READER_FIELD_MISSING_DEFAULT_VALUE coupon 3"}},
+		{"the oldest version is no longer retained", head + `{"name":"id","type":"string"},` + "\n" + `{"name":"coupon","type":"string"}]}`, 2, nil},
+		{"a narrower type", head + `{"name":"id","type":"string"},` + "\n" + `{"name":"coupon","type":"int","default":0}]}`, 0, []string{
+			"shop/order/schemas/OrderCreated.avsc: TYPE_MISMATCH coupon 3",
+			"registry OrderCreated-value version 2: TYPE_MISMATCH coupon 3",
+		}},
+		{"an enum symbol the reader lacks", head + `{"name":"status","type":{"type":"enum","name":"Status","symbols":["NEW"]}}]}`, 0,
+			[]string{"shop/order/schemas/OrderCreated.avsc: MISSING_ENUM_SYMBOLS status 2"}},
+		{"an enum default admits new symbols", head + `{"name":"status","type":{"type":"enum","name":"Status","symbols":["NEW","OTHER"],"default":"OTHER"}}]}`, 0, nil},
+		{"another record", `{"type":"record","name":"OrderPlaced","namespace":"shop","fields":[]}`, 0,
+			[]string{"shop/order/schemas/OrderCreated.avsc: NAME_MISMATCH  1", "registry OrderCreated-value version 2: NAME_MISMATCH  1", "registry OrderCreated-value version 1: NAME_MISMATCH  1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			write(t, filepath.Join(dir, "shop/mail/readers/OrderCreated.avsc"), tt.reader)
+			rep, err := repocheck.Check(ctx, m, repocheck.Options{Registry: serde.NewClient(ts.URL, "", ""), Retained: tt.retained})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Readers) != 1 {
+				t.Fatalf("readers %+v", rep.Readers)
+			}
+			var got []string
+			for _, c := range rep.Readers[0].Checks {
+				for _, p := range c.Problems {
+					got = append(got, fmt.Sprintf("%s: %s %s %d", c.Writer, p.Reason, p.Field, p.Line))
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+			if rep.Failed() != (len(tt.want) > 0) {
+				t.Errorf("failed = %v", rep.Failed())
+			}
+		})
 	}
 }

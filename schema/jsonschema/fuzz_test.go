@@ -1,0 +1,29 @@
+package jsonschema_test
+
+import (
+	"testing"
+
+	"github.com/flotilla-ci/flotilla/schema"
+	"github.com/flotilla-ci/flotilla/schema/jsonschema"
+)
+
+// FuzzJSONSchema: any two texts are parsed; when both are schemas, the
+// rules compare them both ways and a payload is validated, without a
+// panic or a hang (recursive $refs included).
+func FuzzJSONSchema(f *testing.F) {
+	for _, p := range pairs {
+		f.Add(p.old, p.new, `{"a":"x","n":1}`)
+	}
+	f.Add(`{"$ref":"#"}`, `{"$ref":"#/definitions/a","definitions":{"a":{"$ref":"#/definitions/a"}}}`, `{}`)
+	f.Fuzz(func(t *testing.T, a, b, payload string) {
+		sa, errA := jsonschema.Parse(a)
+		sb, errB := jsonschema.Parse(b)
+		if errA != nil || errB != nil {
+			return
+		}
+		_ = jsonschema.Diff(sa, sb)
+		_ = jsonschema.Check(schema.FullTransitive, sb, []*jsonschema.Schema{sa})
+		_ = sa.Validate([]byte(payload))
+		_ = sa.Normalized()
+	})
+}
