@@ -261,7 +261,9 @@ func pactCLIInterop(t *testing.T, dsn string) {
 // expected outcome, and the verifier with a read-only token.
 func brokerCommandsInterop(t *testing.T, url string, store broker.Store, auth []string, must func(string, int, string, int, ...string), rc *receiver) {
 	ctx := context.Background()
-	cli := func(args ...string) (int, string) { return pactCLI(t, append(append([]string{"broker"}, args...), auth...)...) }
+	cli := func(args ...string) (int, string) {
+		return pactCLI(t, append(append([]string{"broker"}, args...), auth...)...)
+	}
 
 	// test-webhook fires the webhook pactCLIInterop made at its receiver,
 	// with the variables filled from the latest pact.
