@@ -18,6 +18,7 @@ import (
 // credential like every other non-read request.
 
 func noContent(w http.ResponseWriter) error {
+	w.Header().Set("Content-Type", "application/hal+json;charset=utf-8")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -413,7 +414,23 @@ func ts(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
+// isJSONContentType accepts JSON and HAL media types (and none given).
+func isJSONContentType(ct string) bool {
+	if ct == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || mt == "application/hal+json" || strings.HasSuffix(mt, "+json")
+}
+
 func decodeBody(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); !isJSONContentType(ct) {
+		return &httpError{status: http.StatusUnsupportedMediaType, body: map[string]any{"errors": map[string][]string{
+			"Content-Type": {fmt.Sprintf("%s is not JSON: send application/json", ct)}}}}
+	}
 	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
