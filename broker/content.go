@@ -65,8 +65,8 @@ func ParsePublication(body []byte) (Publication, error) {
 	}
 	errs := ValidationErrors{}
 	singleLine := func(field, v string) {
-		if err := checkName(field, v); err != nil {
-			for k, msgs := range err.(ValidationErrors) {
+		if bad := checkName(field, v); bad != nil {
+			for k, msgs := range bad {
 				errs[k] = append(errs[k], msgs...)
 			}
 		}

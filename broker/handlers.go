@@ -312,8 +312,8 @@ func checkNames(fields map[string]string) error {
 		if v == "" && (k == "branch" || k == "tag" || k == "mainBranch") {
 			continue
 		}
-		if err := checkName(k, v); err != nil {
-			for f, msgs := range err.(ValidationErrors) {
+		if bad := checkName(k, v); bad != nil {
+			for f, msgs := range bad {
 				errs[f] = append(errs[f], msgs...)
 			}
 		}
@@ -566,8 +566,8 @@ func (s *Server) publishVerification(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	errs := ValidationErrors{}
-	if err := checkName("providerApplicationVersion", body.ProviderApplicationVersion); err != nil {
-		errs = err.(ValidationErrors)
+	if bad := checkName("providerApplicationVersion", body.ProviderApplicationVersion); bad != nil {
+		errs = bad
 	}
 	if body.Success == nil {
 		errs.add("success", "must be true or false")

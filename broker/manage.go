@@ -96,7 +96,10 @@ func checkEnvironmentName(name string) error {
 	case strings.ContainsAny(name, " \t\r\n/"):
 		return ValidationErrors{"name": {"cannot contain spaces or slashes"}}
 	}
-	return checkName("name", name)
+	if bad := checkName("name", name); bad != nil {
+		return bad
+	}
+	return nil
 }
 
 func (s *Server) deleteEnvironment(w http.ResponseWriter, r *http.Request) error {

@@ -16,8 +16,8 @@ const MaxNameLength = 255
 // route can fetch back. kind "version" (and "pacticipant") may not
 // contain '/', which no client escapes the same way; branches and tags
 // may (feat/x), as they travel escaped.
-func checkName(kind, s string) error {
-	bad := func(why string) error { return ValidationErrors{kind: {why}} }
+func checkName(kind, s string) ValidationErrors {
+	bad := func(why string) ValidationErrors { return ValidationErrors{kind: {why}} }
 	switch {
 	case strings.TrimSpace(s) == "":
 		return bad("can't be blank")
