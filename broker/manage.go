@@ -17,8 +17,9 @@ import (
 // Broker's HAL API as `pact broker` calls it. Removals need a write
 // credential like every other non-read request.
 
+// noContent answers 204 with no Content-Type: the pact CLI decodes any
+// body that claims to be HAL, and an empty one does not decode.
 func noContent(w http.ResponseWriter) error {
-	w.Header().Set("Content-Type", "application/hal+json;charset=utf-8")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
