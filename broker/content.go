@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/flotilla-ci/flotilla/contract"
 )
 
 // PublishRequest is the body of POST /contracts/publish.
@@ -63,11 +65,10 @@ func ParsePublication(body []byte) (Publication, error) {
 	}
 	errs := ValidationErrors{}
 	singleLine := func(field, v string) {
-		switch {
-		case strings.TrimSpace(v) == "":
-			errs.add(field, "is missing")
-		case strings.ContainsAny(v, "\r\n"):
-			errs.add(field, "cannot contain multiple lines")
+		if bad := checkName(field, v); bad != nil {
+			for k, msgs := range bad {
+				errs[k] = append(errs[k], msgs...)
+			}
 		}
 	}
 	singleLine("pacticipantName", req.PacticipantName)
@@ -108,6 +109,10 @@ func ParsePublication(body []byte) (Publication, error) {
 		doc, err := parsePact(raw)
 		if err != nil {
 			errs.add(f("content"), "%v", err)
+			continue
+		}
+		if _, err := contract.Parse(raw); err != nil {
+			errs.add(f("content"), "is not a valid pact: %v", err)
 			continue
 		}
 		if n := nameOf(doc, "consumer"); n != c.ConsumerName {

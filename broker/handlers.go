@@ -30,8 +30,18 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
 		"pb:environments":                    hrefT(b+"/environments", "Environments"),
 		"pb:environment":                     templated(b+"/environments/{uuid}", "Environment"),
 		"pb:can-i-deploy-pacticipant-version-to-environment": templated(b+"/can-i-deploy?pacticipant={pacticipant}&version={version}&environment={environment}", "Determine if a pacticipant version can be deployed to an environment"),
-		"pb:matrix": hrefT(b+"/matrix", "The matrix of verification results"),
-		"curies":    []any{map[string]any{"name": "pb", "href": b + "/doc/{rel}?context=index", "templated": true}},
+		"pb:matrix":                                 hrefT(b+"/matrix", "The matrix of verification results"),
+		"pb:pacticipant-branch":                     templated(b+"/pacticipants/{pacticipant}/branches/{branch}", "Get or delete a pacticipant branch"),
+		"pb:provider-pacts-with-branch":             templated(b+"/pacts/provider/{provider}/branch/{branch}", "All pact versions for the provider with the specified consumer version branch"),
+		"pb:latest-provider-pacts-with-branch":      templated(b+"/pacts/provider/{provider}/branch/{branch}/latest", "Latest pacts for the provider with the specified consumer version branch"),
+		"pb:provider-pacts-with-main-branch":        templated(b+"/pacts/provider/{provider}/branch", "All pact versions for the provider from the consumers' main branches"),
+		"pb:latest-provider-pacts-with-main-branch": templated(b+"/pacts/provider/{provider}/branch/latest", "Latest pacts for the provider from the consumers' main branches"),
+		"pb:branch-pact-versions":                   templated(b+"/pacts/provider/{provider}/consumer/{consumer}/branch/{branch}", "All pact versions of a consumer branch"),
+		"pb:latest-branch-pact-versions":            templated(b+"/pacts/provider/{provider}/consumer/{consumer}/branch/{branch}/latest", "Latest pact of a consumer branch"),
+		"pb:main-branch-pact-versions":              templated(b+"/pacts/provider/{provider}/consumer/{consumer}/branch", "All pact versions of the consumer's main branch"),
+		"pb:latest-main-branch-pact-versions":       templated(b+"/pacts/provider/{provider}/consumer/{consumer}/branch/latest", "Latest pact of the consumer's main branch"),
+		"pb:provider-states":                        templated(b+"/pacts/provider/{provider}/provider-states", "Provider states of the provider's pacts"),
+		"curies":                                    []any{map[string]any{"name": "pb", "href": b + "/doc/{rel}?context=index", "templated": true}},
 	}})
 	return nil
 }
@@ -162,15 +172,8 @@ func (s *Server) createPacticipant(w http.ResponseWriter, r *http.Request) error
 	if err := decodeBody(r, &body); err != nil {
 		return err
 	}
-	errs := ValidationErrors{}
-	if strings.TrimSpace(body.Name) == "" {
-		errs.add("name", "is missing")
-	}
-	if strings.ContainsAny(body.Name+body.MainBranch, "\r\n") {
-		errs.add("name", "cannot contain multiple lines")
-	}
-	if len(errs) > 0 {
-		return errs
+	if err := checkNames(map[string]string{"pacticipant": body.Name, "mainBranch": body.MainBranch}); err != nil {
+		return err
 	}
 	p, err := s.store.SetMainBranch(r.Context(), body.Name, body.MainBranch)
 	if err != nil {
@@ -192,9 +195,12 @@ func (s *Server) updatePacticipant(w http.ResponseWriter, r *http.Request) error
 		p   Pacticipant
 		err error
 	)
+	if err := checkNames(map[string]string{"pacticipant": name}); err != nil {
+		return err
+	}
 	if body.MainBranch != nil {
-		if strings.ContainsAny(*body.MainBranch, "\r\n") {
-			return badRequest(map[string][]string{"mainBranch": {"cannot contain multiple lines"}})
+		if err := checkNames(map[string]string{"mainBranch": *body.MainBranch}); err != nil {
+			return err
 		}
 		p, err = s.store.SetMainBranch(r.Context(), name, *body.MainBranch)
 	} else {
@@ -298,11 +304,18 @@ func (s *Server) putVersion(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// checkNames validates names from a request's path or body with the one
+// validation both stores rely on; empty optional fields pass.
 func checkNames(fields map[string]string) error {
 	errs := ValidationErrors{}
 	for k, v := range fields {
-		if strings.ContainsAny(v, "\r\n") {
-			errs.add(k, "cannot contain multiple lines")
+		if v == "" && (k == "branch" || k == "tag" || k == "mainBranch") {
+			continue
+		}
+		if bad := checkName(k, v); bad != nil {
+			for f, msgs := range bad {
+				errs[f] = append(errs[f], msgs...)
+			}
 		}
 	}
 	if len(errs) > 0 {
@@ -553,10 +566,8 @@ func (s *Server) publishVerification(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	errs := ValidationErrors{}
-	if strings.TrimSpace(body.ProviderApplicationVersion) == "" {
-		errs.add("providerApplicationVersion", "can't be blank")
-	} else if strings.ContainsAny(body.ProviderApplicationVersion, "\r\n") {
-		errs.add("providerApplicationVersion", "cannot contain multiple lines")
+	if bad := checkName("providerApplicationVersion", body.ProviderApplicationVersion); bad != nil {
+		errs = bad
 	}
 	if body.Success == nil {
 		errs.add("success", "must be true or false")
@@ -668,15 +679,8 @@ func (s *Server) createEnvironment(w http.ResponseWriter, r *http.Request) error
 	if err := decodeBody(r, &body); err != nil {
 		return err
 	}
-	errs := ValidationErrors{}
-	switch {
-	case body.Name == "":
-		errs.add("name", "is missing")
-	case strings.ContainsAny(body.Name, " \t\r\n/"):
-		errs.add("name", "cannot contain spaces or slashes")
-	}
-	if len(errs) > 0 {
-		return errs
+	if err := checkEnvironmentName(body.Name); err != nil {
+		return err
 	}
 	if _, err := s.store.Environment(r.Context(), body.Name); err == nil {
 		return badRequest(map[string][]string{"name": {fmt.Sprintf("Another environment with name '%s' already exists.", body.Name)}})

@@ -80,7 +80,7 @@ func TestPactCLIInterop(t *testing.T) {
 
 func pactCLIInterop(t *testing.T, dsn string) {
 	cfg := broker.DefaultConfig()
-	cfg.Tokens = []broker.Token{{Value: "ci-write-token", Write: true}}
+	cfg.Tokens = []broker.Token{{Value: "ci-write-token", Write: true}, {Value: "ci-read-token"}}
 	url, store := newBrokerOn(t, cfg, dsn)
 	ctx := context.Background()
 	auth := []string{"-b", url, "-k", "ci-write-token"}
@@ -246,5 +246,95 @@ func pactCLIInterop(t *testing.T, dsn string) {
 	}
 	if got := rc.got(); len(got) != 1 || !strings.Contains(got[0], `"version":"w10"`) || !strings.HasPrefix(got[0], "contract_published ") {
 		t.Fatalf("webhook deliveries: %v", got)
+	}
+
+	// The everyday commands below exercise HTTP routes, not SQL the
+	// stores differ in (TestRemovals covers that on both): one store
+	// keeps CI time down.
+	if strings.HasSuffix(t.Name(), "/sqlite") {
+		brokerCommandsInterop(t, url, store, auth, must, rc)
+	}
+}
+
+// brokerCommandsInterop runs the rest of `pact broker`'s everyday
+// commands against the broker pactCLIInterop filled, each with its
+// expected outcome, and the verifier with a read-only token.
+func brokerCommandsInterop(t *testing.T, url string, store broker.Store, auth []string, must func(string, int, string, int, ...string), rc *receiver) {
+	ctx := context.Background()
+	cli := func(args ...string) (int, string) {
+		return pactCLI(t, append(append([]string{"broker"}, args...), auth...)...)
+	}
+
+	// test-webhook fires the webhook pactCLIInterop made at its receiver,
+	// with the variables filled from the latest pact.
+	hooks, err := store.Webhooks(ctx)
+	if err != nil || len(hooks) != 1 {
+		t.Fatalf("webhooks: %v %v", hooks, err)
+	}
+	code, out := cli("test-webhook", "--uuid", hooks[0].UUID)
+	must("test-webhook", code, out, 0, `"success":true`, `"status":200`)
+	if got := rc.got(); len(got) != 2 || !strings.Contains(got[1], `"version":"w10"`) || strings.Contains(got[1], "${pactbroker") {
+		t.Fatalf("test-webhook deliveries: %v", got)
+	}
+
+	// get-pacts: by the consumers' main branch, by branch, latest.
+	code, out = cli("get-pacts", "--provider", "api")
+	must("get-pacts", code, out, 0, "Pact between web (w10) and api", "Pact between web (w1) and api")
+	code, out = cli("get-pacts", "--provider", "api", "--latest")
+	must("get-pacts --latest", code, out, 0, "Pact between web (w10) and api")
+	if strings.Contains(out, "(w1)") {
+		t.Fatalf("get-pacts --latest lists more than the latest:\n%s", out)
+	}
+	code, out = cli("get-pacts", "--provider", "api", "--consumer", "web", "--branch", "feat-goodbye")
+	must("get-pacts --consumer --branch", code, out, 0, "Pact between web (w2) and api")
+
+	// provider-states list: the states of the latest main-branch pacts.
+	statePact := strings.Replace(helloPact, `"description":"a greeting"`, `"description":"a greeting","providerStates":[{"name":"a user exists","params":{"id":7}}]`, 1)
+	code, out = cli("publish", writePact(t, "v11", statePact), "-a", "w11", "--branch", "main")
+	must("publish w11", code, out, 0)
+	code, out = cli("provider-states", "list", "--provider", "api")
+	must("provider-states list", code, out, 0, "a user exists", "web", `{"id":7}`)
+
+	// Environments: update and delete.
+	code, out = cli("create-environment", "--name", "scratch")
+	must("create-environment scratch", code, out, 0)
+	env, err := store.Environment(ctx, "scratch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out = cli("update-environment", "--uuid", env.UUID, "--name", "scratch", "--display-name", "Scratch pad", "--production")
+	must("update-environment", code, out, 0, "Updated scratch environment")
+	if e, err := store.Environment(ctx, env.UUID); err != nil || e.DisplayName != "Scratch pad" || !e.Production {
+		t.Fatalf("after update-environment: %+v %v", e, err)
+	}
+	code, out = cli("delete-environment", "--uuid", env.UUID)
+	must("delete-environment", code, out, 0, "deleted successfully")
+	if _, err := store.Environment(ctx, env.UUID); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("scratch after delete-environment: %v", err)
+	}
+
+	// delete-version-tag and delete-branch.
+	code, out = cli("delete-version-tag", "--pacticipant", "web", "--version", "w1", "--tag", "prod")
+	must("delete-version-tag", code, out, 0, "Successfully deleted tag 'prod'")
+	if v, err := store.Version(ctx, "web", "w1"); err != nil || len(v.Tags) != 0 {
+		t.Fatalf("web w1 after delete-version-tag: %+v %v", v, err)
+	}
+	code, out = cli("delete-branch", "--pacticipant", "web", "--branch", "feat-x")
+	must("delete-branch", code, out, 0, "Successfully deleted branch 'feat-x'")
+	if v, err := store.Version(ctx, "web", "w9"); err != nil || len(v.Branches) != 0 {
+		t.Fatalf("web w9 after delete-branch: %+v %v", v, err)
+	}
+	code, out = cli("delete-branch", "--pacticipant", "web", "--branch", "feat-x")
+	must("delete-branch again", code, out, 0, "as it was not found") // the CLI reports it, exiting 0
+
+	// A read-only token may ask for pacts to verify (a POST) and the real
+	// verifier verifies with it; it may not publish.
+	host, port := helloProvider(t)
+	code, out = pactCLI(t, "verifier", "--broker-url", url, "--token", "ci-read-token", "--provider-name", "api",
+		"--hostname", host, "--port", port, "--consumer-version-selectors", `{"branch":"main","latest":true}`, "--retries", "0")
+	must("verify with a read-only token", code, out, 0, "a greeting")
+	_, out = pactCLI(t, "broker", "create-version-tag", "--pacticipant", "web", "--version", "w1", "--tag", "x", "-b", url, "-k", "ci-read-token")
+	if v, _ := store.Version(ctx, "web", "w1"); len(v.Tags) != 0 || !strings.Contains(out, "403") {
+		t.Fatalf("a read-only token tagged a version (tags %v):\n%s", v.Tags, out)
 	}
 }

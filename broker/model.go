@@ -260,6 +260,25 @@ type Store interface {
 	// CurrentDeployments lists what is currently deployed or released in an
 	// environment, for one pacticipant when it is not empty.
 	CurrentDeployments(ctx context.Context, envUUID, pacticipant string) ([]Deployment, error)
+	// Removals: each returns ErrNotFound when there is nothing to remove,
+	// and removes what depends on what it removes.
+	DeleteTag(ctx context.Context, pacticipant, version, tag string) error
+	// BranchVersions lists a branch's version numbers, newest first.
+	BranchVersions(ctx context.Context, pacticipant, branch string) ([]string, error)
+	// DeleteBranch takes the branch off its versions, keeping them.
+	DeleteBranch(ctx context.Context, pacticipant, branch string) error
+	UpdateEnvironment(ctx context.Context, e Environment) (Environment, error)
+	DeleteEnvironment(ctx context.Context, uuid string) error
+	DeleteVersion(ctx context.Context, pacticipant, number string) error
+	DeletePacticipant(ctx context.Context, name string) error
+	// DeletePactPublication removes what a consumer version published for
+	// a provider.
+	DeletePactPublication(ctx context.Context, provider, consumer, version string) error
+	// BranchPacts lists the pacts for provider that consumer versions on a
+	// branch published (each consumer's main branch when branch is empty),
+	// newest first per consumer, only the newest with latest; consumer
+	// narrows to one consumer.
+	BranchPacts(ctx context.Context, provider, consumer, branch string, latest bool) ([]Pact, error)
 	Matrix(ctx context.Context, q MatrixQuery) (MatrixResult, error)
 	ForVerification(ctx context.Context, provider string, q ForVerificationQuery) ([]VerifiablePact, error)
 	// Webhooks: the store queues a delivery for every enabled webhook an

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -166,18 +167,78 @@ func (s *Server) routes() {
 	h("GET /webhooks", s.webhooks)
 	h("POST /webhooks", s.createWebhook)
 	h("POST /webhooks/provider/{provider}/consumer/{consumer}", s.createWebhook)
-	h("POST /webhooks/provider/{provider}", s.createWebhook)
-	h("POST /webhooks/consumer/{consumer}", s.createWebhook)
+	// POST /webhooks/provider/{provider}, /webhooks/consumer/{consumer}
+	// (the legacy creation paths) and /webhooks/{uuid}/execute share a
+	// shape the mux cannot tell apart.
+	h("POST /webhooks/{first}/{second}", func(w http.ResponseWriter, r *http.Request) error {
+		switch first, second := r.PathValue("first"), r.PathValue("second"); {
+		case second == "execute" && first != "provider" && first != "consumer":
+			r.SetPathValue("uuid", first)
+			return s.executeWebhook(w, r)
+		case first == "provider" || first == "consumer":
+			r.SetPathValue(first, second)
+			return s.createWebhook(w, r)
+		}
+		return fmt.Errorf("%s: %w", r.URL.Path, ErrNotFound)
+	})
 	h("GET /webhooks/{uuid}", s.webhook)
 	h("PUT /webhooks/{uuid}", s.createWebhook)
 	h("DELETE /webhooks/{uuid}", s.deleteWebhook)
 	h("GET /webhooks/{uuid}/deliveries", s.webhookDeliveries)
+	h("DELETE /pacticipants/{pacticipant}", s.deletePacticipant)
+	h("DELETE /pacticipants/{pacticipant}/versions/{version}", s.deleteVersion)
+	h("DELETE /pacticipants/{pacticipant}/versions/{version}/tags/{tag}", s.deleteTag)
+	h("GET /pacticipants/{pacticipant}/branches/{branch}", s.branch)
+	h("DELETE /pacticipants/{pacticipant}/branches/{branch}", s.deleteBranch)
+	h("DELETE /pacts/provider/{provider}/consumer/{consumer}/version/{version}", s.deletePact)
+	h("PUT /environments/{env}", s.updateEnvironment)
+	h("DELETE /environments/{env}", s.deleteEnvironment)
+	for _, p := range []string{"/pacts/provider/{provider}", "/pacts/provider/{provider}/consumer/{consumer}"} {
+		h("GET "+p+"/branch", s.branchPacts)
+		h("GET "+p+"/branch/latest", s.branchPacts)
+		h("GET "+p+"/branch/{branch}", s.branchPacts)
+		h("GET "+p+"/branch/{branch}/latest", s.branchPacts)
+	}
+	h("GET /pacts/provider/{provider}/provider-states", s.providerStates)
+	h("GET /pacts/provider/{provider}/provider-states/branch/{branch}", s.providerStates)
+	h("GET /pacts/provider/{provider}/provider-states/environment/{environment}", s.providerStates)
+	h("GET /doc/{rel}", s.doc)
 	h("GET /matrix", s.matrix)
 	h("GET /can-i-deploy", s.canIDeploy)
 }
 
-// ServeHTTP authenticates the request and routes it.
+// statusWriter remembers the status a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// ServeHTTP authenticates the request and routes it. Refused requests
+// (4xx) are logged with their method, path and status, so a client that
+// calls a route the broker lacks shows up in its log.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: w}
+	s.serve(sw, r)
+	if sw.status >= 400 && sw.status < 500 {
+		s.log.WarnContext(r.Context(), "broker request refused", "method", r.Method, "path", r.URL.Path, "status", sw.status)
+	}
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if code, msg := s.authorize(r); code != 0 {
 		if code == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="flotilla broker"`)
@@ -194,7 +255,8 @@ func (s *Server) authorize(r *http.Request) (int, string) {
 	if len(s.cfg.Tokens) == 0 && len(s.cfg.Users) == 0 {
 		return 0, ""
 	}
-	read := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions ||
+		isForVerification(r)
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
 		if read && s.cfg.AnonymousRead {
@@ -223,6 +285,17 @@ func (s *Server) authorize(r *http.Request) (int, string) {
 		return http.StatusForbidden, "these credentials may only read"
 	}
 	return 0, ""
+}
+
+// isForVerification: asking which pacts to verify is a POST only because
+// selectors do not fit a query string; it changes nothing, so read-only
+// credentials (how CI is configured) may ask, as with the Pact Broker.
+func isForVerification(r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	return len(parts) == 4 && parts[0] == "pacts" && parts[1] == "provider" && parts[3] == "for-verification"
 }
 
 // httpError is an error with the status and body to answer with.
@@ -341,7 +414,23 @@ func ts(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
+// isJSONContentType accepts JSON and HAL media types (and none given).
+func isJSONContentType(ct string) bool {
+	if ct == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || mt == "application/hal+json" || strings.HasSuffix(mt, "+json")
+}
+
 func decodeBody(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); !isJSONContentType(ct) {
+		return &httpError{status: http.StatusUnsupportedMediaType, body: map[string]any{"errors": map[string][]string{
+			"Content-Type": {fmt.Sprintf("%s is not JSON: send application/json", ct)}}}}
+	}
 	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError

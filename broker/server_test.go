@@ -65,7 +65,7 @@ func call(t *testing.T, method, url, auth string, body any) response {
 	}
 	defer func() { _ = resp.Body.Close() }()
 	data, _ := io.ReadAll(resp.Body)
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/hal+json") {
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusNoContent && !strings.HasPrefix(ct, "application/hal+json") {
 		t.Errorf("%s %s: Content-Type %q, want application/hal+json", method, url, ct)
 	}
 	r := response{status: resp.StatusCode, raw: string(data)}
@@ -105,6 +105,14 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 		{"pact is not JSON", "POST", "/contracts/publish", publishBody("web", "1", b64("<xml/>")), 400, `"contracts[0].content":["is not a pact: not a JSON object"]`},
 		{"body is not JSON", "POST", "/contracts/publish", "{nope", 400, `"body":["must be a JSON object`},
 		{"multi-line version", "POST", "/contracts/publish", publishBody("web", "1\n2", b64(helloPact)), 400, `"pacticipantVersionNumber":["cannot contain multiple lines"]`},
+		{"NUL in a version", "POST", "/contracts/publish", publishBody("web", "1\x002", b64(helloPact)), 400, `"pacticipantVersionNumber":["cannot contain the control character U+0000"]`},
+		{"version ..", "POST", "/contracts/publish", publishBody("web", "..", b64(helloPact)), 400, `cannot be fetched back by URL`},
+		{"version with a slash", "POST", "/contracts/publish", publishBody("web", "a/b", b64(helloPact)), 400, `contains '/'`},
+		{"a name of 5000 characters", "POST", "/contracts/publish", publishBody(strings.Repeat("w", 5000), "1", b64(helloPact)), 400, `"pacticipantName":["is 5000 bytes long: at most 255"]`},
+		{"a pact whose status is a string", "POST", "/contracts/publish", publishBody("web", "1", b64(strings.Replace(helloPact, `"status":200`, `"status":"200"`, 1))), 400, `is not a valid pact: interactions[0] (\"a greeting\").response.status: must be an integer HTTP status`},
+		{"pacticipant of 5000 characters", "POST", "/pacticipants", map[string]any{"name": strings.Repeat("p", 5000)}, 400, `at most 255`},
+		{"tag with a NUL", "PUT", "/pacticipants/web/versions/1/tags/a%00b", map[string]any{}, 400, `U+0000`},
+		{"environment named ..", "POST", "/environments", map[string]any{"name": ".."}, 400, `cannot be fetched back by URL`},
 		{"unknown environment", "GET", "/matrix?q[][pacticipant]=web&q[][version]=1&latestby=cvpv&environment=mars", nil, 400, `Environment with name 'mars' does not exist`},
 		{"unknown pacticipant in matrix", "GET", "/matrix?q[][pacticipant]=ghost&q[][version]=1&latestby=cvpv", nil, 400, `Pacticipant ghost not found`},
 		{"malformed matrix: no selectors", "GET", "/matrix?latestby=cvpv", nil, 400, `Please provide 1 or more version selectors.`},

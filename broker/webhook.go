@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -139,37 +140,81 @@ func (d *Deliverer) DeliverDue(ctx context.Context) error {
 }
 
 func (d *Deliverer) send(ctx context.Context, del WebhookDelivery) (int, error) {
-	vars := map[string]string{"eventName": del.Event}
+	status, _, err := d.execute(ctx, del)
+	return status, err
+}
+
+// templateVars are the Pact Broker's documented webhook variables for a
+// delivery: every one has a value (empty when the event has none), so no
+// ${pactbroker.*} reaches the receiver as literal text.
+func templateVars(del WebhookDelivery, base string) map[string]string {
+	vars := map[string]string{}
+	for _, k := range []string{"pactUrl", "verificationResultUrl", "consumerVersionNumber", "consumerVersionTags", "consumerVersionBranch",
+		"consumerVersionDescriptions", "providerVersionNumber", "providerVersionTags", "providerVersionBranch", "providerVersionDescriptions",
+		"consumerName", "providerName", "consumerLabels", "providerLabels", "buildUrl", "currentlyDeployedProviderVersionNumber",
+		"githubVerificationStatus", "bitbucketVerificationStatus", "azureDevOpsVerificationStatus", "gitlabVerificationStatus"} {
+		vars[k] = ""
+	}
 	for k, v := range del.Context {
 		vars[k] = v
 	}
-	base := strings.TrimSuffix(d.BaseURL, "/")
+	vars["eventName"] = del.Event
+	base = strings.TrimSuffix(base, "/")
 	if p := del.Context["pactPath"]; p != "" {
 		vars["pactUrl"] = base + p
 	}
 	if p := del.Context["verificationResultPath"]; p != "" {
 		vars["verificationResultUrl"] = base + p
 	}
-	render := func(s string, escape bool) string {
-		for k, v := range vars {
-			if escape {
-				v = url.QueryEscape(v)
-			}
-			s = strings.ReplaceAll(s, "${pactbroker."+k+"}", v)
-		}
-		return s
+	delete(vars, "pactPath")
+	delete(vars, "verificationResultPath")
+	delete(vars, "success")
+	// The commit statuses each CI host expects, as the Pact Broker maps a
+	// verification's outcome (pending until a result is published).
+	github, bitbucket, azure, gitlab := "pending", "INPROGRESS", "pending", "pending"
+	switch del.Context["success"] {
+	case "true":
+		github, bitbucket, azure, gitlab = "success", "SUCCESSFUL", "succeeded", "success"
+	case "false":
+		github, bitbucket, azure, gitlab = "failure", "FAILED", "failed", "failed"
 	}
+	vars["githubVerificationStatus"], vars["bitbucketVerificationStatus"] = github, bitbucket
+	vars["azureDevOpsVerificationStatus"], vars["gitlabVerificationStatus"] = azure, gitlab
+	return vars
+}
+
+var templateRef = regexp.MustCompile(`\$\{pactbroker\.([A-Za-z]+)\}`)
+
+// render substitutes the variables; escape query-escapes them (for URLs).
+// An unknown variable is left as written.
+func render(s string, vars map[string]string, escape bool) string {
+	return templateRef.ReplaceAllStringFunc(s, func(m string) string {
+		v, ok := vars[templateRef.FindStringSubmatch(m)[1]]
+		if !ok {
+			return m
+		}
+		if escape {
+			return url.QueryEscape(v)
+		}
+		return v
+	})
+}
+
+// execute sends one delivery and returns the receiver's status and the
+// start of its body.
+func (d *Deliverer) execute(ctx context.Context, del WebhookDelivery) (int, string, error) {
+	vars := templateVars(del, d.BaseURL)
 	w := del.Webhook
 	var body io.Reader
 	if w.Body != "" {
-		body = bytes.NewReader([]byte(render(w.Body, false)))
+		body = bytes.NewReader([]byte(render(w.Body, vars, false)))
 	}
-	req, err := http.NewRequestWithContext(ctx, w.Method, render(w.URL, true), body)
+	req, err := http.NewRequestWithContext(ctx, w.Method, render(w.URL, vars, true), body)
 	if err != nil {
-		return 0, fmt.Errorf("webhook %s: %w", w.UUID, err)
+		return 0, "", fmt.Errorf("webhook %s: %w", w.UUID, err)
 	}
 	for k, v := range w.Headers {
-		req.Header.Set(k, render(v, false))
+		req.Header.Set(k, render(v, vars, false))
 	}
 	c := d.Client
 	if c == nil {
@@ -177,12 +222,13 @@ func (d *Deliverer) send(ctx context.Context, del WebhookDelivery) (int, error) 
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
+	got, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	_ = resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, fmt.Errorf("%s %s: status %d", w.Method, w.URL, resp.StatusCode)
+		return resp.StatusCode, string(got), fmt.Errorf("%s %s: status %d", w.Method, w.URL, resp.StatusCode)
 	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, string(got), nil
 }

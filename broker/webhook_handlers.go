@@ -99,6 +99,7 @@ func (s *Server) webhookBody(b string, w Webhook) map[string]any {
 			"self":          hrefT(link(b, "webhooks", w.UUID), w.Description),
 			"pb:webhooks":   href(b + "/webhooks"),
 			"pb:deliveries": hrefT(link(b, "webhooks", w.UUID, "deliveries"), "Deliveries of this webhook"),
+			"pb:execute":    hrefT(link(b, "webhooks", w.UUID, "execute"), "Test the execution of the webhook with the latest matching pact or verification"),
 		},
 	}
 	if w.Consumer != "" {

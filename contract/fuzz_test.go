@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -106,6 +108,57 @@ func FuzzGenerate(f *testing.F) {
 		v, _ := Generator(m).Generate(GenContext{StateValues: map[string]any{"a": "1"}, MockServerURL: "http://127.0.0.1:1"}, "x")
 		if str, ok := v.(string); ok && len(str) > 4*maxGenerated {
 			t.Fatalf("generated %d bytes", len(str))
+		}
+	})
+}
+
+// FuzzLoadAndVerify: a pact is either refused (a *ParseError naming the
+// place, which `flotilla contract verify` turns into exit 2) or verified,
+// with the same verdict twice against the same provider response. A pact
+// the loader accepts never has a response without a real status.
+func FuzzLoadAndVerify(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.json")
+	for _, file := range files {
+		if b, err := os.ReadFile(file); err == nil && len(b) < 64<<10 {
+			f.Add(b)
+		}
+	}
+	for _, s := range []string{
+		`{"consumer":{"name":"c"},"provider":{"name":"p"},"interactions":[{"description":"d","request":{"path":"/x"},"response":{"status":"200"}}]}`,
+		`{"consumer":{"name":"c"},"provider":{"name":"p"},"interactions":[{"description":"d","request":{"path":"/x"},"response":{}}]}`,
+		`{"consumer":{"name":"c"},"provider":{"name":"p"},"metadata":{"pactSpecification":{"version":"4.0"}},"interactions":[{"type":"Synchronous/HTTP","description":"d","request":{"path":"/x"},"response":{"status":200,"body":null}}]}`,
+		`{"consumer":{"name":"c"},"provider":{"name":"p"},"interactions":[{"description":"d","request":{"path":"/x"},"response":{"status":200,"headers":{"Content-Type":"application/xml"},"body":"<a><b n=\"1\">t</b></a>"}}]}`,
+		`{"consumer":{"name":"c"},"provider":{"name":"p"},"interactions":[{"description":"d","request":{"method":7},"response":{"status":200,"body":""}}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	responses := []HTTPResponse{
+		{Status: 200, Headers: http.Header{"Content-Type": {"application/xml"}}, Body: []byte(`<a><b n="1">t</b></a>`)},
+		{Status: 200, Headers: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"a":[1,{"b":"x"}],"c":true}`)},
+		{Status: 404, Headers: http.Header{}},
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse(data)
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) || err.Error() == "" {
+				t.Fatalf("refused without naming the place (%T): %v", err, err)
+			}
+			return
+		}
+		for _, in := range p.Interactions {
+			if in.Kind != HTTP {
+				continue
+			}
+			if in.Response.Status < 100 || in.Response.Status > 599 {
+				t.Fatalf("accepted a response with status %d", in.Response.Status)
+			}
+			for _, resp := range responses {
+				a, b := MatchResponse(in.Response, resp), MatchResponse(in.Response, resp)
+				if fmt.Sprint(a) != fmt.Sprint(b) {
+					t.Fatalf("two verifications disagree:\n%v\n---\n%v", a, b)
+				}
+			}
 		}
 	})
 }

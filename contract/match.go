@@ -227,7 +227,15 @@ func contentTypeEqual(e, a string) bool {
 	ep := mimeParams(e)
 	ap := mimeParams(a)
 	for k, v := range ep {
-		if !strings.EqualFold(ap[k], v) {
+		got, ok := ap[k]
+		switch {
+		case !ok:
+			return false
+		case k == "charset": // charset names are case-insensitive (RFC 2046)
+			if !strings.EqualFold(got, v) {
+				return false
+			}
+		case got != v:
 			return false
 		}
 	}
@@ -265,8 +273,13 @@ func matchBody(part string, exp Body, actCT string, act []byte, rules map[string
 		}
 	}
 	if len(exp.Content) == 0 {
+		// An empty or null expected body matches only no body at all.
 		if len(act) != 0 {
-			return []Mismatch{{Part: part, Expected: "an empty body", Actual: fmt.Sprintf("%d bytes", len(act))}}
+			want := "an empty body"
+			if exp.Null {
+				want = "no body (the pact's body is null)"
+			}
+			return []Mismatch{{Part: part, Expected: want, Actual: fmt.Sprintf("%d bytes %s", len(act), abbreviate(string(act)))}}
 		}
 		return nil
 	}
@@ -306,7 +319,12 @@ func matchBody(part string, exp Body, actCT string, act []byte, rules map[string
 			out = append(out, m)
 		}
 		return out
-	case strings.HasPrefix(baseType(expCT), "text/") || strings.HasSuffix(baseType(expCT), "xml") || expCT == "":
+	case isXMLType(expCT):
+		if actCT != "" && !isXMLType(actCT) {
+			return []Mismatch{{Part: part, Expected: "a body of type " + baseType(expCT), Actual: "a body of type " + baseType(actCT)}}
+		}
+		return matchXML(part, exp.Content, act, rs, strict)
+	case strings.HasPrefix(baseType(expCT), "text/") || expCT == "":
 		return textCompare(part, exp.Content, act, rs)
 	default:
 		if rl, _ := rs.best(root); rl != nil {
@@ -913,11 +931,12 @@ func applyMatcher(m Matcher, exp, act any, direct bool) (bool, string) {
 		}
 		return false, "a number (matcher number)"
 	case "boolean":
+		// pact_models: "booleans and the string values true and false"
 		switch x := act.(type) {
 		case bool:
 			return true, ""
 		case string:
-			if (x == "true" || x == "false") && textOK(exp, act) {
+			if x == "true" || x == "false" {
 				return true, ""
 			}
 		}

@@ -120,10 +120,13 @@ type Message struct {
 	Generators Generators
 }
 
-// Body is a payload: its bytes and content type. An absent body is not
-// compared; a present empty one is.
+// Body is a payload: its bytes and content type. As the specification
+// says, an absent body (Present false) is not compared, while an empty one
+// or a null one (Null: the pact wrote "body": null) matches only a message
+// or request or response without a body.
 type Body struct {
 	Present     bool
+	Null        bool
 	ContentType string
 	Content     []byte
 }
@@ -449,7 +452,7 @@ func parseMessage(obj map[string]any, spec Spec, where string) (Message, error) 
 	}
 	var err error
 	if spec == V4 {
-		m.Contents, err = parseV4Body(obj["contents"], where+".contents")
+		m.Contents, err = parseV4Body(obj, "contents", where+".contents")
 	} else {
 		m.Contents, err = parseV3Body(obj, "contents", ct, where+".contents")
 	}
@@ -470,12 +473,23 @@ func parseMessage(obj map[string]any, spec Spec, where string) (Message, error) 
 
 func parseRequest(obj map[string]any, spec Spec, where string) (Request, error) {
 	var r Request
-	r.Method, _ = obj["method"].(string)
-	r.Method = strings.ToUpper(r.Method)
+	if m, has := obj["method"]; has {
+		s, ok := m.(string)
+		if !ok || strings.TrimSpace(s) == "" {
+			return r, &ParseError{Where: where + ".method", Err: fmt.Errorf("must be an HTTP method such as \"GET\", not %s", show(m))}
+		}
+		r.Method = strings.ToUpper(s)
+	}
 	if r.Method == "" {
 		r.Method = "GET"
 	}
-	r.Path, _ = obj["path"].(string)
+	if p, has := obj["path"]; has {
+		s, ok := p.(string)
+		if !ok {
+			return r, &ParseError{Where: where + ".path", Err: fmt.Errorf("must be a string such as \"/orders\", not %s", show(p))}
+		}
+		r.Path = s
+	}
 	if r.Path == "" {
 		r.Path = "/"
 	}
@@ -500,13 +514,23 @@ func parseRequest(obj map[string]any, spec Spec, where string) (Request, error) 
 
 func parseResponse(obj map[string]any, spec Spec, where string) (Response, error) {
 	var r Response
-	r.Status = 200
-	if s, ok := obj["status"].(json.Number); ok {
+	// A response without a usable status is refused, never defaulted: a
+	// default would let the pact pass against a provider it says nothing
+	// about.
+	switch s := obj["status"].(type) {
+	case json.Number:
 		n, err := strconv.Atoi(s.String())
-		if err != nil || n < 100 || n > 999 {
-			return r, &ParseError{Where: where + ".status", Err: fmt.Errorf("%s is not an HTTP status", s)}
+		if err != nil || n < 100 || n > 599 {
+			return r, &ParseError{Where: where + ".status", Err: fmt.Errorf("%s is not an HTTP status (want an integer 100-599)", s)}
 		}
 		r.Status = n
+	case nil:
+		if _, has := obj["status"]; has {
+			return r, &ParseError{Where: where + ".status", Err: errors.New("is null: want an integer HTTP status such as 200")}
+		}
+		return r, &ParseError{Where: where + ".status", Err: errors.New("missing: every HTTP response has an integer status such as 200")}
+	default:
+		return r, &ParseError{Where: where + ".status", Err: fmt.Errorf("must be an integer HTTP status such as 200, not the %s %s", jsonType(s), show(s))}
 	}
 	var err error
 	if r.Headers, err = parseHeaders(obj["headers"], where+".headers"); err != nil {
@@ -596,8 +620,8 @@ func headerValue(h map[string][]string, name string) string {
 
 func parseBodyFor(obj map[string]any, spec Spec, headers map[string][]string, where string) (Body, error) {
 	if spec == V4 {
-		b, err := parseV4Body(obj["body"], where)
-		if err == nil && b.Present && (b.ContentType == "" || b.ContentType == "*/*") {
+		b, err := parseV4Body(obj, "body", where)
+		if err == nil && b.Present && !b.Null && (b.ContentType == "" || b.ContentType == "*/*") {
 			// pact's mock server writes "*/*": the header or the content says more
 			b.ContentType = headerValue(headers, "Content-Type")
 			if b.ContentType == "" {
@@ -616,14 +640,21 @@ func parseV3Body(obj map[string]any, key, ct, where string) (Body, error) {
 	if !ok {
 		return Body{}, nil
 	}
-	if s, isStr := v.(string); isStr && (ct == "" || !isJSONType(ct)) {
-		if ct == "" {
-			ct = "text/plain"
-		}
-		return Body{Present: true, ContentType: ct, Content: []byte(s)}, nil
-	}
 	if v == nil {
-		return Body{}, nil
+		return Body{Present: true, Null: true, ContentType: ct}, nil
+	}
+	if s, isStr := v.(string); isStr {
+		switch {
+		case s == "":
+			return Body{Present: true, ContentType: ct}, nil
+		case ct == "":
+			return Body{Present: true, ContentType: "text/plain", Content: []byte(s)}, nil
+		case !isJSONType(ct):
+			return Body{Present: true, ContentType: ct, Content: []byte(s)}, nil
+		case json.Valid([]byte(s)):
+			// JSON given as a string, as pact_models reads it
+			return Body{Present: true, ContentType: ct, Content: []byte(s)}, nil
+		}
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -635,10 +666,14 @@ func parseV3Body(obj map[string]any, key, ct, where string) (Body, error) {
 	return Body{Present: true, ContentType: ct, Content: b}, nil
 }
 
-// parseV4Body reads {content, contentType, encoded}.
-func parseV4Body(v any, where string) (Body, error) {
-	if v == nil {
+// parseV4Body reads obj[key] as {content, contentType, encoded}.
+func parseV4Body(obj map[string]any, key, where string) (Body, error) {
+	v, has := obj[key]
+	if !has {
 		return Body{}, nil
+	}
+	if v == nil {
+		return Body{Present: true, Null: true}, nil
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
@@ -672,6 +707,9 @@ func parseV4Body(v any, where string) (Body, error) {
 		default:
 			return b, &ParseError{Where: where + ".encoded", Err: fmt.Errorf("unknown encoding %q (want false, \"base64\" or \"JSON\")", s)}
 		}
+	}
+	if str, ok := content.(string); ok && str == "" {
+		return b, nil // an empty body
 	}
 	if str, ok := content.(string); ok && !isJSONType(b.ContentType) {
 		b.Content = []byte(str)
@@ -827,7 +865,9 @@ func (in *Interaction) computeKey(m map[string]any) string {
 
 func (msg Message) v4() map[string]any {
 	m := map[string]any{}
-	if msg.Contents.Present {
+	if msg.Contents.Null {
+		m["contents"] = nil
+	} else if msg.Contents.Present {
 		m["contents"] = v4Body(msg.Contents)
 	}
 	md := map[string]any{}
@@ -900,12 +940,13 @@ func writeHTTPParts(m map[string]any, headers map[string][]string, body Body, ru
 		}
 		m["headers"] = h
 	}
-	if body.Present {
-		if spec == V4 {
-			m["body"] = v4Body(body)
-		} else {
-			m["body"] = v3Body(body)
-		}
+	switch {
+	case body.Null:
+		m["body"] = nil
+	case body.Present && spec == V4:
+		m["body"] = v4Body(body)
+	case body.Present:
+		m["body"] = v3Body(body)
 	}
 	if len(rules) > 0 {
 		m["matchingRules"] = rules.toJSON(spec, false)
@@ -916,6 +957,9 @@ func writeHTTPParts(m map[string]any, headers map[string][]string, body Body, ru
 }
 
 func v3Body(b Body) any {
+	if b.Null {
+		return nil
+	}
 	if b.IsJSON() && json.Valid(b.Content) {
 		return json.RawMessage(b.Content)
 	}

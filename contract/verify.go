@@ -487,6 +487,9 @@ func FormatInteraction(p PactResult, in InteractionResult) string {
 type FileSource struct {
 	Paths  []string
 	Client *http.Client
+	// Authorize, when set, may add credentials to the request fetching a
+	// pact URL (a broker's token).
+	Authorize func(req *http.Request)
 }
 
 // Pacts implements Source.
@@ -537,6 +540,9 @@ func (s FileSource) fetch(ctx context.Context, u string) (LoadedPact, error) {
 		return LoadedPact{}, fmt.Errorf("pact url %s: %w", u, err)
 	}
 	req.Header.Set("Accept", "application/hal+json, application/json")
+	if s.Authorize != nil {
+		s.Authorize(req)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return LoadedPact{}, fmt.Errorf("fetch pact: %w", err)
@@ -546,7 +552,10 @@ func (s FileSource) fetch(ctx context.Context, u string) (LoadedPact, error) {
 	if err != nil {
 		return LoadedPact{}, fmt.Errorf("fetch pact %s: %w", u, err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return LoadedPact{}, fmt.Errorf("fetch pact %s: status %d: give the broker's credentials (--token, or FLOTILLA_BROKER_TOKEN / PACT_BROKER_TOKEN)", u, resp.StatusCode)
+	case resp.StatusCode != http.StatusOK:
 		return LoadedPact{}, fmt.Errorf("fetch pact %s: status %d", u, resp.StatusCode)
 	}
 	p, err := Parse(data)

@@ -15,6 +15,8 @@ import (
 
 	"fmt"
 	"io/fs"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/flotilla-ci/flotilla/broker"
@@ -195,7 +197,8 @@ func (s *Store) Publish(ctx context.Context, p broker.Publication, allowModifica
 			}
 			res.Contracts = append(res.Contracts, pc)
 			vars := map[string]string{"consumerName": c.Consumer, "providerName": c.Provider, "consumerVersionNumber": p.Version,
-				"consumerVersionBranch": p.Branch, "pactPath": pactPath(c.Consumer, c.Provider, pc.SHA)}
+				"consumerVersionBranch": p.Branch, "consumerVersionTags": strings.Join(p.Tags, ", "), "buildUrl": p.BuildURL,
+				"pactPath": pactPath(c.Consumer, c.Provider, pc.SHA)}
 			events := []string{broker.EventContractPublished}
 			if pc.NewContent || pc.Changed {
 				events = append(events, broker.EventContractContentChanged)
@@ -536,7 +539,25 @@ func (s *Store) AddVerification(ctx context.Context, v broker.Verification) (bro
 		}
 		path := pactPath(v.Consumer, v.Provider, v.PactSHA)
 		vars := map[string]string{"consumerName": v.Consumer, "providerName": v.Provider, "providerVersionNumber": v.ProviderVersion,
-			"pactPath": path, "verificationResultPath": fmt.Sprintf("%s/verification-results/%d", path, v.ID)}
+			"pactPath": path, "verificationResultPath": fmt.Sprintf("%s/verification-results/%d", path, v.ID),
+			"buildUrl": v.BuildURL, "success": strconv.FormatBool(v.Success)}
+		if pv, err := loadVersion(ctx, tx, vid); err == nil {
+			vars["providerVersionTags"] = strings.Join(pv.Tags, ", ")
+			if len(pv.Branches) > 0 {
+				vars["providerVersionBranch"] = pv.Branches[len(pv.Branches)-1]
+			}
+		}
+		// The consumer version that last published this content.
+		var cvid int64
+		if err := tx.QueryRowContext(ctx, `SELECT MAX(consumer_version_id) FROM broker_pact_publications WHERE pact_version_id = $1`, pvID).Scan(&cvid); err == nil && cvid != 0 {
+			if cv, err := loadVersion(ctx, tx, cvid); err == nil {
+				vars["consumerVersionNumber"] = cv.Number
+				vars["consumerVersionTags"] = strings.Join(cv.Tags, ", ")
+				if len(cv.Branches) > 0 {
+					vars["consumerVersionBranch"] = cv.Branches[len(cv.Branches)-1]
+				}
+			}
+		}
 		outcome := broker.EventProviderVerificationFailed
 		if v.Success {
 			outcome = broker.EventProviderVerificationSucceeded

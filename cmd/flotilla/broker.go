@@ -38,6 +38,8 @@ type brokerServe struct {
 	baseURL       string
 	allowModify   bool
 	webhookHosts  []string
+	insecureOpen  bool
+	maxBody       int64
 	ready         func(addr string) // tests learn the bound address here
 	stdout, stder interface{ Write([]byte) (int, error) }
 }
@@ -60,6 +62,9 @@ FLOTILLA_BROKER_TOKEN adds a read-write token.`,
 			if t := os.Getenv("FLOTILLA_BROKER_TOKEN"); t != "" {
 				bs.tokens = append(bs.tokens, t)
 			}
+			if bs.maxBody <= 0 {
+				return usageErr(fmt.Errorf("broker serve --max-body %d: must be positive", bs.maxBody))
+			}
 			bs.stdout, bs.stder = a.stdout, a.stderr
 			return bs.run(cmd.Context())
 		},
@@ -74,13 +79,18 @@ FLOTILLA_BROKER_TOKEN adds a read-write token.`,
 	f.BoolVar(&bs.noAnonRead, "no-anonymous-read", false, "require credentials for reads too")
 	f.StringVar(&bs.baseURL, "base-url", "", "absolute URL for links (default: from each request)")
 	f.BoolVar(&bs.allowModify, "allow-contract-modification", false, "let a consumer version republish different pact content")
-	f.StringArrayVar(&bs.webhookHosts, "webhook-host", nil, "a host webhooks may call, or *.domain (repeatable; default: any)")
+	f.StringArrayVar(&bs.webhookHosts, "webhook-host", nil, "a host webhooks may call, or *.domain (repeatable; default: any on loopback, only loopback hosts otherwise)")
+	f.BoolVar(&bs.insecureOpen, "insecure-open", false, "serve a non-loopback address without --token/--user: anyone who reaches it may publish and delete")
+	f.Int64Var(&bs.maxBody, "max-body", broker.DefaultConfig().MaxBodyBytes, "the largest request body in bytes (a pact is published base64-encoded: a third larger than the file)")
 	return cmd
 }
 
 func (bs *brokerServe) config() (broker.Config, error) {
 	cfg := broker.DefaultConfig()
 	cfg.BaseURL, cfg.AnonymousRead, cfg.AllowContractModification, cfg.WebhookHosts = bs.baseURL, !bs.noAnonRead, bs.allowModify, bs.webhookHosts
+	if bs.maxBody != 0 {
+		cfg.MaxBodyBytes = bs.maxBody
+	}
 	for _, t := range bs.tokens {
 		cfg.Tokens = append(cfg.Tokens, broker.Token{Value: t, Write: true})
 	}
@@ -99,7 +109,32 @@ func (bs *brokerServe) config() (broker.Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return cfg, usageErr(fmt.Errorf("broker serve: %w", err))
 	}
+	// Open and calling anywhere is the local default only: on an address
+	// others can reach, writes need credentials (or --insecure-open) and
+	// webhooks call only the hosts listed.
+	if !loopbackAddr(bs.addr) {
+		if len(cfg.Tokens) == 0 && len(cfg.Users) == 0 && !bs.insecureOpen {
+			return cfg, usageErr(fmt.Errorf("broker serve --addr %s: not a loopback address, and no --token or --user: anyone reaching it could publish and delete contracts; give --token (and --read-token for CI), or --insecure-open to serve it open anyway", bs.addr))
+		}
+		if len(cfg.WebhookHosts) == 0 {
+			cfg.WebhookHosts = []string{"localhost", "127.0.0.1", "::1"}
+		}
+	}
 	return cfg, nil
+}
+
+// loopbackAddr reports whether a listen address only accepts local
+// connections (an empty host or 0.0.0.0 listens on every interface).
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (bs *brokerServe) run(ctx context.Context) error {

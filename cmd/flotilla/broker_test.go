@@ -118,6 +118,9 @@ func TestBrokerServeBadFlags(t *testing.T) {
 		{[]string{"broker", "serve", "--user", "nopassword"}, "want NAME:PASSWORD"},
 		{[]string{"broker", "serve", "--db", dir}, "is a directory"},
 		{[]string{"broker", "serve", "--base-url", "not-a-url"}, "base_url"},
+		{[]string{"broker", "serve", "--addr", "0.0.0.0:0"}, "not a loopback address, and no --token or --user"},
+		{[]string{"broker", "serve", "--addr", ":0"}, "--insecure-open to serve it open anyway"},
+		{[]string{"broker", "serve", "--max-body", "0"}, "--max-body 0: must be positive"},
 	} {
 		code, _, errOut := runCLI(t, tc.args...)
 		if code != 2 || !strings.Contains(errOut, tc.want) {
@@ -180,5 +183,36 @@ func TestContractBrokerCommandsBadInput(t *testing.T) {
 	code, _, errOut = runContract(t, "record-deployment", "--pacticipant", "order-service", "--version", "o1", "--environment", "mars", "--broker-url", url)
 	if code != 2 || !strings.Contains(errOut, "environment mars does not exist in the broker (it has: test, production)") {
 		t.Errorf("record-deployment to mars: exit %d, %s", code, errOut)
+	}
+}
+
+// TestBrokerServeDefaults: on loopback the broker is open and webhooks may
+// call anywhere (flotilla up's local default); elsewhere it needs
+// credentials or --insecure-open, and webhooks call only listed hosts.
+func TestBrokerServeDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		bs    brokerServe
+		err   bool
+		hooks []string
+	}{
+		{bs: brokerServe{addr: "127.0.0.1:7292"}},
+		{bs: brokerServe{addr: "[::1]:7292"}},
+		{bs: brokerServe{addr: "localhost:7292"}},
+		{bs: brokerServe{addr: "0.0.0.0:7292"}, err: true},
+		{bs: brokerServe{addr: "10.1.2.3:7292", tokens: []string{"secret-token"}}, hooks: []string{"localhost", "127.0.0.1", "::1"}},
+		{bs: brokerServe{addr: "10.1.2.3:7292", insecureOpen: true, webhookHosts: []string{"ci.example.com"}}, hooks: []string{"ci.example.com"}},
+		{bs: brokerServe{addr: ":7292", insecureOpen: true, maxBody: 64 << 20}, hooks: []string{"localhost", "127.0.0.1", "::1"}},
+	} {
+		cfg, err := tc.bs.config()
+		if (err != nil) != tc.err {
+			t.Errorf("%s: err %v, want error %v", tc.bs.addr, err, tc.err)
+			continue
+		}
+		if err == nil && strings.Join(cfg.WebhookHosts, ",") != strings.Join(tc.hooks, ",") {
+			t.Errorf("%s: webhook hosts %v, want %v", tc.bs.addr, cfg.WebhookHosts, tc.hooks)
+		}
+		if tc.bs.maxBody != 0 && cfg.MaxBodyBytes != tc.bs.maxBody {
+			t.Errorf("%s: max body %d, want %d", tc.bs.addr, cfg.MaxBodyBytes, tc.bs.maxBody)
+		}
 	}
 }

@@ -167,8 +167,14 @@ func (a *app) runVerify(ctx context.Context, o verifyOptions, hooks []verifyHook
 		}
 		v.Headers.Add(strings.TrimSpace(k), val)
 	}
+	fsrc := contract.FileSource{Paths: o.pacts}
+	for _, h := range hooks {
+		if a, ok := h.(interface{ Authorize(*http.Request) }); ok {
+			fsrc.Authorize = a.Authorize
+		}
+	}
 	if len(o.pacts) > 0 {
-		v.Sources = append(v.Sources, contract.FileSource{Paths: o.pacts})
+		v.Sources = append(v.Sources, fsrc)
 	}
 	for _, h := range hooks {
 		srcs, pub, err := h.Prepare(ctx)

@@ -378,3 +378,41 @@ func TestCanIDeployReportGolden(t *testing.T) {
 	printMatrix(&out, yes, nil)
 	golden(t, "broker/can-i-deploy-yes.golden", out.String())
 }
+
+// TestContractVerifyWithReadOnlyToken: CI holds a read-only token. It
+// fetches pacts for verification (a POST the broker lets read tokens
+// make) and single pact URLs (--pact URL sends the token too); it cannot
+// publish results.
+func TestContractVerifyWithReadOnlyToken(t *testing.T) {
+	cfg := broker.DefaultConfig()
+	cfg.AnonymousRead = false
+	cfg.Tokens = []broker.Token{{Value: "write-token-1", Write: true}, {Value: "read-token-1"}}
+	url := startBroker(t, cfg)
+	if code, out, errOut := runContract(t, "publish", "testdata/broker/pacts", "--consumer-app-version", "order-1", "--branch", "main", "--broker-url", url, "--broker-token", "write-token-1"); code != 0 {
+		t.Fatalf("publish: %d %s %s", code, out, errOut)
+	}
+	host, port := paymentProvider(t, 1)
+	base := "http://" + host + ":" + port
+	args := []string{"verify", "--provider-name", "payment-service", "--provider-base-url", base, "--state-change-url", base + "/_pact/state"}
+	code, out, errOut := runContract(t, append(args, "--broker-url", url, "--token", "read-token-1", "--consumer-version-selectors", `{"mainBranch":true}`)...)
+	if code != 0 || !strings.Contains(out, "a request to charge an order") {
+		t.Fatalf("verify through for-verification with a read-only token: exit %d\n%s%s", code, out, errOut)
+	}
+	pactURL := url + "/pacts/provider/payment-service/consumer/order-service/latest"
+	if code, out, errOut := runContract(t, append(args, "--pact", pactURL, "--token", "read-token-1")...); code != 0 {
+		t.Fatalf("verify --pact URL with a read-only token: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Setenv("PACT_BROKER_TOKEN", "read-token-1")
+	if code, out, errOut := runContract(t, append(args, "--pact", pactURL)...); code != 0 {
+		t.Fatalf("verify --pact URL with PACT_BROKER_TOKEN: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Setenv("PACT_BROKER_TOKEN", "")
+	if code, _, errOut := runContract(t, append(args, "--pact", pactURL)...); code != 2 && code != 3 || !strings.Contains(errOut, "status 401: give the broker's credentials") {
+		t.Fatalf("verify --pact URL without a token: exit %d %s", code, errOut)
+	}
+	code, _, errOut = runContract(t, append(args, "--broker-url", url, "--token", "read-token-1", "--consumer-version-selectors", `{"mainBranch":true}`,
+		"--publish", "--provider-version", "pay-1")...)
+	if code == 0 || code == 1 || !strings.Contains(errOut, "403: these credentials may only read") {
+		t.Fatalf("publishing results with a read-only token: exit %d %s", code, errOut)
+	}
+}

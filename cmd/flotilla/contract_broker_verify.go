@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -51,6 +54,23 @@ func (h *brokerVerify) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&h.wipSince, "include-wip-pacts-since", "", "also verify work-in-progress pacts published since this date (YYYY-MM-DD)")
 	fs.BoolVar(&h.publish, "publish", false, "publish the verification results to the broker")
 	fs.StringVar(&h.buildURL, "build-url", "", "the CI build, recorded with published results")
+}
+
+// Authorize adds the broker's credentials (--token, --user or their
+// environment variables) to a request fetching a --pact URL: to every
+// URL without --broker-url, else only to URLs on the broker's host.
+func (h *brokerVerify) Authorize(req *http.Request) {
+	if h.url != "" {
+		b, err := url.Parse(h.url)
+		if err != nil || !strings.EqualFold(b.Scheme, req.URL.Scheme) || !strings.EqualFold(b.Host, req.URL.Host) {
+			return
+		}
+	}
+	if t := firstEnv(h.token, "FLOTILLA_BROKER_TOKEN", "PACT_BROKER_TOKEN"); t != "" {
+		req.Header.Set("Authorization", "Bearer "+t)
+	} else if u := firstEnv(h.user, "PACT_BROKER_USERNAME"); u != "" {
+		req.SetBasicAuth(u, firstEnv(h.password, "PACT_BROKER_PASSWORD"))
+	}
 }
 
 // Prepare returns the broker source and publisher, or nothing without

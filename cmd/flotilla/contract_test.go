@@ -159,6 +159,13 @@ func TestContractVerifyBadInput(t *testing.T) {
 		{"bad pact", []string{"contract", "verify", "--pact", "testdata/contract/bad/broken.json", "--provider-base-url", "http://127.0.0.1:1"},
 			`testdata/contract/bad/broken.json: interactions[0] ("x").response.matchingRules.body["$.a"].matchers[0].regex: invalid regex "(["`},
 		{"missing file", []string{"contract", "verify", "--pact", "testdata/contract/nope.json"}, "testdata/contract/nope.json: no such file"},
+		// An invalid pact is refused, never verified: a status that is a
+		// string, or none at all, once passed against any provider.
+		{"status as a string", []string{"contract", "verify", "--pact", "testdata/contract/invalid/status-string.json", "--provider-base-url", "http://127.0.0.1:1"},
+			`testdata/contract/invalid/status-string.json: interactions[0] ("a greeting").response.status: must be an integer HTTP status such as 200, not the string "200"`},
+		{"status missing", []string{"contract", "verify", "--pact", "testdata/contract/invalid/status-missing.json", "--provider-base-url", "http://127.0.0.1:1"},
+			`testdata/contract/invalid/status-missing.json: interactions[0] ("a greeting").response.status: missing: every HTTP response has an integer status such as 200`},
+		{"coverage of a missing folder", []string{"contract", "coverage", "--pacts", "/nonexistent"}, "--pacts /nonexistent: stat /nonexistent: no such file or directory"},
 		{"bad output", []string{"contract", "verify", "--pact", "testdata/contract/pacts", "-o", "xml"}, `-o "xml": want text, json or junit`},
 		{"bad header", []string{"contract", "verify", "--pact", "testdata/contract/pacts", "-H", "novalue"}, `--header "novalue": want KEY=VALUE`},
 		{"bad filter", []string{"contract", "verify", "--pact", "testdata/contract/pacts", "--filter-state", "(["}, `--filter-state: error parsing regexp`},
