@@ -7,7 +7,9 @@
 // past their expiry. SKUs are validated with product-service. It publishes
 // StockReserved, StockReleased and StockDepleted.
 //
-// API (all need a bearer token; stock changes need the admin role):
+// API (stock needs a bearer token, and changes the admin role; the
+// reservations are internal, for order-service, which names the order's
+// user in X-Shop-User):
 //
 //	GET  /stock/{sku}
 //	POST /stock/{sku}                admin: {add} receives units
@@ -128,12 +130,15 @@ func (m *Main) Start(ctx context.Context) error {
 	mux := app.Mux
 	mux.Handle("GET /stock/{sku}", kit.Handle(v.Auth(m.getStock)))
 	mux.Handle("POST /stock/{sku}", kit.Handle(v.Auth(m.receive, kit.RoleAdmin)))
-	mux.Handle("POST /reservations", kit.Handle(v.Auth(m.reserve)))
-	mux.Handle("GET /reservations", kit.Handle(v.Auth(m.findByOrder)))
-	mux.Handle("GET /reservations/{id}", kit.Handle(v.Auth(m.getReservation)))
-	mux.Handle("POST /reservations/{id}/commit", kit.Handle(v.Auth(m.commit)))
-	mux.Handle("POST /reservations/{id}/release", kit.Handle(v.Auth(m.release)))
-	mux.Handle("POST /reservations/{id}/return", kit.Handle(v.Auth(m.returnStock)))
+	// The reservations are the order saga's steps: internal, for
+	// order-service only (acting for the order's user, kit.OnBehalfOfHeader).
+	saga := func(h kit.HandlerFunc) http.Handler { return kit.Handle(kit.Internal(h, "order-service")) }
+	mux.Handle("POST /reservations", saga(m.reserve))
+	mux.Handle("GET /reservations", saga(m.findByOrder))
+	mux.Handle("GET /reservations/{id}", saga(m.getReservation))
+	mux.Handle("POST /reservations/{id}/commit", saga(m.commit))
+	mux.Handle("POST /reservations/{id}/release", saga(m.release))
+	mux.Handle("POST /reservations/{id}/return", saga(m.returnStock))
 	app.Go(m.sweepLoop)
 	app.Serve()
 	return nil
@@ -429,8 +434,7 @@ func owned(ctx context.Context, tx *sqldb.Tx, col, val string) (Reservation, err
 	if err != nil {
 		return res, err
 	}
-	c := kit.ClaimsFrom(ctx)
-	if c != nil && c.Role != kit.RoleAdmin && c.UserID() != res.UserID {
+	if c := kit.ClaimsFrom(ctx); c != nil && !c.MayActFor(res.UserID) {
 		return res, kit.Forbidden("reservation %s belongs to another user", res.ID)
 	}
 	return res, nil

@@ -24,8 +24,7 @@ func TestContractProvider(t *testing.T) {
 	s.Stock(t, 3, 1000)
 	cfg := env.Config(t, shipping.Service)
 	cfg.Deps["order"], cfg.Deps["user"] = s.Order.URL(), s.User.URL()
-	// The service account is an admin of user-service (shoptest's admin).
-	m := &shipping.Main{Config: shipping.Config{Kit: cfg, Account: "admin@shop.test", Password: "correct horse",
+	m := &shipping.Main{Config: shipping.Config{Kit: cfg,
 		LabelAfter: 10 * time.Millisecond, DeliverAfter: 10 * time.Millisecond, Tick: 20 * time.Millisecond}}
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -74,7 +74,7 @@ func TestShipping(t *testing.T) {
 		clk := &clock{}
 		kc := env.Config(t, shipping.Service)
 		kc.Deps["order"], kc.Deps["user"] = shop.Order.URL(), shop.User.URL()
-		sm := &shipping.Main{Config: shipping.Config{Kit: kc, Account: "admin@shop.test", Password: "correct horse",
+		sm := &shipping.Main{Config: shipping.Config{Kit: kc,
 			Rates: shipping.RateTable{Home: "DE", Undeliverable: []string{"ZZ"}}, LabelAfter: time.Hour, DeliverAfter: 2 * time.Hour,
 			Tick: 20 * time.Millisecond, Now: clk.Now}}
 		if err := sm.Start(context.Background()); err != nil {
