@@ -1,10 +1,10 @@
 package user
 
 import (
-	"encoding/base64"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"strings"
 	"sync"
 	"testing"
