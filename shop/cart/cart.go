@@ -20,6 +20,7 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/flotilla-ci/flotilla/internal/sqldb"
@@ -130,7 +131,7 @@ type product struct {
 
 func (m *Main) product(ctx context.Context, sku string) (product, error) {
 	var p product
-	err := m.products.Do(ctx, "GET", "/products/"+sku, "", nil, nil, &p)
+	err := m.products.Do(ctx, "GET", "/products/"+url.PathEscape(sku), "", nil, nil, &p)
 	var ue *kit.UpstreamError
 	if errors.As(err, &ue) && ue.Status == http.StatusNotFound {
 		return p, kit.Errorf(http.StatusUnprocessableEntity, "unknown_sku", "sku %s is not in the catalog", sku)
@@ -242,6 +243,11 @@ func (m *Main) set(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (m *Main) put(w http.ResponseWriter, r *http.Request, sku string, q int64, add bool) error {
+	// A SKU has a grammar: "DEMO-MUG?x=1" or "../products/DEMO-MUG" is
+	// refused here, before it goes near product-service's URL.
+	if err := kit.CheckSKU("sku", sku); err != nil {
+		return err
+	}
 	ctx := r.Context()
 	user := kit.ClaimsFrom(ctx).UserID()
 	p, err := m.product(ctx, sku)

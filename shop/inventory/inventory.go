@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"sort"
 	"sync"
 	"time"
@@ -179,7 +180,7 @@ func (m *Main) checkSKU(ctx context.Context, sku string) error {
 	var p struct {
 		Active bool `json:"active"`
 	}
-	err := m.products.Do(ctx, "GET", "/products/"+sku, "", nil, nil, &p)
+	err := m.products.Do(ctx, "GET", "/products/"+url.PathEscape(sku), "", nil, nil, &p)
 	var ue *kit.UpstreamError
 	if errors.As(err, &ue) && ue.Status == http.StatusNotFound {
 		return kit.Errorf(http.StatusUnprocessableEntity, "unknown_sku", "sku %s is not in the catalog", sku)
@@ -289,8 +290,8 @@ func (m *Main) reserve(w http.ResponseWriter, r *http.Request) error {
 	if err := kit.Decode(r, &in); err != nil {
 		return err
 	}
-	if in.OrderID == "" || len(in.OrderID) > 64 {
-		return kit.BadRequest("orderId is required (at most 64 characters)")
+	if err := kit.CheckID("orderId", in.OrderID); err != nil {
+		return err
 	}
 	if len(in.Items) == 0 || len(in.Items) > 100 {
 		return kit.BadRequest("items: want 1 to 100 lines")
@@ -300,8 +301,8 @@ func (m *Main) reserve(w http.ResponseWriter, r *http.Request) error {
 	}
 	merged := map[string]int{}
 	for i, l := range in.Items {
-		if l.SKU == "" {
-			return kit.BadRequest("items[%d].sku is required", i)
+		if err := kit.CheckSKU(fmt.Sprintf("items[%d].sku", i), l.SKU); err != nil {
+			return err
 		}
 		if l.Quantity <= 0 || l.Quantity > MaxQuantity {
 			return kit.BadRequest("items[%d].quantity %d: want 1 to %d", i, l.Quantity, MaxQuantity)

@@ -29,6 +29,8 @@ type Options struct {
 	Crash    func(service, point string)
 	// Configure, when set, may adjust every service's kit.Config.
 	Configure func(service string, c *kit.Config)
+	// UserLimits are user-service's abuse limits (defaults when zero).
+	UserLimits user.Limits
 }
 
 // Shop is the running services.
@@ -70,7 +72,7 @@ func Start(t testing.TB, env kittest.Env, o Options) *Shop {
 		}
 		t.Cleanup(func() { _ = m.Close() })
 	}
-	s.User = &user.Main{Config: user.Config{Kit: conf(user.Service), Admin: user.Admin{Email: "admin@shop.test", Password: "correct horse"}, KeySecret: "test secret"}}
+	s.User = &user.Main{Config: user.Config{Kit: conf(user.Service), Admin: user.Admin{Email: "admin@shop.test", Password: "correct horse"}, KeySecret: "test secret", Limits: o.UserLimits}}
 	start(user.Service, s.User)
 	pc := conf(product.Service)
 	pc.Deps["user"] = s.User.URL()
