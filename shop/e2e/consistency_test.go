@@ -71,7 +71,7 @@ func TestConsistency(t *testing.T) {
 		procs[short] = p
 		return p
 	}
-	mk("user", []string{"ADMIN_EMAILS=admin@shop.test"}, "bus.duplicate=true")
+	mk("user", []string{"ADMIN_EMAIL=admin@shop.test", "ADMIN_PASSWORD=correct horse", "SIGNING_KEY_SECRET=consistency"}, "bus.duplicate=true")
 	mk("product", []string{"USER_URL=" + url("user"), fmt.Sprintf("SEED_PRODUCTS=%d", *numSKUs)}, "bus.duplicate=true")
 	mk("inventory", []string{"USER_URL=" + url("user"), "PRODUCT_URL=" + url("product"), "SWEEP_INTERVAL=1s"}, "bus.duplicate=true",
 		fmt.Sprintf("crash=inventory.after_reserve@%d", n(50, 200)), fmt.Sprintf("crash=outbox.after_publish@%d", n(20, 80)),
@@ -262,6 +262,12 @@ func login(t *testing.T, userURL, email string) string {
 	r.JSON(t, &l)
 	if l.Token == "" {
 		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
+	}
+	// A delivery address: checkout refuses an order without one.
+	var a struct{ Addresses []any }
+	kittest.Call(t, "GET", userURL+"/users/me/addresses", l.Token, nil).JSON(t, &a)
+	if len(a.Addresses) == 0 {
+		kittest.Call(t, "POST", userURL+"/users/me/addresses", l.Token, map[string]string{"line1": "Hauptstr. 1", "city": "Berlin", "postalCode": "10115", "country": "DE"})
 	}
 	return l.Token
 }

@@ -114,11 +114,18 @@ func (s *Shop) Stock(t testing.TB, skus, n int) {
 // time) and returns its token.
 func (s *Shop) Customer(t testing.TB, email string) string {
 	t.Helper()
+	return s.CustomerIn(t, email, "DE")
+}
+
+// CustomerIn registers a customer whose first delivery address is in
+// country and returns its token.
+func (s *Shop) CustomerIn(t testing.TB, email, country string) string {
+	t.Helper()
 	tok := usertest.Token(t, s.User.URL(), email)
 	var a struct{ Addresses []any }
 	kittest.Call(t, "GET", s.User.URL()+"/users/me/addresses", tok, nil).JSON(t, &a)
 	if len(a.Addresses) == 0 {
-		r := kittest.Call(t, "POST", s.User.URL()+"/users/me/addresses", tok, map[string]string{"line1": "Hauptstr. 1", "city": "Berlin", "postalCode": "10115", "country": "DE"})
+		r := kittest.Call(t, "POST", s.User.URL()+"/users/me/addresses", tok, map[string]string{"line1": "Hauptstr. 1", "city": "Berlin", "postalCode": "10115", "country": country})
 		if r.Status != 201 {
 			t.Fatalf("add an address for %s: %d %s", email, r.Status, r.Body)
 		}
