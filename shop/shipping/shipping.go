@@ -421,6 +421,9 @@ var errOrderCancelled = errors.New("order cancelled")
 
 // plan fetches what the label needs and quotes it.
 func (m *Main) plan(ctx context.Context, s Shipment) (Rate, Address, int64, error) {
+	// Its calls name shipping-service (the identity order-service and
+	// user-service let read what a label needs), whoever called plan.
+	ctx = kit.WithService(ctx, Service)
 	var o order.Order
 	if err := m.orders.Do(ctx, "GET", "/orders/"+url.PathEscape(s.OrderID), "", nil, nil, &o); err != nil {
 		return Rate{}, Address{}, 0, m.upstream(err, ReasonOrderNotFound, "order "+s.OrderID+" does not exist at order-service")

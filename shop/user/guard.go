@@ -21,11 +21,11 @@ import (
 
 // Limits are user-service's abuse limits; zero fields take the defaults.
 type Limits struct {
-	// MaxHashing is how many argon2id hashes run at once (default 2: 38
+	// MaxHashing is how many argon2id hashes run at once (default 4: 76
 	// MiB of hashing memory at most).
 	MaxHashing int
 	// HashWait is how long a request waits for a hashing slot before
-	// 503 (default 2s).
+	// 503 (default 5s).
 	HashWait time.Duration
 	// AccountFailures failed logins of one account within LoginWindow
 	// lock it until the window has passed (default 5).
@@ -39,10 +39,10 @@ type Limits struct {
 
 func (l *Limits) defaults() {
 	if l.MaxHashing <= 0 {
-		l.MaxHashing = 2
+		l.MaxHashing = 4
 	}
 	if l.HashWait <= 0 {
-		l.HashWait = 2 * time.Second
+		l.HashWait = 5 * time.Second
 	}
 	if l.AccountFailures <= 0 {
 		l.AccountFailures = 5

@@ -6,7 +6,7 @@
 //	LOGIN_WINDOW                 the login throttle's window, default 1m
 //	LOGIN_ACCOUNT_FAILURES       failed logins that lock an account for the window, default 5
 //	LOGIN_ADDRESS_FAILURES       failed logins that lock a client address for the window, default 20
-//	MAX_HASHING                  password hashes (argon2id, 19 MiB each) at once, default 2
+//	MAX_HASHING                  password hashes (argon2id, 19 MiB each) at once, default 4
 package main
 
 import (
