@@ -876,7 +876,7 @@ func CheckRoutePath(p string) error {
 			}
 		default:
 			for _, c := range seg {
-				if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+				if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '_' && c != '.' {
 					return fmt.Errorf("%q: segment %q: want letters, digits, '-', '_' and '.', or a parameter like {id}", p, seg)
 				}
 			}

@@ -212,12 +212,6 @@ func newVerifier(c JWTConfig, client *http.Client, now func() time.Time) *verifi
 	}
 }
 
-// verify returns the token's subject, or a *tokenError.
-func (v *verifier) verify(ctx context.Context, raw string) (string, error) {
-	sub, _, err := v.verifyClaims(ctx, raw)
-	return sub, err
-}
-
 // tokenClaims are a token's registered claims, checked by the parser, and
 // all of its claims as decoded, for routes that require some.
 type tokenClaims struct {
@@ -232,7 +226,8 @@ func (c *tokenClaims) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(b, &c.all)
 }
 
-// verifyClaims is verify returning every claim of the token besides.
+// verifyClaims returns the token's subject and all its claims, or a
+// *tokenError.
 func (v *verifier) verifyClaims(ctx context.Context, raw string) (string, map[string]any, error) {
 	var claims tokenClaims
 	tok, err := v.parser.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {

@@ -2,6 +2,7 @@ package user
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -122,7 +123,5 @@ func TestHashingIsBounded(t *testing.T) {
 }
 
 func asError(err error, e **kit.Error) bool {
-	x, ok := err.(*kit.Error)
-	*e = x
-	return ok
+	return errors.As(err, e)
 }

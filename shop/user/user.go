@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"embed"
+	"errors"
 	"io/fs"
 	"net/http"
 	"net/mail"
@@ -211,7 +212,7 @@ func (m *Main) register(w http.ResponseWriter, r *http.Request) error {
 	var hash string
 	ctx := r.Context()
 	if err := m.hashing.do(ctx, func() { hash = HashPassword(in.Password) }); err != nil {
-		if e, ok := err.(*kit.Error); ok && e.Status == http.StatusServiceUnavailable {
+		if e := (*kit.Error)(nil); errors.As(err, &e) && e.Status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "1")
 		}
 		return err
@@ -273,7 +274,7 @@ func (m *Main) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	match := false
 	if err := m.hashing.do(r.Context(), func() { match = CheckPassword(hash, in.Password) && u.ID != "" }); err != nil {
-		if e, ok := err.(*kit.Error); ok && e.Status == http.StatusServiceUnavailable {
+		if e := (*kit.Error)(nil); errors.As(err, &e) && e.Status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "1")
 		}
 		return err
