@@ -256,8 +256,21 @@ func outboxCounts(t *testing.T, path string) (all, unsent int) {
 
 func login(t *testing.T, userURL, email string) string {
 	t.Helper()
-	kittest.Call(t, "POST", userURL+"/users", "", map[string]string{"email": email, "password": "correct horse", "name": email})
-	r := kittest.Call(t, "POST", userURL+"/login", "", map[string]string{"email": email, "password": "correct horse"})
+	// user-service hashes a few passwords at a time and answers 503 busy
+	// past that (the setup registers many users at once): come back.
+	busy := func(call func() kittest.Response) kittest.Response {
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+			if r := call(); r.Status != 503 || time.Now().After(deadline) {
+				return r
+			}
+		}
+	}
+	busy(func() kittest.Response {
+		return kittest.Call(t, "POST", userURL+"/users", "", map[string]string{"email": email, "password": "correct horse", "name": email})
+	})
+	r := busy(func() kittest.Response {
+		return kittest.Call(t, "POST", userURL+"/login", "", map[string]string{"email": email, "password": "correct horse"})
+	})
 	var l struct{ Token string }
 	r.JSON(t, &l)
 	if l.Token == "" {
