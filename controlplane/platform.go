@@ -670,7 +670,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 		addrs[n] = addr
 		info.Services = append(info.Services, PlatformService{Name: n, Mesh: addr, Gateway: GatewayPrefix(n) + "/"})
 	}
-	gwc := GatewayConfig(names, addrs)
+	gwc := GatewayConfig(m.Services, addrs)
 	gwc.Listen = p.cfg.GatewayAddr
 	gwAddr, err := dp.SetGateway(ctx, &gwc)
 	if err != nil {

@@ -15,20 +15,23 @@ import (
 )
 
 // The demo accounts `flotilla up` creates at user-service. The demo user's
-// password is printed; the admin's and the shipping account's are random,
-// kept in the data directory's secrets.json.
+// password is printed; the admin's is random, kept in the data
+// directory's secrets.json (owner-only), and given to user-service at
+// start (ADMIN_EMAIL, ADMIN_PASSWORD), which creates the admin before it
+// takes any request: nobody can register the address first.
 const (
 	DemoUserEmail    = "demo@shop.local"
 	DemoUserPassword = "flotilla-demo"
 	demoAdminEmail   = "admin@shop.local"
-	shippingEmail    = "shipping@shop.local"
 )
 
 // secrets are the platform's generated credentials, stable across runs
 // (the services' databases remember the accounts).
 type secrets struct {
-	AdminPassword    string `json:"admin_password"`
-	ShippingPassword string `json:"shipping_password"`
+	AdminPassword string `json:"admin_password"`
+	// SigningKeySecret seals user-service's token signing key in its
+	// database (SIGNING_KEY_SECRET).
+	SigningKeySecret string `json:"signing_key_secret"`
 }
 
 func loadSecrets(path string) (*secrets, error) {
@@ -43,7 +46,7 @@ func loadSecrets(path string) (*secrets, error) {
 		return nil, fmt.Errorf("secrets: %w", err)
 	}
 	changed := false
-	for _, f := range []*string{&s.AdminPassword, &s.ShippingPassword} {
+	for _, f := range []*string{&s.AdminPassword, &s.SigningKeySecret} {
 		if *f == "" {
 			b := make([]byte, 12)
 			_, _ = rand.Read(b)
@@ -71,10 +74,8 @@ func (p *Platform) serviceEnv(info *PlatformInfo, s *secrets) func(string) map[s
 		}
 		switch service {
 		case "user-service":
-			env["ADMIN_EMAILS"] = demoAdminEmail + "," + shippingEmail
-		case "shipping-service":
-			env["SHIPPING_ACCOUNT"] = shippingEmail
-			env["SHIPPING_PASSWORD"] = s.ShippingPassword
+			env["ADMIN_EMAIL"], env["ADMIN_PASSWORD"] = demoAdminEmail, s.AdminPassword
+			env["SIGNING_KEY_SECRET"] = s.SigningKeySecret
 		}
 		return env
 	}
@@ -135,7 +136,7 @@ func LoadDemo(ctx context.Context, base string, names []string, s *secrets) (*De
 	c := &demoClient{base: base, http: &http.Client{Timeout: 30 * time.Second}}
 	demo := &DemoData{User: DemoUserEmail, Password: DemoUserPassword}
 	for _, acct := range []struct{ email, password, name string }{
-		{DemoUserEmail, DemoUserPassword, "Demo User"}, {demoAdminEmail, s.AdminPassword, "Shop Admin"},
+		{DemoUserEmail, DemoUserPassword, "Demo User"},
 	} {
 		st, body, err := c.call(ctx, "POST", "/api/user/users", "", map[string]string{"email": acct.email, "password": acct.password, "name": acct.name})
 		if err != nil {
@@ -145,10 +146,37 @@ func LoadDemo(ctx context.Context, base string, names []string, s *secrets) (*De
 			return nil, fmt.Errorf("register %s at user-service: %d %s", acct.email, st, body)
 		}
 	}
+	// The demo user gets a delivery address: checkout refuses an order
+	// without one.
+	st, body, err := c.call(ctx, "POST", "/api/user/login", "", map[string]string{"email": DemoUserEmail, "password": DemoUserPassword})
+	if err != nil {
+		return nil, err
+	}
+	var demoLogin struct{ Token string }
+	if st != http.StatusOK || json.Unmarshal(body, &demoLogin) != nil || demoLogin.Token == "" {
+		return nil, fmt.Errorf("log in %s at user-service: %d %s", DemoUserEmail, st, body)
+	}
+	st, body, err = c.call(ctx, "GET", "/api/user/users/me/addresses", demoLogin.Token, nil)
+	if err != nil {
+		return nil, err
+	}
+	var addrs struct{ Addresses []json.RawMessage }
+	if st != http.StatusOK || json.Unmarshal(body, &addrs) != nil {
+		return nil, fmt.Errorf("addresses of %s at user-service: %d %s", DemoUserEmail, st, body)
+	}
+	if len(addrs.Addresses) == 0 {
+		in := map[string]string{"line1": "Demostr. 1", "city": "Berlin", "postalCode": "10115", "country": "DE"}
+		if st, body, err = c.call(ctx, "POST", "/api/user/users/me/addresses", demoLogin.Token, in); err != nil {
+			return nil, err
+		}
+		if st != http.StatusCreated {
+			return nil, fmt.Errorf("add an address for %s at user-service: %d %s", DemoUserEmail, st, body)
+		}
+	}
 	if !has["product-service"] {
 		return demo, nil
 	}
-	st, body, err := c.call(ctx, "POST", "/api/user/login", "", map[string]string{"email": demoAdminEmail, "password": s.AdminPassword})
+	st, body, err = c.call(ctx, "POST", "/api/user/login", "", map[string]string{"email": demoAdminEmail, "password": s.AdminPassword})
 	if err != nil {
 		return nil, err
 	}

@@ -26,11 +26,23 @@ func TestLoadDemoStock(t *testing.T) {
 	}
 	mux.HandleFunc("POST /api/user/users", func(w http.ResponseWriter, r *http.Request) { ok(w, 201, map[string]string{}) })
 	mux.HandleFunc("POST /api/user/login", func(w http.ResponseWriter, r *http.Request) { ok(w, 200, map[string]string{"token": "admin-token"}) })
+	var addresses int
+	mux.HandleFunc("GET /api/user/users/me/addresses", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		ok(w, 200, map[string]any{"addresses": make([]map[string]string, addresses)})
+	})
+	mux.HandleFunc("POST /api/user/users/me/addresses", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		addresses++
+		mu.Unlock()
+		ok(w, 201, map[string]string{})
+	})
 	mux.HandleFunc("GET /api/product/products/{sku}", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
 		if !products[r.PathValue("sku")] {
-			ok(w, 404, map[string]any{"error": map[string]string{"code": "not_found"}})
+			ok(w, 404, map[string]any{"code": "not_found"})
 			return
 		}
 		ok(w, 200, map[string]string{"sku": r.PathValue("sku")})
@@ -48,14 +60,14 @@ func TestLoadDemoStock(t *testing.T) {
 		defer mu.Unlock()
 		n, found := available[r.PathValue("sku")]
 		if !found {
-			ok(w, 404, map[string]any{"error": map[string]string{"code": "not_found"}})
+			ok(w, 404, map[string]any{"code": "not_found"})
 			return
 		}
 		ok(w, 200, map[string]any{"sku": r.PathValue("sku"), "available": n})
 	})
 	mux.HandleFunc("POST /api/inventory/stock/{sku}", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer admin-token" {
-			ok(w, 403, map[string]any{"error": map[string]string{"code": "forbidden"}})
+			ok(w, 403, map[string]any{"code": "forbidden"})
 			return
 		}
 		var in struct{ Add int64 }
@@ -70,7 +82,7 @@ func TestLoadDemoStock(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	names := []string{"user-service", "product-service", "inventory-service"}
-	s := &secrets{AdminPassword: "a", ShippingPassword: "s"}
+	s := &secrets{AdminPassword: "a"}
 
 	demo, err := LoadDemo(context.Background(), srv.URL, names, s)
 	if err != nil {

@@ -14,50 +14,67 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/flotilla-ci/flotilla/controlplane"
+	"github.com/flotilla-ci/flotilla/graph"
 	"github.com/flotilla-ci/flotilla/mesh"
 	"github.com/flotilla-ci/flotilla/shop/kit"
 )
 
-// The gateway checks tokens on what needs a signed-in user and leaves
-// what anonymous shoppers do public; its JWKS is user-service's, through
-// the mesh.
+// The gateway exposes what flotilla.yaml declares and nothing else: each
+// route with its auth (a token; admin routes the admin role claim), the
+// services' probes, rate limits on, with the services' token leeway; its
+// JWKS is user-service's, through the mesh.
 func TestGatewayConfig(t *testing.T) {
-	names := []string{"user-service", "product-service", "inventory-service", "cart-service", "order-service", "payment-service",
-		"shipping-service", "notification-service", "search-service", "analytics-service"}
-	addrs := map[string]string{}
-	for i, n := range names {
-		addrs[n] = "127.0.0.1:" + strconv.Itoa(7500+i)
+	m, _, err := graph.Load("../flotilla.yaml")
+	if err != nil {
+		t.Fatal(err)
 	}
-	gwc := controlplane.GatewayConfig(names, addrs)
+	addrs := map[string]string{}
+	for i, s := range m.Services {
+		addrs[s.Name] = "127.0.0.1:" + strconv.Itoa(7500+i)
+	}
+	gwc := controlplane.GatewayConfig(m.Services, addrs)
 	if err := gwc.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if want := "http://127.0.0.1:7500" + kit.JWKSPath; gwc.JWT.JWKSURL != want || gwc.JWT.Issuer != kit.TokenIssuer || gwc.JWT.Audience != kit.TokenAudience {
+	if want := "http://" + addrs["user-service"] + kit.JWKSPath; gwc.JWT.JWKSURL != want || gwc.JWT.Issuer != kit.TokenIssuer || gwc.JWT.Audience != kit.TokenAudience {
 		t.Errorf("jwt %+v, want %s, issuer %s, audience %s", gwc.JWT, want, kit.TokenIssuer, kit.TokenAudience)
 	}
-	// By route: its methods (none: every method) and path.
-	public := map[string]bool{}
-	for _, r := range gwc.Routes {
-		public[strings.TrimSpace(strings.Join(r.Methods, ",")+" "+r.Path)] = r.Public
+	if time.Duration(gwc.JWT.Leeway) != kit.TokenLeeway {
+		t.Errorf("gateway leeway %s, services' %s: a token one accepts the other must", time.Duration(gwc.JWT.Leeway), kit.TokenLeeway)
 	}
-	for route, want := range map[string]bool{
-		"POST /api/user/users": true, "POST /api/user/login": true, "GET,HEAD /api/user" + kit.JWKSPath: true,
-		"GET,HEAD /api/product/**": true, "GET,HEAD /api/search/**": true, "GET,HEAD /api/order/ready": true, "GET,HEAD /api/cart/health": true,
-		"/api/product/**": false, "/api/search/**": false,
-		"/api/user/**": false, "/api/cart/**": false, "/api/order/**": false, "/api/payment/**": false, "/api/shipping/**": false,
-		"/api/notification/**": false, "/api/inventory/**": false, "/api/analytics/**": false,
+	if gwc.RateLimit.RequestsPerSecond <= 0 {
+		t.Errorf("rate limits off: %+v", gwc.RateLimit)
+	}
+	// By route: methods, path → public, admin.
+	type auth struct{ public, admin bool }
+	got := map[string]auth{}
+	for _, r := range gwc.Routes {
+		if !r.Exact {
+			t.Errorf("route %s is a prefix: every route is declared exactly", r.Path)
+		}
+		got[strings.Join(r.Methods, ",")+" "+r.Path] = auth{r.Public, r.Claims["role"] == "admin"}
+	}
+	for route, want := range map[string]auth{
+		"POST /api/user/users": {public: true}, "POST /api/user/login": {public: true}, "GET,HEAD /api/user" + kit.JWKSPath: {public: true},
+		"GET,HEAD /api/product/products/{sku}": {public: true}, "GET,HEAD /api/search/search": {public: true}, "GET,HEAD /api/order/ready": {public: true},
+		"POST /api/product/products": {admin: true}, "GET,HEAD /api/analytics/stats": {admin: true}, "POST /api/inventory/stock/{sku}": {admin: true},
+		"GET,HEAD /api/order/orders/{id}": {}, "GET,HEAD /api/payment/payments/{id}": {}, "GET,HEAD /api/user/users/me": {},
 	} {
-		got, ok := public[route]
-		if !ok || got != want {
-			t.Errorf("route %s: public %v (declared %v), want public %v", route, got, ok, want)
+		if a, ok := got[route]; !ok || a != want {
+			t.Errorf("route %s: %+v (declared %v), want %+v", route, a, ok, want)
+		}
+	}
+	for _, internal := range []string{"POST /api/payment/payments", "POST /api/payment/payments/{id}/refund", "POST /api/inventory/reservations",
+		"POST /api/inventory/reservations/{id}/return", "GET,HEAD /api/user/users/{id}", "DELETE /api/cart/carts/{user}"} {
+		if _, ok := got[internal]; ok {
+			t.Errorf("internal route %s is exposed", internal)
 		}
 	}
 
-	// Without user-service there are no keys: every route is public.
-	gwc = controlplane.GatewayConfig([]string{"analytics-service", "product-service"},
-		map[string]string{"analytics-service": "127.0.0.1:7509", "product-service": "127.0.0.1:7501"})
+	// Without user-service there are no keys: only public routes.
+	gwc = controlplane.GatewayConfig(m.Services, map[string]string{"analytics-service": "127.0.0.1:7509", "product-service": "127.0.0.1:7501"})
 	if err := gwc.Validate(); err != nil || gwc.JWT.JWKSURL != "" {
-		t.Errorf("without user-service: %v, jwks %q; want a valid config with every route public", err, gwc.JWT.JWKSURL)
+		t.Errorf("without user-service: %v, jwks %q; want a valid config with public routes only", err, gwc.JWT.JWKSURL)
 	}
 	for _, r := range gwc.Routes {
 		if !r.Public {
@@ -143,15 +160,25 @@ func checkEdge(t *testing.T, gateway string) {
 			t.Errorf("GET /api/order/orders, %s: %d (WWW-Authenticate %q) %s; want %d from the gateway: %v", c.name, st, auth, body, c.want, c.fromGateway)
 		}
 	}
-	for _, path := range []string{"/api/cart/carts/me", "/api/payment/payments", "/api/shipping/shipments/x", "/api/notification/notifications",
+	for _, path := range []string{"/api/cart/carts/me", "/api/payment/payments/x", "/api/shipping/shipments/x", "/api/notification/notifications",
 		"/api/inventory/stock/DEMO-MUG", "/api/analytics/stats", "/api/user/ready/../users/me/../../../cart/carts/me",
 		"/api/user/users/me", "/api/user/users/me/addresses"} {
 		if st, auth, _ := call(t, "GET", gateway+path, "", nil); st != http.StatusUnauthorized || !strings.Contains(auth, `realm="flotilla"`) {
 			t.Errorf("anonymous GET %s: %d (WWW-Authenticate %q); want the gateway's 401", path, st, auth)
 		}
 	}
-	if st, _, body := call(t, "GET", gateway+"/api/analytics/stats", login.Token, nil); st != http.StatusOK {
-		t.Errorf("GET /api/analytics/stats with the demo user's token: %d %s; want 200", st, body)
+	// The shop's figures are the admin's: a customer's token gets 403.
+	if st, _, body := call(t, "GET", gateway+"/api/analytics/stats", login.Token, nil); st != http.StatusForbidden {
+		t.Errorf("GET /api/analytics/stats with the demo user's token: %d %s; want 403", st, body)
+	}
+	// Internal endpoints are not there at all.
+	for _, c := range []struct{ method, path string }{
+		{"POST", "/api/payment/payments"}, {"POST", "/api/payment/payments/p-1/refund"}, {"POST", "/api/inventory/reservations"},
+		{"POST", "/api/inventory/reservations/r-1/return"}, {"GET", "/api/user/users/u-1/addresses"},
+	} {
+		if st, _, body := call(t, c.method, gateway+c.path, login.Token, nil); st != http.StatusNotFound {
+			t.Errorf("%s %s (internal) with the demo user's token: %d %s; want 404", c.method, c.path, st, body)
+		}
 	}
 	for _, path := range []string{"/api/product/products?limit=5", "/api/product/products/DEMO-MUG", "/api/search/search?q=mug",
 		"/api/user" + kit.JWKSPath, "/api/order/ready", "/api/cart/health"} {
@@ -172,10 +199,10 @@ func checkEdge(t *testing.T, gateway string) {
 			t.Errorf("anonymous %s %s: %d (WWW-Authenticate %q) %s; want the gateway's 401", c.method, c.path, st, auth, body)
 		}
 	}
-	// A signed-in user's write passes the gateway: product-service answers
-	// itself (the demo user is no admin: 403).
-	if st, auth, body := call(t, "POST", gateway+"/api/product/products", login.Token, nil); st != http.StatusForbidden || strings.Contains(auth, `realm="flotilla"`) {
-		t.Errorf("POST /api/product/products with the demo user's token: %d (WWW-Authenticate %q) %s; want product-service's 403", st, auth, body)
+	// A signed-in customer's write to the catalog is refused at the
+	// gateway: the route is the admin's (403).
+	if st, _, body := call(t, "POST", gateway+"/api/product/products", login.Token, nil); st != http.StatusForbidden || !strings.Contains(body, `"code":"forbidden"`) {
+		t.Errorf("POST /api/product/products with the demo user's token: %d %s; want the gateway's 403", st, body)
 	}
 }
 

@@ -91,6 +91,10 @@ type Service struct {
 	// optional.
 	Deploy Deploy
 	Smoke  []SmokeCheck
+	// Routes are what the edge gateway exposes of the service (`routes:`);
+	// every other path is internal: the gateway answers it 404, and only
+	// the services that depends_on this one reach it, through the mesh.
+	Routes []Route
 	// Policy is how a new version takes the traffic and is judged: its
 	// canary block over the manifest's defaults, resolved and checked
 	// (DefaultPolicy's values where neither says).
@@ -149,6 +153,23 @@ type Deploy struct {
 	// Timeout bounds how long the service may take to become ready.
 	Timeout Duration
 }
+
+// Route is one public route of a service: a method and a path of the
+// service's own API (segments in braces, "{id}", match any one segment),
+// and who may call it at the edge.
+type Route struct {
+	Method string // GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS; GET takes HEAD too
+	Path   string // "/orders/{id}"
+	Auth   string // RoutePublic, RouteUser or RouteAdmin
+	Line   int
+}
+
+// Who may call a route at the edge.
+const (
+	RoutePublic = "public" // anyone, no token
+	RouteUser   = "user"   // a signed-in user: a valid bearer token
+	RouteAdmin  = "admin"  // a token whose role claim is admin
+)
 
 // SmokeCheck is one request made against a freshly started service: it
 // passes when the response has Status and, if JSONField is set, the
@@ -330,14 +351,19 @@ func (s *Service) SameSettings(o *Service) bool {
 		for i := range smoke {
 			smoke[i].Line = 0
 		}
+		routes := slices.Clone(s.Routes)
+		for i := range routes {
+			routes[i].Line = 0
+		}
 		return struct {
 			Name                                        string
 			Paths, DependsOn, Publishes, Subscribes, Cs []string
 			Health                                      string
 			Deploy                                      Deploy
 			Smoke                                       []SmokeCheck
+			Routes                                      []Route
 			Policy                                      Policy
-		}{s.Name, s.Paths, s.DependsOn, s.Publishes, s.Subscribes, s.Consumers, s.Health, s.Deploy, smoke, s.Policy}
+		}{s.Name, s.Paths, s.DependsOn, s.Publishes, s.Subscribes, s.Consumers, s.Health, s.Deploy, smoke, routes, s.Policy}
 	}
 	return reflect.DeepEqual(settings(s), settings(o))
 }

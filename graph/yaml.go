@@ -571,7 +571,7 @@ func (d *decoder) services(n *yaml.Node) ([]*Service, error) {
 	return out, errors.Join(errs...)
 }
 
-const serviceFields = "path, paths, depends_on, publishes, subscribes, health, deploy, smoke, canary"
+const serviceFields = "path, paths, depends_on, publishes, subscribes, health, deploy, smoke, routes, canary"
 
 func (d *decoder) service(kv pair) (*Service, error) {
 	s := &Service{Name: kv.key, Line: kv.keyNode.Line, refLines: map[string]int{}}
@@ -663,6 +663,12 @@ func (d *decoder) service(kv pair) (*Service, error) {
 				errs = append(errs, err)
 			}
 			s.Smoke = checks
+		case "routes":
+			routes, err := d.routes(f)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			s.Routes = routes
 		case "canary":
 			b, err := d.canaryBlock(f)
 			if err != nil {
@@ -780,4 +786,113 @@ func (d *decoder) smoke(kv pair) ([]SmokeCheck, error) {
 		out = append(out, c)
 	}
 	return out, errors.Join(errs...)
+}
+
+// routes decodes a service's public routes: each {method, path, auth},
+// the path a template of literal segments and {name} segments, a method
+// and path given once.
+func (d *decoder) routes(kv pair) ([]Route, error) {
+	if kv.val.Kind != yaml.SequenceNode {
+		return nil, d.errf(kv.val.Line, kv.fullPath, "must be a list of routes like {method: GET, path: /orders/{id}, auth: user}, got %s", kindName(kv.val))
+	}
+	var out []Route
+	var errs []error
+	seen := map[string]int{}
+	for i, item := range kv.val.Content {
+		field := fmt.Sprintf("%s[%d]", kv.fullPath, i)
+		fields, err := d.mapping(item, field)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r := Route{Line: item.Line}
+		for _, f := range fields {
+			var err error
+			switch f.key {
+			case "method":
+				r.Method, err = d.str(f.val, f.fullPath)
+				if err == nil {
+					switch r.Method {
+					case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+					default:
+						err = d.errf(f.val.Line, f.fullPath, "%q: want one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS (upper case)", r.Method)
+					}
+				}
+			case "path":
+				r.Path, err = d.str(f.val, f.fullPath)
+				if err == nil {
+					if perr := CheckRoutePath(r.Path); perr != nil {
+						err = d.errf(f.val.Line, f.fullPath, "%v", perr)
+					}
+				}
+			case "auth":
+				r.Auth, err = d.str(f.val, f.fullPath)
+				if err == nil && r.Auth != RoutePublic && r.Auth != RouteUser && r.Auth != RouteAdmin {
+					err = d.errf(f.val.Line, f.fullPath, "%q: want public (anyone), user (a signed-in user) or admin", r.Auth)
+				}
+			default:
+				err = d.unknown(f, field, "method, path, auth")
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		switch {
+		case r.Method == "" || r.Path == "" || r.Auth == "":
+			errs = append(errs, d.errf(item.Line, field, "needs method, path and auth (public, user or admin): a route says who may call it"))
+			continue
+		}
+		key := r.Method + " " + routeShape(r.Path)
+		if j, dup := seen[key]; dup {
+			errs = append(errs, d.errf(item.Line, field, "%s %s is the same route as %s[%d]", r.Method, r.Path, kv.fullPath, j))
+			continue
+		}
+		seen[key] = i
+		out = append(out, r)
+	}
+	return out, errors.Join(errs...)
+}
+
+// CheckRoutePath checks a route's path template: it starts with /, and
+// each segment is literal (letters, digits, '-', '_', '.') or one
+// parameter in braces; no empty segment, no "." or "..".
+func CheckRoutePath(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("%q must start with /", p)
+	}
+	if p == "/" {
+		return nil
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		switch {
+		case seg == "":
+			return fmt.Errorf("%q has an empty segment", p)
+		case seg == "." || seg == "..":
+			return fmt.Errorf("%q has a %q segment", p, seg)
+		case strings.HasPrefix(seg, "{"):
+			name, ok := strings.CutSuffix(seg[1:], "}")
+			if !ok || name == "" || strings.ContainsAny(name, "{}") {
+				return fmt.Errorf("%q: segment %q: a parameter is a whole segment like {id}", p, seg)
+			}
+		default:
+			for _, c := range seg {
+				if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '_' && c != '.' {
+					return fmt.Errorf("%q: segment %q: want letters, digits, '-', '_' and '.', or a parameter like {id}", p, seg)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// routeShape is a path template with its parameters' names dropped, so
+// /users/{id} and /users/{user} are the same route.
+func routeShape(p string) string {
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		if strings.HasPrefix(s, "{") {
+			segs[i] = "{}"
+		}
+	}
+	return strings.Join(segs, "/")
 }

@@ -2,17 +2,20 @@ package mesh
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"io"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,7 +41,8 @@ type Gateway struct {
 	log      *slog.Logger
 	now      func() time.Time
 	routes   *routeTable[*gwPath]
-	all      []*gwRoute // in the config's order
+	exact    map[int][]*gwExact // exact routes by their number of segments
+	all      []*gwRoute         // in the config's order
 	verifier *verifier
 
 	srv *http.Server
@@ -53,9 +57,28 @@ type gwPath struct {
 	methods  uint8 // what byMethod holds, a mask over routeMethods
 }
 
+// gwExact is every exact route on one path template.
+type gwExact struct {
+	segs     []tmplSeg
+	literals int
+	path     gwPath
+}
+
+// matches reports whether the request's segments fit the template.
+func (e *gwExact) matches(segs []string) bool {
+	for i, s := range e.segs {
+		if !s.param && s.text != segs[i] {
+			return false
+		}
+	}
+	return true
+}
+
 type gwRoute struct {
 	entry   RouteEntry
-	index   string // label: the path, after the methods if it lists any
+	exact   *gwExact  // the template an exact route matched by
+	rewrite []tmplSeg // an exact route's rewrite template (nil: the path as is)
+	index   string    // label: the path, after the methods if it lists any
 	limiter *limiter
 	timeout time.Duration
 
@@ -143,15 +166,41 @@ func (g *Gateway) buildRoutes(now func() time.Time) {
 	var prefixes []string
 	var paths []*gwPath
 	byPrefix := map[string]*gwPath{}
+	byTemplate := map[string]*gwExact{}
+	g.exact = map[int][]*gwExact{}
 	for _, e := range g.cfg.Routes {
-		p, _ := routePrefix(e.Path)
-		gp := byPrefix[p]
-		if gp == nil {
-			gp = &gwPath{}
-			byPrefix[p] = gp
-			prefixes, paths = append(prefixes, p), append(paths, gp)
-		}
 		r := &gwRoute{entry: e, index: e.Path, timeout: time.Duration(g.cfg.Timeout)}
+		var gp *gwPath
+		if e.Exact {
+			key, _ := exactKey(e.Path, e.Rewrite)
+			ex := byTemplate[key]
+			if ex == nil {
+				segs, _ := templateSegments(e.Path)
+				ex = &gwExact{segs: segs}
+				for _, s := range segs {
+					if !s.param {
+						ex.literals++
+					}
+				}
+				byTemplate[key] = ex
+				g.exact[len(segs)] = append(g.exact[len(segs)], ex)
+			}
+			gp, r.exact = &ex.path, ex
+			if e.Rewrite != "" {
+				r.rewrite, _ = templateSegments(e.Rewrite)
+				if r.rewrite == nil {
+					r.rewrite = []tmplSeg{} // "/"
+				}
+			}
+		} else {
+			p, _ := routePrefix(e.Path)
+			gp = byPrefix[p]
+			if gp == nil {
+				gp = &gwPath{}
+				byPrefix[p] = gp
+				prefixes, paths = append(prefixes, p), append(paths, gp)
+			}
+		}
 		if e.Timeout > 0 {
 			r.timeout = time.Duration(e.Timeout)
 		}
@@ -176,6 +225,10 @@ func (g *Gateway) buildRoutes(now func() time.Time) {
 			r.limiter = newLimiter(rl, now)
 		}
 		g.all = append(g.all, r)
+	}
+	// The most literal template first: /carts/me before /carts/{user}.
+	for _, list := range g.exact {
+		sort.SliceStable(list, func(i, j int) bool { return list[i].literals > list[j].literals })
 	}
 	g.routes = newRouteTable(prefixes, paths)
 }
@@ -266,7 +319,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, client string) (
 	route, prefix, allow := g.match(clean, r.Method)
 	switch {
 	case route == nil && allow == 0:
-		jsonError(w, http.StatusNotFound, "no route for "+clean)
+		problem(w, http.StatusNotFound, "not_found", "no route for "+clean)
 		return nil, "", "no route"
 	case route == nil:
 		// Routes take the path, none the method. Kong answers 404 (no
@@ -275,20 +328,23 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, client string) (
 		// always answered. Neither forwards the request.
 		methods := methodList(allow, ", ")
 		w.Header().Set("Allow", methods)
-		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+clean+": use "+methods)
+		problem(w, http.StatusMethodNotAllowed, "method_not_allowed", "method "+r.Method+" not allowed on "+clean+": use "+methods)
 		return nil, "", "method not allowed"
 	}
 	r.Header.Del(SubjectHeader)
+	// Whoever the client says it is, the services learn the caller from
+	// the gateway alone (set below).
+	r.Header.Del(CallerHeader)
 	subject := ""
 	if !route.entry.Public {
 		raw, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !found || raw == "" {
 			route.authFail.inc()
 			w.Header().Set("WWW-Authenticate", `Bearer realm="flotilla"`)
-			jsonError(w, http.StatusUnauthorized, "a bearer token is required")
+			problem(w, http.StatusUnauthorized, "unauthorized", "a bearer token is required")
 			return route, "", "no token"
 		}
-		sub, err := g.verifier.verify(r.Context(), strings.TrimSpace(raw))
+		sub, claims, err := g.verifier.verifyClaims(r.Context(), strings.TrimSpace(raw))
 		if err != nil {
 			route.authFail.inc()
 			var te *tokenError
@@ -296,12 +352,19 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, client string) (
 				// The keys cannot be had: not the client's fault, and
 				// never a pass.
 				w.Header().Set("Retry-After", "1")
-				jsonError(w, http.StatusServiceUnavailable, err.Error()+": try again")
+				problem(w, http.StatusServiceUnavailable, "auth_unavailable", err.Error()+": try again")
 				return route, "", err.Error()
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="flotilla", error="invalid_token", error_description="`+strings.ReplaceAll(err.Error(), `"`, "'")+`"`)
-			jsonError(w, http.StatusUnauthorized, err.Error())
+			problem(w, http.StatusUnauthorized, "unauthorized", err.Error())
 			return route, "", err.Error()
+		}
+		for name, want := range route.entry.Claims {
+			if got, _ := claims[name].(string); got != want {
+				route.authFail.inc()
+				problem(w, http.StatusForbidden, "forbidden", "this route needs a token with "+name+" "+want)
+				return route, sub, "missing claim " + name
+			}
 		}
 		subject = sub
 		r.Header.Set(SubjectHeader, sub)
@@ -314,6 +377,13 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, client string) (
 		ok, wait, remaining := route.limiter.take(key)
 		w.Header().Set("RateLimit-Limit", strconv.Itoa(route.limiter.burst))
 		w.Header().Set("RateLimit-Remaining", strconv.Itoa(remaining))
+		// Reset: seconds until the bucket is full again (draft
+		// ratelimit-headers' delta-seconds).
+		full := (float64(route.limiter.burst) - float64(remaining)) / route.limiter.rate
+		if !ok {
+			full = wait.Seconds()
+		}
+		w.Header().Set("RateLimit-Reset", strconv.Itoa(int(math.Ceil(full))))
 		if !ok {
 			route.limited.inc()
 			secs := int(math.Ceil(wait.Seconds()))
@@ -321,7 +391,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, client string) (
 				secs = 1
 			}
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			jsonError(w, http.StatusTooManyRequests, "rate limit exceeded: retry after "+strconv.Itoa(secs)+"s")
+			problem(w, http.StatusTooManyRequests, "rate_limited", "rate limit exceeded: retry after "+strconv.Itoa(secs)+"s")
 			return route, subject, "rate limited"
 		}
 	}
@@ -343,7 +413,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, client string) (
 		r.Header.Set("X-Forwarded-Proto", proto)
 	}
 	out := clean
-	if route.entry.Rewrite != "" {
+	if route.exact != nil && route.rewrite != nil {
+		out = route.expand(clean)
+	} else if route.exact == nil && route.entry.Rewrite != "" {
 		rw := strings.TrimSuffix(route.entry.Rewrite, "/")
 		out = rw + strings.TrimPrefix(clean, prefix)
 		if out == "" {
@@ -355,12 +427,16 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, client string) (
 	// added again since the gateway was built.
 	svc := g.mesh.lookup(route.entry.Service)
 	if svc == nil {
-		jsonError(w, http.StatusServiceUnavailable, route.entry.Service+" is not deployed")
+		problem(w, http.StatusServiceUnavailable, "not_deployed", route.entry.Service+" is not deployed")
 		return route, subject, "service not deployed"
+	}
+	if reason := g.limitBody(w, r); reason != "" {
+		return route, subject, reason
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), route.timeout)
 	defer cancel()
-	svc.ServeHTTP(w, r.WithContext(ctx))
+	ew := &edgeWriter{ResponseWriter: w, service: route.entry.Service}
+	svc.ServeHTTP(ew, r.WithContext(ctx))
 	return route, subject, ""
 }
 
@@ -371,6 +447,21 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, client string) (
 // path).
 func (g *Gateway) match(path, method string) (route *gwRoute, prefix string, allow uint8) {
 	mi := methodIndex(method)
+	if len(g.exact) > 0 {
+		segs := pathSegments(path)
+		for _, ex := range g.exact[len(segs)] {
+			if !ex.matches(segs) {
+				continue
+			}
+			if mi >= 0 && ex.path.byMethod[mi] != nil {
+				return ex.path.byMethod[mi], "", 0
+			}
+			if ex.path.any != nil {
+				return ex.path.any, "", 0
+			}
+			allow |= ex.path.methods
+		}
+	}
 	for i := g.routes.matchFrom(path, 0); i >= 0; i = g.routes.matchFrom(path, i+1) {
 		p := g.routes.values[i]
 		if mi >= 0 && p.byMethod[mi] != nil {
@@ -382,6 +473,40 @@ func (g *Gateway) match(path, method string) (route *gwRoute, prefix string, all
 		allow |= p.methods
 	}
 	return nil, "", allow
+}
+
+// pathSegments splits a cleaned path into its segments ("/" has none; a
+// trailing slash is no segment of its own).
+func pathSegments(p string) []string {
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return nil
+	}
+	return strings.Split(p, "/")
+}
+
+// expand fills a rewrite template with the request's segments, matched
+// by the route's template.
+func (r *gwRoute) expand(path string) string {
+	segs := pathSegments(path)
+	var b strings.Builder
+	for _, t := range r.rewrite {
+		b.WriteByte('/')
+		if !t.param {
+			b.WriteString(t.text)
+			continue
+		}
+		for i, s := range r.exact.segs {
+			if s.param && s.text == t.text {
+				b.WriteString(segs[i])
+				break
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return "/"
+	}
+	return b.String()
 }
 
 // cleanPath resolves . and .. (so /api/public/../orders cannot dodge a
@@ -400,16 +525,124 @@ func cleanPath(p string) string {
 	return c
 }
 
-func jsonError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	b := make([]byte, 0, len(msg)+32)
-	b = append(b, `{"error":`...)
-	b = strconv.AppendQuote(b, msg)
+// ProblemContentType is the media type of the gateway's errors (RFC
+// 9457), the same the shop's services answer theirs in.
+const ProblemContentType = "application/problem+json"
+
+// problem writes an RFC 9457 problem with a stable code (the shop's
+// services write the same shape, shop/kit's Problem):
+//
+//	{"type":"https://flotilla.dev/problems/not_found","title":"Not Found","status":404,"code":"not_found","detail":"no route for /x"}
+func problem(w http.ResponseWriter, status int, code, detail string) {
+	h := w.Header()
+	h.Set("Content-Type", ProblemContentType)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Del("Content-Length")
+	w.WriteHeader(status)
+	b := make([]byte, 0, len(detail)+160)
+	b = append(b, `{"type":"https://flotilla.dev/problems/`...)
+	b = append(b, code...)
+	b = append(b, `","title":`...)
+	b = strconv.AppendQuote(b, http.StatusText(status))
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, `,"code":"`...)
+	b = append(b, code...)
+	b = append(b, `","detail":`...)
+	b = strconv.AppendQuoteToASCII(b, detail)
 	b = append(b, "}\n"...)
 	_, _ = w.Write(b)
 }
+
+// limitBody enforces MaxBody: an announced length over it is refused at
+// once; a streamed body (no length) is read up to the limit first, so a
+// service never sees part of one. It returns the refusal's reason, "" to
+// go on.
+func (g *Gateway) limitBody(w http.ResponseWriter, r *http.Request) string {
+	limit := g.cfg.MaxBody
+	if limit <= 0 {
+		limit = DefaultMaxBody
+	}
+	tooLarge := func() string {
+		w.Header().Set("Connection", "close") // the rest of the body is not read
+		problem(w, http.StatusRequestEntityTooLarge, "too_large", "request body over "+strconv.FormatInt(limit, 10)+" bytes")
+		return "body too large"
+	}
+	switch {
+	case r.ContentLength > limit:
+		return tooLarge()
+	case r.ContentLength >= 0 || r.Body == nil || r.Body == http.NoBody:
+		return ""
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if int64(len(data)) > limit {
+		return tooLarge()
+	}
+	if err != nil {
+		problem(w, http.StatusBadRequest, "bad_request", "reading the request body: "+err.Error())
+		return "body unreadable"
+	}
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(data)), int64(len(data))
+	r.Header.Del("Transfer-Encoding")
+	return ""
+}
+
+// edgeWriter stands between the mesh and the client: a server error the
+// mesh wrote itself (plain text naming endpoints: no endpoint, the
+// connection refused, a timeout) becomes a problem that names only the
+// service. A service's own JSON answers pass as they are.
+type edgeWriter struct {
+	http.ResponseWriter
+	service  string
+	wrote    bool
+	replaced bool
+}
+
+func (e *edgeWriter) WriteHeader(code int) {
+	if e.wrote {
+		return
+	}
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		e.ResponseWriter.WriteHeader(code) // 1xx: informational, more follows
+		return
+	}
+	e.wrote = true
+	if code >= 500 && !strings.Contains(e.Header().Get("Content-Type"), "json") {
+		e.replaced = true
+		for _, h := range []string{"Content-Length", "Content-Encoding", "Etag", "Last-Modified"} {
+			e.Header().Del(h)
+		}
+		c, what := "upstream", " failed to answer"
+		switch code {
+		case http.StatusServiceUnavailable:
+			c, what = "unavailable", " is unavailable"
+		case http.StatusGatewayTimeout:
+			c, what = "upstream_timeout", " did not answer in time"
+		}
+		problem(e.ResponseWriter, code, c, e.service+what+": try again")
+		return
+	}
+	e.ResponseWriter.WriteHeader(code)
+}
+
+func (e *edgeWriter) Write(b []byte) (int, error) {
+	if !e.wrote {
+		e.WriteHeader(http.StatusOK)
+	}
+	if e.replaced {
+		return len(b), nil
+	}
+	return e.ResponseWriter.Write(b)
+}
+
+func (e *edgeWriter) Flush() {
+	if e.replaced {
+		return
+	}
+	_ = http.NewResponseController(e.ResponseWriter).Flush()
+}
+
+func (e *edgeWriter) Unwrap() http.ResponseWriter { return e.ResponseWriter }
 
 func saneID(id string) bool {
 	if id == "" || len(id) > 128 {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -58,7 +59,11 @@ type GatewayConfig struct {
 	// default the gateway strips them.
 	PassLaneHeaders bool `yaml:"pass_lane_headers" json:"pass_lane_headers"`
 	// Timeout bounds a request through the gateway (default 30s).
-	Timeout Duration     `yaml:"timeout" json:"timeout"`
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// MaxBody is the largest request body in bytes the gateway forwards
+	// (default 1 MiB); a larger one, announced or streamed, is answered
+	// 413 and never reaches a service.
+	MaxBody int64        `yaml:"max_body" json:"max_body"`
 	Routes  []RouteEntry `yaml:"routes" json:"routes"`
 }
 
@@ -87,13 +92,23 @@ type RateLimit struct {
 type RouteEntry struct {
 	// Path is a prefix, "/api/orders/**" or "/api/orders" (the same:
 	// /api/orders and everything below it); "/" or "/**" matches all.
+	// With Exact, it is the whole path instead, each segment literal or a
+	// parameter in braces matching any one segment: "/api/orders/{id}".
 	Path    string `yaml:"path" json:"path"`
 	Service string `yaml:"service" json:"service"`
 	// Rewrite replaces the matched prefix before forwarding ("" keeps the
-	// path as is).
+	// path as is); for an Exact route it is the whole path, whose
+	// parameters take the request's segments: "/orders/{id}".
 	Rewrite string `yaml:"rewrite" json:"rewrite,omitempty"`
+	// Exact matches Path as a whole, not as a prefix. An exact route wins
+	// over any prefix route; among exact routes, the one with more
+	// literal segments.
+	Exact bool `yaml:"exact" json:"exact,omitempty"`
 	// Public routes need no token.
 	Public bool `yaml:"public" json:"public,omitempty"`
+	// Claims the token must carry, with these values (role: admin); a
+	// valid token without them is refused 403.
+	Claims map[string]string `yaml:"claims" json:"claims,omitempty"`
 	// Methods limits the route to these methods, upper case, out of GET,
 	// HEAD, POST, PUT, PATCH, DELETE and OPTIONS (empty: every method).
 	// Routes on the same path may each list methods as long as no method
@@ -147,12 +162,16 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// DefaultMaxBody is the gateway's default request body limit.
+const DefaultMaxBody = 1 << 20
+
 // DefaultGatewayConfig returns a gateway with no routes on
 // 127.0.0.1:8480 (clear of PostgreSQL, Redis and NATS's ports).
 func DefaultGatewayConfig() GatewayConfig {
 	return GatewayConfig{
 		Listen:  "127.0.0.1:8480",
 		Timeout: Duration(30 * time.Second),
+		MaxBody: DefaultMaxBody,
 		JWT: JWTConfig{
 			Leeway:          Duration(30 * time.Second),
 			CacheTTL:        Duration(10 * time.Minute),
@@ -239,9 +258,21 @@ func (c GatewayConfig) Validate() error {
 	// without methods.
 	type pathMethod struct{ prefix, method string }
 	seen := map[pathMethod]int{}
+	if c.MaxBody < 0 {
+		errs = append(errs, fmt.Errorf("max_body %d: want a size in bytes (0 for the default, 1 MiB)", c.MaxBody))
+	}
 	for i, r := range c.Routes {
 		where := fmt.Sprintf("routes[%d] (%s)", i, r.Path)
-		p, err := routePrefix(r.Path)
+		if len(r.Claims) > 0 && r.Public {
+			errs = append(errs, fmt.Errorf("%s: claims need a token, but the route is public", where))
+		}
+		var p string
+		var err error
+		if r.Exact {
+			p, err = exactKey(r.Path, r.Rewrite)
+		} else {
+			p, err = routePrefix(r.Path)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 		}
@@ -273,7 +304,7 @@ func (c GatewayConfig) Validate() error {
 		if err := checkName("service", r.Service); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 		}
-		if r.Rewrite != "" {
+		if r.Rewrite != "" && !r.Exact {
 			if _, err := routePrefix(r.Rewrite); err != nil || strings.Contains(r.Rewrite, "*") {
 				errs = append(errs, fmt.Errorf("%s: rewrite %q: want a path like /orders", where, r.Rewrite))
 			}
@@ -363,4 +394,67 @@ func (t *routeTable[T]) matchFrom(path string, i int) int {
 		}
 	}
 	return -1
+}
+
+// exactKey checks an exact route's path template (and its rewrite's) and
+// returns the path's shape, parameters' names dropped, under which two
+// routes are the same.
+func exactKey(path, rewrite string) (string, error) {
+	segs, err := templateSegments(path)
+	if err != nil {
+		return "", err
+	}
+	if rewrite != "" {
+		rsegs, err := templateSegments(rewrite)
+		if err != nil {
+			return "", fmt.Errorf("rewrite: %w", err)
+		}
+		for _, s := range rsegs {
+			if s.param && !slices.ContainsFunc(segs, func(p tmplSeg) bool { return p.param && p.text == s.text }) {
+				return "", fmt.Errorf("rewrite %q: parameter {%s} is not in the path", rewrite, s.text)
+			}
+		}
+	}
+	var b strings.Builder
+	for _, s := range segs {
+		b.WriteByte('/')
+		if s.param {
+			b.WriteString("{}")
+		} else {
+			b.WriteString(s.text)
+		}
+	}
+	return "exact:" + b.String(), nil
+}
+
+// tmplSeg is one segment of a path template: literal text, or a
+// parameter's name.
+type tmplSeg struct {
+	text  string
+	param bool
+}
+
+func templateSegments(p string) ([]tmplSeg, error) {
+	if !strings.HasPrefix(p, "/") {
+		return nil, errors.New("path must start with /")
+	}
+	if p == "/" {
+		return nil, nil
+	}
+	var out []tmplSeg
+	for _, seg := range strings.Split(p[1:], "/") {
+		switch {
+		case seg == "":
+			return nil, errors.New("path has an empty segment (//)")
+		case seg == "." || seg == "..":
+			return nil, errors.New("path has a . or .. segment")
+		case strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") && len(seg) > 2 && !strings.ContainsAny(seg[1:len(seg)-1], "{}/*"):
+			out = append(out, tmplSeg{text: seg[1 : len(seg)-1], param: true})
+		case strings.ContainsAny(seg, "*?[]{}% \t\r\n#"):
+			return nil, fmt.Errorf("segment %q: want literal text or a parameter like {id}", seg)
+		default:
+			out = append(out, tmplSeg{text: seg})
+		}
+	}
+	return out, nil
 }

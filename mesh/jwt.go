@@ -212,9 +212,24 @@ func newVerifier(c JWTConfig, client *http.Client, now func() time.Time) *verifi
 	}
 }
 
-// verify returns the token's subject, or a *tokenError.
-func (v *verifier) verify(ctx context.Context, raw string) (string, error) {
-	var claims jwt.RegisteredClaims
+// tokenClaims are a token's registered claims, checked by the parser, and
+// all of its claims as decoded, for routes that require some.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	all map[string]any
+}
+
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, &c.RegisteredClaims); err != nil {
+		return err
+	}
+	return json.Unmarshal(b, &c.all)
+}
+
+// verifyClaims returns the token's subject and all its claims, or a
+// *tokenError.
+func (v *verifier) verifyClaims(ctx context.Context, raw string) (string, map[string]any, error) {
+	var claims tokenClaims
 	tok, err := v.parser.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		key, err := v.keys.key(ctx, kid)
@@ -234,14 +249,14 @@ func (v *verifier) verify(ctx context.Context, raw string) (string, error) {
 		return key, nil
 	})
 	if err == nil {
-		return claims.Subject, nil
+		return claims.Subject, claims.all, nil
 	}
-	refuse := func(reason string) (string, error) {
-		return "", &tokenError{status: http.StatusUnauthorized, reason: reason}
+	refuse := func(reason string) (string, map[string]any, error) {
+		return "", nil, &tokenError{status: http.StatusUnauthorized, reason: reason}
 	}
 	switch {
 	case errors.Is(err, ErrKeysUnavailable):
-		return "", &tokenError{status: http.StatusServiceUnavailable, reason: "signing keys unavailable"}
+		return "", nil, &tokenError{status: http.StatusServiceUnavailable, reason: "signing keys unavailable"}
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return refuse("malformed token")
 	case tok != nil && tok.Method != nil && tok.Method.Alg() != "RS256" && tok.Method.Alg() != "EdDSA":

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/flotilla-ci/flotilla/internal/sqldb"
@@ -86,7 +87,9 @@ func (m *Main) Start(ctx context.Context) error {
 	v := kit.NewVerifier(m.Config.Kit.Deps["user"])
 	mux := app.Mux
 	mux.Handle("GET /carts/me", kit.Handle(v.Auth(m.get)))
-	mux.Handle("GET /carts/{user}", kit.Handle(v.Auth(m.get)))
+	mux.Handle("GET /carts/{user}", kit.Handle(v.AuthOrService(m.get, "order-service")))
+	// order-service empties the cart of an order it confirmed.
+	mux.Handle("DELETE /carts/{user}", kit.Handle(kit.Internal(m.clear, "order-service")))
 	mux.Handle("POST /carts/me/items", kit.Handle(v.Auth(m.add)))
 	mux.Handle("PUT /carts/me/items/{sku}", kit.Handle(v.Auth(m.set)))
 	mux.Handle("DELETE /carts/me/items/{sku}", kit.Handle(v.Auth(m.remove)))
@@ -128,7 +131,7 @@ type product struct {
 
 func (m *Main) product(ctx context.Context, sku string) (product, error) {
 	var p product
-	err := m.products.Do(ctx, "GET", "/products/"+sku, "", nil, nil, &p)
+	err := m.products.Do(ctx, "GET", "/products/"+url.PathEscape(sku), "", nil, nil, &p)
 	var ue *kit.UpstreamError
 	if errors.As(err, &ue) && ue.Status == http.StatusNotFound {
 		return p, kit.Errorf(http.StatusUnprocessableEntity, "unknown_sku", "sku %s is not in the catalog", sku)
@@ -166,7 +169,7 @@ func (m *Main) get(w http.ResponseWriter, r *http.Request) error {
 	claims := kit.ClaimsFrom(ctx)
 	user := claims.UserID()
 	if u := r.PathValue("user"); u != "" {
-		if u != user && claims.Role != kit.RoleAdmin {
+		if !claims.MayActFor(u) {
 			return kit.Forbidden("user %s may not read the cart of user %s", user, u)
 		}
 		user = u
@@ -240,6 +243,11 @@ func (m *Main) set(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (m *Main) put(w http.ResponseWriter, r *http.Request, sku string, q int64, add bool) error {
+	// A SKU has a grammar: "DEMO-MUG?x=1" or "../products/DEMO-MUG" is
+	// refused here, before it goes near product-service's URL.
+	if err := kit.CheckSKU("sku", sku); err != nil {
+		return err
+	}
 	ctx := r.Context()
 	user := kit.ClaimsFrom(ctx).UserID()
 	p, err := m.product(ctx, sku)

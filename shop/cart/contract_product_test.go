@@ -41,7 +41,7 @@ func TestContractProduct(t *testing.T) {
 		Given("product SKU-9999 does not exist", contract.Params{"sku": "SKU-9999"}).
 		UponReceiving("a request for an unknown product").
 		WithRequest(contract.Req{Method: "GET", Path: "/products/SKU-9999"}).
-		WillRespondWith(contract.Resp{Status: 404, Body: map[string]any{"error": map[string]any{"code": "not_found", "message": contract.Like("product SKU-9999 does not exist")}}})
+		WillRespondWith(contract.Resp{Status: 404, Body: map[string]any{"code": "not_found", "detail": contract.Like("product SKU-9999 does not exist")}})
 
 	p.Run(t, func(base string) error {
 		m := &Main{products: kit.NewClient("product-service", base)}

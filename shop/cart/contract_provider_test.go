@@ -30,6 +30,8 @@ func TestContractProvider(t *testing.T) {
 	t.Cleanup(func() { _ = m.Close() })
 	auth := &shoppact.Auth{}
 	auth.Set(customer)
+	var me struct{ ID string }
+	kittest.Call(t, "GET", users.URL()+"/users/me", customer, nil).JSON(t, &me)
 	empty := func() error {
 		if r := kittest.Call(t, "DELETE", m.URL()+"/carts/me", customer, nil); r.Status != 200 {
 			return fmt.Errorf("empty the cart: %d %s", r.Status, r.Body)
@@ -45,7 +47,7 @@ func TestContractProvider(t *testing.T) {
 			if r := kittest.Call(t, "POST", m.URL()+"/carts/me/items", customer, map[string]any{"sku": "SKU-0001", "quantity": 2}); r.Status != 200 {
 				return nil, fmt.Errorf("fill the cart: %d %s", r.Status, r.Body)
 			}
-			return nil, nil
+			return map[string]any{"userId": me.ID}, nil
 		},
 	}
 	contract.Verify(t, shoppact.Verifier(t, cart.Service, m.URL(), auth, states))

@@ -71,7 +71,7 @@ func TestConsistency(t *testing.T) {
 		procs[short] = p
 		return p
 	}
-	mk("user", []string{"ADMIN_EMAILS=admin@shop.test"}, "bus.duplicate=true")
+	mk("user", []string{"ADMIN_EMAIL=admin@shop.test", "ADMIN_PASSWORD=correct horse", "SIGNING_KEY_SECRET=consistency"}, "bus.duplicate=true")
 	mk("product", []string{"USER_URL=" + url("user"), fmt.Sprintf("SEED_PRODUCTS=%d", *numSKUs)}, "bus.duplicate=true")
 	mk("inventory", []string{"USER_URL=" + url("user"), "PRODUCT_URL=" + url("product"), "SWEEP_INTERVAL=1s"}, "bus.duplicate=true",
 		fmt.Sprintf("crash=inventory.after_reserve@%d", n(50, 200)), fmt.Sprintf("crash=outbox.after_publish@%d", n(20, 80)),
@@ -256,12 +256,31 @@ func outboxCounts(t *testing.T, path string) (all, unsent int) {
 
 func login(t *testing.T, userURL, email string) string {
 	t.Helper()
-	kittest.Call(t, "POST", userURL+"/users", "", map[string]string{"email": email, "password": "correct horse", "name": email})
-	r := kittest.Call(t, "POST", userURL+"/login", "", map[string]string{"email": email, "password": "correct horse"})
+	// user-service hashes a few passwords at a time and answers 503 busy
+	// past that (the setup registers many users at once): come back.
+	busy := func(call func() kittest.Response) kittest.Response {
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+			if r := call(); r.Status != 503 || time.Now().After(deadline) {
+				return r
+			}
+		}
+	}
+	busy(func() kittest.Response {
+		return kittest.Call(t, "POST", userURL+"/users", "", map[string]string{"email": email, "password": "correct horse", "name": email})
+	})
+	r := busy(func() kittest.Response {
+		return kittest.Call(t, "POST", userURL+"/login", "", map[string]string{"email": email, "password": "correct horse"})
+	})
 	var l struct{ Token string }
 	r.JSON(t, &l)
 	if l.Token == "" {
 		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
+	}
+	// A delivery address: checkout refuses an order without one.
+	var a struct{ Addresses []any }
+	kittest.Call(t, "GET", userURL+"/users/me/addresses", l.Token, nil).JSON(t, &a)
+	if len(a.Addresses) == 0 {
+		kittest.Call(t, "POST", userURL+"/users/me/addresses", l.Token, map[string]string{"line1": "Hauptstr. 1", "city": "Berlin", "postalCode": "10115", "country": "DE"})
 	}
 	return l.Token
 }

@@ -86,7 +86,7 @@ func TestAllServices(t *testing.T) {
 	}
 	sc := kc(shipping.Service)
 	sc.Deps["order"], sc.Deps["user"] = shop.Order.URL(), shop.User.URL()
-	ship := &shipping.Main{Config: shipping.Config{Kit: sc, Account: "admin@shop.test", Password: "correct horse",
+	ship := &shipping.Main{Config: shipping.Config{Kit: sc,
 		LabelAfter: 500 * time.Millisecond, DeliverAfter: time.Second}}
 	start(shipping.Service, ship)
 	mailDir := t.TempDir()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/flotilla-ci/flotilla/contract"
 	"github.com/flotilla-ci/flotilla/shop/inventory"
+	"github.com/flotilla-ci/flotilla/shop/kit"
 	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
 	"github.com/flotilla-ci/flotilla/shop/product/producttest"
 	"github.com/flotilla-ci/flotilla/shop/shoptest/shoppact"
@@ -42,8 +43,8 @@ func TestContractProvider(t *testing.T) {
 		if err := stock("SKU-0001"); err != nil {
 			return "", err
 		}
-		r := kittest.Call(t, "POST", m.URL()+"/reservations", customer, map[string]any{
-			"orderId": p["orderId"], "items": []map[string]any{{"sku": "SKU-0001", "quantity": 1}}, "ttlSeconds": 300})
+		r := kittest.Call(t, "POST", m.URL()+"/reservations", "", map[string]any{
+			"orderId": p["orderId"], "items": []map[string]any{{"sku": "SKU-0001", "quantity": 1}}, "ttlSeconds": 300}, kit.CallerHeader, "order-service", kit.OnBehalfOfHeader, "u-42")
 		var res inventory.Reservation
 		if r.Status != 201 && r.Status != 200 {
 			return "", fmt.Errorf("reserve for %v: %d %s", p["orderId"], r.Status, r.Body)
@@ -69,7 +70,7 @@ func TestContractProvider(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			if r := kittest.Call(t, "POST", m.URL()+"/reservations/"+id+"/commit", customer, nil); r.Status != 200 && r.Status != 409 {
+			if r := kittest.Call(t, "POST", m.URL()+"/reservations/"+id+"/commit", "", nil, kit.CallerHeader, "order-service", kit.OnBehalfOfHeader, "u-42"); r.Status != 200 && r.Status != 409 {
 				return nil, fmt.Errorf("commit %s: %d %s", id, r.Status, r.Body)
 			}
 			return map[string]any{"reservationId": id}, nil
@@ -102,7 +103,7 @@ func TestContractProvider(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if r := kittest.Call(t, "POST", m.URL()+"/reservations/"+id+"/release", customer, nil); r.Status != 200 {
+			if r := kittest.Call(t, "POST", m.URL()+"/reservations/"+id+"/release", "", nil, kit.CallerHeader, "order-service", kit.OnBehalfOfHeader, "u-42"); r.Status != 200 {
 				return fmt.Errorf("release %s: %d %s", id, r.Status, r.Body)
 			}
 			return nil
@@ -115,8 +116,8 @@ func TestContractProvider(t *testing.T) {
 			var st inventory.Stock
 			kittest.Call(t, "GET", m.URL()+"/stock/SKU-0002", customer, nil).JSON(t, &st)
 			orders++
-			r := kittest.Call(t, "POST", m.URL()+"/reservations", customer, map[string]any{
-				"orderId": fmt.Sprintf("o-event-%d", orders), "items": []map[string]any{{"sku": "SKU-0002", "quantity": st.Available}}, "ttlSeconds": 300})
+			r := kittest.Call(t, "POST", m.URL()+"/reservations", "", map[string]any{
+				"orderId": fmt.Sprintf("o-event-%d", orders), "items": []map[string]any{{"sku": "SKU-0002", "quantity": st.Available}}, "ttlSeconds": 300}, kit.CallerHeader, "order-service", kit.OnBehalfOfHeader, "u-42")
 			if r.Status != 201 {
 				return fmt.Errorf("reserve all of SKU-0002: %d %s", r.Status, r.Body)
 			}

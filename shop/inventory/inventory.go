@@ -7,7 +7,9 @@
 // past their expiry. SKUs are validated with product-service. It publishes
 // StockReserved, StockReleased and StockDepleted.
 //
-// API (all need a bearer token; stock changes need the admin role):
+// API (stock needs a bearer token, and changes the admin role; the
+// reservations are internal, for order-service, which names the order's
+// user in X-Shop-User):
 //
 //	GET  /stock/{sku}
 //	POST /stock/{sku}                admin: {add} receives units
@@ -26,6 +28,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"sort"
 	"sync"
 	"time"
@@ -128,12 +131,15 @@ func (m *Main) Start(ctx context.Context) error {
 	mux := app.Mux
 	mux.Handle("GET /stock/{sku}", kit.Handle(v.Auth(m.getStock)))
 	mux.Handle("POST /stock/{sku}", kit.Handle(v.Auth(m.receive, kit.RoleAdmin)))
-	mux.Handle("POST /reservations", kit.Handle(v.Auth(m.reserve)))
-	mux.Handle("GET /reservations", kit.Handle(v.Auth(m.findByOrder)))
-	mux.Handle("GET /reservations/{id}", kit.Handle(v.Auth(m.getReservation)))
-	mux.Handle("POST /reservations/{id}/commit", kit.Handle(v.Auth(m.commit)))
-	mux.Handle("POST /reservations/{id}/release", kit.Handle(v.Auth(m.release)))
-	mux.Handle("POST /reservations/{id}/return", kit.Handle(v.Auth(m.returnStock)))
+	// The reservations are the order saga's steps: internal, for
+	// order-service only (acting for the order's user, kit.OnBehalfOfHeader).
+	saga := func(h kit.HandlerFunc) http.Handler { return kit.Handle(kit.Internal(h, "order-service")) }
+	mux.Handle("POST /reservations", saga(m.reserve))
+	mux.Handle("GET /reservations", saga(m.findByOrder))
+	mux.Handle("GET /reservations/{id}", saga(m.getReservation))
+	mux.Handle("POST /reservations/{id}/commit", saga(m.commit))
+	mux.Handle("POST /reservations/{id}/release", saga(m.release))
+	mux.Handle("POST /reservations/{id}/return", saga(m.returnStock))
 	app.Go(m.sweepLoop)
 	app.Serve()
 	return nil
@@ -174,7 +180,7 @@ func (m *Main) checkSKU(ctx context.Context, sku string) error {
 	var p struct {
 		Active bool `json:"active"`
 	}
-	err := m.products.Do(ctx, "GET", "/products/"+sku, "", nil, nil, &p)
+	err := m.products.Do(ctx, "GET", "/products/"+url.PathEscape(sku), "", nil, nil, &p)
 	var ue *kit.UpstreamError
 	if errors.As(err, &ue) && ue.Status == http.StatusNotFound {
 		return kit.Errorf(http.StatusUnprocessableEntity, "unknown_sku", "sku %s is not in the catalog", sku)
@@ -284,8 +290,8 @@ func (m *Main) reserve(w http.ResponseWriter, r *http.Request) error {
 	if err := kit.Decode(r, &in); err != nil {
 		return err
 	}
-	if in.OrderID == "" || len(in.OrderID) > 64 {
-		return kit.BadRequest("orderId is required (at most 64 characters)")
+	if err := kit.CheckID("orderId", in.OrderID); err != nil {
+		return err
 	}
 	if len(in.Items) == 0 || len(in.Items) > 100 {
 		return kit.BadRequest("items: want 1 to 100 lines")
@@ -295,8 +301,8 @@ func (m *Main) reserve(w http.ResponseWriter, r *http.Request) error {
 	}
 	merged := map[string]int{}
 	for i, l := range in.Items {
-		if l.SKU == "" {
-			return kit.BadRequest("items[%d].sku is required", i)
+		if err := kit.CheckSKU(fmt.Sprintf("items[%d].sku", i), l.SKU); err != nil {
+			return err
 		}
 		if l.Quantity <= 0 || l.Quantity > MaxQuantity {
 			return kit.BadRequest("items[%d].quantity %d: want 1 to %d", i, l.Quantity, MaxQuantity)
@@ -429,8 +435,7 @@ func owned(ctx context.Context, tx *sqldb.Tx, col, val string) (Reservation, err
 	if err != nil {
 		return res, err
 	}
-	c := kit.ClaimsFrom(ctx)
-	if c != nil && c.Role != kit.RoleAdmin && c.UserID() != res.UserID {
+	if c := kit.ClaimsFrom(ctx); c != nil && !c.MayActFor(res.UserID) {
 		return res, kit.Forbidden("reservation %s belongs to another user", res.ID)
 	}
 	return res, nil

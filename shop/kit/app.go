@@ -232,7 +232,7 @@ func (a *App) Serve() {
 		a.relay.Run(ctx)
 	}()
 	a.srv = &http.Server{
-		Handler:           logRequests(a.Log, traceContext(httpFaults(a.Config.Faults, a.Config.FaultDraw, a.Mux))),
+		Handler:           logRequests(a.Log, traceContext(httpFaults(a.Config.Faults, a.Config.FaultDraw, problemMux(a.Mux)))),
 		BaseContext:       func(net.Listener) context.Context { return WithService(context.Background(), a.Config.Service) },
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,

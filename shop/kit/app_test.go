@@ -42,10 +42,10 @@ func TestAppHealthReadyAndDrain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var e struct{ Error kit.Error }
+		var e kit.Problem
 		_ = json.NewDecoder(resp.Body).Decode(&e)
 		_ = resp.Body.Close()
-		if resp.StatusCode != 500 || e.Error.Code != "internal" {
+		if resp.StatusCode != 500 || e.Code != "internal" || resp.Header.Get("Content-Type") != kit.ProblemContentType {
 			t.Errorf("panic → %d %+v, want 500 internal", resp.StatusCode, e)
 		}
 		// An in-flight request finishes during Close.

@@ -78,11 +78,8 @@ func (c *Client) Do(ctx context.Context, method, path, token string, headers map
 	}
 	if resp.StatusCode/100 != 2 {
 		ue := &UpstreamError{Service: c.Service, Status: resp.StatusCode}
-		var env struct {
-			Error Error `json:"error"`
-		}
-		if json.Unmarshal(data, &env) == nil && env.Error.Code != "" {
-			ue.Err = env.Error
+		if e, ok := ParseProblem(resp.StatusCode, data); ok {
+			ue.Err = e
 		} else {
 			ue.Err = Error{Code: "upstream", Message: strings.TrimSpace(string(data))}
 		}

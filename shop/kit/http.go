@@ -16,13 +16,41 @@ import (
 // MaxBody is the largest request body any shop endpoint accepts.
 const MaxBody = 1 << 20
 
-// Error is an HTTP error with the shop's stable JSON shape:
+// Error is an HTTP error, written as an RFC 9457 problem
+// (application/problem+json) with a stable code, the same shape the
+// gateway answers in:
 //
-//	{"error": {"code": "out_of_stock", "message": "sku SKU-1: 2 available, 5 requested"}}
+//	{"type": "https://flotilla.dev/problems/out_of_stock", "title": "Conflict", "status": 409,
+//	 "code": "out_of_stock", "detail": "sku SKU-1: 2 available, 5 requested"}
 type Error struct {
-	Status  int    `json:"-"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Status  int
+	Code    string
+	Message string
+}
+
+// ProblemContentType is the media type of every error answer (RFC 9457).
+const ProblemContentType = "application/problem+json"
+
+// ProblemTypeBase prefixes a problem's code to make its type URI.
+const ProblemTypeBase = "https://flotilla.dev/problems/"
+
+// Problem is the RFC 9457 body of an error: the standard members and the
+// shop's stable code (what a client branches on).
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+	Detail string `json:"detail"`
+}
+
+// Problem renders e as its RFC 9457 body.
+func (e *Error) Problem() Problem {
+	title := http.StatusText(e.Status)
+	if title == "" {
+		title = e.Code
+	}
+	return Problem{Type: ProblemTypeBase + e.Code, Title: title, Status: e.Status, Code: e.Code, Detail: e.Message}
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -98,7 +126,45 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 			e = Errorf(http.StatusInternalServerError, "internal", "internal error; see the service log")
 		}
 	}
-	WriteJSON(w, e.Status, map[string]*Error{"error": e})
+	WriteProblem(w, e)
+}
+
+// WriteProblem writes e as application/problem+json.
+func WriteProblem(w http.ResponseWriter, e *Error) {
+	w.Header().Set("Content-Type", ProblemContentType)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(e.Status)
+	_ = json.NewEncoder(w).Encode(e.Problem())
+}
+
+// ParseProblem reads an error answer's body: an RFC 9457 problem with a
+// code, or the {"error": {"code", "message"}} shape older versions of the
+// shop's services answered in (a service not yet redeployed). ok is false
+// when the body is neither.
+func ParseProblem(status int, body []byte) (e Error, ok bool) {
+	var p struct {
+		Code   string `json:"code"`
+		Detail string `json:"detail"`
+		Title  string `json:"title"`
+		Error  *struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &p) != nil {
+		return Error{Status: status}, false
+	}
+	switch {
+	case p.Code != "":
+		msg := p.Detail
+		if msg == "" {
+			msg = p.Title
+		}
+		return Error{Status: status, Code: p.Code, Message: msg}, true
+	case p.Error != nil && p.Error.Code != "":
+		return Error{Status: status, Code: p.Error.Code, Message: p.Error.Message}, true
+	}
+	return Error{Status: status}, false
 }
 
 // HandlerFunc is an http handler that returns its error.
@@ -203,4 +269,54 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// problemMux answers the mux's own 404 and 405 (no route, or a route
+// without the method) as problems like every other error, keeping the
+// Allow header the mux sets.
+func problemMux(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		c := &captureWriter{header: w.Header()}
+		mux.ServeHTTP(c, r)
+		switch c.status {
+		case http.StatusNotFound:
+			WriteProblem(w, NotFound("no route for %s %s", r.Method, r.URL.Path))
+		case http.StatusMethodNotAllowed:
+			WriteProblem(w, Errorf(http.StatusMethodNotAllowed, "method_not_allowed", "method %s not allowed on %s: use %s", r.Method, r.URL.Path, w.Header().Get("Allow")))
+		default: // a redirect to the clean path
+			if c.status == 0 {
+				c.status = http.StatusOK
+			}
+			w.WriteHeader(c.status)
+			_, _ = w.Write(c.body)
+		}
+	})
+}
+
+// captureWriter keeps what the mux answered, to answer it in the
+// problem shape instead.
+type captureWriter struct {
+	header http.Header
+	status int
+	body   []byte
+}
+
+func (c *captureWriter) Header() http.Header { return c.header }
+func (c *captureWriter) WriteHeader(s int) {
+	if c.status == 0 {
+		c.status = s
+	}
+}
+func (c *captureWriter) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	if len(c.body) < 4096 {
+		c.body = append(c.body, b...)
+	}
+	return len(b), nil
 }

@@ -68,10 +68,10 @@ func TestWriteErrorShape(t *testing.T) {
 	} {
 		w := httptest.NewRecorder()
 		WriteError(w, httptest.NewRequest("GET", "/", nil), tc.err)
-		var body struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || w.Code != tc.status || body.Error.Code != tc.code || body.Error.Message == "" {
+		var body Problem
+		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || w.Code != tc.status || body.Code != tc.code || body.Detail == "" ||
+			body.Status != tc.status || body.Type != ProblemTypeBase+tc.code || body.Title != http.StatusText(tc.status) ||
+			w.Header().Get("Content-Type") != ProblemContentType {
 			t.Errorf("%v → %d %s", tc.err, w.Code, w.Body)
 		}
 		if tc.status == 500 && strings.Contains(w.Body.String(), "body not allowed") {

@@ -29,7 +29,7 @@ func TestRunAgainstTheShop(t *testing.T) {
 	shop.Stock(t, 20, 100000)
 	kc := env.Config(t, shipping.Service)
 	kc.Deps["order"], kc.Deps["user"] = shop.Order.URL(), shop.User.URL()
-	sm := &shipping.Main{Config: shipping.Config{Kit: kc, Account: "admin@shop.test", Password: "correct horse", LabelAfter: 50 * time.Millisecond, DeliverAfter: 50 * time.Millisecond}}
+	sm := &shipping.Main{Config: shipping.Config{Kit: kc, LabelAfter: 50 * time.Millisecond, DeliverAfter: 50 * time.Millisecond}}
 	if err := sm.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

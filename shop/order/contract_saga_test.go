@@ -26,8 +26,8 @@ func TestContractPlaceOrder(t *testing.T) {
 	addCart(carts, cartState, "a request for the caller's cart, re-priced", cartBody())
 	carts.AddInteraction().
 		Given(cartState).
-		UponReceiving("a request to empty the caller's cart").
-		WithRequest(contract.Req{Method: "DELETE", Path: "/carts/me", Headers: authHeaders()}).
+		UponReceiving("a request to empty the cart of a confirmed order's user").
+		WithRequest(contract.Req{Method: "DELETE", Path: contract.FromProviderState("/carts/${userId}", "/carts/u-42"), Headers: sagaHeaders()}).
 		WillRespondWith(contract.Resp{Status: 200})
 	stock := contract.NewConsumerPact(contract.Config{Consumer: Service, Provider: "inventory-service"})
 	addReserve(stock)

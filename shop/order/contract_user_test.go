@@ -11,16 +11,22 @@ import (
 	"github.com/flotilla-ci/flotilla/shop/shoptest/shoppact"
 )
 
+// authHeaders carry the customer's token, which order-service forwards
+// while it handles their request.
+func authHeaders() map[string]any { return map[string]any{"Authorization": shoppact.Bearer()} }
+
 // userPact is order-service's pact with user-service: the signing keys
-// its token verifier fetches, and the check that the caller exists.
+// its token verifier fetches, and the check that the caller exists with
+// a delivery address.
 func userPact() *contract.ConsumerPact {
 	p := contract.NewConsumerPact(contract.Config{Consumer: Service, Provider: "user-service"})
 	shoppact.JWKS(p)
 	p.AddInteraction().
-		Given("the caller is a registered customer").
-		UponReceiving("a request for the caller's profile").
-		WithRequest(contract.Req{Method: "GET", Path: "/users/me", Headers: authHeaders()}).
-		WillRespondWith(contract.Resp{Status: 200, Headers: jsonHeaders(), Body: map[string]any{"id": contract.Like("u-42")}})
+		Given("the caller is a registered customer with a delivery address").
+		UponReceiving("a request for the caller's addresses").
+		WithRequest(contract.Req{Method: "GET", Path: "/users/me/addresses", Headers: authHeaders()}).
+		WillRespondWith(contract.Resp{Status: 200, Headers: jsonHeaders(), Body: map[string]any{
+			"addresses": contract.EachLike(map[string]any{"country": contract.Regex("DE", `^[A-Z]{2}$`)}, 1, 0)}})
 	return p
 }
 

@@ -20,7 +20,8 @@
 // the order's payment before compensating, and the refund step waits until
 // the payment is settled, so no capture is left behind on a cancelled order.
 //
-// API (bearer token required; users see only their own orders):
+// API (bearer token required; users see only their own orders, and
+// shipping-service, calling as itself, reads the orders it ships):
 //
 //	POST /orders          [Idempotency-Key: K] places the caller's cart → 201 (settled) or 202 (still running)
 //	GET  /orders/{id}
@@ -142,7 +143,8 @@ func (m *Main) Start(ctx context.Context) error {
 	v := kit.NewVerifier(deps["user"])
 	app.Mux.Handle("POST /orders", kit.Handle(v.Auth(m.place)))
 	app.Mux.Handle("GET /orders", kit.Handle(v.Auth(m.list)))
-	app.Mux.Handle("GET /orders/{id}", kit.Handle(v.Auth(m.get)))
+	// shipping-service reads the order it ships (internal; no user token).
+	app.Mux.Handle("GET /orders/{id}", kit.Handle(v.AuthOrService(m.get, "shipping-service")))
 	if err := app.Codec.AddReader("ShipmentFailed", shipmentFailedSchema); err != nil {
 		_ = app.Close()
 		return err
@@ -201,7 +203,6 @@ type Order struct {
 	Items         []Item    `json:"items"`
 	CreatedAt     time.Time `json:"createdAt"`
 
-	token    string
 	attempts int
 	updated  time.Time
 }
@@ -266,11 +267,23 @@ func (m *Main) place(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	// The user must exist (not just hold a token; checked once a minute),
-	// and the cart is priced now.
+	// The user must exist (not just hold a token) with a delivery address
+	// (checked once a minute), and the cart is priced now.
 	if until, ok := m.knownUsers.Load(claims.UserID()); !ok || time.Now().After(until.(time.Time)) {
-		if err := m.users.Do(ctx, "GET", "/users/me", token, nil, nil, nil); err != nil {
+		var addrs struct {
+			Addresses []struct {
+				Country string `json:"country"`
+			} `json:"addresses"`
+		}
+		if err := m.users.Do(ctx, "GET", "/users/me/addresses", token, nil, nil, &addrs); err != nil {
 			return upstream("check user", err)
+		}
+		usable := false
+		for _, a := range addrs.Addresses {
+			usable = usable || len(a.Country) == 2
+		}
+		if !usable {
+			return kit.Errorf(http.StatusUnprocessableEntity, "no_delivery_address", "no delivery address: add one with POST /users/me/addresses before placing an order")
 		}
 		m.knownUsers.Store(claims.UserID(), time.Now().Add(time.Minute))
 	}
@@ -291,7 +304,7 @@ func (m *Main) place(w http.ResponseWriter, r *http.Request) error {
 		return kit.Errorf(http.StatusUnprocessableEntity, "empty_cart", "the cart is empty: add items with cart-service before placing an order")
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	o := Order{ID: kit.NewID(), UserID: claims.UserID(), Status: Pending, Step: StepReserve, Total: cart.Total, Currency: cart.Currency, CreatedAt: now, token: token}
+	o := Order{ID: kit.NewID(), UserID: claims.UserID(), Status: Pending, Step: StepReserve, Total: cart.Total, Currency: cart.Currency, CreatedAt: now}
 	ev := createdEvent{OrderID: o.ID, UserID: o.UserID, Total: float64(o.Total) / 100, Timestamp: now.UnixMilli(), Version: "1.0", TotalMinor: o.Total, Currency: o.Currency}
 	for _, it := range cart.Items {
 		o.Items = append(o.Items, Item{SKU: it.SKU, Name: it.Name, Quantity: it.Quantity, UnitPrice: it.UnitPrice})
@@ -303,9 +316,9 @@ func (m *Main) place(w http.ResponseWriter, r *http.Request) error {
 		keyArg = key
 	}
 	err := m.app.Tx(ctx, func(tx *sqldb.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO orders (id, user_id, idempotency_key, status, step, reason, total, currency, reservation_id, payment_id, token, attempts, lease_until_ms, next_ms, created_ms, updated_ms)
-			VALUES ($1, $2, $3, $4, $5, '', $6, $7, '', '', $8, 0, $9, $10, $10, $10)`,
-			o.ID, o.UserID, keyArg, Pending, StepReserve, o.Total, o.Currency, token, now.Add(m.Config.Lease).UnixMilli(), now.UnixMilli())
+		_, err := tx.ExecContext(ctx, `INSERT INTO orders (id, user_id, idempotency_key, status, step, reason, total, currency, reservation_id, payment_id, attempts, lease_until_ms, next_ms, created_ms, updated_ms)
+			VALUES ($1, $2, $3, $4, $5, '', $6, $7, '', '', 0, $8, $9, $9, $9)`,
+			o.ID, o.UserID, keyArg, Pending, StepReserve, o.Total, o.Currency, now.Add(m.Config.Lease).UnixMilli(), now.UnixMilli())
 		if err != nil {
 			if sqldb.IsUniqueViolation(err) {
 				return errDuplicateKey
@@ -373,7 +386,7 @@ func (m *Main) byKey(ctx context.Context, user, key string) (Order, error) {
 // saga reads the order before every step).
 func (m *Main) load(ctx context.Context, db *sqldb.DB, id string) (Order, error) {
 	var o Order
-	rs, err := db.QueryContext(ctx, `SELECT o.id, o.user_id, o.status, o.step, o.reason, o.total, o.currency, o.reservation_id, o.payment_id, o.token, o.attempts, o.created_ms, o.updated_ms,
+	rs, err := db.QueryContext(ctx, `SELECT o.id, o.user_id, o.status, o.step, o.reason, o.total, o.currency, o.reservation_id, o.payment_id, o.attempts, o.created_ms, o.updated_ms,
 		i.sku, i.name, i.quantity, i.unit_price
 		FROM orders o LEFT JOIN order_items i ON i.order_id = o.id WHERE o.id = $1 ORDER BY i.sku`, id)
 	if err != nil {
@@ -385,7 +398,7 @@ func (m *Main) load(ctx context.Context, db *sqldb.DB, id string) (Order, error)
 		var created, updated int64
 		var sku, name sql.NullString
 		var qty, price sql.NullInt64
-		if err := rs.Scan(&o.ID, &o.UserID, &o.Status, &o.Step, &o.Reason, &o.Total, &o.Currency, &o.ReservationID, &o.PaymentID, &o.token, &o.attempts, &created, &updated,
+		if err := rs.Scan(&o.ID, &o.UserID, &o.Status, &o.Step, &o.Reason, &o.Total, &o.Currency, &o.ReservationID, &o.PaymentID, &o.attempts, &created, &updated,
 			&sku, &name, &qty, &price); err != nil {
 			return o, err
 		}
@@ -412,7 +425,7 @@ func (m *Main) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if c := kit.ClaimsFrom(r.Context()); c.UserID() != o.UserID && c.Role != kit.RoleAdmin {
+	if c := kit.ClaimsFrom(r.Context()); !c.MayActFor(o.UserID) {
 		return kit.Forbidden("order %s belongs to another user", o.ID)
 	}
 	kit.WriteJSON(w, http.StatusOK, o)

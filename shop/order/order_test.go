@@ -87,7 +87,7 @@ func TestOrderSaga(t *testing.T) {
 				t.Errorf("same Idempotency-Key gave another order: %+v vs %+v", again, o)
 			}
 			var pay struct{ Status string }
-			kittest.Call(t, "GET", s.Payment.URL()+"/payments?orderId="+o.ID, ada, nil).JSON(t, &pay)
+			kittest.Call(t, "GET", s.Payment.URL()+"/payments?orderId="+o.ID, "", nil, kit.CallerHeader, order.Service).JSON(t, &pay)
 			switch o.Status {
 			case order.Confirmed:
 				confirmed++
@@ -130,7 +130,7 @@ func TestOrderSaga(t *testing.T) {
 			if o.Status != order.Cancelled || o.Reason == "" || o.Reason[:12] != "out_of_stock" {
 				t.Errorf("order %+v; want cancelled, out_of_stock", o)
 			}
-			if r := kittest.Call(t, "GET", s.Payment.URL()+"/payments?orderId="+o.ID, bob, nil); r.Status != 404 {
+			if r := kittest.Call(t, "GET", s.Payment.URL()+"/payments?orderId="+o.ID, "", nil, kit.CallerHeader, order.Service); r.Status != 404 {
 				t.Errorf("payment for an out-of-stock order: %d %s", r.Status, r.Body)
 			}
 			if st := getStock(t, s, "SKU-0001"); st != st1 {
@@ -195,7 +195,7 @@ func TestOrderSaga(t *testing.T) {
 				Status   string
 				Refunded int64
 			}
-			kittest.Call(t, "GET", s.Payment.URL()+"/payments?orderId="+o.ID, bob, nil).JSON(t, &pay)
+			kittest.Call(t, "GET", s.Payment.URL()+"/payments?orderId="+o.ID, "", nil, kit.CallerHeader, order.Service).JSON(t, &pay)
 			if pay.Status != "REFUNDED" || pay.Refunded != o.Total {
 				t.Errorf("payment after a failed shipment: %+v, want REFUNDED %d", pay, o.Total)
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -97,9 +98,17 @@ func (m *Main) drive(ctx context.Context, id string, leased bool) (Order, error)
 		}
 		if tr.status == Confirmed {
 			// Best effort: a cart left full is harmless, the order stands.
-			_ = m.carts.Do(ctx, "DELETE", "/carts/me", o.token, nil, nil, nil)
+			_ = m.carts.Do(ctx, "DELETE", "/carts/"+url.PathEscape(o.UserID), "", m.forUser(o), nil, nil)
 		}
 	}
+}
+
+// forUser is the header of the saga's calls to inventory-service and
+// payment-service: internal endpoints that take order-service's identity
+// (from the mesh) and the user it acts for. The saga keeps no token of
+// the user's: it acts as itself.
+func (m *Main) forUser(o Order) map[string]string {
+	return map[string]string{kit.OnBehalfOfHeader: o.UserID}
 }
 
 // step runs the order's current step.
@@ -145,7 +154,7 @@ func (m *Main) reserve(ctx context.Context, o Order) (transition, error) {
 	var res struct {
 		ID string `json:"id"`
 	}
-	err := m.inventory.Do(ctx, "POST", "/reservations", o.token, nil, body, &res)
+	err := m.inventory.Do(ctx, "POST", "/reservations", "", m.forUser(o), body, &res)
 	switch st, code := status(err); {
 	case err == nil:
 		return transition{step: StepCharge, reservationID: res.ID, detail: "reserved " + res.ID}, nil
@@ -168,7 +177,7 @@ type payment struct {
 
 func (m *Main) charge(ctx context.Context, o Order) (transition, error) {
 	var p payment
-	err := m.payments.Do(ctx, "POST", "/payments", o.token, map[string]string{"Idempotency-Key": "order-" + o.ID},
+	err := m.payments.Do(ctx, "POST", "/payments", "", map[string]string{"Idempotency-Key": "order-" + o.ID, kit.OnBehalfOfHeader: o.UserID},
 		map[string]any{"orderId": o.ID, "amount": o.Total, "currency": o.Currency}, &p)
 	if err != nil {
 		st, code := status(err)
@@ -199,7 +208,7 @@ func (m *Main) charge(ctx context.Context, o Order) (transition, error) {
 // is none.
 func (m *Main) paymentOf(ctx context.Context, o Order) (*payment, error) {
 	var p payment
-	err := m.payments.Do(ctx, "GET", "/payments?orderId="+o.ID, o.token, nil, nil, &p)
+	err := m.payments.Do(ctx, "GET", "/payments?orderId="+url.QueryEscape(o.ID), "", m.forUser(o), nil, &p)
 	if st, _ := status(err); st == http.StatusNotFound {
 		return nil, nil
 	}
@@ -210,7 +219,7 @@ func (m *Main) paymentOf(ctx context.Context, o Order) (*payment, error) {
 }
 
 func (m *Main) confirm(ctx context.Context, o Order) (transition, error) {
-	err := m.inventory.Do(ctx, "POST", "/reservations/"+o.ReservationID+"/commit", o.token, nil, nil, nil)
+	err := m.inventory.Do(ctx, "POST", "/reservations/"+url.PathEscape(o.ReservationID)+"/commit", "", m.forUser(o), nil, nil)
 	switch st, code := status(err); {
 	case err == nil:
 		return transition{step: StepDone, status: Confirmed, detail: "stock committed"}, nil
@@ -228,7 +237,7 @@ func (m *Main) release(ctx context.Context, o Order) (transition, error) {
 		ID     string `json:"id"`
 		Status string `json:"status"`
 	}
-	err := m.inventory.Do(ctx, "GET", "/reservations?orderId="+o.ID, o.token, nil, nil, &res)
+	err := m.inventory.Do(ctx, "GET", "/reservations?orderId="+url.QueryEscape(o.ID), "", m.forUser(o), nil, &res)
 	if st, _ := status(err); st == http.StatusNotFound {
 		return transition{step: StepRefund, detail: "no reservation to release"}, nil
 	}
@@ -241,7 +250,7 @@ func (m *Main) release(ctx context.Context, o Order) (transition, error) {
 	case "COMMITTED":
 		return transition{}, fmt.Errorf("order %s: reservation %s is committed but the order is being cancelled (%s)", o.ID, res.ID, o.Reason)
 	}
-	if err := m.inventory.Do(ctx, "POST", "/reservations/"+res.ID+"/release", o.token, nil, nil, nil); err != nil {
+	if err := m.inventory.Do(ctx, "POST", "/reservations/"+url.PathEscape(res.ID)+"/release", "", m.forUser(o), nil, nil); err != nil {
 		return transition{}, retry("release reservation %s: %w", res.ID, err)
 	}
 	return transition{step: StepRefund, reservationID: res.ID, detail: "released " + res.ID}, nil
@@ -249,7 +258,7 @@ func (m *Main) release(ctx context.Context, o Order) (transition, error) {
 
 // returnStock brings a cancelled order's sold stock back.
 func (m *Main) returnStock(ctx context.Context, o Order) (transition, error) {
-	err := m.inventory.Do(ctx, "POST", "/reservations/"+o.ReservationID+"/return", o.token, nil, nil, nil)
+	err := m.inventory.Do(ctx, "POST", "/reservations/"+url.PathEscape(o.ReservationID)+"/return", "", m.forUser(o), nil, nil)
 	switch st, code := status(err); {
 	case err == nil:
 		return transition{step: StepRefund, detail: "stock returned"}, nil
@@ -315,7 +324,7 @@ func (m *Main) refund(ctx context.Context, o Order) (transition, error) {
 	case "PENDING":
 		return transition{}, retry("payment %s still settling", p.ID)
 	}
-	if err := m.payments.Do(ctx, "POST", "/payments/"+p.ID+"/refund", o.token, nil, nil, nil); err != nil {
+	if err := m.payments.Do(ctx, "POST", "/payments/"+url.PathEscape(p.ID)+"/refund", "", m.forUser(o), nil, nil); err != nil {
 		return transition{}, retry("refund %s: %w", p.ID, err)
 	}
 	cancel.detail, cancel.paymentID = "refunded "+p.ID, p.ID

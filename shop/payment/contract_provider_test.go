@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/flotilla-ci/flotilla/contract"
+	"github.com/flotilla-ci/flotilla/shop/kit"
 	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
 	"github.com/flotilla-ci/flotilla/shop/payment"
 	"github.com/flotilla-ci/flotilla/shop/shoptest/shoppact"
@@ -33,7 +34,7 @@ func TestContractProvider(t *testing.T) {
 		"order o-unpaid was never charged":      none,
 		"order o-paid was charged": func(_ context.Context, _ bool, p map[string]any) (map[string]any, error) {
 			order := fmt.Sprint(p["orderId"])
-			r := kittest.Call(t, "POST", m.URL()+"/payments", customer, map[string]any{"orderId": order, "amount": 2474, "currency": "EUR"}, "Idempotency-Key", "order-"+order)
+			r := kittest.Call(t, "POST", m.URL()+"/payments", "", map[string]any{"orderId": order, "amount": 2474, "currency": "EUR"}, "Idempotency-Key", "order-"+order, kit.CallerHeader, "order-service", kit.OnBehalfOfHeader, "u-42")
 			if r.Status != 201 && r.Status != 200 {
 				return nil, fmt.Errorf("charge %s: %d %s", order, r.Status, r.Body)
 			}
@@ -58,7 +59,7 @@ func TestContractProvider(t *testing.T) {
 	charge := func(ctx context.Context, svc *payment.Main, event string) (contract.Message, error) {
 		charged++
 		order := fmt.Sprintf("o-event-%d", charged)
-		r := kittest.Call(t, "POST", svc.URL()+"/payments", customer, map[string]any{"orderId": order, "amount": 2474, "currency": "EUR"}, "Idempotency-Key", "order-"+order)
+		r := kittest.Call(t, "POST", svc.URL()+"/payments", "", map[string]any{"orderId": order, "amount": 2474, "currency": "EUR"}, "Idempotency-Key", "order-"+order, kit.CallerHeader, "order-service", kit.OnBehalfOfHeader, "u-42")
 		if r.Status != 201 {
 			return contract.Message{}, fmt.Errorf("charge %s: %d %s", order, r.Status, r.Body)
 		}
@@ -80,7 +81,7 @@ func TestContractProvider(t *testing.T) {
 			if err != nil {
 				return contract.Message{}, err
 			}
-			if r := kittest.Call(t, "POST", m.URL()+"/payments/"+fmt.Sprint(st["paymentId"])+"/refund", customer, nil); r.Status != 200 {
+			if r := kittest.Call(t, "POST", m.URL()+"/payments/"+fmt.Sprint(st["paymentId"])+"/refund", "", nil, kit.CallerHeader, "order-service", kit.OnBehalfOfHeader, "u-42"); r.Status != 200 {
 				return contract.Message{}, fmt.Errorf("refund: %d %s", r.Status, r.Body)
 			}
 			avsc, err := shoppact.Schema(payment.Schemas(), "PaymentRefunded")

@@ -13,7 +13,7 @@ import (
 
 // TestContractUser records payment-service's pact with user-service: the
 // signing keys its token verifier fetches. The real payment-service runs
-// against the mock and answers an authenticated status query.
+// against the mock and answers a customer reading a payment.
 func TestContractUser(t *testing.T) {
 	p := contract.NewConsumerPact(contract.Config{Consumer: Service, Provider: "user-service"})
 	shoppact.JWKS(p)
@@ -25,7 +25,7 @@ func TestContractUser(t *testing.T) {
 			return err
 		}
 		defer func() { _ = m.Close() }()
-		r := kittest.Call(t, "GET", m.URL()+"/payments?orderId=o-1", shoppact.Token(t, "u-42", kit.RoleCustomer), nil)
+		r := kittest.Call(t, "GET", m.URL()+"/payments/p-unknown", shoppact.Token(t, "u-42", kit.RoleCustomer), nil)
 		if r.Status != 404 || r.ErrorCode() != "not_found" {
 			return fmt.Errorf("an authenticated query for an unknown payment: %d %s", r.Status, r.Body)
 		}

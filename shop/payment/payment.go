@@ -8,7 +8,9 @@
 // (payment.latency). It publishes PaymentCompleted, PaymentFailed and
 // PaymentRefunded.
 //
-// API (bearer token required; amounts in minor units):
+// API (amounts in minor units; charges, the lookup by order and refunds
+// are internal, for order-service, which names the order's user in
+// X-Shop-User; a user reads their own payment with a bearer token):
 //
 //	POST /payments               Idempotency-Key: K; {orderId, amount, currency} → 201 {status: CAPTURED|FAILED}
 //	                             (the same K and body again → 200 with the stored payment)
@@ -89,10 +91,14 @@ func (m *Main) Start(ctx context.Context) error {
 	}
 	m.app = app
 	v := kit.NewVerifier(m.Config.Kit.Deps["user"])
-	app.Mux.Handle("POST /payments", kit.Handle(v.Auth(m.charge)))
-	app.Mux.Handle("GET /payments", kit.Handle(v.Auth(m.byOrder)))
-	app.Mux.Handle("GET /payments/{id}", kit.Handle(v.Auth(m.get)))
-	app.Mux.Handle("POST /payments/{id}/refund", kit.Handle(v.Auth(m.refund)))
+	// Charging, finding an order's payment and refunding are the order
+	// saga's steps: internal, for order-service only. A user reads their
+	// own payment.
+	saga := func(h kit.HandlerFunc) http.Handler { return kit.Handle(kit.Internal(h, "order-service")) }
+	app.Mux.Handle("POST /payments", saga(m.charge))
+	app.Mux.Handle("GET /payments", saga(m.byOrder))
+	app.Mux.Handle("GET /payments/{id}", kit.Handle(v.AuthOrService(m.get, "order-service")))
+	app.Mux.Handle("POST /payments/{id}/refund", saga(m.refund))
 	app.Go(m.resolveLoop)
 	app.Serve()
 	return nil
@@ -156,6 +162,8 @@ func (m *Main) charge(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case in.OrderID == "" || len(in.OrderID) > 64:
 		return kit.BadRequest("orderId is required (at most 64 characters)")
+	case kit.ClaimsFrom(r.Context()).UserID() == "":
+		return kit.BadRequest("%s header is required: the user the charge is for", kit.OnBehalfOfHeader)
 	case in.Amount <= 0 || in.Amount > MaxAmount:
 		return kit.BadRequest("amount %d: want minor units from 1 to %d", in.Amount, int64(MaxAmount))
 	case !currencyRE.MatchString(in.Currency):
@@ -331,7 +339,7 @@ func (m *Main) owned(ctx context.Context, tx *sqldb.Tx, col, val string) (Paymen
 	if err != nil {
 		return p, err
 	}
-	if c := kit.ClaimsFrom(ctx); c.Role != kit.RoleAdmin && c.UserID() != p.UserID {
+	if c := kit.ClaimsFrom(ctx); !c.MayActFor(p.UserID) {
 		return p, kit.Forbidden("payment %s belongs to another user", p.ID)
 	}
 	return p, nil

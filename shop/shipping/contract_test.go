@@ -15,24 +15,16 @@ import (
 )
 
 // TestContractUserAndOrder records shipping-service's pacts with
-// user-service (its service account's login, the customer's addresses) and
-// order-service (the confirmed order), through plan, the function that
-// gathers what a label needs.
+// user-service (the customer's addresses) and order-service (the confirmed
+// order), both read as shipping-service itself (its identity, no user
+// account), through plan, the function that gathers what a label needs.
 func TestContractUserAndOrder(t *testing.T) {
 	json := map[string]any{"Content-Type": shoppact.JSONType()}
 	users := contract.NewConsumerPact(contract.Config{Consumer: Service, Provider: "user-service"})
 	users.AddInteraction().
-		Given("the shipping service account is registered as an admin").
-		UponReceiving("a login of the shipping service account").
-		WithRequest(contract.Req{Method: "POST", Path: "/login", Body: map[string]any{"email": "shipping@shop.internal", "password": "shipping-service-account"}}).
-		WillRespondWith(contract.Resp{Status: 200, Headers: json, Body: map[string]any{
-			"token":     contract.Regex("eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJzaGlwcGluZyJ9.c2ln", `^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`),
-			"expiresAt": contract.Regex("2030-01-01T00:00:00Z", `^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$`), // RFC 3339, as Go writes it
-		}})
-	users.AddInteraction().
 		Given("user u-42 has a delivery address in DE").
 		UponReceiving("a request for a customer's addresses").
-		WithRequest(contract.Req{Method: "GET", Path: contract.FromProviderState("/users/${userId}/addresses", "/users/u-42/addresses"), Headers: map[string]any{"Authorization": shoppact.Bearer()}}).
+		WithRequest(contract.Req{Method: "GET", Path: contract.FromProviderState("/users/${userId}/addresses", "/users/u-42/addresses"), Headers: map[string]any{kit.CallerHeader: Service}}).
 		WillRespondWith(contract.Resp{Status: 200, Headers: json, Body: map[string]any{"addresses": contract.EachLike(map[string]any{
 			"line1": contract.Like("Hauptstr. 1"), "city": contract.Like("Berlin"), "postalCode": contract.Like("10115"), "country": contract.Regex("DE", `^[A-Z]{2}$`),
 		}, 1, 0)}})
@@ -40,7 +32,7 @@ func TestContractUserAndOrder(t *testing.T) {
 	orders.AddInteraction().
 		Given("order o-1 is confirmed").
 		UponReceiving("a request for a confirmed order").
-		WithRequest(contract.Req{Method: "GET", Path: contract.FromProviderState("/orders/${orderId}", "/orders/o-1"), Headers: map[string]any{"Authorization": shoppact.Bearer()}}).
+		WithRequest(contract.Req{Method: "GET", Path: contract.FromProviderState("/orders/${orderId}", "/orders/o-1"), Headers: map[string]any{kit.CallerHeader: Service}}).
 		WillRespondWith(contract.Resp{Status: 200, Headers: json, Body: map[string]any{
 			"status": "CONFIRMED",
 			"items":  contract.EachLike(map[string]any{"sku": contract.Like("SKU-0001"), "quantity": contract.Integer(2)}, 1, 0),
@@ -51,8 +43,7 @@ func TestContractUserAndOrder(t *testing.T) {
 		orders.Run(t, func(orderURL string) error {
 			m := &Main{Config: Config{Rates: RateTable{Home: "DE", Rates: DefaultRates()}, ItemWeightG: 500}}
 			m.orders, m.users = kit.NewClient("order-service", orderURL), kit.NewClient("user-service", userURL)
-			m.account = &kit.ServiceAccount{Users: m.users, Email: "shipping@shop.internal", Password: "shipping-service-account", Name: Service}
-			quote, addr, weight, perr := m.plan(context.Background(), Shipment{ID: "s-1", OrderID: "o-1", UserID: "u-42"})
+			quote, addr, weight, perr := m.plan(kit.WithService(context.Background(), Service), Shipment{ID: "s-1", OrderID: "o-1", UserID: "u-42"})
 			switch {
 			case perr != nil:
 				err = perr

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-ci/flotilla/shop/kit"
 	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
 	"github.com/flotilla-ci/flotilla/shop/shipping"
 )
@@ -19,15 +20,16 @@ import (
 func TestPrepare(t *testing.T) {
 	orders := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := strings.TrimPrefix(r.URL.Path, "/orders/")
-		if r.Header.Get("Authorization") != "Bearer svc-token" {
-			http.Error(w, `{"error":{"code":"unauthorized","message":"no"}}`, http.StatusUnauthorized)
+		// shipping-service calls as itself: its identity, no token.
+		if r.Header.Get(kit.CallerHeader) != shipping.Service || r.Header.Get("Authorization") != "" {
+			http.Error(w, `{"code":"internal_endpoint","detail":"no"}`, http.StatusForbidden)
 			return
 		}
 		switch id {
 		case "gone":
-			http.Error(w, `{"error":{"code":"not_found","message":"no such order"}}`, 404)
+			http.Error(w, `{"code":"not_found","detail":"no such order"}`, 404)
 		case "flaky":
-			http.Error(w, `{"error":{"code":"internal","message":"boom"}}`, 500)
+			http.Error(w, `{"code":"internal","detail":"boom"}`, 500)
 		case "cancelled":
 			_ = json.NewEncoder(w).Encode(map[string]any{"id": id, "status": "CANCELLED"})
 		default:

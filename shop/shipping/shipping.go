@@ -7,8 +7,8 @@
 //
 // The consumer only records a PENDING shipment (idempotently, one per
 // order); a worker then fetches the order from order-service and the
-// delivery address from user-service with the service's own account
-// (kit.ServiceAccount, which needs the admin role), weighs the parcel,
+// delivery address from user-service as itself (internal endpoints that
+// take shipping-service's identity from the mesh, no user account), weighs the parcel,
 // picks the cheapest carrier of the rate table that serves the address,
 // and creates the label. Failures that waiting cannot cure (the user has
 // no address, no carrier serves it, the carrier refuses, the order does
@@ -34,6 +34,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -84,11 +85,8 @@ const (
 
 // Config is shipping-service's configuration.
 type Config struct {
-	Kit kit.Config
-	// Account is the service's own login at user-service (an admin, so it
-	// may read any order and address). Defaults: shipping@shop.internal.
-	Account, Password string
-	Rates             RateTable
+	Kit   kit.Config
+	Rates RateTable
 	// FailureRate makes the carrier refuse this fraction of parcels
 	// (decided per order id), so demos can exercise the compensation path.
 	FailureRate float64
@@ -110,19 +108,15 @@ type Config struct {
 type Main struct {
 	Config Config
 
-	app     *kit.App
-	orders  *kit.Client
-	users   *kit.Client
-	account *kit.ServiceAccount
-	wake    chan struct{}
+	app    *kit.App
+	orders *kit.Client
+	users  *kit.Client
+	wake   chan struct{}
 }
 
 // Start opens everything and serves.
 func (m *Main) Start(ctx context.Context) error {
 	c := &m.Config
-	if c.Account == "" {
-		c.Account, c.Password = "shipping@shop.internal", "shipping-service-account"
-	}
 	if c.Rates.Rates == nil {
 		c.Rates.Rates = DefaultRates()
 	}
@@ -166,7 +160,6 @@ func (m *Main) Start(ctx context.Context) error {
 	for _, cl := range []*kit.Client{m.orders, m.users} {
 		cl.HTTP.Timeout = c.CallTimeout
 	}
-	m.account = &kit.ServiceAccount{Users: m.users, Email: c.Account, Password: c.Password, Name: Service}
 	if err := app.Consume(ctx, "OrderConfirmed", m.onConfirmed); err != nil {
 		_ = app.Close()
 		return fmt.Errorf("start %s: %w", Service, err)
@@ -428,12 +421,11 @@ var errOrderCancelled = errors.New("order cancelled")
 
 // plan fetches what the label needs and quotes it.
 func (m *Main) plan(ctx context.Context, s Shipment) (Rate, Address, int64, error) {
-	tok, err := m.account.Token(ctx)
-	if err != nil {
-		return Rate{}, Address{}, 0, err
-	}
+	// Its calls name shipping-service (the identity order-service and
+	// user-service let read what a label needs), whoever called plan.
+	ctx = kit.WithService(ctx, Service)
 	var o order.Order
-	if err := m.orders.Do(ctx, "GET", "/orders/"+s.OrderID, tok, nil, nil, &o); err != nil {
+	if err := m.orders.Do(ctx, "GET", "/orders/"+url.PathEscape(s.OrderID), "", nil, nil, &o); err != nil {
 		return Rate{}, Address{}, 0, m.upstream(err, ReasonOrderNotFound, "order "+s.OrderID+" does not exist at order-service")
 	}
 	if o.Status == order.Cancelled {
@@ -446,7 +438,7 @@ func (m *Main) plan(ctx context.Context, s Shipment) (Rate, Address, int64, erro
 	var addrs struct {
 		Addresses []Address `json:"addresses"`
 	}
-	if err := m.users.Do(ctx, "GET", "/users/"+s.UserID+"/addresses", tok, nil, nil, &addrs); err != nil {
+	if err := m.users.Do(ctx, "GET", "/users/"+url.PathEscape(s.UserID)+"/addresses", "", nil, nil, &addrs); err != nil {
 		return Rate{}, Address{}, 0, m.upstream(err, ReasonNoAddress, "user "+s.UserID+" does not exist at user-service")
 	}
 	if len(addrs.Addresses) == 0 {
@@ -463,18 +455,16 @@ func (m *Main) plan(ctx context.Context, s Shipment) (Rate, Address, int64, erro
 	return quote, addr, weight, nil
 }
 
-// upstream classifies a failed call: 404 is permanent (reason), 401 drops
-// the cached token, anything else is transient.
+// upstream classifies a failed call: 404 is permanent (reason), anything
+// else is transient.
 func (m *Main) upstream(err error, reason, detail string) error {
 	var ue *kit.UpstreamError
 	if errors.As(err, &ue) {
 		switch ue.Status {
 		case http.StatusNotFound:
 			return &permanentErr{reason, detail}
-		case http.StatusUnauthorized:
-			m.account.Forget()
 		case http.StatusForbidden:
-			return fmt.Errorf("service account %s lacks the admin role (add it to user-service's ADMIN_EMAILS): %w", m.Config.Account, err)
+			return fmt.Errorf("%s refused shipping-service's identity (is the call allowed in flotilla.yaml's depends_on?): %w", ue.Service, err)
 		}
 	}
 	return err

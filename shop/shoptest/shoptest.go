@@ -29,6 +29,8 @@ type Options struct {
 	Crash    func(service, point string)
 	// Configure, when set, may adjust every service's kit.Config.
 	Configure func(service string, c *kit.Config)
+	// UserLimits are user-service's abuse limits (defaults when zero).
+	UserLimits user.Limits
 }
 
 // Shop is the running services.
@@ -70,7 +72,7 @@ func Start(t testing.TB, env kittest.Env, o Options) *Shop {
 		}
 		t.Cleanup(func() { _ = m.Close() })
 	}
-	s.User = &user.Main{Config: user.Config{Kit: conf(user.Service), Admins: []string{"admin@shop.test"}}}
+	s.User = &user.Main{Config: user.Config{Kit: conf(user.Service), Admin: user.Admin{Email: "admin@shop.test", Password: "correct horse"}, KeySecret: "test secret", Limits: o.UserLimits}}
 	start(user.Service, s.User)
 	pc := conf(product.Service)
 	pc.Deps["user"] = s.User.URL()
@@ -108,10 +110,27 @@ func (s *Shop) Stock(t testing.TB, skus, n int) {
 	}
 }
 
-// Customer registers a customer and returns its token.
+// Customer registers a customer with a delivery address in DE (the first
+// time) and returns its token.
 func (s *Shop) Customer(t testing.TB, email string) string {
 	t.Helper()
-	return usertest.Token(t, s.User.URL(), email)
+	return s.CustomerIn(t, email, "DE")
+}
+
+// CustomerIn registers a customer whose first delivery address is in
+// country and returns its token.
+func (s *Shop) CustomerIn(t testing.TB, email, country string) string {
+	t.Helper()
+	tok := usertest.Token(t, s.User.URL(), email)
+	var a struct{ Addresses []any }
+	kittest.Call(t, "GET", s.User.URL()+"/users/me/addresses", tok, nil).JSON(t, &a)
+	if len(a.Addresses) == 0 {
+		r := kittest.Call(t, "POST", s.User.URL()+"/users/me/addresses", tok, map[string]string{"line1": "Hauptstr. 1", "city": "Berlin", "postalCode": "10115", "country": country})
+		if r.Status != 201 {
+			t.Fatalf("add an address for %s: %d %s", email, r.Status, r.Body)
+		}
+	}
+	return tok
 }
 
 // Fill puts items (sku → quantity) in the customer's cart.

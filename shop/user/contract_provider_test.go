@@ -18,7 +18,7 @@ import (
 // and the request filter sends the token user-service issued to it.
 func TestContractProvider(t *testing.T) {
 	env := kittest.SQLiteEnv(t)
-	m := &user.Main{Config: user.Config{Kit: env.Config(t, user.Service), Admins: []string{"admin@shop.test", "shipping@shop.internal"}}}
+	m := &user.Main{Config: user.Config{Kit: env.Config(t, user.Service), Admin: user.Admin{Email: "admin@shop.test", Password: "correct horse"}, KeySecret: "test secret"}}
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -31,11 +31,6 @@ func TestContractProvider(t *testing.T) {
 		}
 		return nil
 	}
-	login := func(email, password string) string {
-		var l struct{ Token string }
-		kittest.Call(t, "POST", m.URL()+"/login", "", map[string]string{"email": email, "password": password}).JSON(t, &l)
-		return l.Token
-	}
 	states := map[string]contract.StateHandler{
 		"the caller is a registered admin": func(_ context.Context, setup bool, _ map[string]any) (map[string]any, error) {
 			auth.Set(usertest.Token(t, m.URL(), "admin@shop.test"))
@@ -45,8 +40,13 @@ func TestContractProvider(t *testing.T) {
 			auth.Set(usertest.Token(t, m.URL(), "customer@shop.test"))
 			return nil, nil
 		},
-		"the shipping service account is registered as an admin": func(context.Context, bool, map[string]any) (map[string]any, error) {
-			return nil, register("shipping@shop.internal", "shipping-service-account")
+		"the caller is a registered customer with a delivery address": func(_ context.Context, setup bool, _ map[string]any) (map[string]any, error) {
+			tok := usertest.Token(t, m.URL(), "customer@shop.test")
+			if r := kittest.Call(t, "POST", m.URL()+"/users/me/addresses", tok, map[string]string{"line1": "Hauptstr. 1", "city": "Berlin", "postalCode": "10115", "country": "DE"}); r.Status != 201 {
+				return nil, fmt.Errorf("add an address: %d %s", r.Status, r.Body)
+			}
+			auth.Set(tok)
+			return nil, nil
 		},
 		"user u-42 has a delivery address in DE": func(context.Context, bool, map[string]any) (map[string]any, error) {
 			tok := usertest.Token(t, m.URL(), "addressee@shop.test")
@@ -56,10 +56,7 @@ func TestContractProvider(t *testing.T) {
 			}
 			var me user.User
 			kittest.Call(t, "GET", m.URL()+"/users/me", tok, nil).JSON(t, &me)
-			if err := register("shipping@shop.internal", "shipping-service-account"); err != nil {
-				return nil, err
-			}
-			auth.Set(login("shipping@shop.internal", "shipping-service-account"))
+			auth.Set("") // shipping-service calls as itself
 			return map[string]any{"userId": me.ID}, nil
 		},
 	}

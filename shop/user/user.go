@@ -19,16 +19,13 @@ package user
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"embed"
-	"encoding/base64"
-	"fmt"
+	"errors"
 	"io/fs"
 	"net/http"
 	"net/mail"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -50,19 +47,37 @@ const Service = "user-service"
 
 // Config is user-service's configuration.
 type Config struct {
-	Kit      kit.Config
-	Admins   []string      // emails registered with the admin role (ADMIN_EMAILS)
+	Kit kit.Config
+	// Admin, when its email is set, is the shop's administrator, created
+	// (or its password set) at start before any request is served
+	// (ADMIN_EMAIL, ADMIN_PASSWORD): the one way to an admin account, so
+	// nobody can race for it by registering an address. An address
+	// already registered by a customer is refused, never promoted.
+	Admin    Admin
 	TokenTTL time.Duration // TOKEN_TTL, default 1h
+	// KeySecret encrypts the token signing key's seed in the database
+	// (SIGNING_KEY_SECRET). Without it the key lives in this process only
+	// (tokens do not survive a restart) and nothing of it is stored.
+	KeySecret string
+	Limits    Limits
+}
+
+// Admin is the administrator's account.
+type Admin struct {
+	Email, Password string
 }
 
 // Main runs user-service.
 type Main struct {
 	Config Config
 
-	app  *kit.App
-	priv ed25519.PrivateKey
-	kid  string
-	now  func() time.Time
+	app     *kit.App
+	hashing *hashSlots
+	byAcct  *throttle
+	byAddr  *throttle
+	priv    ed25519.PrivateKey
+	kid     string
+	now     func() time.Time
 }
 
 // Start opens everything and serves; URL then answers.
@@ -79,7 +94,16 @@ func (m *Main) Start(ctx context.Context) error {
 		return err
 	}
 	m.app = app
+	l := &m.Config.Limits
+	l.defaults()
+	m.hashing = &hashSlots{slots: make(chan struct{}, l.MaxHashing), wait: l.HashWait}
+	m.byAcct = newThrottle(l.AccountFailures, l.LoginWindow, m.now)
+	m.byAddr = newThrottle(l.AddressFailures, l.LoginWindow, m.now)
 	if err := m.loadKey(ctx); err != nil {
+		_ = app.Close()
+		return err
+	}
+	if err := m.ensureAdmin(ctx); err != nil {
 		_ = app.Close()
 		return err
 	}
@@ -90,10 +114,10 @@ func (m *Main) Start(ctx context.Context) error {
 	v := m.verifier()
 	mux.Handle("GET /users/me", kit.Handle(v.Auth(m.me)))
 	mux.Handle("PATCH /users/me", kit.Handle(v.Auth(m.updateMe)))
-	mux.Handle("GET /users/{id}", kit.Handle(v.Auth(m.get)))
+	mux.Handle("GET /users/{id}", kit.Handle(v.AuthOrService(m.get, "shipping-service", "notification-service", "order-service")))
 	mux.Handle("POST /users/me/addresses", kit.Handle(v.Auth(m.addAddress)))
 	mux.Handle("GET /users/me/addresses", kit.Handle(v.Auth(m.addresses)))
-	mux.Handle("GET /users/{id}/addresses", kit.Handle(v.Auth(m.userAddresses)))
+	mux.Handle("GET /users/{id}/addresses", kit.Handle(v.AuthOrService(m.userAddresses, "shipping-service", "order-service")))
 	app.Serve()
 	return nil
 }
@@ -132,29 +156,6 @@ func (m *Main) verifier() *kit.Verifier {
 	return v
 }
 
-func (m *Main) loadKey(ctx context.Context) error {
-	return m.app.DB.InTx(ctx, func(tx *sqldb.Tx) error {
-		var kid, seed string
-		err := tx.QueryRowContext(ctx, `SELECT kid, seed FROM signing_keys ORDER BY created_ms DESC LIMIT 1`).Scan(&kid, &seed)
-		if sqldb.IsNoRows(err) {
-			s := make([]byte, ed25519.SeedSize)
-			_, _ = rand.Read(s)
-			kid, seed = "k-"+kit.NewID()[:8], base64.StdEncoding.EncodeToString(s)
-			if _, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, seed, created_ms) VALUES ($1, $2, $3)`, kid, seed, m.now().UnixMilli()); err != nil {
-				return fmt.Errorf("store signing key: %w", err)
-			}
-		} else if err != nil {
-			return fmt.Errorf("load signing key: %w", err)
-		}
-		raw, err := base64.StdEncoding.DecodeString(seed)
-		if err != nil || len(raw) != ed25519.SeedSize {
-			return fmt.Errorf("signing key %s is corrupt", kid)
-		}
-		m.priv, m.kid = ed25519.NewKeyFromSeed(raw), kid
-		return nil
-	})
-}
-
 // User is a profile as the API shows it.
 type User struct {
 	ID        string    `json:"id"`
@@ -178,15 +179,8 @@ func validEmail(s string) bool {
 	return err == nil && a.Address == s && len(s) <= 254 && strings.Contains(s[strings.LastIndexByte(s, '@'):], ".")
 }
 
-func checkName(name string) error {
-	if strings.TrimSpace(name) == "" {
-		return kit.BadRequest("name is required")
-	}
-	if utf8.RuneCountInString(name) > 100 {
-		return kit.BadRequest("name is over 100 characters")
-	}
-	return nil
-}
+// checkName cleans a user's name of control characters and checks it.
+func checkName(name string) (string, error) { return kit.CheckName("name", name, 100) }
 
 func (m *Main) register(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
@@ -208,19 +202,22 @@ func (m *Main) register(w http.ResponseWriter, r *http.Request) error {
 	case len(in.Password) > 128:
 		return kit.BadRequest("password must be at most 128 characters")
 	}
-	if err := checkName(in.Name); err != nil {
+	name, err := checkName(in.Name)
+	if err != nil {
 		return err
 	}
-	role := kit.RoleCustomer
-	for _, a := range m.Config.Admins {
-		if strings.EqualFold(a, in.Email) {
-			role = kit.RoleAdmin
-		}
-	}
-	u := User{ID: kit.NewID(), Email: in.Email, Name: strings.TrimSpace(in.Name), Role: role, CreatedAt: m.now().UTC().Truncate(time.Millisecond)}
-	hash := HashPassword(in.Password)
+	// Every account registered here is a customer's: the admin comes
+	// from the start-up secret (Config.Admin) alone.
+	u := User{ID: kit.NewID(), Email: in.Email, Name: name, Role: kit.RoleCustomer, CreatedAt: m.now().UTC().Truncate(time.Millisecond)}
+	var hash string
 	ctx := r.Context()
-	err := m.app.Tx(ctx, func(tx *sqldb.Tx) error {
+	if err := m.hashing.do(ctx, func() { hash = HashPassword(in.Password) }); err != nil {
+		if e := (*kit.Error)(nil); errors.As(err, &e) && e.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		return err
+	}
+	err = m.app.Tx(ctx, func(tx *sqldb.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO users (id, email, name, password_hash, role, created_ms) VALUES ($1, $2, $3, $4, $5, $6)`,
 			u.ID, u.Email, u.Name, hash, u.Role, u.CreatedAt.UnixMilli()); err != nil {
 			if sqldb.IsUniqueViolation(err) {
@@ -253,21 +250,41 @@ func (m *Main) login(w http.ResponseWriter, r *http.Request) error {
 		return kit.BadRequest("email and password are required")
 	}
 	in.Email = strings.ToLower(strings.TrimSpace(in.Email))
+	if len(in.Email) > 254 || len(in.Password) > 128 {
+		return kit.Unauthorized("wrong email or password")
+	}
+	// The throttle first: a refused attempt costs no hashing.
+	addr := clientAddress(r)
+	if ok, left := m.byAddr.blocked(addr); ok {
+		return tooMany(w, left, "from "+addr)
+	}
+	if ok, left := m.byAcct.blocked(in.Email); ok {
+		return tooMany(w, left, "of this account")
+	}
 	var u User
 	var hash string
 	var created int64
 	err := m.app.DB.QueryRowContext(r.Context(), `SELECT id, email, name, role, password_hash, created_ms FROM users WHERE email = $1`, in.Email).
 		Scan(&u.ID, &u.Email, &u.Name, &u.Role, &hash, &created)
 	if sqldb.IsNoRows(err) {
-		CheckPassword(dummyHash, in.Password)
-		return kit.Unauthorized("wrong email or password")
+		hash, err = dummyHash, nil
 	}
 	if err != nil {
 		return err
 	}
-	if !CheckPassword(hash, in.Password) {
+	match := false
+	if err := m.hashing.do(r.Context(), func() { match = CheckPassword(hash, in.Password) && u.ID != "" }); err != nil {
+		if e := (*kit.Error)(nil); errors.As(err, &e) && e.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		return err
+	}
+	if !match {
+		m.byAddr.fail(addr)
+		m.byAcct.fail(in.Email)
 		return kit.Unauthorized("wrong email or password")
 	}
+	m.byAcct.forget(in.Email)
 	u.CreatedAt = time.UnixMilli(created).UTC()
 	tok, exp, err := m.Issue(u)
 	if err != nil {
@@ -327,7 +344,7 @@ func (m *Main) me(w http.ResponseWriter, r *http.Request) error {
 func (m *Main) get(w http.ResponseWriter, r *http.Request) error {
 	c := kit.ClaimsFrom(r.Context())
 	id := r.PathValue("id")
-	if id != c.UserID() && c.Role != kit.RoleAdmin {
+	if !c.MayActFor(id) {
 		return kit.Forbidden("user %s may not read user %s", c.UserID(), id)
 	}
 	u, err := m.load(r.Context(), id)
@@ -345,11 +362,12 @@ func (m *Main) updateMe(w http.ResponseWriter, r *http.Request) error {
 	if err := kit.Decode(r, &in); err != nil {
 		return err
 	}
-	if err := checkName(in.Name); err != nil {
+	name, err := checkName(in.Name)
+	if err != nil {
 		return err
 	}
 	id := kit.ClaimsFrom(r.Context()).UserID()
-	res, err := m.app.DB.ExecContext(r.Context(), `UPDATE users SET name = $1 WHERE id = $2`, strings.TrimSpace(in.Name), id)
+	res, err := m.app.DB.ExecContext(r.Context(), `UPDATE users SET name = $1 WHERE id = $2`, name, id)
 	if err != nil {
 		return err
 	}

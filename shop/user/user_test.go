@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +19,7 @@ import (
 
 func start(t *testing.T, env kittest.Env) *Main {
 	t.Helper()
-	m := &Main{Config: Config{Kit: env.Config(t, Service), Admins: []string{"admin@shop.test"}}}
+	m := &Main{Config: Config{Kit: env.Config(t, Service), Admin: Admin{Email: "admin@shop.test", Password: "correct horse"}, KeySecret: "test secret"}}
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +75,19 @@ func TestUserService(t *testing.T) {
 		if ada.Email != "ada@shop.test" || ada.Role != kit.RoleCustomer {
 			t.Errorf("registered %+v", ada)
 		}
-		admin, adminTok := register(t, url, "admin@shop.test")
-		if admin.Role != kit.RoleAdmin {
-			t.Errorf("admin email got role %s", admin.Role)
+		// The admin exists from the start; registering its address, in
+		// any case, is refused.
+		if r := kittest.Call(t, "POST", url+"/users", "", map[string]string{"email": "ADMIN@shop.test", "password": "another password", "name": "Mallory"}); r.Status != 409 {
+			t.Errorf("registering the admin's address: %d %s", r.Status, r.Body)
+		}
+		var login struct {
+			Token string
+			User  User
+		}
+		kittest.Call(t, "POST", url+"/login", "", map[string]string{"email": "admin@shop.test", "password": "correct horse"}).JSON(t, &login)
+		admin, adminTok := login.User, login.Token
+		if admin.Role != kit.RoleAdmin || adminTok == "" {
+			t.Errorf("admin logged in as %+v", admin)
 		}
 
 		t.Run("bad input writes nothing", func(t *testing.T) {
@@ -196,15 +207,15 @@ func TestUserService(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(events) != 3 {
-			t.Fatalf("%d UserRegistered events, want 3 (ada, admin, bob)", len(events))
+			t.Fatalf("%d UserRegistered events, want 3 (the admin at start, ada, bob)", len(events))
 		}
 		var got registered
-		if err := m.app.Codec.Decode(context.Background(), "UserRegistered", events[0].Payload, &got); err != nil {
+		if err := m.app.Codec.Decode(context.Background(), "UserRegistered", events[1].Payload, &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.UserID != ada.ID || got.Email != "ada@shop.test" || got.Version != 1 || events[0].Key != ada.ID ||
-			events[0].ID() == "" || events[0].Headers[bus.HeaderTraceparent] == "" || events[0].Headers[bus.HeaderOccurredAt] == "" {
-			t.Errorf("event %+v headers %v", got, events[0].Headers)
+		if got.UserID != ada.ID || got.Email != "ada@shop.test" || got.Version != 1 || events[1].Key != ada.ID ||
+			events[1].ID() == "" || events[1].Headers[bus.HeaderTraceparent] == "" || events[1].Headers[bus.HeaderOccurredAt] == "" {
+			t.Errorf("event %+v headers %v", got, events[1].Headers)
 		}
 	})
 }
@@ -215,13 +226,27 @@ func TestSigningKeySurvivesRestart(t *testing.T) {
 	dsn := t.TempDir() + "/user.db"
 	cfg := env.Config(t, Service)
 	cfg.DatabaseURL = dsn
-	m1 := &Main{Config: Config{Kit: cfg}}
+	m1 := &Main{Config: Config{Kit: cfg, KeySecret: "s3cret"}}
 	if err := m1.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	_, tok := register(t, m1.URL(), "ada@shop.test")
+	// The seed is stored sealed, never in clear.
+	var stored string
+	if err := m1.app.DB.QueryRowContext(context.Background(), `SELECT seed FROM signing_keys`).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(stored, sealedPrefix) || strings.Contains(stored, base64.StdEncoding.EncodeToString(m1.priv.Seed())) {
+		t.Errorf("signing key stored as %q", stored)
+	}
 	_ = m1.Close()
-	m2 := &Main{Config: Config{Kit: cfg}}
+	// Another secret does not open it: the start fails, saying so.
+	bad := &Main{Config: Config{Kit: cfg, KeySecret: "guess"}}
+	if err := bad.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "SIGNING_KEY_SECRET") {
+		t.Errorf("start with another secret: %v", err)
+		_ = bad.Close()
+	}
+	m2 := &Main{Config: Config{Kit: cfg, KeySecret: "s3cret"}}
 	if err := m2.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

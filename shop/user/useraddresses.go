@@ -12,7 +12,7 @@ import (
 func (m *Main) userAddresses(w http.ResponseWriter, r *http.Request) error {
 	c := kit.ClaimsFrom(r.Context())
 	id := r.PathValue("id")
-	if id != c.UserID() && c.Role != kit.RoleAdmin {
+	if !c.MayActFor(id) {
 		return kit.Forbidden("user %s may not read the addresses of user %s", c.UserID(), id)
 	}
 	if _, err := m.load(r.Context(), id); err != nil {

@@ -1,7 +1,6 @@
 // Command shipping runs shipping-service. Configuration: see kit.Load,
 // plus ORDER_URL, USER_URL and:
 //
-//	SHIPPING_ACCOUNT, SHIPPING_PASSWORD  its login at user-service (must be in ADMIN_EMAILS there)
 //	SHIPPING_HOME                         the shop's country (domestic zone), default DE
 //	SHIPPING_UNDELIVERABLE                countries no carrier serves, comma-separated
 //	SHIPPING_FAILURE_RATE                 fraction of parcels the carrier refuses (0 to 1)
@@ -30,7 +29,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "shipping-service:", err)
 		os.Exit(2)
 	}
-	cfg := shipping.Config{Kit: kc, Account: os.Getenv("SHIPPING_ACCOUNT"), Password: os.Getenv("SHIPPING_PASSWORD")}
+	cfg := shipping.Config{Kit: kc}
 	cfg.Rates.Home = os.Getenv("SHIPPING_HOME")
 	if v := os.Getenv("SHIPPING_UNDELIVERABLE"); v != "" {
 		for _, c := range strings.Split(v, ",") {

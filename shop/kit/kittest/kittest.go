@@ -140,13 +140,11 @@ func (r Response) JSON(t testing.TB, v any) {
 	}
 }
 
-// ErrorCode returns the code of a {"error":{...}} body, or "".
+// ErrorCode returns the code of a problem (RFC 9457) body, or "".
 func (r Response) ErrorCode() string {
-	var e struct {
-		Error struct{ Code, Message string } `json:"error"`
-	}
+	var e struct{ Code string }
 	_ = json.Unmarshal(r.Body, &e)
-	return e.Error.Code
+	return e.Code
 }
 
 // Call sends body (a string is sent raw, anything else as JSON) with an

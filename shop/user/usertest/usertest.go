@@ -13,7 +13,7 @@ import (
 // admin@shop.test) and returns it with a customer's and an admin's token.
 func StartForTest(t testing.TB, env kittest.Env) (m *user.Main, customerToken, adminToken string) {
 	t.Helper()
-	m = &user.Main{Config: user.Config{Kit: env.Config(t, user.Service), Admins: []string{"admin@shop.test"}}}
+	m = &user.Main{Config: user.Config{Kit: env.Config(t, user.Service), Admin: user.Admin{Email: "admin@shop.test", Password: "correct horse"}, KeySecret: "test secret"}}
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
