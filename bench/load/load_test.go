@@ -84,7 +84,7 @@ func BenchmarkShop(b *testing.B) {
 	shop.Stock(b, 100, 1000000)
 	kc := env.Config(b, shipping.Service)
 	kc.Deps["order"], kc.Deps["user"] = shop.Order.URL(), shop.User.URL()
-	sm := &shipping.Main{Config: shipping.Config{Kit: kc, Account: "admin@shop.test", Password: "correct horse"}}
+	sm := &shipping.Main{Config: shipping.Config{Kit: kc}}
 	if err := sm.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
