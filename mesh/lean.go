@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/flotilla-ci/flotilla/identity"
 )
 
 // leanTransport is an HTTP/1.1 client for one endpoint that does the whole
@@ -27,6 +29,7 @@ type leanTransport struct {
 	dialer  *net.Dialer
 	maxIdle int
 	std     *http.Transport // for upgrades
+	tls     *identity.Dialer // mutual TLS over each connection; nil: plaintext
 
 	mu   sync.Mutex
 	idle []*leanConn
@@ -92,14 +95,26 @@ func (t *leanTransport) get(ctx context.Context, replayable bool) (*leanConn, bo
 	if err != nil {
 		return nil, false, err
 	}
+	// The peek looks at the TCP connection under TLS: a close_notify or
+	// a close from the instance both read as closed.
+	var rc syscall.RawConn
+	if sc, ok := c.(syscall.Conn); ok {
+		rc, _ = sc.SyscallConn()
+	}
+	if t.tls != nil {
+		tc, err := t.tls.Handshake(ctx, c)
+		if err != nil {
+			// Nothing of the request was sent: a dial error, retried
+			// on another endpoint.
+			return nil, false, &net.OpError{Op: "dial", Net: "tcp", Err: err}
+		}
+		c = tc
+	}
 	br := bufReaders.Get().(*bufio.Reader)
 	br.Reset(c)
 	bw := bufWriters.Get().(*bufio.Writer)
 	bw.Reset(c)
-	pc := &leanConn{t: t, c: c, br: br, bw: bw}
-	if sc, ok := c.(syscall.Conn); ok {
-		pc.rc, _ = sc.SyscallConn()
-	}
+	pc := &leanConn{t: t, c: c, br: br, bw: bw, rc: rc}
 	return pc, false, nil
 }
 
