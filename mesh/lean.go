@@ -28,7 +28,7 @@ type leanTransport struct {
 	addr    string
 	dialer  *net.Dialer
 	maxIdle int
-	std     *http.Transport // for upgrades
+	std     *http.Transport  // for upgrades
 	tls     *identity.Dialer // mutual TLS over each connection; nil: plaintext
 
 	mu   sync.Mutex
