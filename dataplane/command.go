@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"github.com/flotilla-ci/flotilla/identity"
 )
 
 // Command runs the data plane from command-line arguments, as `flotilla
@@ -18,13 +20,21 @@ func Command(ctx context.Context, args []string, stderr io.Writer, version strin
 	fs.SetOutput(stderr)
 	state := fs.String("state", "", "the state directory")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "how long in-flight requests may take to finish")
+	ident := fs.String("identity", "", "the workloads' identity directory (mutual TLS; empty: plaintext)")
+	mtls := fs.String("mtls", string(identity.Strict), "strict or permissive (with --identity)")
+	ns := fs.String("namespace", identity.DefaultNamespace, "the services' namespace in their SPIFFE IDs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *state == "" || fs.NArg() > 0 {
 		return fmt.Errorf("dataplane: want --state DIR [--drain-timeout D], not %q", args)
 	}
+	mode, err := identity.ParseMode(*mtls)
+	if err != nil {
+		return fmt.Errorf("dataplane: --mtls: %w", err)
+	}
 	m := &Main{Config: Config{State: *state, DrainTimeout: *drain, Version: version,
+		Identity: *ident, MTLS: mode, Namespace: *ns,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil))}}
 	return m.Run(ctx)
 }

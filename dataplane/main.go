@@ -11,8 +11,26 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flotilla-ci/flotilla/identity"
 	"github.com/flotilla-ci/flotilla/mesh"
 )
+
+// meshTLS reads the mesh's and the gateway's identities.
+func meshTLS(cfg *Config) (*mesh.TLSConfig, error) {
+	ns := cfg.Namespace
+	if ns == "" {
+		ns = identity.DefaultNamespace
+	}
+	src, err := identity.NewSource(identity.WorkloadDir(cfg.Identity, identity.SystemNamespace, identity.Mesh))
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: the mesh's identity: %w", err)
+	}
+	gw, err := identity.NewSource(identity.WorkloadDir(cfg.Identity, identity.SystemNamespace, identity.Gateway))
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: the gateway's identity: %w", err)
+	}
+	return &mesh.TLSConfig{Source: src, Gateway: gw, Mode: cfg.MTLS, Namespace: ns}, nil
+}
 
 // Config configures the data-plane process.
 type Config struct {
@@ -25,7 +43,15 @@ type Config struct {
 	// Version is flotilla's version, reported by the status.
 	Version string
 	// Mesh configures the mesh (its Authz comes from the snapshots).
-	Mesh   mesh.Config
+	Mesh mesh.Config
+	// Identity, when set, is the directory of the workloads' identities
+	// (identity.Workloads.Dir): the mesh serves mutual TLS (MTLS mode,
+	// default strict) as flotilla-system/mesh, the gateway calls as
+	// flotilla-system/gateway, and instances must be the services of
+	// Namespace (default identity.DefaultNamespace).
+	Identity  string
+	MTLS      identity.Mode
+	Namespace string
 	Logger *slog.Logger
 }
 
@@ -68,6 +94,12 @@ func (m *Main) Start(ctx context.Context) error {
 	mc := cfg.Mesh
 	if mc.Logger == nil {
 		mc.Logger = cfg.Logger.With("component", "mesh")
+	}
+	if cfg.Identity != "" {
+		if mc.TLS, err = meshTLS(cfg); err != nil {
+			_ = ln.Close()
+			return err
+		}
 	}
 	if m.mesh, err = mesh.New(mc); err != nil {
 		_ = ln.Close()

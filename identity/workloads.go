@@ -28,6 +28,18 @@ const (
 	BundleFile = "bundle.pem" // the roots to trust
 )
 
+// The environment a platform gives a workload process: the directory of
+// its SVID and bundle, its listener's mode (strict or permissive), the
+// SPIFFE IDs allowed to connect to it (comma-separated), and the mesh's
+// ID (the server its calls go to, and the one peer whose X-Flotilla-Peer
+// header names the caller).
+const (
+	EnvDir    = "FLOTILLA_IDENTITY_DIR"
+	EnvMTLS   = "FLOTILLA_MTLS"
+	EnvPeers  = "FLOTILLA_PEERS"
+	EnvMeshID = "FLOTILLA_MESH_ID"
+)
+
 // Workloads issues SVIDs into directories (Dir/<namespace>.<name>/), keeps
 // them renewed and lists them.
 type Workloads struct {
@@ -71,12 +83,15 @@ func (w *Workloads) log() *slog.Logger {
 
 // DirOf is the directory of id's files.
 func (w *Workloads) DirOf(id spiffeid.ID) string {
-	name := strings.ReplaceAll(strings.TrimPrefix(id.Path(), "/"), "/", ".")
 	if ns, sa, ok := ParseWorkload(id); ok {
-		name = ns + "." + sa
+		return WorkloadDir(w.Dir, ns, sa)
 	}
-	return filepath.Join(w.Dir, name)
+	return filepath.Join(w.Dir, strings.ReplaceAll(strings.TrimPrefix(id.Path(), "/"), "/", "."))
 }
+
+// WorkloadDir is the directory of the files of namespace ns's workload
+// name under a Workloads' root.
+func WorkloadDir(root, ns, name string) string { return filepath.Join(root, ns+"."+name) }
 
 // Ensure makes sure id has a current SVID from this CA (issuing one when
 // it has none, when its SVID is past half its life or from another root)

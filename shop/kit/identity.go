@@ -26,10 +26,10 @@ const PeerHeader = "X-Flotilla-Peer"
 // calls to dependencies accept, and the only peer whose X-Flotilla-Peer
 // it believes).
 const (
-	EnvIdentityDir = "FLOTILLA_IDENTITY_DIR"
-	EnvMTLS        = "FLOTILLA_MTLS"
-	EnvPeers       = "FLOTILLA_PEERS"
-	EnvMeshID      = "FLOTILLA_MESH_ID"
+	EnvIdentityDir = identity.EnvDir
+	EnvMTLS        = identity.EnvMTLS
+	EnvPeers       = identity.EnvPeers
+	EnvMeshID      = identity.EnvMeshID
 )
 
 // dialers are the mutual TLS dialers of the services this process runs,
@@ -41,9 +41,23 @@ var plainDialer = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Sec
 
 // dialContext dials as the service of ctx: mutual TLS when it has an
 // identity, plain TCP otherwise.
+//
+// A call made outside any service's context (a start-up call) dials as the
+// process's service when it runs one only, as a service's process does.
 func dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	if d, ok := dialers.Load(ServiceFrom(ctx)); ok {
 		return d.(*identity.Dialer).DialContext(ctx, network, addr)
+	}
+	if ServiceFrom(ctx) == "" {
+		var only *identity.Dialer
+		n := 0
+		dialers.Range(func(_, v any) bool {
+			only, n = v.(*identity.Dialer), n+1
+			return n < 2
+		})
+		if n == 1 {
+			return only.DialContext(ctx, network, addr)
+		}
 	}
 	return plainDialer.DialContext(ctx, network, addr)
 }
