@@ -629,7 +629,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	target.ProbeTransport = ids.probeTransport()
 	lc, err = OpenLocal(ctx, LocalConfig{
 		SmokeClient: ids.smokeClient(),
-		Graph: g, Data: data, Router: dp, DB: db, Env: env,
+		Graph:       g, Data: data, Router: dp, DB: db, Env: env,
 		Gates: []deploy.Gate{
 			SchemasCompatible{Registry: serde.NewClient(info.Registry, "", ""), Manifest: func() (*graph.Manifest, error) {
 				m, _, err := graph.Load(m.File)

@@ -52,7 +52,7 @@ type Config struct {
 	Identity  string
 	MTLS      identity.Mode
 	Namespace string
-	Logger *slog.Logger
+	Logger    *slog.Logger
 }
 
 // Main is the data-plane process: the mesh, the edge gateway and the admin
