@@ -460,6 +460,7 @@ func (a *API) canaryOverride(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	req.Who = actor(r.Context(), req.Who)
 	promote := strings.HasSuffix(r.URL.Path, "/promote")
 	what := "aborted"
 	if promote {

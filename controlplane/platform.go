@@ -472,6 +472,11 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The API's tokens (made on the first start).
+	tokens, err := EnsureTokens(data)
+	if err != nil {
+		return nil, err
+	}
 	// The CA and the platform's own identities, before any process that
 	// needs one starts.
 	ids, err := p.openIdentity(ctx, data)
@@ -691,7 +696,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 		}
 		writeError(w, http.StatusServiceUnavailable, errors.New("the platform is starting: its services are being deployed"))
 	})
-	newServer(ls.api, mux, "api", &apiSrv)
+	newServer(ls.api, tokens.Middleware(mux), "api", &apiSrv)
 
 	// The release that brings every service up, in waves.
 	p.log.InfoContext(ctx, "deploying", "services", names, "data", data)

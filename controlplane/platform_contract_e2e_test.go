@@ -12,7 +12,6 @@ import (
 
 	"github.com/flotilla-ci/flotilla/broker"
 	"github.com/flotilla-ci/flotilla/broker/client"
-	"github.com/flotilla-ci/flotilla/controlplane"
 	"github.com/flotilla-ci/flotilla/deploy"
 )
 
@@ -43,7 +42,7 @@ func TestPlatformContractGateRefusesABreakingProvider(t *testing.T) {
 	t.Logf("up in %v", info.Took.Round(time.Millisecond))
 
 	ctx := context.Background()
-	api := controlplane.NewClient(info.API)
+	api := apiClient(t, info)
 	hist, err := api.History(ctx, "", 10)
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/flotilla-ci/flotilla/controlplane"
 )
 
 func (a *app) historyCmd() *cobra.Command {
@@ -33,7 +32,7 @@ it failed.`,
 			}
 			ctx, cancel := ctxTimeout(cmd.Context())
 			defer cancel()
-			recs, err := controlplane.NewClient(addr).History(ctx, service, limit)
+			recs, err := a.apiClient(addr).History(ctx, service, limit)
 			if err != nil {
 				return apiErr(err)
 			}

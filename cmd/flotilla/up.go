@@ -24,6 +24,7 @@ import (
 	"github.com/flotilla-ci/flotilla/deploy"
 	"github.com/flotilla-ci/flotilla/deploy/local"
 	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/identity"
 	"github.com/flotilla-ci/flotilla/mesh"
 )
 
@@ -34,6 +35,7 @@ func (a *app) upCmd() *cobra.Command {
 		noDemo     bool
 		logMaxSize string
 		authz      string
+		mtls       string
 	)
 	d := controlplane.DefaultPlatformConfig("")
 	cmd := &cobra.Command{
@@ -73,6 +75,7 @@ version is unchanged is not rebuilt. The default addresses are in the
 			cfg.Services = only
 			cfg.Demo = !noDemo
 			cfg.Authz = mesh.AuthzMode(authz)
+			cfg.MTLS = identity.Mode(mtls)
 			bi, _ := debug.ReadBuildInfo()
 			cfg.Version = strings.TrimPrefix(versionLine(version, bi), "flotilla ")
 			if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
@@ -158,6 +161,7 @@ version is unchanged is not rebuilt. The default addresses are in the
 	f.StringVar(&cfg.BrokerAddr, "broker-addr", d.BrokerAddr, "the contract broker's address")
 	f.StringVar(&cfg.NATSAddr, "nats-addr", d.NATSAddr, "the embedded NATS server's address")
 	f.StringVar(&authz, "authz", string(d.Authz), "the mesh's authorization from the graph: enforce (refuse a call to a service the caller does not depends_on with 403), warn (count it) or off")
+	f.StringVar(&mtls, "mtls", string(d.MTLS), "mutual TLS on the mesh's and the services' listeners: strict (a connection without a certificate of the platform's CA is refused) or permissive (plaintext is also accepted, and counted); 'flotilla certs' lists the identities")
 	f.BoolVar(&noDemo, "no-demo", false, "do not load the demo data")
 	f.StringVar(&logMaxSize, "log-max-size", "10MiB", "rotate a service's log file past this size (e.g. 50MB, 1GiB; 0 or -1: never)")
 	f.IntVar(&cfg.KeepVersions, "keep-versions", deploy.DefaultKeepVersions, "versions of each service whose artifacts and logs are kept for rollback besides the serving, canary and previous ones (pruned after every release; 'flotilla gc' prunes now)")

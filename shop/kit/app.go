@@ -124,7 +124,7 @@ func Start(ctx context.Context, cfg Config, migrations, schemas fs.FS) (*App, er
 			return fail(err)
 		}
 	}
-	a.Mux.HandleFunc("GET /metrics", a.metricsHandler)
+	a.Mux.HandleFunc("GET /metrics/mtls", a.metricsHandler)
 	a.Mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": cfg.Service})
 	})

@@ -194,7 +194,8 @@ func PeerService(r *http.Request) (name, namespace string) {
 	return sa, ns
 }
 
-// writeTLSMetrics serves GET /metrics: the listener's counters.
+// metricsHandler serves GET /metrics/mtls: the listener's counters
+// (a service may serve its own /metrics).
 func (a *App) metricsHandler(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	if a.tls == nil {

@@ -91,7 +91,7 @@ func TestServiceListenerRefusesWithoutAnAllowedCertificate(t *testing.T) {
 		if app.TLSStats().Handshakes() < 2 {
 			t.Errorf("handshakes = %d, want ≥ 2", app.TLSStats().Handshakes())
 		}
-		resp, err := identitytest.Client(env.Source(t, mesh)).Get(app.URL() + "/metrics")
+		resp, err := identitytest.Client(env.Source(t, mesh)).Get(app.URL() + "/metrics/mtls")
 		if err != nil {
 			t.Fatal(err)
 		}
