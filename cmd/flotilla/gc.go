@@ -6,7 +6,6 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
-
 )
 
 func (a *app) gcCmd() *cobra.Command {
