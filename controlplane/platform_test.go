@@ -196,6 +196,8 @@ func TestPlatformUpStopAndUpAgain(t *testing.T) {
 	if st := demoLogin(t, info.Gateway); st != http.StatusOK {
 		t.Fatalf("demo user login through the gateway: %d, want 200", st)
 	}
+	checkAPIToken(t, info)
+	checkRotationUnderLoad(t, info)
 	// The control plane's API knows what runs, and where.
 	var status controlplane.StatusResponse
 	if st := get(t, info.API+"/api/status", &status); st != http.StatusOK {
