@@ -302,4 +302,3 @@ func loadAvg() string {
 	}
 	return string(b[:14])
 }
-
