@@ -482,5 +482,5 @@ func apiClient(t *testing.T, info controlplane.PlatformInfo) *controlplane.Clien
 	t.Helper()
 	rememberToken(t, info)
 	tok, _ := apiTokens.Load(strings.TrimPrefix(info.API, "http://"))
-	return apiClient(t, info).WithToken(tok.(string))
+	return controlplane.NewClient(info.API).WithToken(tok.(string))
 }

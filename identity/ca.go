@@ -105,7 +105,7 @@ func OpenCA(dir string, trustDomain string, now func() time.Time) (*CA, error) {
 	}
 	roots, err := parseCerts(rootPEM)
 	if err != nil || len(roots) != 1 {
-		return nil, fmt.Errorf("certificate authority %s: want one certificate (%v)", filepath.Join(dir, "root.pem"), err)
+		return nil, fmt.Errorf("certificate authority %s: want one certificate (%w)", filepath.Join(dir, "root.pem"), err)
 	}
 	ca.root = roots[0]
 	if id, err := x509svid.IDFromCert(ca.root); err != nil || id.TrustDomain() != td {

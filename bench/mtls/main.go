@@ -226,7 +226,7 @@ func attack(s setup, rate int, d time.Duration) ([]time.Duration, error) {
 	}
 	wg.Wait()
 	if f := failed.Load(); f > 0 {
-		return nil, fmt.Errorf("%d requests failed: %v", f, *firstErr.Load())
+		return nil, fmt.Errorf("%d requests failed: %w", f, *firstErr.Load())
 	}
 	slices.Sort(lat)
 	return lat, nil

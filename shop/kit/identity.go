@@ -11,7 +11,6 @@ import (
 
 	"github.com/flotilla-ci/flotilla/identity"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 )
 
 // PeerHeader is the mesh's header naming the verified caller of a request
@@ -98,7 +97,7 @@ func (a *App) listenTLS(ln net.Listener) (net.Listener, error) {
 			a.Log.Warn("refused a connection", "reason", reason, "remote", remote.String(), "err", err)
 		}
 	}
-	var allow tlsconfig.Authorizer = identity.AllowTrustDomain(src.TrustDomain())
+	allow := identity.AllowTrustDomain(src.TrustDomain())
 	if len(cfg.Peers) > 0 {
 		var ids []spiffeid.ID
 		for _, p := range cfg.Peers {
