@@ -224,3 +224,39 @@ func TestMTLSMeshPermissive(t *testing.T) {
 		t.Errorf("plaintext with unknown callers allowed: %s %v, want 200 naming nobody", resp.Status, got)
 	}
 }
+
+// The gateway is the edge: a client's own X-Flotilla-Peer is replaced by
+// the gateway's ID, which the mesh knows as the gateway (allowed to call
+// every service), and the instance is told so.
+func TestMTLSGatewayNamesItselfByItsIdentity(t *testing.T) {
+	env := identitytest.New(t, 0, nil)
+	m := newTLSMesh(t, env, identity.Strict, false)
+	ctx := context.Background()
+	if _, err := m.AddService(ctx, ServiceConfig{Name: "payment-service"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetSubset(ctx, "payment-service", Subset{Name: "v1", Endpoints: []string{tlsInstance(t, env, "payment-service")}}); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := NewGateway(GatewayConfig{Routes: []RouteEntry{{Path: "/api/payment/**", Service: "payment-service", Rewrite: "/", Public: true}}}, m, GatewayOptions{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := gw.Listen(ctx, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gw.Close(context.Background()) })
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/payment/pay", nil)
+	req.Header.Set(PeerHeader, identitytest.Service(t, "order-service").String())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&got)
+	_ = resp.Body.Close()
+	if want := identitytest.System(t, identity.Gateway).String(); resp.StatusCode != 200 || got["peer"] != want {
+		t.Errorf("through the gateway with a forged peer: %s %v, want 200 naming %s", resp.Status, got, want)
+	}
+}
