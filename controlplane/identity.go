@@ -88,8 +88,9 @@ func (pi *platformIdentity) serviceID(service string) (spiffeid.ID, error) {
 }
 
 // env adds a service's identity to its environment: its SVID (issued now
-// if it has none), the mode, who may connect (the mesh, the probes, and
-// the services the graph lets call it) and the mesh's ID.
+// if it has none), the mode, who may connect (the mesh, the probes, the
+// service itself, and the services the graph lets call it) and the mesh's
+// ID.
 func (pi *platformIdentity) env(m *graph.Manifest, next func(string) map[string]string) func(string) map[string]string {
 	return func(service string) map[string]string {
 		env := next(service)
@@ -102,7 +103,9 @@ func (pi *platformIdentity) env(m *graph.Manifest, next func(string) map[string]
 			return env
 		}
 		probe, _ := identity.WorkloadID(pi.td, identity.SystemNamespace, identity.Probe)
-		peers := []string{pi.mesh.String(), probe.String()}
+		// The mesh, the probes, itself (user-service reads its own
+		// JWKS), and the services that may call it.
+		peers := []string{pi.mesh.String(), probe.String(), id.String()}
 		for _, s := range m.Services {
 			for _, d := range s.DependsOn {
 				if d == service {
