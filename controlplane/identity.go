@@ -134,7 +134,7 @@ func (pi *platformIdentity) servicesOfNamespace(id spiffeid.ID, _ [][]*x509.Cert
 
 // probeTransport makes the readiness probes as flotilla-system/probe.
 func (pi *platformIdentity) probeTransport() http.RoundTripper {
-	d := &identity.Dialer{Config: identity.ClientConfig(pi.probe, pi.servicesOfNamespace)}
+	d := &identity.Dialer{Config: identity.ClientConfig(pi.probe, pi.servicesOfNamespace), Fallback: pi.mode == identity.Permissive}
 	d.Net.Timeout = time.Second
 	return &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/flotilla-ci/flotilla/broker"
 	"github.com/flotilla-ci/flotilla/broker/client"
 	"github.com/flotilla-ci/flotilla/deploy"
+	"github.com/flotilla-ci/flotilla/identity"
 )
 
 // The contract gate on a running platform: a repository with a provider
@@ -35,6 +36,9 @@ func TestPlatformContractGateRefusesABreakingProvider(t *testing.T) {
 	started := time.Now()
 	root := contractRepo(t)
 	cfg := platformConfig(filepath.Join(root, "flotilla.yaml"), filepath.Join(root, ".flotilla"))
+	// Its service is no shop/kit service and speaks no TLS: permissive
+	// mode lets it in and the mesh and the probes speak plaintext to it.
+	cfg.MTLS = identity.Permissive
 	cfg.Demo = false
 	var events []deploy.Event
 	cfg.Events = func(e deploy.Event) { events = append(events, e) }

@@ -352,6 +352,10 @@ func PeerOf(c net.Conn) spiffeid.ID {
 type Dialer struct {
 	Net    net.Dialer
 	Config *tls.Config
+	// Fallback (permissive mode's client side, as Istio's auto mTLS):
+	// a server that answers the handshake in plaintext (one that does not
+	// speak TLS) is dialed again and spoken to in plaintext.
+	Fallback bool
 }
 
 // DialContext implements http.Transport's DialContext.
@@ -360,7 +364,15 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	if err != nil {
 		return nil, err
 	}
-	return d.Handshake(ctx, raw)
+	tc, err := d.Handshake(ctx, raw)
+	var rh tls.RecordHeaderError
+	if err != nil && d.Fallback && errors.As(err, &rh) {
+		return d.Net.DialContext(ctx, network, addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return tc, nil
 }
 
 // Handshake runs the client handshake over raw (closed on failure).

@@ -3,6 +3,7 @@ package mesh
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -103,12 +104,24 @@ func (t *leanTransport) get(ctx context.Context, replayable bool) (*leanConn, bo
 	}
 	if t.tls != nil {
 		tc, err := t.tls.Handshake(ctx, c)
-		if err != nil {
+		var rh tls.RecordHeaderError
+		switch {
+		case err != nil && t.tls.Fallback && errors.As(err, &rh):
+			// Permissive: an instance that does not speak TLS.
+			if c, err = t.dialer.DialContext(ctx, "tcp", t.addr); err != nil {
+				return nil, false, err
+			}
+			rc = nil
+			if sc, ok := c.(syscall.Conn); ok {
+				rc, _ = sc.SyscallConn()
+			}
+		case err != nil:
 			// Nothing of the request was sent: a dial error, retried
 			// on another endpoint.
 			return nil, false, &net.OpError{Op: "dial", Net: "tcp", Err: err}
+		default:
+			c = tc
 		}
-		c = tc
 	}
 	br := bufReaders.Get().(*bufio.Reader)
 	br.Reset(c)

@@ -90,7 +90,7 @@ func (t *meshTLS) dialer(service string) *identity.Dialer {
 			authz = identity.AllowIDs() // a name that is no SPIFFE path: nothing verifies
 		}
 		cfg := identity.ClientConfig(t.cfg.Source, authz)
-		d = &identity.Dialer{Config: cfg}
+		d = &identity.Dialer{Config: cfg, Fallback: t.cfg.Mode == identity.Permissive}
 		d.Net.Timeout = dialTimeout
 		d.Net.KeepAlive = keepAlive
 		t.client[service] = d

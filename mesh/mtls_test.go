@@ -223,6 +223,23 @@ func TestMTLSMeshPermissive(t *testing.T) {
 	if resp.StatusCode != 200 || got["peer"] != "" {
 		t.Errorf("plaintext with unknown callers allowed: %s %v, want 200 naming nobody", resp.Status, got)
 	}
+	// An instance that speaks no TLS is spoken to in plaintext.
+	plain := newUpstream(t, "plain", nil)
+	if _, err := m.AddService(ctx, ServiceConfig{Name: "legacy-service"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetSubset(ctx, "legacy-service", Subset{Name: "v1", Endpoints: []string{plain.addr()}}); err != nil {
+		t.Fatal(err)
+	}
+	laddr, _ := m.Addr("legacy-service")
+	resp, err = http.Get("http://" + laddr + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("to a plaintext instance in permissive mode: %s, want 200", resp.Status)
+	}
 }
 
 // The gateway is the edge: a client's own X-Flotilla-Peer is replaced by
