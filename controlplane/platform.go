@@ -67,14 +67,10 @@ type PlatformConfig struct {
 	// enforce): a call from one service to another it does not
 	// depends_on is refused with 403 and counted
 	// (flotilla_mesh_authz_denied_total); warn lets it through and counts
-	// it. Callers are named by X-Flotilla-Caller, which shop/kit sends
-	// on every call made under a service's context. A call without the
-	// header, or naming no service of the graph, is let through
-	// (mesh.UnknownAllow): the orchestrator's readiness probes and smoke
-	// tests, the gateway's JWKS fetch and the few start-up calls a
-	// service makes outside a service context send none. Without mTLS
-	// the header is a claim, not a proof: enforce catches calls the
-	// graph does not declare, not a hostile process on the machine.
+	// it. Callers are known by their certificates (MTLS): a caller that
+	// is no service of the graph, the gateway or the smoke checks is
+	// refused in strict mode; in permissive mode plaintext callers, who
+	// are nobody, are let through.
 	Authz mesh.AuthzMode
 	// MTLS is the mutual TLS mode of the mesh's and the services'
 	// listeners, PeerAuthentication's: strict (default) refuses a
