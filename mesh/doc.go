@@ -63,7 +63,8 @@
 // X-Flotilla-Peer only on a connection whose peer certificate is the
 // mesh's (shop/kit's Peer), and then knows who called it through the
 // mesh. In [identity.Permissive] mode a listener also accepts plaintext,
-// whose caller is unknown; flotilla_mesh_mtls_handshakes_total,
+// whose caller is unknown, and the mesh speaks plaintext to an instance
+// that answers its handshake in plaintext (Istio's auto mTLS); flotilla_mesh_mtls_handshakes_total,
 // _plaintext_accepted_total and _refused_total{reason} count what each
 // listener accepted and refused.
 //
