@@ -66,6 +66,7 @@ func startPlatform(t *testing.T, cfg controlplane.PlatformConfig) (*controlplane
 	go func() { done <- p.Run(ctx) }()
 	select {
 	case info := <-ready:
+		rememberToken(t, info)
 		return p, info, cancel, done
 	case err := <-done:
 		cancel()
