@@ -89,6 +89,10 @@ type Config struct {
 	// Namespace is the environment's namespace, what {{namespace}} in a
 	// query stands for (empty locally).
 	Namespace string
+	// Provider names where the figures come from ("mesh", "prometheus
+	// at http://..."), for the first decision of every canary; empty
+	// leaves it out.
+	Provider string
 	// Client calls the webhooks (default: a plain http.Client; each call
 	// is bounded by its webhook's timeout).
 	Client *http.Client
@@ -197,6 +201,12 @@ func (a *Analysis) Shift(ctx context.Context, req ShiftRequest) error {
 	if req.Router == nil {
 		return fmt.Errorf("canary %s@%s: no router", req.Service, req.Version)
 	}
+	if r := a.running(req.Service, req.Version); r != nil {
+		// The same version's canary runs already (resumed after a
+		// restart, and released again by the restarted control plane's
+		// own release): this release waits for its outcome.
+		return r.join(ctx)
+	}
 	before, err := req.Router.Weights(ctx, req.Service)
 	if err != nil && !errors.Is(err, ErrUnknownService) {
 		return fmt.Errorf("canary %s@%s: weights: %w", req.Service, req.Version, err)
@@ -217,7 +227,11 @@ func (a *Analysis) Shift(ctx context.Context, req ShiftRequest) error {
 	if err != nil {
 		return err
 	}
-	r.decide(ctx, Decision{Action: ActionStart, Reason: fmt.Sprintf("%s; baseline %s", p.Describe(), orNone(st.Baseline))})
+	why := fmt.Sprintf("%s; baseline %s", p.Describe(), orNone(st.Baseline))
+	if a.cfg.Provider != "" {
+		why += "; metrics from " + a.cfg.Provider
+	}
+	r.decide(ctx, Decision{Action: ActionStart, Reason: why})
 	return r.progress(ctx)
 }
 
@@ -357,6 +371,39 @@ func (a *Analysis) start(req ShiftRequest, p Policy, st State) (*run, error) {
 	return r, nil
 }
 
+// running returns the service's canary of version when it is in
+// progress or baking, else nil.
+func (a *Analysis) running(service, version string) *run {
+	a.mu.Lock()
+	r := a.runs[service]
+	a.mu.Unlock()
+	if r == nil || r.req.Version != version || r.status().Phase.Final() {
+		return nil
+	}
+	select {
+	case <-r.done: // its analysis ended (interrupted): not to be joined
+		return nil
+	default:
+		return r
+	}
+}
+
+// join waits for a canary in progress to end and returns its outcome, as
+// Shift would; a baking one was promoted already.
+func (r *run) join(ctx context.Context) error {
+	if r.status().Phase == PhaseBaking {
+		return nil
+	}
+	select {
+	case <-r.done:
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.result
+	case <-ctx.Done():
+		return fmt.Errorf("canary %s@%s: %w: %w", r.req.Service, r.req.Version, ErrInterrupted, ctx.Err())
+	}
+}
+
 type override struct {
 	promote bool
 	reason  string
@@ -374,9 +421,10 @@ type run struct {
 	bakeStop   context.CancelFunc
 	superseded string // the version whose release cut the bake short
 	active     int    // the loop and the bake goroutine running
+	result     error  // the analysis's outcome, once done is closed
 
 	override chan override
-	done     chan struct{}
+	done     chan struct{} // closed when the analysis (not the bake) ends
 }
 
 func (r *run) status() State {
@@ -501,6 +549,12 @@ func (r *run) wait(ctx context.Context) (*override, error) {
 func (r *run) progress(ctx context.Context) (err error) {
 	r.enter()
 	defer r.leave()
+	defer func() {
+		r.mu.Lock()
+		r.result = err
+		r.mu.Unlock()
+		close(r.done)
+	}()
 	manual := func(o *override) error {
 		who := o.reason
 		if who == "" {
@@ -546,6 +600,12 @@ func (r *run) progress(ctx context.Context) (err error) {
 	// request does.
 	if r.p.Strategy == StrategyCanary && r.p.LaneFirst && !st.LaneDone && st.Step == 0 {
 		r.update(func(s *State) { s.Phase = PhaseLane; s.Weight = 0 })
+		// The first lane interval reaches back one more interval, to
+		// the smoke checks made just before the shift: at 0% every
+		// request the new version served came through its lane, and
+		// they count (the mesh's and Prometheus's windows are rounded
+		// to their resolution, which the smoke checks fall inside).
+		window := 2 * r.p.Interval
 		for {
 			o, err := r.wait(ctx)
 			if err != nil {
@@ -554,7 +614,8 @@ func (r *run) progress(ctx context.Context) (err error) {
 			if o != nil {
 				return manual(o)
 			}
-			iv := r.interval(ctx)
+			iv := r.interval(ctx, window)
+			window = r.p.Interval
 			if iv.forced != "" {
 				return r.rollback(ctx, iv.forced, iv, false)
 			}
@@ -573,8 +634,14 @@ func (r *run) progress(ctx context.Context) (err error) {
 				continue
 			}
 			r.update(func(s *State) { s.LaneDone = true; s.Inconclusive = 0; s.Errors = 0 })
-			r.decide(ctx, Decision{Verdict: iv.verdict, Judgements: iv.judgements, Hooks: iv.hooks, Action: ActionAdvance,
-				Reason: "header lane at 0%: " + orText(iv.summary(), string(iv.verdict))})
+			why := "header lane at 0%: " + orText(iv.summary(), string(iv.verdict))
+			if iv.verdict == Inconclusive {
+				// As Flagger, which judges nothing while no traffic is
+				// routed to the canary: too little lane traffic is no
+				// check at all, and the weighted steps judge it.
+				why = "header lane at 0%: too little lane traffic to judge, the weighted steps will: " + iv.summary()
+			}
+			r.decide(ctx, Decision{Verdict: iv.verdict, Judgements: iv.judgements, Hooks: iv.hooks, Action: ActionAdvance, Reason: why})
 			break
 		}
 	}
@@ -617,7 +684,7 @@ func (r *run) progress(ctx context.Context) (err error) {
 		if o != nil {
 			return manual(o)
 		}
-		iv := r.interval(ctx)
+		iv := r.interval(ctx, r.p.Interval)
 		if iv.forced != "" {
 			return r.rollback(ctx, iv.forced, iv, false)
 		}
@@ -673,7 +740,7 @@ func (r *run) progress(ctx context.Context) (err error) {
 				return r.rollback(ctx, err.Error(), iv, false)
 			}
 			r.decideAt(ctx, Decision{Verdict: Pass, Judgements: iv.judgements, Hooks: iv.hooks, Action: ActionAdvance,
-				Reason: fmt.Sprintf("passed; step %d: %d%% to %s", next, r.p.Steps[next-1], r.req.Version)}, st.Step, st.Weight)
+				Reason: iv.noted(fmt.Sprintf("passed; step %d: %d%% to %s", next, r.p.Steps[next-1], r.req.Version))}, st.Step, st.Weight)
 			continue
 		}
 		hs, ok := r.hooks(ctx, HookConfirmPromotion)
@@ -684,7 +751,7 @@ func (r *run) progress(ctx context.Context) (err error) {
 			continue
 		}
 		iv.hooks = append(iv.hooks, hs...)
-		return r.promote(ctx, "every step passed", &iv)
+		return r.promote(ctx, iv.noted("every step passed"), &iv)
 	}
 }
 
@@ -813,6 +880,14 @@ type intervalResult struct {
 	forced     string // a rollback webhook's demand
 }
 
+// noted is s with the interval's notes (synthetic load) after it.
+func (iv intervalResult) noted(s string) string {
+	if len(iv.notes) == 0 {
+		return s
+	}
+	return s + " (" + strings.Join(iv.notes, "; ") + ")"
+}
+
 func (iv intervalResult) summary() string {
 	s := summarize(iv.verdict, iv.judgements, iv.hooks)
 	if len(iv.notes) > 0 {
@@ -822,8 +897,8 @@ func (iv intervalResult) summary() string {
 }
 
 // interval asks the rollback and rollout webhooks, reads both versions'
-// figures and runs the judges.
-func (r *run) interval(ctx context.Context) intervalResult {
+// figures over the window ending now and runs the judges.
+func (r *run) interval(ctx context.Context, window time.Duration) intervalResult {
 	var iv intervalResult
 	if hs, _ := r.hooks(ctx, HookRollback); len(hs) > 0 {
 		iv.hooks = append(iv.hooks, hs...)
@@ -836,7 +911,7 @@ func (r *run) interval(ctx context.Context) intervalResult {
 	}
 	hs, hooksOK := r.hooks(ctx, HookRollout)
 	iv.hooks = append(iv.hooks, hs...)
-	iv.judgements, iv.notes = r.judge(ctx, false)
+	iv.judgements, iv.notes = r.judge(ctx, false, window)
 	iv.verdict = combine(iv.judgements)
 	if !hooksOK {
 		iv.verdict = Fail
@@ -846,10 +921,9 @@ func (r *run) interval(ctx context.Context) intervalResult {
 
 // judge reads the figures and runs the judges: during the bake (or at
 // 100%) the baseline has no traffic and its comparison is left out.
-func (r *run) judge(ctx context.Context, baking bool) ([]Judgement, []string) {
+func (r *run) judge(ctx context.Context, baking bool, window time.Duration) ([]Judgement, []string) {
 	st := r.status()
 	svc, ver := r.req.Service, r.req.Version
-	window := r.p.Interval
 	var notes []string
 	o := Observation{Service: svc, Version: ver, Baseline: st.Baseline, Namespace: r.a.cfg.Namespace, Window: window, MinRequests: r.p.MinRequests}
 	// With synthetic load, a side short of MinRequests gets the requests
@@ -991,7 +1065,7 @@ func (r *run) bake(ctx context.Context) {
 			end(r.rollback(ctx, "bake aborted by hand: "+orText(o.reason, "by hand"), intervalResult{}, true))
 			return
 		}
-		js, notes := r.judge(ctx, true)
+		js, notes := r.judge(ctx, true, r.p.Interval)
 		iv := intervalResult{verdict: combine(js), judgements: js, notes: notes}
 		switch iv.verdict {
 		case Fail:

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/flotilla-ci/flotilla/canary"
+	"github.com/flotilla-ci/flotilla/deploy"
 	"github.com/flotilla-ci/flotilla/mesh"
 )
 
@@ -864,5 +865,113 @@ func TestRealClock(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]int{"v2": 100}, weightsOf(t, m)); diff != "" {
 		t.Errorf("weights (-want +got):\n%s", diff)
+	}
+}
+
+// windowed is a Metrics whose canary served its requests (the smoke
+// checks, through the lane) before the shift began: only a window
+// reaching back past the first interval sees them.
+type windowed struct {
+	*scripted
+	lane     canary.Stats
+	interval time.Duration
+	mu       sync.Mutex
+	windows  []time.Duration
+}
+
+func (w *windowed) Stats(ctx context.Context, svc, version string, window time.Duration) (canary.Stats, error) {
+	w.mu.Lock()
+	w.windows = append(w.windows, window)
+	w.mu.Unlock()
+	if version == "v2" && window > w.interval {
+		return w.lane, nil
+	}
+	return w.scripted.Stats(ctx, svc, version, window)
+}
+
+// The first interval on the header lane counts the smoke checks made
+// just before the shift (at 0%, all the canary served came through its
+// lane), so a smoke check's failure is judged there and not reported as
+// "no data"; later intervals read one interval. A lane that carried too
+// little is no check (as Flagger judges nothing without traffic routed
+// to the canary): the weighted steps judge it.
+func TestTheLaneCountsTheSmokeChecks(t *testing.T) {
+	p := testPolicy()
+	p.LaneFirst = true
+	p.MinRequests = 2
+	m := &windowed{scripted: newScripted(), interval: p.Interval,
+		lane: canary.Stats{Requests: 4, Errors: 4, ErrorRate: 1, P99: 5 * time.Millisecond}}
+	e := newEnv(t, p, func(c *canary.Config) { c.Metrics = m })
+	m.set("v2", bad, nil) // and it goes on failing on the lane
+	done := e.shift(context.Background())
+	e.ticks(2) // the lane judged twice: two failures
+	err := wait(t, done)
+	var rb *canary.RollbackError
+	if !errors.As(err, &rb) || rb.Phase != canary.PhaseLane || !strings.Contains(rb.Reason, "(90 of 300)") {
+		t.Fatalf("a canary failing on the lane = %v; want it rolled back on the lane with the figures", err)
+	}
+	e.rec.mu.Lock()
+	first := e.rec.decisions[1]
+	e.rec.mu.Unlock()
+	if first.Verdict != canary.Fail || !strings.Contains(first.Reason, "(4 of 4)") {
+		t.Errorf("the first lane interval: %+v; want the smoke checks' failures judged", first)
+	}
+	m.mu.Lock()
+	if len(m.windows) < 2 || m.windows[0] != 2*p.Interval || m.windows[len(m.windows)-1] != p.Interval {
+		t.Errorf("windows read %v; want the first lane interval over %v, the next over %v", m.windows, 2*p.Interval, p.Interval)
+	}
+	m.mu.Unlock()
+
+	// No lane traffic at all: no check, on to the first step.
+	e = newEnv(t, p)
+	e.metrics.set("v1", good, nil)
+	done = e.shift(context.Background())
+	e.tick()
+	e.waitPhase(canary.PhaseProgressing)
+	e.rec.mu.Lock()
+	lane := e.rec.decisions[1]
+	e.rec.mu.Unlock()
+	if lane.Verdict != canary.Inconclusive || lane.Action != canary.ActionAdvance || lane.FailedChecks != 0 ||
+		!strings.Contains(lane.Reason, "too little lane traffic to judge, the weighted steps will") {
+		t.Errorf("the lane without traffic: %+v; want an advance that is no check, saying why", lane)
+	}
+	e.metrics.set("v2", good, nil)
+	e.ticks(3)
+	if err := wait(t, done); err != nil {
+		t.Fatalf("after the lane: %v", err)
+	}
+}
+
+// A release of a version whose canary already runs (resumed after a
+// restart, then released again by the restarted control plane) waits for
+// that canary and gets its outcome, instead of being refused or starting
+// a second one; a release of another version is still refused.
+func TestASecondReleaseOfTheSameVersionJoinsItsCanary(t *testing.T) {
+	e := newEnv(t, testPolicy())
+	e.metrics.set("v1", good, nil)
+	e.metrics.set("v2", bad, nil)
+	first := e.shift(context.Background())
+	e.tick() // one failed analysis of two
+	e.waitPhase(canary.PhaseProgressing)
+	second := e.shift(context.Background())
+	other := shifter{e.a}.Shift(context.Background(), deploy.ShiftRequest{Service: "svc", Version: "v3", Old: []string{"v1"}, Router: deployReq(e.router).Router})
+	if other == nil || !strings.Contains(other.Error(), "already in progress") {
+		t.Errorf("a release of another version during the canary = %v; want it refused", other)
+	}
+	e.tick()
+	for i, done := range []<-chan error{first, second} {
+		var rb *canary.RollbackError
+		if err := wait(t, done); !errors.As(err, &rb) || rb.Version != "v2" {
+			t.Errorf("release %d = %v; want the canary's rollback", i+1, err)
+		}
+	}
+	starts := 0
+	for _, a := range e.rec.actions() {
+		if a == string(canary.ActionStart) {
+			starts++
+		}
+	}
+	if starts != 1 {
+		t.Errorf("%d canaries started, want the one", starts)
 	}
 }

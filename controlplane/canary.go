@@ -56,10 +56,30 @@ type bakeWatch struct {
 	err     error
 }
 
+// MetricsProvider is where the canary analysis reads the versions'
+// figures: the zero value is the mesh's own measurements (the data
+// plane's); `flotilla up --metrics-provider prometheus` gives a
+// Prometheus that scrapes the control plane's /metrics, as Flagger's
+// metricsServer does.
+type MetricsProvider struct {
+	// Name says which, in every canary's first decision ("prometheus at
+	// http://127.0.0.1:9090").
+	Name string
+	// Metrics gives the figures (nil: the mesh's own).
+	Metrics canary.Metrics
+	// Querier evaluates the policies' custom query judges; nil refuses
+	// a policy with queries.
+	Querier canary.Querier
+}
+
 // CanaryConfig wires a [Canary].
 type CanaryConfig struct {
-	// Metrics gives the versions' figures: the mesh.
+	// Metrics gives the versions' figures: the mesh, or Provider's.
 	Metrics canary.Metrics
+	// Querier evaluates custom query judges (nil: policies with queries
+	// are refused); Provider names the source, for the decisions.
+	Querier  canary.Querier
+	Provider string
 	// Graph returns the manifest as last loaded, whose policies apply.
 	Graph func() *graph.Graph
 	// Router is the router the orchestrator uses (for a restore after a
@@ -94,8 +114,10 @@ func NewCanary(cfg CanaryConfig) (*Canary, error) {
 		load = laneLoad{graph: cfg.Graph, addr: cfg.Addr, client: &http.Client{}}
 	}
 	a, err := canary.New(canary.Config{
-		Metrics: cfg.Metrics,
-		Load:    load,
+		Metrics:  cfg.Metrics,
+		Querier:  cfg.Querier,
+		Provider: cfg.Provider,
+		Load:     load,
 		Policy: func(service string) (canary.Policy, error) {
 			s := cfg.Graph().Manifest().Service(service)
 			if s == nil {
@@ -144,6 +166,13 @@ func (c *Canary) Close() error {
 	c.end()
 	return c.a.Close()
 }
+
+// Interrupt interrupts the canaries in progress (their Shift returns
+// deploy.ErrInterrupted, their states kept), leaving the bakes to Close:
+// what a stopping control plane does first, so that the releases waiting
+// on a canary end before its API stops taking requests (an API that
+// drained them first would wait for every canary to finish).
+func (c *Canary) Interrupt() { c.end() }
 
 // Describe implements deploy.Shifter.
 func (c *Canary) Describe(service, version string) string { return c.a.Describe(service, version) }
@@ -380,14 +409,19 @@ func openCanary(cfg LocalConfig, l *Local) (*Canary, error) {
 		metrics, addr = cfg.Mesh, cfg.Mesh.Addr
 	} else {
 		m, ok := l.Router.(canary.Metrics)
-		if !ok {
+		if !ok && cfg.Metrics.Metrics == nil {
 			return nil, errors.New("canary analysis: the router gives no metrics (want the mesh, or the data plane's client)")
 		}
 		metrics = m
 		addr = func(service string) (string, error) { return l.Router.Declare(context.Background(), service) }
 	}
+	if cfg.Metrics.Metrics != nil {
+		metrics = cfg.Metrics.Metrics
+	}
 	return NewCanary(CanaryConfig{
-		Metrics: metrics,
+		Metrics:  metrics,
+		Querier:  cfg.Metrics.Querier,
+		Provider: cfg.Metrics.Name,
 		Graph: func() *graph.Graph {
 			if l.Orchestrator != nil {
 				return l.Orchestrator.Graph()

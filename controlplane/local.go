@@ -31,6 +31,9 @@ type LocalConfig struct {
 	// this process. Stable ports come from the manifest's deploy.port.
 	Router deploy.Router
 	Mesh   *mesh.Mesh
+	// Metrics is where the canary analysis reads its figures (the zero
+	// value: the mesh's own, or the data plane's through Router).
+	Metrics MetricsProvider
 	// DB holds the history (shared with the other components); nil opens
 	// Data/flotilla.db.
 	DB *sqldb.DB

@@ -109,6 +109,9 @@ type PlatformConfig struct {
 	// (a test binary must run the data plane when its first argument is
 	// "dataplane": dataplane.Command).
 	Dataplane []string
+	// Metrics is where the canary analysis reads its figures (the zero
+	// value: the data plane's own measurements).
+	Metrics MetricsProvider
 	// Events receives the release's progress (may be nil).
 	Events func(deploy.Event)
 	// Ready is called once every service is ready and the demo data is
@@ -528,6 +531,15 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 			return srv.Shutdown(ctx)
 		}
 	}
+	// The canaries in progress are interrupted first (their states kept
+	// for the next control plane): the releases waiting on them end, and
+	// the API does not wait for them to finish.
+	p.onClose("canaries", func(context.Context) error {
+		if lc != nil && lc.Canary != nil {
+			lc.Canary.Interrupt()
+		}
+		return nil
+	})
 	p.onClose("api", shutdown(&apiSrv))
 	// The data plane stops taking requests and drains them (SIGTERM)
 	// before the services stop.
@@ -630,7 +642,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	target.ProbeTransport = ids.probeTransport()
 	lc, err = OpenLocal(ctx, LocalConfig{
 		SmokeClient: ids.smokeClient(),
-		Graph:       g, Data: data, Router: dp, DB: db, Env: env,
+		Graph:       g, Data: data, Router: dp, DB: db, Env: env, Metrics: p.cfg.Metrics,
 		Gates: []deploy.Gate{
 			SchemasCompatible{Registry: serde.NewClient(info.Registry, "", ""), Manifest: func() (*graph.Manifest, error) {
 				m, _, err := graph.Load(m.File)

@@ -85,6 +85,9 @@ func withUserCanary(t *testing.T, src []byte, policy, faults string) []byte {
 // steady sends requests to url at about rate per second until stop, and
 // counts them and the failed ones.
 func steady(c *http.Client, url string, rate int, stop <-chan struct{}, total, failed *atomic.Int64) {
+	if c == nil {
+		c = &http.Client{Timeout: 5 * time.Second}
+	}
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	var wg sync.WaitGroup

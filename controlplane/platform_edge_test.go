@@ -299,3 +299,15 @@ func callWith(t *testing.T, c *http.Client, method, url string) (int, string) {
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, strings.TrimSpace(string(body))
 }
+
+// systemClient calls with the SVID of a platform workload (identity.Smoke,
+// ...), as the platform issued it in the data directory.
+func systemClient(t *testing.T, data, name string) *http.Client {
+	t.Helper()
+	src, err := identity.NewSource(identity.WorkloadDir(filepath.Join(controlplane.IdentityDir(data), "workloads"), identity.SystemNamespace, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &identity.Dialer{Config: identity.ClientConfig(src, identity.AllowTrustDomain(src.TrustDomain()))}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+}

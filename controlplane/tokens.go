@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -122,9 +123,15 @@ func actor(ctx context.Context, claimed string) string {
 }
 
 // Middleware refuses a request without a valid token (401) and a write
-// with the read-only one (403), each saying where the tokens are.
+// with the read-only one (403), each saying where the tokens are. GET
+// /metrics from a loopback address stays open, for a Prometheus on the
+// machine; every other request, and every write, needs a token.
 func (t *Tokens) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/metrics" && r.Header.Get("Authorization") == "" && loopback(r.RemoteAddr) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		auth := r.Header.Get("Authorization")
 		tok, ok := strings.CutPrefix(auth, "Bearer ")
 		if !ok || tok == "" {
@@ -150,4 +157,13 @@ func (t *Tokens) Middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), credKey{}, role)))
 	})
+}
+
+func loopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

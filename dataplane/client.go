@@ -465,7 +465,7 @@ func (c *Client) Stats(ctx context.Context, service, version string, window time
 	if err != nil {
 		return canary.Stats{}, fmt.Errorf("stats %s@%s: %w", service, version, err)
 	}
-	st := canary.Stats{Requests: ws.Requests, Errors: ws.Errors, ErrorRate: ws.ErrorRate}
+	st := canary.Stats{Requests: ws.Requests, Errors: ws.Errors, ErrorRate: ws.ErrorRate, Latency: ws.Latency}
 	for _, f := range []struct {
 		s string
 		d *time.Duration

@@ -117,6 +117,15 @@ func TestClientIsARouter(t *testing.T) {
 	if err != nil || st.Requests < 2 || st.Window < time.Minute {
 		t.Errorf("Stats = %+v, %v; want the requests v2 served", st, err)
 	}
+	// With their latency histogram, which the baseline comparison's rank
+	// test needs.
+	var inHist int64
+	for _, c := range st.Latency.Counts {
+		inHist += c
+	}
+	if len(st.Latency.Bounds) == 0 || len(st.Latency.Counts) != len(st.Latency.Bounds)+1 || inHist != st.Requests {
+		t.Errorf("Stats latency histogram %+v; want the %d requests in its buckets", st.Latency, st.Requests)
+	}
 	if _, err := r.Stats(ctx, "alpha-service", "v9", time.Minute); !errors.Is(err, canary.ErrNoData) {
 		t.Errorf("Stats of a version without requests = %v, want ErrNoData", err)
 	}

@@ -642,7 +642,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, wireStats{Requests: st.Requests, Errors: st.Errors, ErrorRate: st.ErrorRate,
-		P50: st.P50.String(), P90: st.P90.String(), P99: st.P99.String(), Window: st.Window.String()})
+		P50: st.P50.String(), P90: st.P90.String(), P99: st.P99.String(), Window: st.Window.String(), Latency: st.Latency})
 }
 
 // wireStats is canary.Stats in JSON.
@@ -654,6 +654,8 @@ type wireStats struct {
 	P90       string  `json:"p90"`
 	P99       string  `json:"p99"`
 	Window    string  `json:"window"`
+	// Latency is the histogram, for the baseline comparison's rank test.
+	Latency canary.Histogram `json:"latency"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flotilla-ci/flotilla/canary"
+	"github.com/flotilla-ci/flotilla/canary/prometheus"
 	"github.com/flotilla-ci/flotilla/controlplane"
 )
 
@@ -142,4 +143,37 @@ as passed. Exit status 1 when the service has no canary in progress.`, "promoted
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the history")
 	apiFlag(cmd, &addr)
 	return cmd
+}
+
+// The canary analysis's metrics providers (`up --metrics-provider`).
+const (
+	providerMesh       = "mesh"
+	providerPrometheus = "prometheus"
+)
+
+// metricsProvider is the one place that picks where the canaries read
+// their figures: the data plane's own measurements (mesh), or a
+// Prometheus at promURL that scrapes the control plane's /metrics
+// (prometheus, as Flagger's metricsServer), which also answers the
+// policies' custom PromQL judges. An unknown name, or a URL without the
+// provider that reads it, is an error.
+func metricsProvider(name, promURL string) (controlplane.MetricsProvider, error) {
+	switch name {
+	case providerMesh:
+		if promURL != "" {
+			return controlplane.MetricsProvider{}, fmt.Errorf("--prometheus-url %s: the mesh provider reads the data plane's own figures; add --metrics-provider prometheus to read them from Prometheus", promURL)
+		}
+		return controlplane.MetricsProvider{}, nil
+	case providerPrometheus:
+		if promURL == "" {
+			return controlplane.MetricsProvider{}, errors.New("--metrics-provider prometheus needs --prometheus-url: the base URL of a Prometheus scraping the control plane's /metrics (e.g. http://127.0.0.1:9090)")
+		}
+		p, err := prometheus.New(prometheus.Config{URL: promURL, Flavor: prometheus.FlavorMesh})
+		if err != nil {
+			return controlplane.MetricsProvider{}, fmt.Errorf("--prometheus-url: %w", err)
+		}
+		return controlplane.MetricsProvider{Name: "prometheus at " + promURL, Metrics: p, Querier: p.Instant()}, nil
+	default:
+		return controlplane.MetricsProvider{}, fmt.Errorf("--metrics-provider %q: want %s (the data plane's own figures) or %s (with --prometheus-url)", name, providerMesh, providerPrometheus)
+	}
 }

@@ -74,6 +74,12 @@ func TestCanaryCommandsAgainstControlPlane(t *testing.T) {
 	if code != 0 || !regexp.MustCompile(`delta-service@\S+ held at \d+%`).MatchString(out) || !strings.Contains(out, " hold: ") {
 		t.Errorf("canary status: exit %d\n%s", code, out)
 	}
+	// flotilla status names the canary's phase beside its version.
+	code, out, _ = cp.cli("status")
+	if m := regexp.MustCompile(`delta-service\s+(\S+)\s+(\S+) held 50% \(1/2\)\s`).FindStringSubmatch(out); code != 0 || m == nil ||
+		!strings.HasPrefix(st.Baseline, m[1]) || !strings.HasPrefix(st.Version, m[2]) {
+		t.Errorf("status with a held canary: exit %d; want %s stable and %s held in the CANARY column\n%s", code, st.Baseline, st.Version, out)
+	}
 	code, out, errOut = cp.cli("canary", "promote", "delta-service", "--reason", "checked by hand")
 	if code != 0 || !strings.Contains(out, "promoted") {
 		t.Fatalf("promote: exit %d\n%s%s", code, out, errOut)
@@ -85,5 +91,33 @@ func TestCanaryCommandsAgainstControlPlane(t *testing.T) {
 	code, out, _ = cp.cli("canary", "status", "delta-service")
 	if code != 0 || !strings.Contains(out, "succeeded") || !strings.Contains(out, "promoted by ") || !strings.Contains(out, "checked by hand") {
 		t.Errorf("canary status after the promotion: exit %d\n%s", code, out)
+	}
+}
+
+// The metrics provider is picked by name: the mesh (no URL), or
+// Prometheus with its URL; anything else is refused with what to write.
+func TestMetricsProvider(t *testing.T) {
+	for _, c := range []struct {
+		name, url, want string // want: "" accepted, else a piece of the error
+		provider        string
+	}{
+		{name: "mesh"},
+		{name: "prometheus", url: "http://127.0.0.1:9090", provider: "prometheus at http://127.0.0.1:9090"},
+		{name: "prometheus", want: "needs --prometheus-url"},
+		{name: "prometheus", url: "127.0.0.1:9090", want: "want http://host:port"},
+		{name: "mesh", url: "http://127.0.0.1:9090", want: "add --metrics-provider prometheus"},
+		{name: "datadog", want: `--metrics-provider "datadog": want mesh`},
+	} {
+		mp, err := metricsProvider(c.name, c.url)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s %q: %v", c.name, c.url, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s %q: error %v; want one saying %q", c.name, c.url, err, c.want)
+		case c.want == "" && c.provider != "" && (mp.Name != c.provider || mp.Metrics == nil || mp.Querier == nil):
+			t.Errorf("%s %q: %+v; want %s with its metrics and querier", c.name, c.url, mp, c.provider)
+		case c.want == "" && c.provider == "" && mp.Metrics != nil:
+			t.Errorf("mesh: %+v; want the zero provider (the data plane's own figures)", mp)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flotilla-ci/flotilla/canary"
 	"github.com/flotilla-ci/flotilla/controlplane"
 )
 
@@ -40,6 +41,16 @@ stable version serves. A release in progress is named first.`,
 			if pi, err := client.Platform(ctx); err == nil {
 				st.Platform = pi.Processes
 			}
+			// Each canary's phase, for the CANARY column (a control
+			// plane without canary analysis has none).
+			canaries := map[string]canary.State{}
+			if cs, err := client.Canaries(ctx, ""); err == nil {
+				for _, c := range cs {
+					if !c.Phase.Final() {
+						canaries[c.Service] = c
+					}
+				}
+			}
 			if output == "json" {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
@@ -60,7 +71,16 @@ stable version serves. A release in progress is named first.`,
 				if !s.Since.IsZero() {
 					since = s.Since.Local().Format("2006-01-02 15:04:05")
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Service, dash(short(s.Stable)), dash(strings.Join(s.Canary, ",")),
+				stable, cv := s.Stable, s.Canary
+				if c, ok := canaries[s.Service]; ok {
+					// The analysis knows which is the canary, even at an
+					// even split (where the most traffic names neither).
+					cv = []string{c.Version}
+					if stable == c.Version && c.Baseline != "" && c.Phase != canary.PhaseBaking {
+						stable = c.Baseline
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Service, dash(short(stable)), dash(canaryColumn(cv, canaries[s.Service])),
 					dash(strings.Join(ws, " ")), s.Health, len(s.Instances), since)
 			}
 			if err := tw.Flush(); err != nil {
@@ -76,6 +96,38 @@ stable version serves. A release in progress is named first.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	apiFlag(cmd, &addr)
 	return cmd
+}
+
+// canaryColumn names a service's canary versions, the one under analysis
+// with its phase and where it stands ("3f2a1b9c progressing 20% (1/3)",
+// "3f2a1b9c baking"); a promoted version being baked is no longer a
+// canary of the status, but its bake is named.
+func canaryColumn(versions []string, st canary.State) string {
+	var out []string
+	seen := false
+	for _, v := range versions {
+		s := short(v)
+		if v == st.Version {
+			s += " " + canaryPhase(st)
+			seen = true
+		}
+		out = append(out, s)
+	}
+	if !seen && st.Version != "" {
+		out = append(out, short(st.Version)+" "+canaryPhase(st))
+	}
+	return strings.Join(out, ", ")
+}
+
+func canaryPhase(st canary.State) string {
+	switch {
+	case st.Phase == canary.PhaseBaking:
+		return "baking"
+	case len(st.Steps) > 0 && st.Step > 0:
+		return fmt.Sprintf("%s %d%% (%d/%d)", st.Phase, st.Weight, st.Step, len(st.Steps))
+	default:
+		return fmt.Sprintf("%s %d%%", st.Phase, st.Weight)
+	}
 }
 
 func dash(s string) string {

@@ -36,6 +36,8 @@ func (a *app) upCmd() *cobra.Command {
 		logMaxSize string
 		authz      string
 		mtls       string
+		provider   string
+		promURL    string
 	)
 	d := controlplane.DefaultPlatformConfig("")
 	cmd := &cobra.Command{
@@ -76,6 +78,9 @@ version is unchanged is not rebuilt. The default addresses are in the
 			cfg.Demo = !noDemo
 			cfg.Authz = mesh.AuthzMode(authz)
 			cfg.MTLS = identity.Mode(mtls)
+			if cfg.Metrics, err = metricsProvider(provider, promURL); err != nil {
+				return usageErr(err)
+			}
 			bi, _ := debug.ReadBuildInfo()
 			cfg.Version = strings.TrimPrefix(versionLine(version, bi), "flotilla ")
 			if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
@@ -163,6 +168,8 @@ version is unchanged is not rebuilt. The default addresses are in the
 	f.StringVar(&authz, "authz", string(d.Authz), "the mesh's authorization from the graph: enforce (refuse a call to a service the caller does not depends_on with 403), warn (count it) or off")
 	f.StringVar(&mtls, "mtls", string(d.MTLS), "mutual TLS on the mesh's and the services' listeners: strict (a connection without a certificate of the platform's CA is refused) or permissive (plaintext is also accepted, and counted); 'flotilla certs' lists the identities")
 	f.BoolVar(&noDemo, "no-demo", false, "do not load the demo data")
+	f.StringVar(&provider, "metrics-provider", providerMesh, "where canaries read their figures: mesh (the data plane's own) or prometheus (--prometheus-url)")
+	f.StringVar(&promURL, "prometheus-url", "", "with --metrics-provider prometheus: a Prometheus scraping the API's /metrics, e.g. http://127.0.0.1:9090")
 	f.StringVar(&logMaxSize, "log-max-size", "10MiB", "rotate a service's log file past this size (e.g. 50MB, 1GiB; 0 or -1: never)")
 	f.IntVar(&cfg.KeepVersions, "keep-versions", deploy.DefaultKeepVersions, "versions of each service whose artifacts and logs are kept for rollback besides the serving, canary and previous ones (pruned after every release; 'flotilla gc' prunes now)")
 	f.IntVar(&cfg.Target.LogMaxFiles, "log-max-files", local.DefaultConfig("", "").LogMaxFiles, "log files kept per service version, the live one included (at least 2)")

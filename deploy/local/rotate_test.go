@@ -352,9 +352,15 @@ func TestKilledControlPlaneLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
-	if st2, err := os.Stat(path); err != nil || st2.Size() <= st1.Size() || !alive(pid) {
-		t.Fatalf("with its control plane gone the service (alive %v) stopped writing its log (%d bytes, then %v, %v)", alive(pid), st1.Size(), st2, err)
+	// The service keeps writing: wait for the log to grow, with a deadline.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st2, err := os.Stat(path)
+		if err == nil && st2.Size() > st1.Size() && alive(pid) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with its control plane gone the service (alive %v) stopped writing its log (%d bytes, then %v, %v)", alive(pid), st1.Size(), st2, err)
+		}
 	}
 	tg := newTarget(t, dir, func(c *Config) {
 		c.LogMaxSize, c.LogMaxFiles, c.LogCheckInterval = 32<<10, 1000, 5*time.Millisecond
