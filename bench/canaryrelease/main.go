@@ -44,9 +44,9 @@ import (
 
 	"github.com/flotilla-ci/flotilla/canary"
 	"github.com/flotilla-ci/flotilla/controlplane"
-	"github.com/flotilla-ci/flotilla/identity"
 	"github.com/flotilla-ci/flotilla/dataplane"
 	"github.com/flotilla-ci/flotilla/deploy"
+	"github.com/flotilla-ci/flotilla/identity"
 )
 
 func main() {
