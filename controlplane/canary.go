@@ -89,7 +89,7 @@ type CanaryConfig struct {
 	Dir string
 	// Addr returns a service's mesh address, where synthetic load is sent
 	// (policies with synthetic_load); nil refuses such policies.
-	Addr   func(service string) (string, error)
+	Addr func(service string) (string, error)
 	// Client sends the synthetic load (default: plain HTTP; a platform
 	// with mutual TLS gives the smoke checks' client).
 	Client *http.Client
