@@ -26,6 +26,8 @@ require (
 	modernc.org/sqlite v1.62.0
 )
 
+require github.com/spiffe/go-spiffe/v2 v2.9.0 // indirect
+
 require (
 	github.com/bufbuild/protocompile v0.14.1 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect

@@ -137,6 +137,7 @@ func (a *API) deploys(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	req.Who = actor(r.Context(), req.Who)
 	plan, err := a.orch.Plan(r.Context(), req.Request)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
@@ -160,6 +161,7 @@ func (a *API) rollback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	req.Who = actor(r.Context(), req.Who)
 	req, err := a.orch.ResolveRollback(r.Context(), req)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)

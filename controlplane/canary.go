@@ -89,7 +89,10 @@ type CanaryConfig struct {
 	Dir string
 	// Addr returns a service's mesh address, where synthetic load is sent
 	// (policies with synthetic_load); nil refuses such policies.
-	Addr   func(service string) (string, error)
+	Addr func(service string) (string, error)
+	// Client sends the synthetic load (default: plain HTTP; a platform
+	// with mutual TLS gives the smoke checks' client).
+	Client *http.Client
 	Clock  canary.Clock
 	Logger *slog.Logger
 }
@@ -111,7 +114,11 @@ func NewCanary(cfg CanaryConfig) (*Canary, error) {
 	c := &Canary{dir: cfg.Dir, router: cfg.Router, log: cfg.Logger, bakes: map[string]bakeWatch{}, life: life, end: end}
 	var load canary.LoadDriver
 	if cfg.Addr != nil {
-		load = laneLoad{graph: cfg.Graph, addr: cfg.Addr, client: &http.Client{}}
+		client := cfg.Client
+		if client == nil {
+			client = &http.Client{}
+		}
+		load = laneLoad{graph: cfg.Graph, addr: cfg.Addr, client: client}
 	}
 	a, err := canary.New(canary.Config{
 		Metrics:  cfg.Metrics,
@@ -431,6 +438,7 @@ func openCanary(cfg LocalConfig, l *Local) (*Canary, error) {
 		Router: l.Router,
 		Dir:    filepath.Join(cfg.Data, "canary"),
 		Addr:   addr,
+		Client: cfg.SmokeClient,
 		Logger: cfg.Logger,
 	})
 }
@@ -494,6 +502,7 @@ func (a *API) canaryOverride(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	req.Who = actor(r.Context(), req.Who)
 	promote := strings.HasSuffix(r.URL.Path, "/promote")
 	what := "aborted"
 	if promote {

@@ -25,6 +25,15 @@ type Client struct {
 	// BaseURL is the control plane's address, e.g. http://127.0.0.1:7480.
 	BaseURL string
 	HTTP    *http.Client
+	// Token is sent as the bearer token on every request (see
+	// EnsureTokens); a platform's API refuses a request without one.
+	Token string
+}
+
+// WithToken sets the client's token and returns it.
+func (c *Client) WithToken(token string) *Client {
+	c.Token = token
+	return c
 }
 
 // NewClient returns a client for the control plane at base (a URL, or
@@ -67,6 +76,9 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (*http.R
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
@@ -209,4 +221,20 @@ func (c *Client) History(ctx context.Context, service string, limit int) ([]depl
 		return nil, err
 	}
 	return out.Records, nil
+}
+
+// Identities lists the platform's workload identities (GET
+// /api/identities).
+func (c *Client) Identities(ctx context.Context) (IdentitiesResponse, error) {
+	var out IdentitiesResponse
+	err := c.getJSON(ctx, http.MethodGet, "/api/identities", nil, &out)
+	return out, err
+}
+
+// RotateIdentities gives every identity a new SVID now, from a new root
+// when newRoot (POST /api/identities/rotate).
+func (c *Client) RotateIdentities(ctx context.Context, newRoot bool) (IdentitiesResponse, error) {
+	var out IdentitiesResponse
+	err := c.getJSON(ctx, http.MethodPost, "/api/identities/rotate", RotateRequest{CA: newRoot}, &out)
+	return out, err
 }

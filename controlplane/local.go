@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 
 	"github.com/flotilla-ci/flotilla/deploy"
@@ -48,7 +49,9 @@ type LocalConfig struct {
 	KeepVersions int
 	// Target tunes the local target (Dir and Root are set here).
 	Target local.Config
-	Logger *slog.Logger
+	// SmokeClient makes the smoke checks (deploy.Config.Client).
+	SmokeClient *http.Client
+	Logger      *slog.Logger
 }
 
 // Local is the deploy side of a local control plane.
@@ -132,7 +135,7 @@ func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 	l.Orchestrator, err = deploy.New(deploy.Config{
 		Graph: cfg.Graph, Load: load, Target: l.Target, Router: l.Router, Store: l.Store, Shifter: l.Canary,
 		Gates: cfg.Gates, Recorders: cfg.Recorders, BuildFlags: cfg.BuildFlags, Env: cfg.Env,
-		MaxParallel: cfg.MaxParallel, KeepVersions: cfg.KeepVersions, Logger: cfg.Logger,
+		MaxParallel: cfg.MaxParallel, KeepVersions: cfg.KeepVersions, Logger: cfg.Logger, Client: cfg.SmokeClient,
 	})
 	if err != nil {
 		_ = l.Target.Close()

@@ -25,6 +25,7 @@ import (
 	"github.com/flotilla-ci/flotilla/deploy"
 	"github.com/flotilla-ci/flotilla/deploy/local"
 	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/identity"
 	"github.com/flotilla-ci/flotilla/internal/sqldb"
 	"github.com/flotilla-ci/flotilla/internal/supervise"
 	"github.com/flotilla-ci/flotilla/mesh"
@@ -66,15 +67,23 @@ type PlatformConfig struct {
 	// enforce): a call from one service to another it does not
 	// depends_on is refused with 403 and counted
 	// (flotilla_mesh_authz_denied_total); warn lets it through and counts
-	// it. Callers are named by X-Flotilla-Caller, which shop/kit sends
-	// on every call made under a service's context. A call without the
-	// header, or naming no service of the graph, is let through
-	// (mesh.UnknownAllow): the orchestrator's readiness probes and smoke
-	// tests, the gateway's JWKS fetch and the few start-up calls a
-	// service makes outside a service context send none. Without mTLS
-	// the header is a claim, not a proof: enforce catches calls the
-	// graph does not declare, not a hostile process on the machine.
+	// it. Callers are known by their certificates (MTLS): a caller that
+	// is no service of the graph, the gateway or the smoke checks is
+	// refused in strict mode; in permissive mode plaintext callers, who
+	// are nobody, are let through.
 	Authz mesh.AuthzMode
+	// MTLS is the mutual TLS mode of the mesh's and the services'
+	// listeners, PeerAuthentication's: strict (default) refuses a
+	// connection without a certificate of the platform's CA, permissive
+	// also accepts plaintext (and counts it). Every workload has an
+	// identity either way (package identity): the CA, its key and the
+	// SVIDs are in IdentityDir(Data).
+	MTLS identity.Mode
+	// TrustDomain of the SPIFFE IDs (default cluster.local, as Istio's);
+	// CertTTL the SVIDs' lifetime (default identity.DefaultTTL), renewed
+	// at half of it.
+	TrustDomain string
+	CertTTL     time.Duration
 	// BuildFlags are the services' `go build` flags (part of their
 	// versions).
 	BuildFlags []string
@@ -117,7 +126,7 @@ func DefaultPlatformConfig(manifest string) PlatformConfig {
 		Manifest: manifest, Data: filepath.Join(filepath.Dir(manifest), ".flotilla"),
 		APIAddr: DefaultAddr, GatewayAddr: DefaultGatewayAddr, RegistryAddr: DefaultRegistryAddr,
 		BrokerAddr: DefaultBrokerAddr, NATSAddr: DefaultNATSAddr,
-		Demo: true, Authz: mesh.AuthzEnforce, StopTimeout: time.Minute,
+		Demo: true, Authz: mesh.AuthzEnforce, MTLS: identity.Strict, StopTimeout: time.Minute,
 	}
 }
 
@@ -146,6 +155,14 @@ func (c PlatformConfig) Validate() error {
 	}
 	if c.StopTimeout < 0 {
 		errs = append(errs, errors.New("platform: stop timeout must not be negative"))
+	}
+	switch c.MTLS {
+	case "", identity.Strict, identity.Permissive:
+	default:
+		errs = append(errs, fmt.Errorf("platform: mtls %q: want strict or permissive", c.MTLS))
+	}
+	if c.CertTTL < 0 {
+		errs = append(errs, errors.New("platform: certificate lifetime must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -248,6 +265,9 @@ func NewPlatform(cfg PlatformConfig) (*Platform, error) {
 	}
 	if cfg.Authz == "" {
 		cfg.Authz = d.Authz
+	}
+	if cfg.MTLS == "" {
+		cfg.MTLS = d.MTLS
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -487,6 +507,17 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The API's tokens (made on the first start).
+	tokens, err := EnsureTokens(data)
+	if err != nil {
+		return nil, err
+	}
+	// The CA and the platform's own identities, before any process that
+	// needs one starts.
+	ids, err := p.openIdentity(ctx, data)
+	if err != nil {
+		return nil, fmt.Errorf("identities: %w", err)
+	}
 
 	// The one database of the control plane: the registry, the broker
 	// and the deploy history, each under its own migrations.
@@ -621,7 +652,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 
 	// The data plane: the mesh and the gateway, in a process of its own
 	// that outlives this one, authorizing calls from the graph.
-	if dpProc, err = p.startDataplane(ctx, dpDir, dp, keeper); err != nil {
+	if dpProc, err = p.startDataplane(ctx, dpDir, dp, keeper, ids); err != nil {
 		return nil, err
 	}
 	if took != "" {
@@ -637,15 +668,25 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	for _, s := range m.Services {
 		policy[s.Name] = append([]string{}, s.DependsOn...)
 	}
-	if err := dp.SetAuthz(ctx, dataplane.Authz{Mode: p.cfg.Authz, Unknown: mesh.UnknownAllow, Policy: policy}); err != nil {
+	// Callers are known by their certificates: in strict mode one that is
+	// no service of the graph (nor the gateway, nor a smoke check) is
+	// refused; permissive lets plaintext callers, who are nobody, in.
+	unknown := mesh.UnknownDeny
+	if p.cfg.MTLS == identity.Permissive {
+		unknown = mesh.UnknownAllow
+	}
+	if err := dp.SetAuthz(ctx, dataplane.Authz{Mode: p.cfg.Authz, Unknown: unknown, Policy: policy}); err != nil {
 		return nil, fmt.Errorf("data plane: %w", err)
 	}
 
 	// The deploy side: the local target (adopting what a previous run
 	// left running), the history, the orchestrator, the gates.
-	env := p.serviceEnv(info, secrets)
+	env := ids.env(m, p.serviceEnv(info, secrets))
+	target := p.cfg.Target
+	target.ProbeTransport = ids.probeTransport()
 	lc, err = OpenLocal(ctx, LocalConfig{
-		Graph: g, Data: data, Router: dp, DB: db, Env: env, Metrics: p.cfg.Metrics,
+		SmokeClient: ids.smokeClient(),
+		Graph:       g, Data: data, Router: dp, DB: db, Env: env, Metrics: p.cfg.Metrics,
 		Gates: []deploy.Gate{
 			SchemasCompatible{Registry: serde.NewClient(info.Registry, "", ""), Manifest: func() (*graph.Manifest, error) {
 				m, _, err := graph.Load(m.File)
@@ -654,7 +695,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 			&CanIDeploy{Broker: bc, Contracts: p.contracts(m, info.Broker)},
 		},
 		Recorders:  []deploy.Recorder{RecordDeployments{Broker: bc, Environment: "local"}},
-		BuildFlags: p.cfg.BuildFlags, KeepVersions: p.cfg.KeepVersions, Target: p.cfg.Target, Logger: p.log,
+		BuildFlags: p.cfg.BuildFlags, KeepVersions: p.cfg.KeepVersions, Target: target, Logger: p.log,
 	})
 	if err != nil {
 		return nil, err
@@ -685,6 +726,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/api/", lc.API.Handler())
 	mux.Handle("GET /metrics", dp.MetricsHandler())
+	ids.routes(mux)
 	mux.HandleFunc("GET /api/platform", func(w http.ResponseWriter, r *http.Request) {
 		if i := p.info.Load(); i != nil {
 			now := *i
@@ -708,7 +750,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 		}
 		writeError(w, http.StatusServiceUnavailable, errors.New("the platform is starting: its services are being deployed"))
 	})
-	newServer(ls.api, mux, "api", &apiSrv)
+	newServer(ls.api, tokens.Middleware(mux), "api", &apiSrv)
 
 	// The release that brings every service up, in waves.
 	p.log.InfoContext(ctx, "deploying", "services", names, "data", data)
@@ -757,8 +799,9 @@ func (p *Platform) dataplaneStatus(ctx context.Context, dp *dataplane.Client) (d
 // sockets and with its last configuration, the old one drains and exits.
 // A data plane that dies is restarted by the supervisor on the sockets
 // the keeper holds, and given the whole configuration again.
-func (p *Platform) startDataplane(ctx context.Context, dir string, dp *dataplane.Client, keeper *dataplane.Keeper) (*supervise.Process, error) {
-	args := append(append([]string{}, p.cfg.Dataplane[1:]...), "--state", dir)
+func (p *Platform) startDataplane(ctx context.Context, dir string, dp *dataplane.Client, keeper *dataplane.Keeper, ids *platformIdentity) (*supervise.Process, error) {
+	args := append(append([]string{}, p.cfg.Dataplane[1:]...), "--state", dir,
+		"--identity", ids.w.Dir, "--mtls", string(ids.mode), "--namespace", ids.ns)
 	sock := dataplane.SocketIn(dir)
 	proc, err := supervise.Start(ctx, supervise.Spec{
 		Name: "dataplane", Dir: dir, Path: p.cfg.Dataplane[0], Args: args,

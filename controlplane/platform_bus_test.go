@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/flotilla-ci/flotilla/controlplane"
+	"github.com/flotilla-ci/flotilla/identity"
 	"github.com/flotilla-ci/flotilla/internal/supervise"
 )
 
@@ -65,6 +66,7 @@ func startPlatform(t *testing.T, cfg controlplane.PlatformConfig) (*controlplane
 	go func() { done <- p.Run(ctx) }()
 	select {
 	case info := <-ready:
+		rememberToken(t, info)
 		return p, info, cancel, done
 	case err := <-done:
 		cancel()
@@ -96,6 +98,9 @@ func TestPlatformBusOutlivesTheControlPlane(t *testing.T) {
 	manifest := tinyRepo(t)
 	data := filepath.Join(filepath.Dir(manifest), ".flotilla")
 	cfg := platformConfig(manifest, data)
+	// Its service is no shop/kit service and speaks no TLS: permissive
+	// mode lets it in and the mesh and the probes speak plaintext to it.
+	cfg.MTLS = identity.Permissive
 	cfg.Demo = false
 	t.Cleanup(func() {
 		// Whatever a failed run left behind.

@@ -84,8 +84,10 @@ func withUserCanary(t *testing.T, src []byte, policy, faults string) []byte {
 
 // steady sends requests to url at about rate per second until stop, and
 // counts them and the failed ones.
-func steady(url string, rate int, stop <-chan struct{}, total, failed *atomic.Int64) {
-	c := &http.Client{Timeout: 5 * time.Second}
+func steady(c *http.Client, url string, rate int, stop <-chan struct{}, total, failed *atomic.Int64) {
+	if c == nil {
+		c = &http.Client{Timeout: 5 * time.Second}
+	}
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	var wg sync.WaitGroup
@@ -133,14 +135,15 @@ func TestPlatformCanaryRollsBackABadVersion(t *testing.T) {
 	stable := info.Services[0].Version
 	addr := info.Services[0].Mesh
 	ctx := context.Background()
-	api := controlplane.NewClient(info.API)
+	api := apiClient(t, info)
 
 	// Steady traffic on a route of the service (not a probe).
 	var total, failedReqs atomic.Int64
 	stopLoad := make(chan struct{})
 	loadDone := make(chan struct{})
 	go func() {
-		steady("http://"+addr+"/.well-known/jwks.json", 40, stopLoad, &total, &failedReqs)
+		// As product-service, which may call user-service.
+		steady(serviceClient(t, info.Data, "product-service"), "http://"+addr+"/.well-known/jwks.json", 40, stopLoad, &total, &failedReqs)
 		close(loadDone)
 	}()
 	defer func() {

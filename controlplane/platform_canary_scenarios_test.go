@@ -27,6 +27,7 @@ import (
 	"github.com/flotilla-ci/flotilla/controlplane"
 	"github.com/flotilla-ci/flotilla/dataplane"
 	"github.com/flotilla-ci/flotilla/deploy"
+	"github.com/flotilla-ci/flotilla/identity"
 	"github.com/flotilla-ci/flotilla/internal/supervise"
 	"github.com/flotilla-ci/flotilla/internal/testenv"
 )
@@ -75,6 +76,7 @@ func withReleases(t *testing.T, src []byte, rs ...release) []byte {
 // loads sends steady traffic to routes of the services, each switched on
 // and off by the test, counting what was sent and what failed.
 type loads struct {
+	c     *http.Client // calls into the mesh with an identity
 	mu    sync.Mutex
 	stops map[string]chan struct{}
 	wg    sync.WaitGroup
@@ -96,7 +98,7 @@ func (l *loads) on(url string, rate int) {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		steady(url, rate, stop, &l.total, &l.fail)
+		steady(l.c, url, rate, stop, &l.total, &l.fail)
 	}()
 }
 
@@ -288,7 +290,7 @@ func TestPlatformCanaryScenarios(t *testing.T) {
 	write(next("user-service", quick), next("analytics-service", quick))
 	p1, info, cancel1, done1 := startPlatform(t, cfg)
 	defer cancel1()
-	api := controlplane.NewClient(info.API)
+	api := apiClient(t, info)
 	var userAddr, analyticsAddr string
 	for _, s := range info.Services {
 		switch s.Name {
@@ -300,7 +302,9 @@ func TestPlatformCanaryScenarios(t *testing.T) {
 	}
 	userURL := "http://" + userAddr + "/.well-known/jwks.json"
 	analyticsURL := "http://" + analyticsAddr + "/stats/orders"
-	var load loads
+	// Synthetic traffic as the smoke checks' identity, which may call
+	// every service.
+	load := loads{c: systemClient(t, info.Data, identity.Smoke)}
 	defer load.stopAll()
 	user := []string{"user-service"}
 
@@ -547,7 +551,7 @@ func TestPlatformCanaryScenarios(t *testing.T) {
 			cancel2()
 			return <-done2
 		}
-		api = controlplane.NewClient(info2.API)
+		api = apiClient(t, info2)
 		waitUntil(t, "the resumed canary finished", func() bool {
 			st = canaryOf(ctx, api, "user-service")
 			return st.Phase.Final()

@@ -14,7 +14,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/flotilla-ci/flotilla/controlplane"
 	"github.com/flotilla-ci/flotilla/deploy"
 	"github.com/flotilla-ci/flotilla/graph"
 	"github.com/flotilla-ci/flotilla/shop/load"
@@ -254,7 +253,7 @@ func TestPlatformRedeployAllUnderLoad(t *testing.T) {
 	if err := os.WriteFile(manifest, withDeployEnv(t, src, "LOG_LEVEL", "warn"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	client := controlplane.NewClient(info.API)
+	client := apiClient(t, info)
 	var waves [][]string
 	before := meshRequests(t, info.API)
 	deployStarted := time.Now()
@@ -371,8 +370,8 @@ func TestPlatformRedeployAllUnderLoad(t *testing.T) {
 	}
 	for _, s := range all {
 		r := got[s]
-		if r.Action != deploy.RecordDeploy || r.Result != deploy.Succeeded || r.Previous != old[s] || r.Version != next[s] || r.Who != "e2e" {
-			t.Errorf("history of %s in release %d: %+v; want a succeeded deploy by e2e from %s to %s", s, rep.Release, r, old[s], next[s])
+		if r.Action != deploy.RecordDeploy || r.Result != deploy.Succeeded || r.Previous != old[s] || r.Version != next[s] || r.Who != "e2e via admin token" {
+			t.Errorf("history of %s in release %d: %+v; want a succeeded deploy by e2e via the admin token from %s to %s", s, rep.Release, r, old[s], next[s])
 		}
 	}
 

@@ -1,11 +1,13 @@
 package controlplane_test
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/flotilla-ci/flotilla/controlplane"
 	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/identity"
 	"github.com/flotilla-ci/flotilla/mesh"
 	"github.com/flotilla-ci/flotilla/shop/kit"
 )
@@ -96,6 +99,7 @@ func call(t *testing.T, method, url, token string, header http.Header) (int, str
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	withToken(req)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -226,10 +230,13 @@ func deniedCalls(t *testing.T, api string) float64 {
 	return n
 }
 
-// checkAuthz checks the platform's mesh enforces the graph: a call
+// checkAuthz checks the platform's mesh and services know callers by
+// their certificates (strict mutual TLS) and enforce the graph: a call
 // payment-service does not declare (to cart-service) is refused with 403
 // and counted, a declared one (order-service's) goes through to the
-// service.
+// service; a process without a certificate gets no connection, whatever
+// header it sends; and cart-service's own listener lets in neither
+// plaintext nor payment-service's certificate.
 func checkAuthz(t *testing.T, info controlplane.PlatformInfo) {
 	t.Helper()
 	addr := map[string]string{}
@@ -238,15 +245,96 @@ func checkAuthz(t *testing.T, info controlplane.PlatformInfo) {
 	}
 	before := deniedCalls(t, info.API)
 	cart := "http://" + addr["cart-service"] + "/carts/me"
-	as := func(caller string) http.Header { return http.Header{mesh.CallerHeader: {caller}} }
-	if st, _, body := call(t, "GET", cart, "", as("payment-service")); st != http.StatusForbidden {
+	as := func(service string) *http.Client { return serviceClient(t, info.Data, service) }
+	if st, body := callWith(t, as("payment-service"), "GET", cart); st != http.StatusForbidden {
 		t.Errorf("payment-service calling cart-service (undeclared): %d %s; want 403 from the mesh", st, body)
 	}
 	// Declared: cart-service answers itself (no token: 401).
-	if st, _, body := call(t, "GET", cart, "", as("order-service")); st != http.StatusUnauthorized {
+	if st, body := callWith(t, as("order-service"), "GET", cart); st != http.StatusUnauthorized {
 		t.Errorf("order-service calling cart-service (declared): %d %s; want cart-service's own 401", st, body)
 	}
 	if d := deniedCalls(t, info.API) - before; d != 1 {
 		t.Errorf("the refused-call counter went up by %v, want 1", d)
 	}
+	// A header is no identity: without a certificate, no connection.
+	req, _ := http.NewRequest("GET", cart, nil)
+	req.Header.Set(mesh.CallerHeader, "order-service")
+	req.Header.Set(mesh.PeerHeader, "spiffe://cluster.local/ns/default/sa/order-service")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		_ = resp.Body.Close()
+		t.Errorf("a plaintext call claiming order-service: %s; want the connection refused", resp.Status)
+	}
+	// The instance's own listener.
+	st, err := apiClient(t, info).Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st.Services {
+		if s.Service != "cart-service" || len(s.Instances) == 0 {
+			continue
+		}
+		inst := "http://" + s.Instances[0].Addr + "/ready"
+		if resp, err := as("payment-service").Get(inst); err == nil {
+			_ = resp.Body.Close()
+			t.Errorf("payment-service's certificate straight to a cart-service instance: %s; want refused", resp.Status)
+		}
+		if resp, err := http.Get(inst); err == nil {
+			_ = resp.Body.Close()
+			t.Errorf("plaintext to a cart-service instance: %s; want refused", resp.Status)
+		}
+	}
+}
+
+// serviceClient calls with service's SVID from the platform's CA (issued
+// if the platform has not, when the service is not deployed), read from
+// the data directory as the service's process reads it.
+func serviceClient(t *testing.T, data, service string) *http.Client {
+	t.Helper()
+	dir := controlplane.IdentityDir(data)
+	ca, err := identity.OpenCA(filepath.Join(dir, "ca"), identity.DefaultTrustDomain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &identity.Workloads{CA: ca, Dir: filepath.Join(dir, "workloads")}
+	id, err := identity.WorkloadID(ca.TrustDomain(), identity.DefaultNamespace, service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, err := w.Ensure(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := identity.NewSource(wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &identity.Dialer{Config: identity.ClientConfig(src, identity.AllowTrustDomain(src.TrustDomain()))}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
+func callWith(t *testing.T, c *http.Client, method, url string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(body))
+}
+
+// systemClient calls with the SVID of a platform workload (identity.Smoke,
+// ...), as the platform issued it in the data directory.
+func systemClient(t *testing.T, data, name string) *http.Client {
+	t.Helper()
+	src, err := identity.NewSource(identity.WorkloadDir(filepath.Join(controlplane.IdentityDir(data), "workloads"), identity.SystemNamespace, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &identity.Dialer{Config: identity.ClientConfig(src, identity.AllowTrustDomain(src.TrustDomain()))}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
 }

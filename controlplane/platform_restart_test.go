@@ -137,7 +137,7 @@ func TestPlatformServesWhileTheControlPlaneIsDown(t *testing.T) {
 		t.Fatal("the data plane died with the control plane")
 	}
 	ctx := context.Background()
-	if _, err := controlplane.NewClient(info1.API).Deploy(ctx, deploy.Request{Services: []string{"user-service"}, Who: "e2e"}, nil); err == nil {
+	if _, err := apiClient(t, info1).Deploy(ctx, deploy.Request{Services: []string{"user-service"}, Who: "e2e"}, nil); err == nil {
 		t.Fatal("a deploy with the control plane down was accepted")
 	} else {
 		t.Logf("a deploy with the control plane down: %v", err)
@@ -161,7 +161,7 @@ func TestPlatformServesWhileTheControlPlaneIsDown(t *testing.T) {
 	if err := os.WriteFile(manifest, withDeployEnv(t, src, "LOG_LEVEL", "warn"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	client := controlplane.NewClient(info2.API)
+	client := apiClient(t, info2)
 	rep, err := client.Deploy(ctx, deploy.Request{Services: []string{"user-service"}, Who: "e2e"}, nil)
 	if err != nil {
 		t.Fatalf("deploy after the control plane came back: %v\n%v", err, upOutcomes(rep))
@@ -185,7 +185,7 @@ func TestPlatformServesWhileTheControlPlaneIsDown(t *testing.T) {
 	for _, r := range recs {
 		who = append(who, r.Who)
 	}
-	if len(recs) < 2 || recs[0].Who != "e2e" || recs[len(recs)-1].Who != "flotilla up" {
+	if len(recs) < 2 || recs[0].Who != "e2e via admin token" || recs[len(recs)-1].Who != "flotilla up" {
 		t.Errorf("user-service's history after the restart: %v; want the first control plane's release and the new deploy", who)
 	}
 

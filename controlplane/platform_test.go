@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,6 +55,7 @@ func runPlatform(t *testing.T, cfg controlplane.PlatformConfig) (info controlpla
 	t.Cleanup(func() { _ = stop() })
 	select {
 	case info = <-ready:
+		rememberToken(t, info)
 		return info, stop
 	case err := <-done:
 		stopped = true
@@ -107,7 +109,12 @@ func artifacts(t *testing.T, data string) map[string]time.Time {
 
 func get(t *testing.T, url string, v any) int {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withToken(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,6 +196,8 @@ func TestPlatformUpStopAndUpAgain(t *testing.T) {
 	if st := demoLogin(t, info.Gateway); st != http.StatusOK {
 		t.Fatalf("demo user login through the gateway: %d, want 200", st)
 	}
+	checkAPIToken(t, info)
+	checkRotationUnderLoad(t, info)
 	// The control plane's API knows what runs, and where.
 	var status controlplane.StatusResponse
 	if st := get(t, info.API+"/api/status", &status); st != http.StatusOK {
@@ -447,4 +456,31 @@ func TestPlatformInterruptedWhileDeploying(t *testing.T) {
 	if left := processesUnder(t, data); len(left) > 0 {
 		t.Fatalf("processes left running: %v", left)
 	}
+}
+
+// apiTokens are the admin tokens of the platforms the tests run, by the
+// API's host:port: get and call send them.
+var apiTokens sync.Map
+
+func rememberToken(t *testing.T, info controlplane.PlatformInfo) {
+	t.Helper()
+	tok, err := controlplane.ReadToken(controlplane.TokenFile(info.Data, controlplane.RoleAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiTokens.Store(strings.TrimPrefix(info.API, "http://"), tok)
+}
+
+func withToken(req *http.Request) {
+	if tok, ok := apiTokens.Load(req.URL.Host); ok && req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+tok.(string))
+	}
+}
+
+// apiClient is a client of the platform's API with its admin token.
+func apiClient(t *testing.T, info controlplane.PlatformInfo) *controlplane.Client {
+	t.Helper()
+	rememberToken(t, info)
+	tok, _ := apiTokens.Load(strings.TrimPrefix(info.API, "http://"))
+	return controlplane.NewClient(info.API).WithToken(tok.(string))
 }

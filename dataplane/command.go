@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flotilla-ci/flotilla/internal/supervise"
+	"github.com/flotilla-ci/flotilla/identity"
 )
 
 // InheritedListeners are the listening sockets this process was started
@@ -37,6 +38,9 @@ func Command(ctx context.Context, args []string, stderr io.Writer, version strin
 	fs.SetOutput(stderr)
 	state := fs.String("state", "", "the state directory")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "how long in-flight requests may take to finish")
+	ident := fs.String("identity", "", "the workloads' identity directory (mutual TLS; empty: plaintext)")
+	mtls := fs.String("mtls", string(identity.Strict), "strict or permissive (with --identity)")
+	ns := fs.String("namespace", identity.DefaultNamespace, "the services' namespace in their SPIFFE IDs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,7 +51,12 @@ func Command(ctx context.Context, args []string, stderr io.Writer, version strin
 	if err != nil {
 		return err
 	}
+	mode, err := identity.ParseMode(*mtls)
+	if err != nil {
+		return fmt.Errorf("dataplane: --mtls: %w", err)
+	}
 	m := &Main{Config: Config{State: *state, DrainTimeout: *drain, Version: version, Inherited: inherited,
+		Identity: *ident, MTLS: mode, Namespace: *ns,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil))}}
 	return m.Run(ctx)
 }

@@ -11,8 +11,26 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flotilla-ci/flotilla/identity"
 	"github.com/flotilla-ci/flotilla/mesh"
 )
+
+// meshTLS reads the mesh's and the gateway's identities.
+func meshTLS(cfg *Config) (*mesh.TLSConfig, error) {
+	ns := cfg.Namespace
+	if ns == "" {
+		ns = identity.DefaultNamespace
+	}
+	src, err := identity.NewSource(identity.WorkloadDir(cfg.Identity, identity.SystemNamespace, identity.Mesh))
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: the mesh's identity: %w", err)
+	}
+	gw, err := identity.NewSource(identity.WorkloadDir(cfg.Identity, identity.SystemNamespace, identity.Gateway))
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: the gateway's identity: %w", err)
+	}
+	return &mesh.TLSConfig{Source: src, Gateway: gw, Mode: cfg.MTLS, Namespace: ns}, nil
+}
 
 // Config configures the data-plane process.
 type Config struct {
@@ -32,6 +50,14 @@ type Config struct {
 	// serves them instead of listening anew, so no connection is
 	// refused in between.
 	Inherited []net.Listener
+	// Identity, when set, is the directory of the workloads' identities
+	// (identity.Workloads.Dir): the mesh serves mutual TLS (MTLS mode,
+	// default strict) as flotilla-system/mesh, the gateway calls as
+	// flotilla-system/gateway, and instances must be the services of
+	// Namespace (default identity.DefaultNamespace).
+	Identity  string
+	MTLS      identity.Mode
+	Namespace string
 	Logger    *slog.Logger
 }
 
@@ -112,6 +138,11 @@ func (m *Main) Start(ctx context.Context) error {
 	mc := cfg.Mesh
 	if mc.Logger == nil {
 		mc.Logger = cfg.Logger.With("component", "mesh")
+	}
+	if cfg.Identity != "" {
+		if mc.TLS, err = meshTLS(cfg); err != nil {
+			return fail(err)
+		}
 	}
 	if m.mesh, err = mesh.New(mc); err != nil {
 		return fail(err)

@@ -97,7 +97,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		cfg.Gateway.Logger = cfg.Logger.With("component", "gateway")
 	}
 	if cfg.Gateway.HTTPClient == nil {
-		cfg.Gateway.HTTPClient = &http.Client{Timeout: 5 * time.Second, Transport: asGateway{http.DefaultTransport}}
+		var rt http.RoundTripper = asGateway{http.DefaultTransport}
+		if c := cfg.Mesh.GatewayClient(); c != nil {
+			rt = c.Transport // mutual TLS, as the gateway's identity
+		}
+		cfg.Gateway.HTTPClient = &http.Client{Timeout: 5 * time.Second, Transport: rt}
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, started: time.Now(), cur: &Snapshot{},
 		listening: map[string]net.Listener{}, inherited: map[string]net.Listener{}}

@@ -80,19 +80,19 @@ func PolicyFromManifest(m *graph.Manifest) *Policy {
 	return NewPolicy(deps)
 }
 
-// Allows reports whether caller may call service. GatewayCaller may call
-// every service.
+// Allows reports whether caller may call service. GatewayCaller and
+// SmokeCaller may call every service.
 func (p *Policy) Allows(caller, service string) bool {
-	if caller == GatewayCaller {
+	if caller == GatewayCaller || caller == SmokeCaller {
 		return true
 	}
 	return p.allowed[caller][service]
 }
 
 // Known reports whether the caller is a service of the policy (or the
-// gateway).
+// gateway, or the smoke checks).
 func (p *Policy) Known(caller string) bool {
-	if caller == GatewayCaller {
+	if caller == GatewayCaller || caller == SmokeCaller {
 		return true
 	}
 	_, ok := p.allowed[caller]
@@ -140,8 +140,17 @@ const UnknownCaller = "unknown"
 // policy refuses.
 func (m *Mesh) authorize(r *http.Request, dst string) (string, bool) {
 	caller := ""
-	if v := r.Header[CallerHeader]; len(v) > 0 {
-		caller = v[0]
+	switch {
+	case m.tls != nil:
+		// Only a certificate names the caller (the listener, or the
+		// gateway in process, set PeerHeader).
+		if v := r.Header[PeerHeader]; len(v) > 0 {
+			caller = m.tls.callerOf(v[0])
+		}
+	default:
+		if v := r.Header[CallerHeader]; len(v) > 0 {
+			caller = v[0]
+		}
 	}
 	p := m.policy.Load()
 	az := m.authz.Load()

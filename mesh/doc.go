@@ -51,14 +51,34 @@
 //
 // # Caller identity and authorization
 //
-// Every shop service sets X-Flotilla-Caller to its own name on every call it
-// makes through the mesh (shop/kit does this). With a [Policy] built from
-// the graph ([PolicyFromManifest]), a call from a service to one it does
-// not depends_on is counted in flotilla_mesh_authz_denied_total and, in
-// [AuthzEnforce] mode, refused with 403; [AuthzWarn] lets it through. Calls
-// without the header, or naming no service of the graph, are allowed or
-// refused per [AuthzConfig].Unknown. The edge gateway calls as
-// [GatewayCaller]. Without mTLS the header is an assertion, not a proof.
+// With [Config].TLS (a platform's default), every service's listener
+// speaks mutual TLS (package identity): a caller presents an X.509-SVID
+// of the trust domain, and the mesh knows it by its SPIFFE ID, never by a
+// header. The listener removes any X-Flotilla-Peer ([PeerHeader]) a
+// client sent and sets it to the verified ID
+// (spiffe://cluster.local/ns/default/sa/order-service), and the mesh
+// forwards it to the instance over mutual TLS of its own (the instance
+// must present its service's SVID); the edge gateway sets its own ID
+// (.../ns/flotilla-system/sa/gateway) the same way. A service believes
+// X-Flotilla-Peer only on a connection whose peer certificate is the
+// mesh's (shop/kit's Peer), and then knows who called it through the
+// mesh. In [identity.Permissive] mode a listener also accepts plaintext,
+// whose caller is unknown, and the mesh speaks plaintext to an instance
+// that answers its handshake in plaintext (Istio's auto mTLS); flotilla_mesh_mtls_handshakes_total,
+// _plaintext_accepted_total and _refused_total{reason} count what each
+// listener accepted and refused.
+//
+// Without TLS, every shop service sets X-Flotilla-Caller to its own name
+// on every call it makes through the mesh (shop/kit does this), and the
+// mesh takes it at its word: an assertion, not a proof.
+//
+// With a [Policy] built from the graph ([PolicyFromManifest]), a call
+// from a service to one it does not depends_on is counted in
+// flotilla_mesh_authz_denied_total and, in [AuthzEnforce] mode, refused
+// with 403; [AuthzWarn] lets it through. Calls from no known caller are
+// allowed or refused per [AuthzConfig].Unknown. The edge gateway calls as
+// [GatewayCaller] and the smoke checks as [SmokeCaller], both allowed
+// everywhere.
 //
 // # Metrics
 //

@@ -399,7 +399,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, client string) (
 		r.Header.Del(CanaryHeader)
 		r.Header.Del(VersionHeader)
 	}
-	r.Header.Set(CallerHeader, GatewayCaller)
+	g.setCaller(r.Header)
 	if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
 		r.Header.Set("X-Forwarded-For", prior+", "+client)
 	} else {

@@ -3,6 +3,7 @@ package mesh
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/flotilla-ci/flotilla/identity"
 )
 
 // leanTransport is an HTTP/1.1 client for one endpoint that does the whole
@@ -26,7 +29,8 @@ type leanTransport struct {
 	addr    string
 	dialer  *net.Dialer
 	maxIdle int
-	std     *http.Transport // for upgrades
+	std     *http.Transport  // for upgrades
+	tls     *identity.Dialer // mutual TLS over each connection; nil: plaintext
 
 	mu   sync.Mutex
 	idle []*leanConn
@@ -92,14 +96,38 @@ func (t *leanTransport) get(ctx context.Context, replayable bool) (*leanConn, bo
 	if err != nil {
 		return nil, false, err
 	}
+	// The peek looks at the TCP connection under TLS: a close_notify or
+	// a close from the instance both read as closed.
+	var rc syscall.RawConn
+	if sc, ok := c.(syscall.Conn); ok {
+		rc, _ = sc.SyscallConn()
+	}
+	if t.tls != nil {
+		tc, err := t.tls.Handshake(ctx, c)
+		var rh tls.RecordHeaderError
+		switch {
+		case err != nil && t.tls.Fallback && errors.As(err, &rh):
+			// Permissive: an instance that does not speak TLS.
+			if c, err = t.dialer.DialContext(ctx, "tcp", t.addr); err != nil {
+				return nil, false, err
+			}
+			rc = nil
+			if sc, ok := c.(syscall.Conn); ok {
+				rc, _ = sc.SyscallConn()
+			}
+		case err != nil:
+			// Nothing of the request was sent: a dial error, retried
+			// on another endpoint.
+			return nil, false, &net.OpError{Op: "dial", Net: "tcp", Err: err}
+		default:
+			c = tc
+		}
+	}
 	br := bufReaders.Get().(*bufio.Reader)
 	br.Reset(c)
 	bw := bufWriters.Get().(*bufio.Writer)
 	bw.Reset(c)
-	pc := &leanConn{t: t, c: c, br: br, bw: bw}
-	if sc, ok := c.(syscall.Conn); ok {
-		pc.rc, _ = sc.SyscallConn()
-	}
+	pc := &leanConn{t: t, c: c, br: br, bw: bw, rc: rc}
 	return pc, false, nil
 }
 

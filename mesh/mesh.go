@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flotilla-ci/flotilla/canary"
+	"github.com/flotilla-ci/flotilla/identity"
 )
 
 // The headers the mesh reads. Header names are canonical so the hot path
@@ -78,6 +79,10 @@ type Config struct {
 	// instead of the mesh's own HTTP/1.1 keep-alive loop (which runs each
 	// request on its connection's goroutine without a background read).
 	StdServer bool
+	// TLS, when set, turns on mutual TLS on the listeners and towards the
+	// instances, and callers are then known by their certificates only
+	// (PeerHeader), never by CallerHeader.
+	TLS *TLSConfig
 }
 
 // RetryConfig bounds retries. A request is retried on another endpoint
@@ -183,6 +188,16 @@ func (c Config) Validate() error {
 	if err := c.Authz.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.TLS != nil {
+		if c.TLS.Source == nil {
+			errs = append(errs, errors.New("tls: no source (the mesh's own identity)"))
+		}
+		switch c.TLS.Mode {
+		case "", identity.Strict, identity.Permissive:
+		default:
+			errs = append(errs, fmt.Errorf("tls mode %q: want strict or permissive", c.TLS.Mode))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -243,6 +258,7 @@ type Mesh struct {
 	policy  atomic.Pointer[Policy]
 	authz   atomic.Pointer[AuthzConfig] // Mode and Unknown (Policy is in policy)
 	warned  sync.Map                    // refused edges already logged
+	tls     *meshTLS                    // nil: plaintext
 
 	mu       sync.Mutex // guards services (the map) and closed
 	services map[string]*service
@@ -286,6 +302,10 @@ func New(cfg Config) (*Mesh, error) {
 	}
 	m.authz.Store(&AuthzConfig{Mode: cfg.Authz.Mode, Unknown: cfg.Authz.Unknown})
 	m.metrics.extra = append(m.metrics.extra, extraWriter{write: m.writeState})
+	if cfg.TLS != nil {
+		m.tls = newMeshTLS(*cfg.TLS)
+		m.metrics.extra = append(m.metrics.extra, extraWriter{write: m.writeTLS})
+	}
 	return m, nil
 }
 
@@ -345,9 +365,15 @@ func (m *Mesh) addService(ctx context.Context, sc ServiceConfig) (string, error)
 	}
 	s := newService(m, sc.Name, timeout, routes)
 	s.ln = ln
+	if m.tls != nil {
+		stats := m.tls.statsOf(sc.Name)
+		stats.OnRefuse = m.logRefusal(sc.Name)
+		ln = identity.Listen(ln, m.tls.server, m.tls.cfg.Mode, stats)
+	}
 	if m.cfg.StdServer {
 		s.srv = &http.Server{
-			Handler:           s,
+			Handler:           stdPeer(s),
+			ConnContext:       stdConnContext,
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),

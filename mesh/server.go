@@ -160,6 +160,10 @@ func (s *connServer) serveConn(sc *srvConn) {
 		bufWriters.Put(bw)
 	}()
 	remote := c.RemoteAddr().String()
+	// The caller's verified identity, known once the first request has
+	// been read (the handshake is done by then).
+	var peer []string
+	peerKnown := false
 	// The idle timeout is a read deadline, re-armed only when a second has
 	// passed since it was last set (each setting takes the runtime's timer
 	// lock), and cleared only for a request that reads from the connection
@@ -191,6 +195,13 @@ func (s *connServer) serveConn(sc *srvConn) {
 			armed = time.Time{}
 		}
 		req.RemoteAddr = remote
+		if !peerKnown {
+			peer, peerKnown = peerValue(c), true
+		}
+		delete(req.Header, PeerHeader)
+		if peer != nil {
+			req.Header[PeerHeader] = peer
+		}
 		if v := req.Header["Expect"]; len(v) > 0 && strings.EqualFold(v[0], "100-continue") && req.ProtoAtLeast(1, 1) {
 			_, _ = bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 			_ = bw.Flush()

@@ -130,18 +130,32 @@ type roundTripper interface {
 }
 
 func (s *service) newEndpoint(addr string) *endpoint {
-	std := s.m.newTransport()
+	std := s.m.newTransport(s.name)
 	if s.m.cfg.StdTransport {
 		return &endpoint{addr: addr, transport: std}
 	}
-	return &endpoint{addr: addr, transport: newLeanTransport(addr, s.m.cfg.MaxIdleConnsPerEndpoint, std)}
+	lt := newLeanTransport(addr, s.m.cfg.MaxIdleConnsPerEndpoint, std)
+	if s.m.tls != nil {
+		lt.tls = s.m.tls.dialer(s.name)
+	}
+	return &endpoint{addr: addr, transport: lt}
 }
 
-func (m *Mesh) newTransport() *http.Transport {
-	d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+// The dialer's settings towards instances.
+const (
+	dialTimeout = 2 * time.Second
+	keepAlive   = 30 * time.Second
+)
+
+func (m *Mesh) newTransport(service string) *http.Transport {
+	d := &net.Dialer{Timeout: dialTimeout, KeepAlive: keepAlive}
+	dial := d.DialContext
+	if m.tls != nil {
+		dial = m.tls.dialer(service).DialContext
+	}
 	return &http.Transport{
 		Proxy:                 nil,
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   m.cfg.MaxIdleConnsPerEndpoint,
 		IdleConnTimeout:       90 * time.Second,

@@ -46,6 +46,7 @@ import (
 	"github.com/flotilla-ci/flotilla/controlplane"
 	"github.com/flotilla-ci/flotilla/dataplane"
 	"github.com/flotilla-ci/flotilla/deploy"
+	"github.com/flotilla-ci/flotilla/identity"
 )
 
 func main() {
@@ -180,6 +181,9 @@ func run(ctx context.Context, file string, mttrRuns, releases, rate int) error {
 
 	cfg := controlplane.DefaultPlatformConfig(manifest)
 	cfg.Data, cfg.Demo = data, false
+	// The load below calls user-service's mesh address in plaintext:
+	// permissive mode lets it in (and counts it).
+	cfg.MTLS = identity.Permissive
 	cfg.APIAddr, cfg.GatewayAddr, cfg.RegistryAddr, cfg.BrokerAddr, cfg.NATSAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	ready := make(chan controlplane.PlatformInfo, 1)
@@ -206,7 +210,11 @@ func run(ctx context.Context, file string, mttrRuns, releases, rate int) error {
 		}
 	}()
 	fmt.Printf("up: %d services ready in %v\n", len(info.Services), time.Since(t0).Round(time.Millisecond))
-	api := controlplane.NewClient(info.API)
+	tok, err := controlplane.ReadToken(controlplane.TokenFile(info.Data, controlplane.RoleAdmin))
+	if err != nil {
+		return err
+	}
+	api := controlplane.NewClient(info.API).WithToken(tok)
 	var userAddr string
 	for _, s := range info.Services {
 		if s.Name == "user-service" {

@@ -178,14 +178,14 @@ func run(ctx context.Context, file string, ups, deploys int) error {
 	}
 	defer func() { _ = p.stop() }()
 	fmt.Printf("up again on the same data directory (nothing to build): %v\n", time.Since(t0).Round(time.Millisecond))
-	rss, n, err := residentMemory(ctx, p.info.API)
+	rss, n, err := residentMemory(ctx, &p.info)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("resident memory after up: %s (control plane %s + %d services %s)\n", mib(rss[0]+rss[1]), mib(rss[0]), n, mib(rss[1]))
 
 	// Full deploys: a config change is a new version of every service.
-	client := controlplane.NewClient(p.info.API)
+	client := apiClient(&p.info)
 	times = nil
 	for i := 1; i <= deploys; i++ {
 		changed, err := withDeployEnv(src, "LOG_LEVEL", []string{"warn", "info", "debug", "error"}[i%4])
@@ -216,7 +216,7 @@ func run(ctx context.Context, file string, ups, deploys int) error {
 	med = median(times)
 	fmt.Printf("full deploy of the ten shop services, artifacts built, no canary analysis: median %v over %d runs (target 20 s: %s; the scenario's 15 minutes: %.0fx faster)\n",
 		med.Round(time.Millisecond), len(times), against(med, 20*time.Second), (15*time.Minute).Seconds()/med.Seconds())
-	rss, n, err = residentMemory(ctx, p.info.API)
+	rss, n, err = residentMemory(ctx, &p.info)
 	if err != nil {
 		return err
 	}
@@ -227,8 +227,8 @@ func run(ctx context.Context, file string, ups, deploys int) error {
 
 // residentMemory sums VmRSS of this process (the control plane) and of
 // every service instance the platform's status lists.
-func residentMemory(ctx context.Context, api string) (rss [2]int64, n int, err error) {
-	st, err := controlplane.NewClient(api).Status(ctx)
+func residentMemory(ctx context.Context, info *controlplane.PlatformInfo) (rss [2]int64, n int, err error) {
+	st, err := apiClient(info).Status(ctx)
 	if err != nil {
 		return rss, 0, err
 	}
@@ -352,4 +352,10 @@ func withDeployEnv(src []byte, key, value string) ([]byte, error) {
 		v.Kind, v.Tag, v.Value = yaml.ScalarNode, "!!str", value
 	}
 	return yaml.Marshal(&doc)
+}
+
+// apiClient is a client of the platform's API with its admin token.
+func apiClient(info *controlplane.PlatformInfo) *controlplane.Client {
+	tok, _ := controlplane.ReadToken(controlplane.TokenFile(info.Data, controlplane.RoleAdmin))
+	return controlplane.NewClient(info.API).WithToken(tok)
 }

@@ -59,7 +59,7 @@ that service's alone (exit status 1 when it has had no canary).`,
 			}
 			ctx, cancel := ctxTimeout(cmd.Context())
 			defer cancel()
-			sts, err := controlplane.NewClient(addr).Canaries(ctx, service)
+			sts, err := a.apiClient(addr).Canaries(ctx, service)
 			if err != nil {
 				return canaryErr(err)
 			}
@@ -122,7 +122,7 @@ as passed. Exit status 1 when the service has no canary in progress.`, "promoted
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := ctxTimeout(cmd.Context())
 			defer cancel()
-			c := controlplane.NewClient(addr)
+			c := a.apiClient(addr)
 			req := controlplane.CanaryOverride{Who: who(), Reason: reason}
 			var (
 				st  canary.State

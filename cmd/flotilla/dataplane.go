@@ -9,14 +9,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flotilla-ci/flotilla/dataplane"
+	"github.com/flotilla-ci/flotilla/identity"
 )
 
 // dataplaneCmd runs the data plane (the mesh and the edge gateway) as a
 // process of its own. It is hidden: `flotilla up` starts it.
 func (a *app) dataplaneCmd() *cobra.Command {
 	var (
-		state string
-		drain time.Duration
+		state, ident, mtls, ns string
+		drain                  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:    "dataplane --state DIR",
@@ -37,6 +38,10 @@ replaces), it serves them instead of listening anew.`,
 			if drain <= 0 {
 				return usageErr(fmt.Errorf("dataplane --drain-timeout %v: want a positive duration", drain))
 			}
+			mode, err := identity.ParseMode(mtls)
+			if err != nil {
+				return usageErr(fmt.Errorf("dataplane --mtls: %w", err))
+			}
 			// The mesh forwards every request of the shop in this
 			// process: collect less often than the default (mesh/doc.go).
 			debug.SetGCPercent(400)
@@ -49,6 +54,7 @@ replaces), it serves them instead of listening anew.`,
 			}
 			m := &dataplane.Main{Config: dataplane.Config{
 				State: state, DrainTimeout: drain, Version: versionLine(version, info), Inherited: inherited,
+				Identity: ident, MTLS: mode, Namespace: ns,
 				Logger: slog.New(slog.NewTextHandler(a.stderr, nil)),
 			}}
 			return m.Run(cmd.Context())
@@ -56,5 +62,8 @@ replaces), it serves them instead of listening anew.`,
 	}
 	cmd.Flags().StringVar(&state, "state", "", "the state directory: the admin socket and the last acknowledged snapshot")
 	cmd.Flags().DurationVar(&drain, "drain-timeout", 30*time.Second, "how long in-flight requests may take to finish at shutdown and on removal")
+	cmd.Flags().StringVar(&ident, "identity", "", "the workloads' identity directory: the mesh serves mutual TLS as flotilla-system/mesh (empty: plaintext)")
+	cmd.Flags().StringVar(&mtls, "mtls", string(identity.Strict), "with --identity: strict, or permissive (plaintext also accepted, and counted)")
+	cmd.Flags().StringVar(&ns, "namespace", identity.DefaultNamespace, "the services' namespace in their SPIFFE IDs")
 	return cmd
 }

@@ -114,7 +114,7 @@ refused, 3 the control plane is unreachable or busy with another release.`,
 				return usageErr(err)
 			}
 			ctx := cmd.Context()
-			cl := controlplane.NewClient(addr)
+			cl := a.apiClient(addr)
 			if dryRun {
 				plan, err := cl.Plan(ctx, req)
 				if errors.Is(err, controlplane.ErrUnreachable) {

@@ -6,8 +6,6 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
-
-	"github.com/flotilla-ci/flotilla/controlplane"
 )
 
 func (a *app) gcCmd() *cobra.Command {
@@ -26,7 +24,7 @@ refused while a release runs.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := ctxTimeout(cmd.Context())
 			defer cancel()
-			p, err := controlplane.NewClient(addr).GC(ctx)
+			p, err := a.apiClient(addr).GC(ctx)
 			if err != nil {
 				return apiErr(err)
 			}

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/flotilla-ci/flotilla/controlplane"
 )
 
 func (a *app) historyCmd() *cobra.Command {
@@ -33,7 +31,7 @@ it failed.`,
 			}
 			ctx, cancel := ctxTimeout(cmd.Context())
 			defer cancel()
-			recs, err := controlplane.NewClient(addr).History(ctx, service, limit)
+			recs, err := a.apiClient(addr).History(ctx, service, limit)
 			if err != nil {
 				return apiErr(err)
 			}

@@ -151,7 +151,7 @@ dependency order with canaries, and traces every request across services.
 		a.registryCmd(),
 		a.schemaCmd(),
 		a.contractCmd(),
-		a.upCmd(), a.deployCmd(), a.statusCmd(), a.historyCmd(), a.rollbackCmd(), a.canaryCmd(), a.logsCmd(), a.gcCmd(),
+		a.upCmd(), a.deployCmd(), a.statusCmd(), a.historyCmd(), a.rollbackCmd(), a.canaryCmd(), a.logsCmd(), a.gcCmd(), a.certsCmd(),
 		a.loadCmd(),
 		a.busCmd(),
 		a.dataplaneCmd(),

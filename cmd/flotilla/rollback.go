@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/flotilla-ci/flotilla/controlplane"
 	"github.com/flotilla-ci/flotilla/deploy"
 )
 
@@ -23,7 +22,7 @@ to the version that served before the current one.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r := newRenderer(a.stdout, isTerminal(a.stdout))
-			rep, err := controlplane.NewClient(addr).Rollback(cmd.Context(), deploy.RollbackRequest{Service: args[0], To: to, Who: who()}, r.event)
+			rep, err := a.apiClient(addr).Rollback(cmd.Context(), deploy.RollbackRequest{Service: args[0], To: to, Who: who()}, r.event)
 			if rep != nil {
 				r.report(rep)
 			}

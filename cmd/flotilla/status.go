@@ -31,7 +31,7 @@ stable version serves. A release in progress is named first.`,
 			}
 			ctx, cancel := ctxTimeout(cmd.Context())
 			defer cancel()
-			client := controlplane.NewClient(addr)
+			client := a.apiClient(addr)
 			st, err := client.Status(ctx)
 			if err != nil {
 				return apiErr(err)

@@ -27,6 +27,7 @@ import (
 	"github.com/flotilla-ci/flotilla/deploy"
 	"github.com/flotilla-ci/flotilla/deploy/local"
 	"github.com/flotilla-ci/flotilla/graph"
+	"github.com/flotilla-ci/flotilla/identity"
 	"github.com/flotilla-ci/flotilla/mesh"
 )
 
@@ -37,6 +38,7 @@ func (a *app) upCmd() *cobra.Command {
 		noDemo     bool
 		logMaxSize string
 		authz      string
+		mtls       string
 		provider   string
 		promURL    string
 	)
@@ -85,6 +87,7 @@ version is unchanged is not rebuilt. The default addresses are in the
 			cfg.Services = only
 			cfg.Demo = !noDemo
 			cfg.Authz = mesh.AuthzMode(authz)
+			cfg.MTLS = identity.Mode(mtls)
 			if cfg.Metrics, err = metricsProvider(provider, promURL); err != nil {
 				return usageErr(err)
 			}
@@ -206,6 +209,7 @@ version is unchanged is not rebuilt. The default addresses are in the
 	f.StringVar(&cfg.BrokerAddr, "broker-addr", d.BrokerAddr, "the contract broker's address")
 	f.StringVar(&cfg.NATSAddr, "nats-addr", d.NATSAddr, "the embedded NATS server's address")
 	f.StringVar(&authz, "authz", string(d.Authz), "the mesh's authorization from the graph: enforce (refuse a call to a service the caller does not depends_on with 403), warn (count it) or off")
+	f.StringVar(&mtls, "mtls", string(d.MTLS), "mutual TLS on the mesh's and the services' listeners: strict (a connection without a certificate of the platform's CA is refused) or permissive (plaintext is also accepted, and counted); 'flotilla certs' lists the identities")
 	f.BoolVar(&noDemo, "no-demo", false, "do not load the demo data")
 	f.StringVar(&provider, "metrics-provider", providerMesh, "where canaries read their figures: mesh (the data plane's own) or prometheus (--prometheus-url)")
 	f.StringVar(&promURL, "prometheus-url", "", "with --metrics-provider prometheus: a Prometheus scraping the API's /metrics, e.g. http://127.0.0.1:9090")

@@ -297,7 +297,11 @@ func (in *instance) probeOnce() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+in.addr()+health, nil)
-	resp, err := probeClient.Do(req)
+	client := probeClient
+	if rt := in.t.cfg.ProbeTransport; rt != nil {
+		client = &http.Client{Timeout: time.Second, Transport: rt}
+	}
+	resp, err := client.Do(req)
 	note := ""
 	ok := false
 	if err != nil {

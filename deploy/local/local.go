@@ -54,6 +54,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -109,7 +110,11 @@ type Config struct {
 	LogMaxSize       int64
 	LogMaxFiles      int
 	LogCheckInterval time.Duration
-	Logger           *slog.Logger
+	// ProbeTransport makes the readiness probes (default: plain HTTP
+	// without keep-alive); a platform with mutual TLS gives one that
+	// dials with the probes' own identity.
+	ProbeTransport http.RoundTripper
+	Logger         *slog.Logger
 }
 
 // DefaultConfig returns the defaults for a data directory and module root.

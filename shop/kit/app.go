@@ -65,6 +65,7 @@ type App struct {
 	closed  bool
 	bgCtx   context.Context
 	bgFns   []func(context.Context)
+	tls     *tlsState // nil: plain HTTP
 }
 
 // Start opens the database (migrating the kit's tables and the service's
@@ -118,6 +119,12 @@ func Start(ctx context.Context, cfg Config, migrations, schemas fs.FS) (*App, er
 	if a.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return fail(fmt.Errorf("listen on %s: %w", cfg.Addr, err))
 	}
+	if cfg.Identity != "" {
+		if a.ln, err = a.listenTLS(a.ln); err != nil {
+			return fail(err)
+		}
+	}
+	a.Mux.HandleFunc("GET /metrics/mtls", a.metricsHandler)
 	a.Mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": cfg.Service})
 	})
@@ -234,6 +241,7 @@ func (a *App) Serve() {
 	a.srv = &http.Server{
 		Handler:           logRequests(a.Log, traceContext(httpFaults(a.Config.Faults, a.Config.FaultDraw, problemMux(a.Mux)))),
 		BaseContext:       func(net.Listener) context.Context { return WithService(context.Background(), a.Config.Service) },
+		ConnContext:       a.connContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -279,6 +287,9 @@ func (a *App) Close() error {
 	for _, s := range a.subs {
 		_ = s.Close()
 	}
+	if a.tls != nil {
+		dialers.Delete(a.Config.Service)
+	}
 	if a.cancel != nil {
 		a.cancel()
 	}
@@ -291,6 +302,9 @@ func (a *App) Close() error {
 func (a *App) abort() {
 	if a.ln != nil && a.srv == nil {
 		_ = a.ln.Close()
+	}
+	if a.tls != nil && a.srv == nil {
+		dialers.Delete(a.Config.Service)
 	}
 	if a.Bus != nil {
 		_ = a.Bus.Close()

@@ -89,7 +89,7 @@ type Verifier struct {
 
 // NewVerifier verifies against the JWKS of the user-service at base.
 func NewVerifier(base string) *Verifier {
-	return &Verifier{URL: strings.TrimRight(base, "/") + JWKSPath, Client: &http.Client{Timeout: 5 * time.Second}}
+	return &Verifier{URL: strings.TrimRight(base, "/") + JWKSPath, Client: &http.Client{Timeout: 5 * time.Second, Transport: newTransport()}}
 }
 
 func (v *Verifier) key(ctx context.Context, kid string) (ed25519.PublicKey, error) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"slices"
+
+	"github.com/flotilla-ci/flotilla/identity"
 )
 
 // CallerHeader names the calling service on every call one shop service
@@ -32,8 +34,24 @@ const OnBehalfOfHeader = "X-Shop-User"
 const RoleService = "service"
 
 // Caller is the service identity that made r, as the mesh verified it
-// ("" when none: a process that did not come through the mesh).
-func Caller(r *http.Request) string { return r.Header.Get(VerifiedCallerHeader) }
+// ("" when none: a process that did not come through the mesh). On a
+// mutual TLS connection it is the service account of Peer (the caller's
+// certificate, or the mesh's X-Flotilla-Peer when the mesh forwarded the
+// call), never a header a client chose: the platform's own identities
+// (gateway, probes, smoke checks) are no shop service. Only a service
+// without identities, or a plaintext connection that permissive mode let
+// in, falls back to VerifiedCallerHeader, which the gateway overwrites
+// for every public request.
+func Caller(r *http.Request) string {
+	if ci, _ := r.Context().Value(connKey{}).(*connInfo); ci != nil && !identity.PeerOf(ci.c).IsZero() {
+		name, ns := PeerService(r)
+		if ns == "" || ns == identity.SystemNamespace {
+			return ""
+		}
+		return name
+	}
+	return r.Header.Get(VerifiedCallerHeader)
+}
 
 // Internal lets h run only for calls from one of services (their names in
 // flotilla.yaml): an internal endpoint, which the gateway does not expose

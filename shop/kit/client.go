@@ -19,11 +19,13 @@ type Client struct {
 	HTTP    *http.Client
 }
 
-// NewClient returns a client for the service at base.
+// NewClient returns a client for the service at base. A call made under
+// the context of a service of this process that has an identity
+// (WithService; the App's contexts) is made over mutual TLS with it.
 func NewClient(service, base string) *Client {
 	return &Client{Service: service, Base: strings.TrimRight(base, "/"), HTTP: &http.Client{
 		Timeout:   10 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second},
+		Transport: newTransport(),
 	}}
 }
 

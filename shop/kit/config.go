@@ -35,6 +35,16 @@ type Config struct {
 	// 0 means 8 on PostgreSQL (ten services share one server's
 	// max_connections) and sqldb's default on SQLite.
 	DBMaxConns int
+	// Identity is the directory of the service's SVID and bundle
+	// (FLOTILLA_IDENTITY_DIR): when set, its listener speaks mutual TLS
+	// only (MTLS strict) or beside plaintext (permissive), letting in
+	// the Peers (FLOTILLA_PEERS, SPIFFE IDs; empty: any of the trust
+	// domain), and its calls to dependencies are made over mutual TLS to
+	// MeshID (FLOTILLA_MESH_ID).
+	Identity string
+	MTLS     string
+	Peers    []string
+	MeshID   string
 
 	// Logger defaults to JSON on stderr at LogLevel.
 	Logger *slog.Logger
@@ -128,6 +138,12 @@ func Load(service string, deps []string, args []string, getenv func(string) stri
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return c, fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", *level)
+	}
+	c.Identity, c.MTLS, c.MeshID = getenv(EnvIdentityDir), getenv(EnvMTLS), getenv(EnvMeshID)
+	for p := range strings.SplitSeq(getenv(EnvPeers), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.Peers = append(c.Peers, p)
+		}
 	}
 	for d, v := range depVals {
 		c.Deps[d] = strings.TrimRight(*v, "/")
