@@ -127,11 +127,18 @@ func Main(m *testing.M, plane **Plane) int {
 	return code
 }
 
-// Need returns the package's plane, or skips the test (fails it when
-// CI=true) when FLOTILLA_TEST_KUBE is not set.
+// Need returns the package's plane, or skips the test when
+// FLOTILLA_TEST_KUBE is not set.
+//
+// Unlike the other external servers, a missing plane is a skip even when
+// CI=true: .ci/run builds the plane and sets the variable only when
+// FLOTILLA_CI_KUBE=1, until these suites have passed on the plane in CI.
+// Then this becomes testenv.Lookup, a failure under CI.
 func Need(t testing.TB, p *Plane) *Plane {
 	t.Helper()
-	testenv.Lookup(t, testenv.Kube)
+	if strings.TrimSpace(os.Getenv(testenv.Kube)) == "" {
+		t.Skipf("%s not set: skipping the Kubernetes suite (build the plane with testplane/build.sh and set it to the directory it prints)", testenv.Kube)
+	}
 	if p == nil {
 		t.Fatalf("%s is set but no plane runs: call kubetest.Main from TestMain", testenv.Kube)
 	}
