@@ -252,7 +252,7 @@ func TestCanaryStepsAsVirtualServiceWeights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
+	defer func() { _ = a.Close() }()
 
 	if err := e.router.SetSubset(ctx, svc, deploy.Subset{Name: "v2", Canary: true}); err != nil {
 		t.Fatal(err)

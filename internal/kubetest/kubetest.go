@@ -281,7 +281,7 @@ func (p *Plane) start(name string, args ...string) error {
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
+	defer func() { _ = logf.Close() }()
 	c := exec.Command(filepath.Join(p.bin, name), args...)
 	c.Stdout, c.Stderr = logf, logf
 	c.Dir = p.Dir
@@ -479,7 +479,7 @@ func poll(ctx context.Context, what string, f func() (bool, error)) error {
 		select {
 		case <-ctx.Done():
 			if last != nil {
-				return fmt.Errorf("waiting for %s: %w (last error: %v)", what, ctx.Err(), last)
+				return fmt.Errorf("waiting for %s: %w (last error: %w)", what, ctx.Err(), last)
 			}
 			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
