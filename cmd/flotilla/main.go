@@ -155,6 +155,7 @@ dependency order with canaries, and traces every request across services.
 		a.loadCmd(),
 		a.busCmd(),
 		a.dataplaneCmd(),
+		a.renderCmd(),
 	)
 	classify(root)
 	return root
