@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/flotilla-ci/flotilla/internal/supervise"
 	"github.com/flotilla-ci/flotilla/identity"
+	"github.com/flotilla-ci/flotilla/internal/supervise"
 )
 
 // InheritedListeners are the listening sockets this process was started
