@@ -154,7 +154,7 @@ func TestUpUpgradesInPlace(t *testing.T) {
 	old := startUp(t, oldBin, args...)
 	old.waitUp(t)
 	t.Logf("the old flotilla up was up in %v", time.Since(t0).Round(time.Millisecond))
-	before := platformProcesses(t, api)
+	before := platformProcesses(t, api, data)
 
 	// 100 requests/s through the gateway, no retries.
 	attacker := vegeta.NewAttacker(vegeta.Timeout(30*time.Second), vegeta.KeepAlive(true))
@@ -215,7 +215,7 @@ func TestUpUpgradesInPlace(t *testing.T) {
 	close(stop)
 	<-attackDone
 
-	after := platformProcesses(t, api)
+	after := platformProcesses(t, api, data)
 	t.Logf("before: %s", describe(before))
 	t.Logf("after:  %s", describe(after))
 	mu.Lock()
@@ -261,7 +261,7 @@ func TestUpUpgradesInPlace(t *testing.T) {
 	if again.err == nil || !strings.Contains(again.output(), "already runs on the data directory") {
 		t.Errorf("a second flotilla up of the same version: %v\n%s", again.err, again.output())
 	}
-	if cp2 := platformProcesses(t, api)["control plane"]; cp2.PID != cp.PID {
+	if cp2 := platformProcesses(t, api, data)["control plane"]; cp2.PID != cp.PID {
 		t.Errorf("the control plane after a refused second up: pid %d, want %d", cp2.PID, cp.PID)
 	}
 
@@ -279,16 +279,25 @@ func TestUpUpgradesInPlace(t *testing.T) {
 	}
 }
 
-func platformProcesses(t *testing.T, api string) map[string]controlplane.PlatformProcess {
+func platformProcesses(t *testing.T, api, data string) map[string]controlplane.PlatformProcess {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	token, err := controlplane.ReadToken(controlplane.TokenFile(data, controlplane.RoleRead))
+	if err != nil {
+		t.Fatal(err)
+	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api+"/api/platform", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET /api/platform: %s: %s", resp.Status, b)
+	}
 	var info controlplane.PlatformInfo
 	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
 		t.Fatal(err)
