@@ -64,10 +64,14 @@ func TestInventoryService(t *testing.T) {
 				{"unknown sku", custTok, "/reservations", ReserveRequest{OrderID: "o-bad", Items: []Line{{"SKU-0001", 1}, {"NOPE-1", 1}}}, 422, "unknown_sku"},
 				{"too many", custTok, "/reservations", ReserveRequest{OrderID: "o-bad", Items: []Line{{"SKU-0001", 1}, {"SKU-0002", 11}}}, 409, "out_of_stock"},
 				{"no stock row", custTok, "/reservations", ReserveRequest{OrderID: "o-bad", Items: []Line{{"SKU-0003", 1}}}, 409, "out_of_stock"},
-				{"no token", "", "/reservations", ReserveRequest{OrderID: "o-bad", Items: []Line{{"SKU-0001", 1}}}, 401, "unauthorized"},
+				{"no service identity", "", "/reservations", ReserveRequest{OrderID: "o-bad", Items: []Line{{"SKU-0001", 1}}}, 403, "internal_endpoint"},
 				{"malformed", custTok, "/reservations", `{"orderId": 5}`, 400, "bad_request"},
 			} {
-				r := kittest.Call(t, "POST", url+tc.path, tc.tok, tc.body)
+				var as []string // the saga's steps are order-service's; a call without its identity is refused
+				if tc.tok != "" {
+					as = kittest.AsService(t, "order-service", tc.tok)
+				}
+				r := kittest.Call(t, "POST", url+tc.path, tc.tok, tc.body, as...)
 				if r.Status != tc.status || r.ErrorCode() != tc.code {
 					t.Errorf("%s: %d %s, want %d %s", tc.name, r.Status, r.Body, tc.status, tc.code)
 				}
@@ -88,7 +92,7 @@ func TestInventoryService(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					r := kittest.Call(t, "POST", url+"/reservations", custTok, ReserveRequest{OrderID: fmt.Sprintf("race-%d", i), Items: []Line{{"SKU-0001", 3}}})
+					r := kittest.Call(t, "POST", url+"/reservations", custTok, ReserveRequest{OrderID: fmt.Sprintf("race-%d", i), Items: []Line{{"SKU-0001", 3}}}, kittest.AsService(t, "order-service", custTok)...)
 					mu.Lock()
 					defer mu.Unlock()
 					switch {
@@ -109,7 +113,7 @@ func TestInventoryService(t *testing.T) {
 		})
 
 		t.Run("commit, release, idempotency, ownership", func(t *testing.T) {
-			r := kittest.Call(t, "POST", url+"/reservations", custTok, ReserveRequest{OrderID: "o-1", Items: []Line{{"SKU-0002", 4}}})
+			r := kittest.Call(t, "POST", url+"/reservations", custTok, ReserveRequest{OrderID: "o-1", Items: []Line{{"SKU-0002", 4}}}, kittest.AsService(t, "order-service", custTok)...)
 			var res Reservation
 			r.JSON(t, &res)
 			if r.Status != 201 || res.Status != Reserved {
@@ -117,7 +121,7 @@ func TestInventoryService(t *testing.T) {
 			}
 			// The same order again: the same reservation, no more stock taken.
 			var again Reservation
-			r = kittest.Call(t, "POST", url+"/reservations", custTok, ReserveRequest{OrderID: "o-1", Items: []Line{{"SKU-0002", 4}}})
+			r = kittest.Call(t, "POST", url+"/reservations", custTok, ReserveRequest{OrderID: "o-1", Items: []Line{{"SKU-0002", 4}}}, kittest.AsService(t, "order-service", custTok)...)
 			r.JSON(t, &again)
 			if r.Status != 200 || again.ID != res.ID || stock(t, m, "SKU-0002").Available != 6 {
 				t.Errorf("repeat reserve: %d %+v", r.Status, again)
@@ -129,24 +133,24 @@ func TestInventoryService(t *testing.T) {
 				t.Errorf("another user's read: %d", r.Status)
 			}
 			for i := 0; i < 2; i++ {
-				if r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/commit", custTok, nil); r.Status != 200 {
+				if r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/commit", custTok, nil, kittest.AsService(t, "order-service", custTok)...); r.Status != 200 {
 					t.Errorf("commit #%d: %d %s", i+1, r.Status, r.Body)
 				}
 			}
 			if s := stock(t, m, "SKU-0002"); s.Committed != 4 || s.Reserved != 0 || s.Available != 6 {
 				t.Errorf("after commit: %+v", s)
 			}
-			if r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/release", custTok, nil); r.Status != 409 {
+			if r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/release", custTok, nil, kittest.AsService(t, "order-service", custTok)...); r.Status != 409 {
 				t.Errorf("release after commit: %d", r.Status)
 			}
-			r = kittest.Call(t, "POST", url+"/reservations", custTok, ReserveRequest{OrderID: "o-2", Items: []Line{{"SKU-0002", 6}}})
+			r = kittest.Call(t, "POST", url+"/reservations", custTok, ReserveRequest{OrderID: "o-2", Items: []Line{{"SKU-0002", 6}}}, kittest.AsService(t, "order-service", custTok)...)
 			r.JSON(t, &res)
 			for i := 0; i < 2; i++ {
-				if r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/release", custTok, nil); r.Status != 200 {
+				if r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/release", custTok, nil, kittest.AsService(t, "order-service", custTok)...); r.Status != 200 {
 					t.Errorf("release #%d: %d %s", i+1, r.Status, r.Body)
 				}
 			}
-			if r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/commit", custTok, nil); r.Status != 409 || !strings.Contains(string(r.Body), "released") {
+			if r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/commit", custTok, nil, kittest.AsService(t, "order-service", custTok)...); r.Status != 409 || !strings.Contains(string(r.Body), "released") {
 				t.Errorf("commit after release: %d %s", r.Status, r.Body)
 			}
 			if s := stock(t, m, "SKU-0002"); s.Available != 6 || s.Reserved != 0 {
@@ -157,16 +161,16 @@ func TestInventoryService(t *testing.T) {
 		t.Run("return sold stock after a failed shipment", func(t *testing.T) {
 			before := stock(t, m, "SKU-0002")
 			var res Reservation
-			kittest.Call(t, "POST", url+"/reservations", custTok, ReserveRequest{OrderID: "o-3", Items: []Line{{"SKU-0002", 2}}}).JSON(t, &res)
-			if r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/return", custTok, nil); r.Status != 409 || r.ErrorCode() != "reservation_open" {
+			kittest.Call(t, "POST", url+"/reservations", custTok, ReserveRequest{OrderID: "o-3", Items: []Line{{"SKU-0002", 2}}}, kittest.AsService(t, "order-service", custTok)...).JSON(t, &res)
+			if r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/return", custTok, nil, kittest.AsService(t, "order-service", custTok)...); r.Status != 409 || r.ErrorCode() != "reservation_open" {
 				t.Errorf("return before commit: %d %s", r.Status, r.Body)
 			}
-			kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/commit", custTok, nil)
+			kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/commit", custTok, nil, kittest.AsService(t, "order-service", custTok)...)
 			if r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/return", otherTok, nil); r.Status != 403 {
 				t.Errorf("another user's return: %d", r.Status)
 			}
 			for i := 0; i < 2; i++ {
-				r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/return", custTok, nil)
+				r := kittest.Call(t, "POST", url+"/reservations/"+res.ID+"/return", custTok, nil, kittest.AsService(t, "order-service", custTok)...)
 				var got Reservation
 				r.JSON(t, &got)
 				if r.Status != 200 || got.Status != Returned {

@@ -45,7 +45,7 @@ func TestPaymentService(t *testing.T) {
 			defer func() { _ = sub.Close() }()
 		}
 		charge := func(tok, key string, body ChargeRequest) kittest.Response {
-			return kittest.Call(t, "POST", url+"/payments", tok, body, "Idempotency-Key", key)
+			return kittest.Call(t, "POST", url+"/payments", tok, body, kittest.AsService(t, "order-service", tok, "Idempotency-Key", key)...)
 		}
 
 		t.Run("bad input writes nothing", func(t *testing.T) {
@@ -63,7 +63,7 @@ func TestPaymentService(t *testing.T) {
 				{"no order", "k-bad", ChargeRequest{Amount: 1, Currency: "EUR"}, 400, "bad_request"},
 				{"malformed", "k-bad", `{"amount":`, 400, "bad_request"},
 			} {
-				r := kittest.Call(t, "POST", url+"/payments", custTok, tc.body, "Idempotency-Key", tc.key)
+				r := kittest.Call(t, "POST", url+"/payments", custTok, tc.body, kittest.AsService(t, "order-service", custTok, "Idempotency-Key", tc.key)...)
 				if r.Status != tc.status || r.ErrorCode() != tc.code {
 					t.Errorf("%s: %d %s", tc.name, r.Status, r.Body)
 				}
@@ -140,7 +140,7 @@ func TestPaymentService(t *testing.T) {
 		t.Run("status, refund, ownership", func(t *testing.T) {
 			var p Payment
 			for i := 0; ; i++ {
-				kittest.Call(t, "GET", url+fmt.Sprintf("/payments?orderId=o-%d", i), custTok, nil).JSON(t, &p)
+				kittest.Call(t, "GET", url+fmt.Sprintf("/payments?orderId=o-%d", i), custTok, nil, kittest.AsService(t, "order-service", custTok)...).JSON(t, &p)
 				if p.Status == Captured {
 					break
 				}
@@ -148,14 +148,14 @@ func TestPaymentService(t *testing.T) {
 			if r := kittest.Call(t, "GET", url+"/payments/"+p.ID, otherTok, nil); r.Status != 403 {
 				t.Errorf("other user's status: %d", r.Status)
 			}
-			if r := kittest.Call(t, "GET", url+"/payments/"+p.ID, adminTok, nil); r.Status != 200 {
+			if r := kittest.Call(t, "GET", url+"/payments/"+p.ID, adminTok, nil, kittest.AsService(t, "order-service", adminTok)...); r.Status != 200 {
 				t.Errorf("admin status: %d", r.Status)
 			}
 			if r := kittest.Call(t, "POST", url+"/payments/"+p.ID+"/refund", otherTok, nil); r.Status != 403 {
 				t.Errorf("other user's refund: %d", r.Status)
 			}
 			for i := 0; i < 2; i++ {
-				r := kittest.Call(t, "POST", url+"/payments/"+p.ID+"/refund", custTok, nil)
+				r := kittest.Call(t, "POST", url+"/payments/"+p.ID+"/refund", custTok, nil, kittest.AsService(t, "order-service", custTok)...)
 				var got Payment
 				r.JSON(t, &got)
 				if r.Status != 200 || got.Status != Refunded || got.Refunded != p.Amount {
@@ -164,12 +164,12 @@ func TestPaymentService(t *testing.T) {
 			}
 			var f Payment
 			for i := 0; ; i++ {
-				kittest.Call(t, "GET", url+fmt.Sprintf("/payments?orderId=o-%d", i), custTok, nil).JSON(t, &f)
+				kittest.Call(t, "GET", url+fmt.Sprintf("/payments?orderId=o-%d", i), custTok, nil, kittest.AsService(t, "order-service", custTok)...).JSON(t, &f)
 				if f.Status == Failed {
 					break
 				}
 			}
-			if r := kittest.Call(t, "POST", url+"/payments/"+f.ID+"/refund", custTok, nil); r.Status != 409 {
+			if r := kittest.Call(t, "POST", url+"/payments/"+f.ID+"/refund", custTok, nil, kittest.AsService(t, "order-service", custTok)...); r.Status != 409 {
 				t.Errorf("refund of a failed payment: %d", r.Status)
 			}
 		})

@@ -7,6 +7,7 @@ package kittest
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -183,4 +184,30 @@ func Call(t testing.TB, method, url, token string, body any, headers ...string) 
 	defer func() { _ = resp.Body.Close() }()
 	data, _ := io.ReadAll(resp.Body)
 	return Response{Status: resp.StatusCode, Body: data, Header: resp.Header}
+}
+
+// AsService are the headers of a call that service makes through the mesh
+// to an internal endpoint on behalf of the user a token names (its sub),
+// as a service without identities receives them: the caller in
+// kit.CallerHeader and the user in kit.OnBehalfOfHeader. extra headers
+// (name, value pairs) follow. The token's signature is not checked here.
+func AsService(t testing.TB, service, token string, extra ...string) []string {
+	t.Helper()
+	h := []string{kit.CallerHeader, service}
+	if token != "" {
+		parts := strings.Split(token, ".")
+		if len(parts) != 3 {
+			t.Fatalf("AsService: %q is not a JWT", token)
+		}
+		raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+		if err != nil {
+			t.Fatalf("AsService: token payload: %v", err)
+		}
+		var c struct{ Sub string }
+		if err := json.Unmarshal(raw, &c); err != nil {
+			t.Fatalf("AsService: token claims: %v", err)
+		}
+		h = append(h, kit.OnBehalfOfHeader, c.Sub)
+	}
+	return append(h, extra...)
 }
