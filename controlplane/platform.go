@@ -478,8 +478,25 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	p.dp = dp
 	p.mu.Unlock()
 	p.onClose("dataplane client", func(context.Context) error { dp.Close(); return nil })
+	// A data plane that runs (its process recorded and alive) serves the
+	// gateway's port: ask it, patiently on a busy machine, before the
+	// port is called taken.
 	gatewayServed := false
-	if st, err := p.dataplaneStatus(ctx, dp); err == nil {
+	st, err := p.dataplaneStatus(ctx, dp)
+	if prev, perr := supervise.ReadState(dpDir, "dataplane"); err != nil && perr == nil {
+		for deadline := time.Now().Add(15 * time.Second); err != nil && time.Now().Before(deadline); {
+			if ok, _ := prev.Running(); !ok {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+			st, err = p.dataplaneStatus(ctx, dp)
+		}
+	}
+	if err == nil {
 		gatewayServed = st.Gateway == p.cfg.GatewayAddr
 	}
 	ls, err := p.listen(ctx, data, gatewayServed)

@@ -45,7 +45,9 @@ func checkRotationUnderLoad(t *testing.T, info controlplane.PlatformInfo) {
 	var firstErr atomic.Pointer[string]
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	ticking := make(chan struct{}) // closed when no more requests start
 	go func() {
+		defer close(ticking)
 		tick := time.NewTicker(10 * time.Millisecond) // 100/s
 		defer tick.Stop()
 		for i := 0; ; i++ {
@@ -110,6 +112,7 @@ func checkRotationUnderLoad(t *testing.T, info controlplane.PlatformInfo) {
 	}
 	time.Sleep(time.Second)
 	close(stop)
+	<-ticking // every wg.Add happened before the Wait
 	wg.Wait()
 	if f := failed.Load(); f != 0 || total.Load() < 300 {
 		t.Errorf("under rotation: %d of %d requests failed (first: %v); want 0 of at least 300", f, total.Load(), *firstErr.Load())
