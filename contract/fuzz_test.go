@@ -117,12 +117,8 @@ func FuzzGenerate(f *testing.F) {
 // with the same verdict twice against the same provider response. A pact
 // the loader accepts never has a response without a real status.
 func FuzzLoadAndVerify(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.json")
-	for _, file := range files {
-		if b, err := os.ReadFile(file); err == nil && len(b) < 64<<10 {
-			f.Add(b)
-		}
-	}
+	// Small seeds only: the large pacts of testdata made the instrumented
+	// fuzzer stall on its baseline run.
 	for _, s := range []string{
 		`{"consumer":{"name":"c"},"provider":{"name":"p"},"interactions":[{"description":"d","request":{"path":"/x"},"response":{"status":"200"}}]}`,
 		`{"consumer":{"name":"c"},"provider":{"name":"p"},"interactions":[{"description":"d","request":{"path":"/x"},"response":{}}]}`,
