@@ -411,11 +411,7 @@ func (p *Process) launch() error {
 		return fmt.Errorf("supervise %s: run %s: %w", s.Name, s.Path, err)
 	}
 	pid := cmd.Process.Pid
-	id, err := identify(pid)
-	if err != nil {
-		// It exited already; the exit is reported by Wait.
-		id = Identity{Argv: cmd.Args}
-	}
+	id := launched(pid, cmd.Args)
 	exitCh := make(chan error, 1)
 	go func() { exitCh <- cmd.Wait() }()
 	p.st = State{
@@ -424,6 +420,24 @@ func (p *Process) launch() error {
 	}
 	p.running, p.adopted, p.exitCh, p.handedOver = true, false, exitCh, ""
 	return nil
+}
+
+// launched is the identity of a process just started with argv. Right
+// after the exec, /proc may still show an empty command line (seen under
+// load), which would make the process look like another program to the
+// next control plane and keep it from being adopted: then argv itself is
+// recorded, and no executable (the start time still tells a reused pid
+// apart).
+func launched(pid int, argv []string) Identity {
+	id, err := identify(pid)
+	if err != nil {
+		// It exited already; the exit is reported by Wait.
+		return Identity{Argv: argv}
+	}
+	if len(id.Argv) == 0 || len(id.Argv) == 1 && id.Argv[0] == "" {
+		id.Argv, id.Exe = argv, ""
+	}
+	return id
 }
 
 // FilesEnv is the environment variable that tells a process started with
