@@ -34,7 +34,12 @@ func (a *App) traceRequests(next http.Handler) http.Handler {
 		otelhttp.WithTracerProvider(a.Tracing),
 		otelhttp.WithPropagators(tracing.Propagator),
 		otelhttp.WithMeterProvider(noMeters),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			if r.Pattern != "" {
+				return r.Method + " " + route(r.Pattern)
+			}
+			return r.Method
+		}),
 		otelhttp.WithFilter(func(r *http.Request) bool {
 			return r.URL.Path != "/health" && r.URL.Path != "/ready" && !strings.HasPrefix(r.URL.Path, "/metrics/")
 		}),
@@ -48,15 +53,20 @@ func nameSpan(r *http.Request, pattern string) {
 	if !span.IsRecording() || pattern == "" {
 		return
 	}
-	route := pattern
+	rt := route(pattern)
+	span.SetName(r.Method + " " + rt)
+	span.SetAttributes(attribute.String("http.route", rt))
+}
+
+// route is the path of a mux pattern ("POST /orders/{id}" → "/orders/{id}").
+func route(pattern string) string {
 	if m, p, ok := strings.Cut(pattern, " "); ok && !strings.Contains(m, "/") {
-		route = p
+		pattern = p
 	}
-	if i := strings.IndexByte(route, '/'); i > 0 { // a host pattern
-		route = route[i:]
+	if i := strings.IndexByte(pattern, '/'); i > 0 { // a host pattern
+		pattern = pattern[i:]
 	}
-	span.SetName(r.Method + " " + route)
-	span.SetAttributes(attribute.String("http.route", route))
+	return pattern
 }
 
 // traceContext makes sure every request has a trace context, even with
