@@ -34,7 +34,7 @@ func version(s sdktrace.ReadOnlySpan) string {
 func attr(s sdktrace.ReadOnlySpan, key string) string {
 	for _, kv := range s.Attributes() {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -146,7 +146,7 @@ func TestCheckoutTrace(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		all = rec.Ended()
-		tr := spans(all).inTrace(outcomes[order.Confirmed])
+		tr := all.inTrace(outcomes[order.Confirmed])
 		if slices.ContainsFunc(tr, func(s sdktrace.ReadOnlySpan) bool { return s.Name() == "publish OrderConfirmed" }) || time.Now().After(deadline) {
 			break
 		}
@@ -154,7 +154,7 @@ func TestCheckoutTrace(t *testing.T) {
 	}
 
 	t.Run("confirmed", func(t *testing.T) {
-		tr := spans(all).inTrace(outcomes[order.Confirmed])
+		tr := all.inTrace(outcomes[order.Confirmed])
 		id := orders[order.Confirmed]
 		srv := tr.one(t, order.Service, "POST /orders")
 		root := tr.one(t, "test-client", "checkout")
@@ -201,7 +201,7 @@ func TestCheckoutTrace(t *testing.T) {
 	})
 
 	t.Run("payment declined", func(t *testing.T) {
-		tr := spans(all).inTrace(outcomes[order.Cancelled])
+		tr := all.inTrace(outcomes[order.Cancelled])
 		id := orders[order.Cancelled]
 		pay := tr.one(t, order.Service, "process_payment")
 		if pay.Status().Code != codes.Error || !strings.HasPrefix(pay.Status().Description, "payment_failed") || attr(pay, "saga.next") != "RELEASE" {
