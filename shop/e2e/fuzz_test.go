@@ -92,4 +92,3 @@ func FuzzPublicBodies(f *testing.F) {
 		}
 	})
 }
-
