@@ -57,11 +57,17 @@ func ParseWorkload(id spiffeid.ID) (ns, name string, ok bool) {
 
 // CA is the platform's certificate authority: a root key and certificate
 // in its directory (key.pem mode 0600, root.pem), and the root it replaced,
-// still trusted (previous.pem), after a rotation.
+// still trusted (previous.pem), after a rotation. The three change
+// together or not at all (a crash in the middle of a rotation leaves the
+// old CA or the new one; see recover).
 type CA struct {
 	dir string
 	td  spiffeid.TrustDomain
 	now func() time.Time
+
+	// crash, set by a test, stops a change after the step it names
+	// (see commit).
+	crash func(step string) bool
 
 	mu       sync.Mutex
 	key      crypto.Signer
@@ -86,7 +92,10 @@ func OpenCA(dir string, trustDomain string, now func() time.Time) (*CA, error) {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
 	ca := &CA{dir: dir, td: td, now: now}
-	keyPEM, err := os.ReadFile(filepath.Join(dir, "key.pem"))
+	if err := ca.recover(); err != nil {
+		return nil, fmt.Errorf("certificate authority %s: %w", dir, err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, keyFile))
 	if errors.Is(err, os.ErrNotExist) {
 		if err := ca.newRoot(); err != nil {
 			return nil, err
@@ -97,24 +106,152 @@ func OpenCA(dir string, trustDomain string, now func() time.Time) (*CA, error) {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
 	if ca.key, err = parseKey(keyPEM); err != nil {
-		return nil, fmt.Errorf("certificate authority %s: %w", filepath.Join(dir, "key.pem"), err)
+		return nil, fmt.Errorf("certificate authority %s: %w", filepath.Join(dir, keyFile), err)
 	}
-	rootPEM, err := os.ReadFile(filepath.Join(dir, "root.pem"))
+	rootPEM, err := os.ReadFile(filepath.Join(dir, rootFile))
 	if err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
 	roots, err := parseCerts(rootPEM)
 	if err != nil || len(roots) != 1 {
-		return nil, fmt.Errorf("certificate authority %s: want one certificate (%w)", filepath.Join(dir, "root.pem"), err)
+		return nil, fmt.Errorf("certificate authority %s: want one certificate (%w)", filepath.Join(dir, rootFile), err)
 	}
 	ca.root = roots[0]
 	if id, err := x509svid.IDFromCert(ca.root); err != nil || id.TrustDomain() != td {
 		return nil, fmt.Errorf("certificate authority %s: its root is not of trust domain %s: remove %s to start a new CA (every workload gets a new certificate)", dir, td, dir)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "previous.pem")); err == nil {
+	if !publicKeysEqual(ca.key.Public(), ca.root.PublicKey) {
+		return nil, fmt.Errorf("certificate authority %s: %s is not the key of %s (serial %x): restore both from one backup, or remove %s to start a new CA (every workload gets a new certificate)",
+			dir, keyFile, rootFile, ca.root.SerialNumber, dir)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, previousFile)); err == nil {
 		ca.previous, _ = parseCerts(b)
 	}
 	return ca, nil
+}
+
+// The CA's state is three files that change together: the root's key
+// (key.pem), the root (root.pem) and the root it replaced (previous.pem).
+const (
+	keyFile      = "key.pem"
+	rootFile     = "root.pem"
+	previousFile = "previous.pem"
+	// commitFile marks a staged change (the <name>.next files) as
+	// complete: writing it is the one atomic step of a rotation.
+	commitFile = "rotation.commit"
+	nextSuffix = ".next"
+)
+
+// caFiles are the CA's files in the order a committed change renames
+// them: the key last, so that until the end key.pem is the old root's
+// key and root.pem is either root (recover finishes the renames).
+var caFiles = []string{previousFile, rootFile, keyFile}
+
+// recover finishes a change whose commit mark was written (renaming what
+// is still staged over the current files) and discards one whose mark
+// was not (a crash while staging: the old CA stands). A crash at any
+// point of a rotation thus leaves the old CA or the new one, never the
+// key of one root beside the certificate of another.
+func (ca *CA) recover() error {
+	commit := filepath.Join(ca.dir, commitFile)
+	_, err := os.Stat(commit)
+	switch {
+	case err == nil:
+		for _, f := range caFiles {
+			staged := filepath.Join(ca.dir, f+nextSuffix)
+			if err := os.Rename(staged, filepath.Join(ca.dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("finish the interrupted rotation: %w", err)
+			}
+		}
+		if err := syncDir(ca.dir); err != nil {
+			return err
+		}
+		if err := os.Remove(commit); err != nil {
+			return fmt.Errorf("finish the interrupted rotation: %w", err)
+		}
+		return syncDir(ca.dir)
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	for _, f := range caFiles {
+		if err := os.Remove(filepath.Join(ca.dir, f+nextSuffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("discard the interrupted rotation: %w", err)
+		}
+	}
+	return nil
+}
+
+// commit replaces the CA's files with files (name → content, a subset of
+// caFiles) as one change: each staged as <name>.next, then the commit
+// mark written, then each renamed over its file, then the mark removed.
+// crash, when a test sets it, stops the change after the named step as
+// a crash would.
+func (ca *CA) commit(files map[string][]byte) error {
+	for _, f := range caFiles {
+		data, ok := files[f]
+		if !ok {
+			continue
+		}
+		mode := os.FileMode(0o644)
+		if f == keyFile {
+			mode = 0o600
+		}
+		if err := writeFile(filepath.Join(ca.dir, f+nextSuffix), data, mode); err != nil {
+			return err
+		}
+		if ca.crashed("staged " + f) {
+			return errCrash
+		}
+	}
+	if err := writeFile(filepath.Join(ca.dir, commitFile), nil, 0o600); err != nil {
+		return err
+	}
+	if err := syncDir(ca.dir); err != nil {
+		return err
+	}
+	if ca.crashed("committed") {
+		return errCrash
+	}
+	for _, f := range caFiles {
+		if _, ok := files[f]; !ok {
+			continue
+		}
+		if err := os.Rename(filepath.Join(ca.dir, f+nextSuffix), filepath.Join(ca.dir, f)); err != nil {
+			return err
+		}
+		if ca.crashed("renamed " + f) {
+			return errCrash
+		}
+	}
+	if err := syncDir(ca.dir); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(ca.dir, commitFile)); err != nil {
+		return err
+	}
+	return syncDir(ca.dir)
+}
+
+// errCrash is what commit returns where a test made it stop.
+var errCrash = errors.New("simulated crash")
+
+func (ca *CA) crashed(step string) bool { return ca.crash != nil && ca.crash(step) }
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = d.Close() }()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
 }
 
 // TrustDomain is the CA's trust domain.
@@ -141,23 +278,37 @@ func (ca *CA) Rotate() error {
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
 	old := ca.root
-	if err := ca.newRootLocked(); err != nil {
+	key, root, keyPEM, err := ca.makeRoot()
+	if err != nil {
 		return err
 	}
-	ca.previous = []*x509.Certificate{old}
-	return writeFile(filepath.Join(ca.dir, "previous.pem"), certsPEM(ca.previous), 0o644)
+	previous := []*x509.Certificate{old}
+	if err := ca.commit(map[string][]byte{keyFile: keyPEM, rootFile: certsPEM([]*x509.Certificate{root}), previousFile: certsPEM(previous)}); err != nil {
+		return fmt.Errorf("certificate authority: rotate: %w", err)
+	}
+	ca.key, ca.root, ca.previous = key, root, previous
+	return nil
 }
 
 func (ca *CA) newRoot() error {
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
-	return ca.newRootLocked()
-}
-
-func (ca *CA) newRootLocked() error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, root, keyPEM, err := ca.makeRoot()
 	if err != nil {
 		return err
+	}
+	if err := ca.commit(map[string][]byte{keyFile: keyPEM, rootFile: certsPEM([]*x509.Certificate{root})}); err != nil {
+		return fmt.Errorf("certificate authority: %w", err)
+	}
+	ca.key, ca.root = key, root
+	return nil
+}
+
+// makeRoot makes a new root key and self-signed certificate.
+func (ca *CA) makeRoot() (crypto.Signer, *x509.Certificate, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	now := ca.now()
 	tmpl := &x509.Certificate{
@@ -172,25 +323,17 @@ func (ca *CA) newRootLocked() error {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return fmt.Errorf("certificate authority: root: %w", err)
+		return nil, nil, nil, fmt.Errorf("certificate authority: root: %w", err)
 	}
 	root, err := x509.ParseCertificate(der)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	kb, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	// The key first: a root without its key would be useless.
-	if err := writeFile(filepath.Join(ca.dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		return fmt.Errorf("certificate authority: %w", err)
-	}
-	if err := writeFile(filepath.Join(ca.dir, "root.pem"), certsPEM([]*x509.Certificate{root}), 0o644); err != nil {
-		return fmt.Errorf("certificate authority: %w", err)
-	}
-	ca.key, ca.root = key, root
-	return nil
+	return key, root, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), nil
 }
 
 // Issue signs a new X.509-SVID for id, valid for ttl (backdated a minute

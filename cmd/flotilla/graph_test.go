@@ -206,7 +206,7 @@ func TestGraphShowDOTRenders(t *testing.T) {
 			counts["edge "+f[len(f)-2]]++ // the style
 		}
 	}
-	want := map[string]int{"node": 10, "edge solid": 14, "edge dashed": 14}
+	want := map[string]int{"node": 10, "edge solid": 15, "edge dashed": 14}
 	if d := cmp.Diff(want, counts); d != "" {
 		t.Errorf("rendered graph (-want +got):\n%s", d)
 	}

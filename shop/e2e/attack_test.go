@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/flotilla-ci/flotilla/internal/sqldb"
 	"github.com/flotilla-ci/flotilla/mesh"
 	"github.com/flotilla-ci/flotilla/shop/analytics"
+	"github.com/flotilla-ci/flotilla/shop/cart"
 	"github.com/flotilla-ci/flotilla/shop/kit"
 	"github.com/flotilla-ci/flotilla/shop/kit/kittest"
 	"github.com/flotilla-ci/flotilla/shop/shoptest"
@@ -227,6 +229,33 @@ func TestAttacksThroughTheGateway(t *testing.T) {
 		// The same endpoints inside refuse a caller that is not order-service.
 		problem("inventory refuses another service", kittest.Call(t, "POST", e.shop.Inventory.URL()+"/reservations/"+order.ReservationID+"/return", "", nil, kit.CallerHeader, "cart-service"), 403, "internal_endpoint")
 	})
+	t.Run("expired tokens", func(t *testing.T) {
+		var me user.User
+		e.call(t, "GET", "/api/user/users/me", alice, nil).JSON(t, &me)
+		issued := func(pastExpiry time.Duration) string {
+			tok, _, err := e.shop.User.IssueAt(me, time.Now().Add(-e.shop.User.Config.TokenTTL-pastExpiry))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}
+		// Past its expiry and the leeway: refused at the gateway, as the
+		// service would refuse it.
+		expired := issued(kit.TokenLeeway + 2*time.Second)
+		for _, path := range []string{"/api/user/users/me", "/api/order/orders", "/api/cart/carts/me"} {
+			r := e.call(t, "GET", path, expired, nil)
+			problem("an expired token on "+path, r, 401, "unauthorized")
+			if !strings.Contains(string(r.Body), "expired") {
+				t.Errorf("an expired token on %s: %s, want the reason", path, r.Body)
+			}
+		}
+		problem("an expired token at the service", kittest.Call(t, "GET", e.shop.User.URL()+"/users/me", expired, nil), 401, "unauthorized")
+		// Within the leeway: the gateway and the service agree to let it in.
+		late := issued(kit.TokenLeeway - 3*time.Second)
+		if r := e.call(t, "GET", "/api/user/users/me", late, nil); r.Status != 200 {
+			t.Errorf("a token %v past expiry (leeway %v) through the gateway: %d %s", kit.TokenLeeway-3*time.Second, kit.TokenLeeway, r.Status, r.Body)
+		}
+	})
 	t.Run("bad input", func(t *testing.T) {
 		for _, sku := range []string{"SKU-0001?x=1", "../products/SKU-0001", "SKU-0001\x00", "sku-0001"} {
 			problem("a SKU off its grammar: "+sku, e.call(t, "POST", "/api/cart/carts/me/items", eve, map[string]any{"sku": sku, "quantity": 1}), 400, "bad_request")
@@ -268,6 +297,37 @@ func TestAttacksThroughTheGateway(t *testing.T) {
 		}
 		if err := e.mesh.SetSubset(ctx, "payment-service", mesh.Subset{Name: "v1", Endpoints: []string{strings.TrimPrefix(e.urls["payment-service"], "http://")}}); err != nil {
 			t.Fatal(err)
+		}
+		// A service's own JSON 502 (kit.Upstream: cart-service cannot
+		// reach product-service) passes the gateway as it is: it must
+		// name the service that failed, not its address or Go's error.
+		gone := httptest.NewServer(http.NotFoundHandler())
+		gone.Close()
+		cc := kittest.SQLiteEnv(t).Config(t, cart.Service)
+		cc.Deps["user"], cc.Deps["product"] = e.shop.User.URL(), gone.URL
+		lost := &cart.Main{Config: cart.Config{Kit: cc}}
+		if err := lost.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = lost.Close() }()
+		if err := e.mesh.SetSubset(ctx, "cart-service", mesh.Subset{Name: "v1", Endpoints: []string{strings.TrimPrefix(lost.URL(), "http://")}}); err != nil {
+			t.Fatal(err)
+		}
+		r = e.call(t, "POST", "/api/cart/carts/me/items", alice, map[string]any{"sku": "SKU-0003", "quantity": 1})
+		if err := e.mesh.SetSubset(ctx, "cart-service", mesh.Subset{Name: "v1", Endpoints: []string{strings.TrimPrefix(e.urls["cart-service"], "http://")}}); err != nil {
+			t.Fatal(err)
+		}
+		problem("cart-service without product-service", r, 502, "upstream")
+		var p kit.Problem
+		r.JSON(t, &p)
+		port := gone.URL[strings.LastIndex(gone.URL, ":"):]
+		for _, sign := range []string{"127.0.0.1", port, "dial", "connect", "refused", "http:", "POST /"} {
+			if strings.Contains(p.Detail+p.Title, sign) {
+				t.Errorf("cart-service's 502 shows %q through the gateway: %s", sign, r.Body)
+			}
+		}
+		if !strings.Contains(p.Detail, "product-service could not be reached") {
+			t.Errorf("cart-service's 502 does not say which service failed: %s", r.Body)
 		}
 	})
 	if after := e.state(t); after != before {

@@ -161,11 +161,11 @@ func (a *App) readyHandler(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := a.DB.PingContext(ctx); err != nil {
-		WriteError(w, r, Errorf(http.StatusServiceUnavailable, "not_ready", "database unreachable: %v", err))
+		WriteError(w, r, &Error{Status: http.StatusServiceUnavailable, Code: "not_ready", Message: "database unreachable (the service log says why)", cause: err})
 		return
 	}
 	if err := a.Bus.Ping(ctx); err != nil {
-		WriteError(w, r, Errorf(http.StatusServiceUnavailable, "not_ready", "bus unreachable: %v", err))
+		WriteError(w, r, &Error{Status: http.StatusServiceUnavailable, Code: "not_ready", Message: "bus unreachable (the service log says why)", cause: err})
 		return
 	}
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "service": a.Config.Service})

@@ -193,7 +193,8 @@ func (v *Verifier) Auth(h HandlerFunc, roles ...string) HandlerFunc {
 		}
 		c, err := v.Verify(r.Context(), tok)
 		if errors.Is(err, errJWKS) {
-			return Errorf(http.StatusServiceUnavailable, "auth_unavailable", "cannot verify tokens right now: %v", err)
+			// The fetch's error names user-service's address: the log has it.
+			return &Error{Status: http.StatusServiceUnavailable, Code: "auth_unavailable", Message: "cannot verify tokens right now (user-service's keys could not be fetched): try again", cause: err}
 		}
 		if err != nil {
 			return Unauthorized("invalid token: %v", err)

@@ -70,12 +70,12 @@ func (c *Client) Do(ctx context.Context, method, path, token string, headers map
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s %s: %w", c.Service, method, path, err)
+		return &CallError{Service: c.Service, Method: method, Path: path, Err: err}
 	}
 	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 4*MaxBody))
 	if err != nil {
-		return fmt.Errorf("%s %s %s: read: %w", c.Service, method, path, err)
+		return &CallError{Service: c.Service, Method: method, Path: path, Err: fmt.Errorf("read: %w", err)}
 	}
 	if resp.StatusCode/100 != 2 {
 		ue := &UpstreamError{Service: c.Service, Status: resp.StatusCode}

@@ -28,6 +28,9 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	// cause is what went wrong underneath (Upstream's transport error),
+	// for the log only: WriteError logs it, no response shows it.
+	cause error
 }
 
 // ProblemContentType is the media type of every error answer (RFC 9457).
@@ -65,15 +68,75 @@ func Errorf(status int, code, format string, args ...any) *Error {
 // Upstream is the error a handler returns when its call to another service
 // failed: 504 upstream_timeout when the call timed out (the caller's
 // deadline, or the client's timeout: the other service is slow, not
-// wrong), else 502 upstream. The message says what was being done.
+// wrong), else 502 upstream. The message says what was being done and
+// which service failed how (its status and problem code), never the
+// transport's error text, which names internal addresses and ports
+// ("dial tcp 127.0.0.1:41234: connect: connection refused") and reaches
+// the public through the gateway: WriteError logs it instead.
 func Upstream(err error, format string, args ...any) *Error {
-	msg := fmt.Sprintf(format, args...) + ": " + err.Error()
+	msg := fmt.Sprintf(format, args...) + ": " + upstreamReason(err)
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return &Error{Status: http.StatusGatewayTimeout, Code: "upstream_timeout", Message: msg}
+		return &Error{Status: http.StatusGatewayTimeout, Code: "upstream_timeout", Message: msg, cause: err}
 	}
-	return &Error{Status: http.StatusBadGateway, Code: "upstream", Message: msg}
+	return &Error{Status: http.StatusBadGateway, Code: "upstream", Message: msg, cause: err}
 }
+
+// upstreamReason says how a call failed in words safe to show anyone: the
+// service and its answer's status and code (and its message when that
+// was a client error, which the service wrote for its caller), or that
+// the call got no answer.
+func upstreamReason(err error) string {
+	var ue *UpstreamError
+	var ce *CallError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ue):
+		reason := fmt.Sprintf("%s answered %d", ue.Service, ue.Status)
+		if ue.Err.Code != "" && ue.Err.Code != "upstream" {
+			reason += " " + ue.Err.Code
+			if ue.Status >= 400 && ue.Status < 500 && ue.Err.Message != "" {
+				reason += ": " + ue.Err.Message
+			}
+		}
+		return reason
+	case errors.As(err, &ce) && (errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())):
+		return ce.Service + " did not answer in time"
+	case errors.As(err, &ce):
+		return ce.Service + " could not be reached"
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		return "no answer in time"
+	}
+	return "the call failed"
+}
+
+// PublicReason is err in words safe to show anyone: when it is (or
+// wraps) a failed call to another service, what Upstream would say of it,
+// else its text. For reasons a service keeps and shows its users (an
+// order cancelled because a step could not be done).
+func PublicReason(err error) string {
+	var ue *UpstreamError
+	var ce *CallError
+	if errors.As(err, &ue) || errors.As(err, &ce) {
+		return upstreamReason(err)
+	}
+	return err.Error()
+}
+
+// CallError is a call to another service that got no answer (the
+// connection refused or reset, a timeout, an answer that could not be
+// read). Its text names the service's internal address: it is for the
+// log, never for a response (Upstream words it safely).
+type CallError struct {
+	Service, Method, Path string
+	Err                   error
+}
+
+func (e *CallError) Error() string {
+	return e.Service + " " + e.Method + " " + e.Path + ": " + e.Err.Error()
+}
+
+func (e *CallError) Unwrap() error { return e.Err }
 
 // Common errors.
 func BadRequest(format string, args ...any) *Error {
@@ -119,6 +182,9 @@ const StatusClientClosedRequest = 499
 // own, a context error).
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
+	if errors.As(err, &e) && e.cause != nil {
+		slog.WarnContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", e.Status, "code", e.Code, "err", e.cause)
+	}
 	if !errors.As(err, &e) {
 		if errors.Is(r.Context().Err(), context.Canceled) {
 			slog.InfoContext(r.Context(), "request cancelled by the client", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -171,22 +171,83 @@ func TestUpstream(t *testing.T) {
 	gone := httptest.NewServer(http.NotFoundHandler())
 	gone.Close()
 	refused := NewClient("gone-service", gone.URL).Do(context.Background(), "GET", "/x", "", nil, nil, nil)
+	// A mesh in front of a dead instance answers in plain text naming it.
+	meshText := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "upstream 127.0.0.1:41234: dial tcp 127.0.0.1:41234: connect: connection refused", http.StatusBadGateway)
+	}))
+	defer meshText.Close()
+	plain := NewClient("mesh-service", meshText.URL).Do(context.Background(), "GET", "/x", "", nil, nil, nil)
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteProblem(w, Errorf(http.StatusServiceUnavailable, "not_ready", "starting"))
+	}))
+	defer failing.Close()
+	problem := NewClient("busy-service", failing.URL).Do(context.Background(), "GET", "/x", "", nil, nil, nil)
 	for _, c := range []struct {
 		name   string
 		err    error
 		status int
 		code   string
+		says   string
 	}{
-		{"the client's timeout", timeout, 504, "upstream_timeout"},
-		{"the caller's deadline", deadline, 504, "upstream_timeout"},
-		{"a refused connection", refused, 502, "upstream"},
+		{"the client's timeout", timeout, 504, "upstream_timeout", "slow-service did not answer in time"},
+		{"the caller's deadline", deadline, 504, "upstream_timeout", "slow-service did not answer in time"},
+		{"a refused connection", refused, 502, "upstream", "gone-service could not be reached"},
+		{"a plain-text answer", plain, 502, "upstream", "mesh-service answered 502"},
+		{"a problem answer", problem, 502, "upstream", "busy-service answered 503 not_ready"},
 	} {
 		if c.err == nil {
 			t.Fatalf("%s: the call did not fail", c.name)
 		}
 		e := Upstream(c.err, "read %s", "cart")
-		if e.Status != c.status || e.Code != c.code || !strings.HasPrefix(e.Message, "read cart: ") {
-			t.Errorf("%s: %d %s %q, want %d %s and the message prefixed with what was done", c.name, e.Status, e.Code, e.Message, c.status, c.code)
+		if e.Status != c.status || e.Code != c.code || e.Message != "read cart: "+c.says {
+			t.Errorf("%s: %d %s %q, want %d %s %q", c.name, e.Status, e.Code, e.Message, c.status, c.code, "read cart: "+c.says)
 		}
+		// What the caller reads names no address, port or Go error; the
+		// log has the cause.
+		var log bytes.Buffer
+		prev := slog.Default()
+		slog.SetDefault(slog.New(slog.NewTextHandler(&log, nil)))
+		w := httptest.NewRecorder()
+		WriteError(w, httptest.NewRequest("GET", "/carts/me", nil), e)
+		slog.SetDefault(prev)
+		if leak := leaked(w.Body.String()); leak != "" {
+			t.Errorf("%s: the answer shows %q: %s", c.name, leak, w.Body)
+		}
+		if leak := leaked(PublicReason(fmt.Errorf("reserve: %w", c.err))); leak != "" {
+			t.Errorf("%s: PublicReason shows %q", c.name, leak)
+		}
+		if c.name == "a refused connection" && !strings.Contains(log.String(), "127.0.0.1") {
+			t.Errorf("%s: the log lost the cause: %s", c.name, log.String())
+		}
+	}
+}
+
+// leaked is the first sign of an internal address or a Go error in s.
+func leaked(s string) string {
+	s = strings.ReplaceAll(s, ProblemTypeBase, "")
+	for _, sign := range []string{"127.0.0.1", "localhost", "[::1]", "http://", "https://", "dial ", "connect:", "context deadline", "Client.Timeout", "EOF"} {
+		if strings.Contains(s, sign) {
+			return sign
+		}
+	}
+	return ""
+}
+
+// A service whose JWKS cannot be fetched answers 503 auth_unavailable
+// without user-service's address.
+func TestAuthUnavailableNamesNoAddress(t *testing.T) {
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	v := NewVerifier(gone.URL)
+	h := Handle(v.Auth(func(w http.ResponseWriter, r *http.Request) error { return nil }))
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("GET", "/x", nil)
+	r.Header.Set("Authorization", "Bearer eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0.e30.c2ln")
+	h.ServeHTTP(w, r)
+	if w.Code != 503 || parseCode(w.Body.Bytes()) != "auth_unavailable" {
+		t.Fatalf("%d %s, want 503 auth_unavailable", w.Code, w.Body)
+	}
+	if leak := leaked(w.Body.String()); leak != "" {
+		t.Errorf("the answer shows %q: %s", leak, w.Body)
 	}
 }

@@ -70,7 +70,7 @@ func (m *Main) drive(ctx context.Context, id string, leased bool) (Order, error)
 				// Give up going forward; compensation checks what really
 				// happened. The reason's code is lowercase like every
 				// other (reserve_unavailable, charge_unavailable).
-				tr, err = transition{step: StepRelease, reason: strings.ToLower(o.Step) + "_unavailable: " + r.err.Error(), detail: "gave up: " + r.err.Error()}, nil
+				tr, err = transition{step: StepRelease, reason: strings.ToLower(o.Step) + "_unavailable: " + kit.PublicReason(r.err), detail: "gave up: " + r.err.Error()}, nil
 			} else {
 				if inline < 2 {
 					inline++
@@ -193,8 +193,11 @@ func (m *Main) charge(ctx context.Context, o Order) (transition, error) {
 		}
 		// The answer was lost (timeout, connection reset, 5xx): ask what happened.
 		q, qerr := m.paymentOf(ctx, o)
-		if qerr != nil || q == nil {
-			return transition{}, retry("charge: %v; status query: %v", err, qerr)
+		if qerr == nil && q == nil {
+			return transition{}, retry("charge: %w; status query: no payment yet", err)
+		}
+		if qerr != nil {
+			return transition{}, retry("charge: %w; status query: %w", err, qerr)
 		}
 		p = *q
 	}

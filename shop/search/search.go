@@ -16,13 +16,16 @@
 // API:
 //
 //	GET  /search?q=&category=&minPrice=&maxPrice=&sort=relevance|price|-price|popularity&limit=&offset=&facets=
-//	POST /admin/reindex     X-Admin-Token (or Authorization: Bearer) $ADMIN_TOKEN → 202, the rebuild's status
-//	GET  /admin/reindex     the last rebuild's status
+//	POST /admin/reindex     an admin's token (Authorization: Bearer) → 202, the rebuild's status
+//	GET  /admin/reindex     an admin's token → the last rebuild's status
+//
+// The admin routes check the token like every other service's admin
+// routes: a JWT of user-service (USER_URL, for its JWKS) whose role is
+// admin; the gateway checks the same before it forwards.
 package search
 
 import (
 	"context"
-	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -56,8 +59,10 @@ type Config struct {
 	// again, then rebuild.
 	Open  func() (Index, error)
 	Reset func() error
-	// AdminToken (ADMIN_TOKEN) guards POST /admin/reindex; empty disables it.
-	AdminToken string
+	// Users is user-service's base URL (USER_URL), for the JWKS that
+	// verifies the admin tokens of /admin/reindex; without it those
+	// routes answer 503.
+	Users string
 	// RetryEvery is how long a failed start-up rebuild waits before it
 	// tries again (product-service may start later); default 2s.
 	RetryEvery time.Duration
@@ -166,8 +171,19 @@ func (m *Main) Start(ctx context.Context) error {
 		}
 	}
 	app.Mux.Handle("GET /search", kit.Handle(m.search))
-	app.Mux.Handle("POST /admin/reindex", kit.Handle(m.reindex))
-	app.Mux.Handle("GET /admin/reindex", kit.Handle(func(w http.ResponseWriter, r *http.Request) error {
+	admin := func(h kit.HandlerFunc) http.Handler {
+		return kit.Handle(func(w http.ResponseWriter, r *http.Request) error {
+			return kit.Errorf(http.StatusServiceUnavailable, "auth_unavailable", "USER_URL is not set: %s cannot verify admin tokens", Service)
+		})
+	}
+	if m.Config.Users != "" {
+		v := kit.NewVerifier(m.Config.Users)
+		admin = func(h kit.HandlerFunc) http.Handler { return kit.Handle(v.Auth(h, kit.RoleAdmin)) }
+	} else {
+		app.Log.Warn("USER_URL is not set: /admin/reindex answers 503")
+	}
+	app.Mux.Handle("POST /admin/reindex", admin(m.reindex))
+	app.Mux.Handle("GET /admin/reindex", admin(func(w http.ResponseWriter, r *http.Request) error {
 		kit.WriteJSON(w, http.StatusOK, m.Status())
 		return nil
 	}))
@@ -499,23 +515,7 @@ func (m *Main) search(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// AdminTokenHeader carries ADMIN_TOKEN to POST /admin/reindex, so the
-// request can pass the edge gateway with a user's JWT in Authorization.
-const AdminTokenHeader = "X-Admin-Token"
-
 func (m *Main) reindex(w http.ResponseWriter, r *http.Request) error {
-	if m.Config.AdminToken == "" {
-		return kit.Forbidden("reindexing is disabled: start search-service with ADMIN_TOKEN set")
-	}
-	// X-Admin-Token first: behind the edge gateway, Authorization carries
-	// the signed-in user's JWT the gateway checked.
-	got := r.Header.Get(AdminTokenHeader)
-	if got == "" {
-		got = kit.BearerToken(r)
-	}
-	if subtle.ConstantTimeCompare([]byte(got), []byte(m.Config.AdminToken)) != 1 {
-		return kit.Unauthorized("send " + AdminTokenHeader + ": <ADMIN_TOKEN> (or Authorization: Bearer <ADMIN_TOKEN>)")
-	}
 	if !m.setRunning("requested by an admin") {
 		return kit.Conflict("rebuild_running", "a rebuild is already running; GET /admin/reindex for its progress")
 	}

@@ -26,11 +26,9 @@ import (
 	"github.com/flotilla-ci/flotilla/shop/user/usertest"
 )
 
-const adminToken = "s3cret"
-
 func start(t *testing.T, kc kit.Config, dir string) *search.Main {
 	t.Helper()
-	m := &search.Main{Config: search.Config{Kit: kc, AdminToken: adminToken, RetryEvery: 200 * time.Millisecond,
+	m := &search.Main{Config: search.Config{Kit: kc, Users: kc.Deps["user"], RetryEvery: 200 * time.Millisecond,
 		Open:  func() (search.Index, error) { return bleveindex.Open(dir) },
 		Reset: func() error { return bleveindex.Reset(dir) }}}
 	if err := m.Start(context.Background()); err != nil {
@@ -91,10 +89,10 @@ type line struct {
 func TestSearchService(t *testing.T) {
 	kittest.Each(t, func(t *testing.T, env kittest.Env) {
 		ctx := context.Background()
-		users, _, admin := usertest.StartForTest(t, env)
+		users, customer, admin := usertest.StartForTest(t, env)
 		products := producttest.Start(t, env, users.URL(), 10)
 		kc := env.Config(t, search.Service)
-		kc.Deps["product"] = products.URL()
+		kc.Deps["product"], kc.Deps["user"] = products.URL(), users.URL()
 		dir := filepath.Join(t.TempDir(), "index")
 		m := start(t, kc, dir)
 
@@ -157,40 +155,35 @@ func TestSearchService(t *testing.T) {
 		call("DELETE", "/products/HOSE-1", nil, 200)
 		eventually(t, "a withdrawn product leaves the index", total("q=hose", 0))
 
-		// The admin rebuild.
-		if r := kittest.Call(t, "POST", m.URL()+"/admin/reindex", "wrong", nil); r.Status != 401 {
-			t.Errorf("reindex with a wrong token: %d %s", r.Status, r.Body)
+		// The admin rebuild: an admin's token, as for every admin route.
+		for _, c := range []struct {
+			name, token string
+			status      int
+			code        string
+		}{
+			{"no token", "", 401, "unauthorized"},
+			{"a forged token", "some.user.jwt", 401, "unauthorized"},
+			{"a customer's token", customer, 403, "forbidden"},
+		} {
+			for _, method := range []string{"POST", "GET"} {
+				if r := kittest.Call(t, method, m.URL()+"/admin/reindex", c.token, nil); r.Status != c.status || r.ErrorCode() != c.code {
+					t.Errorf("%s /admin/reindex with %s: %d %s, want %d %s", method, c.name, r.Status, r.Body, c.status, c.code)
+				}
+			}
 		}
-		if r := kittest.Call(t, "POST", m.URL()+"/admin/reindex", adminToken, nil); r.Status != 202 {
+		if r := kittest.Call(t, "POST", m.URL()+"/admin/reindex", admin, nil); r.Status != 202 {
 			t.Fatalf("reindex: %d %s", r.Status, r.Body)
 		}
 		eventually(t, "the admin rebuild finished", func() (bool, string) {
 			st := m.Status()
 			return !st.Running && st.FinishedAt != nil && st.Error == "" && st.Listed == 10 && st.Indexed == 10, fmt.Sprintf("%+v", st)
 		})
-		// Through the gateway: a user's JWT in Authorization, the admin
-		// token in its own header; a wrong one there is refused.
-		adminReq := func(token string) int {
-			req, _ := http.NewRequest("POST", m.URL()+"/admin/reindex", nil)
-			req.Header.Set("Authorization", "Bearer some.user.jwt")
-			req.Header.Set(search.AdminTokenHeader, token)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = resp.Body.Close()
-			return resp.StatusCode
+		var st search.RebuildStatus
+		if r := kittest.Call(t, "GET", m.URL()+"/admin/reindex", admin, nil); r.Status != 200 {
+			t.Errorf("the rebuild's status: %d %s", r.Status, r.Body)
+		} else if r.JSON(t, &st); st.Reason != "requested by an admin" || st.Indexed != 10 {
+			t.Errorf("the rebuild's status: %+v", st)
 		}
-		if st := adminReq("wrong"); st != 401 {
-			t.Errorf("reindex with a wrong %s: %d, want 401", search.AdminTokenHeader, st)
-		}
-		if st := adminReq(adminToken); st != 202 {
-			t.Fatalf("reindex with %s beside a user's Authorization: %d, want 202", search.AdminTokenHeader, st)
-		}
-		eventually(t, "the second admin rebuild finished", func() (bool, string) {
-			st := m.Status()
-			return !st.Running && st.FinishedAt != nil && st.Error == "" && st.Indexed == 10, fmt.Sprintf("%+v", st)
-		})
 
 		// A lost index, then a corrupt one, are rebuilt at start, popularity kept.
 		for _, damage := range []string{"lost", "corrupt"} {

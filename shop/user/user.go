@@ -296,7 +296,12 @@ func (m *Main) login(w http.ResponseWriter, r *http.Request) error {
 
 // Issue signs a token for u.
 func (m *Main) Issue(u User) (string, time.Time, error) {
-	now := m.now()
+	return m.IssueAt(u, m.now())
+}
+
+// IssueAt signs a token for u as if issued at now: valid from now for
+// the token TTL (a test's token that has already expired).
+func (m *Main) IssueAt(u User, now time.Time) (string, time.Time, error) {
 	exp := now.Add(m.Config.TokenTTL)
 	claims := kit.Claims{
 		RegisteredClaims: jwt.RegisteredClaims{

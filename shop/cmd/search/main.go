@@ -1,6 +1,7 @@
 // Command search runs search-service. Configuration: see kit.Load, plus
-// PRODUCT_URL, INDEX_DIR (the Bleve index; default data/search-index) and
-// ADMIN_TOKEN (enables POST /admin/reindex).
+// PRODUCT_URL, USER_URL (the JWKS of user-service, which verifies the
+// admin tokens of /admin/reindex) and INDEX_DIR (the Bleve index; default
+// data/search-index).
 package main
 
 import (
@@ -18,7 +19,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	kc, err := kit.Load(search.Service, search.Deps, os.Args[1:], os.Getenv, os.Stderr)
+	kc, err := kit.Load(search.Service, append(search.Deps, "user"), os.Args[1:], os.Getenv, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "search-service:", err)
 		os.Exit(2)
@@ -27,7 +28,11 @@ func main() {
 	if dir == "" {
 		dir = "data/search-index"
 	}
-	m := &search.Main{Config: search.Config{Kit: kc, AdminToken: os.Getenv("ADMIN_TOKEN"),
+	if os.Getenv("ADMIN_TOKEN") != "" {
+		fmt.Fprintln(os.Stderr, "search-service: ADMIN_TOKEN is no longer read: /admin/reindex takes an admin's token from user-service, like every admin route; unset it")
+		os.Exit(2)
+	}
+	m := &search.Main{Config: search.Config{Kit: kc, Users: kc.Deps["user"],
 		Open:  func() (search.Index, error) { return bleveindex.Open(dir) },
 		Reset: func() error { return bleveindex.Reset(dir) }}}
 	if err := m.Run(ctx); err != nil {
