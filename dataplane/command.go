@@ -13,6 +13,7 @@ import (
 
 	"github.com/flotilla-ci/flotilla/identity"
 	"github.com/flotilla-ci/flotilla/internal/supervise"
+	"github.com/flotilla-ci/flotilla/tracing"
 )
 
 // InheritedListeners are the listening sockets this process was started
@@ -56,7 +57,7 @@ func Command(ctx context.Context, args []string, stderr io.Writer, version strin
 		return fmt.Errorf("dataplane: --mtls: %w", err)
 	}
 	m := &Main{Config: Config{State: *state, DrainTimeout: *drain, Version: version, Inherited: inherited,
-		Identity: *ident, MTLS: mode, Namespace: *ns,
-		Logger: slog.New(slog.NewTextHandler(stderr, nil))}}
+		Identity: *ident, MTLS: mode, Namespace: *ns, OTEL: OTELEnv(),
+		Logger: slog.New(tracing.LogHandler(slog.NewTextHandler(stderr, nil)))}}
 	return m.Run(ctx)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flotilla-ci/flotilla/identity"
 	"github.com/flotilla-ci/flotilla/mesh"
+	"github.com/flotilla-ci/flotilla/tracing"
 )
 
 // meshTLS reads the mesh's and the gateway's identities.
@@ -59,6 +60,10 @@ type Config struct {
 	MTLS      identity.Mode
 	Namespace string
 	Logger    *slog.Logger
+	// OTEL are the standard OpenTelemetry variables (OTELEnv): with
+	// OTEL_EXPORTER_OTLP_ENDPOINT set, every mesh hop and gateway request
+	// is a span naming the version and subset that served it.
+	OTEL map[string]string
 }
 
 // Main is the data-plane process: the mesh, the edge gateway and the admin
@@ -68,6 +73,7 @@ type Main struct {
 	Config Config
 
 	mesh    *mesh.Mesh
+	tracing *tracing.Provider // set up from Config.OTEL; nil: none
 	server  *Server
 	admin   *http.Server
 	ln      net.Listener
@@ -143,6 +149,9 @@ func (m *Main) Start(ctx context.Context) error {
 		if mc.TLS, err = meshTLS(cfg); err != nil {
 			return fail(err)
 		}
+	}
+	if err := m.setupTracing(ctx, &mc); err != nil {
+		return fail(err)
 	}
 	if m.mesh, err = mesh.New(mc); err != nil {
 		return fail(err)
@@ -256,6 +265,7 @@ func (m *Main) Close() error {
 		if err := m.mesh.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("mesh: %w", err))
 		}
+		m.closeTracing()
 		m.closeErr = errors.Join(errs...)
 	})
 	return m.closeErr

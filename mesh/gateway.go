@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The headers the gateway sets.
@@ -275,10 +277,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	client := clientIP(r)
 	path := r.URL.Path // serve rewrites it
 	sw := &statusWriter{ResponseWriter: w}
+	var edge trace.Span
+	if g.mesh.tracer != nil {
+		r, edge = g.startEdge(w, r)
+	}
 	route, subject, reason := g.serve(sw, r, client)
 	status := sw.status
 	if status == 0 {
 		status = http.StatusSwitchingProtocols // hijacked: an upgrade
+	}
+	if edge != nil {
+		endEdge(edge, route, status, reason)
 	}
 	attrs := []slog.Attr{
 		slog.String("request_id", id),

@@ -13,8 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/flotilla-ci/flotilla/canary"
 	"github.com/flotilla-ci/flotilla/identity"
+	"github.com/flotilla-ci/flotilla/tracing"
 )
 
 // The headers the mesh reads. Header names are canonical so the hot path
@@ -83,6 +86,9 @@ type Config struct {
 	// instances, and callers are then known by their certificates only
 	// (PeerHeader), never by CallerHeader.
 	TLS *TLSConfig
+	// Tracing traces every hop (and the gateway's requests); nil or
+	// disabled: no spans, at the cost of one nil check.
+	Tracing *tracing.Provider
 }
 
 // RetryConfig bounds retries. A request is retried on another endpoint
@@ -259,6 +265,7 @@ type Mesh struct {
 	authz   atomic.Pointer[AuthzConfig] // Mode and Unknown (Policy is in policy)
 	warned  sync.Map                    // refused edges already logged
 	tls     *meshTLS                    // nil: plaintext
+	tracer  trace.Tracer                // nil: tracing off
 
 	mu       sync.Mutex // guards services (the map) and closed
 	services map[string]*service
@@ -296,6 +303,7 @@ func New(cfg Config) (*Mesh, error) {
 		budget:   newRetryBudget(cfg.Retry.BudgetRatio, cfg.Retry.MinPerSecond, cfg.Now),
 		metrics:  newRegistry(),
 		services: map[string]*service{},
+		tracer:   hopTracer(cfg.Tracing),
 	}
 	if cfg.Authz.Policy != nil {
 		m.policy.Store(cfg.Authz.Policy)

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // service is one service's listener, routing table and proxy.
@@ -154,6 +156,10 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, http.StatusServiceUnavailable)
 		return
 	}
+	var hop trace.Span
+	if s.m.tracer != nil {
+		r, hop = s.startHop(r, sub, src)
+	}
 	timeout, retries := s.timeout, s.m.cfg.Retry.Attempts
 	for i := range s.routes {
 		if matchPrefix(r.URL.Path, s.routes[i].prefix) {
@@ -181,6 +187,9 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if status == 0 {
 		status = http.StatusSwitchingProtocols // hijacked: an upgrade
+	}
+	if hop != nil {
+		endHop(hop, st, status)
 	}
 	if st.ep != nil {
 		st.ep.inflight.Add(-1)

@@ -54,7 +54,7 @@ replaces), it serves them instead of listening anew.`,
 			}
 			m := &dataplane.Main{Config: dataplane.Config{
 				State: state, DrainTimeout: drain, Version: versionLine(version, info), Inherited: inherited,
-				Identity: ident, MTLS: mode, Namespace: ns,
+				Identity: ident, MTLS: mode, Namespace: ns, OTEL: dataplane.OTELEnv(),
 				Logger: slog.New(slog.NewTextHandler(a.stderr, nil)),
 			}}
 			return m.Run(cmd.Context())
