@@ -361,7 +361,9 @@ func responseCasesAgree(t *testing.T, bin string, spec Spec) {
 
 // TestInteropRequestMatchingAgrees: the real mock server and ours serve the
 // same interactions and accept and refuse the same requests (headers,
-// query, bodies, path rules); both answer a refused request with 500.
+// query, JSON, form, text and XML bodies, path rules); both answer a
+// refused request with 500. XML requests are matched strictly by both:
+// an unexpected attribute, child or repeat is refused.
 func TestInteropRequestMatchingAgrees(t *testing.T) {
 	bin := pactCLI(t)
 	file, err := filepath.Abs("testdata/requests.json")
@@ -399,6 +401,7 @@ func TestInteropRequestMatchingAgrees(t *testing.T) {
 	jsonCT := map[string]string{"Content-Type": "application/json"}
 	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
 	text := map[string]string{"Content-Type": "text/plain"}
+	xml := map[string]string{"Content-Type": "application/xml"}
 	accepted, refused := 0, 0
 	for _, r := range []rq{
 		{method: "GET", path: "/q?a=1&b=2"},
@@ -431,6 +434,49 @@ func TestInteropRequestMatchingAgrees(t *testing.T) {
 		{method: "DELETE", path: "/items/99"},
 		{method: "DELETE", path: "/items/x9"},
 		{method: "PATCH", path: "/items/99"},
+
+		// XML bodies (requests are matched strictly).
+		{method: "POST", path: "/x", body: `<animals><alligator name="Mary" age="3"><note>hi</note></alligator></animals>`, headers: xml},
+		{method: "POST", path: "/x", body: "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<animals>\n  <alligator age=\"3\" name=\"Mary\">\n    <note> hi </note>\n  </alligator>\n</animals>\n", headers: xml},
+		{method: "POST", path: "/x", body: `<animals><alligator name="Joe" age="40"><note>hi</note></alligator></animals>`, headers: xml},
+		{method: "POST", path: "/x", body: `<animals><alligator name="joe" age="40"><note>hi</note></alligator></animals>`, headers: xml},
+		{method: "POST", path: "/x", body: `<animals><alligator name="Mary" age="3.5"><note>hi</note></alligator></animals>`, headers: xml},
+		{method: "POST", path: "/x", body: `<animals><alligator name="Mary"><note>hi</note></alligator></animals>`, headers: xml},
+		{method: "POST", path: "/x", body: `<animals><alligator name="Mary" age="3" color="green"><note>hi</note></alligator></animals>`, headers: xml},
+		{method: "POST", path: "/x", body: `<animals><alligator name="Mary" age="3"><note>hi</note><tail/></alligator></animals>`, headers: xml},
+		{method: "POST", path: "/x", body: `<animals><alligator name="Mary" age="3"/></animals>`, headers: xml},
+		{method: "POST", path: "/x", body: `<animals><alligator name="Mary" age="3"><note>ho</note></alligator></animals>`, headers: xml},
+		{method: "POST", path: "/x", body: `<zoo><alligator name="Mary" age="3"><note>hi</note></alligator></zoo>`, headers: xml},
+		{method: "POST", path: "/x", body: `<animals><alligator name="Mary" age="3"><note>hi</note></alligator>`, headers: xml},
+		{method: "POST", path: "/x", body: `<animals><alligator name="Mary" age="3"><note>hi</note></alligator></animals>`, headers: map[string]string{"Content-Type": "text/xml"}},
+		{method: "POST", path: "/x", body: `<animals><alligator name="Mary" age="3"><note>hi</note></alligator></animals>`, headers: map[string]string{"Content-Type": "application/xml; charset=UTF-8"}},
+		{method: "POST", path: "/x", body: `{"animals":{"alligator":{"name":"Mary"}}}`, headers: jsonCT},
+		{method: "POST", path: "/xr", body: `<animals><alligator name="Mary"/></animals>`, headers: xml},
+		{method: "POST", path: "/xr", body: `<animals><alligator name="Ann"/><alligator name="Bob"/><alligator name="Cy"/></animals>`, headers: xml},
+		{method: "POST", path: "/xr", body: `<animals/>`, headers: xml},
+		{method: "POST", path: "/xr", body: `<animals><alligator name="Ann"/><alligator/></animals>`, headers: xml},
+		{method: "POST", path: "/xr", body: `<animals><alligator name="Ann"/><crocodile name="Bob"/></animals>`, headers: xml},
+		{method: "POST", path: "/xt", body: `<order><id>12</id><day>2026-01-01</day><note>x</note></order>`, headers: xml},
+		{method: "POST", path: "/xt", body: `<order><id>9000</id><day>2027-12-31</day><note>x</note></order>`, headers: xml},
+		{method: "POST", path: "/xt", body: `<order><id>nine</id><day>2027-12-31</day><note>x</note></order>`, headers: xml},
+		{method: "POST", path: "/xt", body: `<order><id>9</id><day>31/12/2027</day><note>x</note></order>`, headers: xml},
+		{method: "POST", path: "/xt", body: `<order><id>9</id><day>2027-12-31</day><note>y</note></order>`, headers: xml},
+		{method: "POST", path: "/xt", body: `<order><id>9</id><day>2027-12-31</day><note>x<!-- a comment --></note></order>`, headers: xml},
+		{method: "POST", path: "/xp", body: `<a><b>1</b><b>2</b></a>`, headers: xml},
+		{method: "POST", path: "/xp", body: `<a><b>2</b><b>1</b></a>`, headers: xml},
+		{method: "POST", path: "/xp", body: `<a><b>1</b></a>`, headers: xml},
+		{method: "POST", path: "/xp", body: `<a><b>1</b><b>2</b><b>3</b></a>`, headers: xml},
+		{method: "POST", path: "/xn", body: `<ns:a xmlns:ns="urn:x"><ns:b>1</ns:b></ns:a>`, headers: xml},
+		{method: "POST", path: "/xn", body: `<p:a xmlns:p="urn:x"><p:b>1</p:b></p:a>`, headers: xml},
+		{method: "POST", path: "/xn", body: `<a xmlns="urn:x"><b>1</b></a>`, headers: xml},
+		{method: "POST", path: "/xn", body: `<p:a xmlns:p="urn:y"><p:b>1</p:b></p:a>`, headers: xml},
+		{method: "POST", path: "/xn", body: `<a><b>1</b></a>`, headers: xml},
+		{method: "POST", path: "/xn", body: `<ns:a xmlns:ns="urn:x"><ns:b>1</ns:b></ns:a>`},
+		{method: "POST", path: "/xm", body: `<order><item><sku>a</sku></item></order>`, headers: xml},
+		{method: "POST", path: "/xm", body: `<order><item><sku>b</sku></item><item><sku>c</sku></item></order>`, headers: xml},
+		{method: "POST", path: "/xm", body: `<order><item><sku>b</sku><sku>c</sku></item></order>`, headers: xml},
+		{method: "POST", path: "/xm", body: `<order><item/></order>`, headers: xml},
+		{method: "POST", path: "/xm", body: `<order><item><code>b</code></item></order>`, headers: xml},
 	} {
 		name := r.method + " " + r.path + " " + r.body + " " + fmt.Sprint(r.headers)
 		do := func(base string) int {

@@ -527,6 +527,27 @@ func (s FileSource) Pacts(ctx context.Context) ([]LoadedPact, error) {
 	return out, nil
 }
 
+// FetchError is a pact URL answered with a status other than 200. Callers
+// tell a refusal (4xx: a wrong URL or credentials) from a server that
+// failed (5xx, 408, 429) by Status.
+type FetchError struct {
+	URL    string
+	Status int
+}
+
+func (e *FetchError) Error() string {
+	if e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden {
+		return fmt.Sprintf("fetch pact %s: status %d: give the broker's credentials (--token, or FLOTILLA_BROKER_TOKEN / PACT_BROKER_TOKEN)", e.URL, e.Status)
+	}
+	return fmt.Sprintf("fetch pact %s: status %d", e.URL, e.Status)
+}
+
+// Temporary reports whether asking again may succeed: the server failed or
+// was busy, rather than refusing the request.
+func (e *FetchError) Temporary() bool {
+	return e.Status >= 500 || e.Status == http.StatusRequestTimeout || e.Status == http.StatusTooManyRequests
+}
+
 func (s FileSource) fetch(ctx context.Context, u string) (LoadedPact, error) {
 	if _, err := url.Parse(u); err != nil {
 		return LoadedPact{}, fmt.Errorf("pact url %s: %w", u, err)
@@ -552,11 +573,8 @@ func (s FileSource) fetch(ctx context.Context, u string) (LoadedPact, error) {
 	if err != nil {
 		return LoadedPact{}, fmt.Errorf("fetch pact %s: %w", u, err)
 	}
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return LoadedPact{}, fmt.Errorf("fetch pact %s: status %d: give the broker's credentials (--token, or FLOTILLA_BROKER_TOKEN / PACT_BROKER_TOKEN)", u, resp.StatusCode)
-	case resp.StatusCode != http.StatusOK:
-		return LoadedPact{}, fmt.Errorf("fetch pact %s: status %d", u, resp.StatusCode)
+	if resp.StatusCode != http.StatusOK {
+		return LoadedPact{}, &FetchError{URL: u, Status: resp.StatusCode}
 	}
 	p, err := Parse(data)
 	if err != nil {

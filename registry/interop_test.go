@@ -348,3 +348,58 @@ func TestFranzGoClientProtobuf(t *testing.T) {
 		}
 	})
 }
+
+// TestFranzGoClientJSONSchemaReferences: a JSON schema refers to another
+// subject through the registry's references, as Confluent's do: the
+// reference's name is what its "$ref" says. It registers, reads back with
+// its references, and a candidate is checked through the referenced
+// schema; a "$ref" with no reference for it is 42201.
+func TestFranzGoClientJSONSchemaReferences(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		ts := newServer(t, dsn, registry.DefaultConfig())
+		cl, err := sr.NewClient(sr.URLs(ts.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		address := `{"type":"object","properties":{"street":{"type":"string"},"zip":{"type":"string"}},"required":["street"],"additionalProperties":false}`
+		if _, err := cl.CreateSchema(ctx, "Address", sr.Schema{Schema: address, Type: sr.TypeJSON}); err != nil {
+			t.Fatalf("CreateSchema Address: %v", err)
+		}
+		refs := []sr.SchemaReference{{Name: "address.schema.json", Subject: "Address", Version: 1}}
+		order := `{"type":"object","properties":{"id":{"type":"string"},"shipTo":{"$ref":"address.schema.json"}},"required":["id"],"additionalProperties":false}`
+		ss, err := cl.CreateSchema(ctx, "OrderCreated-value", sr.Schema{Schema: order, Type: sr.TypeJSON, References: refs})
+		if err != nil {
+			t.Fatalf("CreateSchema with a reference: %v", err)
+		}
+		got, err := cl.SchemaByID(ctx, ss.ID)
+		if err != nil || got.Type != sr.TypeJSON || len(got.References) != 1 || got.References[0].Name != "address.schema.json" {
+			t.Errorf("SchemaByID = %+v, %v", got, err)
+		}
+		if used, err := cl.SchemaReferences(ctx, "Address", 1); err != nil || len(used) != 1 || used[0].Subject != "OrderCreated-value" {
+			t.Errorf("SchemaReferences = %+v, %v", used, err)
+		}
+		// A candidate whose reference is a narrower address (another
+		// version of Address, closed, with zip now an integer).
+		narrow := `{"type":"object","properties":{"street":{"type":"string"},"zip":{"type":"integer"}},"required":["street"],"additionalProperties":false}`
+		if r := cl.SetCompatibility(ctx, sr.SetCompatibility{Level: sr.CompatNone}, "Address"); len(r) != 1 || r[0].Err != nil {
+			t.Fatalf("SetCompatibility = %+v", r)
+		}
+		if _, err := cl.CreateSchema(ctx, "Address", sr.Schema{Schema: narrow, Type: sr.TypeJSON}); err != nil {
+			t.Fatalf("CreateSchema Address v2: %v", err)
+		}
+		refs2 := []sr.SchemaReference{{Name: "address.schema.json", Subject: "Address", Version: 2}}
+		res, err := cl.CheckCompatibility(sr.WithParams(ctx, sr.Verbose), "OrderCreated-value", -1, sr.Schema{Schema: order, Type: sr.TypeJSON, References: refs2})
+		if err != nil || res.Is || len(res.Messages) == 0 || !contains(res.Messages[0], "shipTo") {
+			t.Errorf("CheckCompatibility through a narrowed reference = %+v, %v", res, err)
+		}
+		res, err = cl.CheckCompatibility(ctx, "OrderCreated-value", -1, sr.Schema{Schema: order, Type: sr.TypeJSON, References: refs})
+		if err != nil || !res.Is {
+			t.Errorf("CheckCompatibility of the same schema = %+v, %v", res, err)
+		}
+		var re *sr.ResponseError
+		if _, err := cl.CreateSchema(ctx, "Stray-value", sr.Schema{Schema: order, Type: sr.TypeJSON}); !errors.As(err, &re) || re.ErrorCode != 42201 {
+			t.Errorf("CreateSchema with a $ref and no reference: %v", err)
+		}
+	})
+}

@@ -450,10 +450,13 @@ var schemaTypes = []string{Avro, JSON, Protobuf}
 func (s *Server) parse(ctx context.Context, typ, text string, refs []Reference, texts []string) (Parsed, error) {
 	switch typ {
 	case JSON:
-		if len(refs) > 0 {
-			return nil, errors.New("references are not supported for JSON schemas here yet; inline the referenced schema")
+		// As Confluent resolves them: each reference's name is what a
+		// "$ref" says, its text the referenced version's schema.
+		files := map[string]string{}
+		if err := s.protoImports(ctx, refs, files, 0); err != nil {
+			return nil, err
 		}
-		return jsonschema.Parse(text)
+		return jsonschema.ParseWithReferences(text, files)
 	case Protobuf:
 		files := map[string]string{}
 		if err := s.protoImports(ctx, refs, files, 0); err != nil {
@@ -466,8 +469,9 @@ func (s *Server) parse(ctx context.Context, typ, text string, refs []Reference, 
 	return nil, fmt.Errorf("schemaType %s is not served", typ)
 }
 
-// protoImports collects the texts of a Protobuf schema's references, and
-// theirs, by reference name (the import path).
+// protoImports collects the texts of a Protobuf or JSON schema's
+// references, and theirs, by reference name (the import path, or the name
+// a JSON "$ref" uses).
 func (s *Server) protoImports(ctx context.Context, refs []Reference, into map[string]string, depth int) error {
 	if depth > maxRefDepth {
 		return fmt.Errorf("references nest deeper than %d", maxRefDepth)

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -205,6 +206,10 @@ func (a *app) runVerify(ctx context.Context, o verifyOptions, hooks []verifyHook
 		if errors.As(err, &pe) || errors.Is(err, fs.ErrNotExist) {
 			return usageErr(fmt.Errorf("contract verify: %w", err))
 		}
+		var fe *contract.FetchError
+		if errors.As(err, &fe) {
+			return pactFetchErr(fmt.Errorf("contract verify: %w", err))
+		}
 		// Fetching pacts from, or publishing results to, the broker failed.
 		return remoteErr(fmt.Errorf("contract verify: %w", err))
 	}
@@ -346,7 +351,7 @@ body describing the nearest interaction's mismatches. Runs until interrupted.`,
 			}
 			loaded, err := contract.FileSource{Paths: pacts}.Pacts(cmd.Context())
 			if err != nil {
-				return usageErr(fmt.Errorf("contract stub: %w", err))
+				return pactFetchErr(fmt.Errorf("contract stub: %w", err))
 			}
 			var ps []*contract.Pact
 			for _, lp := range loaded {
@@ -591,4 +596,24 @@ func containsWord(s, w string) bool {
 
 func isWordChar(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+}
+
+// pactFetchErr gives an error loading pacts its exit code: a pact URL
+// whose server failed, was busy or could not be reached is no answer (3);
+// one it refused (4xx, credentials included), and a pact file that is
+// missing or invalid, is input that cannot be used (2).
+func pactFetchErr(err error) error {
+	var fe *contract.FetchError
+	var ue *url.Error
+	var ne net.Error
+	switch {
+	case errors.As(err, &fe):
+		if fe.Temporary() {
+			return noAnswer(err)
+		}
+		return usageErr(err)
+	case errors.As(err, &ue), errors.As(err, &ne):
+		return noAnswer(err)
+	}
+	return usageErr(err)
 }

@@ -366,3 +366,58 @@ func TestContractVerifyHook(t *testing.T) {
 		t.Fatalf("published %+v", h.published)
 	}
 }
+
+// TestContractVerifyPactURLExitCodes: a pact URL that is refused (4xx,
+// bad credentials included) is input that cannot be used, 2; one whose
+// server fails, is busy or cannot be reached is no answer, 3, which a
+// pipeline may retry (the exit-code table in the README).
+func TestContractVerifyPactURLExitCodes(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var st int
+		_, _ = fmt.Sscanf(strings.TrimPrefix(r.URL.Path, "/status/"), "%d", &st)
+		http.Error(w, http.StatusText(st), st)
+	}))
+	defer srv.Close()
+	gone := httptest.NewServer(http.NotFoundHandler())
+	goneURL := gone.URL
+	gone.Close()
+	for _, tc := range []struct {
+		url  string
+		code int
+		want string
+	}{
+		{srv.URL + "/status/401", 2, "status 401: give the broker's credentials"},
+		{srv.URL + "/status/403", 2, "status 403: give the broker's credentials"},
+		{srv.URL + "/status/404", 2, "status 404"},
+		{srv.URL + "/status/500", 3, "status 500"},
+		{srv.URL + "/status/503", 3, "status 503"},
+		{srv.URL + "/status/429", 3, "status 429"},
+		{goneURL + "/pact", 3, "connection refused"},
+	} {
+		t.Run(tc.url[strings.LastIndex(tc.url, "/")+1:], func(t *testing.T) {
+			code, out, errOut := runCLI(t, "contract", "verify", "--pact", tc.url, "--provider-base-url", "http://127.0.0.1:1")
+			if code != tc.code || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("exit %d, stderr %q, stdout %q; want exit %d and %q", code, errOut, out, tc.code, tc.want)
+			}
+		})
+	}
+}
+
+// TestContractStubPactURLExitCodes: the stub loads pact URLs the same way:
+// refused is 2, a server that failed or is gone is 3.
+func TestContractStubPactURLExitCodes(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+			return
+		}
+		http.Error(w, "down", http.StatusBadGateway)
+	}))
+	defer srv.Close()
+	if code, _, errOut := runCLI(t, "contract", "stub", "--pact", srv.URL+"/missing", "--port", "0"); code != 2 || !strings.Contains(errOut, "status 404") {
+		t.Fatalf("404: exit %d, %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "contract", "stub", "--pact", srv.URL+"/pact", "--port", "0"); code != 3 || !strings.Contains(errOut, "status 502") {
+		t.Fatalf("502: exit %d, %s", code, errOut)
+	}
+}

@@ -26,6 +26,7 @@ const (
 	Pact       = "FLOTILLA_TEST_PACT"       // the pact CLI binary (@pact-foundation/pact-cli)
 	Prometheus = "FLOTILLA_TEST_PROMETHEUS" // the prometheus binary (Debian package prometheus)
 	Kube       = "FLOTILLA_TEST_KUBE"       // the directory of the test plane's binaries (testplane/build.sh)
+	KafkaJS    = "FLOTILLA_TEST_KAFKAJS"    // a directory whose node_modules holds @kafkajs/confluent-schema-registry
 
 	// Named for a suite to come (the tracing exporter); no suite reads it
 	// yet, so it is not in All and nothing announces it.
@@ -36,7 +37,7 @@ const (
 // the README announce. TestAllIsWhatTheCodeReads keeps it equal to what
 // Readers finds in the module, so a variable joins it with the first suite
 // that reads it.
-var All = []string{Postgres, Redis, NATS, Pact, Prometheus, Kube}
+var All = []string{Postgres, Redis, NATS, Pact, Prometheus, Kube, KafkaJS}
 
 // Lookup returns the variable's value. When it is unset the test is skipped
 // with a line naming the variable, or fails when CI=true.

@@ -54,8 +54,8 @@ func init() {
 // Diff returns every difference from original to update, in Confluent's
 // terms, compatible ones included.
 func Diff(original, update *Schema) []Difference {
-	c := &differ{roots: [2]any{original.doc, update.doc}, seen: map[[2]string]bool{}, steps: new(int)}
-	c.compare("#", original.doc, update.doc, "", "")
+	c := &differ{roots: [2]any{original.compared(), update.compared()}, seen: map[[2]string]bool{}, steps: new(int)}
+	c.compare("#", original.compared(), update.compared(), "", "")
 	return c.out
 }
 

@@ -198,3 +198,41 @@ func TestParseAndValidate(t *testing.T) {
 		t.Errorf("normalized forms differ: %s %s", a.Normalized(), b.Normalized())
 	}
 }
+
+// TestReferences: a schema referring to another by a registry reference's
+// name validates payloads against it and is compared through it: a change
+// inside the referenced schema is a change of the schema that uses it.
+func TestReferences(t *testing.T) {
+	address := `{"type":"object","properties":{"street":{"type":"string"},"zip":{"$ref":"#/definitions/zip"}},"required":["street"],"additionalProperties":false,"definitions":{"zip":{"type":"string"}}}`
+	addressNarrow := `{"type":"object","properties":{"street":{"type":"string"},"zip":{"$ref":"#/definitions/zip"}},"required":["street"],"additionalProperties":false,"definitions":{"zip":{"type":"integer"}}}`
+	order := `{"type":"object","properties":{"id":{"type":"string"},"shipTo":{"$ref":"address.schema.json"}},"required":["id"]}`
+	s, err := jsonschema.ParseWithReferences(order, map[string]string{"address.schema.json": address})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate([]byte(`{"id":"o1","shipTo":{"street":"Main 1","zip":"12345"}}`)); err != nil {
+		t.Errorf("valid payload refused: %v", err)
+	}
+	if err := s.Validate([]byte(`{"id":"o1","shipTo":{"zip":"12345"}}`)); err == nil {
+		t.Error("a payload missing the referenced schema's required street was accepted")
+	}
+	if _, err := jsonschema.Parse(order); err == nil {
+		t.Error("a $ref to a schema not given as a reference was accepted")
+	}
+	narrow, err := jsonschema.ParseWithReferences(order, map[string]string{"address.schema.json": addressNarrow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := jsonschema.Incompatible(s, s); len(d) != 0 {
+		t.Errorf("a schema with references against itself: %v", d)
+	}
+	d := jsonschema.Incompatible(s, narrow)
+	if len(d) == 0 || !strings.Contains(d[0].Path, "shipTo") {
+		t.Errorf("narrowing zip inside the reference: got %v, want a difference under shipTo", d)
+	}
+	// A reference by absolute URL, resolved against the schema's $id.
+	withID := `{"$id":"https://example.com/schemas/order.json","type":"object","properties":{"shipTo":{"$ref":"address.json"}}}`
+	if _, err := jsonschema.ParseWithReferences(withID, map[string]string{"address.json": address}); err != nil {
+		t.Errorf("a relative reference under an $id: %v", err)
+	}
+}

@@ -1,4 +1,5 @@
-// Package repocheck finds the event schemas (.avsc) a repository's services
+// Package repocheck finds the event schemas (Avro .avsc, Protobuf .proto,
+// JSON Schema .schema.json) a repository's services
 // own and checks each against its version at a git ref and, optionally,
 // against every version registered for its subject in a schema registry,
 // naming for every incompatibility the file, the location, the reason and
@@ -28,22 +29,27 @@ import (
 	"github.com/flotilla-ci/flotilla/schema/serde"
 )
 
-// File is one .avsc owned by a service.
+// File is one event schema owned by a service: Avro (.avsc), Protobuf
+// (.proto) or JSON Schema (.schema.json).
 type File struct {
 	Path    string // relative to the manifest root, forward slashes
 	Service string
 	Text    string
-	Schema  *schema.Schema // nil when Err is set
+	Type    string         // Avro, Protobuf or JSON
+	Schema  *schema.Schema // the Avro schema; nil when Err is set or for another type
 	Err     error          // the schema does not parse
+
+	typed typed // the Protobuf or JSON Schema, when it parses
 }
 
-// Event is the event the schema describes: the record's unqualified name;
-// for a reader schema, the file's name (readers/<Event>.avsc), so a reader
-// whose record has another name is a reader of that event that cannot read
-// it.
+// Event is the event the schema describes: the record's unqualified name
+// for Avro; the file's name for a Protobuf or JSON Schema file
+// (<Event>.proto, <Event>.schema.json) and for a reader schema
+// (readers/<Event>.avsc), so a reader whose record has another name is a
+// reader of that event that cannot read it.
 func (f File) Event() string {
 	if f.Schema == nil || IsReaderPath(f.Path) {
-		return strings.TrimSuffix(path.Base(f.Path), ".avsc")
+		return baseEvent(f.Path)
 	}
 	n := f.Schema.Name()
 	return n[strings.LastIndexByte(n, '.')+1:]
@@ -77,7 +83,8 @@ func discover(m *graph.Manifest, keep func(rel string) bool) ([]File, error) {
 					}
 					return err
 				}
-				if d.IsDir() || !strings.HasSuffix(d.Name(), ".avsc") {
+				typ := TypeOf(d.Name())
+				if d.IsDir() || typ == "" {
 					return nil
 				}
 				rel, err := filepath.Rel(m.Root, file)
@@ -86,16 +93,18 @@ func discover(m *graph.Manifest, keep func(rel string) bool) ([]File, error) {
 				}
 				rel = filepath.ToSlash(rel)
 				owner := m.Owner(rel)
-				if seen[rel] || owner == nil || owner.Name != s.Name || !keep(rel) {
-					return nil
+				if seen[rel] || owner == nil || owner.Name != s.Name || !keep(rel) || (typ != Avro && IsReaderPath(rel)) {
+					return nil // reader schemas are Avro
 				}
 				seen[rel] = true
 				b, err := os.ReadFile(file)
 				if err != nil {
 					return err
 				}
-				f := File{Path: rel, Service: s.Name, Text: string(b)}
-				f.Schema, f.Err = schema.Parse(f.Text)
+				f := File{Path: rel, Service: s.Name, Text: string(b), Type: typ}
+				if typ == Avro {
+					f.Schema, f.Err = schema.Parse(f.Text)
+				}
 				out = append(out, f)
 				return nil
 			})
@@ -105,6 +114,33 @@ func discover(m *graph.Manifest, keep func(rel string) bool) ([]File, error) {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	// Protobuf files import each other: by the path from the manifest
+	// root, from their own directory, or by base name.
+	imports := map[string]string{}
+	for _, f := range out {
+		if f.Type == Protobuf {
+			imports[f.Path] = f.Text
+			if _, dup := imports[path.Base(f.Path)]; !dup {
+				imports[path.Base(f.Path)] = f.Text
+			}
+		}
+	}
+	for i := range out {
+		f := &out[i]
+		if f.Type == Avro {
+			continue
+		}
+		local := map[string]string{}
+		for k, v := range imports {
+			local[k] = v
+		}
+		for _, g := range out {
+			if g.Type == Protobuf && path.Dir(g.Path) == path.Dir(f.Path) {
+				local[path.Base(g.Path)] = g.Text
+			}
+		}
+		f.typed, f.Err = parseTyped(f.Type, f.Text, local)
+	}
 	return out, nil
 }
 
@@ -338,6 +374,9 @@ func consumers(m *graph.Manifest, owner string, events ...string) []string {
 }
 
 func compareRegistry(ctx context.Context, reg Registry, f File, mode schema.Mode) (Comparison, error) {
+	if f.Type != Avro {
+		return compareRegistryTyped(ctx, reg, f, mode)
+	}
 	c := Comparison{Against: "registry " + f.Subject(), Mode: mode}
 	vs, err := reg.Versions(ctx, f.Subject())
 	if err != nil {
@@ -462,6 +501,19 @@ func (g *gitRepo) compareText(f File, old, against string, mode schema.Mode, res
 		mode = schema.Full
 	}
 	c := Comparison{Against: against, Mode: mode}
+	if f.Type != Avro {
+		prev, err := parseTyped(f.Type, old, g.importsAt(f))
+		if err != nil {
+			c.Note = "the version at " + g.ref + " does not parse; nothing to compare"
+			return c
+		}
+		if prev.Normalized() == f.typed.Normalized() {
+			c.Note = "unchanged"
+			return c
+		}
+		c.Problems = checkTyped(mode, f.typed, f.Text, []typed{prev}, []string{old}, []int{0})
+		return c
+	}
 	prev, err := schema.Parse(old)
 	if err != nil {
 		c.Note = "the version at " + g.ref + " does not parse; nothing to compare"
@@ -519,7 +571,7 @@ func (g *gitRepo) removed(ctx context.Context, m *graph.Manifest, present map[st
 	var out []Result
 	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
 		rel := strings.TrimPrefix(line, g.prefix)
-		if !strings.HasSuffix(rel, ".avsc") || present[rel] || !strings.HasPrefix(line, g.prefix) || IsReaderPath(rel) {
+		if TypeOf(rel) == "" || present[rel] || !strings.HasPrefix(line, g.prefix) || IsReaderPath(rel) {
 			continue
 		}
 		owner := m.Owner(rel)
@@ -530,8 +582,10 @@ func (g *gitRepo) removed(ctx context.Context, m *graph.Manifest, present map[st
 		if err != nil {
 			return nil, err
 		}
-		f := File{Path: rel, Service: owner.Name, Text: text}
-		f.Schema, _ = schema.Parse(text)
+		f := File{Path: rel, Service: owner.Name, Text: text, Type: TypeOf(rel)}
+		if f.Type == Avro {
+			f.Schema, _ = schema.Parse(text)
+		}
 		out = append(out, Result{File: f, Removed: true, Consumers: consumers(m, owner.Name, f.Event())})
 	}
 	return out, nil
@@ -601,6 +655,12 @@ type Registrar interface {
 	SetLevel(ctx context.Context, subject, level string) error
 }
 
+// TypedRegistrar registers Protobuf and JSON Schema files too;
+// *serde.Client implements it.
+type TypedRegistrar interface {
+	RegisterTyped(ctx context.Context, subject, schemaType, schema string) (int, error)
+}
+
 // Registered is the outcome of registering one file.
 type Registered struct {
 	File
@@ -643,8 +703,17 @@ func Register(ctx context.Context, m *graph.Manifest, reg Registrar, level schem
 				r.Err = fmt.Errorf("set level of %s: %w", f.Subject(), err)
 			}
 		}
-		if r.Err == nil {
+		switch {
+		case r.Err != nil:
+		case f.Type == Avro:
 			r.ID, r.Err = reg.Register(ctx, f.Subject(), f.Text)
+		default:
+			tr, ok := reg.(TypedRegistrar)
+			if !ok {
+				r.Err = fmt.Errorf("%s: this registrar registers Avro only", f.Type)
+				break
+			}
+			r.ID, r.Err = tr.RegisterTyped(ctx, f.Subject(), f.Type, f.Text)
 		}
 		out = append(out, r)
 	}
@@ -679,7 +748,7 @@ func (r *Report) WriteGitHub(w io.Writer) {
 		}
 		switch {
 		case res.File.Err != nil:
-			annotate(w, res.Path, 1, "invalid Avro schema", res.File.Err.Error())
+			annotate(w, res.Path, 1, "invalid "+res.Type+" schema", res.File.Err.Error())
 		case res.Removed:
 			annotate(w, res.Path, 1, "event schema removed", "This schema existed at "+r.Base+"."+breaks)
 		case res.Err != nil:
@@ -716,6 +785,12 @@ func annotate(w io.Writer, file string, line int, title, msg string) {
 // fieldLine finds the line of the field a problem's location names
 // (/fields/N/...) when the location is in the new schema (the file); else 1.
 func fieldLine(res Result, p schema.Problem) int {
+	if res.Type == Protobuf {
+		if n := protoProblemLine(p.Detail); n > 0 {
+			return n
+		}
+		return 1
+	}
 	if p.Direction != schema.NewReadsOld || res.Schema == nil {
 		return 1
 	}
@@ -734,4 +809,83 @@ func fieldLine(res Result, p schema.Problem) int {
 		}
 	}
 	return 1
+}
+
+// importsAt returns the .proto files beside f at the ref, by base name, for
+// the version at the ref to import (nil for other types or when git
+// cannot list them).
+func (g *gitRepo) importsAt(f File) map[string]string {
+	if f.Type != Protobuf {
+		return nil
+	}
+	dir := path.Dir(f.Path)
+	list, err := runGit(context.Background(), g.top, "ls-tree", "--name-only", g.ref, "--", g.prefix+dir+"/")
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
+		rel := strings.TrimPrefix(line, g.prefix)
+		if TypeOf(rel) != Protobuf || rel == f.Path {
+			continue
+		}
+		if text, ok, err := g.show(context.Background(), rel); err == nil && ok {
+			out[path.Base(rel)] = text
+			out[rel] = text
+		}
+	}
+	return out
+}
+
+// compareRegistryTyped checks a Protobuf or JSON Schema file against its
+// subject's registered versions, at the subject's level unless mode says
+// otherwise. Versions of another schema type are incompatible, as the
+// registry answers.
+func compareRegistryTyped(ctx context.Context, reg Registry, f File, mode schema.Mode) (Comparison, error) {
+	c := Comparison{Against: "registry " + f.Subject(), Mode: mode}
+	vs, err := reg.Versions(ctx, f.Subject())
+	if err != nil {
+		return c, fmt.Errorf("registry: %w", err)
+	}
+	if c.Mode == "" {
+		l, err := reg.Level(ctx, f.Subject())
+		if err != nil {
+			return c, fmt.Errorf("registry: level of %s: %w", f.Subject(), err)
+		}
+		if c.Mode, err = schema.ParseMode(l); err != nil {
+			return c, fmt.Errorf("registry: level of %s: %w", f.Subject(), err)
+		}
+	}
+	if len(vs) == 0 {
+		c.Note = "no versions registered"
+		return c, nil
+	}
+	prev := make([]typed, 0, len(vs))
+	texts := make([]string, 0, len(vs))
+	nums := make([]int, 0, len(vs))
+	for _, v := range vs {
+		typ := v.SchemaType
+		if typ == "" {
+			typ = Avro
+		}
+		if typ != f.Type {
+			c.Problems = []schema.Problem{{Version: v.Version, Direction: schema.NewReadsOld, Incompatibility: schema.Incompatibility{
+				Reason: "TYPE_CHANGED", Location: "/", Detail: fmt.Sprintf("Incompatible because of different schema type: %s, version %d is %s", f.Type, v.Version, typ)}}}
+			return c, nil
+		}
+		if len(v.Refs) > 0 {
+			return c, fmt.Errorf("registry: version %d of %s has references, which schema check reads for Avro only", v.Version, f.Subject())
+		}
+		sc, err := parseTyped(typ, v.Schema, nil)
+		if err != nil {
+			return c, fmt.Errorf("registry: version %d of %s: %w", v.Version, f.Subject(), err)
+		}
+		if sc.Normalized() == f.typed.Normalized() {
+			c.Note = fmt.Sprintf("registered as version %d (id %d)", v.Version, v.ID)
+			return c, nil
+		}
+		prev, texts, nums = append(prev, sc), append(texts, v.Schema), append(nums, v.Version)
+	}
+	c.Problems = checkTyped(c.Mode, f.typed, f.Text, prev, texts, nums)
+	return c, nil
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -15,6 +17,7 @@ import (
 	"github.com/flotilla-ci/flotilla/internal/sqldb"
 	"github.com/flotilla-ci/flotilla/registry"
 	"github.com/flotilla-ci/flotilla/registry/sqlstore"
+	"github.com/flotilla-ci/flotilla/schema"
 	"github.com/flotilla-ci/flotilla/schema/repocheck"
 	"github.com/flotilla-ci/flotilla/schema/serde"
 )
@@ -261,5 +264,58 @@ func TestReaderChecksAcrossWriterVersions(t *testing.T) {
 				t.Errorf("failed = %v", rep.Failed())
 			}
 		})
+	}
+}
+
+// A .proto event schema may import another .proto beside it; the check
+// reads both (the importing file parses against the changed import), and a
+// break inside the imported message is named at its field in that file.
+func TestProtobufImportsBesideIt(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "flotilla.yaml"), "services:\n  order-service:\n    paths: [shop/order]\n    publishes: [OrderPlaced]\n  mail-service:\n    paths: [shop/mail]\n    subscribes: [OrderPlaced]\n")
+	money := "syntax = \"proto3\";\npackage shop;\nmessage Money {\n  int64 cents = 1;\n}\n"
+	write(t, filepath.Join(dir, "shop/order/schemas/money.proto"), money)
+	write(t, filepath.Join(dir, "shop/order/schemas/OrderPlaced.proto"), "syntax = \"proto3\";\npackage shop;\nimport \"money.proto\";\nmessage OrderPlaced {\n  string id = 1;\n  Money total = 2;\n}\n")
+	write(t, filepath.Join(dir, "shop/mail/.keep"), "")
+	m, _, err := graph.Load(filepath.Join(dir, "flotilla.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := repocheck.Discover(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Err != nil || f.Type != repocheck.Protobuf {
+			t.Fatalf("%s: type %s, %v", f.Path, f.Type, f.Err)
+		}
+	}
+	for _, args := range [][]string{{"init", "-q"}, {"add", "."}, {"-c", "user.name=ci", "-c", "user.email=ci@example.com", "-c", "commit.gpgsign=false", "commit", "-q", "-m", "v1"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	write(t, filepath.Join(dir, "shop/order/schemas/money.proto"), strings.Replace(money, "int64 cents", "string cents", 1))
+	rep, err := repocheck.Check(context.Background(), m, repocheck.Options{Base: "HEAD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rep.Results {
+		for _, c := range r.Comparisons {
+			for _, p := range c.Problems {
+				if p.Direction == schema.NewReadsOld {
+					got = append(got, r.Path+" "+string(p.Reason)+" "+p.Location+" "+p.Detail[strings.LastIndex(p.Detail, ": ")+2:])
+				}
+			}
+		}
+	}
+	// As Confluent compares them, a file's own messages are compared; the
+	// imported file is a schema of its own, where the break is found.
+	want := []string{"shop/order/schemas/money.proto FIELD_SCALAR_KIND_CHANGED #/shop.Money/1 field cents (number 1, line 4)"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
 	}
 }

@@ -123,6 +123,18 @@ func (c *Client) Register(ctx context.Context, subject, schema string) (int, err
 	return out.ID, nil
 }
 
+// RegisterTyped registers a schema of a type other than Avro (JSON or
+// PROTOBUF) under subject and returns its id.
+func (c *Client) RegisterTyped(ctx context.Context, subject, schemaType, schema string) (int, error) {
+	var out struct {
+		ID int `json:"id"`
+	}
+	if err := c.do(ctx, http.MethodPost, subjectPath(subject)+"/versions", map[string]string{"schema": schema, "schemaType": schemaType}, &out); err != nil {
+		return 0, err
+	}
+	return out.ID, nil
+}
+
 // Lookup implements Registry.
 func (c *Client) Lookup(ctx context.Context, subject, schema string) (int, error) {
 	var out struct {
@@ -205,6 +217,9 @@ type Version struct {
 	Version int    `json:"version"`
 	ID      int    `json:"id"`
 	Schema  string `json:"schema"`
+	// SchemaType is AVRO (sent as "" by the registry, as Confluent
+	// does), JSON or PROTOBUF.
+	SchemaType string `json:"schemaType,omitempty"`
 	// Refs holds the texts of the schemas it references, each one's own
 	// references before it (for schema.ParseWithReferences).
 	Refs []string `json:"-"`
