@@ -259,6 +259,7 @@ type Mesh struct {
 	authz   atomic.Pointer[AuthzConfig] // Mode and Unknown (Policy is in policy)
 	warned  sync.Map                    // refused edges already logged
 	tls     *meshTLS                    // nil: plaintext
+	faults  atomic.Pointer[faultSet]    // nil: none (fault.go)
 
 	mu       sync.Mutex // guards services (the map) and closed
 	services map[string]*service
