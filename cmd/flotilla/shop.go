@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flotilla-ci/flotilla/deploy/local"
-	"github.com/flotilla-ci/flotilla/internal/sqldb"
 	"github.com/flotilla-ci/flotilla/shop/audit"
 )
 
@@ -91,42 +91,9 @@ func (a *app) dataDir() string {
 
 // auditShop audits the shop whose databases are in data.
 func auditShop(ctx context.Context, data string, timeout time.Duration) (*audit.Report, error) {
-	dir := filepath.Join(local.DirIn(data), "data")
-	open := func(service string, required bool) (*sqldb.DB, error) {
-		path := filepath.Join(dir, service+".db")
-		if _, err := os.Stat(path); err != nil {
-			if required {
-				return nil, usageErr(fmt.Errorf("shop audit: %s's database %s: %w (is the shop deployed with 'flotilla up' on this data directory? --data names another)", service, path, err))
-			}
-			return nil, nil
-		}
-		db, err := sqldb.Open(ctx, path)
-		if err != nil {
-			return nil, fmt.Errorf("shop audit: %s: %w", service, err)
-		}
-		return db, nil
+	rep, err := audit.RunDir(ctx, filepath.Join(local.DirIn(data), "data"), audit.Config{Timeout: timeout})
+	if errors.Is(err, audit.ErrNoDatabase) {
+		return nil, usageErr(fmt.Errorf("shop %w (is the shop deployed with 'flotilla up' on this data directory? --data names another)", err))
 	}
-	var dbs audit.DBs
-	var all []*sqldb.DB
-	defer func() {
-		for _, db := range all {
-			_ = db.Close()
-		}
-	}()
-	for _, s := range []struct {
-		name     string
-		into     **sqldb.DB
-		required bool
-	}{{"order-service", &dbs.Order, true}, {"inventory-service", &dbs.Inventory, true}, {"payment-service", &dbs.Payment, true},
-		{"shipping-service", &dbs.Shipping, false}, {"notification-service", &dbs.Notification, false}} {
-		db, err := open(s.name, s.required)
-		if err != nil {
-			return nil, err
-		}
-		if db != nil {
-			*s.into = db
-			all = append(all, db)
-		}
-	}
-	return audit.Run(ctx, dbs, audit.Config{Timeout: timeout})
+	return rep, err
 }
