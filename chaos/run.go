@@ -234,6 +234,9 @@ func (r *Runner) Run(ctx context.Context, e *Experiment) (*Report, error) {
 			return rep, err
 		}
 		ss := rec.snapshot()
+		if e.Load != nil && !loadRuns(ss) {
+			continue // the load registers its accounts first: the steady state is the shop under load
+		}
 		if last := time.Now().Add(-h.Window.D()); last.After(begin) && holds(h, ss, last) {
 			steady = true
 			break
@@ -398,6 +401,16 @@ func (r *Runner) Run(ctx context.Context, e *Experiment) (*Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// loadRuns reports whether the load's requests have begun.
+func loadRuns(ss []sample) bool {
+	for _, s := range ss {
+		if !s.probe {
+			return true
+		}
+	}
+	return false
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -217,7 +217,9 @@ func (c *Chaos) expireOnce(ctx context.Context) {
 	defer c.mu.Unlock()
 	if c.exp != nil && now.After(c.exp.LeaseUntil) {
 		c.log.WarnContext(ctx, "chaos experiment's lease expired: its client stopped renewing it; removing its faults", "experiment", c.exp.Name, "faults", len(c.faults))
-		c.endLocked(ctx)
+		if _, err := c.endLocked(ctx); err != nil {
+			c.log.ErrorContext(ctx, "chaos: removing the expired experiment's faults from the mesh failed", "err", err)
+		}
 		return
 	}
 	var keep []*ActiveFault
