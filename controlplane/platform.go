@@ -744,6 +744,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	mux.Handle("/api/", lc.API.Handler())
 	mux.Handle("GET /metrics", dp.MetricsHandler())
 	ids.routes(mux)
+	p.chaosRoutes(ctx, mux, policy, dp, lc)
 	mux.HandleFunc("GET /api/platform", func(w http.ResponseWriter, r *http.Request) {
 		if i := p.info.Load(); i != nil {
 			now := *i

@@ -458,6 +458,9 @@ func (s *Server) reconcile(ctx context.Context, next *Snapshot, p *plan) []strin
 		cancel()
 	}
 	s.reconcileGateway(ctx, next, p, note)
+	if err := m.SetFaults(next.Faults); err != nil {
+		note("faults: %v", err)
+	}
 	return notes
 }
 

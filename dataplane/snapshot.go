@@ -29,6 +29,9 @@ type Snapshot struct {
 	// Gateway is the edge gateway (nil: none). Its Listen is its address;
 	// port 0 picks a free one, which the data plane keeps from then on.
 	Gateway *mesh.GatewayConfig `json:"gateway,omitempty"`
+	// Faults are the faults the mesh injects (chaos experiments); each
+	// ends at its Until even when nobody removes it.
+	Faults []mesh.Fault `json:"faults,omitempty"`
 }
 
 // Service is one service: its stable address and its subsets.
@@ -100,6 +103,7 @@ func (s *Snapshot) Clone() *Snapshot {
 		}
 		out.Gateway = &g
 	}
+	out.Faults = copyOf(s.Faults)
 	return out
 }
 
@@ -298,6 +302,7 @@ func (s *Snapshot) Validate() error {
 			bad("%s: every weight is 0: at least one subset must carry traffic", who)
 		}
 	}
+	errs = append(errs, validateFaults(s.Faults, names))
 	switch s.Authz.Mode {
 	case "", mesh.AuthzOff, mesh.AuthzWarn, mesh.AuthzEnforce:
 	default:

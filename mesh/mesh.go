@@ -266,6 +266,7 @@ type Mesh struct {
 	warned  sync.Map                    // refused edges already logged
 	tls     *meshTLS                    // nil: plaintext
 	tracer  trace.Tracer                // nil: tracing off
+	faults  atomic.Pointer[faultSet]    // nil: none (fault.go)
 
 	mu       sync.Mutex // guards services (the map) and closed
 	services map[string]*service

@@ -145,6 +145,9 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "403 forbidden: caller "+src+" does not depend on "+s.name+" (declare it in depends_on)", http.StatusForbidden)
 		return
 	}
+	if s.m.injectFault(w, r, src, s.name) {
+		return
+	}
 	t := s.table.Load()
 	sub, _ := t.pick(r.Header, &s.rr)
 	if sub == nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flotilla-ci/flotilla/canary"
 	"github.com/flotilla-ci/flotilla/controlplane"
+	"github.com/flotilla-ci/flotilla/deploy"
 )
 
 func (a *app) statusCmd() *cobra.Command {
@@ -60,7 +61,7 @@ stable version serves. A release in progress is named first.`,
 				fmt.Fprintf(a.stdout, "release %d in progress (%s), started by %s at %s\n", r.Release, strings.Join(r.Services, ", "), r.Who, r.Started.Local().Format("15:04:05"))
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "SERVICE\tSTABLE\tCANARY\tWEIGHTS\tHEALTH\tINSTANCES\tSINCE")
+			fmt.Fprintln(tw, "SERVICE\tSTABLE\tCANARY\tWEIGHTS\tHEALTH\tINSTANCES\tRESTARTS\tSINCE")
 			for _, s := range st.Services {
 				var ws []string
 				for v, w := range s.Weights {
@@ -80,8 +81,8 @@ stable version serves. A release in progress is named first.`,
 						stable = c.Baseline
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Service, dash(short(stable)), dash(canaryColumn(cv, canaries[s.Service])),
-					dash(strings.Join(ws, " ")), s.Health, len(s.Instances), since)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.Service, dash(short(stable)), dash(canaryColumn(cv, canaries[s.Service])),
+					dash(strings.Join(ws, " ")), s.Health, len(s.Instances), restartsColumn(s.Instances), since)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -171,4 +172,18 @@ func writePlatform(w io.Writer, ps []controlplane.PlatformProcess, now time.Time
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\n", p.Name, p.Phase, p.PID, dash(version), up, p.Restarts, dash(strings.Join(notes, ", ")))
 	}
 	_ = tw.Flush()
+}
+
+// restartsColumn is how often a service's instances were restarted after
+// exiting, and whether one keeps crashing ("4, crash loop").
+func restartsColumn(insts []deploy.Instance) string {
+	n, looping := 0, false
+	for _, in := range insts {
+		n += in.Restarts
+		looping = looping || in.State == deploy.StateCrashLoop
+	}
+	if looping {
+		return fmt.Sprintf("%d, crash loop", n)
+	}
+	return fmt.Sprint(n)
 }

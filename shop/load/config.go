@@ -71,6 +71,19 @@ type Config struct {
 	Timeout     Duration       `yaml:"timeout" json:"timeout"`
 	MaxInFlight int            `yaml:"max_in_flight" json:"maxInFlight"`
 	Seed        uint64         `yaml:"seed" json:"seed"`
+	// Observe, when set, is told of every request as it ends (a chaos
+	// experiment counts the failures during and after each fault); it
+	// must be quick and safe for concurrent use.
+	Observe func(Observation) `yaml:"-" json:"-"`
+}
+
+// Observation is one request of a run, as it ended.
+type Observation struct {
+	At      time.Time     // when it was sent (its flow's intended start, for the first)
+	Route   string        // "POST /orders"
+	Status  int           // 0: no answer
+	Latency time.Duration //
+	Failed  bool
 }
 
 // Targets are where the shop answers: a gateway for everything, or each

@@ -556,6 +556,9 @@ func (r *runner) do(ctx context.Context, c call, fr *flowRun) (int, []byte, erro
 	} else if !ok {
 		res.Error = fmt.Sprintf("%s %s: %d %s", c.method, c.route, res.Code, strings.TrimSpace(string(data[:min(len(data), 200)])))
 	}
+	if r.cfg.Observe != nil {
+		r.cfg.Observe(Observation{At: start, Route: c.method + " " + c.route, Status: int(res.Code), Latency: res.Latency, Failed: !ok})
+	}
 	r.mu.Lock()
 	r.metrics.Add(&res)
 	key := c.method + " " + c.route
