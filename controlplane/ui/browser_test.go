@@ -25,10 +25,14 @@ import (
 const chromiumEnv = "FLOTILLA_TEST_CHROMIUM"
 
 // chromium is the browser's path: the test is skipped without the
-// variable, and fails when it names no program.
+// variable (and fails without it under CI=true), and fails when it names
+// no program.
 func chromium(t *testing.T) string {
 	t.Helper()
 	p := os.Getenv(chromiumEnv)
+	if p == "" && os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not set (CI=true): .ci/run installs Debian's chromium and sets it", chromiumEnv)
+	}
 	if p == "" {
 		t.Skipf("set %s to a Chromium (Debian's chromium: /usr/bin/chromium) to run the dashboard's browser tests", chromiumEnv)
 	}
@@ -483,4 +487,3 @@ func stable(t *testing.T, api *controlplane.Client, service string) string {
 	t.Fatalf("no %s in the status", service)
 	return ""
 }
-

@@ -104,6 +104,17 @@ func graphEdges(g *graph.Graph) []GraphEdge {
 	return es
 }
 
+// layout is the graph's drawing, made once per graph (the deploy side
+// loads the manifest again when it changes, which makes a new graph).
+func (s *Server) layout(g *graph.Graph, waves [][]string) *Layout {
+	s.layoutMu.Lock()
+	defer s.layoutMu.Unlock()
+	if s.layoutOf != g || s.layoutCache == nil {
+		s.layoutOf, s.layoutCache = g, LayoutGraph(waves, graphEdges(g))
+	}
+	return s.layoutCache
+}
+
 type overviewData struct {
 	L       *Layout
 	Nodes   []NodeView
@@ -133,7 +144,7 @@ func (s *Server) overviewData(ctx context.Context) (*overviewData, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the graph's waves: %w", err)
 	}
-	l := LayoutGraph(waves, graphEdges(g))
+	l := s.layout(g, waves)
 	nodes, _ := s.nodes(ctx)
 	for i := range nodes {
 		nodes[i].P = l.Nodes[nodes[i].Name]

@@ -95,6 +95,10 @@ type Server struct {
 	log     *slog.Logger
 	life    context.Context
 	lifeMu  sync.Mutex
+
+	layoutMu    sync.Mutex
+	layoutOf    *graph.Graph
+	layoutCache *Layout
 }
 
 // New returns the dashboard; Start begins its sampling.

@@ -102,7 +102,7 @@
     figs.forEach((f) => {
       $$('.node[data-service="' + f.service + '"]').forEach((n) => {
         const t = $(".figs", n);
-        if (t) t.textContent = f.known ? f.rate.toFixed(1) + " rps · " + pct(f.errors) + " err · p99 " + Math.round(f.p99_ms) + " ms" : "no traffic measured";
+        if (t) t.textContent = f.known ? f.rate.toFixed(1) + "/s · " + pct(f.errors) + " err · p99 " + Math.round(f.p99_ms) + "ms" : "no traffic measured";
         const s = $(".spark", n);
         if (s) s.setAttribute("points", f.spark || "");
       });
