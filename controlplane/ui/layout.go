@@ -132,13 +132,12 @@ func place(l *Layout, e GraphEdge) PlacedEdge {
 		pe.Label = e.Event
 	}
 	ay, by := a.Y+NodeH/2, b.Y+NodeH/2
-	switch {
-	case a.Wave == b.Wave:
+	if a.Wave == b.Wave {
 		x := a.X + NodeW
 		bulge := 28 + 10*math.Abs(float64(a.Row-b.Row))
 		pe.Path = fmt.Sprintf("M %.1f %.1f C %.1f %.1f, %.1f %.1f, %.1f %.1f", x, ay, x+bulge, ay, x+bulge, by, x, by)
 		pe.LX, pe.LY = x+bulge*0.75, (ay+by)/2
-	default:
+	} else {
 		x1, x2 := a.X+NodeW, b.X
 		if a.Wave > b.Wave {
 			x1, x2 = a.X, b.X+NodeW

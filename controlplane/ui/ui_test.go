@@ -35,7 +35,7 @@ type fixture struct {
 	reached atomic.Int32
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -69,7 +69,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) get(t *testing.T, path string) (int, string) {
+func (f *fixture) get(t testing.TB, path string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(f.srv.URL + path)
 	if err != nil {
