@@ -1,7 +1,7 @@
 // Package controlplane is what `flotilla up` runs: the pieces of the local
 // platform (the deploy orchestrator, its target and the mesh, the registry,
-// the broker) behind one HTTP API that the CLI's commands and, later, a
-// dashboard are clients of.
+// the broker) behind one HTTP API that the CLI's commands are clients of,
+// and the dashboard (package ui) served beside it under /ui/.
 //
 // The deploy API:
 //
@@ -79,7 +79,10 @@ type API struct {
 	orch   *deploy.Orchestrator
 	canary *Canary // nil: no canary routes
 	log    *slog.Logger
-	wg     sync.WaitGroup
+	// observers are told of every step of the releases the API runs
+	// (the dashboard's live view).
+	observers []func(deploy.Event)
+	wg        sync.WaitGroup
 }
 
 // NewAPI returns the API of an orchestrator.
@@ -104,6 +107,11 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("POST /api/canaries/{service}/abort", a.canaryOverride)
 	return mux
 }
+
+// Observe registers f to be told of every step of every release and
+// rollback the API runs, before the client is; f must not block. Call it
+// before the API serves.
+func (a *API) Observe(f func(deploy.Event)) { a.observers = append(a.observers, f) }
 
 // Wait returns once every release the API started has finished (they
 // outlive their requests).
@@ -198,7 +206,12 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request, run func(context.Co
 		defer close(lines)
 		// The writer below drains lines to the end even when the client
 		// is gone, so sending never blocks the release for long.
-		rep, err := run(ctx, func(e deploy.Event) { lines <- Line{Event: &e} })
+		rep, err := run(ctx, func(e deploy.Event) {
+			for _, f := range a.observers {
+				f(e)
+			}
+			lines <- Line{Event: &e}
+		})
 		last := Line{Report: rep}
 		if err != nil {
 			last.Error = err.Error()

@@ -768,11 +768,16 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 		}
 		writeError(w, http.StatusServiceUnavailable, errors.New("the platform is starting: its services are being deployed"))
 	})
-	newServer(ls.api, tokens.Middleware(mux), "api", &apiSrv)
+	// The dashboard under /ui/, the API (with its tokens) beside it.
+	dash, root, err := dashboard(ctx, lc, bstore, info.Registry, tokens.Middleware(mux), p.log)
+	if err != nil {
+		return nil, err
+	}
+	newServer(ls.api, root, "api", &apiSrv)
 
 	// The release that brings every service up, in waves.
 	p.log.InfoContext(ctx, "deploying", "services", names, "data", data)
-	rep, err := lc.Orchestrator.Deploy(ctx, deploy.Request{Services: names, Who: "flotilla up"}, p.cfg.Events)
+	rep, err := lc.Orchestrator.Deploy(ctx, deploy.Request{Services: names, Who: "flotilla up"}, publishTo(dash, p.cfg.Events))
 	info.Report = rep
 	if ctx.Err() != nil {
 		// Interrupted (Ctrl-C): what did start is stopped by Close.

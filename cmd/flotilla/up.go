@@ -232,6 +232,7 @@ func printUp(w io.Writer, info controlplane.PlatformInfo, logPath string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  gateway\t%s\tthe shop's public API: /api/<service>/... (e.g. /api/product/products)\n", info.Gateway)
 	fmt.Fprintf(tw, "  api\t%s\tthe control plane: flotilla status, deploy, history, rollback; /metrics\n", info.API)
+	fmt.Fprintf(tw, "  ui\t%s%s\tthe dashboard: the graph in waves, releases, canaries, contracts, schemas (actions need the admin token)\n", info.API, controlplane.DashboardPath)
 	fmt.Fprintf(tw, "  registry\t%s\tschema registry (Confluent REST API)\n", info.Registry)
 	fmt.Fprintf(tw, "  broker\t%s\tcontract broker (Pact Broker API)\n", info.Broker)
 	fmt.Fprintf(tw, "  nats\t%s\tthe event bus (JetStream)\n", info.NATS)
