@@ -128,13 +128,9 @@ func Main(m *testing.M, plane **Plane) int {
 	return code
 }
 
-// Need returns the package's plane, or skips the test when
-// FLOTILLA_TEST_KUBE is not set.
-//
-// Unlike the other external servers, a missing plane is a skip even when
-// CI=true: .ci/run builds the plane and sets the variable only when
-// FLOTILLA_CI_KUBE=1, until these suites have passed on the plane. Then
-// [lookup] becomes testenv.Lookup, a failure under CI.
+// Need returns the package's plane. When FLOTILLA_TEST_KUBE is not set it
+// skips the test, or fails it when CI=true: .ci/run builds the plane and
+// CI must run these suites on it.
 func Need(t testing.TB, p *Plane) *Plane {
 	t.Helper()
 	lookup(t)
@@ -144,19 +140,16 @@ func Need(t testing.TB, p *Plane) *Plane {
 	return p
 }
 
-// lookup returns FLOTILLA_TEST_KUBE, or skips the test when it is unset.
+// lookup returns FLOTILLA_TEST_KUBE; unset, the test skips, or fails
+// under CI=true.
 func lookup(t testing.TB) string {
 	t.Helper()
-	bin := strings.TrimSpace(os.Getenv(testenv.Kube))
-	if bin == "" {
-		t.Skipf("%s not set: skipping the Kubernetes suite (build the plane with testplane/build.sh and set it to the directory it prints)", testenv.Kube)
-	}
-	return bin
+	return testenv.Lookup(t, testenv.Kube)
 }
 
 // Extra starts another plane for one test (a second cluster, a cluster
-// without Istio), stopped when the test ends. Like [Need] it skips when
-// FLOTILLA_TEST_KUBE is not set.
+// without Istio), stopped when the test ends. Like [Need] it skips (fails under
+// CI=true) when FLOTILLA_TEST_KUBE is not set.
 func Extra(t testing.TB, opts Options) *Plane {
 	t.Helper()
 	bin := lookup(t)
