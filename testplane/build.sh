@@ -13,7 +13,8 @@
 # A cold build takes about 8 minutes of CPU on 2 cores and needs about 3 GB of
 # memory at the link steps. Cache root: $FLOTILLA_TESTPLANE_CACHE, else
 # /opt/flotilla-ci/testplane when writable, else $XDG_CACHE_HOME (or
-# ~/.cache)/flotilla/testplane.
+# ~/.cache)/flotilla/testplane. FLOTILLA_TESTPLANE_JOBS sets the build's
+# parallelism (go build -p; default: the number of CPUs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -56,7 +57,7 @@ log "building the control plane into $bin (cold: about 8 minutes on 2 cores)"
 
 # -mod=readonly: the go.sum files beside this script are the pins; a build
 # never rewrites them.
-export GOFLAGS="-mod=readonly -trimpath"
+export GOFLAGS="-mod=readonly -trimpath${FLOTILLA_TESTPLANE_JOBS:+ -p=$FLOTILLA_TESTPLANE_JOBS}"
 ver="-X k8s.io/component-base/version.gitVersion=$K8S -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=36 -X k8s.io/client-go/pkg/version.gitVersion=$K8S"
 (cd "$here/k8s" && go build -ldflags "-s -w $ver" -o "$tmp/" \
 	k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler)
@@ -73,7 +74,7 @@ for f in node/fast/node-initialize node/heartbeat/node-heartbeat pod/fast/pod-re
 	cp "$kwokdir/kustomize/stage/$f.yaml" "$tmp/stages/"
 done
 # Istio's CRDs, from the API module of the release whose Go client flotilla uses.
-istiodir=$(GOFLAGS= go mod download -json "istio.io/api@$ISTIO_API" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+istiodir=$(GOFLAGS='' go mod download -json "istio.io/api@$ISTIO_API" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
 cp "$istiodir/kubernetes/customresourcedefinitions.gen.yaml" "$tmp/istio-crds.yaml"
 chmod -R u+w "$tmp"
 

@@ -12,8 +12,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/flotilla-ci/flotilla/deploy"
 	"github.com/flotilla-ci/flotilla/deploy/kube"
@@ -36,14 +40,21 @@ type env struct {
 	ns     string
 	target *kube.Target
 	router *kube.Router
-	ic     istioclient.Interface
+	// cs and ic are the clients of the Role-bound ServiceAccount.
+	cs kubernetes.Interface
+	ic istioclient.Interface
 }
 
-// neverReady lists the versions whose pods kwok must leave unready.
+// newEnv gives a test a namespace and a target and router that work as
+// flotilla would in a cluster: as a ServiceAccount bound to role.yaml's
+// Role and nothing else, so every test of the suite also proves the Role
+// is enough. neverReady lists the versions whose pods kwok must leave
+// unready.
 func newEnv(t *testing.T, neverReady ...string) *env {
 	t.Helper()
 	p := kubetest.Need(t, plane)
 	ns := p.Namespace(t)
+	rc := bindRole(t, p, ns, role(t))
 	cfg := kube.DefaultConfig(ns)
 	cfg.Image = fakeImage
 	cfg.ReadyTimeout = 30 * time.Second
@@ -54,15 +65,58 @@ func newEnv(t *testing.T, neverReady ...string) *env {
 		}
 		return nil
 	}
-	tg, err := kube.New(context.Background(), p.Clientset, cfg)
+	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ic, err := istioclient.NewForConfig(p.Config())
+	tg, err := kube.New(context.Background(), cs, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{p: p, ns: ns, target: tg, router: kube.NewRouter(ic, tg), ic: ic}
+	ic, err := istioclient.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{p: p, ns: ns, target: tg, router: kube.NewRouter(ic, tg), cs: cs, ic: ic}
+}
+
+// role reads the Role flotilla ships.
+func role(t *testing.T) *rbacv1.Role {
+	t.Helper()
+	data, err := os.ReadFile("role.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r rbacv1.Role
+	if err := yaml.UnmarshalStrict(data, &r); err != nil {
+		t.Fatalf("role.yaml: %v", err)
+	}
+	if r.Kind != "Role" || len(r.Rules) == 0 {
+		t.Fatalf("role.yaml: kind %q with %d rules, want a Role with rules", r.Kind, len(r.Rules))
+	}
+	return &r
+}
+
+// bindRole creates the Role in the namespace, binds it to a new
+// ServiceAccount "flotilla" and returns a config that authenticates as
+// that account.
+func bindRole(t *testing.T, p *kubetest.Plane, ns string, r *rbacv1.Role) *rest.Config {
+	t.Helper()
+	ctx := context.Background()
+	r = r.DeepCopy()
+	r.Namespace = ns
+	if _, err := p.Clientset.RbacV1().Roles(ns).Create(ctx, r, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: r.Name, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: r.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "flotilla", Namespace: ns}},
+	}
+	if _, err := p.Clientset.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return p.ServiceAccount(t, ns, "flotilla")
 }
 
 func spec(service, version string, replicas int) deploy.Spec {
@@ -139,7 +193,7 @@ func TestApplyStatusRemove(t *testing.T) {
 	// A new target (flotilla restarted) adopts what runs, from the labels.
 	cfg := kube.DefaultConfig(e.ns)
 	cfg.Image = fakeImage
-	adopted, err := kube.New(ctx, e.p.Clientset, cfg)
+	adopted, err := kube.New(ctx, e.cs, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,5 +284,50 @@ func TestApplyRefusesBadInput(t *testing.T) {
 	}
 	if l, _ := e.p.Clientset.AppsV1().Deployments(e.ns).List(ctx, metav1.ListOptions{}); len(l.Items) != 0 {
 		t.Errorf("refused applies left %d Deployments", len(l.Items))
+	}
+}
+
+// With a Role missing one verb flotilla needs (patch on VirtualServices),
+// the call that needs it fails with an error that names the verb and the
+// resource, and says where the Role is.
+func TestRoleWithoutPatchOnVirtualServices(t *testing.T) {
+	p := kubetest.Need(t, plane)
+	ns := p.Namespace(t)
+	r := role(t)
+	found := false
+	for i, rule := range r.Rules {
+		if slices.Contains(rule.Resources, "virtualservices") {
+			r.Rules[i].Resources = slices.DeleteFunc(slices.Clone(rule.Resources), func(s string) bool { return s == "virtualservices" })
+			r.Rules = append(r.Rules, rbacv1.PolicyRule{APIGroups: rule.APIGroups, Resources: []string{"virtualservices"},
+				Verbs: slices.DeleteFunc(slices.Clone(rule.Verbs), func(v string) bool { return v == "patch" })})
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("role.yaml grants nothing on virtualservices")
+	}
+	rc := bindRole(t, p, ns, r)
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic, err := istioclient.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := kube.DefaultConfig(ns)
+	cfg.Image = fakeImage
+	tg, err := kube.New(context.Background(), cs, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = kube.NewRouter(ic, tg).SetSubset(context.Background(), "user-service", deploy.Subset{Name: "v1"})
+	if err == nil {
+		t.Fatal("SetSubset without patch on virtualservices succeeded")
+	}
+	for _, want := range []string{"cannot patch", `"virtualservices"`, "networking.istio.io", "deploy/kube/role.yaml"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
 	}
 }

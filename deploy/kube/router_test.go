@@ -3,18 +3,24 @@ package kube_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/flotilla-ci/flotilla/canary"
 	"github.com/flotilla-ci/flotilla/deploy"
 	"github.com/flotilla-ci/flotilla/deploy/kube"
+	"github.com/flotilla-ci/flotilla/deploy/sqlstore"
+	"github.com/flotilla-ci/flotilla/internal/kubetest"
 )
 
 // routes renders a VirtualService's HTTP routes as lines:
@@ -157,7 +163,12 @@ func TestPoliciesMatchTheGraph(t *testing.T) {
 			want[d] = append(want[d], kube.Principal(s.Name, e.ns))
 		}
 	}
-	l, err := e.ic.SecurityV1().AuthorizationPolicies(e.ns).List(ctx, metav1.ListOptions{})
+	// Listed as the admin: flotilla's Role needs no list on policies.
+	admin, err := istioclient.NewForConfig(e.p.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := admin.SecurityV1().AuthorizationPolicies(e.ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,5 +198,47 @@ func TestPoliciesMatchTheGraph(t *testing.T) {
 	}
 	if !strings.Contains(kube.Principal("order-service", "shop"), "/ns/shop/sa/order-service") {
 		t.Error(kube.Principal("order-service", "shop"))
+	}
+}
+
+// In a cluster without Istio the router's first call says what to
+// install, and a release there leaves nothing of the new version behind.
+func TestWithoutIstio(t *testing.T) {
+	p := kubetest.Extra(t, kubetest.Options{NoIstio: true})
+	ns := p.Namespace(t)
+	rc := bindRole(t, p, ns, role(t))
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic, err := istioclient.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := kube.DefaultConfig(ns)
+	cfg.Image = fakeImage
+	cfg.DrainTimeout = 5 * time.Second
+	tg, err := kube.New(context.Background(), cs, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{p: p, ns: ns, target: tg, router: kube.NewRouter(ic, tg), cs: cs, ic: ic}
+	ctx := context.Background()
+	err = e.router.SetSubset(ctx, "user-service", deploy.Subset{Name: "v1"})
+	if err == nil || !strings.Contains(err.Error(), "Istio is not installed") {
+		t.Fatalf("SetSubset without Istio = %v, want it to say Istio is not installed", err)
+	}
+	m := shopManifest(t)
+	store, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "history.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.orchestrator(t, m, store).Deploy(ctx, deploy.Request{Services: []string{"user-service"}, Environment: "production", Who: "test"}, nil)
+	if err == nil {
+		t.Fatal("a release on a cluster without Istio succeeded")
+	}
+	t.Logf("release: %v", err)
+	if l, err := p.Clientset.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
+		t.Errorf("after the failed release: %d Deployments (%v), want none", len(l.Items), err)
 	}
 }

@@ -48,6 +48,7 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -127,21 +128,38 @@ func Main(m *testing.M, plane **Plane) int {
 	return code
 }
 
-// Need returns the package's plane, or skips the test when
-// FLOTILLA_TEST_KUBE is not set.
-//
-// Unlike the other external servers, a missing plane is a skip even when
-// CI=true: .ci/run builds the plane and sets the variable only when
-// FLOTILLA_CI_KUBE=1, until these suites have passed on the plane in CI.
-// Then this becomes testenv.Lookup, a failure under CI.
+// Need returns the package's plane. When FLOTILLA_TEST_KUBE is not set it
+// skips the test, or fails it when CI=true: .ci/run builds the plane and
+// CI must run these suites on it.
 func Need(t testing.TB, p *Plane) *Plane {
 	t.Helper()
-	if strings.TrimSpace(os.Getenv(testenv.Kube)) == "" {
-		t.Skipf("%s not set: skipping the Kubernetes suite (build the plane with testplane/build.sh and set it to the directory it prints)", testenv.Kube)
-	}
+	lookup(t)
 	if p == nil {
 		t.Fatalf("%s is set but no plane runs: call kubetest.Main from TestMain", testenv.Kube)
 	}
+	return p
+}
+
+// lookup returns FLOTILLA_TEST_KUBE; unset, the test skips, or fails
+// under CI=true.
+func lookup(t testing.TB) string {
+	t.Helper()
+	return testenv.Lookup(t, testenv.Kube)
+}
+
+// Extra starts another plane for one test (a second cluster, a cluster
+// without Istio), stopped when the test ends. Like [Need] it skips (fails under
+// CI=true) when FLOTILLA_TEST_KUBE is not set.
+func Extra(t testing.TB, opts Options) *Plane {
+	t.Helper()
+	bin := lookup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p, err := Start(ctx, bin, opts)
+	if err != nil {
+		t.Fatalf("start a second plane: %v", err)
+	}
+	t.Cleanup(p.Stop)
 	return p
 }
 
@@ -162,6 +180,27 @@ func (p *Plane) Namespace(t testing.TB) string {
 		_ = p.Clientset.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
 	return name
+}
+
+// ServiceAccount creates a ServiceAccount in the namespace and returns a
+// rest.Config that authenticates as it, with a token the API server
+// issued (TokenRequest): what a workload running as that account sends.
+// It may do only what RBAC bindings grant it.
+func (p *Plane) ServiceAccount(t testing.TB, namespace, name string) *rest.Config {
+	t.Helper()
+	ctx := context.Background()
+	sas := p.Clientset.CoreV1().ServiceAccounts(namespace)
+	if _, err := sas.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("create service account %s/%s: %v", namespace, name, err)
+	}
+	ttl := int64(3600)
+	tr, err := sas.CreateToken(ctx, name, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &ttl}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token of service account %s/%s: %v", namespace, name, err)
+	}
+	cfg := p.Config()
+	cfg.BearerToken = tr.Status.Token
+	return cfg
 }
 
 // Start starts a plane from the binaries in bin (testplane/build.sh's
