@@ -1,6 +1,7 @@
 package store
 
 import (
+	"slices"
 	"sort"
 	"time"
 )
@@ -134,6 +135,33 @@ func Analyze(t *Trace) *Analysis {
 			n.Orphan = sp.ParentSpanID != ""
 			roots = append(roots, n)
 		}
+	}
+	// Spans whose parents make a cycle reach no root: each cycle is
+	// broken at its earliest span, which becomes an orphan root.
+	reached := map[*Node]bool{}
+	var mark func(*Node)
+	mark = func(n *Node) {
+		if reached[n] {
+			return
+		}
+		reached[n] = true
+		for _, c := range n.Children {
+			mark(c)
+		}
+	}
+	for _, r := range roots {
+		mark(r)
+	}
+	for _, n := range nodes {
+		if reached[n] {
+			continue
+		}
+		for _, p := range nodes {
+			p.Children = slices.DeleteFunc(p.Children, func(c *Node) bool { return c == n })
+		}
+		n.Orphan = true
+		roots = append(roots, n)
+		mark(n)
 	}
 	sort.SliceStable(roots, func(i, j int) bool { return betterRoot(roots[i].Span, roots[j].Span) })
 	a.Roots = roots
