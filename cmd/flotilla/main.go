@@ -156,6 +156,7 @@ dependency order with canaries, and traces every request across services.
 		a.busCmd(),
 		a.dataplaneCmd(),
 		a.renderCmd(),
+		a.traceCmd(),
 	)
 	classify(root)
 	return root

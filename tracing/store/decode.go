@@ -282,6 +282,9 @@ func fixIDs(v any, path string) error {
 					}
 					return fmt.Errorf("%s.%s: want a hex string", path, k)
 				}
+				if len(s) != 32 && len(s) != 16 {
+					continue // not an id's hex length: protojson reads it as base64, or refuses it
+				}
 				b, err := hex.DecodeString(s)
 				if err != nil {
 					return fmt.Errorf("%s.%s: %q is not hex", path, k, s)
