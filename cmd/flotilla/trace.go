@@ -331,4 +331,3 @@ func renderTrace(w io.Writer, a *store.Analysis, loc *time.Location) error {
 	}
 	return nil
 }
-
