@@ -22,6 +22,9 @@ import (
 //	                       {"traces"}: summaries, newest first
 //	GET  /api/traces/{id}  {"trace","analysis"}: its spans, tree, critical path
 //	                       and each service's self-time; 404 for an unknown id
+//	GET  /api/traces/edges ?services=a,b&... (the list's filters): {"edges","traces"}:
+//	                       the calls and event flows between services seen in
+//	                       the traces (spans of services not listed passed through)
 //
 // The read routes take the read-only token like every read; an export
 // takes the admin token or the ingest one (RoleIngest) the platform gives
@@ -38,6 +41,48 @@ func (t Traces) Routes(mux *http.ServeMux) {
 	mux.Handle("POST "+TracesPath, store.Receiver{Store: t.Store})
 	mux.HandleFunc("GET /api/traces", t.list)
 	mux.HandleFunc("GET /api/traces/{id}", t.get)
+	mux.HandleFunc("GET /api/traces/edges", t.edges)
+}
+
+func (t Traces) edges(w http.ResponseWriter, r *http.Request) {
+	q, err := store.ParseQuery(r.URL.Query(), time.Now())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	var known map[string]bool
+	if s := r.URL.Query().Get("services"); s != "" {
+		known = map[string]bool{}
+		for _, n := range strings.Split(s, ",") {
+			known[strings.TrimSpace(n)] = true
+		}
+	}
+	edges, n := t.Store.Edges(q, known)
+	if edges == nil {
+		edges = []store.Edge{}
+	}
+	writeJSON(w, http.StatusOK, EdgesResponse{Edges: edges, Traces: n})
+}
+
+// EdgesResponse is the body of GET /api/traces/edges.
+type EdgesResponse struct {
+	Edges  []store.Edge `json:"edges"`
+	Traces int          `json:"traces"`
+}
+
+// TraceEdges returns the interactions between services seen in the
+// traces that match q; services (when given) are the services of the
+// graph, the others' spans passed through.
+func (c *Client) TraceEdges(ctx context.Context, q store.Query, services []string) (*EdgesResponse, error) {
+	v := q.Values()
+	if len(services) > 0 {
+		v.Set("services", strings.Join(services, ","))
+	}
+	var out EdgesResponse
+	if err := c.getJSON(ctx, http.MethodGet, "/api/traces/edges?"+v.Encode(), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 func (t Traces) list(w http.ResponseWriter, r *http.Request) {

@@ -331,3 +331,80 @@ func renderTrace(w io.Writer, a *store.Analysis, loc *time.Location) error {
 	}
 	return nil
 }
+
+func (a *app) graphDriftCmd() *cobra.Command {
+	var addr, output, since string
+	cmd := &cobra.Command{
+		Use:   "drift",
+		Short: "Compare the calls and events seen in recent traces with the graph",
+		Long: `drift compares the service-to-service calls (a server span and the span of
+another service that caused it, through the gateway's and the mesh's hops) and
+event flows (a consumer span and the producer it is linked to) seen in the
+traces the control plane keeps with flotilla.yaml, and lists the calls that
+happen but are not declared (depends_on, publishes/subscribes), and declared
+dependencies and event flows never seen.
+
+Exit status: 0 nothing undeclared seen; 1 undeclared calls or events seen;
+2 a bad flag or manifest; 3 no answer from the control plane.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := outputFlag(cmd, output, "text", "json"); err != nil {
+				return err
+			}
+			m, _, err := a.loadManifest()
+			if err != nil {
+				return usageErr(err)
+			}
+			var q store.Query
+			if since != "" {
+				if q.Since, err = store.ParseSince(since, time.Now()); err != nil {
+					return usageErr(fmt.Errorf("%s --since: %w", cmd.CommandPath(), err))
+				}
+			}
+			ctx, cancel := ctxTimeout(cmd.Context())
+			defer cancel()
+			got, err := a.apiClient(addr).TraceEdges(ctx, q, m.Names())
+			if err != nil {
+				return apiErr(err)
+			}
+			d := store.DriftOf(m, got.Edges, got.Traces)
+			if output == "json" {
+				if err := writeJSONOut(a.stdout, d); err != nil {
+					return err
+				}
+			} else {
+				renderDrift(a.stdout, d, m.File)
+			}
+			if len(d.Undeclared) > 0 {
+				return failed()
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&since, "since", "", "only traces started since this time (RFC 3339) or this long ago (15m)")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	apiFlag(cmd, &addr)
+	return cmd
+}
+
+func renderDrift(w io.Writer, d *store.Drift, manifest string) {
+	fmt.Fprintf(w, "%d traces, %d interactions between services seen\n", d.Traces, len(d.Observed))
+	if len(d.Undeclared) == 0 {
+		fmt.Fprintf(w, "\nno undeclared calls or events: everything seen is in %s\n", manifest)
+	} else {
+		fmt.Fprintf(w, "\nundeclared (seen, not in %s):\n", manifest)
+		for _, e := range d.Undeclared {
+			fix := fmt.Sprintf("add %s to %s's depends_on", e.To, e.From)
+			if e.Kind == store.EdgeEvent {
+				fix = fmt.Sprintf("declare %s in %s's publishes and %s's subscribes", dash(e.Event), e.From, e.To)
+			}
+			fmt.Fprintf(w, "  %-4s %s  seen %d times, e.g. trace %s: %s\n", e.Kind, e.String(), e.Count, e.Example, fix)
+		}
+	}
+	if len(d.Unused) > 0 {
+		fmt.Fprintln(w, "\ndeclared, never seen in these traces:")
+		for _, e := range d.Unused {
+			fmt.Fprintf(w, "  %-5s %s\n", e.Kind, e.String())
+		}
+	}
+}

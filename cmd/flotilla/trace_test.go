@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdkresource "go.opentelemetry.io/otel/sdk/resource"
@@ -150,5 +152,93 @@ func TestTraceCommands(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, "trace", "list", "--api", "127.0.0.1:1"); code != 3 {
 		t.Errorf("no control plane: %d %s", code, errOut)
+	}
+}
+
+const driftManifest = `services:
+  order-service:
+    path: shop/order
+    depends_on: [payment-service, user-service]
+    publishes: [OrderCreated]
+  payment-service:
+    path: shop/payment
+  user-service:
+    path: shop/user
+  cart-service:
+    path: shop/cart
+  shipping-service:
+    path: shop/shipping
+    subscribes: [OrderCreated]
+`
+
+// TestGraphDrift: a call cart-service makes to payment-service that the
+// manifest does not declare shows up; order-service's declared call to
+// payment-service (through a mesh hop) and its event to shipping-service
+// do not; its dependency on user-service is declared but never used.
+func TestGraphDrift(t *testing.T) {
+	t.Setenv("FLOTILLA_TOKEN", "")
+	t.Setenv("FLOTILLA_DATA", t.TempDir())
+	dir := t.TempDir()
+	manifest := dir + "/flotilla.yaml"
+	if err := os.WriteFile(manifest, []byte(driftManifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := store.New(store.DefaultConfig())
+	mux := http.NewServeMux()
+	controlplane.Traces{Store: st}.Routes(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	ctx := context.Background()
+	tracer := func(service string) trace.Tracer {
+		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(srv.URL+store.TracesPath))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp),
+			sdktrace.WithResource(sdkresource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName(service))))
+		t.Cleanup(func() { _ = tp.Shutdown(ctx) })
+		return tp.Tracer("test")
+	}
+	gw, order, pay, cart, ship := tracer("gateway"), tracer("order-service"), tracer("payment-service"), tracer("cart-service"), tracer("shipping-service")
+	server, client := trace.WithSpanKind(trace.SpanKindServer), trace.WithSpanKind(trace.SpanKindClient)
+
+	c1, r := gw.Start(ctx, "POST /api/order/orders", server)
+	c2, o := order.Start(c1, "POST /orders", server)
+	c3, oc := order.Start(c2, "POST payment-service", client)
+	c4, hop := gw.Start(c3, "mesh payment-service", client) // the mesh's hop
+	_, p := pay.Start(c4, "POST /payments", server)
+	p.End()
+	hop.End()
+	oc.End()
+	c5, pub := order.Start(c2, "publish OrderCreated", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.destination.name", "OrderCreated")))
+	pub.End()
+	_, con := ship.Start(c5, "process OrderCreated", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithLinks(trace.LinkFromContext(c5)), trace.WithAttributes(attribute.String("messaging.destination.name", "OrderCreated")))
+	con.End()
+	o.End()
+	r.End()
+	// The undeclared call.
+	c6, cs := cart.Start(ctx, "GET /carts/me", server)
+	_, p2 := pay.Start(c6, "GET /payments/quote", server)
+	p2.End()
+	cs.End()
+
+	code, out, errOut := runCLI(t, "graph", "drift", "-f", manifest, "--api", srv.URL)
+	if code != 1 {
+		t.Fatalf("graph drift: exit %d, want 1 (undeclared call seen)\n%s%s", code, out, errOut)
+	}
+	undeclared, unused, _ := strings.Cut(out, "declared, never seen")
+	if !strings.Contains(undeclared, "call cart-service -> payment-service  seen 1 times") ||
+		strings.Contains(undeclared, "order-service -> payment-service") || strings.Contains(undeclared, "shipping") || strings.Contains(out, "gateway") {
+		t.Errorf("undeclared:\n%s", out)
+	}
+	if !strings.Contains(unused, "call  order-service -> user-service") || strings.Contains(unused, "payment") || strings.Contains(unused, "OrderCreated") {
+		t.Errorf("unused:\n%s", out)
+	}
+	code, out, _ = runCLI(t, "graph", "drift", "-f", manifest, "--api", srv.URL, "-o", "json")
+	var d store.Drift
+	if err := json.Unmarshal([]byte(out), &d); code != 1 || err != nil || d.Traces != 2 || len(d.Observed) != 3 || len(d.Undeclared) != 1 {
+		t.Errorf("-o json: %d %v\n%s", code, err, out)
 	}
 }
