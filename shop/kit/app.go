@@ -16,9 +16,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/flotilla-ci/flotilla/bus"
 	busnats "github.com/flotilla-ci/flotilla/bus/nats"
 	"github.com/flotilla-ci/flotilla/internal/sqldb"
+	"github.com/flotilla-ci/flotilla/tracing"
 )
 
 // Dial opens the bus named by url: nats://host:port for JetStream. An
@@ -53,6 +57,9 @@ type App struct {
 	Log    *slog.Logger
 	Crash  *Crasher
 	Mux    *http.ServeMux
+	// Tracing is the service's tracer provider (a no-op one when tracing
+	// is off).
+	Tracing *tracing.Provider
 
 	relay   *Relay
 	ln      net.Listener
@@ -66,6 +73,7 @@ type App struct {
 	bgCtx   context.Context
 	bgFns   []func(context.Context)
 	tls     *tlsState // nil: plain HTTP
+	ownTP   bool      // Tracing was set up by Start: Close shuts it down
 }
 
 // Start opens the database (migrating the kit's tables and the service's
@@ -79,12 +87,23 @@ func Start(ctx context.Context, cfg Config, migrations, schemas fs.FS) (*App, er
 	if cfg.FaultDraw == nil {
 		cfg.FaultDraw = rand.Float64
 	}
+	cfg.Logger = slog.New(tracing.LogHandler(cfg.Logger.Handler()))
 	log := cfg.Logger.With("service", cfg.Service)
-	a := &App{Config: cfg, Log: log, Mux: http.NewServeMux(), Crash: NewCrasher(cfg.Faults, cfg.Crash)}
+	a := &App{Config: cfg, Log: log, Mux: http.NewServeMux(), Crash: NewCrasher(cfg.Faults, cfg.Crash), Tracing: cfg.Tracing}
 	var err error
 	fail := func(e error) (*App, error) {
 		a.abort()
 		return nil, fmt.Errorf("start %s: %w", cfg.Service, e)
+	}
+	if a.Tracing == nil {
+		tc, err := tracing.ParseEnv(cfg.OTEL, cfg.Service)
+		if err != nil {
+			return fail(err)
+		}
+		if a.Tracing, err = tracing.Setup(ctx, tc, log); err != nil {
+			return fail(err)
+		}
+		a.ownTP = true
 	}
 	if a.DB, err = sqldb.Open(ctx, cfg.DatabaseURL); err != nil {
 		return fail(err)
@@ -107,6 +126,7 @@ func Start(ctx context.Context, cfg Config, migrations, schemas fs.FS) (*App, er
 	if a.Bus, err = Dial(ctx, cfg.BusURL, cfg.BusStream, cfg.Service, !cfg.Faults.Duplicate, log); err != nil {
 		return fail(err)
 	}
+	a.Bus = bus.Traced(a.Bus, a.Tracing, "nats")
 	if a.Codec, err = NewCodec(cfg.RegistryURL); err != nil {
 		return fail(err)
 	}
@@ -125,6 +145,7 @@ func Start(ctx context.Context, cfg Config, migrations, schemas fs.FS) (*App, er
 		}
 	}
 	a.Mux.HandleFunc("GET /metrics/mtls", a.metricsHandler)
+	a.Mux.HandleFunc("GET /metrics/tracing", a.tracingMetrics)
 	a.Mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": cfg.Service})
 	})
@@ -163,8 +184,11 @@ func (a *App) URL() string {
 // Tx runs fn in a transaction; when fn emitted events, the outbox relay
 // is woken after the commit (a transaction without events costs the relay
 // nothing).
+//
+// Under a traced request or delivery the transaction is a span,
+// "db.transaction", failed when fn or the commit fails.
 func (a *App) Tx(ctx context.Context, fn func(tx *sqldb.Tx) error) error {
-	return a.DB.InTx(ctx, func(tx *sqldb.Tx) error {
+	return InTx(ctx, a.DB, func(tx *sqldb.Tx) error {
 		// Registered first, so it fires after the commit and before Emit's
 		// wake-up: the relay has not run at this crash point.
 		tx.AfterCommit(func() { a.Crash.At("outbox.after_commit") })
@@ -174,11 +198,19 @@ func (a *App) Tx(ctx context.Context, fn func(tx *sqldb.Tx) error) error {
 
 // Emit encodes event v and adds it to the outbox inside tx; the relay is
 // woken once tx commits.
-func (a *App) Emit(ctx context.Context, tx *sqldb.Tx, event, key string, v any) error {
+//
+// Under a traced request the event's creation is a producer span,
+// "create <event>", whose trace context the outbox row keeps: the bus
+// publishes the event, later, as that span's child.
+func (a *App) Emit(ctx context.Context, tx *sqldb.Tx, event, key string, v any) (err error) {
+	ctx, span := tracing.Tracer(ctx, tracerName).Start(ctx, "create "+event, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.operation.type", "create"), attribute.String("messaging.destination.name", event)))
+	defer func() { _ = tracing.Fail(span, err); span.End() }()
 	m, err := a.Codec.Message(ctx, event, key, v)
 	if err != nil {
 		return err
 	}
+	span.SetAttributes(attribute.String("messaging.message.id", m.ID()))
 	if err := AddOutbox(ctx, tx, m); err != nil {
 		return err
 	}
@@ -239,7 +271,7 @@ func (a *App) Serve() {
 		a.relay.Run(ctx)
 	}()
 	a.srv = &http.Server{
-		Handler:           logRequests(a.Log, traceContext(httpFaults(a.Config.Faults, a.Config.FaultDraw, problemMux(a.Mux)))),
+		Handler:           a.traceRequests(logRequests(a.Log, traceContext(httpFaults(a.Config.Faults, a.Config.FaultDraw, problemMux(a.Mux))))),
 		BaseContext:       func(net.Listener) context.Context { return WithService(context.Background(), a.Config.Service) },
 		ConnContext:       a.connContext,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -295,6 +327,13 @@ func (a *App) Close() error {
 	}
 	a.bg.Wait()
 	a.abort()
+	if a.ownTP {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.Tracing.Shutdown(ctx); err != nil {
+			a.Log.Warn("flush traces", "err", err)
+		}
+		cancel()
+	}
 	a.Log.Info("stopped")
 	return errors.Join(errs...)
 }
@@ -312,16 +351,6 @@ func (a *App) abort() {
 	if a.DB != nil {
 		_ = a.DB.Close()
 	}
-}
-
-// traceContext puts the request's traceparent (or a new one) in its
-// context and echoes it in the response.
-func traceContext(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tp := Traceparent(WithTraceparent(r.Context(), r.Header.Get("traceparent")))
-		w.Header().Set("traceparent", tp)
-		next.ServeHTTP(w, r.WithContext(WithTraceparent(r.Context(), tp)))
-	})
 }
 
 func subFS(f fs.FS, dir string) (fs.FS, error) { return fs.Sub(f, dir) }

@@ -25,7 +25,7 @@ type Client struct {
 func NewClient(service, base string) *Client {
 	return &Client{Service: service, Base: strings.TrimRight(base, "/"), HTTP: &http.Client{
 		Timeout:   10 * time.Second,
-		Transport: newTransport(),
+		Transport: clientTransport(service, newTransport()),
 	}}
 }
 
@@ -62,7 +62,6 @@ func (c *Client) Do(ctx context.Context, method, path, token string, headers map
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	req.Header.Set("traceparent", Traceparent(ctx))
 	if s := ServiceFrom(ctx); s != "" {
 		req.Header.Set(CallerHeader, s)
 	}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flotilla-ci/flotilla/tracing"
 )
 
 // Config is a service's configuration. Mains fill it from flags and the
@@ -46,8 +48,15 @@ type Config struct {
 	Peers    []string
 	MeshID   string
 
-	// Logger defaults to JSON on stderr at LogLevel.
+	// Logger defaults to JSON on stderr at LogLevel; the App stamps its
+	// records with the trace_id and span_id of their context.
 	Logger *slog.Logger
+	// Tracing traces the service; nil sets it up from OTEL (the
+	// standard OTEL_* variables: no OTEL_EXPORTER_OTLP_ENDPOINT, no
+	// tracing), and the App shuts it down on Close. A provider given here
+	// (tests: one recorder for several services) is the caller's to shut
+	// down.
+	Tracing *tracing.Provider
 	// Crash is called at an armed crash point; it must not return. The
 	// default exits the process with status 70.
 	Crash func(point string)

@@ -2,8 +2,6 @@ package kit
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,10 +10,12 @@ import (
 	"sync"
 
 	"github.com/hamba/avro/v2"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/flotilla-ci/flotilla/bus"
 	"github.com/flotilla-ci/flotilla/schema"
 	"github.com/flotilla-ci/flotilla/schema/serde"
+	"github.com/flotilla-ci/flotilla/tracing"
 )
 
 // ContentTypeAvro is the content-type header of Confluent-framed Avro.
@@ -210,40 +210,34 @@ func (c *Codec) Message(ctx context.Context, event, key string, v any) (bus.Mess
 	if err != nil {
 		return bus.Message{}, err
 	}
-	return bus.Message{Topic: event, Key: key, Payload: payload, Headers: map[string]string{
+	h := map[string]string{
 		bus.HeaderEventID:     NewID(),
 		bus.HeaderEventType:   event,
 		bus.HeaderContentType: ContentTypeAvro,
-		bus.HeaderTraceparent: Traceparent(ctx),
-	}}, nil
+	}
+	tracing.Propagator.Inject(ctx, propagation.MapCarrier(h))
+	if h[bus.HeaderTraceparent] == "" {
+		h[bus.HeaderTraceparent] = Traceparent(ctx)
+	}
+	return bus.Message{Topic: event, Key: key, Payload: payload, Headers: h}, nil
 }
 
-type traceKey struct{}
-
-// WithTraceparent returns ctx carrying a W3C traceparent.
+// WithTraceparent returns ctx with the W3C traceparent tp as its remote
+// parent span context (ctx unchanged when tp is not valid).
 func WithTraceparent(ctx context.Context, tp string) context.Context {
-	return context.WithValue(ctx, traceKey{}, tp)
+	ctx, _ = tracing.ContextWithTraceparent(ctx, tp)
+	return ctx
 }
 
-// Traceparent returns ctx's W3C traceparent, or a new root one.
+// Traceparent returns the W3C traceparent of ctx's span, or a new root one.
 func Traceparent(ctx context.Context) string {
-	if tp, ok := ctx.Value(traceKey{}).(string); ok && validTraceparent(tp) {
+	if tp := tracing.Traceparent(ctx); tp != "" {
 		return tp
 	}
-	var b [24]byte
-	_, _ = rand.Read(b[:])
-	return "00-" + hex.EncodeToString(b[:16]) + "-" + hex.EncodeToString(b[16:]) + "-01"
+	return newTraceparent()
 }
 
 func validTraceparent(tp string) bool {
-	parts := strings.Split(tp, "-")
-	if len(parts) != 4 || len(parts[0]) != 2 || len(parts[1]) != 32 || len(parts[2]) != 16 || len(parts[3]) != 2 {
-		return false
-	}
-	for _, p := range parts {
-		if _, err := hex.DecodeString(p); err != nil {
-			return false
-		}
-	}
-	return parts[1] != strings.Repeat("0", 32) && parts[2] != strings.Repeat("0", 16)
+	_, ok := tracing.ContextWithTraceparent(context.Background(), tp)
+	return ok
 }

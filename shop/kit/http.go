@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // MaxBody is the largest request body any shop endpoint accepts.
@@ -126,6 +128,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 			e = Errorf(http.StatusInternalServerError, "internal", "internal error; see the service log")
 		}
 	}
+	failSpan(trace.SpanFromContext(r.Context()), err)
 	WriteProblem(w, e)
 }
 
@@ -277,6 +280,7 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 func problemMux(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern != "" {
+			nameSpan(r, pattern)
 			mux.ServeHTTP(w, r)
 			return
 		}

@@ -255,7 +255,7 @@ func Idempotent(db *sqldb.DB, consumer string, fn ConsumeFunc, crash *Crasher) b
 		if id == "" {
 			return bus.Permanent(fmt.Errorf("%s on %s: no %s header", consumer, m.Topic, bus.HeaderEventID))
 		}
-		err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+		err := InTx(ctx, db, func(tx *sqldb.Tx) error {
 			// One round trip: a row already there (or committed meanwhile by
 			// a concurrent delivery) inserts nothing.
 			res, err := tx.ExecContext(ctx, `INSERT INTO processed_messages (consumer, event_id, topic, processed_at) VALUES ($1, $2, $3, $4)

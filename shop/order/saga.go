@@ -43,6 +43,8 @@ func (m *Main) drive(ctx context.Context, id string, leased bool) (Order, error)
 		return m.load(ctx, m.app.DB, id)
 	}
 	defer m.driving.Delete(id)
+	ctx, end := m.sagaContext(ctx, id)
+	defer end()
 	if !leased {
 		ok, err := m.takeLease(ctx, id)
 		if err != nil || !ok {
@@ -59,7 +61,9 @@ func (m *Main) drive(ctx context.Context, id string, leased bool) (Order, error)
 		if o.Status != Pending {
 			return o, nil
 		}
-		tr, err := m.step(ctx, o)
+		sctx, span := startStep(ctx, o)
+		tr, err := m.step(sctx, o)
+		endStep(span, tr, err)
 		var r errRetry
 		if errors.As(err, &r) {
 			if o.attempts+1 >= m.Config.MaxAttempts && (o.Step == StepReserve || o.Step == StepCharge) {
