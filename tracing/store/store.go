@@ -135,7 +135,7 @@ func (s *Store) Add(spans []Span) {
 			continue
 		}
 		size := SpanSize(&sp)
-		if int64(t.bytes)+size > s.cfg.MaxBytes || len(t.spans)+1 > s.cfg.MaxSpans {
+		if t.bytes+size > s.cfg.MaxBytes || len(t.spans)+1 > s.cfg.MaxSpans {
 			s.stats.Dropped++
 			continue
 		}
@@ -246,7 +246,7 @@ func validTraceID(id string) bool {
 		return false
 	}
 	for _, c := range id {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return false
 		}
 	}

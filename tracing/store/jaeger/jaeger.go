@@ -333,7 +333,7 @@ func Start(ctx context.Context, bin, dir string, a Addrs) (*Process, error) {
 			if len(tail) > 2000 {
 				tail = tail[len(tail)-2000:]
 			}
-			return nil, fmt.Errorf("jaeger exited (%v) before it was ready; its log %s ends:\n%s", p.err, logPath, tail)
+			return nil, fmt.Errorf("jaeger exited (%w) before it was ready; its log %s ends:\n%s", p.err, logPath, tail)
 		case <-ctx.Done():
 			_ = p.Stop(context.Background())
 			return nil, ctx.Err()
