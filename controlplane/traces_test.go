@@ -88,9 +88,9 @@ func TestTracesAPI(t *testing.T) {
 	if _, err := c.Traces(ctx, store.Query{}); err != nil {
 		t.Error(err)
 	}
-	resp, err := c.do(ctx, http.MethodGet, "/api/traces?min_duration=soon", nil)
-	if err == nil || !strings.Contains(err.Error(), "min_duration") {
-		t.Errorf("bad min_duration: %v %v", resp, err)
+	var out map[string]any
+	if err := c.getJSON(ctx, http.MethodGet, "/api/traces?min_duration=soon", nil, &out); err == nil || !strings.Contains(err.Error(), "min_duration") {
+		t.Errorf("bad min_duration: %v %v", out, err)
 	}
 	// The ingest token exports only; the read-only one cannot export;
 	// no token is refused.
