@@ -32,6 +32,7 @@ import (
 	"github.com/flotilla-ci/flotilla/registry"
 	registrystore "github.com/flotilla-ci/flotilla/registry/sqlstore"
 	"github.com/flotilla-ci/flotilla/schema/serde"
+	"github.com/flotilla-ci/flotilla/tracing/store"
 )
 
 // The default addresses of `flotilla up`: one block, 7400–7499, clear of
@@ -112,6 +113,9 @@ type PlatformConfig struct {
 	// Metrics is where the canary analysis reads its figures (the zero
 	// value: the data plane's own measurements).
 	Metrics MetricsProvider
+	// Tracing says where the platform's processes export their spans
+	// (the zero value: the control plane's own trace store).
+	Tracing TracingConfig
 	// Events receives the release's progress (may be nil).
 	Events func(deploy.Event)
 	// Ready is called once every service is ready and the demo data is
@@ -177,6 +181,9 @@ type PlatformInfo struct {
 	NATS     string `json:"nats"`     // nats://host:port
 	Data     string `json:"data"`
 	Logs     string `json:"logs"`
+	// Traces is the OTLP endpoint the platform's processes export to:
+	// the control plane's (API + /v1/traces) or the user's.
+	Traces string `json:"traces,omitempty"`
 	// Services are the services deployed, in wave order, with their
 	// mesh addresses and gateway prefixes.
 	Services []PlatformService `json:"services"`
@@ -244,6 +251,8 @@ type Platform struct {
 	procs     []*supervise.Process // the platform's own processes
 	dp        *dataplane.Client
 	started   time.Time // when Run began
+	// otel is the OpenTelemetry environment of the platform's processes.
+	otel map[string]string
 }
 
 type closer struct {
@@ -550,6 +559,28 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 		Data: data, Logs: filepath.Join(local.DirIn(data), "logs"),
 	}
 
+	// The trace store, and where the platform's processes export spans:
+	// here, with the ingest token, unless the user named an endpoint.
+	tcfg := p.cfg.Tracing.Store
+	if tcfg == (store.Config{}) {
+		tcfg = store.DefaultConfig()
+	}
+	traces, err := store.New(tcfg)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	itok, err := ingestToken(data)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	p.otel = otelEnv(p.cfg.Tracing, info.API, itok)
+	info.Traces = p.otel[EnvOTLPEndpoint]
+	if p.cfg.Tracing.Endpoint == "" {
+		info.Traces = info.API + TracesPath
+	}
+
 	// The event bus, a process of its own: adopted when a previous
 	// control plane left it running.
 	bus, err := p.startBus(ctx, data, ls.natsAddr)
@@ -743,6 +774,7 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/api/", lc.API.Handler())
 	mux.Handle("GET /metrics", dp.MetricsHandler())
+	Traces{Store: traces}.Routes(mux)
 	ids.routes(mux)
 	p.chaosRoutes(ctx, mux, policy, dp, lc)
 	mux.HandleFunc("GET /api/platform", func(w http.ResponseWriter, r *http.Request) {
@@ -828,7 +860,7 @@ func (p *Platform) startDataplane(ctx context.Context, dir string, dp *dataplane
 	sock := dataplane.SocketIn(dir)
 	proc, err := supervise.Start(ctx, supervise.Spec{
 		Name: "dataplane", Dir: dir, Path: p.cfg.Dataplane[0], Args: args,
-		Version: p.cfg.Version,
+		Version: p.cfg.Version, Env: p.dataplaneEnv(),
 		ReadyPID: func(ctx context.Context, pid int) error {
 			st, err := dataplane.ProbeStatus(ctx, sock)
 			if err == nil && st.PID != pid {

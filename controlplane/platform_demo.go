@@ -72,6 +72,9 @@ func (p *Platform) serviceEnv(info *PlatformInfo, s *secrets) func(string) map[s
 			"BUS_URL":      info.NATS,
 			"REGISTRY_URL": info.Registry,
 		}
+		for k, v := range p.otel {
+			env[k] = v
+		}
 		switch service {
 		case "user-service":
 			env["ADMIN_EMAIL"], env["ADMIN_PASSWORD"] = demoAdminEmail, s.AdminPassword

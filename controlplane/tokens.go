@@ -26,6 +26,10 @@ import (
 const (
 	RoleAdmin = "admin"
 	RoleRead  = "read-only"
+	// RoleIngest may only export spans (POST /v1/traces): the token the
+	// platform gives its services and data plane in
+	// OTEL_EXPORTER_OTLP_HEADERS.
+	RoleIngest = "otlp-ingest"
 )
 
 // TokenDir is where the API's tokens are, in the data directory.
@@ -36,6 +40,9 @@ func TokenDir(data string) string { return filepath.Join(data, "tokens") }
 func TokenFile(data, role string) string {
 	if role == RoleRead {
 		return filepath.Join(TokenDir(data), "read.token")
+	}
+	if role == RoleIngest {
+		return filepath.Join(TokenDir(data), "otlp.token")
 	}
 	return filepath.Join(TokenDir(data), "admin.token")
 }
@@ -61,7 +68,7 @@ func EnsureTokens(data string) (*Tokens, error) {
 		return nil, fmt.Errorf("api tokens: %w", err)
 	}
 	t := &Tokens{data: data}
-	for _, role := range []string{RoleAdmin, RoleRead} {
+	for _, role := range []string{RoleAdmin, RoleRead, RoleIngest} {
 		path := TokenFile(data, role)
 		tok, err := ReadToken(path)
 		if errors.Is(err, os.ErrNotExist) {
@@ -149,6 +156,10 @@ func (t *Tokens) Middleware(next http.Handler) http.Handler {
 		if role == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="flotilla", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, fmt.Errorf("this token is not one of this control plane's: use the one in %s (or %s to read only)", TokenFile(t.data, RoleAdmin), TokenFile(t.data, RoleRead)))
+			return
+		}
+		if role == RoleIngest && (r.Method != http.MethodPost || r.URL.Path != TracesPath) {
+			writeError(w, http.StatusForbidden, fmt.Errorf("%s %s: this token only exports spans (POST %s): use the one in %s", r.Method, r.URL.Path, TracesPath, TokenFile(t.data, RoleRead)))
 			return
 		}
 		if role == RoleRead && r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -86,6 +86,7 @@ dependencies (depends_on) and the events they publish and subscribe to.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(a.graphCheckCmd(), a.graphOrderCmd(), a.graphShowCmd(), a.graphImpactCmd())
+	cmd.AddCommand(a.graphDriftCmd())
 	return cmd
 }
 

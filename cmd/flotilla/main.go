@@ -157,6 +157,7 @@ dependency order with canaries, and traces every request across services.
 		a.dataplaneCmd(),
 		a.renderCmd(),
 		a.chaosCmd(), a.shopCmd(),
+		a.traceCmd(),
 	)
 	classify(root)
 	return root
