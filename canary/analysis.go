@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -394,6 +395,8 @@ func (r *run) join(ctx context.Context) error {
 	if r.status().Phase == PhaseBaking {
 		return nil
 	}
+	r.joined.Add(1)
+	defer r.joined.Add(-1)
 	select {
 	case <-r.done:
 		r.mu.Lock()
@@ -425,6 +428,7 @@ type run struct {
 
 	override chan override
 	done     chan struct{} // closed when the analysis (not the bake) ends
+	joined   atomic.Int32  // releases of the same version waiting in join
 }
 
 func (r *run) status() State {

@@ -958,6 +958,15 @@ func TestASecondReleaseOfTheSameVersionJoinsItsCanary(t *testing.T) {
 	if other == nil || !strings.Contains(other.Error(), "already in progress") {
 		t.Errorf("a release of another version during the canary = %v; want it refused", other)
 	}
+	// The second release must have joined before the interval that ends
+	// the canary: one arriving after it would start a canary of its own.
+	deadline := time.Now().Add(30 * time.Second)
+	for canary.Joined(e.a, "svc") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second release of v2 did not join the canary in progress")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	e.tick()
 	for i, done := range []<-chan error{first, second} {
 		var rb *canary.RollbackError

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -321,7 +322,12 @@ func (c *Chaos) endLocked(ctx context.Context) ([]*ActiveFault, error) {
 		c.log.InfoContext(ctx, "chaos experiment ended", "experiment", c.exp.Name, "faults_removed", len(removed))
 	}
 	c.exp = nil
-	err := c.pushMeshLocked(ctx)
+	var err error
+	if slices.ContainsFunc(removed, func(f *ActiveFault) bool { return isMeshFault(f.Kind) }) {
+		// Only when mesh faults were in force: a platform stopping with
+		// none has nothing to undo in a data plane that may be gone.
+		err = c.pushMeshLocked(ctx)
+	}
 	if removed == nil {
 		removed = []*ActiveFault{}
 	}

@@ -140,8 +140,8 @@ func TestDeployCommandsAgainstControlPlane(t *testing.T) {
 	}
 
 	code, out, _ = cli("status")
-	if code != 0 || !regexp.MustCompile(`alpha-service +[0-9a-f]{12}-[0-9a-f]{6} +- +[0-9a-f]{12}-[0-9a-f]{6}=100 +ready +1 +\d{4}-`).MatchString(out) ||
-		!regexp.MustCompile(`bravo-service +- +- +- +not deployed +0 +-`).MatchString(out) {
+	if code != 0 || !regexp.MustCompile(`alpha-service +[0-9a-f]{12}-[0-9a-f]{6} +- +[0-9a-f]{12}-[0-9a-f]{6}=100 +ready +1 +0 +\d{4}-`).MatchString(out) ||
+		!regexp.MustCompile(`bravo-service +- +- +- +not deployed +0 +0 +-`).MatchString(out) {
 		t.Errorf("status: exit %d\n%s", code, out)
 	}
 
