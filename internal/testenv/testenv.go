@@ -27,6 +27,7 @@ const (
 	Prometheus = "FLOTILLA_TEST_PROMETHEUS" // the prometheus binary (Debian package prometheus)
 	Kube       = "FLOTILLA_TEST_KUBE"       // the directory of the test plane's binaries (testplane/build.sh)
 	KafkaJS    = "FLOTILLA_TEST_KAFKAJS"    // a directory whose node_modules holds @kafkajs/confluent-schema-registry
+	Chromium   = "FLOTILLA_TEST_CHROMIUM"   // the chromium binary the dashboard's browser tests drive (Debian package chromium)
 
 	// Named for a suite to come (the tracing exporter); no suite reads it
 	// yet, so it is not in All and nothing announces it.
@@ -37,7 +38,7 @@ const (
 // the README announce. TestAllIsWhatTheCodeReads keeps it equal to what
 // Readers finds in the module, so a variable joins it with the first suite
 // that reads it.
-var All = []string{Postgres, Redis, NATS, Pact, Prometheus, Kube, KafkaJS}
+var All = []string{Postgres, Redis, NATS, Pact, Prometheus, Kube, KafkaJS, Chromium}
 
 // Lookup returns the variable's value. When it is unset the test is skipped
 // with a line naming the variable, or fails when CI=true.
