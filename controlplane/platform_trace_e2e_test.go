@@ -15,7 +15,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/flotilla-ci/flotilla/controlplane"
+	"github.com/flotilla-ci/flotilla/internal/testenv"
 	"github.com/flotilla-ci/flotilla/tracing/store"
+	"github.com/flotilla-ci/flotilla/tracing/store/jaeger"
 )
 
 // withServiceEnv is the manifest src with key=value in one service's
@@ -329,4 +331,52 @@ func send(t *testing.T, method, url, token, body string) (int, string) {
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.String()
+}
+
+// `flotilla up --jaeger`: the platform runs the real Jaeger under its
+// supervisor and every process exports to it; a request through the
+// gateway is found in Jaeger with the gateway's and the service's spans,
+// and stopping the platform stops Jaeger.
+func TestPlatformExportsToJaeger(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the shop's services and Jaeger")
+	}
+	bin := testenv.Binary(t, testenv.Jaeger)
+	manifest, _ := shopManifest(t, nil)
+	cfg := platformConfig(manifest, t.TempDir())
+	cfg.Demo = false
+	cfg.Tracing.Env = map[string]string{"OTEL_BSP_SCHEDULE_DELAY": "200"}
+	cfg.Tracing.Jaeger = bin
+	cfg.Tracing.JaegerAddrs = jaeger.Addrs{OTLPHTTP: freeAddr(t), QueryHTTP: freeAddr(t), QueryGRPC: freeAddr(t), Health: freeAddr(t)}
+	info, stop := runPlatform(t, cfg)
+	if info.Jaeger != "http://"+cfg.Tracing.JaegerAddrs.QueryHTTP {
+		t.Fatalf("the platform's Jaeger %q, want its query URL", info.Jaeger)
+	}
+	resp, err := http.Get(info.Gateway + "/api/product/products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	id := resp.Header.Get("X-Trace-Id")
+	if len(id) != 32 {
+		t.Fatalf("the gateway's answer names trace %q", id)
+	}
+	c := jaeger.NewClient(info.Jaeger)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		tr, err := c.Get(t.Context(), id)
+		if err == nil && len(missingServices(tr, []string{controlplane.DataplaneService, "product-service"})) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trace %s in Jaeger: %v, services %v; want the gateway's and product-service's spans", id, err, servicesOf(tr))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if err := stop(); err != nil {
+		t.Logf("stop: %v", err)
+	}
+	if _, err := c.Services(t.Context()); err == nil {
+		t.Errorf("Jaeger still answers after the platform stopped")
+	}
 }
