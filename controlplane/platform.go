@@ -33,6 +33,7 @@ import (
 	registrystore "github.com/flotilla-ci/flotilla/registry/sqlstore"
 	"github.com/flotilla-ci/flotilla/schema/serde"
 	"github.com/flotilla-ci/flotilla/tracing/store"
+	"github.com/flotilla-ci/flotilla/tracing/store/jaeger"
 )
 
 // The default addresses of `flotilla up`: one block, 7400–7499, clear of
@@ -184,6 +185,8 @@ type PlatformInfo struct {
 	// Traces is the OTLP endpoint the platform's processes export to:
 	// the control plane's (API + /v1/traces) or the user's.
 	Traces string `json:"traces,omitempty"`
+	// Jaeger is the query URL of the Jaeger the platform runs (--jaeger).
+	Jaeger string `json:"jaeger,omitempty"`
 	// Services are the services deployed, in wave order, with their
 	// mesh addresses and gateway prefixes.
 	Services []PlatformService `json:"services"`
@@ -575,6 +578,24 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	var jaegerProc *supervise.Process
+	if bin := p.cfg.Tracing.Jaeger; bin != "" {
+		a := p.cfg.Tracing.JaegerAddrs
+		if a == (jaeger.Addrs{}) {
+			a = jaeger.DefaultAddrs()
+		}
+		jp, err := p.startJaeger(ctx, data, bin, a)
+		if err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+		p.mu.Lock()
+		p.procs = append(p.procs, jp)
+		p.mu.Unlock()
+		jaegerProc = jp
+		p.cfg.Tracing.Endpoint = "http://" + a.OTLPHTTP
+		info.Jaeger = "http://" + a.QueryHTTP
+	}
 	p.otel = otelEnv(p.cfg.Tracing, info.API, itok)
 	info.Traces = p.otel[EnvOTLPEndpoint]
 	if p.cfg.Tracing.Endpoint == "" {
@@ -655,6 +676,9 @@ func (p *Platform) start(ctx context.Context) (*PlatformInfo, error) {
 	p.onClose("broker", shutdown(&brkSrv))
 	p.onCloseOrDetach("nats", bus.Stop, func() error { bus.Detach(); return nil })
 	p.onClose("database", func(context.Context) error { return db.Close() })
+	if jaegerProc != nil {
+		p.onClose("jaeger", jaegerProc.Stop)
+	}
 	newServer := func(ln net.Listener, h http.Handler, name string, dst **http.Server) {
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)}

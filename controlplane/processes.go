@@ -11,9 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	busnats "github.com/flotilla-ci/flotilla/bus/nats"
 	"github.com/flotilla-ci/flotilla/internal/supervise"
+	"github.com/flotilla-ci/flotilla/tracing/store/jaeger"
 )
 
 // The platform's own processes (today the event bus) run apart from the
@@ -145,4 +147,36 @@ func (p *Platform) Processes() []supervise.Status {
 		out = append(out, pr.Status())
 	}
 	return out
+}
+
+// startJaeger runs the Jaeger v2 binary bin under the supervisor, its
+// configuration in data/jaeger, and returns once its query service
+// answers. Jaeger's own tracing is off: its spans would land in the store
+// it serves.
+func (p *Platform) startJaeger(ctx context.Context, data, bin string, a jaeger.Addrs) (*supervise.Process, error) {
+	dir := filepath.Join(data, "jaeger")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("jaeger: %w", err)
+	}
+	cfg := filepath.Join(dir, "jaeger.yaml")
+	if err := os.WriteFile(cfg, []byte(jaeger.Config(a, 50_000)), 0o644); err != nil {
+		return nil, fmt.Errorf("jaeger: %w", err)
+	}
+	c := jaeger.NewClient("http://" + a.QueryHTTP)
+	proc, err := supervise.Start(ctx, supervise.Spec{
+		Name: "jaeger", Dir: ProcessDir(data), Path: bin, Args: []string{"--config", "file:" + cfg},
+		Env:   append(os.Environ(), "OTEL_TRACES_EXPORTER=none"),
+		Addrs: map[string]string{"otlp": a.OTLPHTTP, "query": a.QueryHTTP},
+		Ready: func(ctx context.Context) error {
+			_, err := c.Services(ctx)
+			return err
+		},
+		ReadyTimeout: time.Minute,
+		Logger:       p.log.With("component", "supervise"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jaeger did not start: %w", err)
+	}
+	p.log.InfoContext(ctx, "started jaeger", "pid", proc.Status().PID, "query", "http://"+a.QueryHTTP, "otlp", "http://"+a.OTLPHTTP)
+	return proc, nil
 }

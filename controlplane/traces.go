@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flotilla-ci/flotilla/tracing/store"
+	"github.com/flotilla-ci/flotilla/tracing/store/jaeger"
 )
 
 // The local trace view: the control plane receives OTLP over HTTP and
@@ -164,6 +165,11 @@ type TracingConfig struct {
 	// Store bounds the control plane's trace store (zero:
 	// store.DefaultConfig()).
 	Store store.Config
+	// Jaeger is a Jaeger v2 binary (`flotilla up --jaeger`): the platform
+	// runs it under its supervisor on JaegerAddrs and every process
+	// exports to it (Endpoint is then its OTLP receiver).
+	Jaeger      string
+	JaegerAddrs jaeger.Addrs // zero: jaeger.DefaultAddrs()
 }
 
 // otelEnv is the OpenTelemetry environment of a process of the platform:

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
@@ -36,6 +37,8 @@ func (a *app) upCmd() *cobra.Command {
 		cfg        controlplane.PlatformConfig
 		only       []string
 		noDemo     bool
+		withJaeger bool
+		jaegerBin  string
 		logMaxSize string
 		authz      string
 		mtls       string
@@ -86,6 +89,13 @@ version is unchanged is not rebuilt. The default addresses are in the
 			}
 			cfg.Services = only
 			cfg.Demo = !noDemo
+			if withJaeger {
+				bin, err := exec.LookPath(jaegerBin)
+				if err != nil {
+					return usageErr(fmt.Errorf("--jaeger: no jaeger binary %q (build it: cd tools/jaeger && go build -o DIR/jaeger github.com/jaegertracing/jaeger/cmd/jaeger; then --jaeger-bin DIR/jaeger or FLOTILLA_JAEGER_BIN): %w", jaegerBin, err))
+				}
+				cfg.Tracing.Jaeger = bin
+			}
 			cfg.Authz = mesh.AuthzMode(authz)
 			cfg.MTLS = identity.Mode(mtls)
 			if cfg.Metrics, err = metricsProvider(provider, promURL); err != nil {
@@ -211,6 +221,12 @@ version is unchanged is not rebuilt. The default addresses are in the
 	f.StringVar(&authz, "authz", string(d.Authz), "the mesh's authorization from the graph: enforce (refuse a call to a service the caller does not depends_on with 403), warn (count it) or off")
 	f.StringVar(&mtls, "mtls", string(d.MTLS), "mutual TLS on the mesh's and the services' listeners: strict (a connection without a certificate of the platform's CA is refused) or permissive (plaintext is also accepted, and counted); 'flotilla certs' lists the identities")
 	f.BoolVar(&noDemo, "no-demo", false, "do not load the demo data")
+	f.BoolVar(&withJaeger, "jaeger", false, "run Jaeger v2 (query UI on 127.0.0.1:16686) and send every service's spans to it ('flotilla trace --from jaeger' reads them)")
+	defJaeger := os.Getenv("FLOTILLA_JAEGER_BIN")
+	if defJaeger == "" {
+		defJaeger = "jaeger"
+	}
+	f.StringVar(&jaegerBin, "jaeger-bin", defJaeger, "with --jaeger: the jaeger binary, built from tools/jaeger (FLOTILLA_JAEGER_BIN)")
 	f.StringVar(&provider, "metrics-provider", providerMesh, "where canaries read their figures: mesh (the data plane's own) or prometheus (--prometheus-url)")
 	f.StringVar(&promURL, "prometheus-url", "", "with --metrics-provider prometheus: a Prometheus scraping the API's /metrics, e.g. http://127.0.0.1:9090")
 	f.StringVar(&logMaxSize, "log-max-size", "10MiB", "rotate a service's log file past this size (e.g. 50MB, 1GiB; 0 or -1: never)")

@@ -28,17 +28,14 @@ const (
 	Kube       = "FLOTILLA_TEST_KUBE"       // the directory of the test plane's binaries (testplane/build.sh)
 	KafkaJS    = "FLOTILLA_TEST_KAFKAJS"    // a directory whose node_modules holds @kafkajs/confluent-schema-registry
 	Chromium   = "FLOTILLA_TEST_CHROMIUM"   // the chromium binary the dashboard's browser tests drive (Debian package chromium)
-
-	// Named for a suite to come (the tracing exporter); no suite reads it
-	// yet, so it is not in All and nothing announces it.
-	Jaeger = "FLOTILLA_TEST_JAEGER" // an OTLP/HTTP endpoint of a Jaeger collector
+	Jaeger     = "FLOTILLA_TEST_JAEGER"     // the jaeger v2 binary (built from tools/jaeger by .ci/run)
 )
 
 // All lists the variables some suite reads: what `make` (env-report) and
 // the README announce. TestAllIsWhatTheCodeReads keeps it equal to what
 // Readers finds in the module, so a variable joins it with the first suite
 // that reads it.
-var All = []string{Postgres, Redis, NATS, Pact, Prometheus, Kube, KafkaJS, Chromium}
+var All = []string{Postgres, Redis, NATS, Pact, Prometheus, Kube, KafkaJS, Chromium, Jaeger}
 
 // Lookup returns the variable's value. When it is unset the test is skipped
 // with a line naming the variable, or fails when CI=true.

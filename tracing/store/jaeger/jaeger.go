@@ -313,6 +313,8 @@ func Start(ctx context.Context, bin, dir string, a Addrs) (*Process, error) {
 	defer func() { _ = logf.Close() }()
 	cmd := exec.Command(bin, "--config", "file:"+cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Jaeger traces itself by default: not into the store it serves.
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("jaeger: run %s: %w", bin, err)
 	}
